@@ -1,0 +1,96 @@
+/**
+ * 一信通: composes configuration, database, the HTTP app and the terminal listener.
+ * `createApp` is what tests drive in-process; running this file starts the servers.
+ */
+import type { Hono } from "hono";
+import {
+  type AppEnv,
+  type Config,
+  createBaseApp,
+  type Db,
+  loadAssets,
+  loadConfig,
+  logger,
+  migrateToLatest,
+  openDatabase,
+} from "./modules/platform/mod.ts";
+import { sessionMiddleware } from "./modules/security/mod.ts";
+import { loadStaff, staffRoutes } from "./modules/staff/mod.ts";
+import { seedDemoData } from "./modules/demo/mod.ts";
+
+/** What every module's routes and services are built from. */
+export interface AppDeps {
+  db: Db;
+  config: Config;
+  /** Registers work to do on shutdown (stop background loops). */
+  onShutdown(fn: () => Promise<void> | void): void;
+}
+
+/** Paths that outside systems POST to without a browser session (gateway notifies). */
+const CSRF_EXEMPT = ["/pay/notify/"];
+
+/** Builds the whole HTTP application. */
+export function createApp(deps: AppDeps): Hono<AppEnv> {
+  const app = createBaseApp({ db: deps.db });
+  app.use("*", sessionMiddleware(deps, { exempt: CSRF_EXEMPT }));
+  app.use("/admin/*", loadStaff(deps.db));
+  app.use("/admin", loadStaff(deps.db));
+  app.route("/admin", staffRoutes(deps));
+  return app;
+}
+
+async function start(): Promise<void> {
+  const log = logger("main");
+  const config = loadConfig();
+  const handle = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+  const applied = await migrateToLatest(handle.db);
+  if (applied.length) log.info("migrations applied", { applied });
+  await loadAssets();
+
+  const stoppers: Array<() => Promise<void> | void> = [];
+  const deps: AppDeps = { db: handle.db, config, onShutdown: (fn) => stoppers.push(fn) };
+  if (config.seedDemo) {
+    const seeded = await seedDemoData(deps);
+    if (seeded) log.info("demo data seeded");
+  }
+  const app = createApp(deps);
+
+  const server = Deno.serve({
+    port: config.port,
+    hostname: Deno.env.get("HOST") ?? "0.0.0.0",
+    onListen: () => {},
+  }, (req, info) => app.fetch(req, { remoteAddr: info.remoteAddr }));
+
+  console.log(`\n  校园一信通 is running at ${config.baseUrl}/`);
+  console.log(`  Database: ${handle.kind === "pglite" ? `embedded PGlite in ${config.dataDir}/pgdata` : "PostgreSQL"}`);
+  console.log(`  Staff console: ${config.baseUrl}/admin  (demo sign-in: admin / Admin12345)\n`);
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info("shutting down", { signal });
+    for (const stop of stoppers.reverse()) {
+      try {
+        await stop();
+      } catch (err) {
+        log.error("shutdown step failed", { err: (err as Error).message });
+      }
+    }
+    await server.shutdown();
+    await handle.close();
+    log.info("stopped");
+    Deno.exit(0);
+  };
+  Deno.addSignalListener("SIGTERM", () => shutdown("SIGTERM"));
+  Deno.addSignalListener("SIGINT", () => shutdown("SIGINT"));
+}
+
+if (import.meta.main) {
+  try {
+    await start();
+  } catch (err) {
+    console.error((err as Error).message);
+    Deno.exit(1);
+  }
+}

@@ -1,0 +1,23 @@
+import type { Db } from "../platform/database.ts";
+import type { Config } from "../platform/config.ts";
+import { ALL_ROLES, createStaff } from "../staff/mod.ts";
+
+/** The demo staff sign-in printed at start. */
+export const DEMO_ADMIN = { username: "admin", password: "Admin12345" };
+
+/**
+ * Seeds demo data once, on an empty database (no staff yet). Returns whether it seeded.
+ * Each module contributes through its own public seed function.
+ */
+export async function seedDemoData(deps: { db: Db; config: Config }): Promise<boolean> {
+  const { db } = deps;
+  const any = await db.selectFrom("staff").select("id").limit(1).executeTakeFirst();
+  if (any) return false;
+  await createStaff(db, {
+    username: DEMO_ADMIN.username,
+    name: "演示管理员",
+    password: DEMO_ADMIN.password,
+    roles: [...ALL_ROLES],
+  });
+  return true;
+}

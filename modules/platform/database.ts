@@ -1,0 +1,91 @@
+import { Kysely, PostgresDialect } from "kysely";
+// @ts-types="@types/pg"
+import pg from "pg";
+import { PGlite } from "@electric-sql/pglite";
+import { join } from "node:path";
+import { PGliteDialect } from "./_pglite_dialect.ts";
+
+/**
+ * The database schema. Each module adds its own tables to this interface by declaration
+ * merging in its `tables.ts`, so no module edits another's table types.
+ */
+// deno-lint-ignore no-empty-interface
+export interface Database {}
+
+/** The query builder every repository takes first. */
+export type Db = Kysely<Database>;
+
+const INT8_OID = 20;
+const NUMERIC_OID = 1700;
+
+/** bigint columns (money in fen, ids, counts) come back as numbers, never silently rounded. */
+export function parseInt8Safe(text: string): number {
+  const n = Number(text);
+  if (!Number.isSafeInteger(n)) {
+    throw new RangeError(`Cannot read bigint ${text}: outside the safe integer range`);
+  }
+  return n;
+}
+
+/** numeric appears as the result of sum(bigint); integral values must stay exact. */
+export function parseNumericSafe(text: string): number {
+  const n = Number(text);
+  if (/^-?\d+$/.test(text) && !Number.isSafeInteger(n)) {
+    throw new RangeError(`Cannot read numeric ${text}: outside the safe integer range`);
+  }
+  return n;
+}
+
+/** An open database with what is needed to close it and to tell which kind it is. */
+export interface DatabaseHandle {
+  db: Db;
+  kind: "pglite" | "postgres";
+  close(): Promise<void>;
+}
+
+export interface OpenOptions {
+  /** Postgres connection string; null opens the embedded PGlite. */
+  databaseUrl: string | null;
+  /** Directory for PGlite's files; null keeps PGlite in memory (tests). */
+  dataDir?: string | null;
+  /** Preloaded PGlite data directory dump (tests start from a migrated snapshot). */
+  loadDataDir?: Blob;
+  poolSize?: number;
+}
+
+/** Opens PostgreSQL (DATABASE_URL) or the embedded PGlite, returning a Kysely handle. */
+export async function openDatabase(options: OpenOptions): Promise<DatabaseHandle> {
+  if (options.databaseUrl) {
+    const pool = new pg.Pool({
+      connectionString: options.databaseUrl,
+      max: options.poolSize ?? 20,
+      types: {
+        getTypeParser(oid: number, format?: string) {
+          if (oid === INT8_OID) return parseInt8Safe;
+          if (oid === NUMERIC_OID) return parseNumericSafe;
+          // deno-lint-ignore no-explicit-any
+          return (pg.types.getTypeParser as any)(oid, format);
+        },
+      },
+    });
+    pool.on("error", (err: Error) => {
+      console.error(JSON.stringify({ level: "error", msg: "idle database client error", err: err.message }));
+    });
+    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+    return { db, kind: "postgres", close: () => db.destroy() };
+  }
+  const dir = options.dataDir ? join(options.dataDir, "pgdata") : undefined;
+  const lite = await PGlite.create(dir, {
+    loadDataDir: options.loadDataDir,
+    parsers: { [INT8_OID]: parseInt8Safe, [NUMERIC_OID]: parseNumericSafe },
+  });
+  const db = new Kysely<Database>({ dialect: new PGliteDialect(lite) });
+  return {
+    db,
+    kind: "pglite",
+    async close() {
+      await db.destroy();
+      await lite.close();
+    },
+  };
+}

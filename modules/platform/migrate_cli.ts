@@ -1,0 +1,13 @@
+/** `deno task migrate`: applies pending migrations to the configured database and exits. */
+import { loadConfig } from "./config.ts";
+import { openDatabase } from "./database.ts";
+import { migrateToLatest } from "./migrate.ts";
+
+const config = loadConfig();
+const handle = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+try {
+  const applied = await migrateToLatest(handle.db);
+  console.log(applied.length ? `Applied: ${applied.join(", ")}` : "Database is up to date.");
+} finally {
+  await handle.close();
+}

@@ -1,0 +1,206 @@
+/**
+ * Test support: a fresh, migrated database per test (PGlite in memory by default, or a new
+ * database on the PostgreSQL server of DATABASE_URL), a test configuration, and an in-process
+ * HTTP client with a cookie jar that fills in CSRF tokens like a browser would.
+ */
+import { Kysely, sql } from "kysely";
+import { PostgresDialect } from "kysely";
+// @ts-types="@types/pg"
+import pg from "pg";
+import { PGlite } from "@electric-sql/pglite";
+import { type Config, loadConfig } from "./config.ts";
+import { type DatabaseHandle, openDatabase } from "./database.ts";
+import { migrateToLatest } from "./migrate.ts";
+import { keyedHash } from "../security/crypto.ts";
+
+const TEST_SECRET = "test-app-secret-0123456789abcdef0123456789abcdef";
+const TEST_PEPPER = "test-card-pepper-0123456789abcdef0123456789abcdef";
+
+/** A configuration for tests: fixed secrets, no SMTP, sandbox gateway, simulated meters. */
+export function testConfig(overrides: Partial<Config> = {}): Config {
+  const config = loadConfig({
+    APP_SECRET: TEST_SECRET,
+    CARD_PEPPER: TEST_PEPPER,
+    DATA_DIR: "/nonexistent-test-data",
+    BASE_URL: "http://localhost:8000",
+    PAYMENT_GATEWAY: "sandbox",
+    ALLOW_SANDBOX_GATEWAY: "1",
+    SEED_DEMO: "0",
+  });
+  return { ...config, databaseUrl: Deno.env.get("DATABASE_URL") || null, ...overrides };
+}
+
+let liteSnapshot: Promise<Blob> | null = null;
+
+async function migratedLiteSnapshot(): Promise<Blob> {
+  const lite = await PGlite.create();
+  const handle = await openDatabaseFromLite(lite);
+  await migrateToLatest(handle.db);
+  const dump = await lite.dumpDataDir("none");
+  await handle.close();
+  return dump;
+}
+
+async function openDatabaseFromLite(lite: PGlite): Promise<DatabaseHandle> {
+  const { PGliteDialect } = await import("./_pglite_dialect.ts");
+  // deno-lint-ignore no-explicit-any
+  const db = new Kysely<any>({ dialect: new PGliteDialect(lite) });
+  return { db, kind: "pglite", close: async () => { await db.destroy(); await lite.close(); } };
+}
+
+let templateReady: Promise<string> | null = null;
+
+async function migrationsFingerprint(): Promise<string> {
+  const names: string[] = [];
+  const dir = new URL("../../migrations/", import.meta.url);
+  for await (const e of Deno.readDir(dir)) {
+    if (e.isFile) names.push(`${e.name}:${(await Deno.stat(new URL(e.name, dir))).mtime?.getTime()}`);
+  }
+  names.sort();
+  return (await keyedHash("fingerprint", "migrations", names.join("|"))).slice(0, 12);
+}
+
+/** Creates (once per migration set) a migrated template database on the server. */
+async function ensureTemplate(url: string): Promise<string> {
+  const name = `yxt_tpl_${await migrationsFingerprint()}`;
+  const admin = new pg.Client({ connectionString: url });
+  await admin.connect();
+  try {
+    // Several test processes run at once: one builds the template, the others wait for it.
+    await admin.query("select pg_advisory_lock(724001)");
+    const exists = await admin.query("select 1 from pg_database where datname = $1", [name]);
+    if (exists.rowCount === 0) {
+      const building = `${name}_build`;
+      await admin.query(`drop database if exists ${building}`);
+      await admin.query(`create database ${building}`);
+      const u = new URL(url);
+      u.pathname = `/${building}`;
+      const h = await openDatabase({ databaseUrl: u.toString(), poolSize: 2 });
+      try {
+        await migrateToLatest(h.db);
+      } finally {
+        await h.close();
+      }
+      await admin.query(`alter database ${building} rename to ${name}`);
+      await admin.query(`alter database ${name} with is_template true`);
+    }
+    await admin.query("select pg_advisory_unlock(724001)");
+  } finally {
+    await admin.end();
+  }
+  return name;
+}
+
+/** A fresh migrated database for one test, dropped (PostgreSQL) or discarded (PGlite) on close. */
+export async function createTestDatabase(
+  options: { poolSize?: number } = {},
+): Promise<DatabaseHandle & { url: string | null }> {
+  const url = Deno.env.get("DATABASE_URL");
+  if (!url) {
+    liteSnapshot ??= migratedLiteSnapshot();
+    const handle = await openDatabase({ databaseUrl: null, loadDataDir: await liteSnapshot });
+    return { ...handle, url: null };
+  }
+  templateReady ??= ensureTemplate(url);
+  const template = await templateReady;
+  const name = `yxt_test_${crypto.randomUUID().replaceAll("-", "").slice(0, 16)}`;
+  const admin = new pg.Client({ connectionString: url });
+  await admin.connect();
+  await admin.query(`create database ${name} template ${template}`);
+  await admin.end();
+  const u = new URL(url);
+  u.pathname = `/${name}`;
+  const handle = await openDatabase({ databaseUrl: u.toString(), poolSize: options.poolSize ?? 10 });
+  return {
+    ...handle,
+    url: u.toString(),
+    async close() {
+      await handle.close();
+      const a = new pg.Client({ connectionString: url });
+      await a.connect();
+      await a.query(`drop database if exists ${name} with (force)`);
+      await a.end();
+    },
+  };
+}
+
+/** The CSRF token the server expects for a cookie jar (same derivation as the middleware). */
+export async function csrfFor(config: Config, cookies: Map<string, string>, admin = false): Promise<string> {
+  let basis: string;
+  if (admin && cookies.get("yxt_staff")) basis = `t:${cookies.get("yxt_staff")}`;
+  else if (!admin && cookies.get("yxt_sid")) basis = `s:${cookies.get("yxt_sid")}`;
+  else basis = `a:${cookies.get("yxt_anon")}`;
+  return (await keyedHash(config.appSecret, "csrf", basis)).slice(0, 40);
+}
+
+/** The shape of an app that can answer requests in-process (a Hono app). */
+export interface Fetcher {
+  request(input: string | Request, init?: RequestInit): Response | Promise<Response>;
+}
+
+/**
+ * A browser-like in-process client: keeps cookies, sends forms with the right CSRF token, and
+ * does not follow redirects (tests look at them).
+ */
+export class TestClient {
+  readonly cookies = new Map<string, string>();
+  constructor(readonly app: Fetcher, readonly config: Config, readonly ip = "127.0.0.1") {}
+
+  #store(res: Response): void {
+    for (const line of res.headers.getSetCookie()) {
+      const [pair, ...attrs] = line.split(";");
+      const eq = pair.indexOf("=");
+      const name = pair.slice(0, eq).trim();
+      const value = pair.slice(eq + 1).trim();
+      const expired = attrs.some((a) => /max-age=0\b/i.test(a.trim())) || value === "";
+      if (expired) this.cookies.delete(name);
+      else this.cookies.set(name, value);
+    }
+  }
+
+  #headers(extra: Record<string, string> = {}): Headers {
+    const h = new Headers(extra);
+    if (this.cookies.size) h.set("cookie", [...this.cookies].map(([k, v]) => `${k}=${v}`).join("; "));
+    h.set("x-forwarded-for", this.ip);
+    return h;
+  }
+
+  /** GET a path. */
+  async get(path: string, headers: Record<string, string> = {}): Promise<Response> {
+    const res = await this.app.request(`http://localhost:8000${path}`, { headers: this.#headers(headers) });
+    this.#store(res);
+    return res;
+  }
+
+  /** GET a path and return the body text, failing on a non-2xx status. */
+  async page(path: string, headers: Record<string, string> = {}): Promise<string> {
+    const res = await this.get(path, headers);
+    const text = await res.text();
+    if (res.status >= 300) throw new Error(`GET ${path} answered ${res.status}: ${text.slice(0, 500)}`);
+    return text;
+  }
+
+  /** POST a form (urlencoded), with the CSRF token unless `csrf: false`. */
+  async post(
+    path: string,
+    fields: Record<string, string | string[]> = {},
+    options: { csrf?: boolean; headers?: Record<string, string> } = {},
+  ): Promise<Response> {
+    if (!this.cookies.has("yxt_anon") && !this.cookies.has("yxt_sid")) await this.get("/healthz");
+    const body = new URLSearchParams();
+    for (const [k, v] of Object.entries(fields)) {
+      for (const item of Array.isArray(v) ? v : [v]) body.append(k, item);
+    }
+    if (options.csrf !== false) body.set("_csrf", await csrfFor(this.config, this.cookies, path.startsWith("/admin")));
+    const res = await this.app.request(`http://localhost:8000${path}`, {
+      method: "POST",
+      headers: this.#headers({ "content-type": "application/x-www-form-urlencoded", ...options.headers }),
+      body,
+    });
+    this.#store(res);
+    return res;
+  }
+}
+
+/** Runs `sql` statements directly (for test setup that no service offers). */
+export { sql };

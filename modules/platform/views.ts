@@ -1,0 +1,98 @@
+import { Eta } from "eta";
+import { fileURLToPath as fromFileUrl } from "node:url";
+import type { Context } from "hono";
+import { assetUrl } from "./assets.ts";
+import { formatFen, fenToYuanText } from "./money.ts";
+import type { AppEnv } from "./http.ts";
+
+const eta = new Eta({
+  views: fromFileUrl(new URL("../../views", import.meta.url)),
+  cache: Deno.env.get("VIEW_CACHE") !== "0",
+  autoEscape: true,
+  autoTrim: false,
+});
+
+const dateFmt = new Intl.DateTimeFormat("zh-CN", {
+  timeZone: "Asia/Shanghai",
+  year: "numeric",
+  month: "2-digit",
+  day: "2-digit",
+  hour: "2-digit",
+  minute: "2-digit",
+  second: "2-digit",
+  hour12: false,
+});
+
+/** Helpers every template can call as `it.h.fen(x)` and so on. */
+export const helpers = {
+  fen: formatFen,
+  yuan: fenToYuanText,
+  asset: assetUrl,
+  /** "2026-11-25 19:55:54" in China time. */
+  time(d: Date | string | null | undefined): string {
+    if (!d) return "";
+    const parts = dateFmt.formatToParts(typeof d === "string" ? new Date(d) : d);
+    const get = (t: string) => parts.find((p) => p.type === t)?.value ?? "";
+    return `${get("year")}-${get("month")}-${get("day")} ${get("hour")}:${get("minute")}:${
+      get("second")
+    }`;
+  },
+  /** Masks a phone number as 138****5678. */
+  maskPhone(phone: string): string {
+    return phone.length === 11 ? `${phone.slice(0, 3)}****${phone.slice(7)}` : phone;
+  },
+};
+
+/** Field errors of a form, keyed by field name, plus an optional form-wide one under "_form". */
+export type FieldErrors = Record<string, string>;
+
+/** Renders a template to a string (no layout). */
+export function renderTemplate(template: string, data: Record<string, unknown>): string {
+  return eta.render(template, { h: helpers, ...data });
+}
+
+export interface RenderOptions {
+  status?: number;
+  /** Layout to wrap the page in: "layout" (students, default), "admin/layout", or null. */
+  layout?: string | null;
+  /** Page title shown in the WeChat title bar. */
+  title?: string;
+  /** Which tab of the bottom bar is active: "home" (智校园), "me" (我的), or none. */
+  tab?: "home" | "me" | null;
+  headers?: Record<string, string>;
+}
+
+/**
+ * Renders a page inside its layout, or without the layout when htmx asks (HX-Request) and the
+ * request is not a boosted full navigation.
+ */
+export function render(
+  c: Context<AppEnv>,
+  template: string,
+  data: Record<string, unknown> = {},
+  options: RenderOptions = {},
+): Response {
+  const common = {
+    h: helpers,
+    csrf: c.get("csrf"),
+    path: c.req.path,
+    staff: c.get("staff"),
+    accountId: c.get("accountId"),
+    adminNav: c.get("adminNav"),
+  };
+  const body = eta.render(template, { ...common, ...data });
+  const partial = c.req.header("hx-request") === "true" && c.req.header("hx-boosted") !== "true";
+  const layout = options.layout === undefined ? "layout" : options.layout;
+  const html = layout && !partial
+    ? eta.render(layout, {
+      ...common,
+      ...data,
+      body,
+      title: options.title ?? (data.title as string | undefined) ?? "校园一信通",
+      tab: options.tab ?? null,
+    })
+    : body;
+  const res = c.html(html, (options.status ?? 200) as 200);
+  for (const [k, v] of Object.entries(options.headers ?? {})) res.headers.set(k, v);
+  return res;
+}

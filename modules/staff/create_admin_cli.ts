@@ -1,0 +1,28 @@
+/**
+ * `deno task create-admin <username> <name> <password>`: creates a staff member with every role,
+ * for the first sign-in of a new deployment.
+ */
+import { loadConfig } from "../platform/config.ts";
+import { openDatabase } from "../platform/database.ts";
+import { migrateToLatest } from "../platform/migrate.ts";
+import { DomainError } from "../platform/errors.ts";
+import { ALL_ROLES } from "./roles.ts";
+import { createStaff } from "./service.ts";
+
+const [username, name, password] = Deno.args;
+if (!username || !name || !password) {
+  console.error("Usage: deno task create-admin <username> <name> <password>");
+  Deno.exit(2);
+}
+const config = loadConfig();
+const handle = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+try {
+  await migrateToLatest(handle.db);
+  const id = await createStaff(handle.db, { username, name, password, roles: [...ALL_ROLES] });
+  console.log(`Created staff ${username} (id ${id}) with roles ${ALL_ROLES.join(", ")}`);
+} catch (err) {
+  console.error(err instanceof DomainError ? err.userMessage : (err as Error).message);
+  Deno.exitCode = 1;
+} finally {
+  await handle.close();
+}

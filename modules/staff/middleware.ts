@@ -1,0 +1,48 @@
+import type { MiddlewareHandler } from "hono";
+import type { Db } from "../platform/database.ts";
+import { ForbiddenError } from "../platform/errors.ts";
+import type { AdminNavItem, AppEnv } from "../platform/http.ts";
+import type { Role } from "./roles.ts";
+import { findActiveStaff } from "./service.ts";
+
+const nav: AdminNavItem[] = [];
+
+/** Adds an entry to the admin console's navigation, shown to the given roles. */
+export function registerAdminNav(item: AdminNavItem): void {
+  if (!nav.some((n) => n.href === item.href)) nav.push(item);
+}
+
+/** Loads the signed-in staff member (for /admin paths) and the navigation they may see. */
+export function loadStaff(db: Db): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    const id = c.get("staffId");
+    if (id !== null) {
+      const staff = await findActiveStaff(db, id);
+      c.set("staff", staff);
+      if (staff) c.set("adminNav", nav.filter((n) => n.roles.some((r) => staff.roles.includes(r))));
+    }
+    await next();
+  };
+}
+
+/**
+ * Only staff holding one of `roles` pass; anyone else signed out is sent to the staff sign-in,
+ * and a signed-in member without the role gets 403.
+ */
+export function requireRole(...roles: Role[]): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    const staff = c.get("staff");
+    if (!staff) {
+      const target = `/admin/login?next=${encodeURIComponent(c.req.method === "GET" ? c.req.path : "/admin")}`;
+      if (c.req.header("hx-request") === "true") return c.body(null, 204, { "hx-redirect": target });
+      return c.redirect(target, 303);
+    }
+    if (staff.mustChangePassword && c.req.path !== "/admin/password") {
+      return c.redirect("/admin/password", 303);
+    }
+    if (roles.length > 0 && !roles.some((r) => staff.roles.includes(r))) {
+      throw new ForbiddenError(`Staff ${staff.username} lacks role ${roles.join("|")}`);
+    }
+    await next();
+  };
+}

@@ -1,0 +1,183 @@
+import { Hono } from "hono";
+import { zValidator } from "@hono/zod-validator";
+import { z } from "zod";
+import type { Db } from "../platform/database.ts";
+import type { Config } from "../platform/config.ts";
+import { DomainError } from "../platform/errors.ts";
+import type { AppEnv } from "../platform/http.ts";
+import { formErrorsHook } from "../platform/forms.ts";
+import { render } from "../platform/views.ts";
+import { clientIp, safeNext, signIn, signOut } from "../security/mod.ts";
+import { listAudit, writeAudit } from "./audit.ts";
+import { registerAdminNav, requireRole } from "./middleware.ts";
+import { ALL_ROLES, ROLE_LABELS, ROLES, type Role } from "./roles.ts";
+import { authenticateStaff, changeStaffPassword, createStaff } from "./service.ts";
+
+const loginSchema = z.object({
+  username: z.string().trim().min(1, "请输入用户名").max(32, "用户名过长"),
+  password: z.string().min(1, "请输入密码").max(128, "密码过长"),
+  next: z.string().max(300).optional(),
+});
+
+const passwordSchema = z.object({
+  old_password: z.string().min(1, "请输入原密码").max(128, "密码过长"),
+  new_password: z.string().min(1, "请输入新密码").max(128, "密码过长"),
+});
+
+const newStaffSchema = z.object({
+  username: z.string().trim().min(1, "请输入用户名").max(32, "用户名过长"),
+  name: z.string().trim().min(1, "请输入姓名").max(40, "姓名过长"),
+  password: z.string().min(1, "请输入初始密码").max(128, "密码过长"),
+  roles: z.union([z.string(), z.array(z.string())]).optional(),
+});
+
+const auditQuery = z.object({
+  action: z.string().max(64).optional(),
+  target_type: z.string().max(64).optional(),
+  target_id: z.string().max(64).optional(),
+  staff: z.string().max(32).optional(),
+  before: z.coerce.number().int().positive().optional().catch(undefined),
+});
+
+/** Staff sign-in, the console home, the audit log and staff accounts. */
+export function staffRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
+  const { db } = deps;
+  const app = new Hono<AppEnv>();
+  registerAdminNav({ href: "/admin/audit", label: "审计日志", roles: ALL_ROLES });
+  registerAdminNav({ href: "/admin/staff", label: "员工账号", roles: [ROLES.sysadmin] });
+
+  const showLogin = (c: Parameters<typeof render>[0], errors: Record<string, string>, input: Record<string, string>, status = 200) =>
+    render(c, "staff/login", { errors, input }, { status, layout: "admin/layout", title: "工作人员登录" });
+
+  app.get("/login", (c) => showLogin(c, {}, { next: c.req.query("next") ?? "" }));
+
+  app.post(
+    "/login",
+    zValidator("form", loginSchema, formErrorsHook((c, errors, input) => showLogin(c, errors, input, 422))),
+    async (c) => {
+      const form = c.req.valid("form");
+      try {
+        const staff = await authenticateStaff(db, form.username, form.password, clientIp(c));
+        await signIn(c, deps, "staff", staff.id);
+        return c.redirect(safeNext(form.next, "/admin").startsWith("/admin") ? safeNext(form.next, "/admin") : "/admin", 303);
+      } catch (err) {
+        if (err instanceof DomainError) {
+          return showLogin(c, { [err.field ?? "_form"]: err.userMessage }, { username: form.username, next: form.next ?? "" }, err.status);
+        }
+        throw err;
+      }
+    },
+  );
+
+  app.post("/logout", async (c) => {
+    await signOut(c, deps, "staff");
+    return c.redirect("/admin/login", 303);
+  });
+
+  app.get("/", requireRole(), (c) => render(c, "staff/home", { roleLabels: ROLE_LABELS }, { layout: "admin/layout", title: "管理后台" }));
+
+  app.get("/password", requireRole(), (c) =>
+    render(c, "staff/password", { errors: {} }, { layout: "admin/layout", title: "修改密码" }));
+
+  app.post(
+    "/password",
+    requireRole(),
+    zValidator("form", passwordSchema, formErrorsHook((c, errors) =>
+      render(c, "staff/password", { errors }, { status: 422, layout: "admin/layout", title: "修改密码" }))),
+    async (c) => {
+      const form = c.req.valid("form");
+      const staff = c.get("staff")!;
+      try {
+        await changeStaffPassword(db, staff.id, form.old_password, form.new_password);
+      } catch (err) {
+        if (err instanceof DomainError) {
+          return render(c, "staff/password", { errors: { [err.field ?? "_form"]: err.userMessage } }, {
+            status: 422,
+            layout: "admin/layout",
+            title: "修改密码",
+          });
+        }
+        throw err;
+      }
+      await writeAudit(db, { staffId: staff.id, action: "staff.password_changed", targetType: "staff", targetId: staff.id, ip: clientIp(c) });
+      return c.redirect("/admin", 303);
+    },
+  );
+
+  app.get("/audit", requireRole(...ALL_ROLES), zValidator("query", auditQuery), async (c) => {
+    const q = c.req.valid("query");
+    const rows = await listAudit(db, {
+      action: q.action || undefined,
+      targetType: q.target_type || undefined,
+      targetId: q.target_id || undefined,
+      staffUsername: q.staff || undefined,
+      beforeId: q.before,
+      limit: 100,
+    });
+    return render(c, "staff/audit", { rows, q }, { layout: "admin/layout", title: "审计日志" });
+  });
+
+  const showStaff = async (c: Parameters<typeof render>[0], errors: Record<string, string>, input: Record<string, string>, status = 200) => {
+    const list = await db.selectFrom("staff").select(["id", "username", "name", "roles", "disabled", "created_at"])
+      .orderBy("id").execute();
+    return render(c, "staff/staff", { list, errors, input, allRoles: ALL_ROLES, roleLabels: ROLE_LABELS }, {
+      status,
+      layout: "admin/layout",
+      title: "员工账号",
+    });
+  };
+
+  app.get("/staff", requireRole(ROLES.sysadmin), (c) => showStaff(c, {}, {}));
+
+  app.post(
+    "/staff",
+    requireRole(ROLES.sysadmin),
+    zValidator("form", newStaffSchema, formErrorsHook((c, errors, input) => showStaff(c, errors, input, 422))),
+    async (c) => {
+      const form = c.req.valid("form");
+      const roles = (Array.isArray(form.roles) ? form.roles : form.roles ? [form.roles] : []) as Role[];
+      try {
+        const id = await createStaff(db, { username: form.username, name: form.name, password: form.password, roles, mustChangePassword: true });
+        await writeAudit(db, {
+          staffId: c.get("staff")!.id,
+          action: "staff.created",
+          targetType: "staff",
+          targetId: id,
+          after: { username: form.username, name: form.name, roles },
+          ip: clientIp(c),
+        });
+      } catch (err) {
+        if (err instanceof DomainError) {
+          return showStaff(c, { [err.field ?? "_form"]: err.userMessage }, { username: form.username, name: form.name }, 422);
+        }
+        throw err;
+      }
+      return c.redirect("/admin/staff", 303);
+    },
+  );
+
+  app.post("/staff/:id/disable", requireRole(ROLES.sysadmin), async (c) => {
+    const id = Number(c.req.param("id"));
+    const me = c.get("staff")!;
+    if (!Number.isSafeInteger(id) || id <= 0) throw new DomainError("Bad staff id", "参数错误");
+    if (id === me.id) throw new DomainError("Cannot disable oneself", "不能停用自己的账号");
+    const before = await db.selectFrom("staff").select(["disabled"]).where("id", "=", id).executeTakeFirst();
+    if (!before) throw new DomainError("No such staff", "员工不存在");
+    const disabled = !before.disabled;
+    await db.transaction().execute(async (trx) => {
+      await trx.updateTable("staff").set({ disabled }).where("id", "=", id).execute();
+      await writeAudit(trx, {
+        staffId: me.id,
+        action: disabled ? "staff.disabled" : "staff.enabled",
+        targetType: "staff",
+        targetId: id,
+        before,
+        after: { disabled },
+        ip: clientIp(c),
+      });
+    });
+    return c.redirect("/admin/staff", 303);
+  });
+
+  return app;
+}
