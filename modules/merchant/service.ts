@@ -1,0 +1,52 @@
+import type { Db } from "../platform/database.ts";
+import { DomainError } from "../platform/errors.ts";
+import type { MerchantCategory } from "./tables.ts";
+import "./tables.ts";
+
+export const CATEGORY_LABELS: Record<MerchantCategory, string> = {
+  canteen: "食堂",
+  supermarket: "超市",
+  shower: "热水",
+  other: "其他",
+};
+
+/** A merchant as other modules see it. */
+export interface Merchant {
+  id: number;
+  code: string;
+  name: string;
+  category: MerchantCategory;
+  active: boolean;
+}
+
+/** Creates a merchant; the code must be new. */
+export async function createMerchant(
+  db: Db,
+  input: { code: string; name: string; category: MerchantCategory },
+): Promise<Merchant> {
+  const code = input.code.trim().toUpperCase();
+  if (!/^[A-Z0-9][A-Z0-9_-]{1,31}$/.test(code)) {
+    throw new DomainError("Bad merchant code", "商户编码需为2-32位字母、数字、_ 或 -", "code");
+  }
+  const name = input.name.trim();
+  if (!name || name.length > 40) throw new DomainError("Bad merchant name", "请输入40字以内的商户名称", "name");
+  if (!(input.category in CATEGORY_LABELS)) {
+    throw new DomainError("Bad merchant category", "请选择商户类别", "category");
+  }
+  const taken = await db.selectFrom("merchants").select("id").where("code", "=", code).executeTakeFirst();
+  if (taken) throw new DomainError("Merchant code taken", "该商户编码已存在", "code");
+  return await db.insertInto("merchants").values({ code, name, category: input.category })
+    .returning(["id", "code", "name", "category", "active"]).executeTakeFirstOrThrow();
+}
+
+/** One merchant by id, or null. */
+export async function getMerchant(db: Db, id: number): Promise<Merchant | null> {
+  return (await db.selectFrom("merchants").select(["id", "code", "name", "category", "active"])
+    .where("id", "=", id).executeTakeFirst()) ?? null;
+}
+
+/** Every merchant, by code. */
+export async function listMerchants(db: Db): Promise<Merchant[]> {
+  return await db.selectFrom("merchants").select(["id", "code", "name", "category", "active"])
+    .orderBy("code").execute();
+}
