@@ -11,7 +11,7 @@ import { PGlite } from "@electric-sql/pglite";
 import { type Config, loadConfig } from "./config.ts";
 import { type DatabaseHandle, openDatabase } from "./database.ts";
 import { migrateToLatest } from "./migrate.ts";
-import { keyedHash } from "../security/crypto.ts";
+import { keyedHash } from "./crypto.ts";
 
 const TEST_SECRET = "test-app-secret-0123456789abcdef0123456789abcdef";
 const TEST_PEPPER = "test-card-pepper-0123456789abcdef0123456789abcdef";

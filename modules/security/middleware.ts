@@ -4,7 +4,7 @@ import type { Db } from "../platform/database.ts";
 import type { Config } from "../platform/config.ts";
 import { ForbiddenError } from "../platform/errors.ts";
 import type { AppEnv } from "../platform/http.ts";
-import { keyedHash, randomToken, sha256Hex, timingSafeEqual } from "./crypto.ts";
+import { keyedHash, randomToken, sha256Hex, timingSafeEqual } from "../platform/crypto.ts";
 import {
   createSession,
   destroySession,

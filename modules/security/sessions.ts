@@ -1,5 +1,5 @@
 import type { Db } from "../platform/database.ts";
-import { randomToken, sha256Hex } from "./crypto.ts";
+import { randomToken, sha256Hex } from "../platform/crypto.ts";
 import "./tables.ts";
 
 /** How long a session lives without use, and at most. */
