@@ -62,7 +62,11 @@ async function start(): Promise<void> {
   }, (req, info) => app.fetch(req, { remoteAddr: info.remoteAddr }));
 
   console.log(`\n  校园一信通 is running at ${config.baseUrl}/`);
-  console.log(`  Database: ${handle.kind === "pglite" ? `embedded PGlite in ${config.dataDir}/pgdata` : "PostgreSQL"}`);
+  console.log(
+    `  Database: ${
+      handle.kind === "pglite" ? `embedded PGlite in ${config.dataDir}/pgdata` : "PostgreSQL"
+    }`,
+  );
   console.log(`  Staff console: ${config.baseUrl}/admin  (demo sign-in: admin / Admin12345)\n`);
 
   let stopping = false;

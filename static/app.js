@@ -32,9 +32,15 @@
     }
   }
 
-  document.addEventListener("DOMContentLoaded", function () { scan(document); });
-  document.addEventListener("htmx:afterSwap", function (e) { scan(e.target); });
-  document.addEventListener("htmx:oobAfterSwap", function (e) { scan(e.target); });
+  document.addEventListener("DOMContentLoaded", function () {
+    scan(document);
+  });
+  document.addEventListener("htmx:afterSwap", function (e) {
+    scan(e.target);
+  });
+  document.addEventListener("htmx:oobAfterSwap", function (e) {
+    scan(e.target);
+  });
 
   // Forms with data-confirm ask before submitting (plain posts and htmx alike).
   document.addEventListener("submit", function (e) {

@@ -29,11 +29,14 @@ export async function createMerchant(
     throw new DomainError("Bad merchant code", "商户编码需为2-32位字母、数字、_ 或 -", "code");
   }
   const name = input.name.trim();
-  if (!name || name.length > 40) throw new DomainError("Bad merchant name", "请输入40字以内的商户名称", "name");
+  if (!name || name.length > 40) {
+    throw new DomainError("Bad merchant name", "请输入40字以内的商户名称", "name");
+  }
   if (!(input.category in CATEGORY_LABELS)) {
     throw new DomainError("Bad merchant category", "请选择商户类别", "category");
   }
-  const taken = await db.selectFrom("merchants").select("id").where("code", "=", code).executeTakeFirst();
+  const taken = await db.selectFrom("merchants").select("id").where("code", "=", code)
+    .executeTakeFirst();
   if (taken) throw new DomainError("Merchant code taken", "该商户编码已存在", "code");
   return await db.insertInto("merchants").values({ code, name, category: input.category })
     .returning(["id", "code", "name", "category", "active"]).executeTakeFirstOrThrow();

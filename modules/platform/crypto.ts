@@ -4,9 +4,15 @@ const keyCache = new Map<string, Promise<CryptoKey>>();
 function hmacKey(secret: string): Promise<CryptoKey> {
   let key = keyCache.get(secret);
   if (!key) {
-    key = crypto.subtle.importKey("raw", enc.encode(secret), { name: "HMAC", hash: "SHA-256" }, false, [
-      "sign",
-    ]);
+    key = crypto.subtle.importKey(
+      "raw",
+      enc.encode(secret),
+      { name: "HMAC", hash: "SHA-256" },
+      false,
+      [
+        "sign",
+      ],
+    );
     keyCache.set(secret, key);
   }
   return key;
@@ -26,7 +32,11 @@ export function toBase64Url(bytes: Uint8Array): string {
 
 /** HMAC-SHA256 of `purpose` and `value` under `secret`, as hex: a keyed hash (e.g. ID numbers). */
 export async function keyedHash(secret: string, purpose: string, value: string): Promise<string> {
-  const sig = await crypto.subtle.sign("HMAC", await hmacKey(secret), enc.encode(`${purpose}\n${value}`));
+  const sig = await crypto.subtle.sign(
+    "HMAC",
+    await hmacKey(secret),
+    enc.encode(`${purpose}\n${value}`),
+  );
   return toHex(new Uint8Array(sig));
 }
 

@@ -69,7 +69,9 @@ export async function openDatabase(options: OpenOptions): Promise<DatabaseHandle
       },
     });
     pool.on("error", (err: Error) => {
-      console.error(JSON.stringify({ level: "error", msg: "idle database client error", err: err.message }));
+      console.error(
+        JSON.stringify({ level: "error", msg: "idle database client error", err: err.message }),
+      );
     });
     const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
     return { db, kind: "postgres", close: () => db.destroy() };

@@ -145,7 +145,11 @@ export function createBaseApp(options: BaseAppOptions): Hono<AppEnv> {
     }
     if (err instanceof HTTPException) {
       const status = err.status;
-      const message = status === 413 ? "提交的内容过大" : status === 400 ? "请求格式不正确" : "请求无法处理";
+      const message = status === 413
+        ? "提交的内容过大"
+        : status === 400
+        ? "请求格式不正确"
+        : "请求无法处理";
       return renderError(c, status, message);
     }
     log.error("unhandled error", {

@@ -54,7 +54,9 @@ export class Histogram {
     const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} histogram`];
     for (const [k, s] of this.#series) {
       const pre = k ? `${k},` : "";
-      this.bounds.forEach((b, i) => lines.push(`${this.name}_bucket{${pre}le="${b}"} ${s.buckets[i]}`));
+      this.bounds.forEach((b, i) =>
+        lines.push(`${this.name}_bucket{${pre}le="${b}"} ${s.buckets[i]}`)
+      );
       lines.push(`${this.name}_bucket{${pre}le="+Inf"} ${s.count}`);
       lines.push(`${this.name}_sum${k ? `{${k}}` : ""} ${s.sum}`);
       lines.push(`${this.name}_count${k ? `{${k}}` : ""} ${s.count}`);

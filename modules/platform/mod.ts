@@ -2,13 +2,14 @@
 export { type Config, loadConfig } from "./config.ts";
 export { type Database, type DatabaseHandle, type Db, openDatabase } from "./database.ts";
 export { migrateToLatest } from "./migrate.ts";
+export { type AdminNavItem, type AppEnv, createBaseApp, type CurrentStaff } from "./http.ts";
 export {
-  type AdminNavItem,
-  type AppEnv,
-  createBaseApp,
-  type CurrentStaff,
-} from "./http.ts";
-export { describeWait, DomainError, ForbiddenError, NotFoundError, TooManyAttemptsError } from "./errors.ts";
+  describeWait,
+  DomainError,
+  ForbiddenError,
+  NotFoundError,
+  TooManyAttemptsError,
+} from "./errors.ts";
 export { fenToYuanText, formatFen, parseYuan } from "./money.ts";
 export { type Logger, logger } from "./log.ts";
 export { Counter, Gauge, Histogram, register } from "./metrics.ts";

@@ -4,7 +4,6 @@
  * HTTP client with a cookie jar that fills in CSRF tokens like a browser would.
  */
 import { Kysely, sql } from "kysely";
-import { PostgresDialect } from "kysely";
 // @ts-types="@types/pg"
 import pg from "pg";
 import { PGlite } from "@electric-sql/pglite";
@@ -12,12 +11,14 @@ import { type Config, loadConfig } from "./config.ts";
 import { type DatabaseHandle, openDatabase } from "./database.ts";
 import { migrateToLatest } from "./migrate.ts";
 import { keyedHash } from "./crypto.ts";
+import { setLogLevel } from "./log.ts";
 
 const TEST_SECRET = "test-app-secret-0123456789abcdef0123456789abcdef";
 const TEST_PEPPER = "test-card-pepper-0123456789abcdef0123456789abcdef";
 
 /** A configuration for tests: fixed secrets, no SMTP, sandbox gateway, simulated meters. */
 export function testConfig(overrides: Partial<Config> = {}): Config {
+  if (!Deno.env.get("LOG_LEVEL")) setLogLevel("warn");
   const config = loadConfig({
     APP_SECRET: TEST_SECRET,
     CARD_PEPPER: TEST_PEPPER,
@@ -45,7 +46,14 @@ async function openDatabaseFromLite(lite: PGlite): Promise<DatabaseHandle> {
   const { PGliteDialect } = await import("./_pglite_dialect.ts");
   // deno-lint-ignore no-explicit-any
   const db = new Kysely<any>({ dialect: new PGliteDialect(lite) });
-  return { db, kind: "pglite", close: async () => { await db.destroy(); await lite.close(); } };
+  return {
+    db,
+    kind: "pglite",
+    close: async () => {
+      await db.destroy();
+      await lite.close();
+    },
+  };
 }
 
 let templateReady: Promise<string> | null = null;
@@ -54,7 +62,9 @@ async function migrationsFingerprint(): Promise<string> {
   const names: string[] = [];
   const dir = new URL("../../migrations/", import.meta.url);
   for await (const e of Deno.readDir(dir)) {
-    if (e.isFile) names.push(`${e.name}:${(await Deno.stat(new URL(e.name, dir))).mtime?.getTime()}`);
+    if (e.isFile) {
+      names.push(`${e.name}:${(await Deno.stat(new URL(e.name, dir))).mtime?.getTime()}`);
+    }
   }
   names.sort();
   return (await keyedHash("fingerprint", "migrations", names.join("|"))).slice(0, 12);
@@ -110,7 +120,10 @@ export async function createTestDatabase(
   await admin.end();
   const u = new URL(url);
   u.pathname = `/${name}`;
-  const handle = await openDatabase({ databaseUrl: u.toString(), poolSize: options.poolSize ?? 10 });
+  const handle = await openDatabase({
+    databaseUrl: u.toString(),
+    poolSize: options.poolSize ?? 10,
+  });
   return {
     ...handle,
     url: u.toString(),
@@ -125,7 +138,11 @@ export async function createTestDatabase(
 }
 
 /** The CSRF token the server expects for a cookie jar (same derivation as the middleware). */
-export async function csrfFor(config: Config, cookies: Map<string, string>, admin = false): Promise<string> {
+export async function csrfFor(
+  config: Config,
+  cookies: Map<string, string>,
+  admin = false,
+): Promise<string> {
   let basis: string;
   if (admin && cookies.get("yxt_staff")) basis = `t:${cookies.get("yxt_staff")}`;
   else if (!admin && cookies.get("yxt_sid")) basis = `s:${cookies.get("yxt_sid")}`;
@@ -135,7 +152,8 @@ export async function csrfFor(config: Config, cookies: Map<string, string>, admi
 
 /** The shape of an app that can answer requests in-process (a Hono app). */
 export interface Fetcher {
-  request(input: string | Request, init?: RequestInit): Response | Promise<Response>;
+  // deno-lint-ignore no-explicit-any
+  request(input: string | Request, init?: RequestInit, env?: any): Response | Promise<Response>;
 }
 
 /**
@@ -158,16 +176,27 @@ export class TestClient {
     }
   }
 
+  /** What Deno.serve passes to the app: the client's socket address. */
+  #env() {
+    return { remoteAddr: { transport: "tcp", hostname: this.ip, port: 50000 } };
+  }
+
   #headers(extra: Record<string, string> = {}): Headers {
     const h = new Headers(extra);
-    if (this.cookies.size) h.set("cookie", [...this.cookies].map(([k, v]) => `${k}=${v}`).join("; "));
-    h.set("x-forwarded-for", this.ip);
+    if (this.cookies.size) {
+      h.set(
+        "cookie",
+        [...this.cookies].map(([k, v]) => `${k}=${v}`).join("; "),
+      );
+    }
     return h;
   }
 
   /** GET a path. */
   async get(path: string, headers: Record<string, string> = {}): Promise<Response> {
-    const res = await this.app.request(`http://localhost:8000${path}`, { headers: this.#headers(headers) });
+    const res = await this.app.request(`http://localhost:8000${path}`, {
+      headers: this.#headers(headers),
+    }, this.#env());
     this.#store(res);
     return res;
   }
@@ -176,7 +205,9 @@ export class TestClient {
   async page(path: string, headers: Record<string, string> = {}): Promise<string> {
     const res = await this.get(path, headers);
     const text = await res.text();
-    if (res.status >= 300) throw new Error(`GET ${path} answered ${res.status}: ${text.slice(0, 500)}`);
+    if (res.status >= 300) {
+      throw new Error(`GET ${path} answered ${res.status}: ${text.slice(0, 500)}`);
+    }
     return text;
   }
 
@@ -186,17 +217,23 @@ export class TestClient {
     fields: Record<string, string | string[]> = {},
     options: { csrf?: boolean; headers?: Record<string, string> } = {},
   ): Promise<Response> {
-    if (!this.cookies.has("yxt_anon") && !this.cookies.has("yxt_sid")) await this.get("/healthz");
+    // A browser has loaded the form before posting it, which gave it the per-browser cookie.
+    if (!this.cookies.has("yxt_anon") && !this.cookies.has("yxt_sid")) await this.get(path);
     const body = new URLSearchParams();
     for (const [k, v] of Object.entries(fields)) {
       for (const item of Array.isArray(v) ? v : [v]) body.append(k, item);
     }
-    if (options.csrf !== false) body.set("_csrf", await csrfFor(this.config, this.cookies, path.startsWith("/admin")));
+    if (options.csrf !== false) {
+      body.set("_csrf", await csrfFor(this.config, this.cookies, path.startsWith("/admin")));
+    }
     const res = await this.app.request(`http://localhost:8000${path}`, {
       method: "POST",
-      headers: this.#headers({ "content-type": "application/x-www-form-urlencoded", ...options.headers }),
+      headers: this.#headers({
+        "content-type": "application/x-www-form-urlencoded",
+        ...options.headers,
+      }),
       body,
-    });
+    }, this.#env());
     this.#store(res);
     return res;
   }

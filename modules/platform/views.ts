@@ -2,7 +2,7 @@ import { Eta } from "eta";
 import { fileURLToPath as fromFileUrl } from "node:url";
 import type { Context } from "hono";
 import { assetUrl } from "./assets.ts";
-import { formatFen, fenToYuanText } from "./money.ts";
+import { fenToYuanText, formatFen } from "./money.ts";
 import type { AppEnv } from "./http.ts";
 
 const eta = new Eta({

@@ -24,13 +24,15 @@ function moduleOf(rel: string): string | null {
 }
 
 function isEntry(rel: string): boolean {
-  return /^modules\/[a-z_]+\/mod\.ts$/.test(rel) || rel === "terminal/mod.ts" || OPEN_FILES.test(rel);
+  return /^modules\/[a-z_]+\/mod\.ts$/.test(rel) || rel === "terminal/mod.ts" ||
+    OPEN_FILES.test(rel);
 }
 
 async function importsOf(file: string): Promise<string[]> {
   const text = await Deno.readTextFile(file);
   const specs: string[] = [];
-  const re = /(?:import|export)\s[^;]*?from\s+["']([^"']+)["']|import\s*\(\s*["']([^"']+)["']\s*\)|import\s+["']([^"']+)["']/g;
+  const re =
+    /(?:import|export)\s[^;]*?from\s+["']([^"']+)["']|import\s*\(\s*["']([^"']+)["']\s*\)|import\s+["']([^"']+)["']/g;
   for (const m of text.matchAll(re)) specs.push(m[1] ?? m[2] ?? m[3]);
   return specs.filter((s) => s.startsWith("."));
 }
@@ -45,7 +47,9 @@ async function collectEdges() {
         for (const spec of await importsOf(file)) {
           const target = relative(ROOT, resolve(dirname(file), spec));
           const toModule = moduleOf(target);
-          if (toModule && toModule !== fromModule) edges.push({ from: rel, to: target, fromModule, toModule });
+          if (toModule && toModule !== fromModule) {
+            edges.push({ from: rel, to: target, fromModule, toModule });
+          }
         }
       }
     } catch (err) {

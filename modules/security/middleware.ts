@@ -92,13 +92,21 @@ export function sessionMiddleware(
 
     if (!SAFE_METHODS.has(c.req.method) && !exempt.some((p) => c.req.path.startsWith(p))) {
       const origin = c.req.header("origin");
-      if (origin && origin !== "null" && origin !== new URL(c.req.url).origin && origin !== baseOrigin) {
-        throw new ForbiddenError(`Cross-origin ${c.req.method} from ${origin}`, "请求来源无效，请刷新页面后重试");
+      if (
+        origin && origin !== "null" && origin !== new URL(c.req.url).origin && origin !== baseOrigin
+      ) {
+        throw new ForbiddenError(
+          `Cross-origin ${c.req.method} from ${origin}`,
+          "请求来源无效，请刷新页面后重试",
+        );
       }
       let sent = c.req.header("x-csrf-token") ?? "";
       if (!sent) {
         const type = c.req.header("content-type") ?? "";
-        if (type.startsWith("application/x-www-form-urlencoded") || type.startsWith("multipart/form-data")) {
+        if (
+          type.startsWith("application/x-www-form-urlencoded") ||
+          type.startsWith("multipart/form-data")
+        ) {
           const body = await c.req.parseBody();
           const v = body["_csrf"];
           sent = typeof v === "string" ? v : "";
@@ -176,7 +184,10 @@ export const requireStudent: MiddlewareHandler<AppEnv> = async (c, next) => {
 
 /** A `next` parameter only ever leads to one of our own paths (no open redirects). */
 export function safeNext(next: string | undefined | null, fallback = "/"): string {
-  if (!next || !next.startsWith("/") || next.startsWith("//") || next.startsWith("/\\")) return fallback;
+  if (!next || !next.startsWith("/") || next.startsWith("//") || next.startsWith("/\\")) {
+    return fallback;
+  }
+  // deno-lint-ignore no-control-regex
   if (/[\u0000-\u001f]/.test(next)) return fallback;
   return next;
 }

@@ -1,8 +1,33 @@
 /** Passwords, sessions, CSRF, throttling and keyed hashes shared by every module. */
-export { hashCardPassword, hashPassword, loginPasswordProblem, verifyCardPassword, verifyPassword } from "./passwords.ts";
-export { keyedHash, randomDigits, randomToken, sha256Hex, timingSafeEqual, toBase64Url, toHex } from "../platform/crypto.ts";
-export { assertNotLocked, clearThrottle, lockedFor, recordEvent, type ThrottleRule } from "./throttle.ts";
-export { destroySessionsOf, purgeExpiredSessions, STAFF_SESSION, STUDENT_SESSION } from "./sessions.ts";
+export {
+  hashCardPassword,
+  hashPassword,
+  loginPasswordProblem,
+  verifyCardPassword,
+  verifyPassword,
+} from "./passwords.ts";
+export {
+  keyedHash,
+  randomDigits,
+  randomToken,
+  sha256Hex,
+  timingSafeEqual,
+  toBase64Url,
+  toHex,
+} from "../platform/crypto.ts";
+export {
+  assertNotLocked,
+  clearThrottle,
+  lockedFor,
+  recordEvent,
+  type ThrottleRule,
+} from "./throttle.ts";
+export {
+  destroySessionsOf,
+  purgeExpiredSessions,
+  STAFF_SESSION,
+  STUDENT_SESSION,
+} from "./sessions.ts";
 export {
   clientIp,
   requireStudent,

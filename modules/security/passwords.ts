@@ -42,6 +42,7 @@ export async function verifyCardPassword(
 export function loginPasswordProblem(password: string): string | null {
   if (password.length < 8 || password.length > 64) return "登录密码长度需为8-64位";
   if (!/[A-Za-z]/.test(password) || !/\d/.test(password)) return "登录密码需同时包含字母和数字";
+  // deno-lint-ignore no-control-regex
   if (/[\s\u0000-\u001f\u007f]/.test(password)) return "登录密码不能包含空格或控制字符";
   return null;
 }

@@ -9,7 +9,10 @@ export interface SessionPolicy {
 }
 
 /** Students stay signed in on their phone for a week of idleness, 30 days at most. */
-export const STUDENT_SESSION: SessionPolicy = { idleSeconds: 7 * 86400, absoluteSeconds: 30 * 86400 };
+export const STUDENT_SESSION: SessionPolicy = {
+  idleSeconds: 7 * 86400,
+  absoluteSeconds: 30 * 86400,
+};
 /** Staff sessions are short: 30 minutes idle, one working day at most. */
 export const STAFF_SESSION: SessionPolicy = { idleSeconds: 30 * 60, absoluteSeconds: 12 * 3600 };
 
@@ -65,7 +68,9 @@ export async function findSession(
   if (now - row.last_seen_at.getTime() > 60_000) {
     await db.updateTable("sessions").set({
       last_seen_at: new Date(now),
-      idle_expires_at: new Date(Math.min(now + policy.idleSeconds * 1000, row.absolute_expires_at.getTime())),
+      idle_expires_at: new Date(
+        Math.min(now + policy.idleSeconds * 1000, row.absolute_expires_at.getTime()),
+      ),
     }).where("id", "=", id).execute();
   }
   return { id, kind: row.kind, subjectId: row.subject_id };

@@ -55,7 +55,9 @@ export async function recordEvent(
         else throttles.locked_until end
     returning count, locked_until`.execute(db);
   const r = row.rows[0];
-  const locked = r.locked_until ? Math.max(0, Math.ceil((r.locked_until.getTime() - Date.now()) / 1000)) : 0;
+  const locked = r.locked_until
+    ? Math.max(0, Math.ceil((r.locked_until.getTime() - Date.now()) / 1000))
+    : 0;
   return { count: r.count, remaining: Math.max(0, rule.limit - r.count), lockedFor: locked };
 }
 

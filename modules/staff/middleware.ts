@@ -33,8 +33,12 @@ export function requireRole(...roles: Role[]): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     const staff = c.get("staff");
     if (!staff) {
-      const target = `/admin/login?next=${encodeURIComponent(c.req.method === "GET" ? c.req.path : "/admin")}`;
-      if (c.req.header("hx-request") === "true") return c.body(null, 204, { "hx-redirect": target });
+      const target = `/admin/login?next=${
+        encodeURIComponent(c.req.method === "GET" ? c.req.path : "/admin")
+      }`;
+      if (c.req.header("hx-request") === "true") {
+        return c.body(null, 204, { "hx-redirect": target });
+      }
       return c.redirect(target, 303);
     }
     if (staff.mustChangePassword && c.req.path !== "/admin/password") {

@@ -1,6 +1,6 @@
 /** Staff accounts, roles, the staff sign-in and the audit log. */
 export { staffRoutes } from "./routes.ts";
 export { loadStaff, registerAdminNav, requireRole } from "./middleware.ts";
-export { ALL_ROLES, ROLE_LABELS, type Role, ROLES } from "./roles.ts";
+export { ALL_ROLES, type Role, ROLE_LABELS, ROLES } from "./roles.ts";
 export { type AuditEntry, escapeLike, listAudit, writeAudit } from "./audit.ts";
 export { createStaff, findActiveStaff } from "./service.ts";

@@ -10,7 +10,7 @@ import { render } from "../platform/views.ts";
 import { clientIp, safeNext, signIn, signOut } from "../security/mod.ts";
 import { listAudit, writeAudit } from "./audit.ts";
 import { registerAdminNav, requireRole } from "./middleware.ts";
-import { ALL_ROLES, ROLE_LABELS, ROLES, type Role } from "./roles.ts";
+import { ALL_ROLES, type Role, ROLE_LABELS, ROLES } from "./roles.ts";
 import { authenticateStaff, changeStaffPassword, createStaff } from "./service.ts";
 
 const loginSchema = z.object({
@@ -46,23 +46,44 @@ export function staffRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
   registerAdminNav({ href: "/admin/audit", label: "审计日志", roles: ALL_ROLES });
   registerAdminNav({ href: "/admin/staff", label: "员工账号", roles: [ROLES.sysadmin] });
 
-  const showLogin = (c: Parameters<typeof render>[0], errors: Record<string, string>, input: Record<string, string>, status = 200) =>
-    render(c, "staff/login", { errors, input }, { status, layout: "admin/layout", title: "工作人员登录" });
+  const showLogin = (
+    c: Parameters<typeof render>[0],
+    errors: Record<string, string>,
+    input: Record<string, string>,
+    status = 200,
+  ) =>
+    render(c, "staff/login", { errors, input }, {
+      status,
+      layout: "admin/layout",
+      title: "工作人员登录",
+    });
 
   app.get("/login", (c) => showLogin(c, {}, { next: c.req.query("next") ?? "" }));
 
   app.post(
     "/login",
-    zValidator("form", loginSchema, formErrorsHook((c, errors, input) => showLogin(c, errors, input, 422))),
+    zValidator(
+      "form",
+      loginSchema,
+      formErrorsHook((c, errors, input) => showLogin(c, errors, input, 422)),
+    ),
     async (c) => {
       const form = c.req.valid("form");
       try {
         const staff = await authenticateStaff(db, form.username, form.password, clientIp(c));
         await signIn(c, deps, "staff", staff.id);
-        return c.redirect(safeNext(form.next, "/admin").startsWith("/admin") ? safeNext(form.next, "/admin") : "/admin", 303);
+        return c.redirect(
+          safeNext(form.next, "/admin").startsWith("/admin")
+            ? safeNext(form.next, "/admin")
+            : "/admin",
+          303,
+        );
       } catch (err) {
         if (err instanceof DomainError) {
-          return showLogin(c, { [err.field ?? "_form"]: err.userMessage }, { username: form.username, next: form.next ?? "" }, err.status);
+          return showLogin(c, { [err.field ?? "_form"]: err.userMessage }, {
+            username: form.username,
+            next: form.next ?? "",
+          }, err.status);
         }
         throw err;
       }
@@ -74,16 +95,37 @@ export function staffRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
     return c.redirect("/admin/login", 303);
   });
 
-  app.get("/", requireRole(), (c) => render(c, "staff/home", { roleLabels: ROLE_LABELS }, { layout: "admin/layout", title: "管理后台" }));
+  app.get(
+    "/",
+    requireRole(),
+    (c) =>
+      render(c, "staff/home", { roleLabels: ROLE_LABELS }, {
+        layout: "admin/layout",
+        title: "管理后台",
+      }),
+  );
 
-  app.get("/password", requireRole(), (c) =>
-    render(c, "staff/password", { errors: {} }, { layout: "admin/layout", title: "修改密码" }));
+  app.get(
+    "/password",
+    requireRole(),
+    (c) =>
+      render(c, "staff/password", { errors: {} }, { layout: "admin/layout", title: "修改密码" }),
+  );
 
   app.post(
     "/password",
     requireRole(),
-    zValidator("form", passwordSchema, formErrorsHook((c, errors) =>
-      render(c, "staff/password", { errors }, { status: 422, layout: "admin/layout", title: "修改密码" }))),
+    zValidator(
+      "form",
+      passwordSchema,
+      formErrorsHook((c, errors) =>
+        render(c, "staff/password", { errors }, {
+          status: 422,
+          layout: "admin/layout",
+          title: "修改密码",
+        })
+      ),
+    ),
     async (c) => {
       const form = c.req.valid("form");
       const staff = c.get("staff")!;
@@ -91,7 +133,9 @@ export function staffRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
         await changeStaffPassword(db, staff.id, form.old_password, form.new_password);
       } catch (err) {
         if (err instanceof DomainError) {
-          return render(c, "staff/password", { errors: { [err.field ?? "_form"]: err.userMessage } }, {
+          return render(c, "staff/password", {
+            errors: { [err.field ?? "_form"]: err.userMessage },
+          }, {
             status: 422,
             layout: "admin/layout",
             title: "修改密码",
@@ -99,7 +143,13 @@ export function staffRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
         }
         throw err;
       }
-      await writeAudit(db, { staffId: staff.id, action: "staff.password_changed", targetType: "staff", targetId: staff.id, ip: clientIp(c) });
+      await writeAudit(db, {
+        staffId: staff.id,
+        action: "staff.password_changed",
+        targetType: "staff",
+        targetId: staff.id,
+        ip: clientIp(c),
+      });
       return c.redirect("/admin", 303);
     },
   );
@@ -117,10 +167,28 @@ export function staffRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
     return render(c, "staff/audit", { rows, q }, { layout: "admin/layout", title: "审计日志" });
   });
 
-  const showStaff = async (c: Parameters<typeof render>[0], errors: Record<string, string>, input: Record<string, string>, status = 200) => {
-    const list = await db.selectFrom("staff").select(["id", "username", "name", "roles", "disabled", "created_at"])
+  const showStaff = async (
+    c: Parameters<typeof render>[0],
+    errors: Record<string, string>,
+    input: Record<string, string>,
+    status = 200,
+  ) => {
+    const list = await db.selectFrom("staff").select([
+      "id",
+      "username",
+      "name",
+      "roles",
+      "disabled",
+      "created_at",
+    ])
       .orderBy("id").execute();
-    return render(c, "staff/staff", { list, errors, input, allRoles: ALL_ROLES, roleLabels: ROLE_LABELS }, {
+    return render(c, "staff/staff", {
+      list,
+      errors,
+      input,
+      allRoles: ALL_ROLES,
+      roleLabels: ROLE_LABELS,
+    }, {
       status,
       layout: "admin/layout",
       title: "员工账号",
@@ -132,12 +200,23 @@ export function staffRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
   app.post(
     "/staff",
     requireRole(ROLES.sysadmin),
-    zValidator("form", newStaffSchema, formErrorsHook((c, errors, input) => showStaff(c, errors, input, 422))),
+    zValidator(
+      "form",
+      newStaffSchema,
+      formErrorsHook((c, errors, input) => showStaff(c, errors, input, 422)),
+    ),
     async (c) => {
       const form = c.req.valid("form");
-      const roles = (Array.isArray(form.roles) ? form.roles : form.roles ? [form.roles] : []) as Role[];
+      const roles =
+        (Array.isArray(form.roles) ? form.roles : form.roles ? [form.roles] : []) as Role[];
       try {
-        const id = await createStaff(db, { username: form.username, name: form.name, password: form.password, roles, mustChangePassword: true });
+        const id = await createStaff(db, {
+          username: form.username,
+          name: form.name,
+          password: form.password,
+          roles,
+          mustChangePassword: true,
+        });
         await writeAudit(db, {
           staffId: c.get("staff")!.id,
           action: "staff.created",
@@ -148,7 +227,10 @@ export function staffRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
         });
       } catch (err) {
         if (err instanceof DomainError) {
-          return showStaff(c, { [err.field ?? "_form"]: err.userMessage }, { username: form.username, name: form.name }, 422);
+          return showStaff(c, { [err.field ?? "_form"]: err.userMessage }, {
+            username: form.username,
+            name: form.name,
+          }, 422);
         }
         throw err;
       }
@@ -161,7 +243,8 @@ export function staffRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
     const me = c.get("staff")!;
     if (!Number.isSafeInteger(id) || id <= 0) throw new DomainError("Bad staff id", "参数错误");
     if (id === me.id) throw new DomainError("Cannot disable oneself", "不能停用自己的账号");
-    const before = await db.selectFrom("staff").select(["disabled"]).where("id", "=", id).executeTakeFirst();
+    const before = await db.selectFrom("staff").select(["disabled"]).where("id", "=", id)
+      .executeTakeFirst();
     if (!before) throw new DomainError("No such staff", "员工不存在");
     const disabled = !before.disabled;
     await db.transaction().execute(async (trx) => {

@@ -1,6 +1,13 @@
 import type { Db } from "../platform/database.ts";
 import { DomainError, TooManyAttemptsError } from "../platform/errors.ts";
-import { assertNotLocked, clearThrottle, hashPassword, loginPasswordProblem, recordEvent, verifyPassword } from "../security/mod.ts";
+import {
+  assertNotLocked,
+  clearThrottle,
+  hashPassword,
+  loginPasswordProblem,
+  recordEvent,
+  verifyPassword,
+} from "../security/mod.ts";
 import type { CurrentStaff } from "../platform/http.ts";
 import { ALL_ROLES, type Role } from "./roles.ts";
 import "./tables.ts";
@@ -24,7 +31,8 @@ export async function authenticateStaff(
   const lockMessage = (w: number) => `登录失败次数过多，请${Math.ceil(w / 60)}分钟后再试`;
   await assertNotLocked(db, userKey, lockMessage);
   await assertNotLocked(db, ipKey, lockMessage);
-  const row = await db.selectFrom("staff").selectAll().where("username", "=", username).executeTakeFirst();
+  const row = await db.selectFrom("staff").selectAll().where("username", "=", username)
+    .executeTakeFirst();
   dummyHash ??= hashPassword("dummy-password-1");
   const ok = await verifyPassword(row?.password_hash ?? (await dummyHash), password);
   if (!row || !ok || row.disabled) {
@@ -38,7 +46,15 @@ export async function authenticateStaff(
   return toCurrent(row);
 }
 
-function toCurrent(row: { id: number; username: string; name: string; roles: string[]; must_change_password: boolean }): CurrentStaff {
+function toCurrent(
+  row: {
+    id: number;
+    username: string;
+    name: string;
+    roles: string[];
+    must_change_password: boolean;
+  },
+): CurrentStaff {
   return {
     id: row.id,
     username: row.username,
@@ -59,10 +75,20 @@ export async function findActiveStaff(db: Db, id: number): Promise<CurrentStaff 
 /** Creates a staff account; the username must be new and the roles known. */
 export async function createStaff(
   db: Db,
-  input: { username: string; name: string; password: string; roles: Role[]; mustChangePassword?: boolean },
+  input: {
+    username: string;
+    name: string;
+    password: string;
+    roles: Role[];
+    mustChangePassword?: boolean;
+  },
 ): Promise<number> {
   if (!/^[a-z][a-z0-9_.-]{2,31}$/.test(input.username)) {
-    throw new DomainError("Bad staff username", "用户名需为3-32位小写字母、数字或 _ . -，以字母开头", "username");
+    throw new DomainError(
+      "Bad staff username",
+      "用户名需为3-32位小写字母、数字或 _ . -，以字母开头",
+      "username",
+    );
   }
   const problem = loginPasswordProblem(input.password);
   if (problem) throw new DomainError("Weak staff password", problem, "password");
