@@ -2,7 +2,7 @@
  * 一信通: composes configuration, database, the HTTP app and the terminal listener.
  * `createApp` is what tests drive in-process; running this file starts the servers.
  */
-import type { Hono } from "hono";
+import { Hono } from "hono";
 import {
   type AppEnv,
   type Config,
@@ -55,11 +55,21 @@ async function start(): Promise<void> {
   }
   const app = createApp(deps);
 
-  const server = Deno.serve({
-    port: config.port,
-    hostname: Deno.env.get("HOST") ?? "0.0.0.0",
-    onListen: () => {},
-  }, (req, info) => app.fetch(req, { remoteAddr: info.remoteAddr }));
+  // BENCH_HELLO=1: a bare Hono route outside the middleware, the reference of `deno task bench`.
+  const hello = Deno.env.get("BENCH_HELLO") === "1"
+    ? new Hono().get("/__bench/hello", (c) => c.text("hello"))
+    : null;
+  const server = Deno.serve(
+    {
+      port: config.port,
+      hostname: Deno.env.get("HOST") ?? "0.0.0.0",
+      onListen: () => {},
+    },
+    (req, info) =>
+      hello && req.url.endsWith("/__bench/hello")
+        ? hello.fetch(req)
+        : app.fetch(req, { remoteAddr: info.remoteAddr }),
+  );
 
   console.log(`\n  校园一信通 is running at ${config.baseUrl}/`);
   console.log(
