@@ -33,7 +33,49 @@ export function testConfig(overrides: Partial<Config> = {}): Config {
 
 let liteSnapshot: Promise<Blob> | null = null;
 
+/**
+ * The migrated PGlite data directory, built once per migration set and kept on disk so the
+ * parallel test workers do not each run every migration.
+ */
 async function migratedLiteSnapshot(): Promise<Blob> {
+  const dir = Deno.env.get("TMPDIR") ?? "/tmp";
+  const file = `${dir}/yxt-test-pglite-${await migrationsFingerprint()}.tar`;
+  const lock = `${file}.lock`;
+  for (let waited = 0; waited < 120_000; waited += 100) {
+    try {
+      return new Blob([await Deno.readFile(file)]);
+    } catch (err) {
+      if (!(err instanceof Deno.errors.NotFound)) throw err;
+    }
+    try {
+      Deno.mkdirSync(lock);
+    } catch (err) {
+      if (!(err instanceof Deno.errors.AlreadyExists)) throw err;
+      // Another worker is building it; a lock older than two minutes is left over from a crash.
+      const age = Date.now() - (Deno.statSync(lock).mtime?.getTime() ?? 0);
+      if (age > 120_000) Deno.removeSync(lock);
+      await new Promise((r) => setTimeout(r, 100));
+      continue;
+    }
+    try {
+      const blob = await buildLiteSnapshot();
+      const tmp = `${file}.${crypto.randomUUID()}`;
+      await Deno.writeFile(tmp, new Uint8Array(await blob.arrayBuffer()));
+      await Deno.rename(tmp, file);
+      for (const e of Deno.readDirSync(dir)) {
+        const stale = /^yxt-test-pglite-[0-9a-f]+\.tar$/.test(e.name) &&
+          `${dir}/${e.name}` !== file;
+        if (stale) Deno.removeSync(`${dir}/${e.name}`);
+      }
+      return blob;
+    } finally {
+      Deno.removeSync(lock);
+    }
+  }
+  throw new Error(`Cannot build the test database snapshot: ${lock} stayed locked`);
+}
+
+async function buildLiteSnapshot(): Promise<Blob> {
   const lite = await PGlite.create();
   const handle = await openDatabaseFromLite(lite);
   await migrateToLatest(handle.db);
@@ -101,15 +143,86 @@ async function ensureTemplate(url: string): Promise<string> {
   return name;
 }
 
-/** A fresh migrated database for one test, dropped (PostgreSQL) or discarded (PGlite) on close. */
+interface SharedLite {
+  handle: DatabaseHandle;
+  tables: string[];
+  rows: Map<string, unknown[]>;
+  sequences: Array<{ name: string; value: number | null }>;
+  inUse: boolean;
+}
+
+let sharedLite: Promise<SharedLite> | null = null;
+
+/**
+ * Starting PGlite costs seconds, so each test worker keeps one migrated instance and puts it back
+ * to its just-migrated state between tests: truncate every table, restore the rows migrations
+ * inserted, reset the sequences.
+ */
+async function openSharedLite(): Promise<SharedLite> {
+  liteSnapshot ??= migratedLiteSnapshot();
+  const handle = await openDatabase({ databaseUrl: null, loadDataDir: await liteSnapshot });
+  const tables = (await sql<{ tablename: string }>`
+    select tablename from pg_tables where schemaname = 'public' and tablename not like 'kysely_%'
+    order by tablename`.execute(handle.db)).rows.map((r) => r.tablename);
+  const rows = new Map<string, unknown[]>();
+  for (const t of tables) {
+    const r = await sql<{ j: unknown[] | null }>`select json_agg(t) as j from ${sql.table(t)} t`
+      .execute(handle.db);
+    if (r.rows[0].j) rows.set(t, r.rows[0].j);
+  }
+  const sequences = (await sql<{ name: string; value: number | null }>`
+    select sequencename as name, last_value as value from pg_sequences where schemaname = 'public'`
+    .execute(handle.db)).rows;
+  return { handle, tables, rows, sequences, inUse: false };
+}
+
+async function resetSharedLite(s: SharedLite): Promise<void> {
+  const db = s.handle.db;
+  if (s.tables.length) {
+    await sql`truncate table ${
+      sql.join(s.tables.map((t) => sql.table(t)))
+    } restart identity cascade`
+      .execute(db);
+  }
+  await sql`set session_replication_role = replica`.execute(db);
+  for (const [table, rows] of s.rows) {
+    await sql`insert into ${sql.table(table)} overriding system value
+      select * from json_populate_recordset(null::${sql.table(table)}, ${
+      JSON.stringify(rows)
+    }::json)`
+      .execute(db);
+  }
+  await sql`set session_replication_role = origin`.execute(db);
+  for (const seq of s.sequences) {
+    if (seq.value !== null) {
+      await sql`select setval(${seq.name}::regclass, ${seq.value})`.execute(db);
+    }
+  }
+}
+
+/** A fresh migrated database for one test, dropped (PostgreSQL) or reset (PGlite) on close. */
 export async function createTestDatabase(
   options: { poolSize?: number } = {},
 ): Promise<DatabaseHandle & { url: string | null }> {
   const url = Deno.env.get("DATABASE_URL");
   if (!url) {
-    liteSnapshot ??= migratedLiteSnapshot();
-    const handle = await openDatabase({ databaseUrl: null, loadDataDir: await liteSnapshot });
-    return { ...handle, url: null };
+    sharedLite ??= openSharedLite();
+    const shared = await sharedLite;
+    if (shared.inUse) {
+      // A test holding two databases at once gets a separate instance for the second.
+      const handle = await openDatabase({ databaseUrl: null, loadDataDir: await liteSnapshot! });
+      return { ...handle, url: null };
+    }
+    shared.inUse = true;
+    return {
+      db: shared.handle.db,
+      kind: "pglite",
+      url: null,
+      async close() {
+        await resetSharedLite(shared);
+        shared.inUse = false;
+      },
+    };
   }
   templateReady ??= ensureTemplate(url);
   const template = await templateReady;
