@@ -5,5 +5,32 @@ export {
   getMerchant,
   listMerchants,
   type Merchant,
+  updateMerchant,
 } from "./service.ts";
-export type { MerchantCategory } from "./tables.ts";
+export type { MerchantCategory, TerminalKind, TerminalStatus } from "./tables.ts";
+/** The terminal registry: register, rotate keys, disable, and what the protocol server records. */
+export {
+  type Actor,
+  deriveTerminalKey,
+  findTerminal,
+  listTerminalErrors,
+  listTerminals,
+  recordTerminalError,
+  recordTerminalSeen,
+  registerTerminal,
+  rotateTerminalKey,
+  setTerminalStatus,
+  type Terminal,
+  TERMINAL_KIND_LABELS,
+  terminalKeyHex,
+} from "./terminals.ts";
+/** Reader activity the protocol server provides to the staff pages. */
+export {
+  provideTerminalActivity,
+  type TerminalActivity,
+  type TerminalTransaction,
+} from "./activity.ts";
+/** Staff pages for merchants and terminals, mounted under /admin. */
+export { merchantRoutes } from "./routes.ts";
+/** Demo merchants and readers for the embedded setup. */
+export { DEMO_TERMINALS, seedDemoMerchants } from "./demo.ts";

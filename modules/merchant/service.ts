@@ -1,5 +1,6 @@
 import type { Db } from "../platform/database.ts";
-import { DomainError } from "../platform/errors.ts";
+import { DomainError, NotFoundError } from "../platform/errors.ts";
+import { writeAudit } from "../staff/mod.ts";
 import type { MerchantCategory } from "./tables.ts";
 import "./tables.ts";
 
@@ -52,4 +53,50 @@ export async function getMerchant(db: Db, id: number): Promise<Merchant | null> 
 export async function listMerchants(db: Db): Promise<Merchant[]> {
   return await db.selectFrom("merchants").select(["id", "code", "name", "category", "active"])
     .orderBy("code").execute();
+}
+
+/** Changes a merchant's name, category or whether it is active; audited. */
+export async function updateMerchant(
+  db: Db,
+  id: number,
+  input: {
+    name: string;
+    category: MerchantCategory;
+    active: boolean;
+    actor?: { staffId: number | null; ip?: string | null };
+  },
+): Promise<Merchant> {
+  const name = input.name.trim();
+  if (!name || name.length > 40) {
+    throw new DomainError("Bad merchant name", "请输入40字以内的商户名称", "name");
+  }
+  if (!(input.category in CATEGORY_LABELS)) {
+    throw new DomainError("Bad merchant category", "请选择商户类别", "category");
+  }
+  return await db.transaction().execute(async (trx) => {
+    const before = await trx.selectFrom("merchants").select(["name", "category", "active"]).where(
+      "id",
+      "=",
+      id,
+    )
+      .forUpdate().executeTakeFirst();
+    if (!before) throw new NotFoundError(`merchant ${id}`);
+    const after = await trx.updateTable("merchants").set({
+      name,
+      category: input.category,
+      active: input.active,
+    })
+      .where("id", "=", id).returning(["id", "code", "name", "category", "active"])
+      .executeTakeFirstOrThrow();
+    await writeAudit(trx, {
+      staffId: input.actor?.staffId ?? null,
+      action: "merchant.updated",
+      targetType: "merchant",
+      targetId: id,
+      before,
+      after: { name, category: input.category, active: input.active },
+      ip: input.actor?.ip,
+    });
+    return after;
+  });
 }

@@ -12,8 +12,35 @@ export interface MerchantsTable {
   created_at: Generated<Date>;
 }
 
+export type TerminalKind = "canteen_pos" | "supermarket_pos" | "qr_scanner" | "shower";
+export type TerminalStatus = "active" | "disabled";
+
+export interface TerminalsTable {
+  id: Generated<number>;
+  merchant_id: number;
+  kind: TerminalKind;
+  name: string;
+  status: Generated<TerminalStatus>;
+  key_version: Generated<number>;
+  last_seen_at: Date | null;
+  last_address: string | null;
+  error_count: Generated<number>;
+  created_at: Generated<Date>;
+}
+
+export interface TerminalErrorsTable {
+  id: Generated<number>;
+  terminal_id: number;
+  at: Generated<Date>;
+  code: string;
+  detail: string;
+  address: string | null;
+}
+
 declare module "../platform/database.ts" {
   interface Database {
     merchants: MerchantsTable;
+    terminals: TerminalsTable;
+    terminal_errors: TerminalErrorsTable;
   }
 }
