@@ -1,0 +1,48 @@
+/** 一卡通账户: card accounts, chips, card passwords, loss and reissue, the readers' blocklist. */
+import "./tables.ts";
+
+export type { CardKind, CardStatus, ChipStatus } from "./tables.ts";
+/** The card bound to a login account, and a chip as a reader sees it. */
+export { type BoundCard, type ChipCard, findBoundCard, findCardByChip } from "./repository.ts";
+/** Card-password checks with the 5-tries, 30-minute lockout (web pages and readers alike). */
+export {
+  CARD_PASSWORD_RULE,
+  type CardDeps,
+  type CardPasswordCheck,
+  cardPasswordFailureMessage,
+  cardPasswordLockedFor,
+  checkCardPassword,
+} from "./passwords.ts";
+/** The readers' versioned blocklist and its in-process change notification. */
+export {
+  type BlocklistDelta,
+  blocklistSince,
+  currentBlocklistVersion,
+  onBlocklistChange,
+} from "./blocklist.ts";
+/** The holder's and the card office's operations. */
+export {
+  bindCard,
+  changeCardPassword,
+  liftLoss,
+  reissueCard,
+  reportLoss,
+  resetCardPassword,
+  type StaffActor,
+  staffLiftLoss,
+  staffReportLoss,
+  unbindCard,
+  unlockCardPassword,
+} from "./service.ts";
+/** Demo cardholders and builders for other modules' tests. */
+export {
+  bindCardForTest,
+  createCardAccountForTest,
+  DEMO_BOUND_PHONE,
+  DEMO_CARDHOLDERS,
+  DEMO_SCHOOL,
+  type NewCardAccount,
+  seedDemoCards,
+} from "./fixtures.ts";
+/** Format rules of 学号, 芯片卡号 and 身份证 numbers. */
+export { parseChipNumber, parseIdNumber, parseStudentNumber } from "./rules.ts";

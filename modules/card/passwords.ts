@@ -1,0 +1,152 @@
+/**
+ * Card passwords and their lockout.
+ *
+ * Why the default password is not an Argon2id hash: an import of 20,000 cardholders would spend
+ * about 17 minutes in Argon2id (≈50 ms each) to hash default passwords most holders change anyway.
+ * Instead each card account stores `default_password_check` = HMAC-SHA256 under CARD_PEPPER of
+ * (keyed 身份证 hash, last 6 characters) — microseconds to compute, and worthless without the
+ * pepper, which is not in the database. This adds nothing an attacker lacks already: the keyed
+ * 身份证 hash beside it would give away the same 6 characters to whoever holds the application
+ * secret. Once the holder chooses a password it is hashed with peppered Argon2id
+ * (`password_hash`), and the default stops working; a staff reset sets `password_hash` back to
+ * null, which brings the default back without needing the 身份证 number in clear.
+ *
+ * A 6-character secret can be guessed, so every check anywhere (web pages and readers) counts
+ * failures per card account: 5 wrong in a row lock card-password checks for 30 minutes, or until
+ * the card office unlocks.
+ */
+import type { Db } from "../platform/database.ts";
+import type { Config } from "../platform/config.ts";
+import { describeWait } from "../platform/errors.ts";
+import {
+  clearThrottle,
+  hashCardPassword,
+  keyedHash,
+  lockedFor,
+  recordEvent,
+  timingSafeEqual,
+  verifyCardPassword,
+} from "../security/mod.ts";
+import { defaultCardPassword } from "./rules.ts";
+import "./tables.ts";
+
+/** What card-password checks need from the application's dependencies. */
+export interface CardDeps {
+  config: Pick<Config, "appSecret" | "cardPepper">;
+}
+
+/** 5 wrong card passwords in a row lock the card account's password checks for 30 minutes. */
+export const CARD_PASSWORD_RULE = { limit: 5, windowSeconds: 1800, lockSeconds: 1800 };
+
+/** The result of a card-password check. */
+export type CardPasswordCheck =
+  | { ok: true }
+  | { ok: false; locked: boolean; remaining: number; retryAfter: number };
+
+/** The throttle key of a card account's password checks. */
+export function cardPasswordKey(cardAccountId: number): string {
+  return `card-password:${cardAccountId}`;
+}
+
+/** Keyed hash of a 身份证 number (APP_SECRET); the only form in which it is stored. */
+export function idNumberHash(deps: CardDeps, idNumber: string): Promise<string> {
+  return keyedHash(deps.config.appSecret, "id-number", idNumber);
+}
+
+/** The stored check of a default password candidate for the account with that 身份证 hash. */
+export function defaultPasswordCheck(
+  deps: CardDeps,
+  idHash: string,
+  password: string,
+): Promise<string> {
+  return keyedHash(deps.config.cardPepper, "card-default-password", `${idHash}\n${password}`);
+}
+
+/** The check value for a 身份证 number's default password (import, seeding). */
+export async function defaultPasswordCheckFor(deps: CardDeps, idNumber: string): Promise<string> {
+  return defaultPasswordCheck(
+    deps,
+    await idNumberHash(deps, idNumber),
+    defaultCardPassword(idNumber),
+  );
+}
+
+/** Hashes a chosen card password (peppered Argon2id). */
+export function hashChosenCardPassword(deps: CardDeps, password: string): Promise<string> {
+  return hashCardPassword(password, deps.config.cardPepper);
+}
+
+interface PasswordRow {
+  id_number_hash: string;
+  default_password_check: string;
+  password_hash: string | null;
+}
+
+/** True when `password` is the account's current card password (no throttling). */
+export async function matchesCardPassword(
+  deps: CardDeps,
+  row: PasswordRow,
+  password: string,
+): Promise<boolean> {
+  if (password.length === 0 || password.length > 64) return false;
+  if (row.password_hash === null) {
+    const check = await defaultPasswordCheck(deps, row.id_number_hash, password);
+    return timingSafeEqual(check, row.default_password_check);
+  }
+  return await verifyCardPassword(row.password_hash, password, deps.config.cardPepper);
+}
+
+/** True when `password` is the account's default password (the last 6 of the 身份证). */
+export async function isDefaultPassword(
+  deps: CardDeps,
+  row: PasswordRow,
+  password: string,
+): Promise<boolean> {
+  const check = await defaultPasswordCheck(deps, row.id_number_hash, password);
+  return timingSafeEqual(check, row.default_password_check);
+}
+
+/**
+ * Checks a card password with the lockout: refuses while locked, counts a failure, clears the
+ * count on success. An unknown card account answers like a wrong password (never locks, since
+ * there is nothing to count against).
+ */
+export async function checkCardPassword(
+  db: Db,
+  deps: CardDeps,
+  cardAccountId: number,
+  password: string,
+): Promise<CardPasswordCheck> {
+  const key = cardPasswordKey(cardAccountId);
+  const wait = await lockedFor(db, key);
+  if (wait > 0) return { ok: false, locked: true, remaining: 0, retryAfter: wait };
+  const row = Number.isSafeInteger(cardAccountId)
+    ? await db.selectFrom("card_accounts")
+      .select(["id_number_hash", "default_password_check", "password_hash"])
+      .where("id", "=", cardAccountId).executeTakeFirst()
+    : undefined;
+  if (!row) return { ok: false, locked: false, remaining: CARD_PASSWORD_RULE.limit, retryAfter: 0 };
+  if (await matchesCardPassword(deps, row, password)) {
+    await clearThrottle(db, key);
+    return { ok: true };
+  }
+  const r = await recordEvent(db, key, CARD_PASSWORD_RULE);
+  return { ok: false, locked: r.lockedFor > 0, remaining: r.remaining, retryAfter: r.lockedFor };
+}
+
+/** Seconds the card account's password checks stay locked, 0 when not locked. */
+export function cardPasswordLockedFor(db: Db, cardAccountId: number): Promise<number> {
+  return lockedFor(db, cardPasswordKey(cardAccountId));
+}
+
+/** The Chinese sentence for a failed check, telling how many tries remain or how long to wait. */
+export function cardPasswordFailureMessage(
+  check: { locked: boolean; remaining: number; retryAfter: number },
+): string {
+  if (check.locked) {
+    return `一卡通密码错误次数过多，已锁定，请${
+      describeWait(check.retryAfter)
+    }后再试，或持身份证到一卡通中心解锁`;
+  }
+  return `一卡通密码错误，还可尝试${check.remaining}次`;
+}

@@ -1,0 +1,205 @@
+import { sql } from "kysely";
+import type { Db } from "../platform/database.ts";
+import { escapeLike } from "../staff/mod.ts";
+import type { CardEventActor, CardStatus, ChipStatus } from "./tables.ts";
+import "./tables.ts";
+
+/** The bound card of a login account, as other modules see it. */
+export interface BoundCard {
+  cardAccountId: number;
+  schoolId: number;
+  studentNumber: string;
+  name: string;
+  status: CardStatus;
+  /** The chip readers accept (or would, once the loss is lifted); null when none is issued. */
+  activeChipNumber: string | null;
+  /** True while the default card password (last 6 of the 身份证) is in effect. */
+  passwordIsDefault: boolean;
+  /** The holder chose to freeze the payment code along with the loss report. */
+  paymentCodeFrozen: boolean;
+}
+
+/** A chip as a reader sees it. */
+export interface ChipCard {
+  cardAccountId: number;
+  chipStatus: ChipStatus;
+  cardStatus: CardStatus;
+  name: string;
+  studentNumber: string;
+}
+
+/** The card account bound to a login account, or null. */
+export async function findBoundCard(db: Db, accountId: number): Promise<BoundCard | null> {
+  if (!Number.isSafeInteger(accountId) || accountId <= 0) return null;
+  const row = await db.selectFrom("card_accounts")
+    .leftJoin("card_chips", (j) =>
+      j.onRef("card_chips.card_account_id", "=", "card_accounts.id")
+        .on("card_chips.status", "<>", "cancelled"))
+    .select([
+      "card_accounts.id",
+      "card_accounts.school_id",
+      "card_accounts.student_number",
+      "card_accounts.name",
+      "card_accounts.status",
+      "card_accounts.password_hash",
+      "card_accounts.payment_code_frozen",
+      "card_chips.chip_number",
+    ])
+    .where("card_accounts.account_id", "=", accountId).executeTakeFirst();
+  if (!row) return null;
+  return {
+    cardAccountId: row.id,
+    schoolId: row.school_id,
+    studentNumber: row.student_number,
+    name: row.name,
+    status: row.status,
+    activeChipNumber: row.chip_number ?? null,
+    passwordIsDefault: row.password_hash === null,
+    paymentCodeFrozen: row.payment_code_frozen,
+  };
+}
+
+/** The card account a chip number belongs to, with both statuses, or null. */
+export async function findCardByChip(db: Db, chipNumber: string): Promise<ChipCard | null> {
+  if (typeof chipNumber !== "string" || chipNumber.length === 0 || chipNumber.length > 20) {
+    return null;
+  }
+  const row = await db.selectFrom("card_chips")
+    .innerJoin("card_accounts", "card_accounts.id", "card_chips.card_account_id")
+    .select([
+      "card_accounts.id",
+      "card_chips.status as chip_status",
+      "card_accounts.status as card_status",
+      "card_accounts.name",
+      "card_accounts.student_number",
+    ])
+    .where("card_chips.chip_number", "=", chipNumber.toUpperCase()).executeTakeFirst();
+  if (!row) return null;
+  return {
+    cardAccountId: row.id,
+    chipStatus: row.chip_status,
+    cardStatus: row.card_status,
+    name: row.name,
+    studentNumber: row.student_number,
+  };
+}
+
+/** Every column of a card account, locked for update when `lock` (inside a transaction). */
+export async function loadCardAccount(db: Db, id: number, lock = false) {
+  let q = db.selectFrom("card_accounts").selectAll().where("id", "=", id);
+  if (lock) q = q.forUpdate();
+  return await q.executeTakeFirst() ?? null;
+}
+
+/** A card account by school and 学号. */
+export async function loadCardByStudentNumber(db: Db, schoolId: number, studentNumber: string) {
+  return await db.selectFrom("card_accounts").selectAll()
+    .where("school_id", "=", schoolId).where("student_number", "=", studentNumber)
+    .executeTakeFirst() ?? null;
+}
+
+/** The chips of a card account, newest first. */
+export async function listChips(db: Db, cardAccountId: number) {
+  return await db.selectFrom("card_chips").selectAll().where("card_account_id", "=", cardAccountId)
+    .orderBy("id", "desc").execute();
+}
+
+/** The card account's events, newest first. */
+export async function listCardEvents(db: Db, cardAccountId: number, limit = 200) {
+  return await db.selectFrom("card_events")
+    .leftJoin("staff", "staff.id", "card_events.staff_id")
+    .select([
+      "card_events.id",
+      "card_events.at",
+      "card_events.kind",
+      "card_events.actor",
+      "card_events.chip_number",
+      "card_events.details",
+      "card_events.account_id",
+      "staff.username as staff_username",
+    ])
+    .where("card_events.card_account_id", "=", cardAccountId)
+    .orderBy("card_events.id", "desc").limit(limit).execute();
+}
+
+/** One entry of a card account's history. */
+export interface CardEventInput {
+  cardAccountId: number;
+  kind: string;
+  actor: CardEventActor;
+  staffId?: number | null;
+  accountId?: number | null;
+  chipNumber?: string | null;
+  details?: unknown;
+}
+
+/** Appends entries to card accounts' histories. */
+export async function insertCardEvents(db: Db, events: CardEventInput[]): Promise<void> {
+  for (let i = 0; i < events.length; i += 1000) {
+    await db.insertInto("card_events").values(
+      events.slice(i, i + 1000).map((e) => ({
+        card_account_id: e.cardAccountId,
+        kind: e.kind,
+        actor: e.actor,
+        staff_id: e.staffId ?? null,
+        account_id: e.accountId ?? null,
+        chip_number: e.chipNumber ?? null,
+        details: e.details === undefined ? null : JSON.stringify(e.details),
+      })),
+    ).execute();
+  }
+}
+
+/** A row of the card office's search results. */
+export interface CardSearchRow {
+  id: number;
+  school_name: string;
+  student_number: string;
+  name: string;
+  kind: string;
+  status: CardStatus;
+  account_id: number | null;
+  chip_number: string | null;
+}
+
+/**
+ * Card accounts matching a 学号 (exact or prefix), a name (substring), a chip number (any chip,
+ * current or old), or the given card account ids (found by phone). At most 50.
+ */
+export async function searchCards(
+  db: Db,
+  text: string,
+  ids: number[] = [],
+): Promise<CardSearchRow[]> {
+  const upper = text.toUpperCase();
+  const like = `%${escapeLike(text)}%`;
+  const prefix = `${escapeLike(upper)}%`;
+  return await db.selectFrom("card_accounts")
+    .innerJoin("schools", "schools.id", "card_accounts.school_id")
+    .leftJoin("card_chips", (j) =>
+      j.onRef("card_chips.card_account_id", "=", "card_accounts.id")
+        .on("card_chips.status", "<>", "cancelled"))
+    .select([
+      "card_accounts.id",
+      "schools.name as school_name",
+      "card_accounts.student_number",
+      "card_accounts.name",
+      "card_accounts.kind",
+      "card_accounts.status",
+      "card_accounts.account_id",
+      "card_chips.chip_number",
+    ])
+    .where((eb) =>
+      eb.or([
+        eb("card_accounts.student_number", "like", prefix),
+        eb("card_accounts.name", "like", like),
+        eb(
+          "card_accounts.id",
+          "in",
+          sql<number>`(select card_account_id from card_chips where chip_number = ${upper})`,
+        ),
+        ...(ids.length ? [eb("card_accounts.id", "in", ids)] : []),
+      ])
+    )
+    .orderBy("card_accounts.student_number").limit(50).execute();
+}
