@@ -8,3 +8,7 @@ export {
   listSchools,
   type School,
 } from "./repository.ts";
+export { type AccountDeps, accountRoutes } from "./routes.ts";
+export { accountAdminRoutes } from "./admin_routes.ts";
+export { loginThrottleKey, registerAccount } from "./service.ts";
+export { maskEmail } from "./email_codes.ts";

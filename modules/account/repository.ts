@@ -61,3 +61,30 @@ export async function ensureSchool(db: Db, name: string, code: string): Promise<
   return await db.selectFrom("schools").select(["id", "name", "code"]).where("name", "=", name)
     .executeTakeFirstOrThrow();
 }
+
+/** An account as staff see it on its detail page. */
+export interface AccountDetail extends Account {
+  emailVerifiedAt: Date | null;
+  createdAt: Date;
+  passwordChangedAt: Date;
+}
+
+/** Accounts whose phone contains `digits`, by phone, at most 50. */
+export async function searchAccounts(
+  db: Db,
+  digits: string,
+): Promise<Array<Account & { createdAt: Date }>> {
+  return await accountQuery(db).select("accounts.created_at as createdAt")
+    .where("accounts.phone", "like", `%${digits}%`)
+    .orderBy("accounts.phone").limit(50).execute();
+}
+
+/** One account with its timestamps, or null. */
+export async function findAccountDetail(db: Db, id: number): Promise<AccountDetail | null> {
+  if (!Number.isSafeInteger(id) || id <= 0) return null;
+  return (await accountQuery(db).select([
+    "accounts.email_verified_at as emailVerifiedAt",
+    "accounts.created_at as createdAt",
+    "accounts.password_changed_at as passwordChangedAt",
+  ]).where("accounts.id", "=", id).executeTakeFirst()) ?? null;
+}

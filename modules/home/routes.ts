@@ -1,0 +1,45 @@
+import { Hono } from "hono";
+import type { Db } from "../platform/database.ts";
+import type { AppEnv } from "../platform/http.ts";
+import { render } from "../platform/views.ts";
+import { requireStudent, signOut } from "../security/mod.ts";
+import { findAccount } from "../account/mod.ts";
+import { findBoundCard } from "../card/mod.ts";
+import type { Config } from "../platform/config.ts";
+
+/** The signed-in account and its bound card; a vanished account signs the browser out. */
+async function whoAmI(db: Db, accountId: number) {
+  const account = await findAccount(db, accountId);
+  const card = account ? await findBoundCard(db, account.id) : null;
+  return { account, card };
+}
+
+/** 智校园 (`/`) and 我的 (`/me`): the two tabs of the bottom bar. */
+export function homeRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
+  const { db } = deps;
+  const app = new Hono<AppEnv>();
+
+  app.get("/", requireStudent, async (c) => {
+    const { account, card } = await whoAmI(db, c.get("accountId")!);
+    if (!account) {
+      await signOut(c, deps, "student");
+      return c.redirect("/login", 303);
+    }
+    // Manual: 绑定成功后请立即修改一卡通密码、绑定邮箱 — until both are done.
+    const reminders = card
+      ? { cardPassword: card.passwordIsDefault, email: account.email === null }
+      : null;
+    return render(c, "home/home", { account, card, reminders }, { title: "智校园", tab: "home" });
+  });
+
+  app.get("/me", requireStudent, async (c) => {
+    const { account, card } = await whoAmI(db, c.get("accountId")!);
+    if (!account) {
+      await signOut(c, deps, "student");
+      return c.redirect("/login", 303);
+    }
+    return render(c, "home/me", { account, card }, { title: "我的", tab: "me" });
+  });
+
+  return app;
+}
