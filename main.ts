@@ -17,6 +17,9 @@ import {
 import { sessionMiddleware } from "./modules/security/mod.ts";
 import { loadStaff, staffRoutes } from "./modules/staff/mod.ts";
 import { seedDemoData } from "./modules/demo/mod.ts";
+import { accountAdminRoutes, accountRoutes } from "./modules/account/mod.ts";
+import { createMailer, mailAdminRoutes, type Mailer } from "./modules/mail/mod.ts";
+import { homeRoutes } from "./modules/home/mod.ts";
 
 /** What every module's routes and services are built from. */
 export interface AppDeps {
@@ -24,6 +27,8 @@ export interface AppDeps {
   config: Config;
   /** Registers work to do on shutdown (stop background loops). */
   onShutdown(fn: () => Promise<void> | void): void;
+  /** Outgoing mail; when absent, createApp builds one from config (SMTP_URL or the outbox). */
+  mailer?: Mailer;
 }
 
 /** Paths that outside systems POST to without a browser session (gateway notifies). */
@@ -36,6 +41,11 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.use("/admin/*", loadStaff(deps.db));
   app.use("/admin", loadStaff(deps.db));
   app.route("/admin", staffRoutes(deps));
+  const mailer = deps.mailer ?? createMailer(deps);
+  app.route("/admin", accountAdminRoutes(deps));
+  app.route("/admin", mailAdminRoutes({ db: deps.db, mailer }));
+  app.route("/", accountRoutes({ ...deps, mailer }));
+  app.route("/", homeRoutes(deps));
   return app;
 }
 
