@@ -15,7 +15,7 @@ import {
 import { writeAudit } from "../staff/mod.ts";
 import { AccountError, NoBoundEmailError } from "./errors.ts";
 import { type CodeDeps, consumeEmailCode, maskEmail, sendEmailCode } from "./email_codes.ts";
-import { findAccountByPhone, findSchool } from "./repository.ts";
+import { ensureSchool, findAccountByPhone, findSchool } from "./repository.ts";
 import "./tables.ts";
 
 /** Wrong login passwords: 5 per phone in 15 minutes, 50 per client address (campus NAT). */
@@ -307,4 +307,16 @@ export async function staffResetPassword(
 /** Seconds a phone's sign-in stays locked (shown to staff). */
 export function loginLockedFor(db: Db, phone: string): Promise<number> {
   return lockedFor(db, loginThrottleKey(phone));
+}
+
+/** The demo school and the demo student sign-in printed at start. */
+export const DEMO_SCHOOL_NAME = "云南城市建设职业学院";
+export const DEMO_SCHOOL_CODE = "YNCJ";
+export const DEMO_STUDENT = { phone: "13800000001", password: "Demo12345" };
+
+/** Seeds the demo school and the demo student login account (once). */
+export async function seedDemoAccount(db: Db): Promise<void> {
+  const school = await ensureSchool(db, DEMO_SCHOOL_NAME, DEMO_SCHOOL_CODE);
+  if (await findAccountByPhone(db, DEMO_STUDENT.phone)) return;
+  await registerAccount(db, { ...DEMO_STUDENT, schoolId: school.id });
 }

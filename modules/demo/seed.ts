@@ -1,6 +1,7 @@
 import type { Db } from "../platform/database.ts";
 import type { Config } from "../platform/config.ts";
 import { ALL_ROLES, createStaff } from "../staff/mod.ts";
+import { seedDemoAccount } from "../account/mod.ts";
 
 /** The demo staff sign-in printed at start. */
 export const DEMO_ADMIN = { username: "admin", password: "Admin12345" };
@@ -19,5 +20,7 @@ export async function seedDemoData(deps: { db: Db; config: Config }): Promise<bo
     password: DEMO_ADMIN.password,
     roles: [...ALL_ROLES],
   });
+  // The school 云南城市建设职业学院 and the demo student 13800000001 / Demo12345.
+  await seedDemoAccount(db);
   return true;
 }
