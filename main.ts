@@ -87,7 +87,8 @@ async function start(): Promise<void> {
       handle.kind === "pglite" ? `embedded PGlite in ${config.dataDir}/pgdata` : "PostgreSQL"
     }`,
   );
-  console.log(`  Staff console: ${config.baseUrl}/admin  (demo sign-in: admin / Admin12345)\n`);
+  console.log(`  Staff console: ${config.baseUrl}/admin  (demo sign-in: admin / Admin12345)`);
+  console.log(`  Student demo: ${config.baseUrl}/login  (phone 13800000001 / password Demo12345)\n`);
 
   let stopping = false;
   const shutdown = async (signal: string) => {
