@@ -1,0 +1,88 @@
+/**
+ * 钱包 (wallet): the double-entry ledger, balances, holds, payment codes, and the student pages
+ * 余额 / 交易记录 / 付款码. Money moves only through the functions below.
+ *
+ * Rules every call keeps:
+ * - Amounts are integer fen > 0 (at most ¥1,000,000); anything else is `InvalidAmountError`.
+ * - Every call that moves money takes a unique `reference` (a reader's terminal+sequence, a
+ *   gateway's order number, a form's one-time token, …; at most 128 characters) and is idempotent
+ *   on it: a retry returns the first result with `duplicate: true` and moves nothing. The same
+ *   reference with a different request (other card or amount) is `ReferenceConflictError`.
+ * - Refusals are `WalletError` subclasses (errors.ts) with a stable `code` for readers and a
+ *   Chinese `userMessage` for pages.
+ * - Calls may run inside the caller's Kysely transaction (e.g. to `writeAudit` in the same
+ *   commit); there, a concurrent duplicate of the same reference aborts the caller's transaction
+ *   with the database's unique violation, and the caller retries.
+ *
+ * For the top-up and finance engineer: `creditTopUp` once per gateway order (the gateway order
+ * number as reference; a top-up first pays off an offline overdraft); `refundTransfer` for
+ * purchases and showers, partial or full, never more than the original in total (reversals count);
+ * `adjustBalance` with +/- amount after the checker approves; `listNegativeBalances` for the
+ * overdraft list; `verifyLedger` for the books. For reports, `listTransfersForReport` (coming next)
+ * rather than reading wallet tables.
+ */
+import "./tables.ts";
+
+export type { Channel, TransferKind } from "./tables.ts";
+export * from "./errors.ts";
+export { MAX_AMOUNT } from "./_common.ts";
+
+/**
+ * `getBalance(db, cardAccountId)` → `{ balance, held, available }`; `payFromCard` debits a card
+ * for a merchant (per-payment and daily limits, refused while the balance is negative);
+ * `payUtility` / `refundUtility` for dorm utilities; `applyOfflinePayment` (the only path below
+ * zero) and `listNegativeBalances`; `reverseByReference` for a reader's lost reply (leaves a
+ * tombstone when the original has not arrived); `creditTopUp`, `refundTransfer`, `adjustBalance`.
+ */
+export {
+  adjustBalance,
+  applyOfflinePayment,
+  type Balance,
+  creditTopUp,
+  getBalance,
+  listNegativeBalances,
+  payFromCard,
+  type PaymentResult,
+  payUtility,
+  refundTransfer,
+  refundUtility,
+  type ReversalResult,
+  reverseByReference,
+} from "./ledger.ts";
+
+/**
+ * Shower pre-authorisations: `holdFunds` (authorises up to the amount, down to what is available,
+ * refused below ¥1), `settleHold` (idempotent; a late settle after a timeout charges once, only
+ * from what is available then), `releaseHold`, `expireHolds(db, now)` (main.ts runs it in a loop).
+ */
+export {
+  activeHolds,
+  expireHolds,
+  holdFunds,
+  type HoldResult,
+  MIN_HOLD,
+  releaseHold,
+  settleHold,
+  type SettleResult,
+} from "./holds.ts";
+
+/**
+ * 付款码: `redeemPaymentCode` for readers (exactly once per code), `onPaymentCodeRedeemed` for
+ * in-process listeners, `isPaymentCodeShape` (18 digits starting 88, Luhn check digit) so a reader
+ * can tell our codes from WeChat/Alipay/UnionPay ones; issuing and settings for the pages.
+ */
+export {
+  CODE_PREFIX,
+  type CodeRedeemed,
+  getPaySettings,
+  isPaymentCodeShape,
+  issuePaymentCode,
+  onPaymentCodeRedeemed,
+  type PaySettings,
+  redeemPaymentCode,
+  type RedeemResult,
+  updatePaySettings,
+} from "./codes.ts";
+
+/** The ledger verifier: balance = sum of transfers for every account, debits = credits. */
+export { type LedgerReport, verifyLedger } from "./verify.ts";
