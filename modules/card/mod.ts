@@ -46,3 +46,6 @@ export {
 } from "./fixtures.ts";
 /** Format rules of 学号, 芯片卡号 and 身份证 numbers. */
 export { parseChipNumber, parseIdNumber, parseStudentNumber } from "./rules.ts";
+/** Student pages (mount at /security) and the card office console (mount at /admin/cards). */
+export { cardRoutes } from "./routes.ts";
+export { cardAdminRoutes } from "./admin_routes.ts";

@@ -11,7 +11,7 @@ import {
   verifyCardPassword,
 } from "../security/mod.ts";
 import { writeAudit } from "../staff/mod.ts";
-import { findAccount } from "../account/mod.ts";
+import { findAccount, loginThrottleKey } from "../account/mod.ts";
 import { notifyBlocklistChange, recordBlocklistChanges } from "./blocklist.ts";
 import { CardError, CardLockedError } from "./errors.ts";
 import {
@@ -585,4 +585,24 @@ export function unbindCard(db: Db, actor: StaffActor, cardAccountId: number): Pr
       .where("id", "=", card.id).execute();
     return { event: { kind: "unbound", accountId: card.account_id } };
   });
+}
+
+/** Lifts the sign-in lockout of the login account bound to this card (the holder is at the counter). */
+export function unlockBoundLogin(db: Db, actor: StaffActor, cardAccountId: number): Promise<void> {
+  return staffChange(db, actor, cardAccountId, "account.login_unlocked", async (trx, card) => {
+    const account = card.account_id === null ? null : await findAccount(trx, card.account_id);
+    if (!account) throw new CardError("Not bound", "该一卡通账户未绑定一信通账号", "_form");
+    const key = loginThrottleKey(account.phone);
+    if (await lockedFor(trx, key) === 0) {
+      throw new CardError("Login not locked", "该一信通账号的登录未被锁定", "_form");
+    }
+    await clearThrottle(trx, key);
+    return { event: { kind: "login_unlocked", accountId: account.id } };
+  });
+}
+
+/** Seconds the bound login account's sign-in stays locked, 0 when not locked or not bound. */
+export async function boundLoginLockedFor(db: Db, accountId: number | null): Promise<number> {
+  const account = accountId === null ? null : await findAccount(db, accountId);
+  return account ? await lockedFor(db, loginThrottleKey(account.phone)) : 0;
 }

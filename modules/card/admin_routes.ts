@@ -1,0 +1,278 @@
+import { type Context, Hono } from "hono";
+import { zValidator } from "@hono/zod-validator";
+import type { Db } from "../platform/database.ts";
+import type { Config } from "../platform/config.ts";
+import { DomainError, NotFoundError } from "../platform/errors.ts";
+import type { AppEnv } from "../platform/http.ts";
+import { render } from "../platform/views.ts";
+import { clientIp } from "../security/mod.ts";
+import { registerAdminNav, requireRole, type Role, ROLES } from "../staff/mod.ts";
+import { findAccount, findAccountByPhone, listSchools } from "../account/mod.ts";
+import { commitImport, loadImport, MAX_IMPORT_BYTES, previewImport } from "./import.ts";
+import { cardPasswordLockedFor } from "./passwords.ts";
+import { listCardEvents, listChips, loadCardAccount, searchCards } from "./repository.ts";
+import { reissueSchema } from "./schemas.ts";
+import {
+  boundLoginLockedFor,
+  reissueCard,
+  resetCardPassword,
+  type StaffActor,
+  staffLiftLoss,
+  staffReportLoss,
+  unbindCard,
+  unlockBoundLogin,
+  unlockCardPassword,
+} from "./service.ts";
+
+type C = Context<AppEnv>;
+
+/** Who may look cards up and import cardholders; counter operations are the card office's. */
+export const CARD_VIEW_ROLES: Role[] = [ROLES.cardOffice, ROLES.sysadmin];
+export const CARD_COUNTER_ROLES: Role[] = [ROLES.cardOffice];
+/** 图文信息中心 helps students who cannot sign in, so it may lift a login lockout too. */
+export const LOGIN_UNLOCK_ROLES: Role[] = [ROLES.cardOffice, ROLES.infoCentre];
+
+const ADMIN = { layout: "admin/layout" } as const;
+
+const EVENT_LABELS: Record<string, string> = {
+  created: "开户",
+  updated: "资料更新",
+  bound: "绑定一信通账号",
+  unbound: "解除绑定",
+  password_changed: "修改一卡通密码",
+  password_reset: "重置一卡通密码",
+  password_unlocked: "解除一卡通密码锁定",
+  login_unlocked: "解除登录锁定",
+  loss_reported: "挂失",
+  loss_lifted: "解挂",
+  reissued: "补卡",
+};
+
+/** Messages after a counter operation: a fixed set, so the query cannot inject text. */
+const DONE: Record<string, string> = {
+  loss: "已挂失",
+  unloss: "已解挂",
+  reissue: "补卡完成，旧卡已注销",
+  reset: "一卡通密码已重置为默认密码（身份证后6位）",
+  unlock: "一卡通密码锁定已解除",
+  unlock_login: "登录锁定已解除",
+  unbind: "已解除绑定",
+};
+
+function cardId(c: C): number {
+  const id = Number(c.req.param("id"));
+  if (!Number.isSafeInteger(id) || id <= 0) throw new NotFoundError("card account");
+  return id;
+}
+
+function actor(c: C): StaffActor {
+  return { staffId: c.get("staff")!.id, ip: clientIp(c) };
+}
+
+/** The card office console: search, card detail, counter operations, cardholder import. */
+export function cardAdminRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
+  const { db } = deps;
+  const app = new Hono<AppEnv>();
+  registerAdminNav({
+    href: "/admin/cards",
+    label: "一卡通",
+    roles: [...CARD_VIEW_ROLES, ...LOGIN_UNLOCK_ROLES],
+  });
+
+  // ---- search by 学号, name, chip number or phone
+  app.get("/", requireRole(...CARD_VIEW_ROLES, ...LOGIN_UNLOCK_ROLES), async (c) => {
+    const q = (c.req.query("q") ?? "").normalize("NFKC").trim().slice(0, 40);
+    let rows: Awaited<ReturnType<typeof searchCards>> = [];
+    if (q) {
+      const ids: number[] = [];
+      if (/^\d{11}$/.test(q)) {
+        const account = await findAccountByPhone(db, q);
+        if (account) {
+          const card = await db.selectFrom("card_accounts").select("id").where(
+            "account_id",
+            "=",
+            account.id,
+          )
+            .executeTakeFirst();
+          if (card) ids.push(card.id);
+        }
+      }
+      rows = await searchCards(db, q, ids);
+    }
+    return render(c, "card/admin_search", { q, rows }, { ...ADMIN, title: "一卡通" });
+  });
+
+  // ---- card detail
+  const showCard = async (c: C, id: number, errors: Record<string, string> = {}, status = 200) => {
+    const card = await loadCardAccount(db, id);
+    if (!card) throw new NotFoundError("card account");
+    const school = await db.selectFrom("schools").select("name").where("id", "=", card.school_id)
+      .executeTakeFirstOrThrow();
+    const [chips, events, account, passwordLock, loginLock] = await Promise.all([
+      listChips(db, id),
+      listCardEvents(db, id),
+      card.account_id === null ? null : findAccount(db, card.account_id),
+      cardPasswordLockedFor(db, id),
+      boundLoginLockedFor(db, card.account_id),
+    ]);
+    const staff = c.get("staff")!;
+    return render(c, "card/admin_card", {
+      card: {
+        id: card.id,
+        schoolName: school.name,
+        studentNumber: card.student_number,
+        name: card.name,
+        kind: card.kind,
+        idMasked: card.id_number_masked,
+        status: card.status,
+        passwordIsDefault: card.password_hash === null,
+        paymentCodeFrozen: card.payment_code_frozen,
+        lossReportedAt: card.loss_reported_at,
+        boundAt: card.bound_at,
+      },
+      chips,
+      events,
+      eventLabels: EVENT_LABELS,
+      account,
+      passwordLock,
+      loginLock,
+      canCounter: CARD_COUNTER_ROLES.some((r) => staff.roles.includes(r)),
+      canUnlockLogin: LOGIN_UNLOCK_ROLES.some((r) => staff.roles.includes(r)),
+      notice: DONE[c.req.query("done") ?? ""],
+      errors,
+    }, { ...ADMIN, status, title: `${card.name} · 一卡通` });
+  };
+
+  app.get(
+    "/:id{[0-9]+}",
+    requireRole(...CARD_VIEW_ROLES, ...LOGIN_UNLOCK_ROLES),
+    (c) => showCard(c, cardId(c)),
+  );
+
+  /** A counter operation: run it, or show the card again with the reason it was refused. */
+  const operation = (
+    path: string,
+    roles: Role[],
+    done: string,
+    run: (c: C, id: number) => Promise<void>,
+  ) =>
+    app.post(`/:id{[0-9]+}/${path}`, requireRole(...roles), async (c) => {
+      const id = cardId(c);
+      try {
+        await run(c, id);
+      } catch (err) {
+        if (err instanceof DomainError && !(err instanceof NotFoundError)) {
+          return showCard(c, id, {
+            [path === "reissue" ? err.field ?? "_form" : "_form"]: err.userMessage,
+          }, err.status);
+        }
+        throw err;
+      }
+      return c.redirect(`/admin/cards/${id}?done=${done}`, 303);
+    });
+
+  operation("loss", CARD_COUNTER_ROLES, "loss", (c, id) => staffReportLoss(db, actor(c), id));
+  operation("unloss", CARD_COUNTER_ROLES, "unloss", (c, id) => staffLiftLoss(db, actor(c), id));
+  operation(
+    "reset-password",
+    CARD_COUNTER_ROLES,
+    "reset",
+    (c, id) => resetCardPassword(db, actor(c), id),
+  );
+  operation(
+    "unlock",
+    CARD_COUNTER_ROLES,
+    "unlock",
+    (c, id) => unlockCardPassword(db, actor(c), id),
+  );
+  operation("unbind", CARD_COUNTER_ROLES, "unbind", (c, id) => unbindCard(db, actor(c), id));
+  operation(
+    "unlock-login",
+    LOGIN_UNLOCK_ROLES,
+    "unlock_login",
+    (c, id) => unlockBoundLogin(db, actor(c), id),
+  );
+  operation("reissue", CARD_COUNTER_ROLES, "reissue", async (c, id) => {
+    const form = reissueSchema.safeParse(await c.req.parseBody());
+    if (!form.success) {
+      throw new DomainError("Bad reissue form", form.error.issues[0].message, "chip_number");
+    }
+    await reissueCard(db, actor(c), id, form.data.chip_number);
+  });
+
+  // ---- cardholder import: upload → preview with per-row errors → commit
+  const showUpload = async (c: C, errors: Record<string, string>, status = 200) =>
+    render(c, "card/admin_import", {
+      errors,
+      schools: await listSchools(db),
+      maxMb: MAX_IMPORT_BYTES >> 20,
+    }, {
+      ...ADMIN,
+      status,
+      title: "导入持卡人",
+    });
+
+  app.get("/import", requireRole(...CARD_VIEW_ROLES), (c) => showUpload(c, {}));
+
+  app.post("/import", requireRole(...CARD_VIEW_ROLES), async (c) => {
+    const body = await c.req.parseBody();
+    const file = body["file"];
+    const schoolId = Number(body["school_id"]);
+    if (!(file instanceof File) || file.size === 0) {
+      return showUpload(c, { file: "请选择CSV文件" }, 422);
+    }
+    if (file.size > MAX_IMPORT_BYTES) {
+      return showUpload(c, { file: `文件过大（最大${MAX_IMPORT_BYTES >> 20}MB）` }, 422);
+    }
+    try {
+      const id = await previewImport(db, deps, {
+        schoolId: Number.isSafeInteger(schoolId) ? schoolId : 0,
+        staffId: c.get("staff")!.id,
+        fileName: file.name,
+        bytes: new Uint8Array(await file.arrayBuffer()),
+      });
+      return c.redirect(`/admin/cards/import/${id}`, 303);
+    } catch (err) {
+      if (err instanceof DomainError) {
+        return showUpload(c, { [err.field ?? "_form"]: err.userMessage }, err.status);
+      }
+      throw err;
+    }
+  });
+
+  const showImport = async (
+    c: C,
+    id: number,
+    errors: Record<string, string> = {},
+    status = 200,
+  ) => {
+    const imp = await loadImport(db, id);
+    if (!imp) throw new NotFoundError("card import");
+    return render(c, "card/admin_import_preview", { imp, errors }, {
+      ...ADMIN,
+      status,
+      title: "导入预览",
+    });
+  };
+
+  app.get(
+    "/import/:id{[0-9]+}",
+    requireRole(...CARD_VIEW_ROLES),
+    (c) => showImport(c, Number(c.req.param("id"))),
+  );
+
+  app.post("/import/:id{[0-9]+}/commit", requireRole(...CARD_VIEW_ROLES), async (c) => {
+    const id = Number(c.req.param("id"));
+    try {
+      await commitImport(db, { importId: id, staffId: c.get("staff")!.id, ip: clientIp(c) });
+    } catch (err) {
+      if (err instanceof DomainError) {
+        return showImport(c, id, { _form: err.userMessage }, err.status);
+      }
+      throw err;
+    }
+    return c.redirect(`/admin/cards/import/${id}`, 303);
+  });
+
+  return app;
+}

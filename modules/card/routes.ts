@@ -1,0 +1,198 @@
+import { type Context, Hono } from "hono";
+import { zValidator } from "@hono/zod-validator";
+import type { Db } from "../platform/database.ts";
+import type { Config } from "../platform/config.ts";
+import { DomainError } from "../platform/errors.ts";
+import type { AppEnv } from "../platform/http.ts";
+import { formErrorsHook } from "../platform/forms.ts";
+import { type FieldErrors, render } from "../platform/views.ts";
+import { destroySessionsOf, requireStudent, signOut } from "../security/mod.ts";
+import { findBoundCard } from "./repository.ts";
+import { bindSchema, lossSchema, passwordSchema } from "./schemas.ts";
+import { bindCard, changeCardPassword, liftLoss, reportLoss } from "./service.ts";
+
+type C = Context<AppEnv>;
+type Input = Record<string, string>;
+
+const STATUS_LABELS: Record<string, string> = {
+  normal: "正常",
+  loss_reported: "已挂失",
+  cancelled: "已注销",
+};
+
+/** Messages shown after a redirect: a fixed set, so the query cannot inject text. */
+const DONE: Record<string, string> = {
+  password: "一卡通密码修改成功",
+  loss: "挂失成功，请截图记下芯片卡号，解挂时需要输入。",
+  unloss: "解挂成功，您的一卡通已恢复正常使用。",
+};
+
+/** Form values to show again: never passwords, never the 身份证 number, never the CSRF token. */
+function keep(form: Record<string, unknown>): Input {
+  const out: Input = {};
+  for (const [k, v] of Object.entries(form)) {
+    if (typeof v === "string" && !["_csrf", "id_number"].includes(k) && !/password/i.test(k)) {
+      out[k] = v.slice(0, 40);
+    }
+  }
+  return out;
+}
+
+function asErrors(err: unknown): { errors: FieldErrors; status: number } {
+  if (!(err instanceof DomainError)) throw err;
+  return { errors: { [err.field ?? "_form"]: err.userMessage }, status: err.status };
+}
+
+/** 我的 → 一卡通安全中心: binding, card password, loss and unloss (mounted at /security). */
+export function cardRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
+  const { db } = deps;
+  const app = new Hono<AppEnv>();
+  app.use("*", requireStudent);
+
+  const page = async (
+    c: C,
+    template: string,
+    title: string,
+    errors: FieldErrors,
+    input: Input,
+    status = 200,
+  ) => {
+    const card = await findBoundCard(db, c.get("accountId")!);
+    const done = DONE[c.req.query("done") ?? ""];
+    return render(c, template, {
+      card,
+      errors,
+      input,
+      notice: done,
+      statusLabel: STATUS_LABELS[card?.status ?? ""],
+    }, {
+      status,
+      title,
+      tab: "me",
+    });
+  };
+
+  app.get("/", (c) => page(c, "card/security", "一卡通安全中心", {}, {}));
+
+  // ---- 一卡通账号绑定
+  const showBind = (c: C, errors: FieldErrors, input: Input, status = 200) =>
+    page(c, "card/bind", "一卡通账号绑定", errors, input, status);
+  app.get("/bind", (c) => showBind(c, {}, {}));
+  app.post(
+    "/bind",
+    zValidator(
+      "form",
+      bindSchema,
+      formErrorsHook((c, errors, input) => showBind(c, errors, keep(input), 422)),
+    ),
+    async (c) => {
+      const form = c.req.valid("form");
+      const accountId = c.get("accountId")!;
+      try {
+        await bindCard(db, deps, {
+          accountId,
+          studentNumber: form.student_number,
+          password: form.password,
+        });
+      } catch (err) {
+        const e = asErrors(err);
+        return showBind(c, e.errors, keep(form), e.status);
+      }
+      // The manual: 绑定成功后需要重新登录. Every session of the account ends, this one too.
+      await destroySessionsOf(db, "student", accountId);
+      await signOut(c, deps, "student");
+      return render(c, "card/bound", {}, { title: "绑定成功" });
+    },
+  );
+
+  // ---- 一卡通密码修改
+  const showPassword = (c: C, errors: FieldErrors, status = 200) =>
+    page(c, "card/password", "一卡通密码修改", errors, {}, status);
+  app.get("/password", (c) => showPassword(c, {}));
+  app.post(
+    "/password",
+    zValidator("form", passwordSchema, formErrorsHook((c, errors) => showPassword(c, errors, 422))),
+    async (c) => {
+      const form = c.req.valid("form");
+      try {
+        await changeCardPassword(db, deps, {
+          accountId: c.get("accountId")!,
+          oldPassword: form.old_password,
+          newPassword: form.new_password,
+        });
+      } catch (err) {
+        const e = asErrors(err);
+        return showPassword(c, e.errors, e.status);
+      }
+      return c.redirect("/security?done=password", 303);
+    },
+  );
+
+  // ---- 挂失: the chip number is pre-filled with the bound card's chip
+  const showLoss = async (c: C, errors: FieldErrors, input: Input | null, status = 200) => {
+    const card = await findBoundCard(db, c.get("accountId")!);
+    return page(
+      c,
+      "card/loss",
+      "挂失",
+      errors,
+      input ?? { chip_number: card?.activeChipNumber ?? "" },
+      status,
+    );
+  };
+  app.get("/loss", (c) => showLoss(c, {}, null));
+  app.post(
+    "/loss",
+    zValidator(
+      "form",
+      lossSchema,
+      formErrorsHook((c, errors, input) => showLoss(c, errors, keep(input), 422)),
+    ),
+    async (c) => {
+      const form = c.req.valid("form");
+      try {
+        await reportLoss(db, deps, {
+          accountId: c.get("accountId")!,
+          chipNumber: form.chip_number,
+          idNumber: form.id_number,
+          password: form.password,
+          freezePaymentCode: form.freeze_payment_code === "1",
+        });
+      } catch (err) {
+        const e = asErrors(err);
+        return showLoss(c, e.errors, keep(form), e.status);
+      }
+      return c.redirect("/security/loss?done=loss", 303);
+    },
+  );
+
+  // ---- 解挂: the holder types the chip number noted at the loss report (or the new chip's)
+  const showUnloss = (c: C, errors: FieldErrors, input: Input, status = 200) =>
+    page(c, "card/unloss", "解挂", errors, input, status);
+  app.get("/unloss", (c) => showUnloss(c, {}, {}));
+  app.post(
+    "/unloss",
+    zValidator(
+      "form",
+      lossSchema,
+      formErrorsHook((c, errors, input) => showUnloss(c, errors, keep(input), 422)),
+    ),
+    async (c) => {
+      const form = c.req.valid("form");
+      try {
+        await liftLoss(db, deps, {
+          accountId: c.get("accountId")!,
+          chipNumber: form.chip_number,
+          idNumber: form.id_number,
+          password: form.password,
+        });
+      } catch (err) {
+        const e = asErrors(err);
+        return showUnloss(c, e.errors, keep(form), e.status);
+      }
+      return c.redirect("/security?done=unloss", 303);
+    },
+  );
+
+  return app;
+}
