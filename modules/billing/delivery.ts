@@ -1,0 +1,501 @@
+import { sql } from "kysely";
+import type { Db } from "../platform/database.ts";
+import { logger } from "../platform/log.ts";
+import { randomToken } from "../platform/crypto.ts";
+import { MeterError } from "./errors.ts";
+import type { MeterAdapter, MeterReceipt } from "./meters.ts";
+import type { JobState, Utility } from "./tables.ts";
+import "./tables.ts";
+
+const log = logger("billing.delivery");
+
+/** The wallet calls billing needs; the real ones are in `wallet_link.ts`, tests may wrap them. */
+export interface UtilityMoney {
+  pay(db: Db, input: {
+    cardAccountId: number;
+    amount: number;
+    utility: Utility;
+    reference: string;
+    details: Record<string, unknown>;
+  }): Promise<{ transferId: number; balanceAfter: number }>;
+  refund(
+    db: Db,
+    input: { originalReference: string; reference: string },
+  ): Promise<{ transferId: number }>;
+  /** True for the wallet's insufficient-funds refusal. */
+  isInsufficientFunds(err: unknown): boolean;
+}
+
+/** Wallet reference of a purchase's payment; its refund uses `refundReference`. */
+export function payReference(orderNo: string): string {
+  return `billing:${orderNo}`;
+}
+
+/** Wallet reference of a purchase's refund: one per order, so a refund happens at most once. */
+export function refundReference(orderNo: string): string {
+  return `billing-refund:${orderNo}`;
+}
+
+/** How the worker retries. */
+export interface DeliveryPolicy {
+  /** Delivery attempts before giving up and refunding. */
+  maxAttempts: number;
+  /** First retry delay; doubles each attempt up to `maxDelayMs`. */
+  baseDelayMs: number;
+  maxDelayMs: number;
+  /** How long a claimed job stays with one worker; longer than any meter request. */
+  leaseMs: number;
+  /** A purchase whose web request never finished paying is taken over after this long. */
+  payingGraceMs: number;
+  batchSize: number;
+}
+
+export const DEFAULT_POLICY: DeliveryPolicy = {
+  maxAttempts: 6,
+  baseDelayMs: 5_000,
+  maxDelayMs: 10 * 60_000,
+  leaseMs: 60_000,
+  payingGraceMs: 2 * 60_000,
+  batchSize: 20,
+};
+
+/** Everything a worker run needs. `now` is injected so tests move time instead of sleeping. */
+export interface WorkerContext {
+  db: Db;
+  meter: MeterAdapter;
+  money: UtilityMoney;
+  policy?: Partial<DeliveryPolicy>;
+  now?: () => Date;
+}
+
+/** Delay before retry number `attempt` (1-based): base × 2^(attempt−1), capped. */
+export function backoffMs(policy: DeliveryPolicy, attempt: number): number {
+  return Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** Math.max(0, attempt - 1));
+}
+
+interface ClaimedJob {
+  purchase_id: number;
+  state: JobState;
+  attempts: number;
+  lease_token: string;
+}
+
+/**
+ * Claims due jobs for this worker: rows nobody holds (or whose holder's lease ran out), locked
+ * with SKIP LOCKED so several server instances never claim the same job at once.
+ */
+async function claimDueJobs(db: Db, policy: DeliveryPolicy, now: Date): Promise<ClaimedJob[]> {
+  const token = randomToken(12);
+  const leaseUntil = new Date(now.getTime() + policy.leaseMs);
+  const result = await sql<ClaimedJob>`
+    with due as (
+      select purchase_id from billing_delivery_jobs
+      where state in ('paying', 'pending', 'refunding')
+        and next_attempt_at <= ${now}
+        and (lease_expires_at is null or lease_expires_at <= ${now})
+      order by next_attempt_at
+      limit ${policy.batchSize}
+      for update skip locked
+    )
+    update billing_delivery_jobs j
+       set lease_token = ${token}, lease_expires_at = ${leaseUntil}, updated_at = ${now},
+           attempts = j.attempts + case when j.state = 'pending' then 1 else 0 end
+      from due
+     where j.purchase_id = due.purchase_id
+    returning j.purchase_id, j.state, j.attempts, j.lease_token`.execute(db);
+  return result.rows;
+}
+
+async function loadPurchase(db: Db, id: number) {
+  return await db.selectFrom("billing_purchases")
+    .innerJoin("billing_rooms", "billing_rooms.id", "billing_purchases.room_id")
+    .innerJoin("billing_buildings", "billing_buildings.id", "billing_rooms.building_id")
+    .select([
+      "billing_purchases.id",
+      "billing_purchases.order_no",
+      "billing_purchases.card_account_id",
+      "billing_purchases.room_id",
+      "billing_purchases.room_label",
+      "billing_purchases.utility",
+      "billing_purchases.amount",
+      "billing_purchases.milli_units",
+      "billing_purchases.tariff_id",
+      "billing_buildings.code as building_code",
+      "billing_rooms.number as room_number",
+    ])
+    .where("billing_purchases.id", "=", id).executeTakeFirstOrThrow();
+}
+
+type Purchase = Awaited<ReturnType<typeof loadPurchase>>;
+
+/** The details the wallet keeps with a utility transfer (shown in 交易记录). */
+export function transferDetails(p: {
+  order_no: string;
+  utility: Utility;
+  room_id: number;
+  room_label: string;
+  tariff_id: number;
+  milli_units: number;
+}): Record<string, unknown> {
+  return {
+    orderNo: p.order_no,
+    utility: p.utility,
+    roomId: p.room_id,
+    room: p.room_label,
+    tariffId: p.tariff_id,
+    milliUnits: p.milli_units,
+  };
+}
+
+/** Marks a paid purchase delivering and its job due now; a no-op unless it was still paying. */
+export async function markPaid(
+  db: Db,
+  purchaseId: number,
+  transferId: number,
+  now: Date,
+): Promise<boolean> {
+  return await db.transaction().execute(async (trx) => {
+    const job = await trx.updateTable("billing_delivery_jobs")
+      .set({
+        state: "pending",
+        next_attempt_at: now,
+        lease_token: null,
+        lease_expires_at: null,
+        updated_at: now,
+      })
+      .where("purchase_id", "=", purchaseId).where("state", "=", "paying").executeTakeFirst();
+    if (Number(job.numUpdatedRows) === 0) return false;
+    await trx.updateTable("billing_purchases")
+      .set({ status: "delivering", transfer_id: transferId, paid_at: now })
+      .where("id", "=", purchaseId).where("status", "=", "paying").execute();
+    return true;
+  });
+}
+
+/** Marks a purchase the wallet refused (insufficient balance); a no-op unless still paying. */
+export async function markDeclined(db: Db, purchaseId: number, now: Date): Promise<void> {
+  await db.transaction().execute(async (trx) => {
+    const job = await trx.updateTable("billing_delivery_jobs")
+      .set({ state: "declined", lease_token: null, lease_expires_at: null, updated_at: now })
+      .where("purchase_id", "=", purchaseId).where("state", "=", "paying").executeTakeFirst();
+    if (Number(job.numUpdatedRows) === 0) return;
+    await trx.updateTable("billing_purchases").set({ status: "declined" })
+      .where("id", "=", purchaseId).where("status", "=", "paying").execute();
+  });
+}
+
+/** Records a meter receipt: the job and purchase delivered, the room's reported credit. */
+async function markDelivered(
+  db: Db,
+  job: ClaimedJob,
+  p: Purchase,
+  receipt: MeterReceipt,
+  now: Date,
+): Promise<boolean> {
+  return await db.transaction().execute(async (trx) => {
+    const r = await trx.updateTable("billing_delivery_jobs")
+      .set({
+        state: "delivered",
+        lease_token: null,
+        lease_expires_at: null,
+        last_error: null,
+        updated_at: now,
+      })
+      .where("purchase_id", "=", job.purchase_id).where("lease_token", "=", job.lease_token)
+      .where("state", "in", ["pending", "refunding"]).executeTakeFirst();
+    if (Number(r.numUpdatedRows) === 0) return false;
+    await trx.updateTable("billing_purchases").set({ status: "delivered", delivered_at: now })
+      .where("id", "=", p.id).execute();
+    await recordMeterReading(trx, p.room_id, p.utility, receipt);
+    return true;
+  });
+}
+
+/** Keeps the newest reading the meter system reported for a room account. */
+export async function recordMeterReading(
+  db: Db,
+  roomId: number,
+  utility: Utility,
+  receipt: MeterReceipt,
+) {
+  await db.insertInto("billing_room_meters").values({
+    room_id: roomId,
+    utility,
+    balance: receipt.balance,
+    reported_at: receipt.reportedAt,
+  }).onConflict((oc) =>
+    oc.columns(["room_id", "utility"]).doUpdateSet({
+      balance: receipt.balance,
+      reported_at: receipt.reportedAt,
+    })
+      .where("billing_room_meters.reported_at", "<=", receipt.reportedAt)
+  ).execute();
+}
+
+/** Leaves a job for a later attempt, recording why; only while this worker holds the lease. */
+async function postpone(
+  db: Db,
+  job: ClaimedJob,
+  state: JobState,
+  at: Date,
+  error: string,
+  now: Date,
+) {
+  await db.updateTable("billing_delivery_jobs")
+    .set({
+      state,
+      next_attempt_at: at,
+      lease_token: null,
+      lease_expires_at: null,
+      last_error: error.slice(0, 500),
+      updated_at: now,
+    })
+    .where("purchase_id", "=", job.purchase_id).where("lease_token", "=", job.lease_token)
+    .execute();
+}
+
+/** Gives the money back, once: the wallet refund is idempotent on the refund reference. */
+async function refund(ctx: WorkerContext, job: ClaimedJob, p: Purchase, now: Date): Promise<void> {
+  const { transferId } = await ctx.money.refund(ctx.db, {
+    originalReference: payReference(p.order_no),
+    reference: refundReference(p.order_no),
+  });
+  await ctx.db.transaction().execute(async (trx) => {
+    const r = await trx.updateTable("billing_delivery_jobs")
+      .set({ state: "refunded", lease_token: null, lease_expires_at: null, updated_at: now })
+      .where("purchase_id", "=", job.purchase_id).where("lease_token", "=", job.lease_token)
+      .where("state", "=", "refunding").executeTakeFirst();
+    if (Number(r.numUpdatedRows) === 0) return;
+    await trx.updateTable("billing_purchases")
+      .set({ status: "refunded", refund_transfer_id: transferId, refunded_at: now })
+      .where("id", "=", p.id).execute();
+  });
+  log.info("utility purchase refunded", { orderNo: p.order_no, amount: p.amount });
+}
+
+/** Gives up on delivery: unless the meter has the order after all, switch to refunding. */
+async function giveUp(ctx: WorkerContext, job: ClaimedJob, p: Purchase, reason: string, now: Date) {
+  let found: MeterReceipt | null = null;
+  try {
+    found = await ctx.meter.lookup(p.order_no);
+  } catch (err) {
+    // The meter system cannot say; the order was never acknowledged, so the student gets the money back.
+    log.warn("meter lookup failed before refund", {
+      orderNo: p.order_no,
+      err: (err as Error).message,
+    });
+  }
+  if (found) {
+    await markDelivered(ctx.db, job, p, found, now);
+    return;
+  }
+  const r = await ctx.db.updateTable("billing_delivery_jobs")
+    .set({ state: "refunding", last_error: reason.slice(0, 500), updated_at: now })
+    .where("purchase_id", "=", job.purchase_id).where("lease_token", "=", job.lease_token)
+    .where("state", "=", "pending").executeTakeFirst();
+  if (Number(r.numUpdatedRows) === 0) return;
+  job.state = "refunding";
+  await refund(ctx, job, p, now);
+}
+
+async function runJob(
+  ctx: WorkerContext,
+  policy: DeliveryPolicy,
+  job: ClaimedJob,
+  now: Date,
+): Promise<void> {
+  const p = await loadPurchase(ctx.db, job.purchase_id);
+  if (job.state === "paying") {
+    // The web request that created it never finished: finish paying with the same reference.
+    try {
+      const { transferId } = await ctx.money.pay(ctx.db, {
+        cardAccountId: p.card_account_id,
+        amount: p.amount,
+        utility: p.utility,
+        reference: payReference(p.order_no),
+        details: transferDetails(p),
+      });
+      await markPaid(ctx.db, p.id, transferId, now);
+    } catch (err) {
+      if (ctx.money.isInsufficientFunds(err)) return await markDeclined(ctx.db, p.id, now);
+      await postpone(
+        ctx.db,
+        job,
+        "paying",
+        new Date(now.getTime() + policy.baseDelayMs),
+        String(err),
+        now,
+      );
+    }
+    return;
+  }
+  if (job.state === "refunding") {
+    try {
+      await refund(ctx, job, p, now);
+    } catch (err) {
+      log.error("utility refund failed", { orderNo: p.order_no, err: (err as Error).message });
+      await postpone(
+        ctx.db,
+        job,
+        "refunding",
+        new Date(now.getTime() + backoffMs(policy, 1)),
+        String(err),
+        now,
+      );
+    }
+    return;
+  }
+  try {
+    const receipt = await ctx.meter.deliver({
+      orderNo: p.order_no,
+      roomId: p.room_id,
+      buildingCode: p.building_code,
+      roomNumber: p.room_number,
+      utility: p.utility,
+      amount: p.amount,
+      milliUnits: p.milli_units,
+    });
+    await markDelivered(ctx.db, job, p, receipt, now);
+  } catch (err) {
+    const message = (err as Error).message;
+    const retryable = err instanceof MeterError ? err.retryable : true;
+    if (!retryable || job.attempts >= policy.maxAttempts) {
+      log.warn("utility delivery failed for good", {
+        orderNo: p.order_no,
+        attempts: job.attempts,
+        err: message,
+      });
+      try {
+        await giveUp(ctx, job, p, message, now);
+      } catch (refundErr) {
+        log.error("utility refund failed", {
+          orderNo: p.order_no,
+          err: (refundErr as Error).message,
+        });
+        await postpone(
+          ctx.db,
+          job,
+          "refunding",
+          new Date(now.getTime() + policy.baseDelayMs),
+          String(refundErr),
+          now,
+        );
+      }
+      return;
+    }
+    const at = new Date(now.getTime() + backoffMs(policy, job.attempts));
+    log.info("utility delivery will be retried", {
+      orderNo: p.order_no,
+      attempts: job.attempts,
+      at,
+      err: message,
+    });
+    await postpone(ctx.db, job, "pending", at, message, now);
+  }
+}
+
+/** Runs every job due now once; returns how many were claimed. Safe to run on many instances. */
+export async function runDueJobs(ctx: WorkerContext): Promise<number> {
+  const policy = { ...DEFAULT_POLICY, ...ctx.policy };
+  const now = ctx.now?.() ?? new Date();
+  const jobs = await claimDueJobs(ctx.db, policy, now);
+  for (const job of jobs) {
+    try {
+      await runJob(ctx, policy, job, ctx.now?.() ?? new Date());
+    } catch (err) {
+      log.error("delivery job crashed", { purchaseId: job.purchase_id, err: (err as Error).stack });
+    }
+  }
+  return jobs.length;
+}
+
+/** Staff: try a failed or stuck job again now, with a fresh count of attempts. */
+export async function retryJob(db: Db, purchaseId: number, now = new Date()): Promise<boolean> {
+  const r = await db.updateTable("billing_delivery_jobs")
+    .set((eb) => ({
+      next_attempt_at: now,
+      lease_token: null,
+      lease_expires_at: null,
+      attempts: eb.case().when("state", "=", "pending").then(0).else(eb.ref("attempts")).end(),
+      updated_at: now,
+    }))
+    .where("purchase_id", "=", purchaseId).where("state", "in", ["paying", "pending", "refunding"])
+    .executeTakeFirst();
+  return Number(r.numUpdatedRows) > 0;
+}
+
+/**
+ * Staff: stop delivering a paid purchase and refund it (the worker does the refund, now).
+ * Refused once delivered, refunded or never paid.
+ */
+export async function requestRefund(
+  db: Db,
+  purchaseId: number,
+  now = new Date(),
+): Promise<boolean> {
+  const r = await db.updateTable("billing_delivery_jobs")
+    .set({
+      state: "refunding",
+      next_attempt_at: now,
+      lease_token: null,
+      lease_expires_at: null,
+      updated_at: now,
+    })
+    .where("purchase_id", "=", purchaseId).where("state", "=", "pending").executeTakeFirst();
+  return Number(r.numUpdatedRows) > 0;
+}
+
+type Waker = () => void;
+const wakers = new Set<Waker>();
+
+/** Wakes this process's delivery workers (after a purchase was paid). */
+export function wakeDeliveryWorkers(): void {
+  for (const w of wakers) w();
+}
+
+/** A running worker loop. */
+export interface DeliveryWorker {
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts a loop that runs due jobs every `pollMs`, or at once when woken. Stop it on shutdown:
+ * `stop` waits for the current run to finish.
+ */
+export function startDeliveryWorker(
+  ctx: WorkerContext,
+  options: { pollMs?: number } = {},
+): DeliveryWorker {
+  const pollMs = options.pollMs ?? 1000;
+  let stopped = false;
+  let wake: Waker = () => {};
+  const waker: Waker = () => wake();
+  wakers.add(waker);
+  const loop = (async () => {
+    while (!stopped) {
+      try {
+        const n = await runDueJobs(ctx);
+        if (n > 0) continue;
+      } catch (err) {
+        log.error("delivery worker run failed", { err: (err as Error).message });
+      }
+      if (stopped) break;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, pollMs);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      wake = () => {};
+    }
+  })();
+  return {
+    async stop() {
+      stopped = true;
+      wakers.delete(waker);
+      wake();
+      await loop;
+    },
+  };
+}
