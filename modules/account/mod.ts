@@ -10,10 +10,5 @@ export {
 } from "./repository.ts";
 export { type AccountDeps, accountRoutes } from "./routes.ts";
 export { accountAdminRoutes } from "./admin_routes.ts";
-export {
-  DEMO_STUDENT,
-  loginThrottleKey,
-  registerAccount,
-  seedDemoAccount,
-} from "./service.ts";
+export { DEMO_STUDENT, loginThrottleKey, registerAccount, seedDemoAccount } from "./service.ts";
 export { maskEmail } from "./email_codes.ts";
