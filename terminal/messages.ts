@@ -18,7 +18,7 @@ export const MAX_STRING_BYTES = 64;
 /** Most records in one offline upload frame. */
 export const MAX_OFFLINE_BATCH = 64;
 /** Most chip numbers (added + removed) in one blocklist delta. */
-export const MAX_BLOCKLIST_ENTRIES = 100;
+export const MAX_BLOCKLIST_ENTRIES = 60;
 
 export const MessageCode = {
   /** Terminal → server: proves the key, asks for parameters. */

@@ -12,7 +12,7 @@ import {
 
 /** The MAC of a frame: HMAC-SHA256 under the terminal key over every byte before it, first 16 bytes. */
 export function computeMac(key: Uint8Array, signed: Uint8Array): Uint8Array {
-  return createHmac("sha256", key).update(signed).digest().subarray(0, MAC_SIZE);
+  return new Uint8Array(createHmac("sha256", key).update(signed).digest().subarray(0, MAC_SIZE));
 }
 
 /** Compares two MACs in time independent of where they differ. */

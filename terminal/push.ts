@@ -1,0 +1,87 @@
+/**
+ * Pushes blocklist changes to every authenticated connection. Changes made in this process are
+ * announced by the card module at once; changes made by another server instance on the same
+ * database are found by polling the version every second.
+ */
+import type { Db } from "../modules/platform/database.ts";
+import { logger } from "../modules/platform/log.ts";
+import { blocklistSince, currentBlocklistVersion, onBlocklistChange } from "../modules/card/mod.ts";
+import { MAX_BLOCKLIST_ENTRIES, type Message, MessageCode } from "./messages.ts";
+
+const log = logger("terminal.push");
+
+/** What a push needs of a connection. */
+export interface PushTarget {
+  terminalId: number;
+  closed: boolean;
+}
+
+export class BlocklistBroadcaster<C extends PushTarget> {
+  #version: number | null = null;
+  #running: Promise<void> | null = null;
+  #again = false;
+  readonly #timer: ReturnType<typeof setInterval>;
+  readonly #unsubscribe: () => void;
+
+  constructor(
+    readonly db: Db,
+    readonly connections: Set<C>,
+    readonly send: (c: C, m: Message) => Promise<void>,
+    pollMs = 1000,
+  ) {
+    this.#unsubscribe = onBlocklistChange(() => this.check());
+    this.#timer = setInterval(() => {
+      if (this.connections.size > 0) this.check();
+    }, pollMs);
+    this.check();
+  }
+
+  /** Looks for a new version and pushes what changed; concurrent calls collapse into one more run. */
+  check(): void {
+    if (this.#running) {
+      this.#again = true;
+      return;
+    }
+    this.#running = this.#run().catch((err) =>
+      log.error("blocklist push failed", { err: (err as Error).message })
+    )
+      .finally(() => {
+        this.#running = null;
+        if (this.#again) {
+          this.#again = false;
+          this.check();
+        }
+      });
+  }
+
+  async #run(): Promise<void> {
+    const current = await currentBlocklistVersion(this.db);
+    if (this.#version === null) {
+      this.#version = current;
+      return;
+    }
+    while (this.#version < current) {
+      const from = this.#version;
+      const delta = await blocklistSince(this.db, from, MAX_BLOCKLIST_ENTRIES);
+      if (delta.version <= from) break;
+      const added = delta.added.slice(0, MAX_BLOCKLIST_ENTRIES);
+      const removed = delta.removed.slice(0, MAX_BLOCKLIST_ENTRIES - added.length);
+      const m: Message = {
+        code: MessageCode.BlocklistPush,
+        fromVersion: from,
+        blocklist: { version: delta.version, complete: delta.complete, added, removed },
+      };
+      const sends: Promise<void>[] = [];
+      for (const c of this.connections) {
+        if (c.terminalId !== 0 && !c.closed) sends.push(this.send(c, m));
+      }
+      await Promise.allSettled(sends);
+      this.#version = delta.version;
+    }
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+    this.#unsubscribe();
+  }
+}

@@ -1,0 +1,147 @@
+/** Queries of the terminal module's own tables. */
+import { sql } from "kysely";
+import type { Db } from "../modules/platform/database.ts";
+import "./tables.ts";
+
+export interface StoredRequest {
+  type: number;
+  request: Uint8Array;
+  status: number;
+  reply_type: number;
+  reply_timestamp: number;
+  reply: Uint8Array;
+}
+
+/** The recorded request and reply of (terminal, sequence), or null. */
+export async function findRequest(
+  db: Db,
+  terminalId: number,
+  sequence: number,
+): Promise<StoredRequest | null> {
+  return (await db.selectFrom("terminal_requests")
+    .select(["type", "request", "status", "reply_type", "reply_timestamp", "reply"])
+    .where("terminal_id", "=", terminalId).where("sequence", "=", sequence).executeTakeFirst()) ??
+    null;
+}
+
+/** Records a handled request; false when (terminal, sequence) was already recorded (a race). */
+export async function saveRequest(
+  db: Db,
+  row: {
+    terminalId: number;
+    sequence: number;
+    type: number;
+    request: Uint8Array;
+    status: number;
+    replyType: number;
+    replyTimestamp: number;
+    reply: Uint8Array;
+    amount: number;
+    cardAccountId: number | null;
+  },
+): Promise<boolean> {
+  const inserted = await db.insertInto("terminal_requests").values({
+    terminal_id: row.terminalId,
+    sequence: row.sequence,
+    type: row.type,
+    request: row.request,
+    status: row.status,
+    reply_type: row.replyType,
+    reply_timestamp: row.replyTimestamp,
+    reply: row.reply,
+    amount: row.amount,
+    card_account_id: row.cardAccountId,
+  }).onConflict((oc) => oc.columns(["terminal_id", "sequence"]).doNothing()).returning("sequence")
+    .executeTakeFirst();
+  return inserted !== undefined;
+}
+
+/** Money-moving requests of a terminal, newest first. */
+export async function listRequests(db: Db, terminalId: number, limit: number) {
+  return await db.selectFrom("terminal_requests").select([
+    "sequence",
+    "type",
+    "status",
+    "amount",
+    "created_at",
+  ])
+    .where("terminal_id", "=", terminalId).orderBy("created_at", "desc").orderBy("sequence", "desc")
+    .limit(limit)
+    .execute();
+}
+
+/** The highest contiguous offline sequence applied for a terminal (0 before any). */
+export async function offlineAcked(db: Db, terminalId: number): Promise<number> {
+  const row = await db.selectFrom("terminal_offline_state").select("acked_sequence")
+    .where("terminal_id", "=", terminalId).executeTakeFirst();
+  return row?.acked_sequence ?? 0;
+}
+
+/** Records one applied offline record and moves the acknowledgement forward. */
+export async function saveOfflineRecord(
+  db: Db,
+  row: {
+    terminalId: number;
+    offlineSequence: number;
+    occurredAt: Date;
+    chip: string;
+    amount: number;
+    cardAccountId: number | null;
+    outcome: string;
+    balanceAfter: number | null;
+  },
+): Promise<void> {
+  await db.insertInto("terminal_offline_records").values({
+    terminal_id: row.terminalId,
+    offline_sequence: row.offlineSequence,
+    occurred_at: row.occurredAt,
+    chip: row.chip,
+    amount: row.amount,
+    card_account_id: row.cardAccountId,
+    outcome: row.outcome,
+    balance_after: row.balanceAfter,
+  }).onConflict((oc) => oc.columns(["terminal_id", "offline_sequence"]).doNothing()).execute();
+  await db.insertInto("terminal_offline_state").values({
+    terminal_id: row.terminalId,
+    acked_sequence: row.offlineSequence,
+  })
+    .onConflict((oc) =>
+      oc.column("terminal_id").doUpdateSet({
+        acked_sequence:
+          sql`greatest(terminal_offline_state.acked_sequence, excluded.acked_sequence)`,
+      })
+    ).execute();
+}
+
+/** Remembers a started shower: its hold, and the tariff it will be charged at. */
+export async function saveShower(
+  db: Db,
+  row: {
+    holdId: number;
+    terminalId: number;
+    sequence: number;
+    cardAccountId: number;
+    tariffId: number;
+    fenPerUnit: number;
+  },
+): Promise<void> {
+  await db.insertInto("terminal_showers").values({
+    hold_id: row.holdId,
+    terminal_id: row.terminalId,
+    start_sequence: row.sequence,
+    card_account_id: row.cardAccountId,
+    tariff_id: row.tariffId,
+    fen_per_unit: row.fenPerUnit,
+  }).onConflict((oc) => oc.column("hold_id").doNothing()).execute();
+}
+
+/** A shower started by this terminal, by hold id. */
+export async function findShower(db: Db, terminalId: number, holdId: number) {
+  return (await db.selectFrom("terminal_showers").select([
+    "hold_id",
+    "card_account_id",
+    "fen_per_unit",
+  ])
+    .where("hold_id", "=", holdId).where("terminal_id", "=", terminalId).executeTakeFirst()) ??
+    null;
+}

@@ -1,0 +1,411 @@
+/**
+ * The readers' TCP listener. One loop per connection reads into a fixed buffer, the parser hands
+ * over complete frames, and each frame is checked (terminal, MAC, timestamp, type) before the
+ * service sees it. Frames of one connection are handled one at a time, in order, so a connection
+ * never holds more than one frame's work and one read buffer.
+ */
+import type { Config } from "../modules/platform/config.ts";
+import type { Db } from "../modules/platform/database.ts";
+import { logger } from "../modules/platform/log.ts";
+import { Counter, Gauge, Histogram, register } from "../modules/platform/metrics.ts";
+import {
+  deriveTerminalKey,
+  findTerminal,
+  recordTerminalError,
+  recordTerminalSeen,
+  type Terminal,
+} from "../modules/merchant/mod.ts";
+import {
+  FrameError,
+  hexCode,
+  type Message,
+  MessageCode,
+  messageName,
+  Status,
+  statusName,
+} from "./messages.ts";
+import { parseBody, Parser, type RawFrame } from "./parser.ts";
+import { computeMac, encodeFrame, encodeUnsealedFrame, macEqual, sealFrame } from "./serializer.ts";
+import {
+  allowedFor,
+  handleRequest,
+  type ProtocolSettings,
+  protocolSettings,
+  type Reply,
+} from "./service.ts";
+import { BlocklistBroadcaster } from "./push.ts";
+
+const log = logger("terminal");
+
+const framesTotal = register(
+  new Counter("yxt_terminal_frames_total", "Reader frames by type and outcome"),
+);
+const frameSeconds = register(
+  new Histogram("yxt_terminal_frame_seconds", "Reader request handling time by type"),
+);
+const connectionsGauge = register(new Gauge("yxt_terminal_connections", "Open reader connections"));
+
+export interface TerminalServerOptions {
+  port: number;
+  hostname?: string;
+  /** A connection with no complete frame for this long is closed (ms). */
+  idleTimeoutMs?: number;
+  /** A frame that has started must be complete within this long (ms): slow senders are cut. */
+  frameTimeoutMs?: number;
+  /** Refused frames a connection may send before it is closed. */
+  maxBadFrames?: number;
+  /** Most simultaneous connections; more are closed at once. */
+  maxConnections?: number;
+  /** How long a terminal's registry entry (status, key version) is trusted before re-reading (ms). */
+  registryTtlMs?: number;
+  settings?: Partial<ProtocolSettings>;
+}
+
+/** A running listener. */
+export interface TerminalServer {
+  /** The bound port (useful with port 0). */
+  readonly port: number;
+  /** Open connections. */
+  readonly connectionCount: number;
+  /** True while `terminalId` holds an authenticated connection here. */
+  connected(terminalId: number): boolean;
+  /** Stops accepting, lets in-flight requests finish, closes every connection. */
+  close(): Promise<void>;
+}
+
+interface CachedTerminal {
+  terminal: Terminal | null;
+  key: Uint8Array | null;
+  until: number;
+}
+
+/** One reader connection. */
+export class Connection {
+  terminalId = 0;
+  key: Uint8Array | null = null;
+  badFrames = 0;
+  errorsLogged = 0;
+  lastFrameAt = Date.now();
+  partialSince = 0;
+  lastSeenWritten = 0;
+  busy = false;
+  closed = false;
+  #writing: Promise<void> = Promise.resolve();
+
+  constructor(readonly conn: Deno.Conn, readonly address: string) {}
+
+  /** Writes frames in order; pushes and replies never interleave within a frame. */
+  write(bytes: Uint8Array): Promise<void> {
+    this.#writing = this.#writing.then(async () => {
+      if (this.closed) return;
+      let off = 0;
+      while (off < bytes.length) off += await this.conn.write(bytes.subarray(off));
+    }).catch(() => this.close());
+    return this.#writing;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      this.conn.close();
+    } catch {
+      // already closed by the peer
+    }
+  }
+}
+
+function addressOf(conn: Deno.Conn): string {
+  const a = conn.remoteAddr as Deno.NetAddr;
+  return a.hostname ? `${a.hostname}:${a.port}` : "unknown";
+}
+
+/** Starts the listener for readers. */
+export function startTerminalServer(
+  deps: { db: Db; config: Config },
+  options: TerminalServerOptions,
+): TerminalServer {
+  const { db, config } = deps;
+  const idleTimeoutMs = options.idleTimeoutMs ?? 180_000;
+  const frameTimeoutMs = options.frameTimeoutMs ?? 15_000;
+  const maxBadFrames = options.maxBadFrames ?? 3;
+  const maxConnections = options.maxConnections ?? 20_000;
+  const registryTtlMs = options.registryTtlMs ?? 1_000;
+  const settings = protocolSettings(config, options.settings);
+  const listener = Deno.listen({
+    port: options.port,
+    hostname: options.hostname ?? "0.0.0.0",
+    transport: "tcp",
+  });
+  const port = (listener.addr as Deno.NetAddr).port;
+  const connections = new Set<Connection>();
+  const cache = new Map<number, CachedTerminal>();
+  const inFlight = new Set<Promise<void>>();
+  let closing = false;
+
+  const broadcaster = new BlocklistBroadcaster(db, connections, (c, m) => send(c, m, 0));
+  connectionsGauge.set({}, () => connections.size);
+
+  const sweeper = setInterval(() => {
+    const now = Date.now();
+    for (const c of connections) {
+      if (c.busy) continue;
+      if (c.partialSince && now - c.partialSince > frameTimeoutMs) {
+        log.warn("closing slow sender", { address: c.address, terminal: c.terminalId });
+        c.close();
+      } else if (now - c.lastFrameAt > idleTimeoutMs) {
+        c.close();
+      }
+    }
+  }, Math.min(1000, frameTimeoutMs, idleTimeoutMs));
+
+  async function lookup(id: number): Promise<CachedTerminal> {
+    const now = Date.now();
+    const hit = cache.get(id);
+    if (hit && hit.until > now) return hit;
+    const terminal = await findTerminal(db, id);
+    const entry: CachedTerminal = {
+      terminal,
+      key: terminal ? deriveTerminalKey(config.appSecret, terminal.id, terminal.keyVersion) : null,
+      until: now + registryTtlMs,
+    };
+    // Random ids from garbage must not grow the cache without bound.
+    if (cache.size > 50_000) cache.clear();
+    cache.set(id, entry);
+    return entry;
+  }
+
+  function send(c: Connection, m: Message, sequence: number): Promise<void> {
+    if (!c.key) return Promise.resolve();
+    return c.write(
+      encodeFrame(c.key, { terminalId: c.terminalId, sequence, timestamp: nowSeconds() }, m),
+    );
+  }
+
+  /**
+   * Answers a refused frame with an Error message (sealed when the terminal's key is known and
+   * the MAC was good, else with a zero MAC), logs it, and closes after repeated refusals.
+   */
+  async function refuse(
+    c: Connection,
+    f: RawFrame,
+    status: number,
+    detail: string,
+    terminal: { id: number; key: Uint8Array | null } | null,
+  ): Promise<void> {
+    c.badFrames++;
+    framesTotal.inc({ type: messageName(f.type) ?? "unknown", outcome: statusName(status) });
+    const header = { terminalId: f.terminalId, sequence: f.sequence, timestamp: nowSeconds() };
+    const m: Message = { code: MessageCode.Error, status, serverTime: header.timestamp };
+    log.warn("frame refused", {
+      address: c.address,
+      terminal: f.terminalId,
+      status: statusName(status),
+      detail,
+    });
+    await c.write(
+      terminal?.key ? encodeFrame(terminal.key, header, m) : encodeUnsealedFrame(header, m),
+    );
+    if (terminal && c.errorsLogged < 5) {
+      // Logged for the live view, a few per connection so a flood cannot fill the table.
+      c.errorsLogged++;
+      await recordTerminalError(db, terminal.id, {
+        code: statusName(status),
+        detail,
+        address: c.address,
+      })
+        .catch((err) => log.error("cannot record terminal error", { err: (err as Error).message }));
+    }
+    if (c.badFrames >= maxBadFrames) {
+      log.warn("closing connection after repeated bad frames", {
+        address: c.address,
+        terminal: f.terminalId,
+      });
+      c.close();
+    }
+  }
+
+  async function handleFrame(c: Connection, f: RawFrame): Promise<void> {
+    const started = performance.now();
+    const entry = await lookup(f.terminalId);
+    const t = entry.terminal;
+    if (!t || !entry.key) return refuse(c, f, Status.UnknownTerminal, "unknown terminal", null);
+    const known = { id: t.id, key: entry.key };
+    if (!macEqual(computeMac(entry.key, f.signed), f.mac)) {
+      return refuse(c, f, Status.BadMac, `bad MAC on ${hexCode(f.type)}`, { id: t.id, key: null });
+    }
+    if (t.status !== "active") {
+      return refuse(c, f, Status.TerminalDisabled, "terminal disabled", known);
+    }
+    if (c.terminalId !== 0 && c.terminalId !== t.id) {
+      return refuse(
+        c,
+        f,
+        Status.WrongTerminal,
+        `connection belongs to terminal ${c.terminalId}`,
+        known,
+      );
+    }
+    const now = nowSeconds();
+    if (Math.abs(now - f.timestamp) > settings.timestampWindowSeconds) {
+      return refuse(c, f, Status.StaleTimestamp, `timestamp ${f.timestamp}, server ${now}`, known);
+    }
+    const name = messageName(f.type);
+    if (!name || f.type >= 0x7f) {
+      return refuse(c, f, Status.UnknownType, `unknown type ${hexCode(f.type)}`, known);
+    }
+    if (!allowedFor(t.kind, f.type)) {
+      return refuse(c, f, Status.NotAllowedForKind, `${name} from ${t.kind}`, known);
+    }
+    let message: Message;
+    try {
+      message = parseBody(f.type, f.body);
+    } catch (err) {
+      if (err instanceof FrameError) return refuse(c, f, err.status, err.message, known);
+      throw err;
+    }
+    // Authenticated: the connection now belongs to this terminal (pushes go to it).
+    c.terminalId = t.id;
+    c.key = entry.key;
+    c.badFrames = 0;
+    if (Date.now() - c.lastSeenWritten > 30_000) {
+      c.lastSeenWritten = Date.now();
+      recordTerminalSeen(db, t.id, c.address).catch((err) =>
+        log.error("cannot record terminal seen", { err: (err as Error).message })
+      );
+    }
+    let reply: Reply;
+    try {
+      reply = await handleRequest({ db, config, settings }, t, f, message);
+    } catch (err) {
+      log.error("request failed", {
+        terminal: t.id,
+        sequence: f.sequence,
+        type: name,
+        err: (err as Error)?.stack ?? String(err),
+      });
+      reply = {
+        code: MessageCode.Error,
+        body: encodeErrorBody(Status.ServerBusy),
+      };
+    }
+    const header = {
+      type: reply.code,
+      terminalId: t.id,
+      sequence: f.sequence,
+      timestamp: reply.timestamp ?? f.timestamp,
+    };
+    await c.write(sealFrame(entry.key, header, reply.body));
+    framesTotal.inc({
+      type: name,
+      outcome: reply.status !== undefined ? statusName(reply.status) : "sent",
+    });
+    frameSeconds.observe({ type: name }, (performance.now() - started) / 1000);
+  }
+
+  async function serve(c: Connection): Promise<void> {
+    const buffer = new Uint8Array(8192);
+    const parser = new Parser();
+    const frames: RawFrame[] = [];
+    try {
+      while (!c.closed) {
+        const n = await c.conn.read(buffer);
+        if (n === null) break;
+        try {
+          parser.parse(buffer.subarray(0, n), (f) => frames.push(f));
+        } catch (err) {
+          if (!(err instanceof FrameError)) throw err;
+          log.warn("closing unframeable stream", { address: c.address, err: err.message });
+          break;
+        }
+        c.partialSince = parser.buffered > 0 ? (c.partialSince || Date.now()) : 0;
+        while (frames.length && !c.closed) {
+          const f = frames.shift()!;
+          c.lastFrameAt = Date.now();
+          c.busy = true;
+          const work = handleFrame(c, f);
+          inFlight.add(work);
+          try {
+            await work;
+          } finally {
+            inFlight.delete(work);
+            c.busy = false;
+          }
+        }
+        if (closing) break;
+      }
+    } catch (err) {
+      if (
+        !c.closed && !(err instanceof Deno.errors.BadResource) &&
+        !(err instanceof Deno.errors.ConnectionReset)
+      ) {
+        log.warn("connection failed", { address: c.address, err: (err as Error).message });
+      }
+    } finally {
+      c.close();
+      connections.delete(c);
+    }
+  }
+
+  const accepting = (async () => {
+    try {
+      for await (const conn of listener) {
+        if (closing || connections.size >= maxConnections) {
+          conn.close();
+          continue;
+        }
+        try {
+          conn.setNoDelay(true);
+        } catch {
+          // not every platform allows it
+        }
+        const c = new Connection(conn, addressOf(conn));
+        connections.add(c);
+        serve(c);
+      }
+    } catch (err) {
+      if (!closing) log.error("listener failed", { err: (err as Error).message });
+    }
+  })();
+
+  log.info("terminal listener started", { port });
+
+  return {
+    port,
+    get connectionCount() {
+      return connections.size;
+    },
+    connected(terminalId: number): boolean {
+      for (const c of connections) if (c.terminalId === terminalId && !c.closed) return true;
+      return false;
+    },
+    async close(): Promise<void> {
+      if (closing) return;
+      closing = true;
+      clearInterval(sweeper);
+      broadcaster.stop();
+      try {
+        listener.close();
+      } catch {
+        // already closed
+      }
+      await accepting;
+      // Requests already being handled finish and their replies are written before closing.
+      await Promise.allSettled([...inFlight]);
+      for (const c of connections) c.close();
+      connections.clear();
+    },
+  };
+}
+
+function nowSeconds(): number {
+  return Math.floor(Date.now() / 1000);
+}
+
+function encodeErrorBody(status: number): Uint8Array {
+  const b = new Uint8Array(6);
+  const v = new DataView(b.buffer);
+  v.setUint16(0, status);
+  v.setUint32(2, nowSeconds());
+  return b;
+}

@@ -1,0 +1,725 @@
+/**
+ * What each request does. Money moves only through the wallet; cards are read through the card
+ * module. Every money-moving request is recorded with its reply under (terminal, sequence), so a
+ * retry gets the same reply bytes and moves nothing, on any server instance, after any restart.
+ */
+import type { Config } from "../modules/platform/config.ts";
+import type { Db } from "../modules/platform/database.ts";
+import { logger } from "../modules/platform/log.ts";
+import type { Terminal, TerminalKind } from "../modules/merchant/mod.ts";
+import {
+  blocklistSince,
+  checkCardPassword,
+  type ChipCard,
+  currentBlocklistVersion,
+  findCardByChip,
+} from "../modules/card/mod.ts";
+import {
+  applyOfflinePayment,
+  getBalance,
+  holdFunds,
+  payFromCard,
+  redeemPaymentCode,
+  releaseHold,
+  reverseByReference,
+  settleHold,
+  WalletError,
+} from "../modules/wallet/mod.ts";
+import { currentShowerTariff } from "../modules/billing/mod.ts";
+import {
+  MAX_BLOCKLIST_ENTRIES,
+  type Message,
+  MessageCode,
+  messageName,
+  Status,
+  statusName,
+} from "./messages.ts";
+import type { RawFrame } from "./parser.ts";
+import { serializeBody } from "./serializer.ts";
+import {
+  findRequest,
+  findShower,
+  listRequests,
+  offlineAcked,
+  saveOfflineRecord,
+  saveRequest,
+  saveShower,
+  type StoredRequest,
+} from "./repository.ts";
+
+const log = logger("terminal.service");
+
+/** Parameters given to readers at sign-on and the server's own limits. */
+export interface ProtocolSettings {
+  /** A frame's timestamp may differ from server time by at most this many seconds. */
+  timestampWindowSeconds: number;
+  /** Card payments above this amount (fen) need the card password. */
+  passwordThreshold: number;
+  /** Offline: most a reader may accept for one payment (fen). */
+  offlinePaymentLimit: number;
+  /** Offline: most a reader may accept in total before it must upload (fen). */
+  offlineTotalLimit: number;
+  /** Offline: most records a reader may hold. */
+  offlineMaxRecords: number;
+  heartbeatSeconds: number;
+  /** A shower hold whose end never arrives is released after this many seconds. */
+  showerHoldSeconds: number;
+}
+
+function envInt(env: Record<string, string | undefined>, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const n = Number(raw);
+  if (!Number.isSafeInteger(n) || n < 0 || n > 0xffff_ffff) {
+    throw new Error(`Cannot read configuration: ${name} must be a whole number, got "${raw}"`);
+  }
+  return n;
+}
+
+/** The settings from the environment (see README), with overrides (tests). */
+export function protocolSettings(
+  config: Config,
+  overrides: Partial<ProtocolSettings> = {},
+): ProtocolSettings {
+  const env = config.env ?? {};
+  return {
+    timestampWindowSeconds: envInt(env, "TERMINAL_TIMESTAMP_WINDOW", 300),
+    passwordThreshold: envInt(env, "TERMINAL_PASSWORD_THRESHOLD", 2000),
+    offlinePaymentLimit: envInt(env, "TERMINAL_OFFLINE_PAYMENT_LIMIT", 1500),
+    offlineTotalLimit: envInt(env, "TERMINAL_OFFLINE_TOTAL_LIMIT", 10000),
+    offlineMaxRecords: envInt(env, "TERMINAL_OFFLINE_MAX_RECORDS", 200),
+    heartbeatSeconds: envInt(env, "TERMINAL_HEARTBEAT_SECONDS", 30),
+    showerHoldSeconds: envInt(env, "SHOWER_HOLD_TIMEOUT", 3600),
+    ...overrides,
+  };
+}
+
+export interface ServiceContext {
+  db: Db;
+  config: Config;
+  settings: ProtocolSettings;
+}
+
+/** A reply to send: the message code, its body, and the header timestamp when not the echo. */
+export interface Reply {
+  code: number;
+  body: Uint8Array;
+  status?: number;
+  timestamp?: number;
+}
+
+const ALL: TerminalKind[] = ["canteen_pos", "supermarket_pos", "qr_scanner", "shower"];
+const POS: TerminalKind[] = ["canteen_pos", "supermarket_pos"];
+const ALLOWED: Record<number, TerminalKind[]> = {
+  [MessageCode.SignOn]: ALL,
+  [MessageCode.Heartbeat]: ALL,
+  [MessageCode.BlocklistSync]: ALL,
+  [MessageCode.Reversal]: ALL,
+  [MessageCode.CardPayment]: POS,
+  [MessageCode.OfflineUpload]: POS,
+  [MessageCode.QrPayment]: [...POS, "qr_scanner"],
+  [MessageCode.BalanceInquiry]: [...POS, "shower"],
+  [MessageCode.ShowerStart]: ["shower"],
+  [MessageCode.ShowerEnd]: ["shower"],
+};
+
+/** Whether a terminal of `kind` may send request `code`. */
+export function allowedFor(kind: TerminalKind, code: number): boolean {
+  return ALLOWED[code]?.includes(kind) ?? false;
+}
+
+/** The wallet reference of a reader request: unique per (terminal, sequence). */
+export function requestReference(terminalId: number, sequence: number): string {
+  return `T${terminalId}:${sequence}`;
+}
+
+/** "张*" / "李*明": enough for the holder to recognise, not enough to identify. */
+export function maskName(name: string): string {
+  const chars = [...name];
+  if (chars.length <= 1) return name;
+  if (chars.length === 2) return `${chars[0]}*`;
+  return `${chars[0]}${"*".repeat(chars.length - 2)}${chars[chars.length - 1]}`;
+}
+
+function nowSeconds(): number {
+  return Math.floor(Date.now() / 1000);
+}
+
+function reply(m: Message, status?: number): Reply {
+  return {
+    code: m.code,
+    body: serializeBody(m),
+    status: status ?? ("status" in m ? m.status : undefined),
+  };
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function fromStored(s: StoredRequest, type: number, body: Uint8Array): Reply {
+  if (s.type !== type || !sameBytes(new Uint8Array(s.request), body)) {
+    return {
+      ...reply({
+        code: MessageCode.Error,
+        status: Status.SequenceReused,
+        serverTime: nowSeconds(),
+      }),
+      timestamp: nowSeconds(),
+    };
+  }
+  return {
+    code: s.reply_type,
+    body: new Uint8Array(s.reply),
+    status: s.status,
+    timestamp: s.reply_timestamp,
+  };
+}
+
+/** The refusal status of a card by its chip, or null when the card may pay. */
+function cardRefusal(card: ChipCard | null): number | null {
+  if (!card) return Status.UnknownChip;
+  if (card.chipStatus === "lost") return Status.ChipLost;
+  if (card.chipStatus === "cancelled") return Status.ChipCancelled;
+  if (card.cardStatus === "loss_reported") return Status.CardLossReported;
+  if (card.cardStatus === "cancelled") return Status.CardCancelled;
+  return null;
+}
+
+interface Outcome {
+  message: Message;
+  amount: number;
+  cardAccountId: number | null;
+}
+
+/**
+ * Runs a money-moving request once per (terminal, sequence): a recorded one answers from the
+ * record; a new one runs, is recorded, and answers. If another instance recorded it first, its
+ * record wins (the wallet's reference made sure money moved at most once).
+ */
+async function once(
+  ctx: ServiceContext,
+  t: Terminal,
+  f: RawFrame,
+  run: () => Promise<Outcome>,
+): Promise<Reply> {
+  const stored = await findRequest(ctx.db, t.id, f.sequence);
+  if (stored) return fromStored(stored, f.type, f.body);
+  const outcome = await run();
+  const r = reply(outcome.message);
+  const saved = await saveRequest(ctx.db, {
+    terminalId: t.id,
+    sequence: f.sequence,
+    type: f.type,
+    request: f.body,
+    status: r.status ?? 0,
+    replyType: r.code,
+    replyTimestamp: f.timestamp,
+    reply: r.body,
+    amount: outcome.amount,
+    cardAccountId: outcome.cardAccountId,
+  });
+  if (!saved) {
+    const first = await findRequest(ctx.db, t.id, f.sequence);
+    if (first) return fromStored(first, f.type, f.body);
+  }
+  return r;
+}
+
+/** Maps a wallet refusal of a payment to a status and the balance to show. */
+function paymentRefusal(err: unknown): { status: number; balance: number } | null {
+  if (!(err instanceof WalletError)) return null;
+  const e = err as WalletError & { balance?: number; available?: number; limit?: string };
+  switch (e.code) {
+    case "insufficient_funds":
+    case "hold_below_minimum":
+      return { status: Status.InsufficientBalance, balance: e.available ?? e.balance ?? 0 };
+    case "negative_balance":
+      return { status: Status.InsufficientBalance, balance: e.balance ?? 0 };
+    case "limit_exceeded":
+    case "code_over_limit":
+      return {
+        status: e.limit === "daily" ? Status.OverDailyLimit : Status.OverPaymentLimit,
+        balance: 0,
+      };
+    case "invalid_amount":
+      return { status: Status.InvalidAmount, balance: 0 };
+    case "reversed":
+      return { status: Status.Reversed, balance: 0 };
+    case "code_unknown":
+    case "no_bound_card":
+      return { status: Status.CodeInvalid, balance: 0 };
+    case "code_expired":
+    case "code_frozen":
+      return { status: Status.CodeExpired, balance: 0 };
+    case "code_used":
+      return { status: Status.CodeUsed, balance: 0 };
+    case "hold_not_found":
+    case "hold_settled":
+      return { status: Status.HoldNotFound, balance: 0 };
+    case "reference_conflict":
+      return { status: Status.SequenceReused, balance: 0 };
+    default:
+      return null;
+  }
+}
+
+const MAX_AMOUNT = 100_000_000;
+
+async function cardPayment(
+  ctx: ServiceContext,
+  t: Terminal,
+  f: RawFrame,
+  m: Extract<Message, { code: 0x10 }>,
+) {
+  return await once(ctx, t, f, async () => {
+    const refuse = (
+      status: number,
+      extra: Partial<{ balance: number; triesLeft: number; retryAfter: number }> = {},
+      cardAccountId: number | null = null,
+    ): Outcome => ({
+      message: {
+        code: MessageCode.CardPaymentReply,
+        status,
+        amount: m.amount,
+        balance: extra.balance ?? 0,
+        triesLeft: extra.triesLeft ?? 0,
+        retryAfter: extra.retryAfter ?? 0,
+      },
+      amount: 0,
+      cardAccountId,
+    });
+    if (m.amount <= 0 || m.amount > MAX_AMOUNT) return refuse(Status.InvalidAmount);
+    const card = await findCardByChip(ctx.db, m.chip);
+    const refusal = cardRefusal(card);
+    if (refusal !== null || !card) return refuse(refusal ?? Status.UnknownChip);
+    if (m.amount > ctx.settings.passwordThreshold) {
+      if (!m.password) return refuse(Status.PasswordRequired, {}, card.cardAccountId);
+      const check = await checkCardPassword(
+        ctx.db,
+        { config: ctx.config },
+        card.cardAccountId,
+        m.password,
+      );
+      if (!check.ok) {
+        return check.locked
+          ? refuse(Status.PasswordLocked, { retryAfter: check.retryAfter }, card.cardAccountId)
+          : refuse(Status.WrongPassword, { triesLeft: check.remaining }, card.cardAccountId);
+      }
+    }
+    try {
+      const paid = await payFromCard(ctx.db, {
+        cardAccountId: card.cardAccountId,
+        merchantId: t.merchantId,
+        amount: m.amount,
+        reference: requestReference(t.id, f.sequence),
+        terminalId: t.id,
+        channel: "card",
+      });
+      return {
+        message: {
+          code: MessageCode.CardPaymentReply,
+          status: Status.Ok,
+          amount: m.amount,
+          balance: paid.balanceAfter,
+          triesLeft: 0,
+          retryAfter: 0,
+        },
+        amount: m.amount,
+        cardAccountId: card.cardAccountId,
+      };
+    } catch (err) {
+      const r = paymentRefusal(err);
+      if (!r) throw err;
+      return refuse(r.status, { balance: r.balance }, card.cardAccountId);
+    }
+  });
+}
+
+async function qrPayment(
+  ctx: ServiceContext,
+  t: Terminal,
+  f: RawFrame,
+  m: Extract<Message, { code: 0x11 }>,
+) {
+  return await once(ctx, t, f, async () => {
+    const refuse = (status: number, balance = 0): Outcome => ({
+      message: { code: MessageCode.QrPaymentReply, status, amount: m.amount, balance },
+      amount: 0,
+      cardAccountId: null,
+    });
+    if (m.amount <= 0 || m.amount > MAX_AMOUNT) return refuse(Status.InvalidAmount);
+    try {
+      const paid = await redeemPaymentCode(ctx.db, {
+        code: m.paymentCode,
+        amount: m.amount,
+        merchantId: t.merchantId,
+        terminalId: t.id,
+        reference: requestReference(t.id, f.sequence),
+      });
+      return {
+        message: {
+          code: MessageCode.QrPaymentReply,
+          status: Status.Ok,
+          amount: m.amount,
+          balance: paid.balanceAfter,
+        },
+        amount: m.amount,
+        cardAccountId: paid.cardAccountId ?? null,
+      };
+    } catch (err) {
+      const r = paymentRefusal(err);
+      if (!r) throw err;
+      return refuse(r.status, r.balance);
+    }
+  });
+}
+
+async function balanceInquiry(
+  ctx: ServiceContext,
+  m: Extract<Message, { code: 0x12 }>,
+): Promise<Reply> {
+  const card = await findCardByChip(ctx.db, m.chip);
+  const refusal = cardRefusal(card);
+  if (refusal !== null || !card) {
+    return reply({
+      code: MessageCode.BalanceInquiryReply,
+      status: refusal ?? Status.UnknownChip,
+      balance: 0,
+      available: 0,
+      name: "",
+    });
+  }
+  const b = await getBalance(ctx.db, card.cardAccountId);
+  return reply({
+    code: MessageCode.BalanceInquiryReply,
+    status: Status.Ok,
+    balance: b.balance,
+    available: b.available,
+    name: maskName(card.name),
+  });
+}
+
+async function showerStart(
+  ctx: ServiceContext,
+  t: Terminal,
+  f: RawFrame,
+  m: Extract<Message, { code: 0x20 }>,
+) {
+  return await once(ctx, t, f, async () => {
+    const refuse = (status: number, balance = 0, cardAccountId: number | null = null): Outcome => ({
+      message: { code: MessageCode.ShowerStartReply, status, holdId: 0, authorised: 0, balance },
+      amount: 0,
+      cardAccountId,
+    });
+    const card = await findCardByChip(ctx.db, m.chip);
+    const refusal = cardRefusal(card);
+    if (refusal !== null || !card) return refuse(refusal ?? Status.UnknownChip);
+    const tariff = await currentShowerTariff(ctx.db);
+    try {
+      const hold = await holdFunds(ctx.db, {
+        cardAccountId: card.cardAccountId,
+        amount: tariff.preauthAmount,
+        merchantId: t.merchantId,
+        terminalId: t.id,
+        reference: requestReference(t.id, f.sequence),
+        expiresAt: new Date(Date.now() + ctx.settings.showerHoldSeconds * 1000),
+      });
+      await saveShower(ctx.db, {
+        holdId: hold.holdId,
+        terminalId: t.id,
+        sequence: f.sequence,
+        cardAccountId: card.cardAccountId,
+        tariffId: tariff.tariffId,
+        fenPerUnit: tariff.fenPerUnit,
+      });
+      const b = await getBalance(ctx.db, card.cardAccountId);
+      return {
+        message: {
+          code: MessageCode.ShowerStartReply,
+          status: Status.Ok,
+          holdId: hold.holdId,
+          authorised: hold.authorised,
+          balance: b.balance,
+        },
+        amount: hold.authorised,
+        cardAccountId: card.cardAccountId,
+      };
+    } catch (err) {
+      const r = paymentRefusal(err);
+      if (!r) throw err;
+      return refuse(r.status, r.balance, card.cardAccountId);
+    }
+  });
+}
+
+async function showerEnd(
+  ctx: ServiceContext,
+  t: Terminal,
+  f: RawFrame,
+  m: Extract<Message, { code: 0x21 }>,
+) {
+  return await once(ctx, t, f, async () => {
+    const refuse = (status: number): Outcome => ({
+      message: { code: MessageCode.ShowerEndReply, status, charged: 0, released: 0, balance: 0 },
+      amount: 0,
+      cardAccountId: null,
+    });
+    const shower = await findShower(ctx.db, t.id, m.holdId);
+    if (!shower) return refuse(Status.HoldNotFound);
+    const usage = m.units * shower.fen_per_unit;
+    if (!Number.isSafeInteger(usage) || usage > MAX_AMOUNT) return refuse(Status.InvalidAmount);
+    try {
+      const s = await settleHold(ctx.db, {
+        holdId: m.holdId,
+        amount: usage,
+        reference: requestReference(t.id, f.sequence),
+      });
+      return {
+        message: {
+          code: MessageCode.ShowerEndReply,
+          status: Status.Ok,
+          charged: s.charged,
+          released: s.released,
+          balance: s.balanceAfter,
+        },
+        amount: s.charged,
+        cardAccountId: shower.card_account_id,
+      };
+    } catch (err) {
+      const r = paymentRefusal(err);
+      if (!r) throw err;
+      return refuse(r.status);
+    }
+  });
+}
+
+async function reversal(
+  ctx: ServiceContext,
+  t: Terminal,
+  f: RawFrame,
+  m: Extract<Message, { code: 0x30 }>,
+) {
+  return await once(ctx, t, f, async () => {
+    const done = (
+      status: number,
+      amount = 0,
+      balance = 0,
+      cardAccountId: number | null = null,
+    ): Outcome => ({
+      message: {
+        code: MessageCode.ReversalReply,
+        status,
+        originalSequence: m.originalSequence,
+        amount,
+        balance,
+      },
+      amount,
+      cardAccountId,
+    });
+    if (m.originalSequence === f.sequence) return done(Status.NotReversible);
+    const original = await findRequest(ctx.db, t.id, m.originalSequence);
+    if (original && original.type === MessageCode.ShowerStart) {
+      const shower = await ctx.db.selectFrom("terminal_showers").select([
+        "hold_id",
+        "card_account_id",
+      ])
+        .where("terminal_id", "=", t.id).where("start_sequence", "=", m.originalSequence)
+        .executeTakeFirst();
+      if (!shower) return done(Status.Ok);
+      const released = await releaseHold(ctx.db, {
+        holdId: shower.hold_id,
+        reason: `reversed by ${requestReference(t.id, f.sequence)}`,
+      });
+      const b = await getBalance(ctx.db, shower.card_account_id);
+      return done(Status.Ok, released.released, b.balance, shower.card_account_id);
+    }
+    if (
+      original && original.type !== MessageCode.CardPayment &&
+      original.type !== MessageCode.QrPayment
+    ) {
+      return done(Status.NotReversible);
+    }
+    try {
+      const r = await reverseByReference(ctx.db, {
+        originalReference: requestReference(t.id, m.originalSequence),
+        reference: requestReference(t.id, f.sequence),
+      });
+      return done(Status.Ok, r.amount, r.balanceAfter ?? 0);
+    } catch (err) {
+      if (
+        err instanceof WalletError &&
+        (err.code === "not_refundable" || err.code === "refund_exceeds_original")
+      ) {
+        return done(Status.NotReversible);
+      }
+      throw err;
+    }
+  });
+}
+
+async function offlineUpload(
+  ctx: ServiceContext,
+  t: Terminal,
+  f: RawFrame,
+  m: Extract<Message, { code: 0x50 }>,
+) {
+  return await once(ctx, t, f, async () => {
+    let acked = await offlineAcked(ctx.db, t.id);
+    let applied = 0;
+    let duplicates = 0;
+    let total = 0;
+    const records = [...m.records].sort((a, b) => a.offlineSequence - b.offlineSequence);
+    for (const r of records) {
+      if (r.offlineSequence <= acked) {
+        duplicates++;
+        continue;
+      }
+      // A gap: what follows waits until the missing record arrives (the ack tells the reader).
+      if (r.offlineSequence !== acked + 1) break;
+      const card = await findCardByChip(ctx.db, r.chip);
+      let balanceAfter: number | null = null;
+      let outcome = "unknown_chip";
+      if (card && r.amount > 0 && r.amount <= MAX_AMOUNT) {
+        const paid = await applyOfflinePayment(ctx.db, {
+          cardAccountId: card.cardAccountId,
+          merchantId: t.merchantId,
+          terminalId: t.id,
+          amount: r.amount,
+          reference: `T${t.id}:O${r.offlineSequence}`,
+          occurredAt: new Date(r.occurredAt * 1000),
+        });
+        balanceAfter = paid.balanceAfter;
+        outcome = "applied";
+        total += r.amount;
+      } else if (card) {
+        outcome = "invalid_amount";
+      }
+      await saveOfflineRecord(ctx.db, {
+        terminalId: t.id,
+        offlineSequence: r.offlineSequence,
+        occurredAt: new Date(r.occurredAt * 1000),
+        chip: r.chip,
+        amount: r.amount,
+        cardAccountId: card?.cardAccountId ?? null,
+        outcome,
+        balanceAfter,
+      });
+      if (outcome !== "applied") {
+        log.warn("offline record not applied", {
+          terminal: t.id,
+          offlineSequence: r.offlineSequence,
+          outcome,
+        });
+      }
+      acked = r.offlineSequence;
+      applied++;
+    }
+    return {
+      message: {
+        code: MessageCode.OfflineUploadReply,
+        status: Status.Ok,
+        ackedSequence: acked,
+        applied,
+        duplicates,
+      },
+      amount: total,
+      cardAccountId: null,
+    };
+  });
+}
+
+async function signOn(ctx: ServiceContext, t: Terminal): Promise<Reply> {
+  const blocklistVersion = await currentBlocklistVersion(ctx.db);
+  const tariff = await currentShowerTariff(ctx.db).catch(() => null);
+  const s = ctx.settings;
+  return reply({
+    code: MessageCode.SignOnReply,
+    status: Status.Ok,
+    serverTime: nowSeconds(),
+    merchantName: t.merchantName,
+    blocklistVersion,
+    offlinePaymentLimit: s.offlinePaymentLimit,
+    offlineTotalLimit: s.offlineTotalLimit,
+    offlineMaxRecords: s.offlineMaxRecords,
+    passwordThreshold: s.passwordThreshold,
+    showerUnitPrice: tariff?.fenPerUnit ?? 0,
+    showerUnit: tariff?.unit ?? "",
+    showerHoldAmount: tariff?.preauthAmount ?? 0,
+    heartbeatSeconds: s.heartbeatSeconds,
+  });
+}
+
+async function heartbeat(ctx: ServiceContext, m: Extract<Message, { code: 0x02 }>): Promise<Reply> {
+  const d = await blocklistSince(ctx.db, m.blocklistVersion, MAX_BLOCKLIST_ENTRIES);
+  return reply({
+    code: MessageCode.HeartbeatReply,
+    status: Status.Ok,
+    serverTime: nowSeconds(),
+    uploadOffline: m.offlineCount > 0,
+    blocklist: { version: d.version, complete: d.complete, added: d.added, removed: d.removed },
+  });
+}
+
+async function blocklistSync(
+  ctx: ServiceContext,
+  m: Extract<Message, { code: 0x40 }>,
+): Promise<Reply> {
+  const d = await blocklistSince(ctx.db, m.fromVersion, MAX_BLOCKLIST_ENTRIES);
+  return reply({
+    code: MessageCode.BlocklistSyncReply,
+    status: Status.Ok,
+    blocklist: { version: d.version, complete: d.complete, added: d.added, removed: d.removed },
+  });
+}
+
+/** Handles one authenticated request and returns the reply to send. */
+export async function handleRequest(
+  ctx: ServiceContext,
+  t: Terminal,
+  f: RawFrame,
+  m: Message,
+): Promise<Reply> {
+  switch (m.code) {
+    case MessageCode.SignOn:
+      return await signOn(ctx, t);
+    case MessageCode.Heartbeat:
+      return await heartbeat(ctx, m);
+    case MessageCode.BlocklistSync:
+      return await blocklistSync(ctx, m);
+    case MessageCode.CardPayment:
+      return await cardPayment(ctx, t, f, m);
+    case MessageCode.QrPayment:
+      return await qrPayment(ctx, t, f, m);
+    case MessageCode.BalanceInquiry:
+      return await balanceInquiry(ctx, m);
+    case MessageCode.ShowerStart:
+      return await showerStart(ctx, t, f, m);
+    case MessageCode.ShowerEnd:
+      return await showerEnd(ctx, t, f, m);
+    case MessageCode.Reversal:
+      return await reversal(ctx, t, f, m);
+    case MessageCode.OfflineUpload:
+      return await offlineUpload(ctx, t, f, m);
+    default:
+      return reply({
+        code: MessageCode.Error,
+        status: Status.UnknownType,
+        serverTime: nowSeconds(),
+      });
+  }
+}
+
+/** Money-moving requests of a terminal for the staff pages, newest first. */
+export async function terminalTransactions(db: Db, terminalId: number, limit: number) {
+  const rows = await listRequests(db, terminalId, limit);
+  return rows.map((r) => ({
+    sequence: r.sequence,
+    type: messageName(r.type) ?? String(r.type),
+    status: statusName(r.status),
+    amount: r.amount,
+    at: r.created_at,
+  }));
+}
