@@ -20,6 +20,7 @@ import { seedDemoData } from "./modules/demo/mod.ts";
 import { accountAdminRoutes, accountRoutes } from "./modules/account/mod.ts";
 import { createMailer, mailAdminRoutes, type Mailer } from "./modules/mail/mod.ts";
 import { homeRoutes } from "./modules/home/mod.ts";
+import { billingAdminRoutes, billingRoutes, startBillingWorker } from "./modules/billing/mod.ts";
 
 /** What every module's routes and services are built from. */
 export interface AppDeps {
@@ -46,6 +47,8 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.route("/admin", mailAdminRoutes({ db: deps.db, mailer }));
   app.route("/", accountRoutes({ ...deps, mailer }));
   app.route("/", homeRoutes(deps));
+  app.route("/billing", billingRoutes(deps));
+  app.route("/admin/billing", billingAdminRoutes(deps));
   return app;
 }
 
@@ -64,6 +67,8 @@ async function start(): Promise<void> {
     if (seeded) log.info("demo data seeded");
   }
   const app = createApp(deps);
+  // Delivers paid utility purchases to the meter system; refunds what cannot be delivered.
+  deps.onShutdown(startBillingWorker(deps));
 
   // BENCH_HELLO=1: a bare Hono route outside the middleware, the reference of `deno task bench`.
   const hello = Deno.env.get("BENCH_HELLO") === "1"

@@ -1,7 +1,34 @@
 /**
  * Dorm utilities (电费充值, 冷水充值): buildings, rooms and residents, tariffs (including the
  * shower tariff readers apply), purchases paid from the card balance through the wallet, and
- * their delivery to the meter system.
+ * their delivery to the meter system by a background worker.
  */
+import type { Db } from "../platform/database.ts";
+import type { Config } from "../platform/config.ts";
+import { logger } from "../platform/log.ts";
+import { startDeliveryWorker } from "./delivery.ts";
+import { meterAdapterFor } from "./meters.ts";
+import { walletMoney } from "./wallet_link.ts";
+
+/** The tariff in force: `currentShowerTariff(db)` → `{ tariffId, unit, fenPerUnit, preauthAmount }`. */
 export { currentShowerTariff, currentTariff, type ShowerTariff, type Tariff } from "./tariffs.ts";
-export type { TariffKind, TariffUnit, Utility } from "./tables.ts";
+export type { PurchaseStatus, TariffKind, TariffUnit, Utility } from "./tables.ts";
+/** Student pages (/billing/room, /billing/electricity, /billing/water, /billing/orders/:no). */
+export { billingRoutes } from "./routes.ts";
+/** Staff pages under /admin/billing, and which roles may use them. */
+export { BILLING_ROLES, billingAdminRoutes } from "./admin_routes.ts";
+/** How a wallet transfer made by billing reads in 交易记录: 电费/冷水, the room, the state. */
+export { describeUtilityTransfers, type UtilityTransferLabel } from "./purchases.ts";
+/** Demo buildings and rooms for the embedded setup. */
+export { seedDemoBilling } from "./seed.ts";
+
+/**
+ * Starts the delivery worker with the configured meter adapter (METER_ADAPTER) and returns the
+ * function that stops it (for `deps.onShutdown`). Several instances may run on one database.
+ */
+export function startBillingWorker(deps: { db: Db; config: Config }): () => Promise<void> {
+  const meter = meterAdapterFor(deps);
+  logger("billing").info("delivery worker started", { meter: meter.name });
+  const worker = startDeliveryWorker({ db: deps.db, meter, money: walletMoney });
+  return () => worker.stop();
+}
