@@ -17,6 +17,8 @@ import {
 import { sessionMiddleware } from "./modules/security/mod.ts";
 import { loadStaff, staffRoutes } from "./modules/staff/mod.ts";
 import { seedDemoData } from "./modules/demo/mod.ts";
+import { merchantRoutes } from "./modules/merchant/mod.ts";
+import { startTerminalServer } from "./terminal/mod.ts";
 import { accountAdminRoutes, accountRoutes } from "./modules/account/mod.ts";
 import { createMailer, mailAdminRoutes, type Mailer } from "./modules/mail/mod.ts";
 import { homeRoutes } from "./modules/home/mod.ts";
@@ -42,6 +44,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.use("/admin/*", loadStaff(deps.db));
   app.use("/admin", loadStaff(deps.db));
   app.route("/admin", staffRoutes(deps));
+  app.route("/admin", merchantRoutes(deps));
   const mailer = deps.mailer ?? createMailer(deps);
   app.route("/admin", accountAdminRoutes(deps));
   app.route("/admin", mailAdminRoutes({ db: deps.db, mailer }));
@@ -74,6 +77,10 @@ async function start(): Promise<void> {
   const hello = Deno.env.get("BENCH_HELLO") === "1"
     ? new Hono().get("/__bench/hello", (c) => c.text("hello"))
     : null;
+  // Readers over TCP. Registered last, so it stops first on shutdown: no new connections, requests
+  // in flight finish and are answered before the database closes.
+  const terminals = startTerminalServer(deps, { port: config.terminalPort });
+  deps.onShutdown(() => terminals.close());
   const server = Deno.serve(
     {
       port: config.port,
@@ -92,6 +99,7 @@ async function start(): Promise<void> {
       handle.kind === "pglite" ? `embedded PGlite in ${config.dataDir}/pgdata` : "PostgreSQL"
     }`,
   );
+  console.log(`  Readers: TCP port ${terminals.port}  (deno task sim --terminal 10001)`);
   console.log(`  Staff console: ${config.baseUrl}/admin  (demo sign-in: admin / Admin12345)`);
   console.log(`  Student demo: ${config.baseUrl}/login  (phone 13800000001 / password Demo12345)\n`);
 
