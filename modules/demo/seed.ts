@@ -1,6 +1,7 @@
 import type { Db } from "../platform/database.ts";
 import type { Config } from "../platform/config.ts";
 import { ALL_ROLES, createStaff } from "../staff/mod.ts";
+import { seedDemoMerchants } from "../merchant/mod.ts";
 import { seedDemoAccount } from "../account/mod.ts";
 
 /** The demo staff sign-in printed at start. */
@@ -22,5 +23,7 @@ export async function seedDemoData(deps: { db: Db; config: Config }): Promise<bo
   });
   // The school 云南城市建设职业学院 and the demo student 13800000001 / Demo12345.
   await seedDemoAccount(db);
+  // 第一食堂, 校园超市, 宿舍淋浴热水 and one reader of each kind (ids 10001–10004; `deno task sim keys`).
+  await seedDemoMerchants(db);
   return true;
 }
