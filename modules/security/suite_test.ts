@@ -1,0 +1,607 @@
+/**
+ * The security suite (issue 7): drives the whole application as `main.ts` composes it and checks
+ * properties that must hold for every route, so a route added later is covered without editing
+ * this file: CSRF on every state-changing route (enumerated from `app.routes`), sign-in and role
+ * guards on every page, security headers and no inline script on every page, escaping of
+ * markup entered into every form, redirects only to our own paths, session fixation, and the
+ * brute-force lockouts.
+ */
+import assert from "node:assert/strict";
+import type { Hono } from "hono";
+import { createApp } from "../../main.ts";
+import type { AppEnv } from "../platform/mod.ts";
+import { loadAssets } from "../platform/assets.ts";
+import { createTestDatabase, TestClient, testConfig } from "../platform/testing.ts";
+import { ALL_ROLES, createStaff, type Role, ROLES } from "../staff/mod.ts";
+import { ensureSchool, registerAccount } from "../account/mod.ts";
+
+/**
+ * Paths that outside systems POST to without a browser session: the payment gateways' notify
+ * callbacks. Everything else that changes state needs the CSRF token (README, ARCHITECTURE).
+ */
+const CSRF_EXEMPT = [/^\/pay\/notify\//];
+
+/** Pages anyone may open without signing in. Adding a page here is a security decision. */
+const PUBLIC_PAGES = [
+  /^\/login$/,
+  /^\/register(\/.*)?$/,
+  /^\/password\/forgot(\/.*)?$/,
+  // Setting a new password after a staff reset: authorised by the signed ticket in the form.
+  /^\/password\/new$/,
+  /^\/healthz$/,
+  /^\/metrics$/,
+  /^\/static\//,
+  /^\/pay\/notify\//,
+  /^\/pay\/sandbox(\/.*)?$/,
+];
+
+/**
+ * Who may use each staff route. Every /admin route must match an entry: a new staff page fails
+ * this suite until someone decides which roles may use it.
+ */
+const ROLE_MATRIX: Array<{ path: RegExp; roles: Role[] | "any" }> = [
+  { path: /^\/admin\/?$/, roles: "any" },
+  { path: /^\/admin\/password$/, roles: "any" },
+  { path: /^\/admin\/audit$/, roles: ALL_ROLES },
+  { path: /^\/admin\/staff(\/|$)/, roles: [ROLES.sysadmin] },
+  { path: /^\/admin\/accounts(\/|$)/, roles: [ROLES.infoCentre, ROLES.sysadmin] },
+  { path: /^\/admin\/outbox$/, roles: [ROLES.infoCentre, ROLES.sysadmin] },
+];
+
+/** Staff routes for everyone, signed in or not. */
+const STAFF_OPEN = [/^\/admin\/login$/, /^\/admin\/logout$/];
+
+/** A markup payload that must come back escaped wherever it is shown. */
+const PAYLOAD = `"><script>alert(7)</script><img src=x onerror=alert(7)>'`;
+const PAYLOAD_RAW = [/<script>alert\(7\)/i, /<img src=x onerror/i];
+
+const STAFF_PASSWORD = "Suite12345";
+const STUDENT_PASSWORD = "Student123";
+let phones = 0;
+
+type App = Hono<AppEnv>;
+interface RouteInfo {
+  method: string;
+  path: string;
+}
+
+async function setup() {
+  await loadAssets();
+  const h = await createTestDatabase();
+  const config = testConfig();
+  const app = createApp({ db: h.db, config, onShutdown: () => {} });
+  return { h, db: h.db, config, app };
+}
+
+/** The app's own routes (not middleware), one entry per method and path. */
+function routesOf(app: App): RouteInfo[] {
+  const seen = new Set<string>();
+  const out: RouteInfo[] = [];
+  for (const r of app.routes) {
+    // app.use() registers middleware as method ALL; handlers carry their method.
+    if (r.method === "ALL") continue;
+    const key = `${r.method} ${r.path}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    out.push({ method: r.method, path: r.path });
+  }
+  return out;
+}
+
+/** A concrete path for a route pattern: ids that exist nowhere, so no real record is touched. */
+function concrete(path: string): string {
+  return path.replace(/:[A-Za-z_]+(\{[^}]*\})?/g, "999999").replace(/\*$/, "x");
+}
+
+const isStateChanging = (r: RouteInfo) => !["GET", "HEAD", "OPTIONS"].includes(r.method);
+const isParameterised = (r: RouteInfo) => /[:*]/.test(r.path);
+
+async function staffClient(s: Awaited<ReturnType<typeof setup>>, roles: Role[], ip: string) {
+  const username = `s${crypto.randomUUID().replaceAll("-", "").slice(0, 10)}`;
+  await createStaff(s.db, { username, name: `员工${username}`, password: STAFF_PASSWORD, roles });
+  const c = new TestClient(s.app, s.config, ip);
+  const res = await c.post("/admin/login", { username, password: STAFF_PASSWORD });
+  assert.equal(res.status, 303, `staff ${roles.join(",")} could not sign in`);
+  return c;
+}
+
+/** Registers a student account and signs it in through the login form. */
+async function studentClient(s: Awaited<ReturnType<typeof setup>>, ip: string) {
+  const school = await ensureSchool(s.db, "安全测试大学", "SUITE");
+  const phone = `139${String(++phones).padStart(8, "0")}`;
+  const accountId = await registerAccount(s.db, {
+    phone,
+    password: STUDENT_PASSWORD,
+    schoolId: school.id,
+  });
+  const c = new TestClient(s.app, s.config, ip);
+  const res = await c.post("/login", { phone, password: STUDENT_PASSWORD });
+  assert.equal(res.status, 303, `student ${phone} could not sign in: ${await res.text()}`);
+  return { c, phone, accountId };
+}
+
+/** Checks the headers and markup rules every HTML response must follow. */
+async function assertSafeResponse(path: string, res: Response): Promise<string> {
+  const text = await res.text();
+  const csp = res.headers.get("content-security-policy") ?? "";
+  assert.match(csp, /script-src 'self'(;|$)/, `${path}: CSP must allow only our own scripts`);
+  assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval/, `${path}: CSP allows inline code`);
+  assert.match(csp, /frame-ancestors 'none'/, `${path}: CSP must forbid framing`);
+  assert.equal(res.headers.get("x-frame-options"), "DENY", `${path}: X-Frame-Options`);
+  assert.equal(res.headers.get("x-content-type-options"), "nosniff", `${path}: nosniff`);
+  const location = res.headers.get("location");
+  if (location !== null) assertOwnPath(path, location);
+  if ((res.headers.get("content-type") ?? "").includes("text/html")) {
+    for (const m of text.matchAll(/<script\b([^>]*)>([\s\S]*?)<\/script>/gi)) {
+      assert.match(
+        m[1],
+        /\bsrc="\/static\//,
+        `${path}: a script not loaded from /static/: ${m[0].slice(0, 120)}`,
+      );
+      assert.equal(m[2].trim(), "", `${path}: inline script: ${m[0].slice(0, 120)}`);
+    }
+    for (const tag of tagsOf(text)) {
+      for (const name of tag.attributes) {
+        assert.ok(
+          !/^on/i.test(name),
+          `${path}: inline event handler in ${tag.source.slice(0, 120)}`,
+        );
+        assert.notEqual(
+          name,
+          "style",
+          `${path}: inline style (blocked by the CSP): ${tag.source.slice(0, 120)}`,
+        );
+      }
+      assert.ok(!/^(iframe|object|embed)$/i.test(tag.name), `${path}: <${tag.name}> element`);
+    }
+    for (const re of PAYLOAD_RAW) {
+      assert.doesNotMatch(text, re, `${path}: markup payload rendered unescaped`);
+    }
+  }
+  return text;
+}
+
+const TAG =
+  /<([a-zA-Z][a-zA-Z0-9-]*)((?:\s+[^\s"'>\/=]+(?:\s*=\s*(?:"[^"]*"|'[^']*'|[^\s"'>]+))?)*)\s*\/?>/g;
+const ATTRIBUTE = /\s+([^\s"'>\/=]+)(?:\s*=\s*(?:"[^"]*"|'[^']*'|[^\s"'>]+))?/g;
+
+/** The start tags of a page with their attribute names (quoted values are skipped whole). */
+function tagsOf(html: string): Array<{ name: string; attributes: string[]; source: string }> {
+  return [...html.matchAll(TAG)].map((m) => ({
+    name: m[1],
+    attributes: [...m[2].matchAll(ATTRIBUTE)].map((a) => a[1]),
+    source: m[0],
+  }));
+}
+
+/** A redirect target must be one of our own paths: no scheme, no host, no `//`. */
+function assertOwnPath(from: string, location: string): void {
+  assert.ok(
+    location.startsWith("/") && !location.startsWith("//") && !location.startsWith("/\\"),
+    `${from} redirects off site: ${location}`,
+  );
+}
+
+Deno.test("every state-changing route refuses a request without the CSRF token", async () => {
+  const s = await setup();
+  try {
+    const posts = routesOf(s.app).filter(isStateChanging);
+    assert.ok(
+      posts.some((r) => r.path === "/admin/login"),
+      "route enumeration found no /admin/login",
+    );
+    const student = new TestClient(s.app, s.config, "10.1.0.1");
+    const staff = await staffClient(s, [...ALL_ROLES], "10.1.0.2");
+    const stranger = new TestClient(s.app, s.config, "10.1.0.3");
+    await stranger.get("/healthz");
+    const accepted: string[] = [];
+    for (const r of posts) {
+      const path = concrete(r.path);
+      const exempt = CSRF_EXEMPT.some((re) => re.test(path));
+      const client = path.startsWith("/admin") ? staff : student;
+      const attempts: Array<[string, Record<string, string>, Record<string, string>]> = [
+        ["no token", {}, {}],
+        ["another browser's token", { _csrf: await tokenOf(stranger, path) }, {}],
+        ["wrong header token", {}, { "x-csrf-token": "0".repeat(40) }],
+      ];
+      for (const [label, fields, headers] of attempts) {
+        const res = await client.post(path, fields, { csrf: false, headers });
+        const text = await res.text();
+        const refused = res.status === 403 && /页面已过期|请求来源无效/.test(text);
+        if (!refused && !exempt) accepted.push(`${r.method} ${r.path} (${label}): ${res.status}`);
+      }
+      // The right token but a foreign Origin: a cross-site form post.
+      if (!exempt) {
+        const res = await client.post(path, {}, { headers: { origin: "https://evil.example" } });
+        if (res.status !== 403) {
+          accepted.push(`${r.method} ${r.path} (cross-origin): ${res.status}`);
+        }
+        await res.body?.cancel();
+      }
+    }
+    assert.deepEqual(accepted, [], "state-changing routes that accepted a forged request");
+    // The check above is only meaningful if the right token passes the CSRF guard.
+    const ok = await new TestClient(s.app, s.config, "10.1.0.4").post("/admin/login", {
+      username: "nobody",
+      password: "x",
+    });
+    assert.notEqual(ok.status, 403);
+  } finally {
+    await s.h.close();
+  }
+});
+
+/** The `_csrf` value of the first form in a page. */
+function csrfInPage(html: string): string {
+  const m = /name="_csrf" value="([^"]+)"/.exec(html);
+  assert.ok(m, "no CSRF token in the page");
+  return m[1];
+}
+
+/** A token that is valid, but for another browser than the one sending it. */
+async function tokenOf(c: TestClient, path: string): Promise<string> {
+  const { csrfFor } = await import("../platform/testing.ts");
+  return csrfFor(c.config, c.cookies, path.startsWith("/admin"));
+}
+
+Deno.test("every student page sends a signed-out visitor to the login page", async () => {
+  const s = await setup();
+  try {
+    const anon = new TestClient(s.app, s.config, "10.2.0.1");
+    const open: string[] = [];
+    for (const r of routesOf(s.app)) {
+      if (r.path.startsWith("/admin")) continue;
+      const path = concrete(r.path);
+      if (PUBLIC_PAGES.some((re) => re.test(path))) continue;
+      const res = r.method === "GET" ? await anon.get(path) : await anon.post(path, {});
+      await res.body?.cancel();
+      const to = res.headers.get("location") ?? res.headers.get("hx-redirect") ?? "";
+      if (!(res.status === 303 && to.startsWith("/login"))) {
+        open.push(`${r.method} ${r.path}: ${res.status} ${to}`);
+      }
+    }
+    assert.deepEqual(
+      open,
+      [],
+      "pages that answered a signed-out visitor (add to PUBLIC_PAGES only if meant)",
+    );
+  } finally {
+    await s.h.close();
+  }
+});
+
+Deno.test("every staff route is refused to the signed-out and to each role it is not meant for", async () => {
+  const s = await setup();
+  try {
+    const routes = routesOf(s.app).filter((r) => r.path.startsWith("/admin"))
+      .filter((r) => !STAFF_OPEN.some((re) => re.test(r.path)));
+    const unlisted = routes.filter((r) => !ROLE_MATRIX.some((m) => m.path.test(r.path)));
+    assert.deepEqual(
+      unlisted.map((r) => `${r.method} ${r.path}`),
+      [],
+      "staff routes missing from the suite's ROLE_MATRIX",
+    );
+    const anon = new TestClient(s.app, s.config, "10.3.0.1");
+    const byRole = new Map<Role, TestClient>();
+    for (const [i, role] of ALL_ROLES.entries()) {
+      byRole.set(role, await staffClient(s, [role], `10.3.1.${i}`));
+    }
+    // A signed-in student is nobody on the staff side.
+    const problems: string[] = [];
+    for (const r of routes) {
+      const path = concrete(r.path);
+      const send = (c: TestClient) => r.method === "GET" ? c.get(path) : c.post(path, {});
+      const a = await send(anon);
+      await a.body?.cancel();
+      if (!(a.status === 303 && (a.headers.get("location") ?? "").startsWith("/admin/login"))) {
+        problems.push(`signed out: ${r.method} ${r.path} answered ${a.status}`);
+      }
+      const allowed = ROLE_MATRIX.find((m) => m.path.test(r.path))!.roles;
+      for (const [role, c] of byRole) {
+        const res = await send(c);
+        await res.body?.cancel();
+        const mayUse = allowed === "any" || allowed.includes(role);
+        if (!mayUse && res.status !== 403) {
+          problems.push(`${role}: ${r.method} ${r.path} answered ${res.status}, not 403`);
+        }
+        if (
+          mayUse &&
+          (res.status === 403 ||
+            res.status === 303 && /login/.test(res.headers.get("location") ?? ""))
+        ) {
+          problems.push(
+            `${role}: ${r.method} ${r.path} refused (${res.status}) though the matrix allows it`,
+          );
+        }
+      }
+    }
+    assert.deepEqual(problems, []);
+  } finally {
+    await s.h.close();
+  }
+});
+
+Deno.test("every page reachable without parameters sets the security headers and has no inline script", async () => {
+  const s = await setup();
+  try {
+    const anon = new TestClient(s.app, s.config, "10.4.0.1");
+    const staff = await staffClient(s, [...ALL_ROLES], "10.4.0.2");
+    const { c: student } = await studentClient(s, "10.4.0.3");
+    const pages = routesOf(s.app).filter((r) => r.method === "GET" && !isParameterised(r));
+    assert.ok(pages.length >= 5, `only ${pages.length} pages enumerated`);
+    for (const r of pages) {
+      for (const c of [anon, staff, student]) {
+        await assertSafeResponse(r.path, await c.get(r.path));
+      }
+    }
+    await assertSafeResponse("/no-such-page", await anon.get("/no-such-page"));
+  } finally {
+    await s.h.close();
+  }
+});
+
+Deno.test("markup typed into every staff form comes back escaped, on the form and on every page", async () => {
+  const s = await setup();
+  try {
+    const staff = await staffClient(s, [...ALL_ROLES], "10.5.0.1");
+    const submitted = await submitPayloadIntoEveryForm(
+      s.app,
+      staff,
+      (r) => r.path.startsWith("/admin"),
+    );
+    assert.ok(submitted.length > 0, "no staff form found to submit");
+    for (const r of routesOf(s.app).filter((r) => r.method === "GET" && !isParameterised(r))) {
+      await assertSafeResponse(r.path, await staff.get(r.path));
+    }
+  } finally {
+    await s.h.close();
+  }
+});
+
+Deno.test("markup typed into every student form comes back escaped, on the form and on every page", async () => {
+  const s = await setup();
+  try {
+    const { c } = await studentClient(s, "10.5.1.1");
+    const submitted = await submitPayloadIntoEveryForm(
+      s.app,
+      c,
+      (r) => !r.path.startsWith("/admin") && !/logout/.test(r.path),
+    );
+    assert.ok(submitted.length > 0, "no student form found to submit");
+    const anon = new TestClient(s.app, s.config, "10.5.1.2");
+    await submitPayloadIntoEveryForm(
+      s.app,
+      anon,
+      (r) => PUBLIC_PAGES.some((re) => re.test(r.path)),
+    );
+    for (const r of routesOf(s.app).filter((r) => r.method === "GET" && !isParameterised(r))) {
+      await assertSafeResponse(r.path, await c.get(r.path));
+    }
+  } finally {
+    await s.h.close();
+  }
+});
+
+/**
+ * Opens every parameterless page, finds its POST forms, fills every text field with the payload
+ * (keeping the CSRF token and choice fields as given) and checks the answer. Returns the forms
+ * submitted, as "page -> action".
+ */
+async function submitPayloadIntoEveryForm(
+  app: App,
+  c: TestClient,
+  include: (r: RouteInfo) => boolean,
+): Promise<string[]> {
+  const done: string[] = [];
+  for (
+    const r of routesOf(app).filter((r) => r.method === "GET" && !isParameterised(r) && include(r))
+  ) {
+    const res = await c.get(r.path);
+    if (res.status !== 200) {
+      await res.body?.cancel();
+      continue;
+    }
+    const html = await res.text();
+    for (const form of html.matchAll(/<form\b([^>]*)>([\s\S]*?)<\/form>/gi)) {
+      if (!/method="post"/i.test(form[1])) continue;
+      const action = /action="([^"]*)"/i.exec(form[1])?.[1] ?? r.path;
+      if (/logout/.test(action)) continue;
+      const fields: Record<string, string> = {};
+      for (const input of form[2].matchAll(/<(input|textarea|select)\b([^>]*)>/gi)) {
+        const name = /\bname="([^"]+)"/.exec(input[2])?.[1];
+        if (!name || name === "_csrf") continue;
+        const type = /\btype="([^"]+)"/.exec(input[2])?.[1] ?? "text";
+        const value = /\bvalue="([^"]*)"/.exec(input[2])?.[1] ?? "";
+        if (["hidden", "checkbox", "radio", "submit"].includes(type) || input[1] === "select") {
+          if (value && !(name in fields)) fields[name] = value;
+        } else {
+          fields[name] = PAYLOAD;
+        }
+      }
+      const answer = await c.post(decodeEntities(action), fields);
+      await assertSafeResponse(`POST ${action} (from ${r.path})`, answer);
+      done.push(`${r.path} -> ${action}`);
+    }
+  }
+  return done;
+}
+
+function decodeEntities(s: string): string {
+  return s.replaceAll("&amp;", "&").replaceAll("&#x2F;", "/").replaceAll("&#47;", "/");
+}
+
+Deno.test("sign-in redirects go only to our own paths, whatever `next` says", async () => {
+  const s = await setup();
+  try {
+    await createStaff(s.db, {
+      username: "redir",
+      name: "跳转",
+      password: STAFF_PASSWORD,
+      roles: [ROLES.sysadmin],
+    });
+    const hostile = [
+      "//evil.example/",
+      "https://evil.example/",
+      "/\\evil.example",
+      "javascript:alert(1)",
+      "/%2F%2Fevil.example",
+      "\t//evil.example",
+      "/admin/../\\evil.example",
+    ];
+    const { phone } = await studentClient(s, "10.6.0.9");
+    for (const next of hostile) {
+      const c = new TestClient(s.app, s.config, "10.6.0.1");
+      const res = await c.post("/admin/login", {
+        username: "redir",
+        password: STAFF_PASSWORD,
+        next,
+      });
+      assert.equal(res.status, 303, next);
+      const to = res.headers.get("location")!;
+      assertOwnPath(`next=${next}`, to);
+      assert.ok(!to.includes("evil.example") || to.startsWith("/admin/"), `${next} -> ${to}`);
+      const st = new TestClient(s.app, s.config, "10.6.0.2");
+      const login = await st.post("/login", { phone, password: STUDENT_PASSWORD, next });
+      assert.equal(login.status, 303, `student login with next=${next}`);
+      assertOwnPath(`student next=${next}`, login.headers.get("location")!);
+      // Already signed in: GET /login?next=… redirects at once.
+      const again = await st.get(`/login?next=${encodeURIComponent(next)}`);
+      assert.equal(again.status, 303);
+      assertOwnPath(`GET /login?next=${next}`, again.headers.get("location")!);
+    }
+  } finally {
+    await s.h.close();
+  }
+});
+
+Deno.test("staff sign-in issues a new session id: a planted cookie is never adopted", async () => {
+  const s = await setup();
+  try {
+    await createStaff(s.db, {
+      username: "fixate",
+      name: "固定",
+      password: STAFF_PASSWORD,
+      roles: [ROLES.finance],
+    });
+    const planted = "A".repeat(43);
+    const victim = new TestClient(s.app, s.config, "10.7.0.1");
+    victim.cookies.set("yxt_staff", planted);
+    // Like a browser: the token comes from the sign-in form the victim was shown.
+    const form = await victim.page("/admin/login");
+    const res = await victim.post(
+      "/admin/login",
+      { username: "fixate", password: STAFF_PASSWORD, _csrf: csrfInPage(form) },
+      { csrf: false },
+    );
+    assert.equal(res.status, 303);
+    const issued = victim.cookies.get("yxt_staff");
+    assert.ok(issued && issued !== planted, "the session cookie was not replaced at sign-in");
+    // The attacker holding the planted value is not signed in.
+    const attacker = new TestClient(s.app, s.config, "10.7.0.2");
+    attacker.cookies.set("yxt_staff", planted);
+    const a = await attacker.get("/admin/audit");
+    assert.equal(a.status, 303);
+    // A second sign-in in the same browser replaces the session again and ends the first.
+    const first = issued;
+    await victim.post("/admin/login", { username: "fixate", password: STAFF_PASSWORD });
+    assert.notEqual(victim.cookies.get("yxt_staff"), first);
+    const old = new TestClient(s.app, s.config, "10.7.0.3");
+    old.cookies.set("yxt_staff", first);
+    assert.equal((await old.get("/admin/audit")).status, 303);
+  } finally {
+    await s.h.close();
+  }
+});
+
+Deno.test("student sign-in issues a new session id: a planted cookie is never adopted", async () => {
+  const s = await setup();
+  try {
+    const { phone } = await studentClient(s, "10.7.1.9");
+    const planted = "B".repeat(43);
+    const victim = new TestClient(s.app, s.config, "10.7.1.1");
+    victim.cookies.set("yxt_sid", planted);
+    const form = await victim.page("/login");
+    const res = await victim.post(
+      "/login",
+      { phone, password: STUDENT_PASSWORD, _csrf: csrfInPage(form) },
+      { csrf: false },
+    );
+    assert.equal(res.status, 303);
+    const issued = victim.cookies.get("yxt_sid");
+    assert.ok(issued && issued !== planted, "the session cookie was not replaced at sign-in");
+    const attacker = new TestClient(s.app, s.config, "10.7.1.2");
+    attacker.cookies.set("yxt_sid", planted);
+    assert.equal((await attacker.get("/me")).status, 303);
+    assert.equal((await victim.get("/me")).status, 200);
+    // Signing in again replaces the session and the old id stops working.
+    await victim.post("/logout");
+    const again = await victim.post("/login", { phone, password: STUDENT_PASSWORD });
+    assert.equal(again.status, 303);
+    assert.notEqual(victim.cookies.get("yxt_sid"), issued);
+    const old = new TestClient(s.app, s.config, "10.7.1.3");
+    old.cookies.set("yxt_sid", issued!);
+    assert.equal((await old.get("/me")).status, 303);
+  } finally {
+    await s.h.close();
+  }
+});
+
+Deno.test("guessing a login password hits the lockout, and the right password waits it out", async () => {
+  const s = await setup();
+  try {
+    const { phone } = await studentClient(s, "10.8.1.9");
+    const c = new TestClient(s.app, s.config, "10.8.1.1");
+    const statuses: number[] = [];
+    for (let i = 0; i < 12 && statuses.at(-1) !== 429; i++) {
+      const res = await c.post("/login", { phone, password: `Guess${i}x1234` });
+      statuses.push(res.status);
+      await res.body?.cancel();
+    }
+    assert.equal(statuses.at(-1), 429, `login never locked: ${statuses}`);
+    assert.ok(statuses.length <= 10, `took ${statuses.length} guesses to lock`);
+    const right = await c.post("/login", { phone, password: STUDENT_PASSWORD });
+    assert.equal(right.status, 429, "the right password must not pass during the lockout");
+    // From another address too: the lock is on the account, not only the address.
+    const other = new TestClient(s.app, s.config, "10.8.1.2");
+    const r2 = await other.post("/login", { phone, password: STUDENT_PASSWORD });
+    assert.equal(r2.status, 429);
+  } finally {
+    await s.h.close();
+  }
+});
+
+Deno.test("guessing a staff password hits the lockout, also across usernames from one address", async () => {
+  const s = await setup();
+  try {
+    await createStaff(s.db, {
+      username: "target",
+      name: "目标",
+      password: STAFF_PASSWORD,
+      roles: [ROLES.finance],
+    });
+    const c = new TestClient(s.app, s.config, "10.8.0.1");
+    const statuses: number[] = [];
+    for (let i = 0; i < 6; i++) {
+      const res = await c.post("/admin/login", { username: "target", password: `Guess${i}x1234` });
+      statuses.push(res.status);
+      await res.body?.cancel();
+    }
+    assert.equal(statuses.at(-1), 429, `statuses ${statuses}`);
+    const right = await c.post("/admin/login", { username: "target", password: STAFF_PASSWORD });
+    assert.equal(right.status, 429, "the right password must not pass during the lockout");
+    // Spraying many usernames from one address locks the address.
+    const sprayer = new TestClient(s.app, s.config, "10.8.0.2");
+    let locked = false;
+    for (let i = 0; i < 25 && !locked; i++) {
+      const res = await sprayer.post("/admin/login", {
+        username: `user${i}`,
+        password: "Guess1234x",
+      });
+      locked = res.status === 429;
+      await res.body?.cancel();
+    }
+    assert.ok(locked, "an address spraying usernames was never locked");
+  } finally {
+    await s.h.close();
+  }
+});
