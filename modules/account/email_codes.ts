@@ -1,6 +1,7 @@
 import type { Db } from "../platform/database.ts";
 import type { Config } from "../platform/config.ts";
-import { DomainError, TooManyAttemptsError } from "../platform/errors.ts";
+import { TooManyAttemptsError } from "../platform/errors.ts";
+import { sql } from "kysely";
 import {
   assertNotLocked,
   keyedHash,
@@ -65,7 +66,7 @@ export function maskEmail(email: string): string {
  */
 export async function sendEmailCode(
   deps: CodeDeps,
-  input: { accountId: number; purpose: EmailCodePurpose; email: string; ip: string; field: string },
+  input: { accountId: number; purpose: EmailCodePurpose; email: string; ip: string },
 ): Promise<void> {
   const { db, config } = deps;
   const keys = [
@@ -105,7 +106,7 @@ export async function sendEmailCode(
       purpose: input.purpose,
       email: input.email,
       code_hash: await codeHash(config, input, code),
-      expires_at: new Date(Date.now() + CODE_TTL_SECONDS * 1000),
+      expires_at: sql<Date>`now() + make_interval(secs => ${CODE_TTL_SECONDS})`,
     }).returning("id").executeTakeFirstOrThrow();
     return row.id;
   });
@@ -120,9 +121,6 @@ export async function sendEmailCode(
   } catch (err) {
     // A code nobody received must not stay valid.
     await db.updateTable("email_codes").set({ used_at: new Date() }).where("id", "=", id).execute();
-    if (err instanceof DomainError) {
-      throw new AccountError(err.message, err.userMessage, input.field);
-    }
     throw err;
   }
 }

@@ -53,13 +53,19 @@ function keep(form: Record<string, unknown>): Input {
   return out;
 }
 
-/** A service error as field errors (and the resend wait for a throttled code). */
-function asErrors(err: unknown): { errors: FieldErrors; status: number; wait: number } {
+/**
+ * A service error as field errors (and the resend wait for a throttled code). Errors without a
+ * field of their own (throttles, mail delivery) are shown at `fallback`.
+ */
+function asErrors(
+  err: unknown,
+  fallback = "_form",
+): { errors: FieldErrors; status: number; wait: number } {
   if (!(err instanceof DomainError)) throw err;
   const wait = err instanceof TooManyAttemptsError && err.retryAfter <= RESEND_AFTER_SECONDS
     ? err.retryAfter
     : 0;
-  return { errors: { [err.field ?? "_form"]: err.userMessage }, status: err.status, wait };
+  return { errors: { [err.field ?? fallback]: err.userMessage }, status: err.status, wait };
 }
 
 /** 注册, 登录, 退出, 忘记密码, and 我的 → 绑定邮箱 / 修改登录密码. */
@@ -219,7 +225,7 @@ export function accountRoutes(deps: AccountDeps): Hono<AppEnv> {
           wait: RESEND_AFTER_SECONDS,
         });
       } catch (err) {
-        const e = asErrors(err);
+        const e = asErrors(err, "code");
         return showForgot(c, { errors: e.errors, input: raw, wait: e.wait }, e.status);
       }
     },
@@ -293,7 +299,7 @@ export function accountRoutes(deps: AccountDeps): Hono<AppEnv> {
           wait: RESEND_AFTER_SECONDS,
         });
       } catch (err) {
-        const e = asErrors(err);
+        const e = asErrors(err, "email");
         return showEmail(c, { errors: e.errors, input: raw, wait: e.wait }, e.status);
       }
     },

@@ -148,7 +148,7 @@ export async function sendBindEmailCode(
   deps: CodeDeps,
   input: { accountId: number; email: string; ip: string },
 ): Promise<void> {
-  await sendEmailCode(deps, { ...input, purpose: "bind_email", field: "email" });
+  await sendEmailCode(deps, { ...input, purpose: "bind_email" });
 }
 
 /** Binds the address the code was sent to. */
@@ -184,7 +184,6 @@ export async function sendPasswordResetCode(
     purpose: "reset_password",
     email: account.email,
     ip: input.ip,
-    field: "code",
   });
   return { maskedEmail: maskEmail(account.email) };
 }
