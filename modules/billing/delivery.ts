@@ -142,6 +142,7 @@ export function transferDetails(p: {
     utility: p.utility,
     roomId: p.room_id,
     room: p.room_label,
+    label: `${p.utility === "electricity" ? "电费" : "冷水"} · ${p.room_label}`,
     tariffId: p.tariff_id,
     milliUnits: p.milli_units,
   };

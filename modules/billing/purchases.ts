@@ -5,6 +5,7 @@ import { formatFen } from "../platform/money.ts";
 import { randomDigits } from "../platform/crypto.ts";
 import { BalanceTooLowError, LimitError, NoRoomError } from "./errors.ts";
 import {
+  DEFAULT_POLICY,
   markDeclined,
   markPaid,
   payReference,
@@ -166,7 +167,7 @@ export async function purchaseUtility(
     await trx.insertInto("billing_delivery_jobs").values({
       purchase_id: purchase.id,
       state: "paying",
-      next_attempt_at: new Date(now.getTime() + 2 * 60_000),
+      next_attempt_at: new Date(now.getTime() + DEFAULT_POLICY.payingGraceMs),
       updated_at: now,
     }).execute();
     return { purchase, fresh: true };
@@ -255,36 +256,35 @@ export interface UtilityTransferLabel {
 }
 
 /**
- * Labels for wallet transfers by their reference (`billing:<orderNo>` for payments,
- * `billing-refund:<orderNo>` for refunds); references billing does not know are left out.
+ * Labels for wallet transfers by id (the utility payment and its refund); ids billing does not
+ * know are left out. For 交易记录: 电费/冷水, the room, and the purchase's state now.
  */
 export async function describeUtilityTransfers(
   db: Db,
-  references: string[],
-): Promise<Map<string, UtilityTransferLabel>> {
-  const byOrder = new Map<string, string[]>();
-  for (const ref of references) {
-    const m = /^billing(?:-refund)?:([A-Z]{2}\d{20})$/.exec(ref);
-    if (!m) continue;
-    byOrder.set(m[1], [...(byOrder.get(m[1]) ?? []), ref]);
-  }
-  const out = new Map<string, UtilityTransferLabel>();
-  if (byOrder.size === 0) return out;
+  transferIds: number[],
+): Promise<Map<number, UtilityTransferLabel>> {
+  const ids = [...new Set(transferIds.filter((id) => Number.isSafeInteger(id) && id > 0))];
+  const out = new Map<number, UtilityTransferLabel>();
+  if (ids.length === 0) return out;
   const rows = await db.selectFrom("billing_purchases")
-    .select(["order_no", "utility", "room_label", "status"])
-    .where("order_no", "in", [...byOrder.keys()]).execute();
+    .select(["order_no", "utility", "room_label", "status", "transfer_id", "refund_transfer_id"])
+    .where((eb) => eb.or([eb("transfer_id", "in", ids), eb("refund_transfer_id", "in", ids)]))
+    .execute();
   for (const r of rows) {
-    for (const ref of byOrder.get(r.order_no) ?? []) {
-      const refund = ref.startsWith("billing-refund:");
-      out.set(ref, {
-        label: refund ? `${UTILITY_LABELS[r.utility]}退款` : UTILITY_LABELS[r.utility],
-        room: r.room_label,
-        status: r.status,
-        statusLabel: STATUS_LABELS[r.status],
-        orderNo: r.order_no,
-      });
+    const base = {
+      room: r.room_label,
+      status: r.status,
+      statusLabel: STATUS_LABELS[r.status],
+      orderNo: r.order_no,
+    };
+    if (r.transfer_id !== null) {
+      out.set(r.transfer_id, { label: UTILITY_LABELS[r.utility], ...base });
+    }
+    if (r.refund_transfer_id !== null) {
+      out.set(r.refund_transfer_id, { label: `${UTILITY_LABELS[r.utility]}退款`, ...base });
     }
   }
+  for (const id of [...out.keys()]) if (!ids.includes(id)) out.delete(id);
   return out;
 }
 

@@ -377,8 +377,10 @@ Deno.test("utility transfers are labelled 电费/冷水 with the room and state 
       amount: "10",
     });
     const orderNo = res.headers.get("location")!.split("/").pop()!;
-    const before = await describeUtilityTransfers(w.db, [`billing:${orderNo}`, "topup:whatever"]);
-    assert.deepEqual(before.get(`billing:${orderNo}`), {
+    const p = await w.db.selectFrom("billing_purchases").select("transfer_id")
+      .executeTakeFirstOrThrow();
+    const before = await describeUtilityTransfers(w.db, [p.transfer_id!, 999_999]);
+    assert.deepEqual(before.get(p.transfer_id!), {
       label: "冷水",
       room: "1号楼 101",
       status: "delivering",
@@ -388,10 +390,12 @@ Deno.test("utility transfers are labelled 电费/冷水 with the room and state 
     assert.equal(before.size, 1);
     await deliver(w);
     assert.equal(
-      (await describeUtilityTransfers(w.db, [`billing:${orderNo}`])).get(`billing:${orderNo}`)
-        ?.statusLabel,
+      (await describeUtilityTransfers(w.db, [p.transfer_id!])).get(p.transfer_id!)?.statusLabel,
       "已到账",
     );
+    // 交易记录 lists the payment as 冷水.
+    const history = await s.client.page("/wallet/transactions");
+    assert.match(history, /冷水/);
   } finally {
     await w.close();
   }
