@@ -38,6 +38,13 @@ export interface SessionCookie {
   value: string;
 }
 
+/** The little of the DOM the page-side check uses (the bench is type-checked without lib.dom). */
+interface PageDocument {
+  querySelector(
+    selector: string,
+  ): { getBoundingClientRect(): { width: number; height: number } } | null;
+}
+
 /** Bytes on the wire for one cold page load. */
 export interface PageWeight {
   path: string;
@@ -118,7 +125,9 @@ export async function timeUntilVisible(
     await page.goto(baseUrl + path, { waitUntil: "commit", timeout: 30_000 });
     const visible = await page.waitForFunction(
       (sel: string) => {
-        const el = document.querySelector(sel);
+        // Runs in the page, where `document` exists.
+        const doc = (globalThis as unknown as { document: PageDocument }).document;
+        const el = doc.querySelector(sel);
         if (!el) return false;
         const r = el.getBoundingClientRect();
         return r.width > 0 && r.height > 0 ? performance.now() : false;

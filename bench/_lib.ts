@@ -24,7 +24,7 @@ export async function run(
     stdout: "piped",
     stderr: "piped",
   }).spawn();
-  let timer: number | undefined;
+  let timer: ReturnType<typeof setTimeout> | undefined;
   if (options.timeoutMs) {
     timer = setTimeout(() => {
       try {

@@ -48,8 +48,8 @@ const report = new Report();
 const machine = await machineFacts();
 await Deno.mkdir(OUT, { recursive: true });
 
-let pg: Postgres | null = null;
-let server: Server | null = null;
+let pg = null as Postgres | null;
+let server = null as Server | null;
 const simpleUpdate = new Map<number, number>();
 const appSecret = randomHex();
 const cardPepper = randomHex();
@@ -105,7 +105,7 @@ if (want("pgbench")) {
 }
 
 // --- the server on PostgreSQL ----------------------------------------------------------------
-let student: Student | null = null;
+let student = null as Student | null;
 /** Web users of the HTTP measurements: each wrk request takes the next one's session. */
 const WEB_STUDENTS = 64;
 const needsServer = ["http", "pages", "terminal", "import", "blocklist", "idle"].some(want);
