@@ -23,6 +23,7 @@ import { accountAdminRoutes, accountRoutes } from "./modules/account/mod.ts";
 import { createMailer, mailAdminRoutes, type Mailer } from "./modules/mail/mod.ts";
 import { homeRoutes } from "./modules/home/mod.ts";
 import { billingAdminRoutes, billingRoutes, startBillingWorker } from "./modules/billing/mod.ts";
+import { ledgerAdminRoutes, startHoldExpiryLoop, walletRoutes } from "./modules/wallet/mod.ts";
 
 /** What every module's routes and services are built from. */
 export interface AppDeps {
@@ -52,6 +53,8 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.route("/", homeRoutes(deps));
   app.route("/billing", billingRoutes(deps));
   app.route("/admin/billing", billingAdminRoutes(deps));
+  app.route("/", walletRoutes(deps));
+  app.route("/admin/ledger", ledgerAdminRoutes(deps));
   return app;
 }
 
@@ -72,6 +75,8 @@ async function start(): Promise<void> {
   const app = createApp(deps);
   // Delivers paid utility purchases to the meter system; refunds what cannot be delivered.
   deps.onShutdown(startBillingWorker(deps));
+  // Releases shower holds whose end never arrived.
+  deps.onShutdown(startHoldExpiryLoop(deps));
 
   // BENCH_HELLO=1: a bare Hono route outside the middleware, the reference of `deno task bench`.
   const hello = Deno.env.get("BENCH_HELLO") === "1"

@@ -22,11 +22,16 @@ export function checkAmount(amount: unknown, field = "amount"): number {
   return amount;
 }
 
+function hasControlChars(s: string): boolean {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) < 0x20) return true;
+  return false;
+}
+
 /** Throws unless `reference` is a non-empty printable string of at most 128 characters. */
 export function checkReference(reference: unknown): string {
   if (
     typeof reference !== "string" || reference.length === 0 || reference.length > 128 ||
-    /[\u0000-\u001f]/.test(reference)
+    hasControlChars(reference)
   ) {
     throw new ReferenceConflictError(
       String(reference).slice(0, 40),

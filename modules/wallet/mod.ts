@@ -86,3 +86,18 @@ export {
 
 /** The ledger verifier: balance = sum of transfers for every account, debits = credits. */
 export { type LedgerReport, verifyLedger } from "./verify.ts";
+
+/** 余额, 交易记录, 付款码, 付款码设置 (mount at "/") and the staff 账务核验 page (mount at "/admin/ledger"). */
+export { ledgerAdminRoutes, walletRoutes } from "./routes.ts";
+
+/** The background loop that releases timed-out holds; main.ts registers its stop with onShutdown. */
+export { startHoldExpiryLoop } from "./loop.ts";
+
+/** 交易记录 queries, also for other modules' pages that show a card's movements. */
+export {
+  getTransaction,
+  HISTORY_TYPES,
+  KIND_LABELS,
+  listTransactions,
+  spendingTotals,
+} from "./history.ts";

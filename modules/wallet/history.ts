@@ -1,0 +1,162 @@
+import { sql } from "kysely";
+import type { Db } from "../platform/database.ts";
+import type { TransferKind } from "./tables.ts";
+
+/** The filters of 交易记录 and the transfer kinds behind each. */
+export const HISTORY_TYPES = {
+  purchase: { label: "消费", kinds: ["purchase"] },
+  topup: { label: "充值", kinds: ["topup"] },
+  electricity: { label: "电费", kinds: ["electricity"] },
+  water: { label: "冷水", kinds: ["water"] },
+  shower: { label: "热水", kinds: ["shower"] },
+  refund: { label: "退款", kinds: ["refund", "utility_refund", "reversal"] },
+} as const satisfies Record<string, { label: string; kinds: TransferKind[] }>;
+
+export type HistoryType = keyof typeof HISTORY_TYPES;
+
+/** How each kind reads in the list. */
+export const KIND_LABELS: Record<TransferKind, string> = {
+  purchase: "消费",
+  shower: "热水",
+  electricity: "电费",
+  water: "冷水",
+  topup: "充值",
+  refund: "退款",
+  utility_refund: "退款",
+  reversal: "撤销",
+  adjustment: "调账",
+  void: "撤销",
+};
+
+/** One line of 交易记录. */
+export interface HistoryRow {
+  id: number;
+  kind: TransferKind;
+  channel: string | null;
+  amount: number;
+  cardDelta: number;
+  balanceAfter: number;
+  merchantName: string | null;
+  terminalId: number | null;
+  createdAt: Date;
+  details: unknown;
+}
+
+const CHINA_OFFSET_MS = 8 * 3600_000;
+
+/** [start, end) of a China-time month "2026-11". */
+export function monthRange(month: string): [Date, Date] {
+  const [y, m] = month.split("-").map(Number);
+  const start = Date.UTC(y, m - 1, 1) - CHINA_OFFSET_MS;
+  const end = Date.UTC(m === 12 ? y + 1 : y, m === 12 ? 0 : m, 1) - CHINA_OFFSET_MS;
+  return [new Date(start), new Date(end)];
+}
+
+/** A card's history, newest first, `limit` rows before `beforeId`. */
+export async function listTransactions(
+  db: Db,
+  cardAccountId: number,
+  filter: { type?: HistoryType; month?: string; beforeId?: number; limit?: number } = {},
+): Promise<HistoryRow[]> {
+  let q = db.selectFrom("ledger_transfers as t")
+    .leftJoin("merchants as m", "m.id", "t.merchant_id")
+    .select([
+      "t.id",
+      "t.kind",
+      "t.channel",
+      "t.amount",
+      "t.card_delta",
+      "t.balance_after",
+      "m.name as merchant_name",
+      "t.terminal_id",
+      "t.created_at",
+      "t.details",
+    ])
+    .where("t.card_account_id", "=", cardAccountId);
+  if (filter.type) q = q.where("t.kind", "in", [...HISTORY_TYPES[filter.type].kinds]);
+  if (filter.month) {
+    const [start, end] = monthRange(filter.month);
+    q = q.where("t.created_at", ">=", start).where("t.created_at", "<", end);
+  }
+  if (filter.beforeId) q = q.where("t.id", "<", filter.beforeId);
+  const rows = await q.orderBy("t.id", "desc").limit(filter.limit ?? 20).execute();
+  return rows.map(toRow);
+}
+
+function toRow(r: {
+  id: number;
+  kind: TransferKind;
+  channel: string | null;
+  amount: number;
+  card_delta: number | null;
+  balance_after: number | null;
+  merchant_name: string | null;
+  terminal_id: number | null;
+  created_at: Date;
+  details: unknown;
+}): HistoryRow {
+  return {
+    id: r.id,
+    kind: r.kind,
+    channel: r.channel,
+    amount: r.amount,
+    cardDelta: r.card_delta ?? 0,
+    balanceAfter: r.balance_after ?? 0,
+    merchantName: r.merchant_name,
+    terminalId: r.terminal_id,
+    createdAt: r.created_at,
+    details: r.details,
+  };
+}
+
+/** One transfer of this card account, or null (also when it belongs to someone else). */
+export async function getTransaction(
+  db: Db,
+  cardAccountId: number,
+  id: number,
+): Promise<HistoryRow | null> {
+  const r = await db.selectFrom("ledger_transfers as t")
+    .leftJoin("merchants as m", "m.id", "t.merchant_id")
+    .select([
+      "t.id",
+      "t.kind",
+      "t.channel",
+      "t.amount",
+      "t.card_delta",
+      "t.balance_after",
+      "m.name as merchant_name",
+      "t.terminal_id",
+      "t.created_at",
+      "t.details",
+    ])
+    .where("t.id", "=", id).where("t.card_account_id", "=", cardAccountId).executeTakeFirst();
+  return r ? toRow(r) : null;
+}
+
+/** Spending (消费, 热水, 电费, 冷水, less refunds and reversals) today, this week and this month, China time. */
+export async function spendingTotals(
+  db: Db,
+  cardAccountId: number,
+  now: Date = new Date(),
+): Promise<{ today: number; week: number; month: number }> {
+  const china = new Date(now.getTime() + CHINA_OFFSET_MS);
+  const dayStart = Date.UTC(china.getUTCFullYear(), china.getUTCMonth(), china.getUTCDate()) -
+    CHINA_OFFSET_MS;
+  const weekday = (china.getUTCDay() + 6) % 7; // Monday = 0
+  const weekStart = dayStart - weekday * 86400_000;
+  const monthStart = Date.UTC(china.getUTCFullYear(), china.getUTCMonth(), 1) - CHINA_OFFSET_MS;
+  const from = new Date(Math.min(weekStart, monthStart));
+  const spend = sql<
+    number
+  >`case when kind in ('purchase', 'shower', 'electricity', 'water') then amount
+    when kind in ('refund', 'utility_refund', 'reversal') then -amount else 0 end`;
+  const r = await sql<{ today: number; week: number; month: number }>`
+    select
+      coalesce(sum(${spend}) filter (where created_at >= ${new Date(dayStart)}), 0) as today,
+      coalesce(sum(${spend}) filter (where created_at >= ${new Date(weekStart)}), 0) as week,
+      coalesce(sum(${spend}) filter (where created_at >= ${new Date(monthStart)}), 0) as month
+    from ledger_transfers where card_account_id = ${cardAccountId} and created_at >= ${from}`
+    .execute(db);
+  const row = r.rows[0];
+  return { today: Number(row.today), week: Number(row.week), month: Number(row.month) };
+}

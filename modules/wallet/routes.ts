@@ -1,0 +1,255 @@
+import { Hono } from "hono";
+import type { Context } from "hono";
+import { zValidator } from "@hono/zod-validator";
+import type { Db } from "../platform/database.ts";
+import { DomainError, NotFoundError } from "../platform/errors.ts";
+import type { AppEnv } from "../platform/http.ts";
+import { fieldErrors } from "../platform/forms.ts";
+import { type FieldErrors, render } from "../platform/views.ts";
+import { fenToYuanText } from "../platform/money.ts";
+import { requireStudent } from "../security/mod.ts";
+import { registerAdminNav, requireRole, ROLES } from "../staff/mod.ts";
+import { type BoundCard, findBoundCard } from "../card/mod.ts";
+import { getBalance, listNegativeBalances } from "./ledger.ts";
+import { activeHolds } from "./holds.ts";
+import {
+  getPaySettings,
+  issuePaymentCode,
+  paymentCodeState,
+  updatePaySettings,
+  waitForPaymentCode,
+} from "./codes.ts";
+import {
+  getTransaction,
+  HISTORY_TYPES,
+  type HistoryType,
+  KIND_LABELS,
+  listTransactions,
+  spendingTotals,
+} from "./history.ts";
+import { verifyLedger } from "./verify.ts";
+import { historyQuery, settingsForm } from "./schemas.ts";
+import { groupDigits, qrSvg } from "./qr.ts";
+
+const PAGE_SIZE = 20;
+
+type C = Context<AppEnv>;
+
+/** The signed-in student's bound card, or a page telling them to bind one. */
+async function boundCard(c: C, db: Db): Promise<BoundCard | Response> {
+  const card = await findBoundCard(db, c.get("accountId")!);
+  if (!card) return render(c, "wallet/no_card", {}, { status: 200, title: "校园一信通" });
+  return card;
+}
+
+function codeCard(c: C, code: string, status = 200): Response {
+  return render(c, "pay/_code", { code, svg: qrSvg(code), grouped: groupDigits(code) }, {
+    layout: null,
+    status,
+  });
+}
+
+/** 余额, 交易记录, 付款码 and 付款码设置 (mounted at "/"). */
+export function walletRoutes(deps: { db: Db }): Hono<AppEnv> {
+  const { db } = deps;
+  const app = new Hono<AppEnv>();
+
+  app.get("/wallet", requireStudent, async (c) => {
+    const card = await boundCard(c, db);
+    if (card instanceof Response) return card;
+    const [balance, holds] = await Promise.all([
+      getBalance(db, card.cardAccountId),
+      activeHolds(db, card.cardAccountId),
+    ]);
+    return render(c, "wallet/balance", { card, balance, holds }, { title: "余额" });
+  });
+
+  app.get(
+    "/wallet/transactions",
+    requireStudent,
+    zValidator("query", historyQuery, (result, c) => {
+      if (!result.success) {
+        return render(c as C, "error", { message: "筛选条件无效", status: 400 }, {
+          status: 400,
+          title: "交易记录",
+        });
+      }
+    }),
+    async (c) => {
+      const card = await boundCard(c, db);
+      if (card instanceof Response) return card;
+      const q = c.req.valid("query");
+      const type = (q.type || undefined) as HistoryType | undefined;
+      const month = q.month || undefined;
+      const beforeId = q.before ? Number(q.before) : undefined;
+      const rows = await listTransactions(db, card.cardAccountId, {
+        type,
+        month,
+        beforeId,
+        limit: PAGE_SIZE,
+      });
+      const more = rows.length === PAGE_SIZE ? rows[rows.length - 1].id : null;
+      const filter = { type: type ?? "", month: month ?? "" };
+      const data = { rows, more, filter, kindLabels: KIND_LABELS, types: HISTORY_TYPES };
+      if (beforeId !== undefined) return render(c, "wallet/_rows", data, { layout: null });
+      const totals = await spendingTotals(db, card.cardAccountId);
+      return render(c, "wallet/transactions", { ...data, totals }, { title: "交易记录" });
+    },
+  );
+
+  app.get("/wallet/transactions/:id", requireStudent, async (c) => {
+    const raw = c.req.param("id");
+    if (!/^[1-9]\d{0,14}$/.test(raw)) throw new NotFoundError("transaction");
+    const card = await boundCard(c, db);
+    if (card instanceof Response) return card;
+    const row = await getTransaction(db, card.cardAccountId, Number(raw));
+    if (!row) throw new NotFoundError(`transaction ${raw} of this card account`);
+    return render(c, "wallet/detail", { row, kindLabels: KIND_LABELS }, { title: "交易详情" });
+  });
+
+  app.get("/pay/code", requireStudent, async (c) => {
+    const card = await boundCard(c, db);
+    if (card instanceof Response) return card;
+    const settings = await getPaySettings(db, card.cardAccountId);
+    if (settings.codeFrozen || card.paymentCodeFrozen) {
+      return render(c, "pay/frozen", { byLoss: card.paymentCodeFrozen }, { title: "付款码" });
+    }
+    const { code } = await issuePaymentCode(db, card.cardAccountId);
+    return render(c, "pay/code", {
+      code,
+      svg: qrSvg(code),
+      grouped: groupDigits(code),
+      scripts: ["pay.js"],
+    }, {
+      title: "付款码",
+    });
+  });
+
+  // A new code (every 30 seconds and on tap); retires the old one.
+  app.post("/pay/code/refresh", requireStudent, async (c) => {
+    const card = await boundCard(c, db);
+    if (card instanceof Response) return card;
+    if (c.req.header("hx-request") !== "true") return c.redirect("/pay/code", 303);
+    const settings = await getPaySettings(db, card.cardAccountId);
+    if (settings.codeFrozen || card.paymentCodeFrozen) {
+      return c.body(null, 200, { "hx-redirect": "/pay/code" });
+    }
+    const { code } = await issuePaymentCode(db, card.cardAccountId);
+    return codeCard(c, code);
+  });
+
+  // Long poll: answers when the code is used or gone, else after about 20 seconds.
+  app.get("/pay/code/status", requireStudent, async (c) => {
+    const code = c.req.query("code") ?? "";
+    if (!/^\d{18}$/.test(code)) throw new NotFoundError("payment code");
+    const card = await findBoundCard(db, c.get("accountId")!);
+    if (!card) throw new NotFoundError("payment code");
+    const known = await paymentCodeState(db, card.cardAccountId, code);
+    if (!known) throw new NotFoundError("payment code");
+    const state = await waitForPaymentCode(db, card.cardAccountId, code, {
+      timeoutMs: 20_000,
+      signal: c.req.raw.signal,
+    });
+    const retarget = { "hx-retarget": "#paycode-card", "hx-reswap": "outerHTML" };
+    if (state?.state === "used") {
+      return render(c, "pay/_paid", { state }, { layout: null, headers: retarget });
+    }
+    if (!state || state.state === "expired") {
+      return render(c, "pay/_expired", {}, { layout: null, headers: retarget });
+    }
+    return render(c, "pay/_poll", { code }, { layout: null });
+  });
+
+  const showSettings = async (
+    c: C,
+    card: BoundCard,
+    errors: FieldErrors,
+    input: Record<string, string> | null,
+    status = 200,
+  ) => {
+    const settings = await getPaySettings(db, card.cardAccountId);
+    const values = input ?? {
+      pay_limit: fenToYuanText(settings.payLimit),
+      daily_limit: fenToYuanText(settings.dailyLimit),
+      code_frozen: settings.codeFrozen ? "1" : "",
+    };
+    return render(c, "pay/settings", {
+      settings,
+      errors,
+      input: values,
+      saved: c.req.query("saved") === "1",
+    }, {
+      status,
+      title: "付款码设置",
+    });
+  };
+
+  app.get("/pay/settings", requireStudent, async (c) => {
+    const card = await boundCard(c, db);
+    if (card instanceof Response) return card;
+    return await showSettings(c, card, {}, null);
+  });
+
+  app.post("/pay/settings", requireStudent, async (c) => {
+    const card = await boundCard(c, db);
+    if (card instanceof Response) return card;
+    const body = await c.req.parseBody();
+    const input: Record<string, string> = {};
+    for (const k of ["pay_limit", "daily_limit", "code_frozen"]) {
+      const v = body[k];
+      if (typeof v === "string") input[k] = v.slice(0, 40);
+    }
+    const parsed = settingsForm.safeParse(input);
+    if (!parsed.success) return await showSettings(c, card, fieldErrors(parsed.error), input, 422);
+    const settings = await getPaySettings(db, card.cardAccountId);
+    const errors: FieldErrors = {};
+    if (parsed.data.pay_limit > settings.maxPayLimit) {
+      errors.pay_limit = `单笔限额不能超过 ¥${fenToYuanText(settings.maxPayLimit)}`;
+    }
+    if (parsed.data.daily_limit > settings.maxDailyLimit) {
+      errors.daily_limit = `每日限额不能超过 ¥${fenToYuanText(settings.maxDailyLimit)}`;
+    }
+    if (
+      !errors.pay_limit && !errors.daily_limit && parsed.data.pay_limit > parsed.data.daily_limit
+    ) {
+      errors.pay_limit = "单笔限额不能超过每日限额";
+    }
+    if (Object.keys(errors).length) return await showSettings(c, card, errors, input, 422);
+    try {
+      await updatePaySettings(db, card.cardAccountId, {
+        payLimit: parsed.data.pay_limit,
+        dailyLimit: parsed.data.daily_limit,
+        codeFrozen: parsed.data.code_frozen === "1",
+      });
+    } catch (err) {
+      if (err instanceof DomainError) {
+        return await showSettings(c, card, { [err.field ?? "_form"]: err.userMessage }, input, 422);
+      }
+      throw err;
+    }
+    return c.redirect("/pay/settings?saved=1", 303);
+  });
+
+  return app;
+}
+
+/** The ledger verifier page for 财务处 and system administrators (mounted at "/admin/ledger"). */
+export function ledgerAdminRoutes(deps: { db: Db }): Hono<AppEnv> {
+  const { db } = deps;
+  const app = new Hono<AppEnv>();
+  registerAdminNav({
+    href: "/admin/ledger",
+    label: "账务核验",
+    roles: [ROLES.finance, ROLES.sysadmin],
+  });
+  app.get("/", requireRole(ROLES.finance, ROLES.sysadmin), async (c) => {
+    const started = performance.now();
+    const [report, negatives] = await Promise.all([verifyLedger(db), listNegativeBalances(db)]);
+    const ms = Math.round(performance.now() - started);
+    return render(c, "wallet/admin_ledger", { report, negatives, ms }, {
+      layout: "admin/layout",
+      title: "账务核验",
+    });
+  });
+  return app;
+}
