@@ -1,5 +1,4 @@
 import { type Context, Hono } from "hono";
-import { zValidator } from "@hono/zod-validator";
 import type { Db } from "../platform/database.ts";
 import type { Config } from "../platform/config.ts";
 import { DomainError, NotFoundError } from "../platform/errors.ts";

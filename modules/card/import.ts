@@ -338,7 +338,7 @@ export async function previewImport(
   const row = await db.insertInto("card_imports").values({
     school_id: input.schoolId,
     staff_id: input.staffId,
-    file_name: input.fileName.replace(/[\u0000-\u001f]/g, "").slice(0, 200) || "import.csv",
+    file_name: [...input.fileName].filter((ch) => ch >= " ").join("").slice(0, 200) || "import.csv",
     file_hash: toHex(
       new Uint8Array(await crypto.subtle.digest("SHA-256", input.bytes as BufferSource)),
     ),
