@@ -22,6 +22,7 @@ import { startTerminalServer } from "./terminal/mod.ts";
 import { accountAdminRoutes, accountRoutes } from "./modules/account/mod.ts";
 import { createMailer, mailAdminRoutes, type Mailer } from "./modules/mail/mod.ts";
 import { homeRoutes } from "./modules/home/mod.ts";
+import { cardAdminRoutes, cardRoutes } from "./modules/card/mod.ts";
 import { billingAdminRoutes, billingRoutes, startBillingWorker } from "./modules/billing/mod.ts";
 import { ledgerAdminRoutes, startHoldExpiryLoop, walletRoutes } from "./modules/wallet/mod.ts";
 
@@ -53,6 +54,8 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.route("/", homeRoutes(deps));
   app.route("/billing", billingRoutes(deps));
   app.route("/admin/billing", billingAdminRoutes(deps));
+  app.route("/security", cardRoutes(deps));
+  app.route("/admin/cards", cardAdminRoutes(deps));
   app.route("/", walletRoutes(deps));
   app.route("/admin/ledger", ledgerAdminRoutes(deps));
   return app;

@@ -3,6 +3,7 @@ import type { Config } from "../platform/config.ts";
 import { ALL_ROLES, createStaff } from "../staff/mod.ts";
 import { seedDemoMerchants } from "../merchant/mod.ts";
 import { seedDemoAccount } from "../account/mod.ts";
+import { seedDemoCards } from "../card/mod.ts";
 
 /** The demo staff sign-in printed at start. */
 export const DEMO_ADMIN = { username: "admin", password: "Admin12345" };
@@ -23,6 +24,9 @@ export async function seedDemoData(deps: { db: Db; config: Config }): Promise<bo
   });
   // The school 云南城市建设职业学院 and the demo student 13800000001 / Demo12345.
   await seedDemoAccount(db);
+  // Cardholders 2024010001 张三 (bound to 13800000001), 2024010002 李四, 2024010003 王芳, T2019008
+  // 赵老师, each with a chip; default card passwords in README (一卡通中心).
+  await seedDemoCards(db, deps);
   // 第一食堂, 校园超市, 宿舍淋浴热水 and one reader of each kind (ids 10001–10004; `deno task sim keys`).
   await seedDemoMerchants(db);
   return true;
