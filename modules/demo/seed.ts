@@ -1,6 +1,7 @@
 import type { Db } from "../platform/database.ts";
 import type { Config } from "../platform/config.ts";
 import { ALL_ROLES, createStaff } from "../staff/mod.ts";
+import { seedDemoBilling } from "../billing/mod.ts";
 import { seedDemoMerchants } from "../merchant/mod.ts";
 import { seedDemoAccount } from "../account/mod.ts";
 import { seedDemoCards } from "../card/mod.ts";
@@ -29,5 +30,7 @@ export async function seedDemoData(deps: { db: Db; config: Config }): Promise<bo
   await seedDemoCards(db, deps);
   // 第一食堂, 校园超市, 宿舍淋浴热水 and one reader of each kind (ids 10001–10004; `deno task sim keys`).
   await seedDemoMerchants(db);
+  // Dormitory buildings 1号楼–3号楼 (B01–B03), rooms 101–308, for 电费充值 and 冷水充值.
+  await seedDemoBilling(db);
   return true;
 }
