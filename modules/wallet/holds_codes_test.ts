@@ -1,0 +1,385 @@
+import assert from "node:assert/strict";
+import { sql } from "../platform/testing.ts";
+import { onPostgres, setup } from "./_test_support.ts";
+import {
+  expireHolds,
+  getBalance,
+  HoldAlreadySettledError,
+  HoldBelowMinimumError,
+  holdFunds,
+  InsufficientFundsError,
+  isPaymentCodeShape,
+  issuePaymentCode,
+  onPaymentCodeRedeemed,
+  payFromCard,
+  PaymentCodeExpiredError,
+  PaymentCodeFrozenError,
+  PaymentCodeOverLimitError,
+  PaymentCodeUnknownError,
+  PaymentCodeUsedError,
+  redeemPaymentCode,
+  releaseHold,
+  settleHold,
+  updatePaySettings,
+  verifyLedger,
+} from "./mod.ts";
+
+const later = (ms = 60_000) => new Date(Date.now() + ms);
+
+Deno.test("a hold reserves money; settle charges usage and releases the rest, once", async () => {
+  const t = await setup();
+  try {
+    const card = await t.card(1000);
+    const hold = await holdFunds(t.db, {
+      cardAccountId: card,
+      amount: 500,
+      merchantId: t.shower.id,
+      terminalId: 4,
+      reference: "sh:1",
+      expiresAt: later(),
+    });
+    assert.equal(hold.authorised, 500);
+    assert.deepEqual(
+      await holdFunds(t.db, {
+        cardAccountId: card,
+        amount: 500,
+        merchantId: t.shower.id,
+        reference: "sh:1",
+        expiresAt: later(),
+      }),
+      { ...hold, duplicate: true },
+    );
+    assert.deepEqual(await getBalance(t.db, card), { balance: 1000, held: 500, available: 500 });
+    await assert.rejects(
+      payFromCard(t.db, {
+        cardAccountId: card,
+        merchantId: t.merchant.id,
+        amount: 501,
+        reference: "p",
+      }),
+      InsufficientFundsError,
+    );
+    const s = await settleHold(t.db, { holdId: hold.holdId, amount: 180, reference: "sh:2" });
+    assert.equal(s.charged, 180);
+    assert.equal(s.released, 320);
+    assert.equal(s.balanceAfter, 820);
+    const again = await settleHold(t.db, { holdId: hold.holdId, amount: 180, reference: "sh:2" });
+    assert.equal(again.duplicate, true);
+    assert.equal(again.charged, 180);
+    await assert.rejects(
+      settleHold(t.db, { holdId: hold.holdId, amount: 10, reference: "sh:3" }),
+      HoldAlreadySettledError,
+    );
+    assert.deepEqual(await getBalance(t.db, card), { balance: 820, held: 0, available: 820 });
+    assert.equal((await verifyLedger(t.db)).ok, true);
+  } finally {
+    await t.h.close();
+  }
+});
+
+Deno.test("a hold authorises less when less is available, and refuses below the minimum", async () => {
+  const t = await setup();
+  try {
+    const card = await t.card(300);
+    const h = await holdFunds(t.db, {
+      cardAccountId: card,
+      amount: 500,
+      merchantId: t.shower.id,
+      reference: "a",
+      expiresAt: later(),
+    });
+    assert.equal(h.authorised, 300);
+    const err = await holdFunds(t.db, {
+      cardAccountId: card,
+      amount: 500,
+      merchantId: t.shower.id,
+      reference: "b",
+      expiresAt: later(),
+    }).catch((e) => e);
+    assert.ok(err instanceof HoldBelowMinimumError);
+    assert.equal(
+      (await settleHold(t.db, { holdId: h.holdId, amount: 9999, reference: "c" })).charged,
+      300,
+    );
+    assert.equal((await getBalance(t.db, card)).balance, 0);
+    assert.equal((await verifyLedger(t.db)).ok, true);
+  } finally {
+    await t.h.close();
+  }
+});
+
+Deno.test("release and expiry give held money back; a late settle still charges once from what is there", async () => {
+  const t = await setup();
+  try {
+    const card = await t.card(1000);
+    const a = await holdFunds(t.db, {
+      cardAccountId: card,
+      amount: 400,
+      merchantId: t.shower.id,
+      reference: "a",
+      expiresAt: later(),
+    });
+    assert.deepEqual(await releaseHold(t.db, { holdId: a.holdId, reason: "no water" }), {
+      released: 400,
+    });
+    assert.deepEqual(await releaseHold(t.db, { holdId: a.holdId, reason: "again" }), {
+      released: 0,
+    });
+    const b = await holdFunds(t.db, {
+      cardAccountId: card,
+      amount: 400,
+      merchantId: t.shower.id,
+      reference: "b",
+      expiresAt: new Date(Date.now() - 1),
+    });
+    const c = await holdFunds(t.db, {
+      cardAccountId: card,
+      amount: 100,
+      merchantId: t.shower.id,
+      reference: "c",
+      expiresAt: later(),
+    });
+    assert.equal(await expireHolds(t.db, new Date()), 1);
+    assert.equal(await expireHolds(t.db, new Date()), 0);
+    assert.deepEqual(await getBalance(t.db, card), { balance: 1000, held: 100, available: 900 });
+    // The student spends most of it meanwhile; the late end of hold b can only collect what is left.
+    await payFromCard(t.db, {
+      cardAccountId: card,
+      merchantId: t.merchant.id,
+      amount: 800,
+      reference: "spend",
+    });
+    const late = await settleHold(t.db, { holdId: b.holdId, amount: 350, reference: "b-end" });
+    assert.equal(late.charged, 100);
+    assert.equal(late.uncollected, 250);
+    assert.equal(late.released, 0);
+    assert.equal(
+      (await settleHold(t.db, { holdId: b.holdId, amount: 350, reference: "b-end" })).charged,
+      100,
+    );
+    assert.deepEqual(await getBalance(t.db, card), { balance: 100, held: 100, available: 0 });
+    await settleHold(t.db, { holdId: c.holdId, amount: 0, reference: "c-end" });
+    assert.deepEqual(await getBalance(t.db, card), { balance: 100, held: 0, available: 100 });
+    assert.equal((await verifyLedger(t.db)).ok, true);
+  } finally {
+    await t.h.close();
+  }
+});
+
+Deno.test("payment codes are ours by shape, single use, and refused with distinct reasons", async () => {
+  const t = await setup();
+  try {
+    const card = await t.card(5000);
+    const { code } = await issuePaymentCode(t.db, card);
+    assert.ok(isPaymentCodeShape(code));
+    assert.match(code, /^88\d{16}$/);
+    const seen: number[] = [];
+    const off = onPaymentCodeRedeemed((e) => seen.push(e.amount));
+    const r = await redeemPaymentCode(t.db, {
+      code,
+      amount: 1200,
+      merchantId: t.merchant.id,
+      terminalId: 5,
+      reference: "q1",
+    });
+    off();
+    assert.equal(r.cardAccountId, card);
+    assert.equal(r.balanceAfter, 3800);
+    assert.equal(r.merchantName, "第一食堂");
+    assert.deepEqual(seen, [1200]);
+    assert.equal(
+      (await redeemPaymentCode(t.db, {
+        code,
+        amount: 1200,
+        merchantId: t.merchant.id,
+        terminalId: 5,
+        reference: "q1",
+      })).duplicate,
+      true,
+    );
+    await assert.rejects(
+      redeemPaymentCode(t.db, { code, amount: 1, merchantId: t.merchant.id, reference: "q2" }),
+      PaymentCodeUsedError,
+    );
+    const flipped = code.slice(0, -1) + String((Number(code.at(-1)) + 1) % 10);
+    await assert.rejects(
+      redeemPaymentCode(t.db, {
+        code: flipped,
+        amount: 1,
+        merchantId: t.merchant.id,
+        reference: "q3",
+      }),
+      PaymentCodeUnknownError,
+    );
+    await assert.rejects(
+      redeemPaymentCode(t.db, {
+        code: "134567890123456789",
+        amount: 1,
+        merchantId: t.merchant.id,
+        reference: "q4",
+      }),
+      PaymentCodeUnknownError,
+    );
+    const older = await issuePaymentCode(t.db, card);
+    const newer = await issuePaymentCode(t.db, card);
+    await assert.rejects(
+      redeemPaymentCode(t.db, {
+        code: older.code,
+        amount: 1,
+        merchantId: t.merchant.id,
+        reference: "q5",
+      }),
+      PaymentCodeExpiredError,
+    );
+    await sql`update payment_codes set expires_at = now() - interval '1 second' where code = ${newer.code}`
+      .execute(t.db);
+    await assert.rejects(
+      redeemPaymentCode(t.db, {
+        code: newer.code,
+        amount: 1,
+        merchantId: t.merchant.id,
+        reference: "q6",
+      }),
+      PaymentCodeExpiredError,
+    );
+    const limited = await issuePaymentCode(t.db, card);
+    await updatePaySettings(t.db, card, { payLimit: 500, dailyLimit: 50_000, codeFrozen: false });
+    // Changing the limits does not retire the live code; going over the limit refuses and keeps it.
+    await assert.rejects(
+      redeemPaymentCode(t.db, {
+        code: limited.code,
+        amount: 501,
+        merchantId: t.merchant.id,
+        reference: "q7",
+      }),
+      PaymentCodeOverLimitError,
+    );
+    const within = await redeemPaymentCode(t.db, {
+      code: limited.code,
+      amount: 499,
+      merchantId: t.merchant.id,
+      reference: "q7b",
+    });
+    assert.equal(within.balanceAfter, 3800 - 499);
+    const frozenCode = await issuePaymentCode(t.db, card);
+    await sql`update ledger_accounts set code_frozen = true where card_account_id = ${card}`
+      .execute(t.db);
+    await assert.rejects(
+      redeemPaymentCode(t.db, {
+        code: frozenCode.code,
+        amount: 1,
+        merchantId: t.merchant.id,
+        reference: "q8",
+      }),
+      PaymentCodeFrozenError,
+    );
+    await assert.rejects(issuePaymentCode(t.db, card), PaymentCodeFrozenError);
+    assert.equal((await getBalance(t.db, card)).balance, 3800 - 499);
+    assert.equal((await verifyLedger(t.db)).ok, true);
+  } finally {
+    await t.h.close();
+  }
+});
+
+Deno.test("a refused redemption leaves the code usable", async () => {
+  const t = await setup();
+  try {
+    const card = await t.card(100);
+    const { code } = await issuePaymentCode(t.db, card);
+    await assert.rejects(
+      redeemPaymentCode(t.db, { code, amount: 101, merchantId: t.merchant.id, reference: "a" }),
+      InsufficientFundsError,
+    );
+    const r = await redeemPaymentCode(t.db, {
+      code,
+      amount: 100,
+      merchantId: t.merchant.id,
+      reference: "b",
+    });
+    assert.equal(r.balanceAfter, 0);
+    assert.equal((await verifyLedger(t.db)).ok, true);
+  } finally {
+    await t.h.close();
+  }
+});
+
+Deno.test({
+  name: "the same payment code redeemed from 20 connections at once succeeds exactly once",
+  ignore: !onPostgres,
+  async fn() {
+    const t = await setup({ poolSize: 20 });
+    try {
+      const card = await t.card(10_000);
+      for (let round = 0; round < 3; round++) {
+        const { code } = await issuePaymentCode(t.db, card);
+        const results = await Promise.allSettled(
+          Array.from(
+            { length: 20 },
+            (_, i) =>
+              redeemPaymentCode(t.db, {
+                code,
+                amount: 100,
+                merchantId: t.merchant.id,
+                terminalId: i + 1,
+                reference: `r${round}-${i}`,
+              }),
+          ),
+        );
+        const ok = results.filter((r) => r.status === "fulfilled");
+        assert.equal(ok.length, 1);
+        for (const r of results) {
+          if (r.status === "rejected") {
+            assert.ok(r.reason instanceof PaymentCodeUsedError, String(r.reason));
+          }
+        }
+      }
+      assert.equal((await getBalance(t.db, card)).balance, 9_700);
+      assert.equal((await verifyLedger(t.db)).ok, true);
+    } finally {
+      await t.h.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "concurrent holds and payments never overdraw; concurrent expiry and settle do not double-release",
+  ignore: !onPostgres,
+  async fn() {
+    const t = await setup({ poolSize: 30 });
+    try {
+      const card = await t.card(3_000);
+      const ops = await Promise.allSettled(
+        Array.from({ length: 30 }, (_, i) =>
+          i % 2
+            ? holdFunds(t.db, {
+              cardAccountId: card,
+              amount: 300,
+              merchantId: t.shower.id,
+              reference: `h${i}`,
+              expiresAt: new Date(Date.now() - 1),
+            })
+            : payFromCard(t.db, {
+              cardAccountId: card,
+              merchantId: t.merchant.id,
+              amount: 300,
+              reference: `p${i}`,
+            })),
+      );
+      const holds = ops.flatMap((r) =>
+        r.status === "fulfilled" && "holdId" in r.value ? [r.value.holdId] : []
+      );
+      const b = await getBalance(t.db, card);
+      assert.ok(b.available >= 0);
+      await Promise.all([
+        expireHolds(t.db, new Date()),
+        ...holds.map((id, i) => settleHold(t.db, { holdId: id, amount: 100, reference: `s${i}` })),
+        expireHolds(t.db, new Date()),
+      ]);
+      assert.equal((await getBalance(t.db, card)).held, 0);
+      assert.equal((await verifyLedger(t.db)).ok, true);
+    } finally {
+      await t.h.close();
+    }
+  },
+});
