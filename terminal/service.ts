@@ -181,10 +181,11 @@ function fromStored(s: StoredRequest, type: number, body: Uint8Array): Reply {
 /** The refusal status of a card by its chip, or null when the card may pay. */
 function cardRefusal(card: ChipCard | null): number | null {
   if (!card) return Status.UnknownChip;
-  if (card.chipStatus === "lost") return Status.ChipLost;
-  if (card.chipStatus === "cancelled") return Status.ChipCancelled;
+  // The account's state first: a loss report marks its chips lost too, and says more.
   if (card.cardStatus === "loss_reported") return Status.CardLossReported;
   if (card.cardStatus === "cancelled") return Status.CardCancelled;
+  if (card.chipStatus === "lost") return Status.ChipLost;
+  if (card.chipStatus === "cancelled") return Status.ChipCancelled;
   return null;
 }
 

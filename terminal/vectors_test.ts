@@ -32,7 +32,32 @@ async function vectors(): Promise<Vector[]> {
 
 Deno.test("PROTOCOL.md has a test vector for every message type", async () => {
   const codes = new Set((await vectors()).map((v) => v.message.code));
-  for (const code of [0x01, 0x02, 0x10, 0x11, 0x12, 0x20, 0x21, 0x30, 0x40, 0x50, 0x7f, 0x81, 0x82, 0x90, 0x91, 0x92, 0xa0, 0xa1, 0xb0, 0xc0, 0xc1, 0xd0]) {
+  for (
+    const code of [
+      0x01,
+      0x02,
+      0x10,
+      0x11,
+      0x12,
+      0x20,
+      0x21,
+      0x30,
+      0x40,
+      0x50,
+      0x7f,
+      0x81,
+      0x82,
+      0x90,
+      0x91,
+      0x92,
+      0xa0,
+      0xa1,
+      0xb0,
+      0xc0,
+      0xc1,
+      0xd0,
+    ]
+  ) {
     assert.ok(codes.has(code as Message["code"]), `no vector for 0x${code.toString(16)}`);
   }
 });
@@ -46,12 +71,18 @@ Deno.test("every PROTOCOL.md vector decodes to its message and encodes to its by
     assert.equal(frames.length, 1, v.name);
     const f = frames[0];
     assert.equal(f.type, v.message.code, v.name);
-    assert.deepEqual([f.terminalId, f.sequence, f.timestamp], [v.terminalId, v.sequence, v.timestamp], v.name);
+    assert.deepEqual([f.terminalId, f.sequence, f.timestamp], [
+      v.terminalId,
+      v.sequence,
+      v.timestamp,
+    ], v.name);
     assert.deepEqual(parseBody(f.type, f.body), v.message, v.name);
     if (v.sealed) assert.deepEqual(computeMac(KEY, f.signed), f.mac, `${v.name}: MAC`);
     else assert.deepEqual(f.mac, new Uint8Array(MAC_SIZE), `${v.name}: zero MAC`);
     const header = { terminalId: v.terminalId, sequence: v.sequence, timestamp: v.timestamp };
-    const encoded = v.sealed ? encodeFrame(KEY, header, v.message) : encodeUnsealedFrame(header, v.message);
+    const encoded = v.sealed
+      ? encodeFrame(KEY, header, v.message)
+      : encodeUnsealedFrame(header, v.message);
     assert.deepEqual(encoded, v.bytes, `${v.name}: bytes`);
   }
 });
