@@ -15,6 +15,8 @@ import { walletMoney } from "./wallet_link.ts";
 /** A test's world: database, configuration, app, and a way to make browsers. */
 export interface World {
   db: Db;
+  /** The PostgreSQL URL of this test's database (null on PGlite): a second "instance" can connect. */
+  url: string | null;
   config: Config;
   app: ReturnType<typeof createApp>;
   client(ip?: string): TestClient;

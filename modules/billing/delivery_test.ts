@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { getBalance } from "../wallet/mod.ts";
+import { openDatabase } from "../platform/database.ts";
 import {
   assertLedgerBalanced,
   countingMoney,
@@ -315,6 +316,77 @@ Deno.test("the worker loop delivers when woken and stops cleanly", async () => {
     await worker.stop();
     assert.equal((await findPurchase(w.db, p.id))?.status, "delivered");
   } finally {
+    await w.close();
+  }
+});
+
+Deno.test("two server instances on one database deliver each job exactly once", async () => {
+  const w = await makeWorld();
+  // On PostgreSQL the second instance has its own connection pool; PGlite has one connection.
+  const other = w.url ? await openDatabase({ databaseUrl: w.url, poolSize: 4 }) : null;
+  try {
+    const { r101, r102 } = await makeRooms(w.db);
+    const payers = [];
+    for (const room of [r101, r101, r102, r102]) {
+      const s = await makeStudent(w, { balance: 500_00 });
+      await chooseRoom(w.db, s.accountId, room.id);
+      payers.push(s);
+    }
+    let n = 0;
+    for (const s of payers) {
+      for (const utility of ["electricity", "water"] as const) {
+        await purchaseUtility(w.db, walletMoney, {
+          payer: { accountId: s.accountId, cardAccountId: s.cardAccountId!, name: "x" },
+          utility,
+          amount: 10_00 + n,
+          token: `instance-token-${n++}-aaaaaaaa`,
+        });
+      }
+    }
+    const calls = new Map<string, number>();
+    const counting = (db: typeof w.db): MeterAdapter => {
+      const real = new SimulatedMeter(db);
+      return {
+        name: "counting",
+        deliver(order) {
+          calls.set(order.orderNo, (calls.get(order.orderNo) ?? 0) + 1);
+          return real.deliver(order);
+        },
+        lookup: (no) => real.lookup(no),
+      };
+    };
+    const dbs = [w.db, other?.db ?? w.db];
+    const policy = { batchSize: 3 };
+    while (true) {
+      const claimed = await Promise.all(
+        dbs.flatMap((
+          db,
+        ) => [
+          runDueJobs({ db, meter: counting(db), money: walletMoney, policy }),
+          runDueJobs({ db, meter: counting(db), money: walletMoney, policy }),
+        ]),
+      );
+      if (claimed.every((c) => c === 0)) break;
+    }
+    assert.equal(calls.size, 8);
+    assert.deepEqual([...new Set(calls.values())], [1], "no order was sent twice");
+    const statuses = await w.db.selectFrom("billing_purchases").select("status").execute();
+    assert.deepEqual([...new Set(statuses.map((s) => s.status))], ["delivered"]);
+    const meters = await w.db.selectFrom("billing_sim_meters").select([
+      "room_id",
+      "utility",
+      "balance",
+    ])
+      .orderBy("room_id").orderBy("utility").execute();
+    assert.deepEqual(meters.map((m) => m.balance), [
+      10_00 + 0 + 10_00 + 2,
+      10_00 + 1 + 10_00 + 3,
+      10_00 + 4 + 10_00 + 6,
+      10_00 + 5 + 10_00 + 7,
+    ]);
+    await assertLedgerBalanced(w.db);
+  } finally {
+    await other?.close();
     await w.close();
   }
 });
