@@ -440,3 +440,66 @@ Deno.test("blocklistSince pages through the log with a limit and reports when it
     await env.h.close();
   }
 });
+
+Deno.test("seedDemoCards creates the demo cardholders once and binds 张三 to the demo login account", async () => {
+  const env = await setup();
+  try {
+    const { seedDemoCards, DEMO_CARDHOLDERS } = await import("./mod.ts");
+    const demo = await makeAccount(env.db, env.school.id, "13800000001");
+    // The setup already made 2024010001; start from an empty card table for this test.
+    await env.db.deleteFrom("card_events").execute();
+    await env.db.deleteFrom("card_chips").execute();
+    await env.db.deleteFrom("card_accounts").execute();
+    assert.equal(await seedDemoCards(env.db, env.deps), DEMO_CARDHOLDERS.length);
+    assert.equal(await seedDemoCards(env.db, env.deps), 0);
+    const bound = (await findBoundCard(env.db, demo))!;
+    assert.equal(bound.studentNumber, "2024010001");
+    assert.equal(bound.activeChipNumber, "3158642907");
+    // README: the default card password of 张三 is 15123X.
+    assert.deepEqual(await checkCardPassword(env.db, env.deps, bound.cardAccountId, "15123X"), {
+      ok: true,
+    });
+    const li = (await findCardByChip(env.db, "3158642908"))!;
+    assert.deepEqual(await checkCardPassword(env.db, env.deps, li.cardAccountId, "204526"), {
+      ok: true,
+    });
+  } finally {
+    await env.h.close();
+  }
+});
+
+Deno.test("concurrent blocklist changes get consecutive versions and every chip is in the log", async () => {
+  const env = await setup();
+  try {
+    const staffId = await createStaff(env.db, {
+      username: "clerk",
+      name: "c",
+      password: "Clerk12345",
+      roles: [ROLES.cardOffice],
+    });
+    const ids: number[] = [];
+    for (let i = 0; i < 8; i++) {
+      const first17 = `5301022005011${i}00${i}`;
+      const { idCheckChar } = await import("./rules.ts");
+      ids.push(
+        (await createCardAccountForTest(env.db, env.deps, {
+          studentNumber: `20250100${i}0`,
+          idNumber: first17 + idCheckChar(first17),
+          chipNumber: `600000000${i}`,
+        })).cardAccountId,
+      );
+    }
+    const seen: number[] = [];
+    const stop = onBlocklistChange((v) => seen.push(v));
+    await Promise.all(ids.map((id) => staffReportLoss(env.db, { staffId }, id)));
+    stop();
+    const log = await env.db.selectFrom("card_blocklist_changes").select(["version", "chip_number"])
+      .orderBy("version")
+      .execute();
+    assert.deepEqual(log.map((l) => Number(l.version)), [1, 2, 3, 4, 5, 6, 7, 8]);
+    assert.equal(new Set(log.map((l) => l.chip_number)).size, 8);
+    assert.deepEqual(seen.sort((a, b) => a - b), [1, 2, 3, 4, 5, 6, 7, 8]);
+  } finally {
+    await env.h.close();
+  }
+});
