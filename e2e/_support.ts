@@ -1,0 +1,275 @@
+/**
+ * Browser-test support, shared by every journey in e2e/:
+ *
+ * - `startServer()` runs the real server (`deno run -A main.ts`) as a subprocess on free ports
+ *   with a fresh temporary DATA_DIR (embedded PGlite, demo data seeded unless `seedDemo: false`)
+ *   and waits for /healthz. Pass `smtpUrl` to send mail to a test SMTP server, `env` for more.
+ * - `startTestSmtpServer()` (re-exported from the mail module) is a real SMTP server on loopback:
+ *   `await smtp.nextMail("a@qq.com")` gives the next mail to that address, decoded.
+ * - `openBrowser()` launches Debian's Chromium (`/usr/bin/chromium`, never a download) through
+ *   playwright-core, headless, with a phone viewport (390×844) and a WeChat user agent.
+ * - `journey(name, fn)` wires it all into a Deno test that cleans up after itself; `shot(label)`
+ *   saves a screenshot under e2e/artifacts/<name>/ (gitignored, kept as CI artefacts).
+ *
+ * Example:
+ *   journey("card binding", { smtp: true }, async ({ server, page, shot, smtp }) => {
+ *     await page.goto(server.url("/login"));
+ *     await shot("login");
+ *   });
+ */
+import { chromium } from "playwright-core";
+import type { Browser, BrowserContext, Page } from "playwright-core";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { startTestSmtpServer, type TestSmtpServer } from "../modules/mail/mod.ts";
+
+export { startTestSmtpServer, type TestSmtpServer };
+export type { Page };
+
+const ROOT = fileURLToPath(new URL("../", import.meta.url));
+const ARTIFACTS = join(ROOT, "e2e", "artifacts");
+
+/** WeChat's in-app browser on Android (XWeb), as the student's phone announces itself. */
+export const WECHAT_USER_AGENT =
+  "Mozilla/5.0 (Linux; Android 13; V2148A Build/TP1A.220624.014; wv) AppleWebKit/537.36 " +
+  "(KHTML, like Gecko) Version/4.0 Chrome/116.0.0.0 Mobile Safari/537.36 XWEB/1160065 " +
+  "MMWEBSDK/20231202 MMWEBID/2247 MicroMessenger/8.0.50.2701(0x28003252) WeChat/arm64 " +
+  "Weixin NetType/WIFI Language/zh_CN ABI/arm64";
+
+/** A phone-sized viewport (iPhone 12–14 class). */
+export const VIEWPORT = { width: 390, height: 844 };
+
+const CHROMIUM_ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  "--no-first-run",
+];
+
+/** A free TCP port on loopback (the OS picks it; we release it for the server to bind). */
+export function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = l.addr.port;
+  l.close();
+  return port;
+}
+
+/** A running server subprocess. */
+export interface RunningServer {
+  /** `http://127.0.0.1:<port>` */
+  baseUrl: string;
+  port: number;
+  terminalPort: number;
+  dataDir: string;
+  /** Absolute URL of a path on this server. */
+  url(path: string): string;
+  /** Everything the server printed so far (stdout and stderr). */
+  output(): string;
+  /** SIGTERM (graceful shutdown), SIGKILL after 10 s; removes the data directory. */
+  stop(): Promise<void>;
+}
+
+export interface ServerOptions {
+  /** SMTP_URL for the server; unset = development outbox. */
+  smtpUrl?: string;
+  /** Seed demo data on the fresh database (default true). */
+  seedDemo?: boolean;
+  /** More environment variables. */
+  env?: Record<string, string>;
+  /** How long to wait for /healthz (default 90 s: the first start migrates a new database). */
+  startTimeoutMs?: number;
+}
+
+/** Starts `deno run -A main.ts` on free ports with a fresh embedded database. */
+export async function startServer(options: ServerOptions = {}): Promise<RunningServer> {
+  const port = freePort();
+  const terminalPort = freePort();
+  const dataDir = await Deno.makeTempDir({ prefix: "yxt-e2e-" });
+  const baseUrl = `http://127.0.0.1:${port}`;
+  const env: Record<string, string> = {
+    PORT: String(port),
+    TERMINAL_PORT: String(terminalPort),
+    HOST: "127.0.0.1",
+    DATA_DIR: dataDir,
+    BASE_URL: baseUrl,
+    DATABASE_URL: "",
+    SMTP_URL: options.smtpUrl ?? "",
+    SEED_DEMO: options.seedDemo === false ? "0" : "1",
+    LOG_LEVEL: "info",
+    NO_COLOR: "1",
+    ...options.env,
+  };
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "main.ts"],
+    cwd: ROOT,
+    env,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+
+  let output = "";
+  const decoder = new TextDecoder();
+  const drain = async (stream: ReadableStream<Uint8Array>) => {
+    for await (const chunk of stream) output += decoder.decode(chunk, { stream: true });
+  };
+  const drained = Promise.all([drain(child.stdout), drain(child.stderr)]);
+  let exited = false;
+  const status = child.status.then((s) => {
+    exited = true;
+    return s;
+  });
+
+  const deadline = Date.now() + (options.startTimeoutMs ?? 90_000);
+  for (;;) {
+    if (exited) {
+      await drained;
+      throw new Error(`Server exited before it was ready:\n${output}`);
+    }
+    try {
+      const res = await fetch(`${baseUrl}/healthz`);
+      await res.body?.cancel();
+      if (res.ok) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) {
+      child.kill("SIGKILL");
+      await status;
+      throw new Error(`Server did not become healthy in time:\n${output}`);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+
+  return {
+    baseUrl,
+    port,
+    terminalPort,
+    dataDir,
+    url: (path) => `${baseUrl}${path}`,
+    output: () => output,
+    async stop() {
+      if (!exited) {
+        child.kill("SIGTERM");
+        const timer = setTimeout(() => {
+          if (!exited) child.kill("SIGKILL");
+        }, 10_000);
+        await status;
+        clearTimeout(timer);
+      }
+      await drained;
+      await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+    },
+  };
+}
+
+/** A headless Chromium with one phone-like WeChat context. */
+export interface OpenBrowser {
+  browser: Browser;
+  context: BrowserContext;
+  page: Page;
+  close(): Promise<void>;
+}
+
+/** Launches /usr/bin/chromium (override with CHROMIUM_PATH) with a WeChat phone context. */
+export async function openBrowser(): Promise<OpenBrowser> {
+  const browser = await chromium.launch({
+    executablePath: Deno.env.get("CHROMIUM_PATH") ?? "/usr/bin/chromium",
+    headless: true,
+    args: CHROMIUM_ARGS,
+  });
+  const context = await browser.newContext({
+    viewport: VIEWPORT,
+    userAgent: WECHAT_USER_AGENT,
+    isMobile: true,
+    hasTouch: true,
+    deviceScaleFactor: 2,
+    locale: "zh-CN",
+    timezoneId: "Asia/Shanghai",
+  });
+  context.setDefaultTimeout(15_000);
+  const page = await context.newPage();
+  return {
+    browser,
+    context,
+    page,
+    async close() {
+      await context.close().catch(() => {});
+      await browser.close().catch(() => {});
+    },
+  };
+}
+
+/** What a journey's body gets. */
+export interface JourneyContext {
+  server: RunningServer;
+  page: Page;
+  context: BrowserContext;
+  /** The loopback SMTP server, when the journey asked for `smtp: true`. */
+  smtp: TestSmtpServer | null;
+  /** Saves a full-page screenshot as e2e/artifacts/<journey>/<nn>-<label>.png. */
+  shot(label: string): Promise<string>;
+}
+
+/** File-system-safe version of a name. */
+function slug(name: string): string {
+  return name.replace(/[^\p{L}\p{N}]+/gu, "-").replace(/^-|-$/g, "").slice(0, 60) || "journey";
+}
+
+/**
+ * Declares a browser test: starts an SMTP server (optional), the app server and Chromium, runs
+ * `fn`, saves a screenshot named "failure" if it throws, and stops everything.
+ */
+export function journey(
+  name: string,
+  options: { smtp?: boolean; server?: Omit<ServerOptions, "smtpUrl"> },
+  fn: (ctx: JourneyContext) => Promise<void>,
+): void {
+  Deno.test({
+    name,
+    // Chromium and the server subprocess run their own timers and sockets.
+    sanitizeOps: false,
+    sanitizeResources: false,
+    async fn() {
+      const dir = join(ARTIFACTS, slug(name));
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+      await Deno.mkdir(dir, { recursive: true });
+      const smtp = options.smtp ? await startTestSmtpServer() : null;
+      let server: RunningServer | null = null;
+      let browser: OpenBrowser | null = null;
+      let n = 0;
+      try {
+        server = await startServer({ ...options.server, smtpUrl: smtp?.url });
+        browser = await openBrowser();
+        const page = browser.page;
+        const shot = async (label: string) => {
+          n += 1;
+          const path = join(dir, `${String(n).padStart(2, "0")}-${slug(label)}.png`);
+          await page.screenshot({ path, fullPage: true });
+          return path;
+        };
+        try {
+          await fn({ server, page, context: browser.context, smtp, shot });
+        } catch (err) {
+          await page.screenshot({ path: join(dir, "failure.png"), fullPage: true }).catch(() => {});
+          await Deno.writeTextFile(join(dir, "server.log"), server.output()).catch(() => {});
+          throw err;
+        }
+      } finally {
+        await browser?.close();
+        await server?.stop();
+        await smtp?.close();
+      }
+    },
+  });
+}
+
+/** The 6-digit code of a mail sent by 一信通 (“验证码：123456”). */
+export function codeFrom(text: string): string {
+  const m = /验证码：(\d{6})/.exec(text);
+  if (!m) throw new Error(`No code in mail: ${text}`);
+  return m[1];
+}
