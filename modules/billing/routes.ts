@@ -152,6 +152,7 @@ export function billingRoutes(
       errors,
       input,
       insufficient: flags.insufficient ?? false,
+      scripts: ["billing.js"],
     }, { status, title: `${UTILITY_LABELS[utility]}充值` });
   }
 
