@@ -31,6 +31,7 @@ export async function makeWorld(): Promise<World> {
   const app = createApp({ db: h.db, config, onShutdown: () => {} });
   return {
     db: h.db,
+    url: h.url,
     config,
     app,
     client: (ip = "10.1.0.1") => new TestClient(app, config, ip),

@@ -245,7 +245,7 @@ Deno.test("a new tariff applies to the next purchase, which records the version 
     const { r101 } = await makeRooms(w.db);
     const c = await makeStaff(w, "root", [sysadmin]);
     for (
-      const form of [
+      const form of <Array<Record<string, string>>> [
         { kind: "electricity", unit: "ton", price: "0.6" },
         { kind: "electricity", unit: "kwh", price: "0" },
         { kind: "electricity", unit: "kwh", price: "-1" },
