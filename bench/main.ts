@@ -29,6 +29,15 @@ import { Report } from "./_report.ts";
 import { wrk } from "./_wrk.ts";
 import { coldLoadWeight, launchChromium, timeUntilVisible } from "./_browser.ts";
 import { createCardholders, openWorld, signedInStudent, type Student } from "./_world.ts";
+import {
+  blocklistPropagation,
+  idleReadersMemory,
+  importCardholders,
+  inProcessLoad,
+  type LoadKind,
+  preparePgliteLoad,
+  simulatorLoad,
+} from "./_terminal.ts";
 
 const { values: opts } = parseArgs({
   args: Deno.args,
@@ -108,6 +117,7 @@ if (want("pgbench")) {
 let student = null as Student | null;
 /** Web users of the HTTP measurements: each wrk request takes the next one's session. */
 const WEB_STUDENTS = 64;
+const PGLITE_READERS = [8, 64];
 const needsServer = ["http", "pages", "terminal", "import", "blocklist", "idle"].some(want);
 if (needsServer) {
   await report.section("server", ["start on PostgreSQL"], async () => {
@@ -275,10 +285,142 @@ if (server && want("pages")) {
   });
 }
 
+// --- 1–3. Readers over TCP -----------------------------------------------------------------------
+if (server && want("terminal")) {
+  const kinds: LoadKind[] = ["card", "qr", "shower"];
+  const figures = kinds.flatMap((k) => CLIENTS.map((c) => `${kindLabel(k)}, ${c} readers`));
+  await report.section("readers (PostgreSQL)", figures, async () => {
+    for (const kind of kinds) {
+      for (const readers of CLIENTS) {
+        const figure = `${kindLabel(kind)}, ${readers} readers`;
+        try {
+          const r = await simulatorLoad(server!, { kind, readers, seconds: SECONDS });
+          const ref = simpleUpdate.get(readers);
+          const ratio = ref ? r.perSecond / ref : NaN;
+          const factor = kind === "qr" ? 0.8 : 1.0;
+          const target = kind === "shower"
+            ? undefined
+            : readers === 64
+            ? `≥ ${factor.toFixed(1)} × simple-update${kind === "card" ? ", p99 ≤ 20 ms" : ""}`
+            : undefined;
+          const ok = kind === "card" ? ratio >= factor && r.p99Ms <= 20 : ratio >= factor;
+          report.add({
+            section: "readers (PostgreSQL)",
+            figure,
+            value: `${fmt(r.perSecond)}/s, p50 ${fmt(r.p50Ms, 1)} ms, p95 ${
+              fmt(r.p95Ms, 1)
+            } ms, p99 ${fmt(r.p99Ms, 1)} ms${r.errors ? `, ${r.errors} refused/failed` : ""}`,
+            target,
+            verdict: Number.isFinite(ratio)
+              ? `${ratio.toFixed(2)} × simple-update${target ? `; ${verdict(ok)}` : ""}`
+              : "no simple-update reference",
+          });
+        } catch (err) {
+          report.notMeasured("readers (PostgreSQL)", figure, (err as Error).message);
+        }
+      }
+    }
+  });
+}
+
+if (server && want("import")) {
+  await report.section("import", ["20,000 cardholders from CSV"], async () => {
+    const r = await importCardholders(
+      server!,
+      pg!.urlFor("yxt"),
+      { appSecret, cardPepper },
+      20_000,
+    );
+    report.add({
+      section: "import",
+      figure: "20,000 cardholders from CSV",
+      value: `${fmt(r.seconds, 1)} s (${fmt(20_000 / r.seconds)} rows/s)`,
+      target: "≤ 10 s",
+      verdict: verdict(r.seconds <= 10),
+    });
+  });
+}
+
+if (server && want("blocklist")) {
+  await report.section("blocklist", ["loss report to 200 readers"], async () => {
+    const r = await blocklistPropagation(
+      server!,
+      pg!.urlFor("yxt"),
+      { appSecret, cardPepper },
+      200,
+    );
+    report.add({
+      section: "blocklist",
+      figure: "loss report to 200 readers",
+      value: `p50 ${fmt(r.p50Ms)} ms, p99 ${fmt(r.p99Ms)} ms, max ${
+        fmt(r.maxMs)
+      } ms (${r.reached}/200 reached)`,
+      target: "p99 ≤ 1,000 ms",
+      verdict: verdict(r.p99Ms <= 1000 && r.reached === 200),
+    });
+  });
+}
+
+if (server && want("idle")) {
+  await report.section("memory", ["RSS with 1,000 idle readers"], async () => {
+    const r = await idleReadersMemory(server!, pg!.urlFor("yxt"), { appSecret, cardPepper }, 1000);
+    report.add({
+      section: "memory",
+      figure: "RSS with 1,000 idle readers",
+      value: `${fmt(r.rssMb)} MB (before connecting: ${
+        fmt(r.baselineMb)
+      } MB; ${r.connected} connected)`,
+      target: "≤ 300 MB",
+      verdict: verdict(r.rssMb <= 300 && r.connected === 1000),
+    });
+  });
+}
+
 if (server) await server.stop("SIGTERM");
 server = null;
 
+// --- 3. Card payments on the embedded PGlite ------------------------------------------------------
+if (want("pglite")) {
+  await report.section(
+    "readers (PGlite)",
+    PGLITE_READERS.map((n) => `card payments, ${n} readers`),
+    async () => {
+      const dataDir = join(OUT, "pglite-data");
+      await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+      await Deno.mkdir(dataDir, { recursive: true });
+      const env = serverEnv({ databaseUrl: null, dataDir, appSecret, cardPepper });
+      // PGlite is one process's database: readers and cards are prepared before the server opens it.
+      const prepared = await preparePgliteLoad(dataDir, env, Math.max(...PGLITE_READERS));
+      const lite = await startServer(env, "bench-pglite");
+      try {
+        for (const readers of PGLITE_READERS) {
+          const r = await inProcessLoad(lite, prepared.slice(0, readers), SECONDS);
+          report.add({
+            section: "readers (PGlite)",
+            figure: `card payments, ${readers} readers`,
+            value: `${fmt(r.perSecond)}/s, p50 ${fmt(r.p50Ms, 1)} ms, p99 ${fmt(r.p99Ms, 1)} ms${
+              r.errors ? `, ${r.errors} refused/failed` : ""
+            }`,
+            target: "≥ 1,000/s",
+            verdict: verdict(r.perSecond >= 1000),
+          });
+        }
+      } finally {
+        await lite.stop("SIGTERM");
+      }
+    },
+  );
+}
+
 await stopAll();
+
+function kindLabel(kind: LoadKind): string {
+  return kind === "card"
+    ? "card payments"
+    : kind === "qr"
+    ? "QR payments"
+    : "shower start+end pairs";
+}
 
 const how = `Options: ${SECONDS} s per load measurement, clients ${CLIENTS.join("/")}${
   ONLY.size ? `, only ${[...ONLY].join(",")}` : ""

@@ -1,0 +1,333 @@
+/**
+ * Reader-side measurements: payments through the simulator's load mode, the cardholder import,
+ * blocklist propagation to connected readers, and the server's memory with idle readers.
+ */
+import { join } from "node:path";
+import { MessageCode, Status } from "../terminal/mod.ts";
+import { TerminalClient } from "../terminal/sim/client.ts";
+import { type LoadKind, type LoadSummary, runLoad, setupLoad } from "../terminal/sim/load.ts";
+import { createStaff, ROLES } from "../modules/staff/mod.ts";
+import { ensureSchool } from "../modules/account/mod.ts";
+import { DEMO_SCHOOL } from "../modules/card/mod.ts";
+import { loadConfig } from "../modules/platform/mod.ts";
+import { delay, OUT, percentile, ROOT, rssBytes, run, type Server } from "./_lib.ts";
+import { WebClient } from "./_http.ts";
+import {
+  createCardholders,
+  createReaders,
+  idNumberFor,
+  openWorld,
+  type Secrets,
+  signedInStudent,
+} from "./_world.ts";
+
+export type { LoadKind };
+
+/** Throughput and latency of one load run. */
+export interface LoadResult {
+  perSecond: number;
+  p50Ms: number;
+  p95Ms: number;
+  p99Ms: number;
+  /** Refused plus failed requests. */
+  errors: number;
+  refusals: Record<string, number>;
+}
+
+function toResult(s: LoadSummary): LoadResult {
+  return {
+    perSecond: s.perSecond,
+    p50Ms: s.p50,
+    p95Ms: s.p95,
+    p99Ms: s.p99,
+    errors: s.refused + s.failed,
+    refusals: s.refusals,
+  };
+}
+
+/**
+ * Runs `deno task sim load` against the server (a separate process, as a vendor's readers would
+ * be), with the server's own configuration so it can prepare readers and funded cards.
+ */
+export async function simulatorLoad(
+  server: Server,
+  options: { kind: LoadKind; readers: number; seconds: number },
+): Promise<LoadResult> {
+  const r = await run(Deno.execPath(), [
+    "run",
+    "-A",
+    join(ROOT, "terminal/sim/main.ts"),
+    "load",
+    "--kind",
+    options.kind,
+    "--readers",
+    String(options.readers),
+    "--seconds",
+    String(options.seconds),
+    "--port",
+    String(server.terminalPort),
+    "--json",
+  ], { env: server.env, timeoutMs: (options.seconds + 600) * 1000 });
+  const line = r.stdout.trim().split("\n").filter((l) => l.startsWith("[")).at(-1);
+  if (r.code !== 0 || !line) {
+    throw new Error(
+      `simulator load failed (exit ${r.code}): ${(r.stderr || r.stdout).trim().slice(-300)}`,
+    );
+  }
+  const summary = (JSON.parse(line) as LoadSummary[]).find((s) => s.kind === options.kind);
+  if (!summary) throw new Error(`simulator printed no ${options.kind} summary`);
+  return toResult(summary);
+}
+
+/** Prepares card readers and funded cards in an embedded database before its server starts. */
+export async function preparePgliteLoad(
+  dataDir: string,
+  env: Record<string, string>,
+  readers: number,
+): Promise<Awaited<ReturnType<typeof setupLoad>>> {
+  const world = await openWorld(null, dataDir);
+  try {
+    return await setupLoad(world.db, loadConfig(env), {
+      kind: "card",
+      readers,
+      cardsPerReader: 4,
+      balance: 10_000_000,
+    });
+  } finally {
+    await world.close();
+  }
+}
+
+/** Runs prepared card readers against a running server, in this process. */
+export async function inProcessLoad(
+  server: Server,
+  readers: Awaited<ReturnType<typeof setupLoad>>,
+  seconds: number,
+): Promise<LoadResult> {
+  const [summary] = await runLoad({
+    hostname: "127.0.0.1",
+    port: server.terminalPort,
+    readers,
+    seconds,
+    rate: 0,
+    amount: 1,
+  });
+  return toResult(summary);
+}
+
+/**
+ * Imports `count` cardholders as the card office does: a CSV uploaded on the import page, the
+ * preview, then the commit. Returns the seconds from upload to committed.
+ */
+export async function importCardholders(
+  server: Server,
+  databaseUrl: string,
+  secrets: Secrets,
+  count: number,
+): Promise<{ seconds: number; imported: number }> {
+  const world = await openWorld(databaseUrl);
+  let schoolId: number;
+  const username = `importer${Date.now() % 100000}`;
+  try {
+    schoolId = (await ensureSchool(world.db, DEMO_SCHOOL.name, DEMO_SCHOOL.code)).id;
+    await createStaff(world.db, {
+      username,
+      name: "导入员",
+      password: "Import12345",
+      roles: [ROLES.cardOffice, ROLES.sysadmin],
+    });
+  } finally {
+    await world.close();
+  }
+  void secrets;
+  const web = new WebClient(server.url);
+  const login = await web.submit("/admin/login", "/admin/login", {
+    username,
+    password: "Import12345",
+  });
+  if (login.res.status !== 303) throw new Error(`staff sign-in answered ${login.res.status}`);
+  const lines = ["学号,姓名,身份证号,芯片卡号,类型"];
+  for (let i = 0; i < count; i++) {
+    const n = 500_000 + i;
+    lines.push(
+      `I${String(n).padStart(9, "0")},导入学生,${idNumberFor(n)},7${
+        String(n).padStart(9, "0")
+      },学生`,
+    );
+  }
+  const csv = new TextEncoder().encode(lines.join("\r\n") + "\r\n");
+  await Deno.writeFile(join(OUT, "import-20000.csv"), csv);
+  const page = await web.get("/admin/cards/import");
+  const token = /name="_csrf" value="([^"]+)"/.exec(page.text)?.[1];
+  if (!token) throw new Error(`no CSRF token on /admin/cards/import (status ${page.res.status})`);
+  const start = performance.now();
+  const form = new FormData();
+  form.set("_csrf", token);
+  form.set("school_id", String(schoolId));
+  form.set("file", new File([csv], "cardholders.csv", { type: "text/csv" }));
+  const upload = await fetch(`${server.url}/admin/cards/import`, {
+    method: "POST",
+    body: form,
+    headers: { cookie: web.cookieHeader },
+    redirect: "manual",
+  });
+  await upload.body?.cancel();
+  const previewPath = upload.headers.get("location");
+  if (upload.status !== 303 || !previewPath) {
+    throw new Error(`import upload answered ${upload.status}`);
+  }
+  const preview = await web.get(previewPath);
+  const commitAction = /action="(\/admin\/cards\/import\/\d+\/commit)"/.exec(preview.text)?.[1];
+  if (!commitAction) {
+    throw new Error(`no commit form on the import preview: ${preview.text.slice(0, 200)}`);
+  }
+  const commit = await web.post(commitAction, {}, { csrfFrom: preview.text });
+  const seconds = (performance.now() - start) / 1000;
+  if (commit.res.status !== 303) {
+    throw new Error(`import commit answered ${commit.res.status}: ${commit.text.slice(0, 200)}`);
+  }
+  const check = await openWorld(databaseUrl);
+  try {
+    const row = await check.db.selectFrom("card_accounts").select((eb) =>
+      eb.fn.countAll<number>().as("n")
+    )
+      .where("student_number", "like", "I%").executeTakeFirstOrThrow();
+    const imported = Number(row.n);
+    if (imported !== count) throw new Error(`import committed ${imported} of ${count} cardholders`);
+    return { seconds, imported };
+  } finally {
+    await check.close();
+  }
+}
+
+/** Connects `count` readers and signs each on, so the server has bound, authenticated connections. */
+async function connectReaders(
+  server: Server,
+  readers: Array<{ terminalId: number; keyHex: string }>,
+): Promise<TerminalClient[]> {
+  const clients: TerminalClient[] = [];
+  for (let i = 0; i < readers.length; i += 50) {
+    const batch = await Promise.all(
+      readers.slice(i, i + 50).map(async (r) => {
+        const c = await TerminalClient.connect({
+          port: server.terminalPort,
+          terminalId: r.terminalId,
+          key: r.keyHex,
+        });
+        const reply = await c.request({ code: MessageCode.SignOn, firmware: "bench" });
+        const status = (reply.message as { status: number }).status;
+        if (status !== Status.Ok) {
+          throw new Error(`sign-on of terminal ${r.terminalId} refused: ${status}`);
+        }
+        return c;
+      }),
+    );
+    clients.push(...batch);
+  }
+  return clients;
+}
+
+/**
+ * A student reports their card lost on the web; measures when each of `count` connected readers
+ * receives the BlocklistPush carrying the chip.
+ */
+export async function blocklistPropagation(
+  server: Server,
+  databaseUrl: string,
+  secrets: Secrets,
+  count: number,
+): Promise<{ p50Ms: number; p99Ms: number; maxMs: number; reached: number }> {
+  const world = await openWorld(databaseUrl);
+  let readers;
+  let student;
+  try {
+    readers = await createReaders(world.db, secrets, {
+      code: "BENCH-BLOCK",
+      name: "黑名单测试",
+      category: "canteen",
+      kind: "canteen_pos",
+      count,
+    });
+    const [card] = await createCardholders(world.db, secrets, {
+      first: 900_001,
+      count: 1,
+      balance: 0,
+      tag: "block",
+    });
+    student = await signedInStudent(world.db, server.url, card, "13700000001");
+  } finally {
+    await world.close();
+  }
+  const clients = await connectReaders(server, readers);
+  try {
+    const arrivals: number[] = [];
+    let t0 = 0;
+    const chip = student.card.chipNumber;
+    const all = Promise.all(clients.map((c) =>
+      new Promise<void>((resolve) => {
+        const off = c.onPush((r) => {
+          const m = r.message as { blocklist?: { added: string[] } };
+          if (m.blocklist?.added.includes(chip)) {
+            arrivals.push(performance.now() - t0);
+            off();
+            resolve();
+          }
+        });
+      })
+    ));
+    const page = await student.web.get("/security/loss");
+    t0 = performance.now();
+    const res = await student.web.post("/security/loss", {
+      chip_number: chip,
+      id_number: student.card.idNumber,
+      password: student.card.defaultPassword,
+    }, { csrfFrom: page.text });
+    if (res.res.status >= 400) {
+      throw new Error(`loss report answered ${res.res.status}: ${res.text.slice(0, 200)}`);
+    }
+    await Promise.race([all, delay(10_000)]);
+    const sorted = [...arrivals].sort((a, b) => a - b);
+    return {
+      p50Ms: percentile(sorted, 50),
+      // Readers that never got the push count as the slowest (infinitely late).
+      p99Ms: sorted.length === count ? percentile(sorted, 99) : Infinity,
+      maxMs: sorted.at(-1) ?? NaN,
+      reached: sorted.length,
+    };
+  } finally {
+    await Promise.all(clients.map((c) => c.close()));
+  }
+}
+
+/** Resident memory of the server with `count` signed-on readers that then stay idle. */
+export async function idleReadersMemory(
+  server: Server,
+  databaseUrl: string,
+  secrets: Secrets,
+  count: number,
+): Promise<{ rssMb: number; baselineMb: number; connected: number }> {
+  const world = await openWorld(databaseUrl);
+  let readers;
+  try {
+    readers = await createReaders(world.db, secrets, {
+      code: "BENCH-IDLE",
+      name: "空闲终端",
+      category: "canteen",
+      kind: "canteen_pos",
+      count,
+    });
+  } finally {
+    await world.close();
+  }
+  const baseline = rssBytes(server.pid) ?? NaN;
+  const clients = await connectReaders(server, readers);
+  try {
+    // Let the connections settle (buffers, timers); well inside the 180 s idle limit.
+    await delay(5000);
+    const open = clients.filter((c) => !c.closed).length;
+    const rss = rssBytes(server.pid) ?? NaN;
+    return { rssMb: rss / 1024 / 1024, baselineMb: baseline / 1024 / 1024, connected: open };
+  } finally {
+    await Promise.all(clients.map((c) => c.close()));
+  }
+}
