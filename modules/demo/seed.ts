@@ -4,7 +4,8 @@ import { ALL_ROLES, createStaff } from "../staff/mod.ts";
 import { seedDemoBilling } from "../billing/mod.ts";
 import { seedDemoMerchants } from "../merchant/mod.ts";
 import { seedDemoAccount } from "../account/mod.ts";
-import { seedDemoCards } from "../card/mod.ts";
+import { DEMO_CARDHOLDERS, seedDemoCards } from "../card/mod.ts";
+import { seedDemoWallet } from "../wallet/mod.ts";
 
 /** The demo staff sign-in printed at start. */
 export const DEMO_ADMIN = { username: "admin", password: "Admin12345" };
@@ -32,5 +33,7 @@ export async function seedDemoData(deps: { db: Db; config: Config }): Promise<bo
   await seedDemoMerchants(db);
   // Dormitory buildings 1号楼–3号楼 (B01–B03), rooms 101–308, for 电费充值 and 冷水充值.
   await seedDemoBilling(db);
+  // ¥200.00 opening balance for each demo cardholder, as a 调账 transfer in the ledger.
+  await seedDemoWallet(db, DEMO_CARDHOLDERS.map((c) => c.chipNumber));
   return true;
 }

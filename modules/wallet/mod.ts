@@ -101,3 +101,6 @@ export {
   listTransactions,
   spendingTotals,
 } from "./history.ts";
+
+/** Demo opening balances (调账 transfers) for the embedded setup. */
+export { seedDemoWallet } from "./demo.ts";
