@@ -24,6 +24,7 @@ import { createMailer, mailAdminRoutes, type Mailer } from "./modules/mail/mod.t
 import { homeRoutes } from "./modules/home/mod.ts";
 import { cardAdminRoutes, cardRoutes } from "./modules/card/mod.ts";
 import { billingAdminRoutes, billingRoutes, startBillingWorker } from "./modules/billing/mod.ts";
+import { startTopupLoop, topupRoutes } from "./modules/topup/mod.ts";
 import { ledgerAdminRoutes, startHoldExpiryLoop, walletRoutes } from "./modules/wallet/mod.ts";
 
 /** What every module's routes and services are built from. */
@@ -54,6 +55,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.route("/", homeRoutes(deps));
   app.route("/billing", billingRoutes(deps));
   app.route("/admin/billing", billingAdminRoutes(deps));
+  app.route("/", topupRoutes(deps));
   app.route("/security", cardRoutes(deps));
   app.route("/admin/cards", cardAdminRoutes(deps));
   app.route("/", walletRoutes(deps));
@@ -78,6 +80,8 @@ async function start(): Promise<void> {
   const app = createApp(deps);
   // Delivers paid utility purchases to the meter system; refunds what cannot be delivered.
   deps.onShutdown(startBillingWorker(deps));
+  // Sandbox notifies, queries of pending top-ups, closing expired ones.
+  deps.onShutdown(startTopupLoop(deps, app));
   // Releases shower holds whose end never arrived.
   deps.onShutdown(startHoldExpiryLoop(deps));
 
