@@ -18,7 +18,8 @@
  * number as reference; a top-up first pays off an offline overdraft); `refundTransfer` for
  * purchases and showers, partial or full, never more than the original in total (reversals count);
  * `adjustBalance` with +/- amount after the checker approves; `listNegativeBalances` for the
- * overdraft list; `verifyLedger` for the books. For reports, `listTransfersForReport` (coming next)
+ * overdraft list; `verifyLedger` for the books; `listTransfers` (search a payment to refund, with
+ * what was already returned) and `dailyMerchantTotals` (per day, merchant, terminal) for reports,
  * rather than reading wallet tables.
  */
 import "./tables.ts";
@@ -104,3 +105,11 @@ export {
 
 /** Demo opening balances (调账 transfers) for the embedded setup. */
 export { seedDemoWallet } from "./demo.ts";
+
+/** For finance: transfers with what was already refunded, and daily totals per merchant and terminal. */
+export {
+  type DailyMerchantRow,
+  dailyMerchantTotals,
+  listTransfers,
+  type TransferView,
+} from "./reports.ts";
