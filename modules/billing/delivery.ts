@@ -99,7 +99,7 @@ async function claimDueJobs(db: Db, policy: DeliveryPolicy, now: Date): Promise<
     )
     update billing_delivery_jobs j
        set lease_token = ${token}, lease_expires_at = ${leaseUntil}, updated_at = ${now},
-           attempts = j.attempts + case when j.state = 'pending' then 1 else 0 end
+           attempts = j.attempts + case when j.state in ('pending', 'refunding') then 1 else 0 end
       from due
      where j.purchase_id = due.purchase_id
     returning j.purchase_id, j.state, j.attempts, j.lease_token`.execute(db);
@@ -339,7 +339,7 @@ async function runJob(
         ctx.db,
         job,
         "refunding",
-        new Date(now.getTime() + backoffMs(policy, 1)),
+        new Date(now.getTime() + backoffMs(policy, Math.max(1, job.attempts - policy.maxAttempts))),
         String(err),
         now,
       );
