@@ -358,3 +358,52 @@ Deno.test("bad input in the change-password form never changes the password", as
     await ctx.close();
   }
 });
+
+Deno.test("a cold load of /login with all its assets stays under 40 KB compressed", async () => {
+  const ctx = await setup();
+  try {
+    const c = ctx.client();
+    const gz = { "accept-encoding": "gzip" };
+    const res = await c.get("/login", gz);
+    let total = (await res.arrayBuffer()).byteLength;
+    const html = await (await c.get("/login")).text();
+    const assets = [...html.matchAll(/(?:href|src)="(\/static\/[^"]+)"/g)].map((m) => m[1]);
+    assert.ok(assets.length >= 2, "css and scripts referenced");
+    for (const path of assets) {
+      const a = await c.get(path.replace(/&amp;/g, "&"), gz);
+      assert.equal(a.status, 200, path);
+      total += (await a.arrayBuffer()).byteLength;
+    }
+    assert.ok(total <= 40 * 1024, `login weighs ${total} bytes compressed`);
+  } finally {
+    await ctx.close();
+  }
+});
+
+Deno.test("odd tickets on the new-password form get a message, never a 500 or a password change", async () => {
+  const ctx = await setup();
+  try {
+    await registered(ctx, "13800000002", "Abc12345");
+    const before = await ctx.h.db.selectFrom("accounts").select("password_hash")
+      .executeTakeFirstOrThrow();
+    const c = ctx.client();
+    const tickets = [
+      "",
+      "<script>",
+      "1.2.3",
+      `1.${"9".repeat(12)}.${"a".repeat(43)}`,
+      "x".repeat(400),
+    ];
+    for (const ticket of tickets) {
+      const res = await c.post("/password/new", { ticket, new_password: "Mine12345" });
+      assert.ok(res.status === 422 || res.status === 400, `${ticket.slice(0, 20)}: ${res.status}`);
+      assert.match(await res.text(), /页面已过期，请重新登录/);
+    }
+    const after = await ctx.h.db.selectFrom("accounts").select("password_hash")
+      .executeTakeFirstOrThrow();
+    assert.equal(after.password_hash, before.password_hash);
+    assert.equal(c.cookies.has("yxt_sid"), false);
+  } finally {
+    await ctx.close();
+  }
+});

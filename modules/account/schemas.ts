@@ -69,7 +69,8 @@ export const changePasswordSchema = z.object({
 });
 
 export const newPasswordSchema = z.object({
-  ticket: z.string().max(300),
+  // A mangled ticket is just an expired one: the service answers "页面已过期，请重新登录".
+  ticket: z.string().max(300).catch(""),
   new_password: newPassword("新密码"),
   next,
 });
