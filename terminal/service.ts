@@ -204,29 +204,58 @@ async function once(
   ctx: ServiceContext,
   t: Terminal,
   f: RawFrame,
-  run: () => Promise<Outcome>,
+  run: (ctx: ServiceContext) => Promise<Outcome>,
 ): Promise<Reply> {
   const stored = await findRequest(ctx.db, t.id, f.sequence);
   if (stored) return fromStored(stored, f.type, f.body);
-  const outcome = await run();
-  const r = reply(outcome.message);
-  const saved = await saveRequest(ctx.db, {
-    terminalId: t.id,
-    sequence: f.sequence,
-    type: f.type,
-    request: f.body,
-    status: r.status ?? 0,
-    replyType: r.code,
-    replyTimestamp: f.timestamp,
-    reply: r.body,
-    amount: outcome.amount,
-    cardAccountId: outcome.cardAccountId,
-  });
-  if (!saved) {
+  const record = async (db: Db, outcome: Outcome): Promise<Reply | null> => {
+    const r = reply(outcome.message);
+    const saved = await saveRequest(db, {
+      terminalId: t.id,
+      sequence: f.sequence,
+      type: f.type,
+      request: f.body,
+      status: r.status ?? 0,
+      replyType: r.code,
+      replyTimestamp: f.timestamp,
+      reply: r.body,
+      amount: outcome.amount,
+      cardAccountId: outcome.cardAccountId,
+    });
+    return saved ? r : null;
+  };
+  let r: Reply | null;
+  try {
+    // The money and its record commit together: one commit (one WAL flush) per request.
+    r = await ctx.db.transaction().execute(async (trx) => {
+      const recorded = await record(trx, await run({ ...ctx, db: trx }));
+      if (!recorded) throw new AlreadyRecorded();
+      return recorded;
+    });
+  } catch (err) {
+    if (!(err instanceof AlreadyRecorded) && !isDatabaseError(err)) throw err;
+    // Another instance recorded it first, or a first-use case the wallet resolves only outside a
+    // transaction (its counter account missing, a concurrent duplicate reference): run it plainly;
+    // the wallet's reference keeps the money moving at most once.
     const first = await findRequest(ctx.db, t.id, f.sequence);
     if (first) return fromStored(first, f.type, f.body);
+    r = await record(ctx.db, await run(ctx));
   }
-  return r;
+  if (r) return r;
+  const first = await findRequest(ctx.db, t.id, f.sequence);
+  if (!first) {
+    throw new Error(`Cannot find the record of request ${requestReference(t.id, f.sequence)}`);
+  }
+  return fromStored(first, f.type, f.body);
+}
+
+/** (terminal, sequence) was recorded by someone else while this request ran. */
+class AlreadyRecorded extends Error {}
+
+/** An error raised by PostgreSQL itself (it carries a SQLSTATE code). */
+function isDatabaseError(err: unknown): boolean {
+  const code = (err as { code?: unknown })?.code;
+  return typeof code === "string" && /^[0-9A-Z]{5}$/.test(code);
 }
 
 /** Maps a wallet refusal of a payment to a status and the balance to show. */
@@ -275,7 +304,7 @@ async function cardPayment(
   f: RawFrame,
   m: Extract<Message, { code: 0x10 }>,
 ) {
-  return await once(ctx, t, f, async () => {
+  return await once(ctx, t, f, async (ctx) => {
     const refuse = (
       status: number,
       extra: Partial<{ balance: number; triesLeft: number; retryAfter: number }> = {},
@@ -345,7 +374,7 @@ async function qrPayment(
   f: RawFrame,
   m: Extract<Message, { code: 0x11 }>,
 ) {
-  return await once(ctx, t, f, async () => {
+  return await once(ctx, t, f, async (ctx) => {
     const refuse = (status: number, balance = 0): Outcome => ({
       message: { code: MessageCode.QrPaymentReply, status, amount: m.amount, balance },
       amount: 0,
@@ -409,7 +438,7 @@ async function showerStart(
   f: RawFrame,
   m: Extract<Message, { code: 0x20 }>,
 ) {
-  return await once(ctx, t, f, async () => {
+  return await once(ctx, t, f, async (ctx) => {
     const refuse = (status: number, balance = 0, cardAccountId: number | null = null): Outcome => ({
       message: { code: MessageCode.ShowerStartReply, status, holdId: 0, authorised: 0, balance },
       amount: 0,
@@ -462,7 +491,7 @@ async function showerEnd(
   f: RawFrame,
   m: Extract<Message, { code: 0x21 }>,
 ) {
-  return await once(ctx, t, f, async () => {
+  return await once(ctx, t, f, async (ctx) => {
     const refuse = (status: number): Outcome => ({
       message: { code: MessageCode.ShowerEndReply, status, charged: 0, released: 0, balance: 0 },
       amount: 0,
@@ -503,7 +532,7 @@ async function reversal(
   f: RawFrame,
   m: Extract<Message, { code: 0x30 }>,
 ) {
-  return await once(ctx, t, f, async () => {
+  return await once(ctx, t, f, async (ctx) => {
     const done = (
       status: number,
       amount = 0,
@@ -567,7 +596,7 @@ async function offlineUpload(
   f: RawFrame,
   m: Extract<Message, { code: 0x50 }>,
 ) {
-  return await once(ctx, t, f, async () => {
+  return await once(ctx, t, f, async (ctx) => {
     let acked = await offlineAcked(ctx.db, t.id);
     let applied = 0;
     let duplicates = 0;
