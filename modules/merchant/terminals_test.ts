@@ -31,7 +31,7 @@ async function setup() {
   return { h, config, signIn };
 }
 
-Deno.test("terminal keys are derived from the app secret, the id and the key version, never stored", async () => {
+Deno.test("terminal keys are derived from the app secret, the id and the key version, never stored", () => {
   const a = deriveTerminalKey("s".repeat(32), 10001, 1);
   assert.equal(a.length, 32);
   assert.notDeepEqual(a, deriveTerminalKey("s".repeat(32), 10001, 2));
