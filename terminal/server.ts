@@ -319,7 +319,8 @@ export function startTerminalServer(
           break;
         }
         c.partialSince = parser.buffered > 0 ? (c.partialSince || Date.now()) : 0;
-        while (frames.length && !c.closed) {
+        // Once closing, no new request starts; those already started finish and are answered.
+        while (frames.length && !c.closed && !closing) {
           const f = frames.shift()!;
           c.lastFrameAt = Date.now();
           c.busy = true;

@@ -245,3 +245,25 @@ Deno.test("fuzz: random and mutated frames never crash the server or move money,
     assert.equal(status(r.message), Status.Ok);
     assert.equal(await w.balance(card.cardAccountId), 9_900);
   }));
+
+Deno.test("closing the server answers the requests in flight, then closes the connections", () =>
+  withWorld(async (w) => {
+    const card = await w.card({ balance: 5000 });
+    const pos = await w.connect("canteen_pos");
+    await pos.request({ code: MessageCode.SignOn, firmware: "t" });
+    const replies = [1, 2, 3].map(() =>
+      pos.request({ code: MessageCode.CardPayment, chip: card.chip, amount: 100, password: "" })
+    );
+    // The first is answered; the others are on their way or in flight when the server stops.
+    await replies[0];
+    await w.server.close();
+    const settled = await Promise.allSettled(replies);
+    const answered = settled.filter((s) => s.status === "fulfilled").length;
+    assert.ok(answered >= 1);
+    const recorded = await w.db.selectFrom("terminal_requests").select("sequence").execute();
+    // Every request that moved money was answered, and nothing unanswered was charged.
+    assert.equal(recorded.length, answered);
+    assert.equal(await w.balance(card.cardAccountId), 5000 - 100 * answered);
+    await pos.done;
+    assert.equal(pos.closed, true);
+  }));
