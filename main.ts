@@ -25,6 +25,7 @@ import { homeRoutes } from "./modules/home/mod.ts";
 import { cardAdminRoutes, cardRoutes } from "./modules/card/mod.ts";
 import { billingAdminRoutes, billingRoutes, startBillingWorker } from "./modules/billing/mod.ts";
 import { startTopupLoop, topupRoutes } from "./modules/topup/mod.ts";
+import { financeRoutes } from "./modules/finance/mod.ts";
 import { ledgerAdminRoutes, startHoldExpiryLoop, walletRoutes } from "./modules/wallet/mod.ts";
 
 /** What every module's routes and services are built from. */
@@ -56,6 +57,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.route("/billing", billingRoutes(deps));
   app.route("/admin/billing", billingAdminRoutes(deps));
   app.route("/", topupRoutes(deps));
+  app.route("/admin/finance", financeRoutes(deps));
   app.route("/security", cardRoutes(deps));
   app.route("/admin/cards", cardAdminRoutes(deps));
   app.route("/", walletRoutes(deps));

@@ -1,0 +1,497 @@
+import { sql } from "kysely";
+import type { Db } from "../platform/database.ts";
+import { DomainError, NotFoundError } from "../platform/errors.ts";
+import { formatFen, parseYuan } from "../platform/money.ts";
+import { writeAudit } from "../staff/mod.ts";
+import {
+  adjustBalance,
+  dailyMerchantTotals,
+  listTransfers,
+  refundTransfer,
+  type TransferView,
+} from "../wallet/mod.ts";
+import { listTerminals } from "../merchant/mod.ts";
+import {
+  chinaDayStart,
+  ordersByNumbers,
+  paidOrdersBetween,
+  type TopupMethod,
+} from "../topup/mod.ts";
+import { readStatement, reconcile, type ReconcileResult } from "./reconcile.ts";
+import "./tables.ts";
+
+/** A finance rule was not met (bad amount, four-eyes, state). */
+export class FinanceError extends DomainError {
+  override status = 422 as const;
+}
+
+/** Who acts, for the audit log. */
+export interface Actor {
+  staffId: number;
+  ip: string | null;
+}
+
+/** Form tokens are random URL-safe strings; they become the ledger reference of a refund. */
+const TOKEN_RE = /^[A-Za-z0-9_-]{16,64}$/;
+
+function reasonOf(raw: string): string {
+  const reason = raw.trim();
+  if (reason.length < 2) throw new FinanceError("No reason", "请填写原因（至少2个字）", "reason");
+  if (reason.length > 200) throw new FinanceError("Reason too long", "原因不超过200字", "reason");
+  return reason;
+}
+
+/** A transfer by id with what was already given back, or null. */
+export async function findTransfer(db: Db, id: number): Promise<TransferView | null> {
+  if (!Number.isSafeInteger(id) || id <= 0) return null;
+  return (await listTransfers(db, { id, limit: 1 }))[0] ?? null;
+}
+
+/** The refunds finance made of one transfer, oldest first. */
+export async function refundsOf(db: Db, transferId: number) {
+  return await db.selectFrom("finance_refunds").leftJoin(
+    "staff",
+    "staff.id",
+    "finance_refunds.staff_id",
+  )
+    .select([
+      "finance_refunds.id",
+      "finance_refunds.amount",
+      "finance_refunds.reason",
+      "finance_refunds.created_at",
+      "finance_refunds.refund_transfer_id",
+      "staff.name as staff_name",
+    ])
+    .where("transfer_id", "=", transferId).orderBy("finance_refunds.id").execute();
+}
+
+/**
+ * Refunds a card payment in full or in part. The form's one-time token is the reference: a
+ * second submit of the same form returns the first refund and moves nothing. The ledger refuses
+ * refunds that would add up to more than the original.
+ */
+export async function refundPayment(
+  db: Db,
+  actor: Actor,
+  input: { transferId: number; amountText: string; reason: string; token: string },
+): Promise<{ refundId: number; duplicate: boolean }> {
+  if (!TOKEN_RE.test(input.token)) {
+    throw new FinanceError("Bad form token", "表单已失效，请刷新页面后重试");
+  }
+  const reference = `finance-refund:${input.token}`;
+  const first = await db.selectFrom("finance_refunds").select(["id", "transfer_id"])
+    .where("reference", "=", reference).executeTakeFirst();
+  if (first) {
+    if (first.transfer_id !== input.transferId) {
+      throw new FinanceError("Token reused", "表单已失效，请刷新页面后重试");
+    }
+    return { refundId: first.id, duplicate: true };
+  }
+  const amount = parseYuan(input.amountText);
+  if (amount === null || amount <= 0) {
+    throw new FinanceError(
+      "Bad refund amount",
+      "请输入正确的退款金额（元，最多两位小数）",
+      "amount",
+    );
+  }
+  const reason = reasonOf(input.reason);
+  const original = await findTransfer(db, input.transferId);
+  if (!original) throw new NotFoundError(`transfer ${input.transferId}`);
+  const left = Math.max(0, original.amount - original.returned);
+  if (amount > left) {
+    // The ledger checks this again under its lock; this only answers early and clearly.
+    throw new FinanceError(
+      "Refund above what is left",
+      `退款金额超过可退金额 ${formatFen(left)}`,
+      "amount",
+    );
+  }
+  try {
+    return await db.transaction().execute(async (trx) => {
+      const result = await refundTransfer(trx, {
+        transferId: original.id,
+        amount,
+        reference,
+        reason,
+        staffId: actor.staffId,
+      });
+      const row = await trx.insertInto("finance_refunds").values({
+        reference,
+        transfer_id: original.id,
+        amount,
+        reason,
+        staff_id: actor.staffId,
+        refund_transfer_id: result.transferId,
+      }).returning("id").executeTakeFirstOrThrow();
+      await writeAudit(trx, {
+        staffId: actor.staffId,
+        action: "finance.refund",
+        targetType: "transfer",
+        targetId: original.id,
+        before: { amount: original.amount, returned: original.returned },
+        after: { refunded: amount, reason, refundTransferId: result.transferId },
+        ip: actor.ip,
+      });
+      return { refundId: row.id, duplicate: false };
+    });
+  } catch (err) {
+    // The same form submitted twice at once: the second loses on the unique reference.
+    if ((err as { code?: string }).code !== "23505") throw err;
+    const again = await db.selectFrom("finance_refunds").select("id").where(
+      "reference",
+      "=",
+      reference,
+    )
+      .executeTakeFirst();
+    if (!again) throw err;
+    return { refundId: again.id, duplicate: true };
+  }
+}
+
+// CARD-REQUEST: finance identifies a card account by 学号; card/mod.ts has no lookup by student
+// number yet, so this reads card_accounts directly. Move it behind card/mod.ts when one exists.
+/** Card accounts with a 学号 (several schools may share one). */
+export async function findCardsByStudentNumber(db: Db, studentNumber: string) {
+  const s = studentNumber.trim().toUpperCase();
+  if (!/^[0-9A-Z]{4,20}$/.test(s)) return [];
+  return await db.selectFrom("card_accounts").select(["id", "student_number", "name", "school_id"])
+    .where("student_number", "=", s).execute();
+}
+
+/** Proposes a manual adjustment (maker); a different staff member must approve it (checker). */
+export async function proposeAdjustment(
+  db: Db,
+  actor: Actor,
+  input: { studentNumber: string; amountText: string; reason: string },
+): Promise<number> {
+  const cards = await findCardsByStudentNumber(db, input.studentNumber);
+  if (cards.length === 0) {
+    throw new FinanceError("No such card", "未找到该学号的一卡通账户", "student_number");
+  }
+  if (cards.length > 1) {
+    throw new FinanceError(
+      "Ambiguous card",
+      "该学号对应多个学校的账户，请联系系统管理员",
+      "student_number",
+    );
+  }
+  const text = input.amountText.trim();
+  const negative = text.startsWith("-");
+  const fen = parseYuan(negative ? text.slice(1) : text);
+  if (fen === null || fen <= 0) {
+    throw new FinanceError(
+      "Bad adjustment amount",
+      "请输入正确的调账金额（元，负数表示扣减）",
+      "amount",
+    );
+  }
+  if (fen > 1_000_000) {
+    throw new FinanceError(
+      "Adjustment too large",
+      `单笔调账不能超过${formatFen(1_000_000)}`,
+      "amount",
+    );
+  }
+  const reason = reasonOf(input.reason);
+  const amount = negative ? -fen : fen;
+  return await db.transaction().execute(async (trx) => {
+    const row = await trx.insertInto("finance_adjustments").values({
+      card_account_id: cards[0].id,
+      amount,
+      reason,
+      proposed_by: actor.staffId,
+      decided_by: null,
+      decided_at: null,
+      transfer_id: null,
+    }).returning("id").executeTakeFirstOrThrow();
+    await writeAudit(trx, {
+      staffId: actor.staffId,
+      action: "finance.adjustment_proposed",
+      targetType: "adjustment",
+      targetId: row.id,
+      after: { cardAccountId: cards[0].id, amount, reason },
+      ip: actor.ip,
+    });
+    return row.id;
+  });
+}
+
+/** Approves (posting it to the ledger) or rejects a proposed adjustment; never its proposer's own. */
+export async function decideAdjustment(
+  db: Db,
+  actor: Actor,
+  input: { id: number; approve: boolean },
+): Promise<void> {
+  if (!Number.isSafeInteger(input.id) || input.id <= 0) throw new NotFoundError("adjustment");
+  await db.transaction().execute(async (trx) => {
+    const adj = await trx.selectFrom("finance_adjustments").selectAll().where("id", "=", input.id)
+      .forUpdate().executeTakeFirst();
+    if (!adj) throw new NotFoundError(`adjustment ${input.id}`);
+    if (adj.state !== "proposed") throw new FinanceError("Already decided", "该调账已处理");
+    if (adj.proposed_by === actor.staffId) {
+      throw new FinanceError("Self approval", "不能审批自己提交的调账，须由另一位财务人员审批");
+    }
+    let transferId: number | null = null;
+    if (input.approve) {
+      const r = await adjustBalance(trx, {
+        cardAccountId: adj.card_account_id,
+        amount: adj.amount,
+        reference: `finance-adjustment:${adj.id}`,
+        reason: adj.reason,
+        staffId: actor.staffId,
+      });
+      transferId = r.transferId;
+    }
+    const state = input.approve ? "approved" as const : "rejected" as const;
+    await trx.updateTable("finance_adjustments").set({
+      state,
+      decided_by: actor.staffId,
+      decided_at: new Date(),
+      transfer_id: transferId,
+    }).where("id", "=", adj.id).execute();
+    await writeAudit(trx, {
+      staffId: actor.staffId,
+      action: input.approve ? "finance.adjustment_approved" : "finance.adjustment_rejected",
+      targetType: "adjustment",
+      targetId: adj.id,
+      before: { state: adj.state },
+      after: { state, transferId },
+      ip: actor.ip,
+    });
+  });
+}
+
+/** Adjustments, newest first, with who proposed and decided them. */
+export async function listAdjustments(db: Db, limit = 100) {
+  return await db.selectFrom("finance_adjustments as a")
+    .leftJoin("staff as p", "p.id", "a.proposed_by")
+    .leftJoin("staff as d", "d.id", "a.decided_by")
+    .leftJoin("card_accounts as c", "c.id", "a.card_account_id")
+    .select([
+      "a.id",
+      "a.card_account_id",
+      "a.amount",
+      "a.reason",
+      "a.state",
+      "a.proposed_by",
+      "a.proposed_at",
+      "a.decided_at",
+      "a.transfer_id",
+      "p.name as proposer",
+      "d.name as decider",
+      "c.student_number",
+      "c.name as holder",
+    ])
+    .orderBy("a.id", "desc").limit(limit).execute();
+}
+
+/** One bar of the daily report. */
+export interface ReportRow {
+  key: string;
+  label: string;
+  merchant: string;
+  count: number;
+  amount: number;
+  returned: number;
+}
+
+/** Payments (count, amount) per merchant or per terminal over China days [from, to]. */
+export async function dailyReport(
+  db: Db,
+  range: { from: string; to: string; by: "merchant" | "terminal" },
+): Promise<ReportRow[]> {
+  const start = chinaDayStart(new Date(`${range.from}T12:00:00+08:00`));
+  const end = new Date(
+    chinaDayStart(new Date(`${range.to}T12:00:00+08:00`)).getTime() + 86_400_000,
+  );
+  const rows = await dailyMerchantTotals(db, { from: start, to: end });
+  const terminals = new Map((await listTerminals(db)).map((t) => [t.id, t.name]));
+  const out = new Map<string, ReportRow>();
+  for (const r of rows) {
+    const key = range.by === "merchant"
+      ? `m${r.merchantId}`
+      : `t${r.terminalId ?? "-"}:${r.merchantId}`;
+    const label = range.by === "merchant"
+      ? r.merchantName
+      : r.terminalId === null
+      ? `${r.merchantName}（付款码/无终端）`
+      : `${terminals.get(r.terminalId) ?? `终端 #${r.terminalId}`}`;
+    const row = out.get(key) ??
+      { key, label, merchant: r.merchantName, count: 0, amount: 0, returned: 0 };
+    row.count += r.count;
+    row.amount += r.amount;
+    row.returned += r.returned;
+    out.set(key, row);
+  }
+  return [...out.values()].sort((a, b) => b.amount - a.amount || a.label.localeCompare(b.label));
+}
+
+/** The report as CSV (UTF-8 with BOM so spreadsheet programs read the Chinese). */
+export function reportCsv(
+  rows: ReportRow[],
+  range: { from: string; to: string; by: string },
+): string {
+  const q = (v: string) =>
+    /[",\r\n]/.test(v) || /^[=+\-@]/.test(v)
+      ? `"${v.replace(/^([=+\-@])/, "'$1").replaceAll('"', '""')}"`
+      : v;
+  const yuan = (f: number) => formatFen(f).replace("¥", "");
+  const lines = [
+    [
+      range.by === "merchant" ? "商户" : "终端",
+      "商户",
+      "笔数",
+      "金额(元)",
+      "退款(元)",
+      "起始日期",
+      "截止日期",
+    ].join(","),
+    ...rows.map((r) =>
+      [
+        q(r.label),
+        q(r.merchant),
+        String(r.count),
+        yuan(r.amount),
+        yuan(r.returned),
+        range.from,
+        range.to,
+      ].join(",")
+    ),
+  ];
+  return "\uFEFF" + lines.join("\r\n") + "\r\n";
+}
+
+/** A stored reconciliation with its buckets. */
+export interface StoredReconciliation {
+  id: number;
+  filename: string;
+  periodFrom: string;
+  periodTo: string;
+  result: ReconcileResult;
+}
+
+/**
+ * Reconciles a gateway statement with our top-up orders: matched, paid there but not here,
+ * paid here but absent there, and amount mismatches. The period is the statement's days
+ * (or the given dates). Stored and audited.
+ */
+export async function reconcileStatement(
+  db: Db,
+  actor: Actor,
+  input: { method: TopupMethod; filename: string; text: string; from?: string; to?: string },
+): Promise<number> {
+  const read = readStatement(input.text);
+  if (read.rows.length === 0 && read.problems.length && read.problems[0].line === 1) {
+    throw new FinanceError(
+      "Unreadable statement",
+      `对账单无法识别：${read.problems[0].message}`,
+      "statement",
+    );
+  }
+  const days = read.rows.map((r) => r.time.slice(0, 10)).filter((d) => /^\d{4}-\d\d-\d\d$/.test(d))
+    .sort();
+  const from = input.from || days[0];
+  const to = input.to || days[days.length - 1];
+  if (!from || !to) {
+    throw new FinanceError("No period", "对账单中没有可识别的交易日期，请填写对账日期", "from");
+  }
+  if (from > to) throw new FinanceError("Bad period", "起始日期不能晚于截止日期", "from");
+  const start = chinaDayStart(new Date(`${from}T12:00:00+08:00`));
+  const end = new Date(chinaDayStart(new Date(`${to}T12:00:00+08:00`)).getTime() + 86_400_000);
+  const toOurs = (
+    o: {
+      order_no: string;
+      gateway_txn_id: string | null;
+      amount: number;
+      state: string;
+      paid_at: Date | null;
+    },
+  ) => ({
+    orderNo: o.order_no,
+    txnId: o.gateway_txn_id,
+    amount: o.amount,
+    state: o.state,
+    paidAt: o.paid_at,
+  });
+  const named = (await ordersByNumbers(db, read.rows.map((r) => r.orderNo))).filter((o) =>
+    o.method === input.method
+  );
+  const period = await paidOrdersBetween(db, input.method, start, end);
+  const buckets = reconcile(read.rows, named.map(toOurs), period.map(toOurs));
+  const result: ReconcileResult = { ...buckets, problems: read.problems, skipped: read.skipped };
+  return await db.transaction().execute(async (trx) => {
+    const row = await trx.insertInto("finance_reconciliations").values({
+      staff_id: actor.staffId,
+      filename: input.filename.slice(0, 120) || "statement.csv",
+      period_from: from,
+      period_to: to,
+      rows_total: read.rows.length,
+      matched: result.matched.length,
+      missing_ours: result.missingOurs.length,
+      missing_theirs: result.missingTheirs.length,
+      mismatched: result.mismatched.length,
+      result: JSON.stringify(result),
+    }).returning("id").executeTakeFirstOrThrow();
+    await writeAudit(trx, {
+      staffId: actor.staffId,
+      action: "finance.reconciled",
+      targetType: "reconciliation",
+      targetId: row.id,
+      after: {
+        method: input.method,
+        from,
+        to,
+        matched: result.matched.length,
+        missingOurs: result.missingOurs.length,
+        missingTheirs: result.missingTheirs.length,
+        mismatched: result.mismatched.length,
+      },
+      ip: actor.ip,
+    });
+    return row.id;
+  });
+}
+
+/** A stored reconciliation, or null. */
+export async function getReconciliation(db: Db, id: number): Promise<StoredReconciliation | null> {
+  if (!Number.isSafeInteger(id) || id <= 0) return null;
+  const row = await db.selectFrom("finance_reconciliations")
+    .select([
+      "id",
+      "filename",
+      "result",
+      sql<string>`period_from::text`.as("period_from"),
+      sql<string>`period_to::text`.as("period_to"),
+    ])
+    .where("id", "=", id).executeTakeFirst();
+  if (!row) return null;
+  return {
+    id: row.id,
+    filename: row.filename,
+    periodFrom: row.period_from,
+    periodTo: row.period_to,
+    result:
+      (typeof row.result === "string" ? JSON.parse(row.result) : row.result) as ReconcileResult,
+  };
+}
+
+/** Past reconciliations, newest first. */
+export async function listReconciliations(db: Db, limit = 20) {
+  return await db.selectFrom("finance_reconciliations").leftJoin(
+    "staff",
+    "staff.id",
+    "finance_reconciliations.staff_id",
+  )
+    .select([
+      "finance_reconciliations.id",
+      "filename",
+      "rows_total",
+      "matched",
+      "missing_ours",
+      "missing_theirs",
+      "mismatched",
+      "finance_reconciliations.created_at",
+      "staff.name as staff_name",
+    ]).orderBy("finance_reconciliations.id", "desc").limit(limit).execute();
+}
