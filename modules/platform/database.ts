@@ -73,6 +73,16 @@ export async function openDatabase(options: OpenOptions): Promise<DatabaseHandle
         JSON.stringify({ level: "error", msg: "idle database client error", err: err.message }),
       );
     });
+    // A client that is checked out when the server ends its connection (a PostgreSQL restart)
+    // emits "error" outside any query; unheard, that event would end the whole process. The
+    // query in flight fails on its own, and the pool drops the broken client when it is released.
+    pool.on("connect", (client: pg.PoolClient) => {
+      client.on("error", (err: Error) => {
+        console.error(
+          JSON.stringify({ level: "error", msg: "database client error", err: err.message }),
+        );
+      });
+    });
     const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
     return { db, kind: "postgres", close: () => db.destroy() };
   }
