@@ -179,6 +179,8 @@ export async function redeemPaymentCode(
           update ledger_accounts set balance = balance - ${amount},
             spent_day = ${today}::date, spent_today = ${spent} + ${amount}
           where card_account_id = (select card_account_id from pc) and not code_frozen and overdraft = 0
+            and not exists (select 1 from card_accounts ca where ca.id = ledger_accounts.card_account_id
+              and ca.payment_code_frozen)
             and balance - held >= ${amount} and ${amount} <= pay_limit and ${spent} + ${amount} <= daily_limit
             and not exists (select 1 from ledger_transfers where reference = ${reference})
           returning id, card_account_id, balance - overdraft as after
@@ -282,7 +284,12 @@ async function explainRefusal(db: Db, code: string, amount: number, today: strin
     .select(sql<string | null>`spent_day::text`.as("day"))
     .where("card_account_id", "=", c.card_account_id).executeTakeFirst();
   if (!w) throw new InsufficientFundsError(0, 0, amount);
-  if (w.code_frozen) throw new PaymentCodeFrozenError();
+  // Frozen by the student (付款码设置), or together with a loss report (the card module's flag).
+  const frozenByLoss = await sql<
+    { frozen: boolean }
+  >`select payment_code_frozen as frozen from card_accounts
+    where id = ${c.card_account_id}`.execute(db);
+  if (w.code_frozen || frozenByLoss.rows[0]?.frozen) throw new PaymentCodeFrozenError();
   if (amount > w.pay_limit) throw new PaymentCodeOverLimitError("per_payment", w.pay_limit, amount);
   const spent = w.day === today ? w.spent_today : 0;
   if (spent + amount > w.daily_limit) {

@@ -281,6 +281,40 @@ Deno.test("payment codes are ours by shape, single use, and refused with distinc
   }
 });
 
+Deno.test("a code frozen together with a loss report is refused", async () => {
+  const t = await setup();
+  try {
+    const card = await t.card(1000);
+    const { code } = await issuePaymentCode(t.db, card);
+    await t.db.updateTable("card_accounts").set({ payment_code_frozen: true }).where(
+      "id",
+      "=",
+      card,
+    ).execute();
+    await assert.rejects(
+      redeemPaymentCode(t.db, { code, amount: 100, merchantId: t.merchant.id, reference: "f" }),
+      PaymentCodeFrozenError,
+    );
+    await t.db.updateTable("card_accounts").set({ payment_code_frozen: false }).where(
+      "id",
+      "=",
+      card,
+    ).execute();
+    assert.equal(
+      (await redeemPaymentCode(t.db, {
+        code,
+        amount: 100,
+        merchantId: t.merchant.id,
+        reference: "f2",
+      })).balanceAfter,
+      900,
+    );
+    assert.equal((await verifyLedger(t.db)).ok, true);
+  } finally {
+    await t.h.close();
+  }
+});
+
 Deno.test("a refused redemption leaves the code usable", async () => {
   const t = await setup();
   try {

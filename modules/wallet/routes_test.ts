@@ -26,6 +26,7 @@ Deno.test("余额 shows balance and held amount, with 交易记录 in the corner
     const res = await anon.get("/wallet");
     assert.equal(res.status, 303);
     assert.match(res.headers.get("location") ?? "", /^\/login\?next=/);
+    assert.equal((await verifyLedger(t.db)).ok, true);
   } finally {
     await t.h.close();
   }
@@ -118,6 +119,7 @@ Deno.test("交易记录 lists newest first with filters, pages and totals; detai
       const body = await res.text();
       assert.doesNotMatch(body, /交易后余额|第一食堂/);
     }
+    assert.equal((await verifyLedger(t.db)).ok, true);
   } finally {
     await t.h.close();
   }
@@ -199,6 +201,7 @@ Deno.test("付款码设置: limits in yuan, bad input kept with a message, freez
       csrf: false,
     });
     assert.equal(forged.status, 403);
+    assert.equal((await verifyLedger(t.db)).ok, true);
   } finally {
     await t.h.close();
   }
