@@ -36,7 +36,8 @@ import {
   signedInStudent,
   type Student,
 } from "./_world.ts";
-import { type Outcome, RetryingReader } from "./_reader.ts";
+import { type Outcome, RetryingReader, withTimeout } from "./_reader.ts";
+import { TerminalClient } from "../terminal/sim/client.ts";
 import { fuzz, type FuzzStats, Random } from "./_fuzz.ts";
 
 const { values: opts } = parseArgs({
@@ -84,6 +85,7 @@ let killing = false;
 let kills = 0;
 let crashes = 0;
 let maxRss = 0;
+let graceful = "not run";
 
 async function launch(): Promise<void> {
   server = await startServer(serverEnvVars, "soak-server");
@@ -424,6 +426,9 @@ async function main(): Promise<number> {
     }
   }
 
+  // --- graceful shutdown: SIGTERM while reader payments and page loads are in flight ----------------
+  await gracefulShutdown(pos, cards, students[0]);
+
   // --- checks ---------------------------------------------------------------------------------------
   const check = await openWorld(url);
   try {
@@ -518,6 +523,7 @@ async function main(): Promise<number> {
     console.log(
       `fuzz                   ${fuzzStats.frames} frames, ${fuzzStats.connections} connections`,
     );
+    console.log(`graceful shutdown      ${graceful}`);
     console.log(`server max RSS         ${(maxRss / 1048576).toFixed(0)} MB`);
     console.log(
       `ledger                 ${
@@ -529,6 +535,85 @@ async function main(): Promise<number> {
     await world.close();
   }
   return failures.length;
+}
+
+/**
+ * SIGTERM with one card payment in flight on each POS reader and page loads in flight: every
+ * one must still be answered, the server must exit 0, and the payments it acknowledged go into
+ * the same ledger checks as the rest.
+ */
+async function gracefulShutdown(
+  pos: Array<{ terminalId: number; keyHex: string }>,
+  cards: Cardholder[],
+  student: Student,
+): Promise<void> {
+  const s = server!;
+  const clients = await Promise.all(pos.map(async (r, i) => {
+    const c = await TerminalClient.connect({
+      port: s.terminalPort,
+      terminalId: r.terminalId,
+      key: r.keyHex,
+      sequence: 900_000,
+    });
+    await c.request({ code: MessageCode.SignOn, firmware: "soak" });
+    return { c, r, card: cards[i * 8] };
+  }));
+  const replies = clients.map(({ c, card }) =>
+    withTimeout(
+      c.request({ code: MessageCode.CardPayment, chip: card.chipNumber, amount: 7, password: "" }),
+      30_000,
+    )
+  );
+  const pages = Array.from(
+    { length: 4 },
+    () =>
+      fetch(`${s.url}/wallet`, { headers: { cookie: student.cookieHeader }, redirect: "manual" })
+        .then(async (r) => {
+          await r.body?.cancel();
+          return r.status;
+        }).catch((err) => `failed: ${err.message}`),
+  );
+  await delay(15);
+  killing = true;
+  const t0 = performance.now();
+  s.proc.kill("SIGTERM");
+  const got = await Promise.all(replies);
+  const statuses = await Promise.all(pages);
+  const exit = await withTimeout(s.exited, 30_000);
+  const ms = performance.now() - t0;
+  got.forEach((reply, i) => {
+    const { r, card } = clients[i];
+    if (!reply) {
+      failures.push(`graceful shutdown: the payment in flight on T${r.terminalId} got no reply`);
+      return;
+    }
+    acknowledged++;
+    const m = reply.message as { status?: number };
+    if (m.status === Status.Ok) {
+      charged.set(requestReference(r.terminalId, reply.header.sequence), {
+        card: card.cardAccountId,
+        amount: 7,
+        kind: "card",
+      });
+    }
+  });
+  const badPages = statuses.filter((st) => st !== 200);
+  if (badPages.length) {
+    failures.push(`graceful shutdown: page loads in flight answered ${badPages.join(", ")}`);
+  }
+  if (!exit) failures.push("graceful shutdown: the server did not exit within 30 s of SIGTERM");
+  else if (exit.code !== 0) failures.push(`graceful shutdown: exit code ${exit.code}`);
+  await Promise.all(clients.map(({ c }) => c.close()));
+  log(
+    `graceful shutdown: ${
+      got.filter(Boolean).length
+    }/${got.length} in-flight payments answered, pages ${
+      statuses.join(",")
+    }, exit ${exit?.code} after ${ms.toFixed(0)} ms`,
+  );
+  graceful = `${
+    got.filter(Boolean).length
+  }/${got.length} in-flight payments answered, exit ${exit?.code} in ${ms.toFixed(0)} ms`;
 }
 
 let code = 1;
