@@ -1,7 +1,12 @@
 import { sql } from "kysely";
 import type { Db } from "../platform/database.ts";
 import { getMerchant } from "../merchant/mod.ts";
-import { InvalidAmountError, ReferenceConflictError, UnknownMerchantError } from "./errors.ts";
+import {
+  InvalidAmountError,
+  ReferenceConflictError,
+  UnknownCardAccountError,
+  UnknownMerchantError,
+} from "./errors.ts";
 import "./tables.ts";
 
 /** ¥1,000,000: far above any real movement, far below the safe-integer edge. */
@@ -110,9 +115,18 @@ export async function ensureSystemAccount(
 
 /** The wallet row of a card account, created (empty) on first use. */
 export async function ensureCardWallet(db: Db, cardAccountId: number): Promise<void> {
-  await db.insertInto("ledger_accounts")
-    .values({ kind: "card", card_account_id: cardAccountId, name: `card:${cardAccountId}` })
-    .onConflict((oc) => oc.column("card_account_id").doNothing()).execute();
+  if (!Number.isSafeInteger(cardAccountId) || cardAccountId <= 0) {
+    throw new UnknownCardAccountError(cardAccountId);
+  }
+  try {
+    await db.insertInto("ledger_accounts")
+      .values({ kind: "card", card_account_id: cardAccountId, name: `card:${cardAccountId}` })
+      .onConflict((oc) => oc.column("card_account_id").doNothing()).execute();
+  } catch (err) {
+    // The wallet's foreign key to card_accounts: no such card account.
+    if ((err as PgError)?.code === "23503") throw new UnknownCardAccountError(cardAccountId);
+    throw err;
+  }
 }
 
 /** A transfer row as the API's lookups need it. */

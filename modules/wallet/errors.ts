@@ -219,3 +219,12 @@ export class HoldAlreadySettledError extends WalletError {
     super(`Cannot settle hold ${holdId}: already settled`, "该预授权已结算");
   }
 }
+
+/** No card account with this id. */
+export class UnknownCardAccountError extends WalletError {
+  readonly code = "unknown_card_account";
+  override status = 404 as const;
+  constructor(readonly cardAccountId: number) {
+    super(`Cannot find card account ${cardAccountId}`, "一卡通账户不存在");
+  }
+}

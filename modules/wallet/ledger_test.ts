@@ -20,6 +20,7 @@ import {
   refundTransfer,
   refundUtility,
   reverseByReference,
+  UnknownCardAccountError,
   UnknownMerchantError,
   updatePaySettings,
   verifyLedger,
@@ -620,6 +621,49 @@ Deno.test({
       await t.h.close();
     }
   },
+});
+
+Deno.test("a top-up is credited once per reference; a different request under it is refused", async () => {
+  const t = await setup();
+  try {
+    const card = await t.card(0);
+    const a = await creditTopUp(t.db, {
+      cardAccountId: card,
+      amount: 5000,
+      method: "wechat",
+      reference: "WX1",
+    });
+    const b = await creditTopUp(t.db, {
+      cardAccountId: card,
+      amount: 5000,
+      method: "wechat",
+      reference: "WX1",
+    });
+    assert.equal(b.duplicate, true);
+    assert.equal(b.transferId, a.transferId);
+    await assert.rejects(
+      creditTopUp(t.db, { cardAccountId: card, amount: 6000, method: "wechat", reference: "WX1" }),
+      ReferenceConflictError,
+    );
+    await assert.rejects(
+      creditTopUp(t.db, { cardAccountId: card, amount: 1, method: "Bad Method", reference: "WX2" }),
+      InvalidAmountError,
+    );
+    await assert.rejects(
+      creditTopUp(t.db, { cardAccountId: 987654, amount: 1, method: "wechat", reference: "WX3" }),
+      UnknownCardAccountError,
+    );
+    await assert.rejects(
+      creditTopUp(t.db, { cardAccountId: card, amount: 1, method: "wechat", reference: "" }),
+      ReferenceConflictError,
+    );
+    assert.equal((await getBalance(t.db, card)).balance, 5000);
+    const report = await verifyLedger(t.db);
+    assert.equal(report.ok, true);
+    assert.equal(report.totals.externalIn, 5000);
+  } finally {
+    await t.h.close();
+  }
 });
 
 Deno.test("a card account with no money has a zero balance", async () => {
