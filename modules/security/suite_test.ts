@@ -39,13 +39,46 @@ const PUBLIC_PAGES = [
  * Who may use each staff route. Every /admin route must match an entry: a new staff page fails
  * this suite until someone decides which roles may use it.
  */
-const ROLE_MATRIX: Array<{ path: RegExp; roles: Role[] | "any" }> = [
+const ROLE_MATRIX: Array<{ path: RegExp; method?: "GET" | "POST"; roles: Role[] | "any" }> = [
   { path: /^\/admin\/?$/, roles: "any" },
   { path: /^\/admin\/password$/, roles: "any" },
   { path: /^\/admin\/audit$/, roles: ALL_ROLES },
+  // 系统管理员: staff accounts, merchants, terminals, tariffs, the meter simulator.
   { path: /^\/admin\/staff(\/|$)/, roles: [ROLES.sysadmin] },
+  { path: /^\/admin\/(merchants|terminals)(\/|$)/, roles: [ROLES.sysadmin] },
+  { path: /^\/admin\/billing\/tariffs$/, method: "GET", roles: [ROLES.sysadmin, ROLES.finance] },
+  { path: /^\/admin\/billing\/tariffs$/, method: "POST", roles: [ROLES.sysadmin] },
+  { path: /^\/admin\/billing\/simulator$/, roles: [ROLES.sysadmin] },
+  // 图文信息中心: login accounts and password resets, the development outbox.
   { path: /^\/admin\/accounts(\/|$)/, roles: [ROLES.infoCentre, ROLES.sysadmin] },
   { path: /^\/admin\/outbox$/, roles: [ROLES.infoCentre, ROLES.sysadmin] },
+  // 一卡通中心: cards, counter operations, imports, dorm rooms and residents.
+  {
+    path: /^\/admin\/cards(\/:id[^/]*)?$/,
+    method: "GET",
+    roles: [ROLES.cardOffice, ROLES.sysadmin, ROLES.infoCentre],
+  },
+  {
+    path: /^\/admin\/cards\/:id[^/]*\/(loss|unloss|reset-password|unlock|unbind|reissue)$/,
+    roles: [ROLES.cardOffice],
+  },
+  { path: /^\/admin\/cards\/:id[^/]*\/unlock-login$/, roles: [ROLES.cardOffice, ROLES.infoCentre] },
+  { path: /^\/admin\/cards\/import(\/|$)/, roles: [ROLES.cardOffice, ROLES.sysadmin] },
+  { path: /^\/admin\/billing\/(buildings|rooms)(\/|$)/, roles: [ROLES.cardOffice, ROLES.sysadmin] },
+  { path: /^\/admin\/billing\/residents(\/|$)/, roles: [ROLES.cardOffice] },
+  {
+    path: /^\/admin\/billing\/balances$/,
+    roles: [ROLES.cardOffice, ROLES.finance, ROLES.sysadmin],
+  },
+  // 财务处: money. Others may look (system administrator) but only finance moves it.
+  { path: /^\/admin\/billing\/queue$/, roles: [ROLES.finance, ROLES.sysadmin] },
+  { path: /^\/admin\/billing\/queue\/:id\/retry$/, roles: [ROLES.finance, ROLES.sysadmin] },
+  { path: /^\/admin\/billing\/queue\/:id\/refund$/, roles: [ROLES.finance] },
+  { path: /^\/admin\/billing\/reports(\.csv)?$/, roles: [ROLES.finance] },
+  { path: /^\/admin\/topup\/sandbox$/, roles: [ROLES.finance, ROLES.sysadmin] },
+  { path: /^\/admin\/ledger(\/|$)/, roles: [ROLES.finance, ROLES.sysadmin] },
+  { path: /^\/admin\/finance(\/.*)?$/, method: "GET", roles: [ROLES.finance, ROLES.sysadmin] },
+  { path: /^\/admin\/finance\/.*$/, method: "POST", roles: [ROLES.finance] },
 ];
 
 /** Staff routes for everyone, signed in or not. */
@@ -275,7 +308,9 @@ Deno.test("every staff route is refused to the signed-out and to each role it is
   try {
     const routes = routesOf(s.app).filter((r) => r.path.startsWith("/admin"))
       .filter((r) => !STAFF_OPEN.some((re) => re.test(r.path)));
-    const unlisted = routes.filter((r) => !ROLE_MATRIX.some((m) => m.path.test(r.path)));
+    const entry = (r: RouteInfo) =>
+      ROLE_MATRIX.find((m) => m.path.test(r.path) && (!m.method || m.method === r.method));
+    const unlisted = routes.filter((r) => !entry(r));
     assert.deepEqual(
       unlisted.map((r) => `${r.method} ${r.path}`),
       [],
@@ -296,7 +331,7 @@ Deno.test("every staff route is refused to the signed-out and to each role it is
       if (!(a.status === 303 && (a.headers.get("location") ?? "").startsWith("/admin/login"))) {
         problems.push(`signed out: ${r.method} ${r.path} answered ${a.status}`);
       }
-      const allowed = ROLE_MATRIX.find((m) => m.path.test(r.path))!.roles;
+      const allowed = entry(r)!.roles;
       for (const [role, c] of byRole) {
         const res = await send(c);
         await res.body?.cancel();
