@@ -1,5 +1,6 @@
 import { sql } from "kysely";
 import type { Db } from "../platform/database.ts";
+import { DomainError } from "../platform/errors.ts";
 import { logger } from "../platform/log.ts";
 import { randomToken } from "../platform/crypto.ts";
 import { MeterError } from "./errors.ts";
@@ -99,7 +100,7 @@ async function claimDueJobs(db: Db, policy: DeliveryPolicy, now: Date): Promise<
     )
     update billing_delivery_jobs j
        set lease_token = ${token}, lease_expires_at = ${leaseUntil}, updated_at = ${now},
-           attempts = j.attempts + case when j.state in ('pending', 'refunding') then 1 else 0 end
+           attempts = j.attempts + case when j.state in ('paying', 'pending', 'refunding') then 1 else 0 end
       from due
      where j.purchase_id = due.purchase_id
     returning j.purchase_id, j.state, j.attempts, j.lease_token`.execute(db);
@@ -318,12 +319,19 @@ async function runJob(
       });
       await markPaid(ctx.db, p.id, transferId, now);
     } catch (err) {
-      if (ctx.money.isInsufficientFunds(err)) return await markDeclined(ctx.db, p.id, now);
+      // The wallet's refusal is final (no money moved); anything else may be passing.
+      if (ctx.money.isInsufficientFunds(err) || err instanceof DomainError) {
+        log.warn("utility payment refused by the wallet", {
+          orderNo: p.order_no,
+          err: (err as Error).message,
+        });
+        return await markDeclined(ctx.db, p.id, now);
+      }
       await postpone(
         ctx.db,
         job,
         "paying",
-        new Date(now.getTime() + policy.baseDelayMs),
+        new Date(now.getTime() + backoffMs(policy, job.attempts)),
         String(err),
         now,
       );

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { getBalance } from "../wallet/mod.ts";
+import { getBalance, ReferenceConflictError } from "../wallet/mod.ts";
 import { openDatabase } from "../platform/database.ts";
 import {
   assertLedgerBalanced,
@@ -391,6 +391,50 @@ Deno.test("two server instances on one database deliver each job exactly once", 
     await assertLedgerBalanced(w.db);
   } finally {
     await other?.close();
+    await w.close();
+  }
+});
+
+Deno.test("a wallet refusal other than the balance declines the purchase instead of retrying it", async () => {
+  const w = await makeWorld();
+  try {
+    const refusing: UtilityMoney = {
+      ...walletMoney,
+      pay: () => Promise.reject(new ReferenceConflictError("billing:x")),
+    };
+    await assert.rejects(paidPurchase(w, 20_00, refusing), ReferenceConflictError);
+    const first = await w.db.selectFrom("billing_purchases").select(["id", "status"])
+      .executeTakeFirstOrThrow();
+    assert.equal(first.status, "declined");
+
+    // The same refusal met by the worker (the web request had died before asking).
+    const dying: UtilityMoney = { ...walletMoney, pay: () => Promise.reject(new Error("killed")) };
+    const s = await makeStudent(w, { balance: 100_00 });
+    const room = await w.db.selectFrom("billing_rooms").select("id").executeTakeFirstOrThrow();
+    await chooseRoom(w.db, s.accountId, room.id);
+    await assert.rejects(
+      purchaseUtility(w.db, dying, {
+        payer: { accountId: s.accountId, cardAccountId: s.cardAccountId!, name: "x" },
+        utility: "water",
+        amount: 5_00,
+        token: "refusal-token-aaaaaaaa",
+      }),
+      /killed/,
+    );
+    const c = clock();
+    c.advance(POLICY.payingGraceMs);
+    await runDueJobs({
+      db: w.db,
+      meter: new SimulatedMeter(w.db),
+      money: refusing,
+      policy: POLICY,
+      now: c.now,
+    });
+    const statuses = await w.db.selectFrom("billing_purchases").select("status").orderBy("id")
+      .execute();
+    assert.deepEqual(statuses.map((r) => r.status), ["declined", "declined"]);
+    assert.equal((await getBalance(w.db, s.cardAccountId!)).balance, 100_00);
+  } finally {
     await w.close();
   }
 });

@@ -200,6 +200,11 @@ export async function purchaseUtility(
       const balance = (err as { balance?: unknown }).balance;
       throw new BalanceTooLowError(typeof balance === "number" ? balance : null);
     }
+    if (err instanceof DomainError) {
+      // Any other refusal of the wallet is final too, and moved no money.
+      await markDeclined(db, p.id, now);
+      throw err;
+    }
     // Anything else leaves the purchase paying: the delivery worker finishes it with the same reference.
     throw err;
   }
