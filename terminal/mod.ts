@@ -27,6 +27,22 @@ export { parseBody, Parser, type RawFrame } from "./parser.ts";
 /** Settings given to readers, and the wallet reference of a reader request. */
 export { maskName, type ProtocolSettings, protocolSettings, requestReference } from "./service.ts";
 export type { TerminalServer, TerminalServerOptions };
+/** A reader's side of the protocol (the simulator's client), for other modules' tests and the bench. */
+export {
+  type ClientOptions,
+  describeStatus,
+  keyFromHex,
+  type Received,
+  TerminalClient,
+} from "./sim/client.ts";
+/** Load mode of the simulator: readers and funded cards, and a timed run with a latency summary. */
+export {
+  type LoadKind,
+  type LoadReader,
+  type LoadSummary,
+  runLoad,
+  setupLoad,
+} from "./sim/load.ts";
 
 const servers = new Set<TerminalServer>();
 
