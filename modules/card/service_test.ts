@@ -503,3 +503,18 @@ Deno.test("concurrent blocklist changes get consecutive versions and every chip 
     await env.h.close();
   }
 });
+
+Deno.test("the card module's keyed hashes equal security's keyedHash, so stored hashes stay valid", async () => {
+  const { keyedHash } = await import("../security/mod.ts");
+  const { idNumberHash, defaultPasswordCheck } = await import("./passwords.ts");
+  const { testConfig } = await import("../platform/testing.ts");
+  const config = testConfig();
+  for (const id of [IDS.zhang, IDS.li, "身份证"]) {
+    const h = await idNumberHash({ config }, id);
+    assert.equal(h, await keyedHash(config.appSecret, "id-number", id));
+    assert.equal(
+      await defaultPasswordCheck({ config }, h, "15123X"),
+      await keyedHash(config.cardPepper, "card-default-password", `${h}\n15123X`),
+    );
+  }
+});
