@@ -514,3 +514,48 @@ Deno.test("every finance admin route answers each role as it should", async () =
     await ctx.h.close();
   }
 });
+
+Deno.test("finance marks a flagged notify as handled, with a note, in the audit log", async () => {
+  const ctx = await setupApp();
+  try {
+    const fin = await makeStaff(ctx, "fin1", [ROLES.finance]);
+    const forged = await ctx.app.request("http://localhost:8000/pay/notify/sandbox", {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        "x-sandbox-timestamp": String(Math.floor(Date.now() / 1000)),
+        "x-sandbox-signature": "0".repeat(64),
+      },
+      body: JSON.stringify({ order_no: "YXT123456", txn_id: "X", amount: 100, state: "SUCCESS" }),
+    });
+    assert.equal(forged.status, 401);
+    const page = await fin.client.page("/admin/finance/flags");
+    assert.match(page, /bad_signature/);
+    assert.match(page, /YXT123456/);
+    const flag = await ctx.db.selectFrom("topup_notifies").select("id").executeTakeFirstOrThrow();
+    assert.equal(
+      (await fin.client.post(`/admin/finance/flags/${flag.id}/resolve`, { resolution: "" })).status,
+      422,
+    );
+    assert.equal(
+      (await fin.client.post(`/admin/finance/flags/${flag.id}/resolve`, {
+        resolution: "伪造通知，已报告信息中心",
+      })).status,
+      303,
+    );
+    assert.equal(
+      (await fin.client.post(`/admin/finance/flags/${flag.id}/resolve`, { resolution: "再次处理" }))
+        .status,
+      404,
+    );
+    assert.doesNotMatch(await fin.client.page("/admin/finance/flags"), /YXT123456/);
+    const audit = await ctx.db.selectFrom("audit_log").select(["action", "staff_id"]).where(
+      "action",
+      "=",
+      "finance.notify_resolved",
+    ).execute();
+    assert.deepEqual(audit, [{ action: "finance.notify_resolved", staff_id: fin.id }]);
+  } finally {
+    await ctx.h.close();
+  }
+});

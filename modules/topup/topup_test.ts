@@ -450,3 +450,37 @@ Deno.test("the sandbox notify setting is for finance and sysadmin only, and is a
     await ctx.h.close();
   }
 });
+
+Deno.test("a late notify is held back by the sandbox, then credits once when it arrives", async () => {
+  const ctx = await setupApp();
+  try {
+    const s = await makeStudent(ctx);
+    const sandbox = sandboxOf(buildGateways(ctx))!;
+    await sandbox.setMode("late");
+    const orderNo = await openOrder(s.client, "6");
+    await s.client.post(`/pay/sandbox/${orderNo}/confirm`);
+    await tick(ctx);
+    const queued = await ctx.db.selectFrom("sandbox_notifies").select("delivered_at").where(
+      "order_no",
+      "=",
+      orderNo,
+    )
+      .executeTakeFirstOrThrow();
+    assert.equal(queued.delivered_at, null);
+    assert.equal((await orderRow(ctx, orderNo)).state, "pending");
+    assert.match(await s.client.page(`/wallet/recharge/orders/${orderNo}`), /处理中/);
+    await tick(ctx, new Date(Date.now() + 31_000));
+    assert.equal((await orderRow(ctx, orderNo)).state, "paid");
+    await tick(ctx, new Date(Date.now() + 200_000));
+    const outcomes = await ctx.db.selectFrom("topup_notifies").select("outcome").where(
+      "order_no",
+      "=",
+      orderNo,
+    ).execute();
+    assert.deepEqual(outcomes.map((o) => o.outcome), ["credited"]);
+    assert.deepEqual(await topupCredits(ctx, s.cardAccountId), { n: 1, total: 600 });
+    await assertLedgerBalanced(ctx);
+  } finally {
+    await ctx.h.close();
+  }
+});
