@@ -26,7 +26,13 @@ import { cardAdminRoutes, cardRoutes } from "./modules/card/mod.ts";
 import { billingAdminRoutes, billingRoutes, startBillingWorker } from "./modules/billing/mod.ts";
 import { startTopupLoop, topupRoutes } from "./modules/topup/mod.ts";
 import { financeRoutes } from "./modules/finance/mod.ts";
-import { ledgerAdminRoutes, startHoldExpiryLoop, walletRoutes } from "./modules/wallet/mod.ts";
+import {
+  ledgerAdminRoutes,
+  registerTransferLabeler,
+  startHoldExpiryLoop,
+  walletRoutes,
+} from "./modules/wallet/mod.ts";
+import { describeUtilityTransfers } from "./modules/billing/mod.ts";
 
 /** What every module's routes and services are built from. */
 export interface AppDeps {
@@ -60,6 +66,8 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.route("/admin/finance", financeRoutes(deps));
   app.route("/security", cardRoutes(deps));
   app.route("/admin/cards", cardAdminRoutes(deps));
+  // 交易记录 shows 电费/冷水 purchases with their room and delivery state.
+  registerTransferLabeler(describeUtilityTransfers);
   app.route("/", walletRoutes(deps));
   app.route("/admin/ledger", ledgerAdminRoutes(deps));
   return app;

@@ -113,3 +113,6 @@ export {
   listTransfers,
   type TransferView,
 } from "./reports.ts";
+
+/** Other modules' labels for their transfers in 交易记录 (main.ts registers billing's). */
+export { registerTransferLabeler, type TransferLabel, type TransferLabeler } from "./labels.ts";

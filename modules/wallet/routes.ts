@@ -28,6 +28,7 @@ import {
   spendingTotals,
 } from "./history.ts";
 import { verifyLedger } from "./verify.ts";
+import { labelRows } from "./labels.ts";
 import { historyQuery, settingsForm } from "./schemas.ts";
 import { groupDigits, qrSvg } from "./qr.ts";
 
@@ -82,12 +83,15 @@ export function walletRoutes(deps: { db: Db }): Hono<AppEnv> {
       const type = (q.type || undefined) as HistoryType | undefined;
       const month = q.month || undefined;
       const beforeId = q.before ? Number(q.before) : undefined;
-      const rows = await listTransactions(db, card.cardAccountId, {
-        type,
-        month,
-        beforeId,
-        limit: PAGE_SIZE,
-      });
+      const rows = await labelRows(
+        db,
+        await listTransactions(db, card.cardAccountId, {
+          type,
+          month,
+          beforeId,
+          limit: PAGE_SIZE,
+        }),
+      );
       const more = rows.length === PAGE_SIZE ? rows[rows.length - 1].id : null;
       const filter = { type: type ?? "", month: month ?? "" };
       const data = { rows, more, filter, kindLabels: KIND_LABELS, types: HISTORY_TYPES };
@@ -102,8 +106,9 @@ export function walletRoutes(deps: { db: Db }): Hono<AppEnv> {
     if (!/^[1-9]\d{0,14}$/.test(raw)) throw new NotFoundError("transaction");
     const card = await boundCard(c, db);
     if (card instanceof Response) return card;
-    const row = await getTransaction(db, card.cardAccountId, Number(raw));
-    if (!row) throw new NotFoundError(`transaction ${raw} of this card account`);
+    const found = await getTransaction(db, card.cardAccountId, Number(raw));
+    if (!found) throw new NotFoundError(`transaction ${raw} of this card account`);
+    const [row] = await labelRows(db, [found]);
     return render(c, "wallet/detail", { row, kindLabels: KIND_LABELS }, { title: "交易详情" });
   });
 

@@ -67,10 +67,11 @@ Deno.test("交易记录 lists newest first with filters, pages and totals; detai
       amount: 500,
       utility: "water",
       reference: "w1",
-      details: {},
+      details: { room: "3号楼101" },
     });
     const html = await s.client.page("/wallet/transactions");
     assert.match(html, /冷水/);
+    assert.match(html, /3号楼101/);
     assert.ok(html.indexOf("冷水") < html.indexOf("第一食堂"), "newest first");
     assert.match(html, /今日消费/);
     const total = (25 * 100 + 300) + 500;
