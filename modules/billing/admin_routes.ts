@@ -10,11 +10,11 @@ import { parseYuan } from "../platform/money.ts";
 import { render } from "../platform/views.ts";
 import { clientIp } from "../security/mod.ts";
 import { registerAdminNav, requireRole, ROLES, writeAudit } from "../staff/mod.ts";
-import { findAccountByPhone } from "../account/mod.ts";
+import { findAccount, findAccountByPhone } from "../account/mod.ts";
 import { findBoundCard } from "../card/mod.ts";
 import { requestRefund, retryJob, wakeDeliveryWorkers } from "./delivery.ts";
 import { listSimulatedFaults, setSimulatedFault } from "./meters.ts";
-import { dayStart, STATUS_LABELS, UTILITY_LABELS } from "./purchases.ts";
+import { dayStart, roomHistory, STATUS_LABELS, UTILITY_LABELS } from "./purchases.ts";
 import { buildingBalances, dailyRevenue, deliveryQueue, revenueCsv } from "./reports.ts";
 import {
   createBuilding,
@@ -532,6 +532,33 @@ export function billingAdminRoutes(deps: { db: Db; config: Config }): Hono<AppEn
       });
     },
   );
+
+  app.get("/rooms/:id", requireRole(...BILLING_ROLES.balances), async (c) => {
+    const room = await findRoom(db, idOf(c));
+    if (!room) throw new NotFoundError(`room ${c.req.param("id")}`);
+    const residents = await Promise.all((await listResidents(db, room.id)).map(async (r) => {
+      const account = await findAccount(db, r.accountId);
+      const card = await findBoundCard(db, r.accountId);
+      return {
+        ...r,
+        phone: account?.phone ?? "",
+        name: card?.name ?? null,
+        studentNumber: card?.studentNumber ?? null,
+      };
+    }));
+    const history = [
+      ...(await roomHistory(db, room.id, "electricity", 50)),
+      ...(await roomHistory(db, room.id, "water", 50)),
+    ].sort((a, b) => b.id - a.id);
+    return render(c, "billing/admin_room", {
+      room,
+      label: roomLabel(room),
+      residents,
+      history,
+      utilityLabels: UTILITY_LABELS,
+      statusLabels: STATUS_LABELS,
+    }, { ...ADMIN, title: roomLabel(room) });
+  });
 
   // ---- delivery queue ----
   const showQueue = async (c: Context<AppEnv>, notice = "", status = 200) => {

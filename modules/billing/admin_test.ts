@@ -68,6 +68,7 @@ const ROUTES: Array<
     form: { kind: "water", unit: "ton", price: "x" },
   },
   { method: "GET", path: "/admin/billing/balances", roles: [cardOffice, finance, sysadmin] },
+  { method: "GET", path: "/admin/billing/rooms/:r", roles: [cardOffice, finance, sysadmin] },
   { method: "GET", path: "/admin/billing/queue", roles: [finance, sysadmin] },
   { method: "POST", path: "/admin/billing/queue/999999/retry", roles: [finance, sysadmin] },
   { method: "POST", path: "/admin/billing/queue/999999/refund", roles: [finance] },
@@ -380,6 +381,11 @@ Deno.test("finance sees failed deliveries in the queue, retries and refunds them
 
     const balances = await root.page("/admin/billing/balances");
     assert.match(balances, /¥20\.00/);
+    const room = await root.page(`/admin/billing/rooms/${r101.id}`);
+    assert.match(room, /张三/);
+    assert.match(room, new RegExp(`${a.orderNo}[\\s\\S]*已退款`));
+    assert.match(room, new RegExp(`${b.orderNo}[\\s\\S]*已到账`));
+    assert.equal((await root.get("/admin/billing/rooms/999999")).status, 404);
     await assertLedgerBalanced(w.db);
   } finally {
     await w.close();
