@@ -421,6 +421,11 @@ Deno.test("top-up reconciliation sorts a statement into matched, missing on eith
     ).execute();
     assert.equal(audit.length, 1);
 
+    // The order list finds an order by its number and by the student's 学号.
+    const found = await fin.client.page(`/admin/finance/orders?q=${theirsOnly}`);
+    assert.match(found, new RegExp(theirsOnly));
+    assert.match(found, /待支付/);
+    assert.doesNotMatch(found, new RegExp(matched));
     // Unusable uploads come back with a message.
     assert.equal((await uploadStatement(ctx, fin.client, "a,b,c\n1,2,3")).status, 422);
     assert.equal((await uploadStatement(ctx, fin.client, "")).status, 422);
@@ -459,6 +464,8 @@ Deno.test("every finance admin route answers each role as it should", async () =
       "/admin/finance/adjustments",
       "/admin/finance/reports",
       "/admin/finance/reports.csv",
+      "/admin/finance/orders",
+      "/admin/finance/orders?q=2024",
       "/admin/finance/reconcile",
       "/admin/finance/reconcile/sandbox-statement.csv",
       "/admin/finance/flags",

@@ -17,6 +17,7 @@ import {
   chinaDayStart,
   listFlaggedNotifies,
   listFlaggedOrders,
+  listOrders,
   resolveFlaggedNotify,
   sandboxOf,
 } from "../topup/mod.ts";
@@ -332,6 +333,19 @@ export function financeRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
     const rec = id.success ? await getReconciliation(db, Number(id.data)) : null;
     if (!rec) throw new NotFoundError("reconciliation");
     return render(c, "finance/reconcile_result", { rec }, { ...ADMIN, title: "对账结果" });
+  });
+
+  // 充值订单: look one up by order number or by 学号.
+  app.get("/orders", requireRole(...VIEW), async (c) => {
+    const q = (c.req.query("q") ?? "").trim().slice(0, 40);
+    let orders: Awaited<ReturnType<typeof listOrders>> = [];
+    if (/^YXT\d{10,29}$/.test(q)) orders = await listOrders(db, { orderNo: q, limit: 1 });
+    else if (q) {
+      for (const card of await findCardsByStudentNumber(db, q)) {
+        orders.push(...await listOrders(db, { cardAccountId: card.id, limit: 100 }));
+      }
+    } else orders = await listOrders(db, { limit: 50 });
+    return render(c, "finance/orders", { q, orders }, { ...ADMIN, title: "充值订单" });
   });
 
   // 异常通知
