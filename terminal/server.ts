@@ -203,9 +203,6 @@ export function startTerminalServer(
       status: statusName(status),
       detail,
     });
-    await c.write(
-      terminal?.key ? encodeFrame(terminal.key, header, m) : encodeUnsealedFrame(header, m),
-    );
     if (terminal && c.errorsLogged < 5) {
       // Logged for the live view, a few per connection so a flood cannot fill the table.
       c.errorsLogged++;
@@ -216,6 +213,9 @@ export function startTerminalServer(
       })
         .catch((err) => log.error("cannot record terminal error", { err: (err as Error).message }));
     }
+    await c.write(
+      terminal?.key ? encodeFrame(terminal.key, header, m) : encodeUnsealedFrame(header, m),
+    );
     if (c.badFrames >= maxBadFrames) {
       log.warn("closing connection after repeated bad frames", {
         address: c.address,
@@ -270,7 +270,8 @@ export function startTerminalServer(
     c.badFrames = 0;
     if (Date.now() - c.lastSeenWritten > 30_000) {
       c.lastSeenWritten = Date.now();
-      recordTerminalSeen(db, t.id, c.address).catch((err) =>
+      // Awaited (once per 30 s per connection) so the live view is current when the reply arrives.
+      await recordTerminalSeen(db, t.id, c.address).catch((err) =>
         log.error("cannot record terminal seen", { err: (err as Error).message })
       );
     }
