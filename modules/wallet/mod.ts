@@ -10,6 +10,11 @@
  *   reference with a different request (other card or amount) is `ReferenceConflictError`.
  * - Refusals are `WalletError` subclasses (errors.ts) with a stable `code` for readers and a
  *   Chinese `userMessage` for pages.
+ * - The wallet does not look at a card's loss status: readers check the chip with the card module
+ *   first (`findCardByChip`). A payment code keeps working after a loss report unless the student
+ *   froze it (付款码设置) or froze it with the loss (`card_accounts.payment_code_frozen`).
+ * - A card account that never received money has no wallet row: it reads as balance 0 and is
+ *   refused with `InsufficientFundsError`.
  * - Calls may run inside the caller's Kysely transaction (e.g. to `writeAudit` in the same
  *   commit); there, a concurrent duplicate of the same reference aborts the caller's transaction
  *   with the database's unique violation, and the caller retries.
