@@ -12,12 +12,17 @@ import { walletMoney } from "./wallet_link.ts";
 
 /** The tariff in force: `currentShowerTariff(db)` → `{ tariffId, unit, fenPerUnit, preauthAmount }`. */
 export { currentShowerTariff, currentTariff, type ShowerTariff, type Tariff } from "./tariffs.ts";
+/** Utility ("electricity" | "water"), tariff kinds and units, and a purchase's states. */
 export type { PurchaseStatus, TariffKind, TariffUnit, Utility } from "./tables.ts";
 /** Student pages (/billing/room, /billing/electricity, /billing/water, /billing/orders/:no). */
 export { billingRoutes } from "./routes.ts";
 /** Staff pages under /admin/billing, and which roles may use them. */
 export { BILLING_ROLES, billingAdminRoutes } from "./admin_routes.ts";
-/** How a wallet transfer made by billing reads in 交易记录: 电费/冷水, the room, the state. */
+/**
+ * How wallet transfers made by billing read in 交易记录, by transfer id: 电费/冷水 (or 电费退款),
+ * the room, the purchase's state now. (Every utility transfer's `details` also carries
+ * `label: "电费 · 1号楼 101"`, `room`, `orderNo`.)
+ */
 export { describeUtilityTransfers, type UtilityTransferLabel } from "./purchases.ts";
 /** Demo buildings and rooms for the embedded setup. */
 export { seedDemoBilling } from "./seed.ts";
