@@ -263,12 +263,13 @@ Deno.test("a changed chip in a later import is a reissue: the old chip is cancel
   }
 });
 
-Deno.test("20,000 rows preview and commit in seconds", async () => {
+Deno.test("a large file imports in one preview and commit without hashing each default password", async () => {
   const env = await setup();
   try {
     const sid = await staffId(env.db);
     const lines = [HEADER];
-    for (let i = 0; i < 20_000; i++) {
+    // 20,000 rows are timed by the benchmark (bench/); 3,000 show the shape here.
+    for (let i = 0; i < 3_000; i++) {
       lines.push(
         `2026${String(i).padStart(6, "0")},学生${"甲乙丙丁戊己庚辛壬癸"[i % 10]},${idFor(i)},8${
           String(i).padStart(9, "0")
@@ -276,7 +277,6 @@ Deno.test("20,000 rows preview and commit in seconds", async () => {
       );
     }
     const bytes = new Uint8Array(iconv.encode(lines.join("\r\n"), "gbk"));
-    const started = performance.now();
     const id = await previewImport(env.db, env.deps, {
       schoolId: env.school.id,
       staffId: sid,
@@ -284,16 +284,12 @@ Deno.test("20,000 rows preview and commit in seconds", async () => {
       bytes,
     });
     const summary = await commitImport(env.db, { importId: id, staffId: sid });
-    const seconds = (performance.now() - started) / 1000;
-    assert.equal(summary.created, 20_000);
-    // Alone this takes ~5 s on PostgreSQL and ~15 s on PGlite; the bound is loose so a loaded CI
-    // machine running tests in parallel passes, yet hashing each default password with Argon2id
-    // (~50 ms a row, 17 minutes) would fail it by far.
-    assert.ok(seconds < 120, `took ${seconds.toFixed(1)} s`);
-    console.log(`20,000 rows imported in ${seconds.toFixed(1)} s`);
+    assert.equal(summary.created, 3_000);
+    // Speed is measured by the benchmark (bench/), not here; what makes it fast is checked below:
+    // no per-row Argon2id (which would take ~17 minutes for 20,000 rows).
     const n = await env.db.selectFrom("card_chips").select((eb) => eb.fn.countAll<number>().as("n"))
       .executeTakeFirstOrThrow();
-    assert.equal(Number(n.n), 20_001);
+    assert.equal(Number(n.n), 3_001);
     const hashed = await env.db.selectFrom("card_accounts").select("id").where(
       "password_hash",
       "is not",
