@@ -79,8 +79,19 @@ export async function coldLoadWeight(
     const urls = new Map<string, string>();
     const sizes = new Map<string, number>();
     cdp.on("Network.requestWillBeSent", (e) => urls.set(e.requestId, e.request.url));
+    // Bytes so far for requests still open (the 付款码 page's long poll), exact once finished.
+    cdp.on(
+      "Network.responseReceived",
+      (e) => sizes.set(e.requestId, e.response.encodedDataLength ?? 0),
+    );
+    cdp.on(
+      "Network.dataReceived",
+      (e) => sizes.set(e.requestId, (sizes.get(e.requestId) ?? 0) + e.encodedDataLength),
+    );
     cdp.on("Network.loadingFinished", (e) => sizes.set(e.requestId, e.encodedDataLength));
-    const res = await page.goto(baseUrl + path, { waitUntil: "networkidle", timeout: 60_000 });
+    // Not "networkidle": a page holding a long poll open never goes idle. Load, then a settle.
+    const res = await page.goto(baseUrl + path, { waitUntil: "load", timeout: 60_000 });
+    await page.waitForTimeout(1500);
     const bytes = [...sizes.values()].reduce((a, b) => a + b, 0);
     const largest = [...sizes].map(([id, b]) => ({ url: urls.get(id) ?? id, bytes: b }))
       .sort((a, b) => b.bytes - a.bytes).slice(0, 3)
