@@ -76,8 +76,8 @@ journey("billing: choose a room, pay electricity and water, see both in 交易�
   await page.getByRole("link", { name: "交易记录" }).click();
   await page.waitForURL(/\/wallet\/transactions/);
   const history = await body(page);
-  assert.match(history, /电费[\s\S]*-20\.00/);
-  assert.match(history, /冷水[\s\S]*-7\.50/);
+  assert.match(history, /电费[\s\S]*2号楼 203[\s\S]*已到账[\s\S]*-20\.00/);
+  assert.match(history, /冷水[\s\S]*2号楼 203[\s\S]*已到账[\s\S]*-7\.50/);
   assert.match(history, /充值[\s\S]*\+100\.00/);
   await shot("transactions");
 });
