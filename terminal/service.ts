@@ -206,8 +206,9 @@ async function once(
   f: RawFrame,
   run: (ctx: ServiceContext) => Promise<Outcome>,
 ): Promise<Reply> {
-  const stored = await findRequest(ctx.db, t.id, f.sequence);
-  if (stored) return fromStored(stored, f.type, f.body);
+  // No lookup first: the record is inserted in the same transaction as the money, so a retry's
+  // insert conflicts, its transaction (and any money it moved) rolls back, and the stored reply
+  // answers it. The common case, a new request, costs no extra round trip.
   const record = async (db: Db, outcome: Outcome): Promise<Reply | null> => {
     const r = reply(outcome.message);
     const saved = await saveRequest(db, {
