@@ -123,7 +123,9 @@ async function start(): Promise<void> {
   );
   console.log(`  Readers: TCP port ${terminals.port}  (deno task sim --terminal 10001)`);
   console.log(`  Staff console: ${config.baseUrl}/admin  (demo sign-in: admin / Admin12345)`);
-  console.log(`  Student demo: ${config.baseUrl}/login  (phone 13800000001 / password Demo12345)\n`);
+  console.log(
+    `  Student demo: ${config.baseUrl}/login  (phone 13800000001 / password Demo12345)\n`,
+  );
 
   let stopping = false;
   const shutdown = async (signal: string) => {

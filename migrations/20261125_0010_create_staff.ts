@@ -24,7 +24,10 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn("after", "jsonb")
     .addColumn("ip", "text")
     .execute();
-  await db.schema.createIndex("audit_log_target").on("audit_log").columns(["target_type", "target_id"])
+  await db.schema.createIndex("audit_log_target").on("audit_log").columns([
+    "target_type",
+    "target_id",
+  ])
     .execute();
   await db.schema.createIndex("audit_log_at").on("audit_log").column("at").execute();
 }

@@ -6,8 +6,11 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn("id", "bigint", (c) => c.primaryKey().generatedAlwaysAsIdentity())
     .addColumn("code", "text", (c) => c.notNull().unique())
     .addColumn("name", "text", (c) => c.notNull())
-    .addColumn("category", "text", (c) =>
-      c.notNull().check(sql`category in ('canteen', 'supermarket', 'shower', 'other')`))
+    .addColumn(
+      "category",
+      "text",
+      (c) => c.notNull().check(sql`category in ('canteen', 'supermarket', 'shower', 'other')`),
+    )
     .addColumn("active", "boolean", (c) => c.notNull().defaultTo(true))
     .addColumn("created_at", "timestamptz", (c) => c.notNull().defaultTo(sql`now()`))
     .execute();
