@@ -14,8 +14,13 @@ import { bindCardForTest, createCardAccountForTest, DEMO_SCHOOL } from "../card/
 import { createMerchant, registerTerminal } from "../merchant/mod.ts";
 import { creditTopUp, getBalance, verifyLedger } from "../wallet/mod.ts";
 import { listOutbox } from "../mail/mod.ts";
-import { encodeFrame, MessageCode, startTerminalServer, Status } from "../../terminal/mod.ts";
-import { TerminalClient } from "../../terminal/sim/client.ts";
+import {
+  encodeFrame,
+  MessageCode,
+  startTerminalServer,
+  Status,
+  TerminalClient,
+} from "../../terminal/mod.ts";
 
 const PASSWORD = "Student123";
 let serial = 0;
