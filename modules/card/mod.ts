@@ -3,7 +3,13 @@ import "./tables.ts";
 
 export type { CardKind, CardStatus, ChipStatus } from "./tables.ts";
 /** The card bound to a login account, and a chip as a reader sees it. */
-export { type BoundCard, type ChipCard, findBoundCard, findCardByChip } from "./repository.ts";
+export {
+  type BoundCard,
+  type ChipCard,
+  findBoundCard,
+  findCardByChip,
+  findCardsByStudentNumber,
+} from "./repository.ts";
 /** Card-password checks with the 5-tries, 30-minute lockout (web pages and readers alike). */
 export {
   CARD_PASSWORD_RULE,

@@ -203,3 +203,14 @@ export async function searchCards(
     )
     .orderBy("card_accounts.student_number").limit(50).execute();
 }
+
+/** Card accounts with a 学号, in any school (several schools may share one deployment). */
+export async function findCardsByStudentNumber(
+  db: Db,
+  studentNumber: string,
+): Promise<Array<{ id: number; student_number: string; name: string; school_id: number }>> {
+  const s = studentNumber.trim().toUpperCase();
+  if (!/^[0-9A-Z]{4,20}$/.test(s)) return [];
+  return await db.selectFrom("card_accounts").select(["id", "student_number", "name", "school_id"])
+    .where("student_number", "=", s).execute();
+}

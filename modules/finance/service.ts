@@ -11,6 +11,7 @@ import {
   type TransferView,
 } from "../wallet/mod.ts";
 import { listTerminals } from "../merchant/mod.ts";
+import { findCardsByStudentNumber } from "../card/mod.ts";
 import {
   chinaDayStart,
   ordersByNumbers,
@@ -149,15 +150,8 @@ export async function refundPayment(
   }
 }
 
-// CARD-REQUEST: finance identifies a card account by 学号; card/mod.ts has no lookup by student
-// number yet, so this reads card_accounts directly. Move it behind card/mod.ts when one exists.
 /** Card accounts with a 学号 (several schools may share one). */
-export async function findCardsByStudentNumber(db: Db, studentNumber: string) {
-  const s = studentNumber.trim().toUpperCase();
-  if (!/^[0-9A-Z]{4,20}$/.test(s)) return [];
-  return await db.selectFrom("card_accounts").select(["id", "student_number", "name", "school_id"])
-    .where("student_number", "=", s).execute();
-}
+export { findCardsByStudentNumber };
 
 /** Proposes a manual adjustment (maker); a different staff member must approve it (checker). */
 export async function proposeAdjustment(
