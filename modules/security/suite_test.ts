@@ -64,6 +64,12 @@ const ROLE_MATRIX: Array<{ path: RegExp; method?: "GET" | "POST"; roles: Role[] 
   },
   { path: /^\/admin\/cards\/:id[^/]*\/unlock-login$/, roles: [ROLES.cardOffice, ROLES.infoCentre] },
   { path: /^\/admin\/cards\/import(\/|$)/, roles: [ROLES.cardOffice, ROLES.sysadmin] },
+  // The room page (who paid what) is read by whoever reads the utility balances.
+  {
+    path: /^\/admin\/billing\/rooms\/:id$/,
+    method: "GET",
+    roles: [ROLES.cardOffice, ROLES.finance, ROLES.sysadmin],
+  },
   { path: /^\/admin\/billing\/(buildings|rooms)(\/|$)/, roles: [ROLES.cardOffice, ROLES.sysadmin] },
   { path: /^\/admin\/billing\/residents(\/|$)/, roles: [ROLES.cardOffice] },
   {
