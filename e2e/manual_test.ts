@@ -278,6 +278,9 @@ journey("manual: 校园一信通使用手册 from top to bottom", {
   await page.getByRole("heading", { name: "挂失" }).waitFor();
   const noted = (await page.locator("#chip-number").textContent() ?? "").trim();
   assert.equal(noted, CHIP_NUMBER, "the chip number (not the 学号) is shown to note down");
+  // 温馨提示 3: the number that pops up is the chip number, 并非学号, to be kept (截图).
+  await page.getByText(/一卡通芯片卡号（并非学号）/).waitFor();
+  await page.getByText(/截图记下芯片卡号/).waitFor();
   assert.equal(await page.getByLabel("一卡通芯片卡号").inputValue(), noted);
   await page.getByLabel("身份证", { exact: true }).fill(ID_NUMBER);
   await page.getByLabel("一卡通密码", { exact: true }).fill(NEW_CARD_PASSWORD);
