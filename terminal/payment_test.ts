@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { createStaff } from "../modules/staff/mod.ts";
 import { reissueCard, staffReportLoss } from "../modules/card/mod.ts";
-import { issuePaymentCode, updatePaySettings } from "../modules/wallet/mod.ts";
+import { creditTopUp, issuePaymentCode, updatePaySettings } from "../modules/wallet/mod.ts";
 import { type Message, MessageCode, Status } from "./messages.ts";
 import { setupWorld, type World } from "./_test_support.ts";
 
@@ -138,6 +138,27 @@ Deno.test("a lost reply retried gets the same bytes and debits once, even on a n
     await w.card({ balance: 0 });
     const r2 = await other.sendFrame(refused.bytes, refused.sequence);
     assert.deepEqual(r2.bytes, r1.bytes);
+  }));
+
+Deno.test("a refused payment retried after a top-up stays refused and moves nothing", () =>
+  withWorld(async (w) => {
+    const card = await w.card({ balance: 100 });
+    const pos = await w.connect("canteen_pos");
+    const { bytes, sequence } = pos.frame(pay(card.chip, 500));
+    const first = await pos.sendFrame(bytes, sequence);
+    assert.equal(status(first.message), Status.InsufficientBalance);
+    await creditTopUp(w.db, {
+      cardAccountId: card.cardAccountId,
+      amount: 1000,
+      method: "sandbox",
+      reference: `test-topup-${sequence}`,
+    });
+    const again = await pos.sendFrame(bytes, sequence);
+    assert.deepEqual(again.bytes, first.bytes);
+    assert.equal(await w.balance(card.cardAccountId), 1100);
+    const rows = await w.db.selectFrom("ledger_transfers").select("reference")
+      .where("kind", "=", "purchase").execute();
+    assert.deepEqual(rows, []);
   }));
 
 Deno.test("the same sequence number with a different body is refused and moves nothing", () =>

@@ -1,5 +1,5 @@
 /** Queries of the terminal module's own tables. */
-import { sql } from "kysely";
+import { type RawBuilder, sql } from "kysely";
 import type { Db } from "../modules/platform/database.ts";
 import "./tables.ts";
 
@@ -54,6 +54,40 @@ export async function saveRequest(
   }).onConflict((oc) => oc.columns(["terminal_id", "sequence"]).doNothing()).returning("sequence")
     .executeTakeFirst();
   return inserted !== undefined;
+}
+
+/**
+ * The record of a paid request as an `insert … select … from ${paid}` for the wallet's one-statement
+ * payment (`payFromCardRecorded`): `paid` is the transfer row, and its `balance_after` is written
+ * into the reply body as a big-endian int32 at `balanceOffset` (a balance outside int32 fails the
+ * cast, so the statement writes nothing and the caller takes the ordinary path). A plain insert:
+ * a (terminal, sequence) already recorded aborts the whole statement, money included.
+ */
+export function recordPaidRequestSql(
+  row: {
+    terminalId: number;
+    sequence: number;
+    type: number;
+    request: Uint8Array;
+    status: number;
+    replyType: number;
+    replyTimestamp: number;
+    reply: Uint8Array;
+    balanceOffset: number;
+    amount: number;
+    cardAccountId: number;
+  },
+  paid: RawBuilder<unknown>,
+): RawBuilder<unknown> {
+  return sql`insert into terminal_requests (terminal_id, sequence, type, request, status,
+      reply_type, reply_timestamp, reply, amount, card_account_id)
+    select ${row.terminalId}::bigint, ${row.sequence}::bigint, ${row.type}::smallint,
+      ${row.request}::bytea, ${row.status}::integer, ${row.replyType}::smallint,
+      ${row.replyTimestamp}::bigint,
+      overlay(${row.reply}::bytea placing int4send(${paid}.balance_after::integer)
+        from ${row.balanceOffset + 1}::integer for 4),
+      ${row.amount}::bigint, ${row.cardAccountId}::bigint
+    from ${paid}`;
 }
 
 /** Money-moving requests of a terminal, newest first. */

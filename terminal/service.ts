@@ -19,6 +19,7 @@ import {
   getBalance,
   holdFunds,
   payFromCard,
+  payFromCardRecorded,
   redeemPaymentCode,
   releaseHold,
   reverseByReference,
@@ -41,6 +42,7 @@ import {
   findShower,
   listRequests,
   offlineAcked,
+  recordPaidRequestSql,
   saveOfflineRecord,
   saveRequest,
   saveShower,
@@ -299,13 +301,75 @@ function paymentRefusal(err: unknown): { status: number; balance: number } | nul
 
 const MAX_AMOUNT = 100_000_000;
 
+/** Where the balance sits in a CardPaymentReply body: after status (2) and amount (4). */
+const CARD_REPLY_BALANCE_OFFSET = 6;
+
+/**
+ * The common case in two round trips: the chip's card, then one statement that debits it and
+ * records the request with its reply (money and record commit together, as in `once`). Anything
+ * else (a refusal, a password, a retry, a database error) returns null, nothing written, and the
+ * ordinary path answers it.
+ */
+async function paidAtOnce(
+  ctx: ServiceContext,
+  t: Terminal,
+  f: RawFrame,
+  m: Extract<Message, { code: 0x10 }>,
+): Promise<Reply | null> {
+  if (m.amount <= 0 || m.amount > MAX_AMOUNT || m.amount > ctx.settings.passwordThreshold) {
+    return null;
+  }
+  const card = await findCardByChip(ctx.db, m.chip);
+  if (!card || cardRefusal(card) !== null) return null;
+  const approved = (balance: number) =>
+    reply({
+      code: MessageCode.CardPaymentReply,
+      status: Status.Ok,
+      amount: m.amount,
+      balance,
+      triesLeft: 0,
+      retryAfter: 0,
+    });
+  const template = approved(0);
+  let paid;
+  try {
+    paid = await payFromCardRecorded(ctx.db, {
+      cardAccountId: card.cardAccountId,
+      merchantId: t.merchantId,
+      amount: m.amount,
+      reference: requestReference(t.id, f.sequence),
+      terminalId: t.id,
+      channel: "card",
+      record: (row) =>
+        recordPaidRequestSql({
+          terminalId: t.id,
+          sequence: f.sequence,
+          type: f.type,
+          request: f.body,
+          status: template.status ?? 0,
+          replyType: template.code,
+          replyTimestamp: f.timestamp,
+          reply: template.body,
+          balanceOffset: CARD_REPLY_BALANCE_OFFSET,
+          amount: m.amount,
+          cardAccountId: card.cardAccountId,
+        }, row),
+    });
+  } catch (err) {
+    if (isDatabaseError(err)) return null;
+    throw err;
+  }
+  // The same bytes the statement stored: the template with the balance in its place.
+  return paid ? approved(paid.balanceAfter) : null;
+}
+
 async function cardPayment(
   ctx: ServiceContext,
   t: Terminal,
   f: RawFrame,
   m: Extract<Message, { code: 0x10 }>,
 ) {
-  return await once(ctx, t, f, async (ctx) => {
+  return await paidAtOnce(ctx, t, f, m) ?? await once(ctx, t, f, async (ctx) => {
     const refuse = (
       status: number,
       extra: Partial<{ balance: number; triesLeft: number; retryAfter: number }> = {},

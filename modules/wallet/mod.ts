@@ -36,6 +36,8 @@ export { MAX_AMOUNT } from "./_common.ts";
 /**
  * `getBalance(db, cardAccountId)` → `{ balance, held, available }`; `payFromCard` debits a card
  * for a merchant (per-payment and daily limits, refused while the balance is negative);
+ * `payFromCardRecorded` does the same with the caller's record of it in one statement (a reader's
+ * hot path: one round trip; null when nothing moved, and the caller falls back to `payFromCard`);
  * `payUtility` / `refundUtility` for dorm utilities; `applyOfflinePayment` (the only path below
  * zero) and `listNegativeBalances`; `reverseByReference` for a reader's lost reply (leaves a
  * tombstone when the original has not arrived); `creditTopUp`, `refundTransfer`, `adjustBalance`.
@@ -48,6 +50,7 @@ export {
   getBalance,
   listNegativeBalances,
   payFromCard,
+  payFromCardRecorded,
   type PaymentResult,
   payUtility,
   refundTransfer,
