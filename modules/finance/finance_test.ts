@@ -5,7 +5,7 @@ import { csrfFor } from "../platform/testing.ts";
 import { ROLES } from "../staff/mod.ts";
 import { settlePaid } from "../topup/mod.ts";
 import { readStatement } from "./mod.ts";
-import { makeStaff, makeStudent, setupApp } from "./_support.ts";
+import { makeStaff, makeStudent, setupApp } from "../testkit/mod.ts";
 
 type Ctx = Awaited<ReturnType<typeof setupApp>>;
 

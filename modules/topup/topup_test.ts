@@ -3,7 +3,7 @@ import { sql } from "kysely";
 import { getBalance, verifyLedger } from "../wallet/mod.ts";
 import { ROLES } from "../staff/mod.ts";
 import { buildGateways, runTopupTick, sandboxOf } from "./mod.ts";
-import { makeStaff, makeStudent, setupApp } from "./_support.ts";
+import { makeStaff, makeStudent, setupApp } from "../testkit/mod.ts";
 
 type Ctx = Awaited<ReturnType<typeof setupApp>>;
 

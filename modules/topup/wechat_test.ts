@@ -8,7 +8,7 @@ import { createSign, createVerify, generateKeyPairSync, randomBytes } from "node
 import { sql } from "kysely";
 import { getBalance, verifyLedger } from "../wallet/mod.ts";
 import { buildGateways, runTopupTick } from "./mod.ts";
-import { makeStudent, setupApp } from "./_support.ts";
+import { makeStudent, setupApp } from "../testkit/mod.ts";
 
 const APIV3_KEY = "0123456789abcdefABCDEF0123456789";
 const MCHID = "1900000109";

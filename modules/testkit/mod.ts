@@ -1,4 +1,4 @@
-/** Builders for the finance tests: the app, students with bound cards, signed-in staff. */
+/** Test worlds shared by the money modules' tests: the app, students with bound cards, signed-in staff. */
 import { Hono } from "hono";
 import { createApp } from "../../main.ts";
 import type { AppEnv } from "../platform/http.ts";
