@@ -36,6 +36,31 @@ export function parseNumericSafe(text: string): number {
   return n;
 }
 
+/**
+ * A statement whose text starts with this comment runs on PostgreSQL as a named prepared statement:
+ * parsed and planned once per connection instead of on every call. Only for a few hot statements
+ * whose text never varies (pg keeps each one for the connection's lifetime); PGlite ignores it.
+ */
+export const PREPARED = "/*prepared*/";
+
+const statementNames = new Map<string, string>();
+
+/** A pool client that runs `PREPARED` statements by name. */
+class PreparingClient extends pg.Client {
+  // deno-lint-ignore no-explicit-any
+  override query(config: any, values?: any, callback?: any): any {
+    if (typeof config === "string" && config.startsWith(PREPARED) && Array.isArray(values)) {
+      let name = statementNames.get(config);
+      if (!name) {
+        name = `yxt_${statementNames.size + 1}`;
+        statementNames.set(config, name);
+      }
+      return super.query({ name, text: config, values }, callback);
+    }
+    return super.query(config, values, callback);
+  }
+}
+
 /** An open database with what is needed to close it and to tell which kind it is. */
 export interface DatabaseHandle {
   db: Db;
@@ -59,6 +84,7 @@ export async function openDatabase(options: OpenOptions): Promise<DatabaseHandle
     const pool = new pg.Pool({
       connectionString: options.databaseUrl,
       max: options.poolSize ?? 20,
+      Client: PreparingClient,
       types: {
         getTypeParser(oid: number, format?: string) {
           if (oid === INT8_OID) return parseInt8Safe;

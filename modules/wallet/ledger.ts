@@ -1,5 +1,5 @@
 import { type RawBuilder, sql } from "kysely";
-import type { Db } from "../platform/database.ts";
+import { type Db, PREPARED } from "../platform/database.ts";
 import {
   checkAmount,
   checkReference,
@@ -260,7 +260,7 @@ export async function payFromCardRecorded(
   const reference = checkReference(input.reference);
   const today = chinaDay();
   const spent = spentTodaySql(today);
-  const result = await sql<{ id: number; balance_after: number }>`
+  const result = await sql<{ id: number; balance_after: number }>`${sql.raw(PREPARED)}
     with w as (
       update ledger_accounts set balance = balance - ${amount},
         spent_day = ${today}::date, spent_today = ${spent} + ${amount}
