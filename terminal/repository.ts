@@ -58,7 +58,8 @@ export async function saveRequest(
 
 /**
  * The record of a paid request as an `insert … select … from ${paid}` for the wallet's one-statement
- * payment (`payFromCardRecorded`): `paid` is the transfer row, and its `balance_after` is written
+ * payment (`payFromCardRecorded`): `paid` is the transfer row (its card account is recorded), and
+ * its `balance_after` is written
  * into the reply body as a big-endian int32 at `balanceOffset` (a balance outside int32 fails the
  * cast, so the statement writes nothing and the caller takes the ordinary path). A plain insert:
  * a (terminal, sequence) already recorded aborts the whole statement, money included.
@@ -75,7 +76,6 @@ export function recordPaidRequestSql(
     reply: Uint8Array;
     balanceOffset: number;
     amount: number;
-    cardAccountId: number;
   },
   paid: RawBuilder<unknown>,
 ): RawBuilder<unknown> {
@@ -86,7 +86,7 @@ export function recordPaidRequestSql(
       ${row.replyTimestamp}::bigint,
       overlay(${row.reply}::bytea placing int4send(${paid}.balance_after::integer)
         from ${row.balanceOffset + 1}::integer for 4),
-      ${row.amount}::bigint, ${row.cardAccountId}::bigint
+      ${row.amount}::bigint, ${paid}.card_account_id
     from ${paid}`;
 }
 

@@ -13,6 +13,7 @@ import {
   type ChipCard,
   currentBlocklistVersion,
   findCardByChip,
+  payableChipSql,
 } from "../modules/card/mod.ts";
 import {
   applyOfflinePayment,
@@ -305,10 +306,10 @@ const MAX_AMOUNT = 100_000_000;
 const CARD_REPLY_BALANCE_OFFSET = 6;
 
 /**
- * The common case in two round trips: the chip's card, then one statement that debits it and
- * records the request with its reply (money and record commit together, as in `once`). Anything
- * else (a refusal, a password, a retry, a database error) returns null, nothing written, and the
- * ordinary path answers it.
+ * The common case in one round trip: one statement finds the chip's card (if it may pay), debits
+ * it and records the request with its reply (money and record commit together, as in `once`).
+ * Anything else (a refused chip or card, funds, limits, a password, a retry, a database error)
+ * returns null, nothing written, and the ordinary path answers it.
  */
 async function paidAtOnce(
   ctx: ServiceContext,
@@ -319,8 +320,6 @@ async function paidAtOnce(
   if (m.amount <= 0 || m.amount > MAX_AMOUNT || m.amount > ctx.settings.passwordThreshold) {
     return null;
   }
-  const card = await findCardByChip(ctx.db, m.chip);
-  if (!card || cardRefusal(card) !== null) return null;
   const approved = (balance: number) =>
     reply({
       code: MessageCode.CardPaymentReply,
@@ -334,7 +333,7 @@ async function paidAtOnce(
   let paid;
   try {
     paid = await payFromCardRecorded(ctx.db, {
-      cardAccountId: card.cardAccountId,
+      cardAccountId: payableChipSql(m.chip),
       merchantId: t.merchantId,
       amount: m.amount,
       reference: requestReference(t.id, f.sequence),
@@ -352,7 +351,6 @@ async function paidAtOnce(
           reply: template.body,
           balanceOffset: CARD_REPLY_BALANCE_OFFSET,
           amount: m.amount,
-          cardAccountId: card.cardAccountId,
         }, row),
     });
   } catch (err) {

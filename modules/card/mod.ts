@@ -2,13 +2,17 @@
 import "./tables.ts";
 
 export type { CardKind, CardStatus, ChipStatus } from "./tables.ts";
-/** The card bound to a login account, and a chip as a reader sees it. */
+/**
+ * The card bound to a login account, and a chip as a reader sees it (`payableChipSql`: the same
+ * check as SQL, for a reader's payment in one statement).
+ */
 export {
   type BoundCard,
   type ChipCard,
   findBoundCard,
   findCardByChip,
   findCardsByStudentNumber,
+  payableChipSql,
 } from "./repository.ts";
 /** Card-password checks with the 5-tries, 30-minute lockout (web pages and readers alike). */
 export {

@@ -1,4 +1,4 @@
-import { sql } from "kysely";
+import { type RawBuilder, sql } from "kysely";
 import type { Db } from "../platform/database.ts";
 import { escapeLike } from "../staff/mod.ts";
 import type { CardEventActor, CardStatus, ChipStatus } from "./tables.ts";
@@ -82,6 +82,20 @@ export async function findCardByChip(db: Db, chipNumber: string): Promise<ChipCa
     name: row.name,
     studentNumber: row.student_number,
   };
+}
+
+/**
+ * SQL for the card account id of a chip that may pay now (chip active, card account normal), or
+ * NULL: for a statement that looks the chip up and moves money in one round trip. A NULL says
+ * nothing about why; `findCardByChip` tells the reader.
+ */
+export function payableChipSql(chipNumber: string): RawBuilder<number | null> {
+  const chip = typeof chipNumber === "string" && chipNumber.length > 0 && chipNumber.length <= 20
+    ? chipNumber.toUpperCase()
+    : "";
+  return sql<number | null>`(select ca.id from card_chips cc
+    join card_accounts ca on ca.id = cc.card_account_id
+    where cc.chip_number = ${chip} and cc.status = 'active' and ca.status = 'normal')`;
 }
 
 /** Every column of a card account, locked for update when `lock` (inside a transaction). */

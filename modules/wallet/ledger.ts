@@ -232,8 +232,8 @@ export async function payFromCard(
 /**
  * `payFromCard` and the caller's own record of it in one statement: one round trip and one commit,
  * for the hot path of a reader's card payment. `record(paid)` returns an
- * `insert … select … from ${paid}` statement; `paid` is the new transfer's row (columns `id` and
- * `balance_after`, present only when the money moved). The record is part of the same statement,
+ * `insert … select … from ${paid}` statement; `paid` is the new transfer's row (columns `id`,
+ * `card_account_id` and `balance_after`, present only when the money moved). The record is part of the same statement,
  * so it commits with the money or not at all: a unique violation of the record (a retry racing the
  * first request) aborts the debit too, and nothing is written.
  *
@@ -246,7 +246,8 @@ export async function payFromCard(
 export async function payFromCardRecorded(
   db: Db,
   input: {
-    cardAccountId: number;
+    /** The card account, or SQL that yields it (e.g. card's `payableChipSql`; NULL pays nothing). */
+    cardAccountId: number | RawBuilder<number | null>;
     merchantId: number;
     amount: number;
     reference: string;
@@ -268,16 +269,16 @@ export async function payFromCardRecorded(
         and balance - held >= ${amount}
         and ${amount} <= pay_limit and ${spent} + ${amount} <= daily_limit
         and not exists (select 1 from ledger_transfers where reference = ${reference})
-      returning id, balance - overdraft as after
+      returning id, card_account_id, balance - overdraft as after
     ), paid as (
       insert into ledger_transfers (reference, kind, channel, debit_account_id, credit_account_id,
         amount, card_account_id, card_delta, balance_after, merchant_id, terminal_id, details)
       select ${reference}, 'purchase', ${input.channel ?? "card"}, w.id,
-        (${merchantAccountSql(input.merchantId)}), ${amount}, ${input.cardAccountId}, ${-amount},
+        (${merchantAccountSql(input.merchantId)}), ${amount}, w.card_account_id, ${-amount},
         w.after, ${input.merchantId}, ${optionalId(input.terminalId, "terminalId")},
         ${JSON.stringify(input.details ?? null)}::jsonb
       from w
-      returning id, balance_after
+      returning id, card_account_id, balance_after
     ), recorded as (${input.record(sql.raw("paid"))})
     select id, balance_after from paid`.execute(db);
   const row = result.rows[0];
