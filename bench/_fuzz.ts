@@ -4,8 +4,13 @@
  * short bursts over fresh connections. The server closes a connection after 3 refused frames or
  * one unframeable one (PROTOCOL.md §2.1), so each burst is at most 3 frames.
  */
-import { encodeFrame, HEADER_SIZE, type Message, MessageCode } from "../terminal/mod.ts";
-import { keyFromHex } from "../terminal/sim/client.ts";
+import {
+  encodeFrame,
+  HEADER_SIZE,
+  keyFromHex,
+  type Message,
+  MessageCode,
+} from "../terminal/mod.ts";
 import { delay } from "./_lib.ts";
 
 /** A small deterministic generator, so a failing run can be repeated with its seed. */
@@ -78,8 +83,25 @@ function validFrame(
   }, m);
 }
 
-/** One mutated frame: never a valid, correctly authenticated request. */
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/**
+ * One mutated frame: never the valid frame itself. A mutation can land back on the original (two
+ * bit flips on the same bit, a "random" message code equal to the real one), and that frame is a
+ * correctly authenticated request that would really pay; such draws are thrown away.
+ */
 export function mutate(frame: Uint8Array, rnd: Random): Uint8Array {
+  for (;;) {
+    const m = mutateOnce(frame, rnd);
+    if (!sameBytes(m, frame)) return m;
+  }
+}
+
+function mutateOnce(frame: Uint8Array, rnd: Random): Uint8Array {
   const f = frame.slice();
   switch (rnd.int(8)) {
     case 0: { // flip 1–4 bits anywhere (the MAC then fails, or the framing does)
