@@ -25,7 +25,7 @@ import {
   bindEmail,
   changePassword,
   passwordTicket,
-  registerAccount,
+  registerFromPage,
   resetPasswordWithCode,
   sendBindEmailCode,
   sendPasswordResetCode,
@@ -91,10 +91,11 @@ export function accountRoutes(deps: AccountDeps): Hono<AppEnv> {
     async (c) => {
       const form = c.req.valid("form");
       try {
-        const id = await registerAccount(db, {
+        const id = await registerFromPage(db, {
           phone: form.phone,
           password: form.password,
           schoolId: form.school_id,
+          ip: clientIp(c),
         });
         await signIn(c, deps, "student", id);
       } catch (err) {

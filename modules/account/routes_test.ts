@@ -55,6 +55,36 @@ Deno.test("a phone can register only once", async () => {
   }
 });
 
+Deno.test("registrations from one address are limited; the limit says when to try again", async () => {
+  const ctx = await setup();
+  try {
+    await registered(ctx, "13800000007");
+    const c = ctx.client("10.4.0.1");
+    const attempt = (phone: string) =>
+      c.post("/register", { phone, password: "Abc12345", school_id: String(ctx.schoolId) });
+    // Phones already taken still count (each answer tells whether a phone is registered).
+    for (let i = 0; i < 60; i++) {
+      const res = await attempt("13800000007");
+      assert.equal(res.status, 422, `attempt ${i + 1}`);
+      await res.body?.cancel();
+    }
+    const refused = await attempt("13800000008");
+    assert.equal(refused.status, 429);
+    assert.match(await refused.text(), /注册过于频繁，请10分钟后再试/);
+    assert.equal(await count(ctx.h, "accounts"), 1);
+    const elsewhere = ctx.client("10.4.0.2");
+    const res = await elsewhere.post("/register", {
+      phone: "13800000008",
+      password: "Abc12345",
+      school_id: String(ctx.schoolId),
+    });
+    assert.equal(res.status, 303);
+    assert.equal(await count(ctx.h, "accounts"), 2);
+  } finally {
+    await ctx.close();
+  }
+});
+
 Deno.test("register refuses passwords without letters and digits, and an unknown school", async () => {
   const ctx = await setup();
   try {

@@ -23,6 +23,12 @@ const LOGIN_PHONE_RULE = { limit: 5, windowSeconds: 900, lockSeconds: 900 };
 const LOGIN_IP_RULE = { limit: 50, windowSeconds: 900, lockSeconds: 900 };
 /** Phone look-ups on the forgotten-password page per client address. */
 const FORGOT_IP_RULE = { limit: 20, windowSeconds: 3600 };
+/**
+ * Registrations tried per client address: each costs an Argon2id hash and says whether a phone is
+ * taken, so a script gets a few a minute; a class registering together behind the campus NAT
+ * does not notice.
+ */
+const REGISTER_IP_RULE = { limit: 60, windowSeconds: 600 };
 
 /** A ticket to set a new password after a staff reset is valid this long. */
 const TICKET_SECONDS = 900;
@@ -57,6 +63,24 @@ export async function registerAccount(
   }).onConflict((oc) => oc.column("phone").doNothing()).returning("id").executeTakeFirst();
   if (!row) throw new AccountError("Phone taken", "该手机号已注册，请直接登录", "phone");
   return row.id;
+}
+
+/**
+ * `registerAccount` from the 注册 page: throttled per client address (counted before the work,
+ * so a refused phone counts too).
+ */
+export async function registerFromPage(
+  db: Db,
+  input: { phone: string; password: string; schoolId: number; ip: string },
+): Promise<number> {
+  const ipKey = `register:ip:${input.ip}`;
+  const message = (w: number) => `注册过于频繁，请${Math.max(1, Math.ceil(w / 60))}分钟后再试`;
+  await assertNotLocked(db, ipKey, message);
+  const r = await recordEvent(db, ipKey, REGISTER_IP_RULE);
+  if (r.count > REGISTER_IP_RULE.limit) {
+    throw new TooManyAttemptsError(ipKey, r.lockedFor, message(r.lockedFor));
+  }
+  return await registerAccount(db, input);
 }
 
 /** The outcome of a correct phone and password. */
