@@ -10,7 +10,7 @@ import { createStaff, ROLES } from "../modules/staff/mod.ts";
 import { ensureSchool } from "../modules/account/mod.ts";
 import { DEMO_SCHOOL } from "../modules/card/mod.ts";
 import { loadConfig } from "../modules/platform/mod.ts";
-import { delay, OUT, percentile, ROOT, rssBytes, run, type Server } from "./_lib.ts";
+import { delay, OUT, percentile, ROOT, rssBytes, run, type Server, startServer } from "./_lib.ts";
 import { WebClient } from "./_http.ts";
 import {
   createCardholders,
@@ -299,9 +299,14 @@ export async function blocklistPropagation(
   }
 }
 
-/** Resident memory of the server with `count` signed-on readers that then stay idle. */
+/**
+ * Resident memory of a fresh server process with `count` signed-on readers that then stay idle:
+ * the server started with `env` (the configuration and database of the measured server, which
+ * must be stopped first) so that what earlier sections left in its heap does not count. Returns
+ * its RSS before and after connecting the readers.
+ */
 export async function idleReadersMemory(
-  server: Server,
+  env: Record<string, string>,
   databaseUrl: string,
   secrets: Secrets,
   count: number,
@@ -319,9 +324,13 @@ export async function idleReadersMemory(
   } finally {
     await world.close();
   }
-  const baseline = rssBytes(server.pid) ?? NaN;
-  const clients = await connectReaders(server, readers);
+  const server = await startServer(env, "bench-idle-server");
+  let clients: TerminalClient[] = [];
   try {
+    // The started server at rest: its start-up work (migrations check, workers' first runs) done.
+    await delay(3000);
+    const baseline = rssBytes(server.pid) ?? NaN;
+    clients = await connectReaders(server, readers);
     // Let the connections settle (buffers, timers); well inside the 180 s idle limit.
     await delay(5000);
     const open = clients.filter((c) => !c.closed).length;
@@ -329,5 +338,6 @@ export async function idleReadersMemory(
     return { rssMb: rss / 1024 / 1024, baselineMb: baseline / 1024 / 1024, connected: open };
   } finally {
     await Promise.all(clients.map((c) => c.close()));
+    await server.stop("SIGTERM");
   }
 }
