@@ -27,6 +27,7 @@ import { billingAdminRoutes, billingRoutes, startBillingWorker } from "./modules
 import { startTopupLoop, topupRoutes } from "./modules/topup/mod.ts";
 import { financeRoutes } from "./modules/finance/mod.ts";
 import {
+  cardClosingRoutes,
   ledgerAdminRoutes,
   registerTransferLabeler,
   startHoldExpiryLoop,
@@ -66,6 +67,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.route("/admin/finance", financeRoutes(deps));
   app.route("/security", cardRoutes(deps));
   app.route("/admin/cards", cardAdminRoutes(deps));
+  app.route("/admin/cards", cardClosingRoutes(deps));
   // 交易记录 shows 电费/冷水 purchases with their room and delivery state.
   registerTransferLabeler(describeUtilityTransfers);
   app.route("/", walletRoutes(deps));

@@ -45,6 +45,7 @@ const EVENT_LABELS: Record<string, string> = {
   loss_reported: "挂失",
   loss_lifted: "解挂",
   reissued: "补卡",
+  closed: "销户",
 };
 
 /** Messages after a counter operation: a fixed set, so the query cannot inject text. */

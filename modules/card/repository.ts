@@ -228,3 +228,20 @@ export async function findCardsByStudentNumber(
   return await db.selectFrom("card_accounts").select(["id", "student_number", "name", "school_id"])
     .where("student_number", "=", s).execute();
 }
+
+/** A card account as other modules' staff pages show it, or null. */
+export async function findCardAccount(db: Db, id: number) {
+  if (!Number.isSafeInteger(id) || id <= 0) return null;
+  const row = await db.selectFrom("card_accounts")
+    .select(["id", "student_number", "name", "status", "account_id"])
+    .where("id", "=", id).executeTakeFirst();
+  return row
+    ? {
+      id: row.id,
+      studentNumber: row.student_number,
+      name: row.name,
+      status: row.status,
+      bound: row.account_id !== null,
+    }
+    : null;
+}

@@ -587,6 +587,56 @@ export function unbindCard(db: Db, actor: StaffActor, cardAccountId: number): Pr
   });
 }
 
+/**
+ * 销户 at the counter: the card account is cancelled for good. Every chip is cancelled (the active
+ * one joins the readers' blocklist), the login account is unbound, and `settle(trx, cardAccountId)`
+ * runs first in the same transaction (the wallet pays the balance out; if it refuses, nothing
+ * changes). Returns what `settle` returned.
+ */
+export async function closeCardAccount<T>(
+  db: Db,
+  actor: StaffActor,
+  cardAccountId: number,
+  reason: string,
+  settle: (trx: Db, cardAccountId: number) => Promise<T>,
+): Promise<T> {
+  let settled: T | undefined;
+  await staffChange(db, actor, cardAccountId, "card.closed", async (trx, card) => {
+    if (card.status === "cancelled") {
+      throw new CardError("Card cancelled", "该一卡通账户已注销", "_form");
+    }
+    settled = await settle(trx, card.id);
+    const now = new Date();
+    const chips = await trx.selectFrom("card_chips").select(["chip_number", "status"])
+      .where("card_account_id", "=", card.id).where("status", "<>", "cancelled").execute();
+    await trx.updateTable("card_chips").set({ status: "cancelled", cancelled_at: now })
+      .where("card_account_id", "=", card.id).where("status", "<>", "cancelled").execute();
+    await trx.updateTable("card_accounts").set({
+      status: "cancelled",
+      account_id: null,
+      bound_at: null,
+      updated_at: now,
+    }).where("id", "=", card.id).execute();
+    // A lost chip is listed already; the active one joins the list now, for good.
+    const version = await recordBlocklistChanges(
+      trx,
+      chips.filter((c) => c.status === "active").map((c) => ({
+        chipNumber: c.chip_number,
+        op: "add" as const,
+      })),
+    );
+    return {
+      version,
+      event: {
+        kind: "closed",
+        accountId: card.account_id,
+        details: { reason: reason.slice(0, 200) },
+      },
+    };
+  });
+  return settled as T;
+}
+
 /** Lifts the sign-in lockout of the login account bound to this card (the holder is at the counter). */
 export function unlockBoundLogin(db: Db, actor: StaffActor, cardAccountId: number): Promise<void> {
   return staffChange(db, actor, cardAccountId, "account.login_unlocked", async (trx, card) => {

@@ -63,6 +63,8 @@ const ROLE_MATRIX: Array<{ path: RegExp; method?: "GET" | "POST"; roles: Role[] 
     roles: [ROLES.cardOffice],
   },
   { path: /^\/admin\/cards\/:id[^/]*\/unlock-login$/, roles: [ROLES.cardOffice, ROLES.infoCentre] },
+  // 销户 pays the balance out in cash at the counter.
+  { path: /^\/admin\/cards\/:id[^/]*\/close$/, roles: [ROLES.cardOffice] },
   { path: /^\/admin\/cards\/import(\/|$)/, roles: [ROLES.cardOffice, ROLES.sysadmin] },
   // The room page (who paid what) is read by whoever reads the utility balances.
   {

@@ -26,6 +26,7 @@ export const KIND_LABELS: Record<TransferKind, string> = {
   reversal: "撤销",
   adjustment: "调账",
   void: "撤销",
+  cash_out: "销户退款",
 };
 
 /** One line of 交易记录. */

@@ -111,6 +111,9 @@ export {
   spendingTotals,
 } from "./history.ts";
 
+/** 销户 at the counter: the balance paid out in cash, the card account closed (card's side). */
+export { CannotCloseError, closeCardWithPayout, closingState, payOutClosedCard } from "./close.ts";
+export { cardClosingRoutes } from "./close_routes.ts";
 /** Demo opening balances (调账 transfers) for the embedded setup. */
 export { seedDemoWallet } from "./demo.ts";
 

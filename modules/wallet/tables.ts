@@ -1,6 +1,13 @@
 import type { ColumnType, Generated } from "kysely";
 
-export type LedgerAccountKind = "card" | "merchant" | "gateway" | "utility" | "adjustment" | "void";
+export type LedgerAccountKind =
+  | "card"
+  | "merchant"
+  | "gateway"
+  | "utility"
+  | "adjustment"
+  | "void"
+  | "cash";
 
 export type TransferKind =
   | "purchase"
@@ -12,7 +19,8 @@ export type TransferKind =
   | "utility_refund"
   | "reversal"
   | "adjustment"
-  | "void";
+  | "void"
+  | "cash_out";
 
 export type Channel = "card" | "qr" | "offline";
 

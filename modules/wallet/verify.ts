@@ -17,6 +17,8 @@ export interface LedgerReport {
     overdraft: number;
     /** Money that came in through gateways (what the gateway clearing accounts gave out). */
     externalIn: number;
+    /** Money paid out in cash (销户退款: what the cash accounts took in). */
+    externalOut: number;
   };
 }
 
@@ -59,6 +61,7 @@ export async function verifyLedger(db: Db): Promise<LedgerReport> {
   let held = 0;
   let overdraft = 0;
   let externalIn = 0;
+  let externalOut = 0;
   let sumOfNets = 0;
   for (const a of nets.rows) {
     const net = Number(a.net);
@@ -74,6 +77,8 @@ export async function verifyLedger(db: Db): Promise<LedgerReport> {
       }
     } else if (a.kind === "gateway") {
       externalIn -= net;
+    } else if (a.kind === "cash") {
+      externalOut += net;
     }
   }
   const legs = await sql<{ debits: number; credits: number }>`
@@ -145,6 +150,7 @@ export async function verifyLedger(db: Db): Promise<LedgerReport> {
       held,
       overdraft,
       externalIn,
+      externalOut,
     },
   };
 }

@@ -19,6 +19,7 @@ try {
     })`,
   );
   console.log(`money in through gateways ${formatFen(t.externalIn)}`);
+  console.log(`money paid out in cash ${formatFen(t.externalOut)}`);
   if (report.ok) {
     console.log("ledger OK");
   } else {

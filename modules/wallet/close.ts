@@ -1,0 +1,146 @@
+/**
+ * 销户: the card office closes a card account and pays its balance out in cash. The balance
+ * leaves through a `cash_out` transfer to the cash account "柜台现金" (money out of the system, as a
+ * gateway top-up is money in). Money that reaches a closed account later (a refund of a failed
+ * utility delivery, a reader's late reversal) is paid out the same way.
+ */
+import { sql } from "kysely";
+import type { Db } from "../platform/database.ts";
+import { formatFen } from "../platform/money.ts";
+import { writeAudit } from "../staff/mod.ts";
+import { closeCardAccount, findCardAccount, type StaffActor } from "../card/mod.ts";
+import { WalletError } from "./errors.ts";
+import "./tables.ts";
+
+/** The card account still has money on hold (a shower in progress) or owes money. */
+export class CannotCloseError extends WalletError {
+  readonly code = "cannot_close";
+  override status = 422 as const;
+  constructor(why: string, userMessage: string) {
+    super(`Cannot close card account: ${why}`, userMessage, "_form");
+  }
+}
+
+/** What a card account holds now, as the 销户 page shows it. */
+export interface ClosingState {
+  card: NonNullable<Awaited<ReturnType<typeof findCardAccount>>>;
+  /** Money there (never negative). */
+  balance: number;
+  held: number;
+  /** What offline payments took beyond the balance: owed by the holder. */
+  overdraft: number;
+  /** Earlier cash payouts of this card account, newest first. */
+  payouts: Array<{ id: number; amount: number; createdAt: Date }>;
+}
+
+export async function closingState(db: Db, cardAccountId: number): Promise<ClosingState | null> {
+  const card = await findCardAccount(db, cardAccountId);
+  if (!card) return null;
+  const wallet = await db.selectFrom("ledger_accounts").select(["balance", "held", "overdraft"])
+    .where("card_account_id", "=", card.id).executeTakeFirst();
+  const payouts = await db.selectFrom("ledger_transfers")
+    .select(["id", "amount", "created_at"])
+    .where("card_account_id", "=", card.id).where("kind", "=", "cash_out")
+    .orderBy("id", "desc").limit(20).execute();
+  return {
+    card,
+    balance: wallet?.balance ?? 0,
+    held: wallet?.held ?? 0,
+    overdraft: wallet?.overdraft ?? 0,
+    payouts: payouts.map((p) => ({ id: p.id, amount: p.amount, createdAt: p.created_at })),
+  };
+}
+
+/**
+ * Pays the whole balance of a card account out in cash inside `trx`; refused while money is on
+ * hold or owed. Returns the amount (0 when there was nothing to pay). The reference names the
+ * card's last transfer, so a second submit of the same state is the same payout, never two.
+ */
+async function payOutInTrx(
+  trx: Db,
+  cardAccountId: number,
+  details: { staffId: number; reason: string; ip: string | null },
+): Promise<number> {
+  const wallet = await sql<{ id: number; balance: number; held: number; overdraft: number }>`
+    select id, balance, held, overdraft from ledger_accounts
+    where card_account_id = ${cardAccountId} for update`.execute(trx);
+  const w = wallet.rows[0];
+  if (!w) return 0;
+  if (w.held > 0) {
+    throw new CannotCloseError(
+      "money on hold",
+      `有进行中的热水预授权（${formatFen(w.held)}），请待结算后再办理`,
+    );
+  }
+  if (w.overdraft > 0) {
+    throw new CannotCloseError(
+      "overdraft",
+      `账户余额为负（欠款 ${formatFen(w.overdraft)}），请先补足欠款再办理`,
+    );
+  }
+  if (w.balance === 0) return 0;
+  const last = await sql<{ id: number | null }>`
+    select max(id) as id from ledger_transfers where card_account_id = ${cardAccountId}`
+    .execute(trx);
+  const reference = `cash-out:${cardAccountId}:after:${last.rows[0]?.id ?? 0}`;
+  await sql`update ledger_accounts set balance = 0 where id = ${w.id}`.execute(trx);
+  await sql`insert into ledger_transfers (reference, kind, debit_account_id, credit_account_id,
+      amount, card_account_id, card_delta, balance_after, details)
+    select ${reference}, 'cash_out', ${w.id}, la.id, ${w.balance}, ${cardAccountId},
+      ${-w.balance}, 0, ${
+    JSON.stringify({ staffId: details.staffId, reason: details.reason })
+  }::jsonb
+    from ledger_accounts la where la.code = 'cash:counter'`.execute(trx);
+  await writeAudit(trx, {
+    staffId: details.staffId,
+    action: "wallet.cash_out",
+    targetType: "card_account",
+    targetId: cardAccountId,
+    before: { balance: w.balance },
+    after: { balance: 0, paidOut: w.balance, reason: details.reason },
+    ip: details.ip,
+  });
+  return w.balance;
+}
+
+/**
+ * 销户 at the counter: pays the balance out in cash and closes the card account (card's
+ * `closeCardAccount`: chips cancelled and blocklisted, login account unbound), all or nothing.
+ * Returns the cash paid out in fen.
+ */
+export async function closeCardWithPayout(
+  db: Db,
+  actor: StaffActor,
+  cardAccountId: number,
+  reason: string,
+): Promise<number> {
+  return await closeCardAccount(
+    db,
+    actor,
+    cardAccountId,
+    reason,
+    (trx, id) => payOutInTrx(trx, id, { staffId: actor.staffId, reason, ip: actor.ip ?? null }),
+  );
+}
+
+/** Pays out money that reached an already closed card account (退还余额). */
+export async function payOutClosedCard(
+  db: Db,
+  actor: StaffActor,
+  cardAccountId: number,
+  reason: string,
+): Promise<number> {
+  return await db.transaction().execute(async (trx) => {
+    const card = await findCardAccount(trx, cardAccountId);
+    if (!card || card.status !== "cancelled") {
+      throw new CannotCloseError("not closed", "该一卡通账户尚未销户");
+    }
+    const amount = await payOutInTrx(trx, card.id, {
+      staffId: actor.staffId,
+      reason,
+      ip: actor.ip ?? null,
+    });
+    if (amount === 0) throw new CannotCloseError("nothing to pay", "该账户没有余额可退");
+    return amount;
+  });
+}
