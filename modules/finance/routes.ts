@@ -18,6 +18,10 @@ import {
   listFlaggedNotifies,
   listFlaggedOrders,
   listOrders,
+  listTopupRefunds,
+  refundable,
+  refundsOfOrder,
+  requestTopupRefund,
   resolveFlaggedNotify,
   sandboxOf,
 } from "../topup/mod.ts";
@@ -47,6 +51,13 @@ const refundSchema = z.object({
   transfer_id: z.string().regex(/^\d{1,15}$/, "请选择要退款的交易"),
   amount: z.string().min(1, "请输入退款金额").max(20, "金额格式不正确"),
   reason: z.string().max(500, "原因不超过200字").default(""),
+  token: z.string().max(100).default(""),
+});
+
+const topupRefundSchema = z.object({
+  order_no: z.string().trim().regex(/^YXT\d{10,29}$/, "请输入正确的商户订单号"),
+  amount: z.string().min(1, "请输入退回金额").max(20, "金额格式不正确"),
+  reason: z.string().max(200, "原因不超过80字").default(""),
   token: z.string().max(100).default(""),
 });
 
@@ -347,6 +358,59 @@ export function financeRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
     } else orders = await listOrders(db, { limit: 50 });
     return render(c, "finance/orders", { q, orders }, { ...ADMIN, title: "充值订单" });
   });
+
+  // 充值退回: a paid top-up paid back through its gateway (退回微信).
+  const showTopupRefunds = async (
+    c: Context<AppEnv>,
+    errors: Record<string, string>,
+    input: Record<string, string>,
+    status = 200,
+  ) => {
+    const orderNo = (input.order_no ?? c.req.query("order") ?? "").trim().slice(0, 40);
+    const order = /^YXT\d{10,29}$/.test(orderNo)
+      ? (await listOrders(db, { orderNo, limit: 1 }))[0] ?? null
+      : null;
+    const refunds = order ? await refundsOfOrder(db, order.id) : [];
+    return render(c, "finance/topup_refunds", {
+      orderNo,
+      order,
+      refunds,
+      left: order ? refundable(order.amount, refunds) : 0,
+      recent: order ? [] : await listTopupRefunds(db, 50),
+      errors,
+      input,
+      token: input.token || randomToken(24),
+      done: c.req.query("done") === "1",
+      canEdit: c.get("staff")!.roles.includes(ROLES.finance),
+    }, { ...ADMIN, status, title: "充值退回" });
+  };
+
+  app.get("/topup-refunds", requireRole(...VIEW), (c) => showTopupRefunds(c, {}, {}));
+
+  app.post(
+    "/topup-refunds",
+    requireRole(ROLES.finance),
+    zValidator(
+      "form",
+      topupRefundSchema,
+      formErrorsHook((c, errors, input) => showTopupRefunds(c, errors, input, 422)),
+    ),
+    async (c) => {
+      const form = c.req.valid("form");
+      try {
+        await requestTopupRefund(deps, gateways, actor(c), {
+          orderNo: form.order_no,
+          amountText: form.amount,
+          reason: form.reason,
+          token: form.token,
+        });
+      } catch (err) {
+        const { status, ...errors } = fail(err);
+        return showTopupRefunds(c, errors as Record<string, string>, form, status);
+      }
+      return c.redirect(`/admin/finance/topup-refunds?order=${form.order_no}&done=1`, 303);
+    },
+  );
 
   // 异常通知
   const showFlags = async (c: Context<AppEnv>, errors: Record<string, string>, status = 200) =>

@@ -51,6 +51,29 @@ export interface NotifyAnswer {
   contentType?: string;
 }
 
+/** A refund of (part of) a paid order, as asked of the gateway. */
+export interface GatewayRefund {
+  orderNo: string;
+  /** Ours, unique; the gateway pays at most once per refund number, however often it is asked. */
+  refundNo: string;
+  amount: number;
+  /** The order's amount. */
+  total: number;
+  reason: string;
+}
+
+/**
+ * Where a refund stands at the gateway: paid to the payer; still on its way; closed without paying
+ * (the money stays with us); abnormal (the payer's account refused it: the gateway holds the money
+ * until someone handles it on the merchant platform); or unknown to the gateway (never arrived).
+ */
+export type RefundStatus =
+  | { state: "succeeded"; refundId: string }
+  | { state: "processing"; refundId: string | null; detail?: string }
+  | { state: "closed"; detail: string }
+  | { state: "abnormal"; refundId: string | null }
+  | { state: "unknown" };
+
 /** A payment gateway for 充值. */
 export interface PaymentGateway {
   readonly method: TopupMethod;
@@ -64,6 +87,9 @@ export interface PaymentGateway {
   query(orderNo: string): Promise<GatewayQuery>;
   /** Closes an unpaid order; "paid" when it turned out to be paid meanwhile. */
   close(orderNo: string): Promise<"closed" | "paid">;
+  /** Asks for a refund; asking again with the same refund number pays nothing more. */
+  refund(refund: GatewayRefund): Promise<RefundStatus>;
+  queryRefund(refundNo: string): Promise<RefundStatus>;
 }
 
 /** A notify we cannot trust (bad signature, stale timestamp, undecryptable). */

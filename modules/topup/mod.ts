@@ -18,7 +18,17 @@ export {
   topupLimits,
   type TopupOrder,
 } from "./service.ts";
-export { type PaymentGateway } from "./gateway.ts";
+/** 退回微信: finance pays a paid top-up back through its gateway; the loop follows it to the end. */
+export {
+  applyRefundStatus,
+  checkRefunds,
+  listTopupRefunds,
+  refundable,
+  refundsOfOrder,
+  requestTopupRefund,
+  type TopupRefund,
+} from "./refunds.ts";
+export { type PaymentGateway, type RefundStatus } from "./gateway.ts";
 export { SANDBOX_MODES, type SandboxGateway, type SandboxMode } from "./sandbox.ts";
 export { decryptResource, loadWechatConfig, WechatGateway } from "./wechat.ts";
 export type { TopupMethod, TopupState } from "./tables.ts";

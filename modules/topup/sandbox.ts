@@ -12,10 +12,12 @@ import { logger } from "../platform/log.ts";
 import {
   type GatewayOrder,
   type GatewayQuery,
+  type GatewayRefund,
   type NotifyAnswer,
   NotifyRejected,
   type PaymentGateway,
   type PaymentStart,
+  type RefundStatus,
   type VerifiedNotify,
 } from "./gateway.ts";
 import "./tables.ts";
@@ -278,6 +280,43 @@ export class SandboxGateway implements PaymentGateway {
       .where("order_no", "=", orderNo).where("state", "=", "NOTPAY").execute();
     const p = await this.payment(orderNo);
     return p?.state === "SUCCESS" ? "paid" : "closed";
+  }
+
+  /**
+   * Refunds at once, like WeChat Pay for a payment from 零钱: never more than the payment in total,
+   * never twice for one refund number.
+   */
+  async refund(r: GatewayRefund): Promise<RefundStatus> {
+    return await this.db.transaction().execute(async (trx) => {
+      const payment = await trx.selectFrom("sandbox_payments").selectAll()
+        .where("order_no", "=", r.orderNo).forUpdate().executeTakeFirst();
+      if (!payment || payment.state !== "SUCCESS") {
+        return { state: "closed" as const, detail: "订单未支付，不能退款" };
+      }
+      const first = await trx.selectFrom("sandbox_refunds").select("refund_id")
+        .where("refund_no", "=", r.refundNo).executeTakeFirst();
+      if (first) return { state: "succeeded" as const, refundId: first.refund_id };
+      const done = await trx.selectFrom("sandbox_refunds")
+        .select((eb) => eb.fn.coalesce(eb.fn.sum<number>("amount"), eb.lit(0)).as("total"))
+        .where("order_no", "=", r.orderNo).executeTakeFirstOrThrow();
+      if (Number(done.total) + r.amount > payment.amount) {
+        return { state: "closed" as const, detail: "退款金额超过订单可退金额" };
+      }
+      const refundId = `SBXR${Date.now()}${randomDigits(8)}`;
+      await trx.insertInto("sandbox_refunds").values({
+        refund_no: r.refundNo,
+        order_no: r.orderNo,
+        amount: r.amount,
+        refund_id: refundId,
+      }).execute();
+      return { state: "succeeded" as const, refundId };
+    });
+  }
+
+  async queryRefund(refundNo: string): Promise<RefundStatus> {
+    const row = await this.db.selectFrom("sandbox_refunds").select("refund_id")
+      .where("refund_no", "=", refundNo).executeTakeFirst();
+    return row ? { state: "succeeded", refundId: row.refund_id } : { state: "unknown" };
   }
 
   /** The sandbox's statement of successful payments between two times, as the CSV finance uploads. */

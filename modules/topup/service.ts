@@ -16,6 +16,7 @@ import {
 import { SandboxGateway } from "./sandbox.ts";
 import { loadWechatConfig, WechatGateway } from "./wechat.ts";
 import { GatewayUnavailable, TopupRefused } from "./errors.ts";
+import { checkRefunds } from "./refunds.ts";
 import type { TopupMethod, TopupOrdersTable } from "./tables.ts";
 import type { Selectable } from "kysely";
 import "./tables.ts";
@@ -503,7 +504,7 @@ export async function cancelOrder(
 
 /**
  * One round of background work: deliver the sandbox's due notifies, ask the gateways about
- * orders that stay pending, and close expired ones.
+ * orders that stay pending, close expired ones, and follow refunds still on their way.
  */
 export async function runTopupTick(
   deps: TopupDeps,
@@ -530,6 +531,7 @@ export async function runTopupTick(
     )
     .orderBy("id").limit(100).execute();
   for (const order of stale) await checkOrder(deps, gateways, order, now);
+  await checkRefunds(deps, gateways, now);
 }
 
 /**

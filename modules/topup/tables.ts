@@ -72,6 +72,34 @@ export interface SandboxSettingsTable {
   updated_at: Generated<Date>;
 }
 
+export type TopupRefundState = "processing" | "succeeded" | "failed" | "abnormal";
+
+export interface TopupRefundsTable {
+  id: Generated<number>;
+  refund_no: string;
+  reference: string;
+  order_id: number;
+  amount: number;
+  reason: string;
+  staff_id: number;
+  state: Generated<TopupRefundState>;
+  transfer_id: number;
+  return_transfer_id: number | null;
+  gateway_refund_id: string | null;
+  gateway_state: string | null;
+  created_at: Generated<Date>;
+  finished_at: Date | null;
+  last_checked_at: Date | null;
+}
+
+export interface SandboxRefundsTable {
+  refund_no: string;
+  order_no: string;
+  amount: number;
+  refund_id: string;
+  created_at: Generated<Date>;
+}
+
 declare module "../platform/database.ts" {
   interface Database {
     topup_orders: TopupOrdersTable;
@@ -80,5 +108,7 @@ declare module "../platform/database.ts" {
     sandbox_payments: SandboxPaymentsTable;
     sandbox_notifies: SandboxNotifiesTable;
     sandbox_settings: SandboxSettingsTable;
+    topup_refunds: TopupRefundsTable;
+    sandbox_refunds: SandboxRefundsTable;
   }
 }

@@ -21,11 +21,13 @@ import {
   GatewayError,
   type GatewayOrder,
   type GatewayQuery,
+  type GatewayRefund,
   type JsapiParams,
   type NotifyAnswer,
   NotifyRejected,
   type PaymentGateway,
   type PaymentStart,
+  type RefundStatus,
   type VerifiedNotify,
 } from "./gateway.ts";
 
@@ -94,6 +96,9 @@ export function loadWechatConfig(
     authorizeBase: (env.WECHAT_AUTHORIZE_BASE || "https://open.weixin.qq.com").replace(/\/+$/, ""),
   };
 }
+
+/** Refund refusals that pass: ask again later with the same out_refund_no. */
+const RETRY_LATER = new Set(["SYSTEM_ERROR", "FREQUENCY_LIMITED", "NOT_ENOUGH"]);
 
 /** Notifies and responses older or newer than this are refused (replay protection). */
 const MAX_CLOCK_SKEW_SECONDS = 300;
@@ -380,6 +385,64 @@ export class WechatGateway implements PaymentGateway {
     if (json.code === "ORDERPAID") return "paid";
     if (json.code === "ORDER_CLOSED" || json.code === "ORDERCLOSED") return "closed";
     throw new GatewayError(`WeChat Pay close failed: ${status} ${String(json.code ?? "")}`);
+  }
+
+  /**
+   * 申请退款 (POST /v3/refund/domestic/refunds). Throttling, the merchant's own balance being short
+   * and server errors leave the refund processing (asked again later with the same out_refund_no);
+   * any other refusal closes it.
+   */
+  async refund(r: GatewayRefund): Promise<RefundStatus> {
+    const { status, json } = await this.#call("POST", "/v3/refund/domestic/refunds", {
+      out_trade_no: r.orderNo,
+      out_refund_no: r.refundNo,
+      reason: r.reason.slice(0, 80),
+      amount: { refund: r.amount, total: r.total, currency: "CNY" },
+    });
+    if (status === 200) return this.#refundStatus(r.refundNo, json);
+    const code = String(json.code ?? "");
+    if (status >= 500 || RETRY_LATER.has(code)) {
+      return { state: "processing", refundId: null, detail: `${status} ${code}`.trim() };
+    }
+    return {
+      state: "closed",
+      detail: `${status} ${code} ${String(json.message ?? "")}`.trim().slice(0, 200),
+    };
+  }
+
+  /** 查询单笔退款 (GET /v3/refund/domestic/refunds/{out_refund_no}). */
+  async queryRefund(refundNo: string): Promise<RefundStatus> {
+    const { status, json } = await this.#call(
+      "GET",
+      `/v3/refund/domestic/refunds/${encodeURIComponent(refundNo)}`,
+    );
+    if (status === 404 || json.code === "RESOURCE_NOT_EXISTS") return { state: "unknown" };
+    if (status !== 200) {
+      throw new GatewayError(
+        `WeChat Pay refund query failed: ${status} ${String(json.code ?? "")}`,
+      );
+    }
+    return this.#refundStatus(refundNo, json);
+  }
+
+  #refundStatus(refundNo: string, json: Record<string, unknown>): RefundStatus {
+    if (json.out_refund_no !== refundNo) {
+      throw new GatewayError("WeChat Pay answered for another refund");
+    }
+    const refundId = typeof json.refund_id === "string" ? json.refund_id : null;
+    switch (json.status) {
+      case "SUCCESS":
+        if (!refundId) throw new GatewayError("WeChat Pay refund succeeded without refund_id");
+        return { state: "succeeded", refundId };
+      case "PROCESSING":
+        return { state: "processing", refundId };
+      case "CLOSED":
+        return { state: "closed", detail: "CLOSED" };
+      case "ABNORMAL":
+        return { state: "abnormal", refundId };
+      default:
+        throw new GatewayError(`WeChat Pay refund: unknown status ${String(json.status)}`);
+    }
   }
 
   /** Where to send the payer to learn their openid (snsapi_base, silent inside WeChat). */

@@ -7,7 +7,15 @@ import assert from "node:assert/strict";
 import { createSign, createVerify, generateKeyPairSync, randomBytes } from "node:crypto";
 import { sql } from "kysely";
 import { getBalance, verifyLedger } from "../wallet/mod.ts";
-import { buildGateways, runTopupTick } from "./mod.ts";
+import {
+  buildGateways,
+  refundable,
+  refundsOfOrder,
+  requestTopupRefund,
+  runTopupTick,
+  settlePaid,
+} from "./mod.ts";
+import { createStaff, ROLES } from "../staff/mod.ts";
 import { makeStudent, setupApp } from "../testkit/mod.ts";
 
 const APIV3_KEY = "0123456789abcdefABCDEF0123456789";
@@ -56,6 +64,12 @@ async function startStandIn() {
   const orders = new Map<string, StandInOrder>();
   const seen: string[] = [];
   const rejected: string[] = [];
+  /** Refunds by out_refund_no; `refundAnswer` decides what a new one becomes. */
+  const refunds = new Map<
+    string,
+    { out_trade_no: string; amount: number; status: string; refund_id: string }
+  >();
+  const control = { refundAnswer: "SUCCESS" as "SUCCESS" | "PROCESSING" | "ABNORMAL" | "500" };
 
   const signHeaders = (
     body: string,
@@ -135,6 +149,42 @@ async function startStandIn() {
       });
       return reply(200, { prepay_id: prepay });
     }
+    if (req.method === "POST" && url.pathname === "/v3/refund/domestic/refunds") {
+      const r = JSON.parse(body);
+      const o = orders.get(r.out_trade_no);
+      if (!o || o.state !== "SUCCESS") {
+        return reply(404, { code: "RESOURCE_NOT_EXISTS", message: "订单不存在" });
+      }
+      if (r.amount?.total !== o.amount.total || r.amount?.currency !== "CNY") {
+        return reply(400, { code: "PARAM_ERROR", message: "订单金额不符" });
+      }
+      const known = refunds.get(r.out_refund_no);
+      if (known) return reply(200, refundView(r.out_refund_no));
+      if (control.refundAnswer === "500") {
+        return reply(500, { code: "SYSTEM_ERROR", message: "系统繁忙" });
+      }
+      const given = [...refunds.values()].filter((x) =>
+        x.out_trade_no === r.out_trade_no && x.status !== "CLOSED"
+      ).reduce((a, x) => a + x.amount, 0);
+      if (given + r.amount.refund > o.amount.total) {
+        return reply(403, { code: "INVALID_REQUEST", message: "申请退款金额超过订单可退金额" });
+      }
+      refunds.set(r.out_refund_no, {
+        out_trade_no: r.out_trade_no,
+        amount: r.amount.refund,
+        status: control.refundAnswer,
+        refund_id: `50300${Date.now()}${randomBytes(3).toString("hex")}`,
+      });
+      return reply(200, refundView(r.out_refund_no));
+    }
+    const rq = /^\/v3\/refund\/domestic\/refunds\/([^/]+)$/.exec(url.pathname);
+    if (req.method === "GET" && rq) {
+      const no = decodeURIComponent(rq[1]);
+      if (!refunds.has(no)) {
+        return reply(404, { code: "RESOURCE_NOT_EXISTS", message: "退款单不存在" });
+      }
+      return reply(200, refundView(no));
+    }
     const q = /^\/v3\/pay\/transactions\/out-trade-no\/([^/]+)(\/close)?$/.exec(url.pathname);
     if (q) {
       const o = orders.get(decodeURIComponent(q[1]));
@@ -154,6 +204,25 @@ async function startStandIn() {
     }
     return reply(404, { code: "NOT_FOUND", message: "no such API" });
   });
+
+  function refundView(no: string) {
+    const r = refunds.get(no)!;
+    return {
+      refund_id: r.refund_id,
+      out_refund_no: no,
+      transaction_id: orders.get(r.out_trade_no)!.transaction_id,
+      out_trade_no: r.out_trade_no,
+      channel: "ORIGINAL",
+      user_received_account: "支付用户零钱",
+      create_time: new Date().toISOString(),
+      status: r.status,
+      amount: {
+        refund: r.amount,
+        total: orders.get(r.out_trade_no)!.amount.total,
+        currency: "CNY",
+      },
+    };
+  }
 
   function transaction(o: StandInOrder, total = o.amount.total) {
     return {
@@ -211,6 +280,8 @@ async function startStandIn() {
     seen,
     rejected,
     merchant,
+    refunds,
+    control,
     notify,
     pay(orderNo: string) {
       orders.get(orderNo)!.state = "SUCCESS";
@@ -382,3 +453,113 @@ Deno.test("WeChat Pay v3 JSAPI round trip: OAuth openid, signed order, JSAPI par
     await standIn.close();
   }
 });
+
+Deno.test("退回微信 through WeChat Pay v3: paid, processing then closed (money back on the card once), abnormal, and a lost request asked again", async () => {
+  const standIn = await startStandIn();
+  const base = await setupApp();
+  const config = {
+    ...base.config,
+    paymentGateway: "wechat",
+    env: { ...base.config.env, ...standIn.env },
+  };
+  const ctx = { ...base, config };
+  const gateways = buildGateways(ctx);
+  const app = { fetch: () => new Response(null, { status: 404 }) };
+  const later = (seconds: number) => new Date(Date.now() + seconds * 1000);
+  try {
+    const s = await makeStudent(ctx);
+    const orderNo = `YXT${Date.now()}1234`;
+    await ctx.db.insertInto("topup_orders").values({
+      order_no: orderNo,
+      account_id: s.accountId,
+      card_account_id: s.cardAccountId,
+      amount: 3000,
+      method: "wechat",
+      expires_at: later(900),
+    }).execute();
+    const txn = `4200${Date.now()}`;
+    standIn.orders.set(orderNo, {
+      appid: APPID,
+      mchid: MCHID,
+      out_trade_no: orderNo,
+      amount: { total: 3000 },
+      payer: { openid: "oOPENID_student_1" },
+      notify_url: "",
+      description: "充值",
+      time_expire: "",
+      state: "SUCCESS",
+      transaction_id: txn,
+      prepay_id: "",
+    });
+    assert.equal(
+      await settlePaid(ctx, { method: "wechat", orderNo, txnId: txn, amount: 3000 }),
+      "credited",
+    );
+    const fin = { staffId: await staffId(ctx), ip: null };
+    const ask = (amount: string) =>
+      requestTopupRefund(ctx, gateways, fin, {
+        orderNo,
+        amountText: amount,
+        reason: "学生申请退回",
+        token: crypto.randomUUID().replaceAll("-", ""),
+      });
+    const balance = async () => (await getBalance(ctx.db, s.cardAccountId)).balance;
+
+    const paid = await ask("10");
+    assert.equal(paid.refund.state, "succeeded");
+    assert.equal(standIn.refunds.get(paid.refund.refund_no)!.amount, 1000);
+    assert.equal(await balance(), 2000);
+
+    standIn.control.refundAnswer = "PROCESSING";
+    const slow = await ask("5");
+    assert.equal(slow.refund.state, "processing");
+    assert.equal(await balance(), 1500);
+    await runTopupTick(ctx, gateways, app, later(61));
+    assert.equal((await refundsOfOrder(ctx.db, slow.refund.order_id))[1].state, "processing");
+    standIn.refunds.get(slow.refund.refund_no)!.status = "CLOSED";
+    await runTopupTick(ctx, gateways, app, later(122));
+    await runTopupTick(ctx, gateways, app, later(300));
+    assert.equal((await refundsOfOrder(ctx.db, slow.refund.order_id))[1].state, "failed");
+    assert.equal(await balance(), 2000);
+
+    standIn.control.refundAnswer = "ABNORMAL";
+    const abnormal = await ask("5");
+    assert.equal(abnormal.refund.state, "abnormal");
+    assert.equal(await balance(), 1500);
+
+    // The request never reached WeChat (a 500): the loop finds no such refund and asks again.
+    standIn.control.refundAnswer = "500";
+    const lost = await ask("5");
+    assert.equal(lost.refund.state, "processing");
+    assert.equal(standIn.refunds.has(lost.refund.refund_no), false);
+    standIn.control.refundAnswer = "SUCCESS";
+    await runTopupTick(ctx, gateways, app, later(400));
+    const rows = await refundsOfOrder(ctx.db, lost.refund.order_id);
+    assert.deepEqual(rows.map((r) => r.state), ["succeeded", "failed", "abnormal", "succeeded"]);
+    assert.equal(standIn.refunds.get(lost.refund.refund_no)!.amount, 500);
+    assert.equal(await balance(), 1000);
+
+    // What is left counts everything not given back: 30 − 10 − 5 (abnormal) − 5 = 10.
+    assert.equal(refundable(3000, rows), 1000);
+    await assert.rejects(ask("10.01"), /Refund above what is left/);
+    const returns = await sql<{ n: number }>`select count(*)::int as n from ledger_transfers
+      where kind = 'topup_refund_return'`.execute(ctx.db);
+    assert.equal(returns.rows[0].n, 1);
+    assert.deepEqual(standIn.rejected, []);
+    const report = await verifyLedger(ctx.db);
+    assert.equal(report.ok, true, report.problems.join("; "));
+    assert.equal(report.totals.externalIn, 1000);
+  } finally {
+    await base.h.close();
+    await standIn.close();
+  }
+});
+
+async function staffId(ctx: { db: Parameters<typeof createStaff>[0] }): Promise<number> {
+  return await createStaff(ctx.db, {
+    username: `fin${Date.now() % 100000}`,
+    name: "财务",
+    password: "Staff12345",
+    roles: [ROLES.finance],
+  });
+}

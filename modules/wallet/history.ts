@@ -5,7 +5,7 @@ import type { TransferKind } from "./tables.ts";
 /** The filters of 交易记录 and the transfer kinds behind each. */
 export const HISTORY_TYPES = {
   purchase: { label: "消费", kinds: ["purchase"] },
-  topup: { label: "充值", kinds: ["topup"] },
+  topup: { label: "充值", kinds: ["topup", "topup_refund", "topup_refund_return"] },
   electricity: { label: "电费", kinds: ["electricity"] },
   water: { label: "冷水", kinds: ["water"] },
   shower: { label: "热水", kinds: ["shower"] },
@@ -27,6 +27,8 @@ export const KIND_LABELS: Record<TransferKind, string> = {
   adjustment: "调账",
   void: "撤销",
   cash_out: "销户退款",
+  topup_refund: "充值退回",
+  topup_refund_return: "退回失败返还",
 };
 
 /** One line of 交易记录. */

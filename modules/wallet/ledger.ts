@@ -410,6 +410,74 @@ export async function creditTopUp(
 }
 
 /**
+ * Pays (part of) a top-up back through its gateway (退回微信): the card's available balance goes to
+ * the gateway's clearing account, refused when the balance does not cover it. Idempotent on
+ * `reference`.
+ */
+export async function refundTopUp(
+  db: Db,
+  input: {
+    cardAccountId: number;
+    amount: number;
+    method: string;
+    reference: string;
+    details?: unknown;
+  },
+): Promise<PaymentResult> {
+  const amount = checkAmount(input.amount);
+  const reference = checkReference(input.reference);
+  if (!/^[a-z0-9_]{1,32}$/.test(input.method)) throw new InvalidAmountError(input.method, "method");
+  const code = `gateway:${input.method}`;
+  return await debitCard(db, {
+    cardAccountId: input.cardAccountId,
+    amount,
+    reference,
+    kind: "topup_refund",
+    channel: null,
+    counterAccount: sql<number>`select id from ledger_accounts where code = ${code}`,
+    merchantId: null,
+    terminalId: null,
+    details: input.details ?? null,
+    limits: false,
+    today: chinaDay(),
+  }, () => ensureSystemAccount(db, code, "gateway", `${input.method} 充值清算`));
+}
+
+/** Puts a top-up refund the gateway closed unpaid back on the card (`refundTopUp` undone). */
+export async function returnTopUpRefund(
+  db: Db,
+  input: {
+    cardAccountId: number;
+    amount: number;
+    method: string;
+    reference: string;
+    refundTransferId: number;
+    details?: unknown;
+  },
+): Promise<PaymentResult> {
+  const amount = checkAmount(input.amount);
+  const reference = checkReference(input.reference);
+  const gateway = await ensureSystemAccount(
+    db,
+    `gateway:${input.method}`,
+    "gateway",
+    `${input.method} 充值清算`,
+  );
+  return await creditCard(db, {
+    cardAccountId: input.cardAccountId,
+    amount,
+    reference,
+    kind: "topup_refund_return",
+    channel: null,
+    counterAccountId: gateway,
+    merchantId: null,
+    terminalId: null,
+    relatedTransferId: input.refundTransferId,
+    details: input.details ?? null,
+  });
+}
+
+/**
  * Records a payment an offline reader accepted without the server: the only path that may take a
  * balance below zero. Takes what is free of holds first and books the rest as overdraft.
  */

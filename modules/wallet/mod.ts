@@ -40,7 +40,8 @@ export { MAX_AMOUNT } from "./_common.ts";
  * hot path: one round trip; null when nothing moved, and the caller falls back to `payFromCard`);
  * `payUtility` / `refundUtility` for dorm utilities; `applyOfflinePayment` (the only path below
  * zero) and `listNegativeBalances`; `reverseByReference` for a reader's lost reply (leaves a
- * tombstone when the original has not arrived); `creditTopUp`, `refundTransfer`, `adjustBalance`.
+ * tombstone when the original has not arrived); `creditTopUp`, `refundTransfer`, `adjustBalance`;
+ * `refundTopUp` / `returnTopUpRefund` for a top-up paid back through its gateway.
  */
 export {
   adjustBalance,
@@ -53,8 +54,10 @@ export {
   payFromCardRecorded,
   type PaymentResult,
   payUtility,
+  refundTopUp,
   refundTransfer,
   refundUtility,
+  returnTopUpRefund,
   type ReversalResult,
   reverseByReference,
 } from "./ledger.ts";

@@ -20,7 +20,9 @@ export type TransferKind =
   | "reversal"
   | "adjustment"
   | "void"
-  | "cash_out";
+  | "cash_out"
+  | "topup_refund"
+  | "topup_refund_return";
 
 export type Channel = "card" | "qr" | "offline";
 
