@@ -372,6 +372,12 @@ async function creditCard(db: Db, s: CreditSpec): Promise<PaymentResult> {
   return sameRequest(first, expect);
 }
 
+/** The clearing account of a gateway (`method`: "wechat", "sandbox", …), created on first use. */
+async function gatewayAccount(db: Db, method: string): Promise<number> {
+  if (!/^[a-z0-9_]{1,32}$/.test(method)) throw new InvalidAmountError(method, "method");
+  return await ensureSystemAccount(db, `gateway:${method}`, "gateway", `${method} 充值清算`);
+}
+
 /**
  * Credits a top-up paid through a gateway (`method`: "wechat", "sandbox", …) to the card; pays off
  * an offline overdraft first. Idempotent on the gateway's order reference.
@@ -388,13 +394,7 @@ export async function creditTopUp(
 ): Promise<PaymentResult> {
   const amount = checkAmount(input.amount);
   const reference = checkReference(input.reference);
-  if (!/^[a-z0-9_]{1,32}$/.test(input.method)) throw new InvalidAmountError(input.method, "method");
-  const gateway = await ensureSystemAccount(
-    db,
-    `gateway:${input.method}`,
-    "gateway",
-    `${input.method} 充值清算`,
-  );
+  const gateway = await gatewayAccount(db, input.method);
   return await creditCard(db, {
     cardAccountId: input.cardAccountId,
     amount,
@@ -426,21 +426,20 @@ export async function refundTopUp(
 ): Promise<PaymentResult> {
   const amount = checkAmount(input.amount);
   const reference = checkReference(input.reference);
-  if (!/^[a-z0-9_]{1,32}$/.test(input.method)) throw new InvalidAmountError(input.method, "method");
-  const code = `gateway:${input.method}`;
+  const gateway = await gatewayAccount(db, input.method);
   return await debitCard(db, {
     cardAccountId: input.cardAccountId,
     amount,
     reference,
     kind: "topup_refund",
     channel: null,
-    counterAccount: sql<number>`select id from ledger_accounts where code = ${code}`,
+    counterAccount: sql<number>`select ${gateway}::bigint`,
     merchantId: null,
     terminalId: null,
     details: input.details ?? null,
     limits: false,
     today: chinaDay(),
-  }, () => ensureSystemAccount(db, code, "gateway", `${input.method} 充值清算`));
+  }, () => Promise.resolve());
 }
 
 /** Puts a top-up refund the gateway closed unpaid back on the card (`refundTopUp` undone). */
@@ -457,12 +456,7 @@ export async function returnTopUpRefund(
 ): Promise<PaymentResult> {
   const amount = checkAmount(input.amount);
   const reference = checkReference(input.reference);
-  const gateway = await ensureSystemAccount(
-    db,
-    `gateway:${input.method}`,
-    "gateway",
-    `${input.method} 充值清算`,
-  );
+  const gateway = await gatewayAccount(db, input.method);
   return await creditCard(db, {
     cardAccountId: input.cardAccountId,
     amount,
