@@ -1,15 +1,25 @@
 /**
  * Protocol fuzzing against a live server: valid frames of a real reader, mutated (bit flips,
- * truncation, wrong lengths, foreign terminal ids, random codes), and plain random bytes, sent in
- * short bursts over fresh connections. The server closes a connection after 3 refused frames or
- * one unframeable one (PROTOCOL.md §2.1), so each burst is at most 3 frames.
+ * truncation, wrong lengths, foreign terminal ids, random codes, bodies re-signed with the real
+ * key so they reach the parser and the service), and plain random bytes. Framed mutations are
+ * pipelined over long-lived connections; stream-breaking ones go in short bursts over fresh
+ * connections, since the server closes a connection after 3 refused frames in a row or one
+ * unframeable one (PROTOCOL.md §2.1).
  */
 import {
   encodeFrame,
+  FrameError,
   HEADER_SIZE,
   keyFromHex,
+  MAC_SIZE,
+  MAX_BODY_SIZE,
   type Message,
   MessageCode,
+  messageName,
+  parseBody,
+  Parser,
+  sealFrame,
+  serializeBody,
 } from "../terminal/mod.ts";
 import { delay } from "./_lib.ts";
 
@@ -40,11 +50,24 @@ export class Random {
   }
 }
 
-/** Counts of what the fuzzer sent. */
+/** Counts of what the fuzzer sent and got back. */
 export interface FuzzStats {
+  /** Mutated and random frames sent (the fuzz count). */
   frames: number;
+  /** Of those: correctly signed with the reader's key, body or code mutated (past the MAC check). */
+  signed: number;
+  /** Of the signed ones: the mutated body still parsed as a harmless request and was served. */
+  signedServed: number;
+  /** Valid frames interleaved (sign-on, heartbeat, balance inquiry): they keep a connection open. */
+  valid: number;
+  /** Replies read from the server. */
+  replies: number;
   connections: number;
   connectFailures: number;
+  /** Long-lived connections the server closed while the fuzzer expected them to stay open. */
+  unexpectedCloses: number;
+  /** Mutated bodies on which the codec threw something other than a FrameError (hex, first few). */
+  codecCrashes: string[];
 }
 
 /** A fuzzing target: a reader's identity whose valid frames get mutated. */
@@ -54,17 +77,20 @@ export interface FuzzTarget {
   chip: string;
 }
 
-function validFrame(
-  target: FuzzTarget,
-  key: Uint8Array,
-  rnd: Random,
-  sequence: number,
-): Uint8Array {
+function validMessage(target: FuzzTarget, rnd: Random): Message {
   const messages: Message[] = [
     { code: MessageCode.CardPayment, chip: target.chip, amount: 1 + rnd.int(5000), password: "" },
     { code: MessageCode.BalanceInquiry, chip: target.chip },
     { code: MessageCode.Heartbeat, blocklistVersion: rnd.int(10), offlineCount: 0 },
     { code: MessageCode.Reversal, originalSequence: rnd.int(1000) },
+    { code: MessageCode.SignOn, firmware: "fuzz-1.0" },
+    { code: MessageCode.BlocklistSync, fromVersion: rnd.int(10) },
+    {
+      code: MessageCode.QrPayment,
+      paymentCode: "28" + String(rnd.int(1e9)).padStart(16, "0"),
+      amount: 1 + rnd.int(5000),
+    },
+    { code: MessageCode.ShowerStart, chip: target.chip },
     {
       code: MessageCode.OfflineUpload,
       records: [{
@@ -75,13 +101,29 @@ function validFrame(
       }],
     },
   ];
-  const m = messages[rnd.int(messages.length)];
+  return messages[rnd.int(messages.length)];
+}
+
+function validFrame(
+  target: FuzzTarget,
+  key: Uint8Array,
+  rnd: Random,
+  sequence: number,
+): Uint8Array {
   return encodeFrame(key, {
     terminalId: target.terminalId,
     sequence,
     timestamp: Math.floor(Date.now() / 1000),
-  }, m);
+  }, validMessage(target, rnd));
 }
+
+/** Requests that move no money whatever their fields say: a signed one may be served. */
+const HARMLESS: ReadonlySet<number> = new Set([
+  MessageCode.SignOn,
+  MessageCode.Heartbeat,
+  MessageCode.BalanceInquiry,
+  MessageCode.BlocklistSync,
+]);
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
@@ -141,21 +183,301 @@ function mutateOnce(frame: Uint8Array, rnd: Random): Uint8Array {
   }
 }
 
+/** What one framed mutation is and what the server will make of it. */
+interface Framed {
+  bytes: Uint8Array;
+  /** Correctly signed with the reader's key. */
+  signed: boolean;
+  /** The server will serve it (a harmless request): it counts as good, not as a refused frame. */
+  served: boolean;
+}
+
 /**
- * Sends mutated and random frames until `frames` were sent or `until` (epoch ms), over
- * `parallel` connections at a time. Never sends a frame that would verify.
+ * A mutation that keeps the frame framed (magic, version and body length consistent), so the
+ * frames after it on the same connection are still read: half are unsigned (header fields, body
+ * or MAC changed; the MAC check refuses them), half are signed with the reader's real key after
+ * the body or the code was changed, so they reach the body parser and, when they still parse as
+ * a request that moves no money, the service. A signed mutation that still parses as a money
+ * request is never sent signed: its MAC is broken instead (the soak checks no money moved).
+ */
+export function mutateFramed(
+  target: FuzzTarget,
+  key: Uint8Array,
+  rnd: Random,
+  sequence: number,
+  crashes: string[],
+): Framed {
+  const timestamp = Math.floor(Date.now() / 1000);
+  const m = validMessage(target, rnd);
+  const header = { terminalId: target.terminalId, sequence, timestamp };
+  if (rnd.int(2) === 0) {
+    const f = encodeFrame(key, header, m);
+    const view = new DataView(f.buffer, f.byteOffset, f.byteLength);
+    switch (rnd.int(6)) {
+      case 0: // flip bits in the header fields after the length-independent part, or the body
+        for (let i = 0, n = 1 + rnd.int(4); i < n; i++) {
+          const at = 3 + rnd.int(f.length - 3 - MAC_SIZE);
+          if (at === 16 || at === 17) continue; // the body length keeps the stream framed
+          f[at] ^= 1 << rnd.int(8);
+        }
+        break;
+      case 1: // another terminal id (unknown, or someone else's) with this MAC
+        view.setUint32(4, rnd.int(2) ? rnd.int(0x1_0000_0000) : 1 + rnd.int(50));
+        break;
+      case 2: // random message code
+        f[3] = rnd.int(256);
+        break;
+      case 3: // MAC replaced by random or zero bytes
+        f.set(rnd.int(2) ? rnd.bytes(MAC_SIZE) : new Uint8Array(MAC_SIZE), f.length - MAC_SIZE);
+        break;
+      case 4: // one MAC bit
+        f[f.length - 1 - rnd.int(MAC_SIZE)] ^= 1 << rnd.int(8);
+        break;
+      default: // sequence and timestamp scrambled
+        view.setUint32(8, rnd.int(0x1_0000_0000));
+        view.setUint32(12, rnd.int(0x1_0000_0000));
+    }
+    if (sameBytes(f, encodeFrame(key, header, m))) f[f.length - 1] ^= 1; // never the valid frame
+    return { bytes: f, signed: false, served: false };
+  }
+  // Signed: the body (and sometimes the code or the timestamp) mutated, then sealed properly.
+  let body = serializeBody(m);
+  let code: number = m.code;
+  let ts = timestamp;
+  switch (rnd.int(7)) {
+    case 0: { // bit flips
+      body = body.slice();
+      for (let i = 0, n = 1 + rnd.int(4); i < n && body.length; i++) {
+        body[rnd.int(body.length)] ^= 1 << rnd.int(8);
+      }
+      break;
+    }
+    case 1: // truncated body
+      body = body.slice(0, rnd.int(body.length + 1));
+      break;
+    case 2: { // extra bytes after the body
+      const out = new Uint8Array(body.length + 1 + rnd.int(64));
+      out.set(body);
+      out.set(rnd.bytes(out.length - body.length), body.length);
+      body = out;
+      break;
+    }
+    case 3: // random body of any length up to the limit
+      body = rnd.bytes(rnd.int(4) === 0 ? rnd.int(MAX_BODY_SIZE + 1) : rnd.int(80));
+      break;
+    case 4: { // one byte set to an edge value (lengths and counts read from the body)
+      body = body.slice();
+      if (body.length) body[rnd.int(body.length)] = [0, 0xff, 0x7f, 0x80, 0x40][rnd.int(5)];
+      break;
+    }
+    case 5: // another code with this body
+      code = rnd.int(3) === 0 ? rnd.int(256) : [...HARMLESS][rnd.int(HARMLESS.size)];
+      break;
+    default: // a timestamp outside the window
+      ts = timestamp + (rnd.int(2) ? 1 : -1) * (3600 + rnd.int(1_000_000));
+  }
+  let parsed: Message | null = null;
+  const known = messageName(code) !== undefined && code < MessageCode.Error;
+  if (known) {
+    try {
+      parsed = parseBody(code, body);
+    } catch (err) {
+      if (!(err instanceof FrameError) && crashes.length < 5) {
+        crashes.push(`code ${code} body ${toHex(body.subarray(0, 64))}: ${(err as Error).message}`);
+      }
+    }
+  }
+  const fresh = Math.abs(ts - Date.now() / 1000) < 60;
+  if (parsed && fresh && !HARMLESS.has(code)) {
+    // A well-formed money request under a good MAC would really be served: break its MAC.
+    const f = sealFrame(
+      key,
+      { type: code, terminalId: target.terminalId, sequence, timestamp: ts },
+      body,
+    );
+    f[f.length - 1] ^= 1;
+    return { bytes: f, signed: false, served: false };
+  }
+  const f = sealFrame(
+    key,
+    { type: code, terminalId: target.terminalId, sequence, timestamp: ts },
+    body,
+  );
+  return { bytes: f, signed: true, served: parsed !== null && fresh };
+}
+
+function toHex(b: Uint8Array): string {
+  return [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * Sends mutated and random frames until `frames` were sent or `until` (epoch ms), paced evenly
+ * over the time so the fuzz load does not come in one burst.
+ *
+ * - `parallel` long-lived connections pipeline framed mutations (`mutateFramed`), at most
+ *   `window` unanswered at a time. The server closes a connection after 3 refused frames in a row
+ *   (PROTOCOL.md §2.1); a served request resets that count, so after every 2 refused frames the
+ *   fuzzer sends one valid harmless request (a heartbeat),
+ *   as a misbehaving but genuine reader would. The limit itself is untouched.
+ * - One more connection at a time sends stream-breaking mutations (truncation, lying lengths,
+ *   garbage) in short bursts over fresh connections, which the server closes.
+ *
+ * Never sends a valid money request.
  */
 export async function fuzz(
   port: number,
   target: FuzzTarget,
-  options: { frames: number; until: number; parallel: number; seed: number },
+  options: {
+    frames: number;
+    until: number;
+    parallel: number;
+    seed: number;
+    window?: number;
+    /** The frames are paced to be sent by about this time (epoch ms; default `until`). */
+    paceUntil?: number;
+    /** Share of the frames sent as stream-breaking bursts (default 0.05). */
+    burstShare?: number;
+  },
 ): Promise<FuzzStats> {
-  const stats: FuzzStats = { frames: 0, connections: 0, connectFailures: 0 };
+  const stats: FuzzStats = {
+    frames: 0,
+    signed: 0,
+    signedServed: 0,
+    valid: 0,
+    replies: 0,
+    connections: 0,
+    connectFailures: 0,
+    unexpectedCloses: 0,
+    codecCrashes: [],
+  };
   const key = keyFromHex(target.keyHex);
-  const worker = async (w: number) => {
+  const window = options.window ?? 32;
+  const started = Date.now();
+  // Paced to finish at 85% of the time, with a small lead so the pipelines never starve.
+  const span = Math.max(1000, ((options.paceUntil ?? options.until) - started) * 0.85);
+  const allowed = () =>
+    Math.min(options.frames, options.frames * (Date.now() - started) / span + 2000);
+  const done = () => stats.frames >= options.frames || Date.now() >= options.until;
+  const burstShare = options.burstShare ?? 0.05;
+  let burstFrames = 0;
+
+  const pipelined = async (w: number) => {
     const rnd = new Random(options.seed + w * 7919);
+    let sequence = 1 + w * 100_000_000;
+    while (!done()) {
+      let conn: Deno.TcpConn;
+      try {
+        conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      } catch {
+        stats.connectFailures++;
+        await delay(100);
+        continue;
+      }
+      stats.connections++;
+      let sent = 0;
+      let answered = 0;
+      let closed = false;
+      const waiter = { wake: null as (() => void) | null };
+      const reading = (async () => {
+        const buf = new Uint8Array(16384);
+        const parser = new Parser();
+        try {
+          for (;;) {
+            const n = await conn.read(buf);
+            if (n === null) break;
+            parser.parse(buf.subarray(0, n), () => {
+              answered++;
+              stats.replies++;
+            });
+            waiter.wake?.();
+          }
+        } catch { /* reset by the server */ }
+        closed = true;
+        waiter.wake?.();
+      })();
+      let refusedInRow = 0;
+      try {
+        const signOn = encodeFrame(key, {
+          terminalId: target.terminalId,
+          sequence: sequence++,
+          timestamp: Math.floor(Date.now() / 1000),
+        }, { code: MessageCode.SignOn, firmware: "fuzz-1.0" });
+        await conn.write(signOn);
+        sent++;
+        stats.valid++;
+        while (!done() && !closed) {
+          if (stats.frames >= allowed()) {
+            await delay(20);
+            continue;
+          }
+          while (sent - answered > window && !closed) {
+            await new Promise<void>((resolve) => {
+              waiter.wake = resolve;
+              setTimeout(resolve, 1000);
+            });
+            waiter.wake = null;
+          }
+          if (closed) break;
+          const batch: Uint8Array[] = [];
+          for (let i = 0; i < 8 && !done(); i++) {
+            if (refusedInRow >= 2) {
+              // A heartbeat: the cheapest request the server serves (one indexed read).
+              const m: Message = {
+                code: MessageCode.Heartbeat,
+                blocklistVersion: 0,
+                offlineCount: 0,
+              };
+              batch.push(encodeFrame(key, {
+                terminalId: target.terminalId,
+                sequence: sequence++,
+                timestamp: Math.floor(Date.now() / 1000),
+              }, m));
+              stats.valid++;
+              refusedInRow = 0;
+              continue;
+            }
+            const f = mutateFramed(target, key, rnd, sequence++, stats.codecCrashes);
+            batch.push(f.bytes);
+            stats.frames++;
+            if (f.signed) stats.signed++;
+            if (f.served) {
+              stats.signedServed++;
+              refusedInRow = 0;
+            } else refusedInRow++;
+          }
+          const total = batch.reduce((a, b) => a + b.length, 0);
+          const out = new Uint8Array(total);
+          let at = 0;
+          for (const b of batch) {
+            out.set(b, at);
+            at += b.length;
+          }
+          let written = 0;
+          while (written < out.length) written += await conn.write(out.subarray(written));
+          sent += batch.length;
+        }
+      } catch {
+        closed = true; // the server closed the connection
+      }
+      if (closed && !done()) stats.unexpectedCloses++;
+      // Let the last replies arrive, then close.
+      const settle = Date.now() + 2000;
+      while (!closed && answered < sent && Date.now() < settle) await delay(20);
+      try {
+        conn.close();
+      } catch { /* already closed */ }
+      await reading;
+    }
+  };
+
+  const bursts = async () => {
+    const rnd = new Random(options.seed + 104_729);
     let sequence = 1;
-    while (stats.frames < options.frames && Date.now() < options.until) {
+    while (!done()) {
+      if (burstFrames >= Math.min(allowed(), stats.frames) * burstShare + 30) {
+        await delay(50);
+        continue;
+      }
       let conn: Deno.TcpConn;
       try {
         conn = await Deno.connect({ hostname: "127.0.0.1", port });
@@ -172,10 +494,11 @@ export async function fuzz(
         } catch { /* reset by the server */ }
       })();
       try {
-        for (let i = 0; i < 3 && stats.frames < options.frames; i++) {
+        for (let i = 0; i < 3 && !done(); i++) {
           const frame = mutate(validFrame(target, key, rnd, sequence++), rnd);
           await conn.write(frame);
           stats.frames++;
+          burstFrames++;
         }
       } catch { /* the server closed the connection first: expected */ }
       try {
@@ -184,6 +507,10 @@ export async function fuzz(
       await reading;
     }
   };
-  await Promise.all(Array.from({ length: options.parallel }, (_, i) => worker(i)));
+
+  await Promise.all([
+    ...Array.from({ length: options.parallel }, (_, i) => pipelined(i)),
+    bursts(),
+  ]);
   return stats;
 }

@@ -13,6 +13,7 @@ import { type Db, migrateToLatest, openDatabase } from "../modules/platform/mod.
 import { ensureSchool, registerAccount } from "../modules/account/mod.ts";
 import { createCardAccountForTest, DEMO_SCHOOL } from "../modules/card/mod.ts";
 import { creditTopUp } from "../modules/wallet/mod.ts";
+import { createStaff, type Role } from "../modules/staff/mod.ts";
 import type { SessionCookie } from "./_browser.ts";
 import { WebClient } from "./_http.ts";
 
@@ -182,4 +183,25 @@ async function login(web: WebClient, phone: string, password: string): Promise<v
   if (r.res.status !== 303 || !web.cookies.has("yxt_sid")) {
     throw new Error(`Login of ${phone} answered ${r.res.status}: ${r.text.slice(0, 200)}`);
   }
+}
+
+/** Creates a staff member with `roles` and signs them in over HTTP at /admin/login. */
+export async function signedInStaff(
+  db: Db,
+  baseUrl: string,
+  options: { username: string; name: string; roles: Role[] },
+): Promise<WebClient> {
+  const password = "Soak-Staff-2026";
+  await createStaff(db, { ...options, password, mustChangePassword: false });
+  const web = new WebClient(baseUrl);
+  const r = await web.submit("/admin/login", "/admin/login", {
+    username: options.username,
+    password,
+  });
+  if (r.res.status !== 303) {
+    throw new Error(
+      `Staff login of ${options.username} answered ${r.res.status}: ${r.text.slice(0, 200)}`,
+    );
+  }
+  return web;
 }
