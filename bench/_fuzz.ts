@@ -317,7 +317,7 @@ function toHex(b: Uint8Array): string {
  * - `parallel` long-lived connections pipeline framed mutations (`mutateFramed`), at most
  *   `window` unanswered at a time. The server closes a connection after 3 refused frames in a row
  *   (PROTOCOL.md §2.1); a served request resets that count, so after every 2 refused frames the
- *   fuzzer sends one valid harmless request (a heartbeat),
+ *   fuzzer sends one valid harmless request (a balance inquiry of an unknown card),
  *   as a misbehaving but genuine reader would. The limit itself is untouched.
  * - One more connection at a time sends stream-breaking mutations (truncation, lying lengths,
  *   garbage) in short bursts over fresh connections, which the server closes.
@@ -421,11 +421,11 @@ export async function fuzz(
           const batch: Uint8Array[] = [];
           for (let i = 0; i < 8 && !done(); i++) {
             if (refusedInRow >= 2) {
-              // A heartbeat: the cheapest request the server serves (one indexed read).
+              // A balance inquiry of a card this school does not know (a visitor's card): the
+              // cheapest request the server serves, one indexed read, and it moves nothing.
               const m: Message = {
-                code: MessageCode.Heartbeat,
-                blocklistVersion: 0,
-                offlineCount: 0,
+                code: MessageCode.BalanceInquiry,
+                chip: `8${String(rnd.int(1e9)).padStart(9, "0")}`,
               };
               batch.push(encodeFrame(key, {
                 terminalId: target.terminalId,

@@ -266,6 +266,10 @@ async function main(): Promise<number> {
   )
     .sort((a, b) => a - b);
   const pgRestartAt = (0.35 + rnd.next() * 0.2) * DURATION * 1000;
+  /** When the server or PostgreSQL was down (from the fault until it was back). */
+  const outages: Array<{ from: number; to: number }> = [];
+  /** Reader requests acknowledged so far, sampled every second: valid traffic carries on. */
+  const progress: Array<{ t: number; acknowledged: number }> = [];
   const faults = (async () => {
     const events = [...killAt.map((t) => ({ t, what: "kill" })), { t: pgRestartAt, what: "pg" }]
       .sort((a, b) => a.t - b.t);
@@ -273,7 +277,16 @@ async function main(): Promise<number> {
       const wait = started + e.t - Date.now();
       if (wait > 0) await delay(wait);
       if (Date.now() > deadline) break;
-      if (e.what === "kill") {
+      const outage = { from: Date.now(), to: Infinity };
+      outages.push(outage);
+      try {
+        await fault(e.what);
+      } finally {
+        outage.to = Date.now();
+      }
+    }
+    async function fault(what: string) {
+      if (what === "kill") {
         killing = true;
         log(`SIGKILL server (pid ${server!.pid})`);
         await server!.stop("SIGKILL");
@@ -296,6 +309,8 @@ async function main(): Promise<number> {
       if (server) {
         serverCpu.set(server.pid, cpuSeconds(server.pid) ?? serverCpu.get(server.pid) ?? 0);
       }
+      const last = progress.at(-1);
+      if (!last || Date.now() - last.t >= 1000) progress.push({ t: Date.now(), acknowledged });
       await delay(500);
     }
   })();
@@ -646,6 +661,27 @@ async function main(): Promise<number> {
   await faults;
   await memory;
   const loadSeconds = (Date.now() - started) / 1000;
+  // Under the fuzzer's load, readers keep being answered: no 10 s without an acknowledgement,
+  // except around an outage (down, restarting, and 10 s for readers to reconnect after it).
+  const quiet = (a: number, b: number) => !outages.some((o) => o.from < b && o.to + 10_000 > a);
+  let stalls = 0;
+  for (let i = 0; i < progress.length; i++) {
+    const j = progress.findIndex((p) => p.t >= progress[i].t + 10_000);
+    if (j < 0) break;
+    if (
+      progress[j].acknowledged === progress[i].acknowledged &&
+      quiet(progress[i].t, progress[j].t)
+    ) {
+      stalls++;
+      if (stalls === 1) {
+        failures.push(
+          `no reader request acknowledged from ${
+            new Date(progress[i].t).toISOString().slice(11, 19)
+          } for 10 s, with the server and PostgreSQL up: valid traffic did not carry on`,
+        );
+      }
+    }
+  }
   log(
     `load done after ${
       loadSeconds.toFixed(0)
