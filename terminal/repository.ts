@@ -90,6 +90,53 @@ export function recordPaidRequestSql(
     from ${paid}`;
 }
 
+/** A paid request's record for `recordPaidRequestsSql`; the reply's balance is filled in. */
+export interface PaidRequestRow {
+  terminalId: number;
+  sequence: number;
+  type: number;
+  request: Uint8Array;
+  status: number;
+  replyType: number;
+  replyTimestamp: number;
+  reply: Uint8Array;
+  amount: number;
+}
+
+function hex(bytes: Uint8Array): string {
+  let s = "";
+  for (let i = 0; i < bytes.length; i++) s += (bytes[i] < 16 ? "0" : "") + bytes[i].toString(16);
+  return s;
+}
+
+/**
+ * `recordPaidRequestSql` for a batch (`payFromCardsRecorded`): `rows[i]` is recorded when `paid`
+ * has a row with `ord = i + 1`, its balance written into the reply at `balanceOffset`. The
+ * statement text is the same for any number of rows (arrays, not one placeholder per row).
+ */
+export function recordPaidRequestsSql(
+  rows: PaidRequestRow[],
+  balanceOffset: number,
+  paid: RawBuilder<unknown>,
+): RawBuilder<unknown> {
+  const col = <T>(f: (r: PaidRequestRow) => T) => rows.map(f);
+  return sql`insert into terminal_requests (terminal_id, sequence, type, request, status,
+      reply_type, reply_timestamp, reply, amount, card_account_id)
+    select r.terminal_id, r.sequence, r.type, decode(r.request, 'hex'), r.status, r.reply_type,
+      r.reply_timestamp,
+      overlay(decode(r.reply, 'hex') placing int4send(${paid}.balance_after::integer)
+        from ${balanceOffset + 1}::integer for 4),
+      r.amount, ${paid}.card_account_id
+    from ${paid} join unnest(${col((r) => r.terminalId)}::bigint[],
+      ${col((r) => r.sequence)}::bigint[], ${col((r) => r.type)}::smallint[],
+      ${col((r) => hex(r.request))}::text[], ${col((r) => r.status)}::integer[],
+      ${col((r) => r.replyType)}::smallint[], ${col((r) => r.replyTimestamp)}::bigint[],
+      ${col((r) => hex(r.reply))}::text[], ${col((r) => r.amount)}::bigint[])
+      with ordinality as r(terminal_id, sequence, type, request, status, reply_type,
+        reply_timestamp, reply, amount, ord)
+      on r.ord = ${paid}.ord`;
+}
+
 /** Money-moving requests of a terminal, newest first. */
 export async function listRequests(db: Db, terminalId: number, limit: number) {
   return await db.selectFrom("terminal_requests").select([

@@ -13,14 +13,15 @@ import {
   type ChipCard,
   currentBlocklistVersion,
   findCardByChip,
-  payableChipSql,
+  payableChipKey,
+  payableChipOfSql,
 } from "../modules/card/mod.ts";
 import {
   applyOfflinePayment,
   getBalance,
   holdFunds,
   payFromCard,
-  payFromCardRecorded,
+  payFromCardsRecorded,
   redeemPaymentCode,
   releaseHold,
   reverseByReference,
@@ -37,13 +38,14 @@ import {
   statusName,
 } from "./messages.ts";
 import type { RawFrame } from "./parser.ts";
+import { GroupCommit } from "./batch.ts";
 import { serializeBody } from "./serializer.ts";
 import {
   findRequest,
   findShower,
   listRequests,
   offlineAcked,
-  recordPaidRequestSql,
+  recordPaidRequestsSql,
   saveOfflineRecord,
   saveRequest,
   saveShower,
@@ -305,11 +307,90 @@ const MAX_AMOUNT = 100_000_000;
 /** Where the balance sits in a CardPaymentReply body: after status (2) and amount (4). */
 const CARD_REPLY_BALANCE_OFFSET = 6;
 
+/** A reader's card payment waiting for its batch, with its reply as stored (balance zero). */
+interface CardBatchItem {
+  t: Terminal;
+  f: RawFrame;
+  m: Extract<Message, { code: 0x10 }>;
+  template: Reply;
+}
+
+/** Most payments in one batch statement. */
+const CARD_BATCH_MAX = 128;
+
+/** Batches in flight at once (each holds one database connection). */
+const CARD_BATCHES_IN_FLIGHT = 1;
+
+const cardBatches = new WeakMap<Db, GroupCommit<CardBatchItem, number | null>>();
+
+/** The group commit of one database's card payments. */
+function cardBatcher(db: Db): GroupCommit<CardBatchItem, number | null> {
+  let batcher = cardBatches.get(db);
+  if (!batcher) {
+    batcher = new GroupCommit({
+      maxBatch: CARD_BATCH_MAX,
+      maxInFlight: CARD_BATCHES_IN_FLIGHT,
+      // One statement updates a card row once, and a request is recorded once: a second payment
+      // of the same chip, or a retry of the same request, waits for the next batch.
+      keys: (i) => [`chip:${payableChipKey(i.m.chip)}`, `request:${i.t.id}:${i.f.sequence}`],
+      run: (items) => payCardBatch(db, items),
+    });
+    cardBatches.set(db, batcher);
+  }
+  return batcher;
+}
+
 /**
- * The common case in one round trip: one statement finds the chip's card (if it may pay), debits
- * it and records the request with its reply (money and record commit together, as in `once`).
- * Anything else (a refused chip or card, funds, limits, a password, a retry, a database error)
- * returns null, nothing written, and the ordinary path answers it.
+ * One statement for a batch: each payment's chip check, debit and request record, as in
+ * `payFromCardRecorded`. Returns each payment's balance after, or null where it did not pay. If
+ * the statement fails as a whole (a retry racing its first request on another instance, a
+ * balance outside int32, …), nothing was written and every payment gets null: each then goes
+ * the ordinary way on its own.
+ */
+async function payCardBatch(db: Db, items: CardBatchItem[]): Promise<Array<number | null>> {
+  try {
+    const paid = await payFromCardsRecorded(db, {
+      payments: items.map((i) => ({
+        payer: payableChipKey(i.m.chip),
+        merchantId: i.t.merchantId,
+        amount: i.m.amount,
+        reference: requestReference(i.t.id, i.f.sequence),
+        terminalId: i.t.id,
+      })),
+      channel: "card",
+      cardAccountOf: payableChipOfSql,
+      record: (rows) =>
+        recordPaidRequestsSql(
+          items.map((i) => ({
+            terminalId: i.t.id,
+            sequence: i.f.sequence,
+            type: i.f.type,
+            request: i.f.body,
+            status: i.template.status ?? 0,
+            replyType: i.template.code,
+            replyTimestamp: i.f.timestamp,
+            reply: i.template.body,
+            amount: i.m.amount,
+          })),
+          CARD_REPLY_BALANCE_OFFSET,
+          rows,
+        ),
+    });
+    return paid.map((p) => p?.balanceAfter ?? null);
+  } catch (err) {
+    if (!isDatabaseError(err)) {
+      log.error("card payment batch failed", { size: items.length, err: String(err) });
+    }
+    return items.map(() => null);
+  }
+}
+
+/**
+ * The common case without a transaction of its own: the payment joins the next group commit,
+ * where one statement finds the chip's card (if it may pay), debits it and records the request
+ * with its reply (money and record commit together, as in `once`). Anything else (a refused chip
+ * or card, funds, limits, a password, a retry, a failed batch) returns null, nothing written for
+ * it, and the ordinary path answers it.
  */
 async function paidAtOnce(
   ctx: ServiceContext,
@@ -329,36 +410,9 @@ async function paidAtOnce(
       triesLeft: 0,
       retryAfter: 0,
     });
-  const template = approved(0);
-  let paid;
-  try {
-    paid = await payFromCardRecorded(ctx.db, {
-      cardAccountId: payableChipSql(m.chip),
-      merchantId: t.merchantId,
-      amount: m.amount,
-      reference: requestReference(t.id, f.sequence),
-      terminalId: t.id,
-      channel: "card",
-      record: (row) =>
-        recordPaidRequestSql({
-          terminalId: t.id,
-          sequence: f.sequence,
-          type: f.type,
-          request: f.body,
-          status: template.status ?? 0,
-          replyType: template.code,
-          replyTimestamp: f.timestamp,
-          reply: template.body,
-          balanceOffset: CARD_REPLY_BALANCE_OFFSET,
-          amount: m.amount,
-        }, row),
-    });
-  } catch (err) {
-    if (isDatabaseError(err)) return null;
-    throw err;
-  }
+  const balance = await cardBatcher(ctx.db).submit({ t, f, m, template: approved(0) });
   // The same bytes the statement stored: the template with the balance in its place.
-  return paid ? approved(paid.balanceAfter) : null;
+  return balance === null ? null : approved(balance);
 }
 
 async function cardPayment(

@@ -13,6 +13,8 @@ export {
   findCardAccount,
   findCardByChip,
   findCardsByStudentNumber,
+  payableChipKey,
+  payableChipOfSql,
   payableChipSql,
 } from "./repository.ts";
 /** Card-password checks with the 5-tries, 30-minute lockout (web pages and readers alike). */

@@ -90,12 +90,24 @@ export async function findCardByChip(db: Db, chipNumber: string): Promise<ChipCa
  * nothing about why; `findCardByChip` tells the reader.
  */
 export function payableChipSql(chipNumber: string): RawBuilder<number | null> {
-  const chip = typeof chipNumber === "string" && chipNumber.length > 0 && chipNumber.length <= 20
-    ? chipNumber.toUpperCase()
-    : "";
+  return payableChipOfSql(sql<string>`${payableChipKey(chipNumber)}`);
+}
+
+/**
+ * `payableChipSql` for a chip number that is itself SQL (a column of many payments in one
+ * statement), already normalised by `payableChipKey`.
+ */
+export function payableChipOfSql(chip: RawBuilder<string>): RawBuilder<number | null> {
   return sql<number | null>`(select ca.id from card_chips cc
     join card_accounts ca on ca.id = cc.card_account_id
     where cc.chip_number = ${chip} and cc.status = 'active' and ca.status = 'normal')`;
+}
+
+/** A chip number as stored (upper case); "" (no chip) for anything that cannot be one. */
+export function payableChipKey(chipNumber: string): string {
+  return typeof chipNumber === "string" && chipNumber.length > 0 && chipNumber.length <= 20
+    ? chipNumber.toUpperCase()
+    : "";
 }
 
 /** Every column of a card account, locked for update when `lock` (inside a transaction). */

@@ -61,6 +61,11 @@ export {
   type ReversalResult,
   reverseByReference,
 } from "./ledger.ts";
+/**
+ * Group commit: `payFromCardsRecorded` runs many readers' `payFromCardRecorded` as one statement
+ * (one round trip and one commit for all); each payment that did not pay returns null.
+ */
+export { type BatchPayment, payFromCardsRecorded } from "./batch.ts";
 
 /**
  * Shower pre-authorisations: `holdFunds` (authorises up to the amount, down to what is available,

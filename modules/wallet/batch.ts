@@ -1,0 +1,110 @@
+/**
+ * Group commit of card payments: many readers' approved payments in one statement, so they share
+ * one round trip, one commit and one WAL flush. Each payment is checked on its own card row; a
+ * refused one simply does not pay and the others do.
+ */
+import { type RawBuilder, sql } from "kysely";
+import { type Db, PREPARED } from "../platform/database.ts";
+import { checkAmount, checkReference, chinaDay, spentTodaySql } from "./_common.ts";
+import { InvalidAmountError } from "./errors.ts";
+import type { PaymentResult } from "./ledger.ts";
+
+/** One payment of a batch. */
+export interface BatchPayment {
+  /** What `cardAccountOf` turns into the paying card account (e.g. a chip number). */
+  payer: string;
+  merchantId: number;
+  amount: number;
+  reference: string;
+  terminalId: number | null;
+}
+
+function checkId(value: number | null, what: string): number | null {
+  if (value === null) return null;
+  if (!Number.isSafeInteger(value) || value <= 0) throw new InvalidAmountError(value, what);
+  return value;
+}
+
+/**
+ * `payFromCardRecorded` for many payments in one statement. `cardAccountOf(payer)` is SQL for the
+ * card account of one payment's `payer` column (NULL pays nothing), e.g. card's payable chip.
+ * `record(paid)` returns an `insert … select … from ${paid}`: `paid` holds one row per payment
+ * that moved money, with `ord` (the payment's 1-based position in `payments`), `id`,
+ * `card_account_id` and `balance_after`; the record commits with the money or not at all.
+ *
+ * Returns, per payment, its result or null when it did not pay (refused by its card row, the
+ * reference already used, no card, no active merchant account); the caller takes the ordinary path
+ * for those, which says why. The same card row must not appear twice in one batch: PostgreSQL
+ * updates a row once per statement, so only one of them would pay (the other returns null).
+ * Database errors (a duplicate reference or record) are thrown with nothing written.
+ */
+export async function payFromCardsRecorded(
+  db: Db,
+  input: {
+    payments: BatchPayment[];
+    channel: "card" | "qr";
+    cardAccountOf: (payer: RawBuilder<string>) => RawBuilder<number | null>;
+    record: (paid: RawBuilder<unknown>) => RawBuilder<unknown>;
+  },
+): Promise<Array<PaymentResult | null>> {
+  const n = input.payments.length;
+  if (n === 0) return [];
+  const payers: string[] = [];
+  const merchants: number[] = [];
+  const amounts: number[] = [];
+  const references: string[] = [];
+  const terminals: Array<number | null> = [];
+  for (const p of input.payments) {
+    payers.push(String(p.payer));
+    merchants.push(checkId(p.merchantId, "merchantId")!);
+    amounts.push(checkAmount(p.amount));
+    references.push(checkReference(p.reference));
+    terminals.push(checkId(p.terminalId, "terminalId"));
+  }
+  const today = chinaDay();
+  const result = await sql<{ reference: string; id: number; balance_after: number }>`${
+    sql.raw(PREPARED)
+  }
+    with input as materialized (
+      select i.ord, i.amount, i.reference, i.merchant_id, i.terminal_id,
+        ${input.cardAccountOf(sql.raw("i.payer"))} as card_account_id,
+        (select la.id from ledger_accounts la join merchants m on m.id = la.merchant_id
+          where la.merchant_id = i.merchant_id and m.active) as merchant_account,
+        exists (select 1 from ledger_transfers t where t.reference = i.reference) as used
+      from unnest(${payers}::text[], ${merchants}::bigint[], ${amounts}::bigint[],
+        ${references}::text[], ${terminals}::bigint[])
+        with ordinality as i(payer, merchant_id, amount, reference, terminal_id, ord)
+    ), w as (
+      update ledger_accounts la set balance = la.balance - i.amount,
+        spent_day = ${today}::date, spent_today = ${spentTodaySql(today)} + i.amount
+      from input i
+      where la.card_account_id = i.card_account_id and i.merchant_account is not null
+        and la.overdraft = 0 and la.balance - la.held >= i.amount
+        and i.amount <= la.pay_limit and ${spentTodaySql(today)} + i.amount <= la.daily_limit
+        and not i.used
+      returning i.ord, i.reference, i.amount, i.merchant_id, i.terminal_id, i.merchant_account,
+        la.id as account_id, la.card_account_id, la.balance - la.overdraft as after
+    ), inserted as (
+      insert into ledger_transfers (reference, kind, channel, debit_account_id, credit_account_id,
+        amount, card_account_id, card_delta, balance_after, merchant_id, terminal_id, details)
+      select w.reference, 'purchase', ${input.channel}::text, w.account_id, w.merchant_account,
+        w.amount, w.card_account_id, -w.amount, w.after, w.merchant_id, w.terminal_id,
+        'null'::jsonb
+      from w
+      returning id, reference, balance_after
+    ), paid as (
+      select w.ord, w.card_account_id, w.after as balance_after from w
+    ), recorded as (${input.record(sql.raw("paid"))})
+    select reference, id, balance_after from inserted`.execute(db);
+  // Data-modifying CTEs run to completion whether read or not: every debited row has its
+  // transfer and its record. Results are matched back by reference (unique in a batch).
+  const position = new Map(references.map((r, i) => [r, i]));
+  const out: Array<PaymentResult | null> = new Array(n).fill(null);
+  for (const row of result.rows) {
+    const i = position.get(row.reference);
+    if (i !== undefined) {
+      out[i] = { transferId: row.id, balanceAfter: row.balance_after, duplicate: false };
+    }
+  }
+  return out;
+}
