@@ -17,6 +17,8 @@ export {
   payableChipOfSql,
   payableChipSql,
 } from "./repository.ts";
+/** `findBoundCard` with the caller's own columns in the same statement (hot pages such as 余额). */
+export { boundCardSql, findBoundCardWith, readBoundCard } from "./bound.ts";
 /** Card-password checks with the 5-tries, 30-minute lockout (web pages and readers alike). */
 export {
   CARD_PASSWORD_RULE,

@@ -13,6 +13,7 @@ import {
   STAFF_SESSION,
   STUDENT_SESSION,
 } from "./sessions.ts";
+import { leaveSessionToPage, leavesSessionToPage } from "./page_session.ts";
 
 export const STUDENT_COOKIE = "yxt_sid";
 export const STAFF_COOKIE = "yxt_staff";
@@ -25,6 +26,7 @@ export interface SecurityDeps {
 }
 
 const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
+const SESSION_TOKEN = /^[A-Za-z0-9_-]{43}$/;
 
 function cookieBase(config: Config, path: string) {
   return { httpOnly: true, sameSite: "Lax" as const, secure: config.secureCookies, path };
@@ -60,7 +62,12 @@ export function sessionMiddleware(
     let basis: string | undefined;
 
     const studentToken = getCookie(c, STUDENT_COOKIE);
-    if (studentToken) {
+    if (studentToken && leavesSessionToPage(c) && SESSION_TOKEN.test(studentToken)) {
+      // The page checks the session in its own statement (page_session.ts); a dead session is
+      // sent to sign in there, before anything is rendered with this CSRF basis.
+      leaveSessionToPage(c, await sha256Hex(studentToken));
+      basis = `s:${studentToken}`;
+    } else if (studentToken) {
       const s = await findSession(deps.db, studentToken, "student", STUDENT_SESSION);
       if (s) {
         c.set("sessionId", s.id);
@@ -169,16 +176,19 @@ export async function signOut(
   }
 }
 
+/** Sends a visitor who is not signed in to /login, to be brought back afterwards. */
+export function sendToSignIn(c: Context<AppEnv>): Response {
+  const back = c.req.method === "GET" ? c.req.path + (new URL(c.req.url).search || "") : "/";
+  const target = `/login?next=${encodeURIComponent(back)}`;
+  if (c.req.header("hx-request") === "true") {
+    return c.body(null, 204, { "hx-redirect": target });
+  }
+  return c.redirect(target, 303);
+}
+
 /** Only for signed-in students; others are sent to /login and brought back afterwards. */
 export const requireStudent: MiddlewareHandler<AppEnv> = async (c, next) => {
-  if (c.get("accountId") === null) {
-    const back = c.req.method === "GET" ? c.req.path + (new URL(c.req.url).search || "") : "/";
-    const target = `/login?next=${encodeURIComponent(back)}`;
-    if (c.req.header("hx-request") === "true") {
-      return c.body(null, 204, { "hx-redirect": target });
-    }
-    return c.redirect(target, 303);
-  }
+  if (c.get("accountId") === null) return sendToSignIn(c);
   await next();
 };
 

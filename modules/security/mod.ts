@@ -33,7 +33,10 @@ export {
   requireStudent,
   safeNext,
   type SecurityDeps,
+  sendToSignIn,
   sessionMiddleware,
   signIn,
   signOut,
 } from "./middleware.ts";
+/** A hot student page checks the session in its own statement (one round trip per view). */
+export { checkSessionInPageQuery, studentPageQuery } from "./page_session.ts";

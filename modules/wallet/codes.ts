@@ -1,5 +1,5 @@
 import { sql } from "kysely";
-import type { Db } from "../platform/database.ts";
+import { type Db, PREPARED } from "../platform/database.ts";
 import { logger } from "../platform/log.ts";
 import { randomDigits } from "../platform/crypto.ts";
 import {
@@ -73,24 +73,26 @@ export async function issuePaymentCode(
   cardAccountId: number,
   now: Date = new Date(),
 ): Promise<PaymentCode> {
-  const settings = await getPaySettings(db, cardAccountId);
-  if (settings.codeFrozen) throw new PaymentCodeFrozenError();
   const expiresAt = new Date(now.getTime() + CODE_TTL_MS);
   for (let attempt = 0; attempt < 5; attempt++) {
     const body = CODE_PREFIX + randomDigits(CODE_LENGTH - CODE_PREFIX.length - 1);
     const code = body + luhnDigit(body);
     try {
-      await db.transaction().execute(async (trx) => {
-        await trx.updateTable("payment_codes").set({ superseded_at: now })
-          .where("card_account_id", "=", cardAccountId).where("superseded_at", "is", null)
-          .where("used_at", "is", null).execute();
-        await trx.insertInto("payment_codes").values({
-          code,
-          card_account_id: cardAccountId,
-          expires_at: expiresAt,
-        })
-          .execute();
-      });
+      // One statement (one round trip, atomic): unless the student froze the code, retire the
+      // live codes and insert the new one; a code collision rolls back both and we try again.
+      const { rows } = await sql<{ code: string }>`${sql.raw(PREPARED)}
+        with retired as (
+          update payment_codes set superseded_at = ${now}
+          where card_account_id = ${cardAccountId} and superseded_at is null and used_at is null
+            and not exists (select 1 from ledger_accounts
+              where card_account_id = ${cardAccountId} and code_frozen)
+        )
+        insert into payment_codes (code, card_account_id, expires_at)
+        select ${code}, ${cardAccountId}, ${expiresAt}
+        where not exists (select 1 from ledger_accounts
+          where card_account_id = ${cardAccountId} and code_frozen)
+        returning code`.execute(db);
+      if (!rows.length) throw new PaymentCodeFrozenError();
       return { code, expiresAt };
     } catch (err) {
       if (!isUniqueViolation(err)) throw err;

@@ -1,17 +1,22 @@
 import { Hono } from "hono";
 import type { Context } from "hono";
 import { zValidator } from "@hono/zod-validator";
+import { type RawBuilder, sql } from "kysely";
 import type { Db } from "../platform/database.ts";
 import { DomainError, NotFoundError } from "../platform/errors.ts";
 import type { AppEnv } from "../platform/http.ts";
 import { fieldErrors } from "../platform/forms.ts";
 import { type FieldErrors, render } from "../platform/views.ts";
 import { fenToYuanText } from "../platform/money.ts";
-import { requireStudent } from "../security/mod.ts";
+import {
+  checkSessionInPageQuery,
+  requireStudent,
+  sendToSignIn,
+  studentPageQuery,
+} from "../security/mod.ts";
 import { registerAdminNav, requireRole, ROLES } from "../staff/mod.ts";
-import { type BoundCard, findBoundCard } from "../card/mod.ts";
-import { getBalance, listNegativeBalances } from "./ledger.ts";
-import { activeHolds } from "./holds.ts";
+import { type BoundCard, findBoundCard, findBoundCardWith } from "../card/mod.ts";
+import { listNegativeBalances } from "./ledger.ts";
 import {
   getPaySettings,
   issuePaymentCode,
@@ -27,7 +32,9 @@ import {
   listTransactions,
   spendingTotals,
 } from "./history.ts";
+import { PaymentCodeFrozenError } from "./errors.ts";
 import { verifyLedger } from "./verify.ts";
+import { readWalletSummary, walletSummarySql } from "./summary.ts";
 import { labelRows } from "./labels.ts";
 import { historyQuery, settingsForm } from "./schemas.ts";
 import { groupDigits, qrSvg } from "./qr.ts";
@@ -43,6 +50,12 @@ async function boundCard(c: C, db: Db): Promise<BoundCard | Response> {
   return card;
 }
 
+/** The student's 付款码 freeze (付款码设置) beside the bound card. */
+function codeFrozenOf(cardAccountId: RawBuilder<number>) {
+  return sql<{ code_frozen: boolean }>`select code_frozen from ledger_accounts
+    where card_account_id = ${cardAccountId}`;
+}
+
 function codeCard(c: C, code: string, status = 200): Response {
   return render(c, "pay/_code", { code, svg: qrSvg(code), grouped: groupDigits(code) }, {
     layout: null,
@@ -55,14 +68,15 @@ export function walletRoutes(deps: { db: Db }): Hono<AppEnv> {
   const { db } = deps;
   const app = new Hono<AppEnv>();
 
-  app.get("/wallet", requireStudent, async (c) => {
-    const card = await boundCard(c, db);
-    if (card instanceof Response) return card;
-    const [balance, holds] = await Promise.all([
-      getBalance(db, card.cardAccountId),
-      activeHolds(db, card.cardAccountId),
-    ]);
-    return render(c, "wallet/balance", { card, balance, holds }, { title: "余额" });
+  // The busiest student page: session check, card, committed balance and open holds in one
+  // statement (the session middleware leaves this path's session to studentPageQuery).
+  checkSessionInPageQuery("/wallet");
+  app.get("/wallet", async (c) => {
+    const row = await studentPageQuery(c, db, walletSummarySql);
+    if (!row) return sendToSignIn(c);
+    const summary = readWalletSummary(row);
+    if (!summary) return render(c, "wallet/no_card", {}, { status: 200, title: "校园一信通" });
+    return render(c, "wallet/balance", { ...summary }, { title: "余额" });
   });
 
   app.get(
@@ -132,15 +146,21 @@ export function walletRoutes(deps: { db: Db }): Hono<AppEnv> {
 
   // A new code (every 30 seconds and on tap); retires the old one.
   app.post("/pay/code/refresh", requireStudent, async (c) => {
-    const card = await boundCard(c, db);
-    if (card instanceof Response) return card;
+    // The card with the student's freeze setting: one prepared statement.
+    const found = await findBoundCardWith(db, c.get("accountId")!, codeFrozenOf);
+    if (!found) return render(c, "wallet/no_card", {}, { status: 200, title: "校园一信通" });
+    const { card } = found;
     if (c.req.header("hx-request") !== "true") return c.redirect("/pay/code", 303);
-    const settings = await getPaySettings(db, card.cardAccountId);
-    if (settings.codeFrozen || card.paymentCodeFrozen) {
-      return c.body(null, 200, { "hx-redirect": "/pay/code" });
+    const frozen = () => c.body(null, 200, { "hx-redirect": "/pay/code" });
+    if (card.paymentCodeFrozen || found.extra.code_frozen) return frozen();
+    try {
+      // Refused (nothing issued) while the student froze the code in 付款码设置.
+      const { code } = await issuePaymentCode(db, card.cardAccountId);
+      return codeCard(c, code);
+    } catch (err) {
+      if (err instanceof PaymentCodeFrozenError) return frozen();
+      throw err;
     }
-    const { code } = await issuePaymentCode(db, card.cardAccountId);
-    return codeCard(c, code);
   });
 
   // Long poll: answers when the code is used or gone, else after about 20 seconds.

@@ -1,0 +1,60 @@
+import { type RawBuilder, sql } from "kysely";
+import type { Db } from "../platform/database.ts";
+import { type BoundCard, boundCardSql, findBoundCardWith, readBoundCard } from "../card/mod.ts";
+import type { Balance } from "./ledger.ts";
+import "./tables.ts";
+
+/** What the 余额 page shows: the bound card, its committed balance and its open shower holds. */
+export interface WalletSummary {
+  card: BoundCard;
+  balance: Balance;
+  activeHolds: number;
+}
+
+interface MoneyColumns extends Record<string, unknown> {
+  balance: number;
+  held: number;
+  overdraft: number;
+  active_holds: number;
+}
+
+type MoneyRow = { [K in keyof MoneyColumns]: MoneyColumns[K] | null };
+
+/** The card's ledger row (if any) and how many of its holds are open: always exactly one row. */
+function moneyOf(cardAccountId: RawBuilder<number>): RawBuilder<MoneyColumns> {
+  return sql<MoneyColumns>`select la.balance, la.held, la.overdraft,
+      (select count(*) from ledger_holds h
+        where h.card_account_id = ${cardAccountId} and h.state = 'active')::int as active_holds
+    from (select 1) one
+    left join ledger_accounts la on la.card_account_id = ${cardAccountId}`;
+}
+
+/** As `getBalance` reads it: zero for a card account that never had money. */
+function toSummary(card: BoundCard, m: MoneyRow): WalletSummary {
+  const { balance, held, overdraft } = m;
+  const money: Balance = balance === null ? { balance: 0, held: 0, available: 0 } : {
+    balance: balance - (overdraft ?? 0),
+    held: held ?? 0,
+    available: (overdraft ?? 0) > 0 ? 0 : balance - (held ?? 0),
+  };
+  return { card, balance: money, activeHolds: m.active_holds ?? 0 };
+}
+
+/** The 余额 page's data in one round trip (card, balance, holds), or null without a bound card. */
+export async function walletSummary(db: Db, accountId: number): Promise<WalletSummary | null> {
+  const found = await findBoundCardWith(db, accountId, moneyOf);
+  return found && toSummary(found.card, found.extra);
+}
+
+/** `walletSummary` as SQL of the login account (for a statement that also checks the session). */
+export function walletSummarySql(accountId: RawBuilder<number>) {
+  return boundCardSql(accountId, moneyOf);
+}
+
+/** The summary of a `walletSummarySql` row; null when the account has no bound card. */
+export function readWalletSummary(
+  row: Parameters<typeof readBoundCard<MoneyRow>>[0],
+): WalletSummary | null {
+  const found = readBoundCard<MoneyRow>(row);
+  return found && toSummary(found.card, found.extra);
+}
