@@ -403,7 +403,18 @@ export async function seededWorld(): Promise<World> {
 
 /** Column names that hold text a person typed or imported, shown back in pages. */
 const HUMAN_TEXT =
-  /(^|_)(name|names|note|notes|reason|remark|description|label|title|memo|comment|resolution|message|error|filename|file_name|email|address|detail|username)$/;
+  /(^|_)(name|names|note|notes|reason|remark|description|label|title|memo|comment|resolution|message|error|filename|file_name|email|address|detail|username|subject|body_text|user_agent)$/;
+
+/** Codes and numbers typed by staff and only shown (no code looks a record up by them). */
+const TYPED_CODES = ["billing_rooms.number", "billing_buildings.code", "merchants.code"];
+
+/** JSON written from typed text and shown back (audit before/after, transfer labels, events). */
+const JSON_TEXTS = [
+  "audit_log.before",
+  "audit_log.after",
+  "ledger_transfers.details",
+  "card_events.details",
+];
 
 /**
  * Appends markup to every stored human text. Columns whose constraints refuse it keep their
@@ -418,7 +429,8 @@ async function taintStoredTexts(s: Setup): Promise<string[]> {
     order by c.table_name, c.column_name`.execute(s.db);
   const done: string[] = [];
   for (const { table_name: table, column_name: column } of rows) {
-    if (!HUMAN_TEXT.test(column) || /migration/.test(table)) continue;
+    const typed = HUMAN_TEXT.test(column) || TYPED_CODES.includes(`${table}.${column}`);
+    if (!typed || /migration/.test(table)) continue;
     for (const payload of [STORED_PAYLOAD, SHORT_PAYLOAD]) {
       try {
         await sql`update ${sql.table(table)} set ${sql.ref(column)} = ${sql.ref(column)} || ${
@@ -430,6 +442,17 @@ async function taintStoredTexts(s: Setup): Promise<string[]> {
         // A check or length constraint refused it; try the short payload, then leave it.
       }
     }
+  }
+  for (const entry of JSON_TEXTS) {
+    const [table, column] = entry.split(".");
+    // Every string member of a JSON object gets the payload appended.
+    await sql`update ${sql.table(table)} set ${sql.ref(column)} = (
+      select jsonb_object_agg(e.key, case when jsonb_typeof(e.value) = 'string'
+        then to_jsonb((e.value #>> '{}') || ${sql.lit(STORED_PAYLOAD)}) else e.value end)
+      from jsonb_each(${sql.ref(`${table}.${column}`)}) e)
+    where jsonb_typeof(${sql.ref(column)}) = 'object'
+      and ${sql.ref(column)} <> '{}'::jsonb`.execute(s.db);
+    done.push(entry);
   }
   return done;
 }

@@ -10,7 +10,12 @@ import { createApp } from "../../main.ts";
 import { loadAssets } from "../platform/assets.ts";
 import { createTestDatabase, TestClient, testConfig } from "../platform/testing.ts";
 import { ensureSchool, registerAccount } from "../account/mod.ts";
-import { bindCardForTest, createCardAccountForTest, DEMO_SCHOOL } from "../card/mod.ts";
+import {
+  bindCardForTest,
+  createCardAccountForTest,
+  DEMO_SCHOOL,
+  findBoundCard,
+} from "../card/mod.ts";
 import { createMerchant, registerTerminal } from "../merchant/mod.ts";
 import { creditTopUp, getBalance, verifyLedger } from "../wallet/mod.ts";
 import { listOutbox } from "../mail/mod.ts";
@@ -40,11 +45,11 @@ async function student(s: Setup, balance = 10_000) {
   const school = await ensureSchool(s.db, DEMO_SCHOOL.name, DEMO_SCHOOL.code);
   const phone = `135${String(n).padStart(8, "0")}`;
   const accountId = await registerAccount(s.db, { phone, password: PASSWORD, schoolId: school.id });
-  const idNumber = `53010220050315${String(100 + n).slice(-3)}X`;
+  const idNumber = withCheck(`53010220050315${String(100 + n).slice(-3)}`);
   const card = await createCardAccountForTest(s.db, { config: s.config }, {
     schoolId: school.id,
     studentNumber: `S${String(n).padStart(8, "0")}`,
-    idNumber: withCheck(idNumber.slice(0, 17)),
+    idNumber,
     chipNumber: `8${String(n).padStart(9, "0")}`,
   });
   await bindCardForTest(s.db, card.cardAccountId, accountId);
@@ -57,7 +62,7 @@ async function student(s: Setup, balance = 10_000) {
   const c = new TestClient(s.app, s.config, `10.9.${n % 250}.1`);
   const res = await c.post("/login", { phone, password: PASSWORD });
   assert.equal(res.status, 303);
-  return { c, phone, accountId, card, transferId: topup.transferId };
+  return { c, phone, accountId, card, idNumber, transferId: topup.transferId };
 }
 
 function withCheck(body17: string): string {
@@ -277,6 +282,87 @@ Deno.test("guessing an emailed code hits the lockout, and the right code no long
     const late = await a.c.post("/me/email", { email, code: right });
     assert.notEqual(late.status, 303, "the right code still bound the email after the lockout");
     await late.body?.cancel();
+  } finally {
+    await s.h.close();
+  }
+});
+
+const LOCKED = /锁定|次数过多|稍后再试/;
+
+Deno.test("guessing the card password on one web form locks it on the others: the right one waits", async () => {
+  const s = await setup();
+  try {
+    const a = await student(s);
+    const right = a.idNumber.slice(-6);
+    const statuses: number[] = [];
+    for (let i = 0; i < 8; i++) {
+      const res = await a.c.post("/security/password", {
+        old_password: String(100_000 + i),
+        new_password: "135790",
+      });
+      statuses.push(res.status);
+      if (LOCKED.test(await res.text())) break;
+    }
+    assert.ok(statuses.length <= 6, `no lockout after ${statuses.length} wrong tries: ${statuses}`);
+    const loss = await a.c.post("/security/loss", {
+      chip_number: a.card.chipNumber!,
+      id_number: a.idNumber,
+      password: right,
+    });
+    assert.notEqual(loss.status, 303, "the right card password reported a loss during the lockout");
+    assert.match(await loss.text(), LOCKED);
+    const change = await a.c.post("/security/password", {
+      old_password: right,
+      new_password: "135790",
+    });
+    assert.notEqual(change.status, 303, "the right card password changed it during the lockout");
+    assert.match(await change.text(), LOCKED);
+    const card = await findBoundCard(s.db, a.accountId);
+    assert.equal(card?.status, "normal");
+    assert.equal(card?.passwordIsDefault, true);
+  } finally {
+    await s.h.close();
+  }
+});
+
+Deno.test("guessing the emailed code of a forgotten password hits the lockout, and the right code no longer resets it", async () => {
+  const s = await setup();
+  try {
+    const a = await student(s);
+    const email = `forgot${serial}@example.com`;
+    await a.c.post("/me/email/code", { email });
+    const bindCode = /\b(\d{6})\b/.exec((await listOutbox(s.db, { to: email }))[0].bodyText)?.[1];
+    assert.equal((await a.c.post("/me/email", { email, code: bindCode! })).status, 303);
+
+    const anon = new TestClient(s.app, s.config, "10.9.252.1");
+    const sent = await anon.post("/password/forgot/code", { phone: a.phone });
+    assert.equal(sent.status, 200);
+    await sent.body?.cancel();
+    const mail = (await listOutbox(s.db, { to: email })).find((m) => /找回/.test(m.subject));
+    const right = /\b(\d{6})\b/.exec(mail?.bodyText ?? "")?.[1];
+    assert.ok(right, "no password-reset code in the outbox");
+    let locked = false;
+    for (let i = 0; i < 12 && !locked; i++) {
+      const guess = String((Number(right) + 1 + i) % 1_000_000).padStart(6, "0");
+      const res = await anon.post("/password/forgot", {
+        phone: a.phone,
+        code: guess,
+        new_password: "Reset1234",
+      });
+      assert.notEqual(res.status, 303, `the wrong code ${guess} reset the password`);
+      locked = res.status === 429 || /次数过多|失效|重新获取/.test(await res.text());
+    }
+    assert.ok(locked, "twelve wrong codes and no lockout");
+    const late = await anon.post("/password/forgot", {
+      phone: a.phone,
+      code: right,
+      new_password: "Reset1234",
+    });
+    assert.notEqual(late.status, 303, "the right code still reset the password after the lockout");
+    await late.body?.cancel();
+    const other = new TestClient(s.app, s.config, "10.9.252.2");
+    const old = await other.post("/login", { phone: a.phone, password: PASSWORD });
+    assert.equal(old.status, 303, "the old password no longer signs in");
   } finally {
     await s.h.close();
   }
