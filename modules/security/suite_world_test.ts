@@ -39,8 +39,8 @@ const startsOf = (routes: RouteInfo[], admin: boolean) =>
   routes.filter((r) => r.method === "GET" && !isParameterised(r) && isAdmin(r.path) === admin)
     .map((r) => r.path);
 
-async function crawlAdmin(w: World, routes: RouteInfo[]) {
-  return await crawl(w.admin, routes, [...w.adminVisited, ...startsOf(routes, true)], {
+async function crawlAdmin(w: World, c: World["admin"], routes: RouteInfo[]) {
+  return await crawl(c, routes, [...w.adminVisited, ...startsOf(routes, true)], {
     include: isAdmin,
     check: assertSafeResponse,
   });
@@ -89,9 +89,11 @@ Deno.test("every page of a seeded world, ids and all, shows stored markup escape
       assert.ok(w.tainted.includes(column), `${column} carries no markup: ${w.tainted}`);
     }
     const routes = routesOf(w.app);
-    const admin = await crawlAdmin(w, routes);
+    const admin = await crawlAdmin(w, w.admin, routes);
     const b = await crawlStudent(w.b, routes);
     const pages = [...admin.pages, ...b.pages];
+    // Each role alone sees other branches of the same pages (read-only views, fewer forms).
+    for (const c of w.byRole.values()) await crawlAdmin(w, c, routes);
     assert.deepEqual(
       unreached(routes, pages, [], (r) => r.method === "GET"),
       [],
@@ -142,6 +144,8 @@ Deno.test("a student cannot open, pay, cancel or watch another student's things 
       assert.ok(pages.some((p) => p.text.includes(m)), `B's own pages never show ${m}`);
     }
     markers.push(w.b.phone, `${w.b.phone.slice(0, 3)}****${w.b.phone.slice(7)}`);
+    // The payment code's long poll carries the code in its query: A tries it too.
+    assert.ok(pages.some((p) => p.url.includes(code)), "no URL of B's carries the payment code");
     const before = await stateOfB(w);
     const leaks: string[] = [];
     const orderNo = w.b.markers.at(-1)!;
