@@ -14,6 +14,7 @@ import {
   type CrawledForm,
   type CrawledPage,
   isParameterised,
+  PAYLOAD,
   type RouteInfo,
   routeOfUrl,
   routesOf,
@@ -178,6 +179,44 @@ Deno.test("a student cannot open, pay, cancel or watch another student's things 
     }
     assert.deepEqual(leaks, [], "A reached B's things");
     assert.deepEqual(await stateOfB(w), before, "A's requests changed B's money, room or orders");
+  } finally {
+    await w.h.close();
+  }
+});
+
+Deno.test("markup put into every query value and every id of a URL comes back escaped", async () => {
+  const w = await seededWorld();
+  try {
+    const routes = routesOf(w.app);
+    const crawls: Array<[World["admin"], CrawledPage[]]> = [
+      [w.admin, (await crawlAdmin(w, w.admin, routes)).pages],
+      [w.b.c, (await crawlStudent(w.b, routes)).pages],
+    ];
+    let tried = 0;
+    for (const [c, pages] of crawls) {
+      const urls = new Set<string>();
+      for (const p of pages) {
+        const [path, query] = p.url.split("?");
+        // Each query value in turn (search boxes, filters, next, dates, ids in queries).
+        const params = new URLSearchParams(query ?? "");
+        for (const key of new Set(params.keys())) {
+          const q = new URLSearchParams(params);
+          q.set(key, PAYLOAD);
+          urls.add(`${path}?${q}`);
+        }
+      }
+      for (const r of routes.filter((r) => r.method === "GET" && isParameterised(r))) {
+        if (NOT_PAGES.some((re) => re.test(r.path)) || isAdmin(r.path) !== (c === w.admin)) {
+          continue;
+        }
+        urls.add(r.path.replace(/:[A-Za-z_]+(\{[^}]*\})?/g, encodeURIComponent(PAYLOAD)));
+      }
+      for (const url of urls) {
+        await assertSafeResponse(`GET ${url}`, await c.get(url));
+        tried++;
+      }
+    }
+    assert.ok(tried >= 20, `only ${tried} URLs with markup tried`);
   } finally {
     await w.h.close();
   }
