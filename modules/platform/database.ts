@@ -39,7 +39,8 @@ export function parseNumericSafe(text: string): number {
 /**
  * A statement whose text starts with this comment runs on PostgreSQL as a named prepared statement:
  * parsed and planned once per connection instead of on every call. Only for a few hot statements
- * whose text never varies (pg keeps each one for the connection's lifetime); PGlite ignores it.
+ * whose text never varies (pg keeps each one for the connection's lifetime); PGlite prepares it
+ * once too (PREPARE, then EXECUTE with the values as literals).
  */
 export const PREPARED = "/*prepared*/";
 
@@ -83,6 +84,10 @@ export async function openDatabase(options: OpenOptions): Promise<DatabaseHandle
   if (options.databaseUrl) {
     const pool = new pg.Pool({
       connectionString: options.databaseUrl,
+      // Only named (PREPARED) statements are affected: they keep one generic plan, planned once.
+      ...(/[?&]options=/.test(options.databaseUrl)
+        ? {}
+        : { options: "-c plan_cache_mode=force_generic_plan" }),
       max: options.poolSize ?? 20,
       Client: PreparingClient,
       types: {
@@ -117,7 +122,9 @@ export async function openDatabase(options: OpenOptions): Promise<DatabaseHandle
     loadDataDir: options.loadDataDir,
     parsers: { [INT8_OID]: parseInt8Safe, [NUMERIC_OID]: parseNumericSafe },
   });
-  const db = new Kysely<Database>({ dialect: new PGliteDialect(lite) });
+  const db = new Kysely<Database>({
+    dialect: new PGliteDialect(lite, { preparedPrefix: PREPARED }),
+  });
   return {
     db,
     kind: "pglite",
