@@ -127,13 +127,20 @@ export function walletRoutes(deps: { db: Db }): Hono<AppEnv> {
   });
 
   app.get("/pay/code", requireStudent, async (c) => {
-    const card = await boundCard(c, db);
-    if (card instanceof Response) return card;
-    const settings = await getPaySettings(db, card.cardAccountId);
-    if (settings.codeFrozen || card.paymentCodeFrozen) {
-      return render(c, "pay/frozen", { byLoss: card.paymentCodeFrozen }, { title: "付款码" });
+    const found = await findBoundCardWith(db, c.get("accountId")!, codeFrozenOf);
+    if (!found) return render(c, "wallet/no_card", {}, { status: 200, title: "校园一信通" });
+    const { card } = found;
+    const frozen = () =>
+      render(c, "pay/frozen", { byLoss: card.paymentCodeFrozen }, { title: "付款码" });
+    if (found.extra.code_frozen || card.paymentCodeFrozen) return frozen();
+    let code: string;
+    try {
+      ({ code } = await issuePaymentCode(db, card.cardAccountId));
+    } catch (err) {
+      // Frozen in 付款码设置 between the two statements.
+      if (err instanceof PaymentCodeFrozenError) return frozen();
+      throw err;
     }
-    const { code } = await issuePaymentCode(db, card.cardAccountId);
     return render(c, "pay/code", {
       code,
       svg: qrSvg(code),
