@@ -468,6 +468,8 @@ export interface CrawledForm {
   page: string;
   action: string;
   fields: Record<string, string>;
+  /** The fields a person types into (text inputs and text areas), not hidden values or choices. */
+  typed: string[];
 }
 
 /** The route pattern a concrete URL belongs to (its path only), or null. */
@@ -521,15 +523,15 @@ export async function crawl(
       if (!link.startsWith("/static/") && !/logout/.test(link)) queue.push(link);
     }
     for (const m of text.matchAll(/\bhx-post="(\/[^"]*)"/g)) {
-      addForm({ page: url, action: decodeEntities(m[1]), fields: {} });
+      addForm({ page: url, action: decodeEntities(m[1]), fields: {}, typed: [] });
     }
     for (const form of text.matchAll(/<form\b([^>]*)>([\s\S]*?)<\/form>/gi)) {
       const action = decodeEntities(/action="([^"]*)"/i.exec(form[1])?.[1] ?? url);
-      const fields = formFields(form[2]);
+      const { fields, typed } = formFields(form[2]);
       if (!/method="post"/i.test(form[1])) {
         const q = new URLSearchParams(fields).toString();
         queue.push(q ? `${action.split("?")[0]}?${q}` : action);
-      } else if (!/logout/.test(action)) addForm({ page: url, action, fields });
+      } else if (!/logout/.test(action)) addForm({ page: url, action, fields, typed });
     }
   }
   return { pages, forms };
@@ -538,17 +540,24 @@ export async function crawl(
     const key = `${f.action} ${Object.keys(f.fields).sort()}`;
     if (formSeen.has(key)) return;
     formSeen.add(key);
+    const route = `POST ${routeOfUrl(routes, "POST", f.action)?.path ?? f.action}`;
+    if ((counts.get(route) ?? 0) >= perRoute) return;
+    counts.set(route, (counts.get(route) ?? 0) + 1);
     forms.push(f);
   }
 }
 
 /** The values a browser would send for a form as shown (text fields as filled, choices as set). */
-function formFields(inner: string): Record<string, string> {
+function formFields(inner: string): { fields: Record<string, string>; typed: string[] } {
   const fields: Record<string, string> = {};
+  const typed: string[] = [];
   for (const input of inner.matchAll(/<(input|textarea|select)\b([^>]*)>/gi)) {
     const name = /\bname="([^"]+)"/.exec(input[2])?.[1];
     if (!name || name === "_csrf") continue;
     const type = /\btype="([^"]+)"/.exec(input[2])?.[1] ?? "text";
+    const choice = input[1].toLowerCase() === "select" ||
+      ["hidden", "checkbox", "radio", "submit", "file"].includes(type);
+    if (!choice) typed.push(name);
     const value = decodeEntities(/\bvalue="([^"]*)"/.exec(input[2])?.[1] ?? "");
     if (["checkbox", "radio"].includes(type) && !/\bchecked\b/.test(input[2])) {
       if (!(name in fields)) fields[name] = value;
@@ -557,7 +566,7 @@ function formFields(inner: string): Record<string, string> {
     if (type === "submit" && !value) continue;
     fields[name] = value;
   }
-  return fields;
+  return { fields, typed };
 }
 
 /** GET with the client's cookies, giving up on a long poll after `ms` (null then). */

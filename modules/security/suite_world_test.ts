@@ -222,6 +222,39 @@ Deno.test("markup put into every query value and every id of a URL comes back es
   }
 });
 
+Deno.test("markup typed into every form of every page with an id comes back escaped, then everywhere", async () => {
+  const w = await seededWorld();
+  try {
+    const routes = routesOf(w.app);
+    let submitted = 0;
+    // The student first: the counter's forms include closing B's card.
+    for (
+      const [c, crawled] of [
+        [w.b.c, await crawlStudent(w.b, routes)],
+        [w.admin, await crawlAdmin(w, w.admin, routes)],
+      ] as const
+    ) {
+      for (const f of crawled.forms) {
+        const route = routeOfUrl(routes, "POST", f.action);
+        if (!route || !isParameterised(route)) continue;
+        const fields = { ...f.fields };
+        for (const name of f.typed) fields[name] = PAYLOAD;
+        const res = await c.post(f.action, fields);
+        const to = res.headers.get("location");
+        await assertSafeResponse(`POST ${f.action} (from ${f.page})`, res);
+        if (to && res.status === 303) await assertSafeResponse(`GET ${to}`, await c.get(to));
+        submitted++;
+      }
+    }
+    assert.ok(submitted >= 10, `only ${submitted} forms with an id submitted`);
+    // What the forms stored shows escaped on every page.
+    await crawlAdmin(w, w.admin, routes);
+    await crawlStudent(w.b, routes);
+  } finally {
+    await w.h.close();
+  }
+});
+
 /** B's balance, room and the states of B's orders. */
 async function stateOfB(w: World) {
   const balance = await getBalance(w.db, w.b.cardAccountId);
