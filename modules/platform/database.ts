@@ -62,6 +62,13 @@ class PreparingClient extends pg.Client {
   }
 }
 
+const kinds = new WeakMap<Db, "pglite" | "postgres">();
+
+/** Which database `db` is, when `openDatabase` opened it (else null, e.g. after `withPlugin`). */
+export function databaseKind(db: Db): "pglite" | "postgres" | null {
+  return kinds.get(db) ?? null;
+}
+
 /** An open database with what is needed to close it and to tell which kind it is. */
 export interface DatabaseHandle {
   db: Db;
@@ -89,6 +96,9 @@ export async function openDatabase(options: OpenOptions): Promise<DatabaseHandle
         ? {}
         : { options: "-c plan_cache_mode=force_generic_plan" }),
       max: options.poolSize ?? 20,
+      // Connections carry their prepared statements: keep them through quiet spells (pg's
+      // default closes them after 10 s idle, and the next burst pays to reconnect and re-prepare).
+      idleTimeoutMillis: 300_000,
       Client: PreparingClient,
       types: {
         getTypeParser(oid: number, format?: string) {
@@ -115,6 +125,7 @@ export async function openDatabase(options: OpenOptions): Promise<DatabaseHandle
       });
     });
     const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+    kinds.set(db, "postgres");
     return { db, kind: "postgres", close: () => db.destroy() };
   }
   const dir = options.dataDir ? join(options.dataDir, "pgdata") : undefined;
@@ -125,6 +136,7 @@ export async function openDatabase(options: OpenOptions): Promise<DatabaseHandle
   const db = new Kysely<Database>({
     dialect: new PGliteDialect(lite, { preparedPrefix: PREPARED }),
   });
+  kinds.set(db, "pglite");
   return {
     db,
     kind: "pglite",
