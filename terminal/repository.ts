@@ -226,3 +226,82 @@ export async function findShower(db: Db, terminalId: number, holdId: number) {
     .where("hold_id", "=", holdId).where("terminal_id", "=", terminalId).executeTakeFirst()) ??
     null;
 }
+
+/** A field of a reply body filled in by SQL: a big-endian integer of `bytes` at `offset`. */
+export interface ReplyField {
+  offset: number;
+  bytes: 4 | 8;
+  /** A column of the statement's source row. */
+  column: string;
+}
+
+/**
+ * The record of a handled request as an `insert … select … from ${source}` for a wallet
+ * statement that moves money and records it in one round trip (`holdFundsRecorded`,
+ * `settleHoldRecorded`, `redeemPaymentCodeRecorded`): `fields` of the reply are written from
+ * `source`'s columns, as is the card account, and the amount (a column, or the request's own). A value outside the field's range fails the cast, so the
+ * statement writes nothing and the caller takes the ordinary path. A plain insert: a (terminal,
+ * sequence) already recorded aborts the whole statement, money included.
+ */
+export function recordRequestSql(
+  row: {
+    terminalId: number;
+    sequence: number;
+    type: number;
+    request: Uint8Array;
+    status: number;
+    replyType: number;
+    replyTimestamp: number;
+    reply: Uint8Array;
+  },
+  source: RawBuilder<unknown>,
+  fill: { fields: ReplyField[]; amount: string | number; cardAccountId: string },
+): RawBuilder<unknown> {
+  const col = (name: string) => sql`${source}.${sql.ref(name)}`;
+  let reply: RawBuilder<unknown> = sql`${row.reply}::bytea`;
+  for (const f of fill.fields) {
+    const bytes = f.bytes === 8
+      ? sql`int8send(${col(f.column)}::bigint)`
+      : sql`int4send(${col(f.column)}::integer)`;
+    reply = sql`overlay(${reply} placing ${bytes} from ${
+      f.offset + 1
+    }::integer for ${f.bytes}::integer)`;
+  }
+  return sql`insert into terminal_requests (terminal_id, sequence, type, request, status,
+      reply_type, reply_timestamp, reply, amount, card_account_id)
+    select ${row.terminalId}::bigint, ${row.sequence}::bigint, ${row.type}::smallint,
+      ${row.request}::bytea, ${row.status}::integer, ${row.replyType}::smallint,
+      ${row.replyTimestamp}::bigint, ${reply},
+      ${typeof fill.amount === "number" ? sql`${fill.amount}` : col(fill.amount)}::bigint,
+      ${col(fill.cardAccountId)}
+    from ${source}`;
+}
+
+/**
+ * A started shower's row (`saveShower`) as an `insert … select` from the wallet's new hold
+ * (`id`, `card_account_id`) and the tariff it started under (`id`, `fen_per_unit`).
+ */
+export function recordShowerSql(
+  row: { terminalId: number; sequence: number },
+  held: RawBuilder<unknown>,
+  tariff: RawBuilder<unknown>,
+): RawBuilder<unknown> {
+  return sql`insert into terminal_showers (hold_id, terminal_id, start_sequence, card_account_id,
+      tariff_id, fen_per_unit)
+    select ${held}.id, ${row.terminalId}::bigint, ${row.sequence}::bigint,
+      ${held}.card_account_id, tf.id, tf.fen_per_unit
+    from ${held}, ${tariff} tf`;
+}
+
+/**
+ * A shower controller's usage at the tariff its shower started under, as SQL: NULL when the hold
+ * is not a shower this terminal started.
+ */
+export function showerUsageSql(
+  terminalId: number,
+  holdId: number,
+  units: number,
+): RawBuilder<number | null> {
+  return sql<number | null>`(select ${units}::bigint * fen_per_unit from terminal_showers
+    where hold_id = ${holdId}::bigint and terminal_id = ${terminalId}::bigint)`;
+}

@@ -10,8 +10,17 @@ import { startDeliveryWorker } from "./delivery.ts";
 import { meterAdapterFor } from "./meters.ts";
 import { walletMoney } from "./wallet_link.ts";
 
-/** The tariff in force: `currentShowerTariff(db)` → `{ tariffId, unit, fenPerUnit, preauthAmount }`. */
-export { currentShowerTariff, currentTariff, type ShowerTariff, type Tariff } from "./tariffs.ts";
+/**
+ * The tariff in force: `currentShowerTariff(db)` → `{ tariffId, unit, fenPerUnit, preauthAmount }`;
+ * `showerTariffSql()` the same row as SQL, for a reader's one-statement shower start.
+ */
+export {
+  currentShowerTariff,
+  currentTariff,
+  type ShowerTariff,
+  showerTariffSql,
+  type Tariff,
+} from "./tariffs.ts";
 /** Utility ("electricity" | "water"), tariff kinds and units, and a purchase's states. */
 export type { PurchaseStatus, TariffKind, TariffUnit, Utility } from "./tables.ts";
 /** Student pages (/billing/room, /billing/electricity, /billing/water, /billing/orders/:no). */

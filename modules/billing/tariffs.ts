@@ -1,3 +1,4 @@
+import { type RawBuilder, sql } from "kysely";
 import type { Db } from "../platform/database.ts";
 import { DomainError } from "../platform/errors.ts";
 import type { TariffKind, TariffUnit } from "./tables.ts";
@@ -83,6 +84,20 @@ export async function currentShowerTariff(db: Db): Promise<ShowerTariff> {
     fenPerUnit: t.fenPerUnit,
     preauthAmount: t.preauthAmount ?? 0,
   };
+}
+
+/**
+ * The shower tariff in force as SQL, for a reader's statement that starts a shower in one round
+ * trip: one row (`id`, `fen_per_unit`, `preauth_amount`), the same version `currentShowerTariff`
+ * reads.
+ */
+export function showerTariffSql(): RawBuilder<{
+  id: number;
+  fen_per_unit: number;
+  preauth_amount: number | null;
+}> {
+  return sql`(select id, fen_per_unit, preauth_amount from billing_tariffs
+    where kind = 'shower' order by id desc limit 1)`;
 }
 
 /** One tariff version by id (to show what a purchase was charged under). */

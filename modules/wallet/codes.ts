@@ -1,4 +1,4 @@
-import { sql } from "kysely";
+import { type RawBuilder, sql } from "kysely";
 import { type Db, PREPARED } from "../platform/database.ts";
 import { logger } from "../platform/log.ts";
 import { randomDigits } from "../platform/crypto.ts";
@@ -140,6 +140,56 @@ export interface RedeemResult {
   duplicate: boolean;
 }
 
+type RedeemRow = {
+  id: number;
+  balance_after: number;
+  card_account_id: number;
+  merchant_name: string;
+};
+
+/**
+ * The redemption as the CTEs of one statement: `t` is the new transfer (`id`, `balance_after`,
+ * `card_account_id`), present only when the code was live, not frozen, within the limits and the
+ * funds, and the reference new. The caller appends its own `select … from t`.
+ */
+function redeemStatement(p: {
+  code: string;
+  amount: number;
+  merchantId: number;
+  terminalId: number | null;
+  reference: string;
+  today: string;
+}): RawBuilder<unknown> {
+  const { code, amount, merchantId, terminalId, reference, today } = p;
+  const spent = spentTodaySql(today);
+  return sql`
+    with pc as (
+      select card_account_id from payment_codes
+      where code = ${code} and used_at is null and superseded_at is null and expires_at > now()
+    ), w as (
+      update ledger_accounts set balance = balance - ${amount},
+        spent_day = ${today}::date, spent_today = ${spent} + ${amount}
+      where card_account_id = (select card_account_id from pc) and not code_frozen and overdraft = 0
+        and not exists (select 1 from card_accounts ca where ca.id = ledger_accounts.card_account_id
+          and ca.payment_code_frozen)
+        and balance - held >= ${amount} and ${amount} <= pay_limit and ${spent} + ${amount} <= daily_limit
+        and not exists (select 1 from ledger_transfers where reference = ${reference})
+      returning id, card_account_id, balance - overdraft as after
+    ), t as (
+      insert into ledger_transfers (reference, kind, channel, debit_account_id, credit_account_id, amount,
+        card_account_id, card_delta, balance_after, merchant_id, terminal_id, payment_code)
+      select ${reference}, 'purchase', 'qr', w.id,
+        (select la.id from ledger_accounts la join merchants m on m.id = la.merchant_id
+          where la.merchant_id = ${merchantId} and m.active),
+        ${amount}, w.card_account_id, ${-amount}, w.after, ${merchantId}, ${terminalId}, ${code}
+      from w
+      returning id, balance_after, card_account_id
+    ), used as (
+      update payment_codes set used_at = now(), transfer_id = t.id from t where payment_codes.code = ${code}
+      returning 1
+    )`;
+}
+
 /**
  * Redeems a payment code for a reader: exactly once per code under any concurrency (the unique
  * index on the transfer's payment code decides, inside the same statement that moves the money).
@@ -166,39 +216,11 @@ export async function redeemPaymentCode(
   const merchantId = input.merchantId;
   for (let attempt = 0; attempt < 5; attempt++) {
     const today = chinaDay();
-    const spent = spentTodaySql(today);
-    let row:
-      | { id: number; balance_after: number; card_account_id: number; merchant_name: string }
-      | undefined;
+    let row: RedeemRow | undefined;
     try {
-      const result = await sql<
-        { id: number; balance_after: number; card_account_id: number; merchant_name: string }
-      >`
-        with pc as (
-          select card_account_id from payment_codes
-          where code = ${code} and used_at is null and superseded_at is null and expires_at > now()
-        ), w as (
-          update ledger_accounts set balance = balance - ${amount},
-            spent_day = ${today}::date, spent_today = ${spent} + ${amount}
-          where card_account_id = (select card_account_id from pc) and not code_frozen and overdraft = 0
-            and not exists (select 1 from card_accounts ca where ca.id = ledger_accounts.card_account_id
-              and ca.payment_code_frozen)
-            and balance - held >= ${amount} and ${amount} <= pay_limit and ${spent} + ${amount} <= daily_limit
-            and not exists (select 1 from ledger_transfers where reference = ${reference})
-          returning id, card_account_id, balance - overdraft as after
-        ), t as (
-          insert into ledger_transfers (reference, kind, channel, debit_account_id, credit_account_id, amount,
-            card_account_id, card_delta, balance_after, merchant_id, terminal_id, payment_code)
-          select ${reference}, 'purchase', 'qr', w.id,
-            (select la.id from ledger_accounts la join merchants m on m.id = la.merchant_id
-              where la.merchant_id = ${merchantId} and m.active),
-            ${amount}, w.card_account_id, ${-amount}, w.after, ${merchantId}, ${terminalId}, ${code}
-          from w
-          returning id, balance_after, card_account_id
-        ), used as (
-          update payment_codes set used_at = now(), transfer_id = t.id from t where payment_codes.code = ${code}
-          returning 1
-        )
+      const result = await sql<RedeemRow>`${
+        redeemStatement({ code, amount, merchantId, terminalId, reference, today })
+      }
         select t.id, t.balance_after, t.card_account_id,
           (select name from merchants where id = ${merchantId}) as merchant_name
         from t`.execute(db);
@@ -239,6 +261,62 @@ export async function redeemPaymentCode(
     await explainRefusal(db, code, amount, today);
   }
   throw new Error("Cannot redeem payment code: gave up after repeated conflicts");
+}
+
+/**
+ * `redeemPaymentCode` and the caller's own record of it in one statement: one round trip and one
+ * commit, for a reader's hot path. `record(paid)` returns an `insert … select … from ${paid}`;
+ * `paid` has the new transfer's `id`, `card_account_id` and `balance_after`, and a row only when
+ * the money moved, so the record commits with the money or not at all. Returns null, nothing
+ * written, for anything else (a refusal, a retry, a conflict, a missing merchant account): the
+ * caller then runs `redeemPaymentCode`, which says why. The 付款码 page hears of a redemption
+ * here as it does there.
+ */
+export async function redeemPaymentCodeRecorded(
+  db: Db,
+  input: {
+    code: string;
+    amount: number;
+    merchantId: number;
+    terminalId: number;
+    reference: string;
+    record: (paid: RawBuilder<unknown>) => RawBuilder<unknown>;
+  },
+): Promise<RedeemResult | null> {
+  const amount = checkAmount(input.amount);
+  const reference = checkReference(input.reference);
+  const code = String(input.code ?? "").trim();
+  const terminalId = input.terminalId;
+  if (!isPaymentCodeShape(code) || !Number.isSafeInteger(terminalId) || terminalId <= 0) {
+    return null;
+  }
+  const merchantId = input.merchantId;
+  const result = await sql<RedeemRow>`${sql.raw(PREPARED)}${
+    redeemStatement({ code, amount, merchantId, terminalId, reference, today: chinaDay() })
+  }, recorded as (${input.record(sql.raw("t"))})
+    select t.id, t.balance_after, t.card_account_id,
+      (select name from merchants where id = ${merchantId}) as merchant_name
+    from t`.execute(db);
+  const row = result.rows[0];
+  if (!row) return null;
+  if (!db.isTransaction) {
+    emit({
+      cardAccountId: row.card_account_id,
+      code,
+      amount,
+      merchantName: row.merchant_name,
+      transferId: row.id,
+      balanceAfter: row.balance_after,
+      at: new Date(),
+    });
+  }
+  return {
+    cardAccountId: row.card_account_id,
+    transferId: row.id,
+    balanceAfter: row.balance_after,
+    merchantName: row.merchant_name,
+    duplicate: false,
+  };
 }
 
 async function duplicateRedeem(

@@ -1,11 +1,12 @@
-import { sql } from "kysely";
-import type { Db } from "../platform/database.ts";
+import { type RawBuilder, sql } from "kysely";
+import { type Db, PREPARED } from "../platform/database.ts";
 import {
   checkAmount,
   checkReference,
   ensureMerchantAccount,
   inTransaction,
   isUniqueViolation,
+  MAX_AMOUNT,
 } from "./_common.ts";
 import {
   HoldAlreadySettledError,
@@ -304,4 +305,173 @@ export async function activeHolds(
     createdAt: r.created_at,
     expiresAt: r.expires_at,
   }));
+}
+
+/** What `holdFundsRecorded` held. */
+export interface HeldRecorded {
+  holdId: number;
+  cardAccountId: number;
+  authorised: number;
+  /** The card's signed balance (a hold does not change it). */
+  balance: number;
+}
+
+/**
+ * `holdFunds` and the caller's own records of it in one statement, for a shower controller's hot
+ * path: one round trip, one commit. `cardAccountId` and `amount` are SQL (the reader's chip and
+ * the tariff's pre-authorisation, looked up in the same statement). Only the whole amount is held
+ * here; `record(held)` returns the caller's `insert … select … from ${held}` statements, where
+ * `held` has `id` (the hold), `card_account_id`, `amount` and `balance`, and a row only when the
+ * money was held. Returns null, nothing written, for anything else (an unknown or refused card,
+ * less available than the amount, a negative balance, a retry, a conflict, a missing merchant
+ * account): the caller then runs `holdFunds`, which holds less or says why.
+ */
+export async function holdFundsRecorded(
+  db: Db,
+  input: {
+    cardAccountId: RawBuilder<number | null>;
+    amount: RawBuilder<number | null>;
+    merchantId: number;
+    terminalId: number;
+    reference: string;
+    expiresAt: Date;
+    record: (held: RawBuilder<unknown>) => RawBuilder<unknown>[];
+  },
+): Promise<HeldRecorded | null> {
+  const reference = checkReference(input.reference);
+  if (
+    !(input.expiresAt instanceof Date) || isNaN(input.expiresAt.getTime()) ||
+    !Number.isSafeInteger(input.terminalId) || input.terminalId <= 0
+  ) {
+    return null;
+  }
+  const records = input.record(sql.raw("held")).map((r, i) =>
+    sql`, ${sql.raw(`recorded_${i}`)} as (${r})`
+  );
+  const result = await sql<
+    { id: number; card_account_id: number; amount: number; balance: number }
+  >`${sql.raw(PREPARED)}
+    with ask as (
+      select (${input.cardAccountId})::bigint as card_account_id, (${input.amount})::bigint as amount
+    ), w as (
+      update ledger_accounts a set held = a.held + ask.amount
+      from ask
+      where a.card_account_id = ask.card_account_id and a.overdraft = 0
+        and ask.amount between 1 and ${MAX_AMOUNT} and a.balance - a.held >= ask.amount
+        and exists (select 1 from ledger_accounts la join merchants m on m.id = la.merchant_id
+          where la.merchant_id = ${input.merchantId} and m.active)
+        and not exists (select 1 from ledger_holds where reference = ${reference})
+      returning a.card_account_id, ask.amount, a.balance - a.overdraft as balance
+    ), h as (
+      insert into ledger_holds (reference, card_account_id, merchant_id, terminal_id, requested,
+        amount, expires_at)
+      select ${reference}, w.card_account_id, ${input.merchantId}, ${input.terminalId}, w.amount,
+        w.amount, ${input.expiresAt}
+      from w
+      returning id, card_account_id, amount
+    ), held as (
+      select h.id, h.card_account_id, h.amount, w.balance from h, w
+    )${sql.join(records, sql``)}
+    select id, card_account_id, amount, balance from held`.execute(db);
+  const row = result.rows[0];
+  return row
+    ? {
+      holdId: row.id,
+      cardAccountId: row.card_account_id,
+      authorised: row.amount,
+      balance: row.balance,
+    }
+    : null;
+}
+
+/** What `settleHoldRecorded` charged and gave back. */
+export interface SettledRecorded {
+  cardAccountId: number;
+  charged: number;
+  released: number;
+  balanceAfter: number;
+  transferId: number;
+}
+
+/**
+ * `settleHold` and the caller's own record of it in one statement, for a shower controller's hot
+ * path: an active hold, never settled, charged a usage of at least 1 fen (at most the hold; the
+ * rest is released). `usage` is SQL (the controller's units at the start's tariff, looked up in
+ * the same statement); NULL refuses. `record(settled)` returns the caller's
+ * `insert … select … from ${settled}` statements, where `settled` has `card_account_id`,
+ * `charged`, `released` and `balance_after`, and a row only when the hold was settled. Returns
+ * null, nothing written, for anything else (no such hold, settled, timed out, zero usage, a
+ * retry, a conflict): the caller then runs `settleHold`, which answers those.
+ */
+export async function settleHoldRecorded(
+  db: Db,
+  input: {
+    holdId: number;
+    usage: RawBuilder<number | null>;
+    reference: string;
+    record: (settled: RawBuilder<unknown>) => RawBuilder<unknown>[];
+  },
+): Promise<SettledRecorded | null> {
+  const reference = checkReference(input.reference);
+  if (!Number.isSafeInteger(input.holdId) || input.holdId <= 0) return null;
+  const records = input.record(sql.raw("settled")).map((r, i) =>
+    sql`, ${sql.raw(`recorded_${i}`)} as (${r})`
+  );
+  // The transfer's id is drawn first so the hold names it in its one update (a row cannot be
+  // updated twice in one statement).
+  const result = await sql<{
+    card_account_id: number;
+    charged: number;
+    released: number;
+    balance_after: number;
+    transfer_id: number;
+  }>`${sql.raw(PREPARED)}
+    with u as (
+      select (${input.usage})::bigint as usage
+    ), h as (
+      update ledger_holds set state = 'settled', settle_reference = ${reference},
+        settle_transfer_id = nextval(pg_get_serial_sequence('ledger_transfers', 'id')),
+        charged = least(u.usage, ledger_holds.amount), uncollected = 0, closed_at = now(),
+        close_reason = 'settled'
+      from u
+      where ledger_holds.id = ${input.holdId} and ledger_holds.state = 'active'
+        and ledger_holds.settle_reference is null and u.usage between 1 and ${MAX_AMOUNT}
+        and not exists (select 1 from ledger_transfers where reference = ${reference})
+      returning ledger_holds.id, ledger_holds.card_account_id, ledger_holds.merchant_id,
+        ledger_holds.terminal_id, ledger_holds.amount, ledger_holds.charged,
+        ledger_holds.settle_transfer_id, u.usage
+    ), w as (
+      update ledger_accounts a set balance = a.balance - h.charged, held = a.held - h.amount
+      from h where a.card_account_id = h.card_account_id
+      returning a.id, a.balance - a.overdraft as after
+    ), t as (
+      insert into ledger_transfers (id, reference, kind, channel, debit_account_id,
+        credit_account_id, amount, card_account_id, card_delta, balance_after, merchant_id,
+        terminal_id, details)
+      overriding system value
+      select h.settle_transfer_id, ${reference}, 'shower', 'card', w.id,
+        (select la.id from ledger_accounts la where la.merchant_id = h.merchant_id), h.charged,
+        h.card_account_id, -h.charged, w.after, h.merchant_id, h.terminal_id,
+        jsonb_build_object('holdId', h.id, 'authorised', h.amount, 'usage', h.usage,
+          'late', false)
+      -- No wallet row would leave the debit NULL: the insert fails and takes the hold's update
+      -- back with it, rather than settling a hold without its money.
+      from h left join w on true
+      returning id, card_account_id, amount, balance_after
+    ), settled as (
+      select t.id as transfer_id, t.card_account_id, t.amount as charged,
+        h.amount - t.amount as released, t.balance_after
+      from t, h
+    )${sql.join(records, sql``)}
+    select transfer_id, card_account_id, charged, released, balance_after from settled`.execute(db);
+  const row = result.rows[0];
+  return row
+    ? {
+      cardAccountId: row.card_account_id,
+      charged: row.charged,
+      released: row.released,
+      balanceAfter: row.balance_after,
+      transferId: row.transfer_id,
+    }
+    : null;
 }

@@ -71,20 +71,27 @@ export { type BatchPayment, payFromCardsRecorded } from "./batch.ts";
  * Shower pre-authorisations: `holdFunds` (authorises up to the amount, down to what is available,
  * refused below ¥1), `settleHold` (idempotent; a late settle after a timeout charges once, only
  * from what is available then), `releaseHold`, `expireHolds(db, now)` (main.ts runs it in a loop).
+ * `holdFundsRecorded` / `settleHoldRecorded`: a shower controller's common case with the caller's
+ * records in one statement (null when it is not the common case: the caller falls back).
  */
 export {
   activeHolds,
   expireHolds,
+  type HeldRecorded,
   holdFunds,
+  holdFundsRecorded,
   type HoldResult,
   MIN_HOLD,
   releaseHold,
+  type SettledRecorded,
   settleHold,
+  settleHoldRecorded,
   type SettleResult,
 } from "./holds.ts";
 
 /**
- * 付款码: `redeemPaymentCode` for readers (exactly once per code), `onPaymentCodeRedeemed` for
+ * 付款码: `redeemPaymentCode` for readers (exactly once per code; `redeemPaymentCodeRecorded` with
+ * the reader's record in one statement, null when refused), `onPaymentCodeRedeemed` for
  * in-process listeners, `isPaymentCodeShape` (18 digits starting 88, Luhn check digit) so a reader
  * can tell our codes from WeChat/Alipay/UnionPay ones; issuing and settings for the pages.
  */
@@ -97,6 +104,7 @@ export {
   onPaymentCodeRedeemed,
   type PaySettings,
   redeemPaymentCode,
+  redeemPaymentCodeRecorded,
   type RedeemResult,
   updatePaySettings,
 } from "./codes.ts";

@@ -1,0 +1,454 @@
+/**
+ * The one-statement paths of QR payments and shower start/end: an approved request is one
+ * statement (money and record together), and everything else is answered by the ordinary path
+ * exactly as before.
+ */
+import assert from "node:assert/strict";
+import type { KyselyPlugin, PluginTransformQueryArgs, PluginTransformResultArgs } from "kysely";
+import { sql } from "kysely";
+import type { Db } from "../modules/platform/database.ts";
+import { registerTerminal } from "../modules/merchant/mod.ts";
+import {
+  type CodeRedeemed,
+  issuePaymentCode,
+  onPaymentCodeRedeemed,
+  updatePaySettings,
+  verifyLedger,
+} from "../modules/wallet/mod.ts";
+import { type Message, MessageCode, Status } from "./messages.ts";
+import { startTerminalServer, type TerminalServer } from "./mod.ts";
+import { serializeBody } from "./serializer.ts";
+import { keyFromHex, type Received, TerminalClient } from "./sim/client.ts";
+import { setupWorld, type World } from "./_test_support.ts";
+
+/**
+ * Counts the statements the server sends for requests: the reader's liveness write (at most once
+ * per 30 s per connection, whenever it falls due) is not part of any request.
+ */
+class StatementCounter implements KyselyPlugin {
+  statements = 0;
+  seen: string[] = [];
+  transformQuery(args: PluginTransformQueryArgs) {
+    const node = JSON.stringify(args.node);
+    const liveness = args.node.kind === "UpdateQueryNode" &&
+      JSON.stringify(args.node.table).includes(`"name":"terminals"`);
+    if (!liveness) {
+      this.statements++;
+      this.seen.push(node.slice(0, 160));
+    }
+    return args.node;
+  }
+  /** Starts counting afresh. */
+  reset(): void {
+    this.statements = 0;
+    this.seen = [];
+  }
+  transformResult(args: PluginTransformResultArgs) {
+    return Promise.resolve(args.result);
+  }
+}
+
+interface Harness {
+  w: World;
+  server: TerminalServer;
+  counter: StatementCounter;
+  /** A signed-on reader of the world's terminal of `kind` (a second connection is a twin). */
+  reader(kind: "qr_scanner" | "shower", sequence?: number): Promise<TerminalClient>;
+}
+
+async function withHarness(fn: (h: Harness) => Promise<void>): Promise<void> {
+  const w = await setupWorld();
+  const counter = new StatementCounter();
+  const server = startTerminalServer({ db: w.db.withPlugin(counter) as Db, config: w.config }, {
+    port: 0,
+    hostname: "127.0.0.1",
+    registryTtlMs: 600_000,
+  });
+  const clients: TerminalClient[] = [];
+  try {
+    await fn({
+      w,
+      server,
+      counter,
+      async reader(kind, sequence) {
+        const t = w.terminals[kind];
+        const c = await TerminalClient.connect({
+          port: server.port,
+          terminalId: t.id,
+          key: t.key,
+          sequence,
+        });
+        clients.push(c);
+        const on = await c.request({ code: MessageCode.SignOn, firmware: "t" }, {
+          sequence: 1_000_000 + clients.length,
+        });
+        assert.equal(status(on), Status.Ok);
+        return c;
+      },
+    });
+    assert.deepEqual((await verifyLedger(w.db)).problems, []);
+  } finally {
+    for (const c of clients) await c.close();
+    await server.close();
+    await w.close();
+  }
+}
+
+function status(r: Received): number {
+  return (r.message as { status: number }).status;
+}
+
+/**
+ * A first payment at the reader's merchant: its ledger account is created on first use, by the
+ * ordinary path.
+ */
+async function warm(w: World, c: TerminalClient): Promise<void> {
+  const card = await w.card({ balance: 1000 });
+  if (c.terminalId === w.terminals.shower.id) {
+    const start = await c.request({ code: MessageCode.ShowerStart, chip: card.chip });
+    const holdId = (start.message as { holdId: number }).holdId;
+    assert.equal(
+      status(await c.request({ code: MessageCode.ShowerEnd, holdId, units: 1 })),
+      Status.Ok,
+    );
+  } else {
+    const { code } = await issuePaymentCode(w.db, card.cardAccountId);
+    assert.equal(status(await c.request(qr(code, 1))), Status.Ok);
+  }
+}
+
+function qr(code: string, amount: number): Message {
+  return { code: MessageCode.QrPayment, paymentCode: code, amount };
+}
+
+async function transfers(
+  db: Db,
+  cardAccountId: number,
+  kind: "purchase" | "shower",
+): Promise<number> {
+  const r = await db.selectFrom("ledger_transfers").select((eb) => eb.fn.countAll<number>().as("n"))
+    .where("card_account_id", "=", cardAccountId).where("kind", "=", kind)
+    .executeTakeFirstOrThrow();
+  return Number(r.n);
+}
+
+async function held(db: Db, cardAccountId: number): Promise<number> {
+  const r = await db.selectFrom("ledger_accounts").select("held")
+    .where("card_account_id", "=", cardAccountId).executeTakeFirstOrThrow();
+  return r.held;
+}
+
+/** The reply bytes stored for (terminal, sequence). */
+async function storedReply(db: Db, terminalId: number, sequence: number): Promise<Uint8Array> {
+  const r = await db.selectFrom("terminal_requests").select("reply")
+    .where("terminal_id", "=", terminalId).where("sequence", "=", sequence)
+    .executeTakeFirstOrThrow();
+  return new Uint8Array(r.reply);
+}
+
+Deno.test("an approved QR payment is one statement, and the student's 付款码 page hears of it at once", () =>
+  withHarness(async ({ w, counter, reader }) => {
+    const scanner = await reader("qr_scanner");
+    await warm(w, scanner);
+    const card = await w.card({ balance: 3000 });
+    const { code } = await issuePaymentCode(w.db, card.cardAccountId);
+    const heard: CodeRedeemed[] = [];
+    const off = onPaymentCodeRedeemed((e) => heard.push(e));
+    try {
+      counter.reset();
+      const r = await scanner.request(qr(code, 800));
+      assert.equal(counter.statements, 1, counter.seen.join("\n"));
+      assert.deepEqual(r.message, {
+        code: MessageCode.QrPaymentReply,
+        status: Status.Ok,
+        amount: 800,
+        balance: 2200,
+      });
+      assert.deepEqual(
+        heard.map((e) => [e.code, e.amount, e.merchantName, e.balanceAfter]),
+        [[code, 800, "测试食堂", 2200]],
+      );
+      assert.equal(await w.balance(card.cardAccountId), 2200);
+      // The record holds the reply with the balance in its place, and a retry gets it back.
+      const again = await scanner.request(qr(code, 800), { sequence: r.header.sequence });
+      assert.deepEqual(again.bytes, r.bytes);
+      const used = await scanner.request(qr(code, 800));
+      assert.equal(status(used), Status.CodeUsed);
+      assert.equal(await w.balance(card.cardAccountId), 2200);
+      assert.equal(await transfers(w.db, card.cardAccountId, "purchase"), 1);
+    } finally {
+      off();
+    }
+  }));
+
+Deno.test("a code scanned at two readers at once is charged once", () =>
+  withHarness(async ({ w, server, reader }) => {
+    const second = await registerTerminal(w.db, w.config.appSecret, {
+      merchantId: w.terminals.qr_scanner.merchantId,
+      kind: "qr_scanner",
+      name: "第二台扫码器",
+    });
+    const other = await TerminalClient.connect({
+      port: server.port,
+      terminalId: second.terminal.id,
+      key: keyFromHex(second.keyHex),
+    });
+    try {
+      const scanner = await reader("qr_scanner");
+      for (let round = 0; round < 5; round++) {
+        const card = await w.card({ balance: 3000 });
+        const { code } = await issuePaymentCode(w.db, card.cardAccountId);
+        const [a, b] = await Promise.all([
+          scanner.request(qr(code, 500)),
+          other.request(qr(code, 500)),
+        ]);
+        assert.deepEqual([status(a), status(b)].sort(), [Status.Ok, Status.CodeUsed].sort());
+        assert.equal(await w.balance(card.cardAccountId), 2500);
+        assert.equal(await transfers(w.db, card.cardAccountId, "purchase"), 1);
+      }
+    } finally {
+      await other.close();
+    }
+  }));
+
+Deno.test("a QR retry racing its first request gets the same reply bytes and is charged once", () =>
+  withHarness(async ({ w, reader }) => {
+    const scanner = await reader("qr_scanner");
+    const twin = await reader("qr_scanner");
+    for (let round = 0; round < 5; round++) {
+      const card = await w.card({ balance: 3000 });
+      const { code } = await issuePaymentCode(w.db, card.cardAccountId);
+      const frame = scanner.frame(qr(code, 700));
+      const [a, b] = await Promise.all([
+        scanner.sendFrame(frame.bytes, frame.sequence),
+        twin.sendFrame(frame.bytes, frame.sequence),
+      ]);
+      assert.equal(status(a), Status.Ok);
+      assert.deepEqual(b.bytes, a.bytes);
+      assert.equal(await w.balance(card.cardAccountId), 2300);
+      assert.equal(await transfers(w.db, card.cardAccountId, "purchase"), 1);
+    }
+  }));
+
+Deno.test("frozen, expired, over-limit and underfunded codes are refused as before, charge nothing and stay usable when only the amount was wrong", () =>
+  withHarness(async ({ w, reader }) => {
+    const scanner = await reader("qr_scanner");
+    // Frozen together with a loss report (the card module's flag): the live code is refused.
+    const frozen = await w.card({ balance: 3000 });
+    const frozenCode = (await issuePaymentCode(w.db, frozen.cardAccountId)).code;
+    await sql`update card_accounts set payment_code_frozen = true where id = ${frozen.cardAccountId}`
+      .execute(w.db);
+    assert.equal(status(await scanner.request(qr(frozenCode, 100))), Status.CodeExpired);
+    assert.equal(await w.balance(frozen.cardAccountId), 3000);
+    // Expired: issued two minutes ago.
+    const expired = await w.card({ balance: 3000 });
+    const old = await issuePaymentCode(w.db, expired.cardAccountId, new Date(Date.now() - 120_000));
+    assert.equal(status(await scanner.request(qr(old.code, 100))), Status.CodeExpired);
+    assert.equal(await w.balance(expired.cardAccountId), 3000);
+    // The student's limits: per payment, then per day.
+    const limited = await w.card({ balance: 5000 });
+    await updatePaySettings(w.db, limited.cardAccountId, {
+      payLimit: 500,
+      dailyLimit: 900,
+      codeFrozen: false,
+    });
+    const c1 = (await issuePaymentCode(w.db, limited.cardAccountId)).code;
+    assert.equal(status(await scanner.request(qr(c1, 800))), Status.OverPaymentLimit);
+    assert.equal(status(await scanner.request(qr(c1, 500))), Status.Ok);
+    const c2 = (await issuePaymentCode(w.db, limited.cardAccountId)).code;
+    assert.equal(status(await scanner.request(qr(c2, 500))), Status.OverDailyLimit);
+    assert.equal(status(await scanner.request(qr(c2, 400))), Status.Ok);
+    assert.equal(await w.balance(limited.cardAccountId), 4100);
+    // Not enough money: refused with the balance, the code still good for less.
+    const poor = await w.card({ balance: 300 });
+    const c3 = (await issuePaymentCode(w.db, poor.cardAccountId)).code;
+    const refused = await scanner.request(qr(c3, 400));
+    assert.deepEqual(refused.message, {
+      code: MessageCode.QrPaymentReply,
+      status: Status.InsufficientBalance,
+      amount: 400,
+      balance: 300,
+    });
+    assert.equal(status(await scanner.request(qr(c3, 300))), Status.Ok);
+    assert.equal(await w.balance(poor.cardAccountId), 0);
+    // A refusal is recorded with its reply: the retry gets it back even though the code is used now.
+    const retried = await scanner.request(qr(c3, 400), { sequence: refused.header.sequence });
+    assert.deepEqual(retried.bytes, refused.bytes);
+  }));
+
+Deno.test("a shower start and end are one statement each: less than the hold is charged, the rest released", () =>
+  withHarness(async ({ w, counter, reader }) => {
+    const shower = await reader("shower");
+    await warm(w, shower);
+    const card = await w.card({ balance: 2000 });
+    counter.reset();
+    const start = await shower.request({ code: MessageCode.ShowerStart, chip: card.chip });
+    assert.equal(counter.statements, 1, counter.seen.join("\n"));
+    const s = start.message as Extract<Message, { code: 0xa0 }>;
+    assert.deepEqual({ ...s, holdId: 0 }, {
+      code: MessageCode.ShowerStartReply,
+      status: Status.Ok,
+      holdId: 0,
+      authorised: 500,
+      balance: 2000,
+    });
+    assert.ok(s.holdId > 0);
+    assert.equal(await held(w.db, card.cardAccountId), 500);
+    const recorded = await w.db.selectFrom("terminal_showers")
+      .select(["terminal_id", "start_sequence", "card_account_id", "fen_per_unit"])
+      .where("hold_id", "=", s.holdId).executeTakeFirstOrThrow();
+    assert.deepEqual(recorded, {
+      terminal_id: w.terminals.shower.id,
+      start_sequence: start.header.sequence,
+      card_account_id: card.cardAccountId,
+      fen_per_unit: 3,
+    });
+    counter.reset();
+    const end = await shower.request({ code: MessageCode.ShowerEnd, holdId: s.holdId, units: 40 });
+    assert.equal(counter.statements, 1, counter.seen.join("\n"));
+    assert.deepEqual(end.message, {
+      code: MessageCode.ShowerEndReply,
+      status: Status.Ok,
+      charged: 120,
+      released: 380,
+      balance: 1880,
+    });
+    assert.equal(await w.balance(card.cardAccountId), 1880);
+    assert.equal(await held(w.db, card.cardAccountId), 0);
+    // Retries of each get the same bytes and move nothing.
+    const t = w.terminals.shower.id;
+    const startAgain = await shower.request({ code: MessageCode.ShowerStart, chip: card.chip }, {
+      sequence: start.header.sequence,
+    });
+    assert.deepEqual(startAgain.bytes, start.bytes);
+    const endAgain = await shower.request({
+      code: MessageCode.ShowerEnd,
+      holdId: s.holdId,
+      units: 40,
+    }, { sequence: end.header.sequence });
+    assert.deepEqual(endAgain.bytes, end.bytes);
+    assert.equal(await w.balance(card.cardAccountId), 1880);
+    assert.equal(await held(w.db, card.cardAccountId), 0);
+    assert.equal(await transfers(w.db, card.cardAccountId, "shower"), 1);
+    // The stored replies are the bodies the reader got (the statement filled them in).
+    assert.deepEqual(
+      await storedReply(w.db, t, start.header.sequence),
+      serializeBody(start.message),
+    );
+    assert.deepEqual(await storedReply(w.db, t, end.header.sequence), serializeBody(end.message));
+  }));
+
+Deno.test("a shower using more than its hold is charged the hold, and another end of it charges nothing", () =>
+  withHarness(async ({ w, counter, reader }) => {
+    const shower = await reader("shower");
+    await warm(w, shower);
+    const card = await w.card({ balance: 5000 });
+    const start = await shower.request({ code: MessageCode.ShowerStart, chip: card.chip });
+    const holdId = (start.message as { holdId: number }).holdId;
+    counter.reset();
+    const end = await shower.request({ code: MessageCode.ShowerEnd, holdId, units: 1000 });
+    assert.equal(counter.statements, 1, counter.seen.join("\n"));
+    assert.deepEqual(end.message, {
+      code: MessageCode.ShowerEndReply,
+      status: Status.Ok,
+      charged: 500,
+      released: 0,
+      balance: 4500,
+    });
+    const second = await shower.request({ code: MessageCode.ShowerEnd, holdId, units: 1 });
+    assert.equal(status(second), Status.HoldNotFound);
+    assert.equal(await w.balance(card.cardAccountId), 4500);
+    assert.equal(await held(w.db, card.cardAccountId), 0);
+  }));
+
+Deno.test("shower retries racing their first request get the same bytes; the hold and the charge happen once", () =>
+  withHarness(async ({ w, reader }) => {
+    const shower = await reader("shower");
+    const twin = await reader("shower");
+    for (let round = 0; round < 4; round++) {
+      const card = await w.card({ balance: 2000 });
+      const sf = shower.frame({ code: MessageCode.ShowerStart, chip: card.chip });
+      const [a, b] = await Promise.all([
+        shower.sendFrame(sf.bytes, sf.sequence),
+        twin.sendFrame(sf.bytes, sf.sequence),
+      ]);
+      assert.equal(status(a), Status.Ok);
+      assert.deepEqual(b.bytes, a.bytes);
+      assert.equal(await held(w.db, card.cardAccountId), 500);
+      const holdId = (a.message as { holdId: number }).holdId;
+      const ef = shower.frame({ code: MessageCode.ShowerEnd, holdId, units: 10 });
+      const [c, d] = await Promise.all([
+        shower.sendFrame(ef.bytes, ef.sequence),
+        twin.sendFrame(ef.bytes, ef.sequence),
+      ]);
+      assert.deepEqual(c.message, {
+        code: MessageCode.ShowerEndReply,
+        status: Status.Ok,
+        charged: 30,
+        released: 470,
+        balance: 1970,
+      });
+      assert.deepEqual(d.bytes, c.bytes);
+      assert.equal(await w.balance(card.cardAccountId), 1970);
+      assert.equal(await held(w.db, card.cardAccountId), 0);
+      assert.equal(await transfers(w.db, card.cardAccountId, "shower"), 1);
+    }
+  }));
+
+Deno.test("shower cases off the one-statement path are answered as before", () =>
+  withHarness(async ({ w, server, reader }) => {
+    const shower = await reader("shower");
+    // Less available than the pre-authorisation: what is there is held.
+    const poor = await w.card({ balance: 300 });
+    const start = await shower.request({ code: MessageCode.ShowerStart, chip: poor.chip });
+    assert.deepEqual({ ...(start.message as object), holdId: 0 }, {
+      code: MessageCode.ShowerStartReply,
+      status: Status.Ok,
+      holdId: 0,
+      authorised: 300,
+      balance: 300,
+    });
+    const holdId = (start.message as { holdId: number }).holdId;
+    // No usage: nothing charged, the whole hold released.
+    const none = await shower.request({ code: MessageCode.ShowerEnd, holdId, units: 0 });
+    assert.deepEqual(none.message, {
+      code: MessageCode.ShowerEndReply,
+      status: Status.Ok,
+      charged: 0,
+      released: 300,
+      balance: 300,
+    });
+    assert.equal(await held(w.db, poor.cardAccountId), 0);
+    // Below ¥1 available: refused. An unknown chip: refused.
+    const broke = await w.card({ balance: 50 });
+    const refused = await shower.request({ code: MessageCode.ShowerStart, chip: broke.chip });
+    assert.equal(status(refused), Status.InsufficientBalance);
+    const unknown = await shower.request({ code: MessageCode.ShowerStart, chip: "NOSUCHCHIP" });
+    assert.equal(status(unknown), Status.UnknownChip);
+    // A hold another controller started is not this one's to end: refused, nothing charged.
+    const card = await w.card({ balance: 2000 });
+    const other = await shower.request({ code: MessageCode.ShowerStart, chip: card.chip });
+    const otherHold = (other.message as { holdId: number }).holdId;
+    const second = await registerTerminal(w.db, w.config.appSecret, {
+      merchantId: w.terminals.shower.merchantId,
+      kind: "shower",
+      name: "第二台水控",
+    });
+    const stranger = await TerminalClient.connect({
+      port: server.port,
+      terminalId: second.terminal.id,
+      key: keyFromHex(second.keyHex),
+    });
+    try {
+      const foreign = await stranger.request({
+        code: MessageCode.ShowerEnd,
+        holdId: otherHold,
+        units: 10,
+      });
+      assert.equal(status(foreign), Status.HoldNotFound);
+    } finally {
+      await stranger.close();
+    }
+    assert.equal(await held(w.db, card.cardAccountId), 500);
+    assert.equal(await w.balance(card.cardAccountId), 2000);
+  }));
