@@ -3,6 +3,7 @@
  * module. Every money-moving request is recorded with its reply under (terminal, sequence), so a
  * retry gets the same reply bytes and moves nothing, on any server instance, after any restart.
  */
+import { sql } from "kysely";
 import type { Config } from "../modules/platform/config.ts";
 import { databaseKind, type Db } from "../modules/platform/database.ts";
 import { logger } from "../modules/platform/log.ts";
@@ -15,20 +16,24 @@ import {
   findCardByChip,
   payableChipKey,
   payableChipOfSql,
+  payableChipSql,
 } from "../modules/card/mod.ts";
 import {
   applyOfflinePayment,
   getBalance,
   holdFunds,
+  holdFundsRecorded,
   payFromCard,
   payFromCardsRecorded,
   redeemPaymentCode,
+  redeemPaymentCodeRecorded,
   releaseHold,
   reverseByReference,
   settleHold,
+  settleHoldRecorded,
   WalletError,
 } from "../modules/wallet/mod.ts";
-import { currentShowerTariff } from "../modules/billing/mod.ts";
+import { currentShowerTariff, showerTariffSql } from "../modules/billing/mod.ts";
 import {
   MAX_BLOCKLIST_ENTRIES,
   type Message,
@@ -46,9 +51,13 @@ import {
   listRequests,
   offlineAcked,
   recordPaidRequestsSql,
+  recordRequestSql,
+  recordShowerSql,
+  type ReplyField,
   saveOfflineRecord,
   saveRequest,
   saveShower,
+  showerUsageSql,
   type StoredRequest,
 } from "./repository.ts";
 
@@ -489,13 +498,162 @@ async function cardPayment(
   });
 }
 
+/** The request fields of a reader's record, and the reply stored with it (filled in by SQL). */
+function recordOf(t: Terminal, f: RawFrame, template: Reply) {
+  return {
+    terminalId: t.id,
+    sequence: f.sequence,
+    type: f.type,
+    request: f.body,
+    status: template.status ?? 0,
+    replyType: template.code,
+    replyTimestamp: f.timestamp,
+    reply: template.body,
+  };
+}
+
+/** A QrPaymentReply's balance: after status (2) and amount (4). */
+const QR_REPLY_FIELDS: ReplyField[] = [{ offset: 6, bytes: 4, column: "balance_after" }];
+
+/**
+ * A QR payment's common case in one round trip: one statement redeems the code (live, not frozen,
+ * within the limits and the funds), debits the card and records the request with its reply.
+ * Anything else (a refusal, a retry, a database error) returns null, nothing written, and `once`
+ * answers it as before.
+ */
+async function qrPaidAtOnce(
+  ctx: ServiceContext,
+  t: Terminal,
+  f: RawFrame,
+  m: Extract<Message, { code: 0x11 }>,
+): Promise<Reply | null> {
+  if (m.amount <= 0 || m.amount > MAX_AMOUNT) return null;
+  const approved = (balance: number) =>
+    reply({ code: MessageCode.QrPaymentReply, status: Status.Ok, amount: m.amount, balance });
+  const template = approved(0);
+  let paid;
+  try {
+    paid = await redeemPaymentCodeRecorded(ctx.db, {
+      code: m.paymentCode,
+      amount: m.amount,
+      merchantId: t.merchantId,
+      terminalId: t.id,
+      reference: requestReference(t.id, f.sequence),
+      record: (row) =>
+        recordRequestSql(recordOf(t, f, template), row, {
+          fields: QR_REPLY_FIELDS,
+          amount: m.amount,
+          cardAccountId: "card_account_id",
+        }),
+    });
+  } catch (err) {
+    if (isDatabaseError(err)) return null;
+    throw err;
+  }
+  // The same bytes the statement stored: the template with the balance in its place.
+  return paid ? approved(paid.balanceAfter) : null;
+}
+
+/** A ShowerStartReply's hold id (8 bytes), authorised amount and balance, after status (2). */
+const SHOWER_START_FIELDS: ReplyField[] = [
+  { offset: 2, bytes: 8, column: "id" },
+  { offset: 10, bytes: 4, column: "amount" },
+  { offset: 14, bytes: 4, column: "balance" },
+];
+
+/**
+ * A shower start's common case in one round trip: one statement finds the chip's card (if it may
+ * pay) and the tariff in force, holds the whole pre-authorisation, and records the shower and the
+ * request with its reply. Anything else (a refused chip, less available than the
+ * pre-authorisation, a retry, a database error) returns null, nothing written, and `once`
+ * answers it as before.
+ */
+async function showerStartedAtOnce(
+  ctx: ServiceContext,
+  t: Terminal,
+  f: RawFrame,
+  m: Extract<Message, { code: 0x20 }>,
+): Promise<Reply | null> {
+  const started = (holdId: number, authorised: number, balance: number) =>
+    reply({ code: MessageCode.ShowerStartReply, status: Status.Ok, holdId, authorised, balance });
+  const template = started(0, 0, 0);
+  const tariff = showerTariffSql();
+  let held;
+  try {
+    held = await holdFundsRecorded(ctx.db, {
+      cardAccountId: payableChipSql(m.chip),
+      amount: sql<number | null>`(select preauth_amount from ${tariff} tf)`,
+      merchantId: t.merchantId,
+      terminalId: t.id,
+      reference: requestReference(t.id, f.sequence),
+      expiresAt: new Date(Date.now() + ctx.settings.showerHoldSeconds * 1000),
+      record: (h) => [
+        recordShowerSql({ terminalId: t.id, sequence: f.sequence }, h, tariff),
+        recordRequestSql(recordOf(t, f, template), h, {
+          fields: SHOWER_START_FIELDS,
+          amount: "amount",
+          cardAccountId: "card_account_id",
+        }),
+      ],
+    });
+  } catch (err) {
+    if (isDatabaseError(err)) return null;
+    throw err;
+  }
+  return held ? started(held.holdId, held.authorised, held.balance) : null;
+}
+
+/** A ShowerEndReply's charged, released and balance, after status (2). */
+const SHOWER_END_FIELDS: ReplyField[] = [
+  { offset: 2, bytes: 4, column: "charged" },
+  { offset: 6, bytes: 4, column: "released" },
+  { offset: 10, bytes: 4, column: "balance_after" },
+];
+
+/**
+ * A shower end's common case in one round trip: one statement prices the usage at the tariff the
+ * shower started under, settles this terminal's active hold (charging at most the hold, releasing
+ * the rest) and records the request with its reply. Anything else (an unknown, settled or
+ * timed-out hold, no usage, a retry, a database error) returns null, nothing written, and `once`
+ * answers it as before.
+ */
+async function showerEndedAtOnce(
+  ctx: ServiceContext,
+  t: Terminal,
+  f: RawFrame,
+  m: Extract<Message, { code: 0x21 }>,
+): Promise<Reply | null> {
+  const ended = (charged: number, released: number, balance: number) =>
+    reply({ code: MessageCode.ShowerEndReply, status: Status.Ok, charged, released, balance });
+  const template = ended(0, 0, 0);
+  let settled;
+  try {
+    settled = await settleHoldRecorded(ctx.db, {
+      holdId: m.holdId,
+      usage: showerUsageSql(t.id, m.holdId, m.units),
+      reference: requestReference(t.id, f.sequence),
+      record: (s) => [
+        recordRequestSql(recordOf(t, f, template), s, {
+          fields: SHOWER_END_FIELDS,
+          amount: "charged",
+          cardAccountId: "card_account_id",
+        }),
+      ],
+    });
+  } catch (err) {
+    if (isDatabaseError(err)) return null;
+    throw err;
+  }
+  return settled ? ended(settled.charged, settled.released, settled.balanceAfter) : null;
+}
+
 async function qrPayment(
   ctx: ServiceContext,
   t: Terminal,
   f: RawFrame,
   m: Extract<Message, { code: 0x11 }>,
 ) {
-  return await once(ctx, t, f, async (ctx) => {
+  return await qrPaidAtOnce(ctx, t, f, m) ?? await once(ctx, t, f, async (ctx) => {
     const refuse = (status: number, balance = 0): Outcome => ({
       message: { code: MessageCode.QrPaymentReply, status, amount: m.amount, balance },
       amount: 0,
@@ -559,7 +717,7 @@ async function showerStart(
   f: RawFrame,
   m: Extract<Message, { code: 0x20 }>,
 ) {
-  return await once(ctx, t, f, async (ctx) => {
+  return await showerStartedAtOnce(ctx, t, f, m) ?? await once(ctx, t, f, async (ctx) => {
     const refuse = (status: number, balance = 0, cardAccountId: number | null = null): Outcome => ({
       message: { code: MessageCode.ShowerStartReply, status, holdId: 0, authorised: 0, balance },
       amount: 0,
@@ -612,7 +770,7 @@ async function showerEnd(
   f: RawFrame,
   m: Extract<Message, { code: 0x21 }>,
 ) {
-  return await once(ctx, t, f, async (ctx) => {
+  return await showerEndedAtOnce(ctx, t, f, m) ?? await once(ctx, t, f, async (ctx) => {
     const refuse = (status: number): Outcome => ({
       message: { code: MessageCode.ShowerEndReply, status, charged: 0, released: 0, balance: 0 },
       amount: 0,
