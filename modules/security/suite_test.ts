@@ -7,7 +7,7 @@
  * brute-force lockouts.
  */
 import assert from "node:assert/strict";
-import { TestClient } from "../platform/testing.ts";
+import { sql, TestClient } from "../platform/testing.ts";
 import { ALL_ROLES, createStaff, type Role, ROLES } from "../staff/mod.ts";
 import { ensureSchool, registerAccount } from "../account/mod.ts";
 import { seedDemoData } from "../demo/mod.ts";
@@ -24,8 +24,7 @@ import {
   routesOf,
   seededWorld,
   setup,
-  sql,
-} from "./_suite.ts";
+} from "../testkit/mod.ts";
 
 /**
  * Paths that outside systems POST to without a browser session: the payment gateways' notify

@@ -7,6 +7,7 @@
  * this file.
  */
 import assert from "node:assert/strict";
+import { sql } from "../platform/testing.ts";
 import { getBalance } from "../wallet/mod.ts";
 import {
   assertSafeResponse,
@@ -19,9 +20,8 @@ import {
   routeOfUrl,
   routesOf,
   seededWorld,
-  sql,
   type World,
-} from "./_suite.ts";
+} from "../testkit/mod.ts";
 
 /** Routes with a parameter that are not pages of ours: static files and gateway callbacks. */
 const NOT_PAGES = [/^\/static\//, /^\/pay\/notify\//];

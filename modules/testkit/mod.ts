@@ -90,3 +90,6 @@ export async function setupApp(overrides: Partial<Config> = {}) {
   const app = createApp({ db: h.db, config, onShutdown: () => {} });
   return { h, db: h.db, config, app };
 }
+
+/** The security suite's seeded world, crawler and page checks (modules/security/suite_*_test.ts). */
+export * from "./security_suite.ts";

@@ -1,5 +1,5 @@
 /**
- * Support for the security suite (issue 7): the app's routes as `main.ts` composes them, the checks
+ * Support for the security suite (modules/security/suite_*_test.ts, issue 7): the app's routes as `main.ts` composes them, the checks
  * every HTML answer must pass, a seeded world whose stored texts all carry markup, and a crawler
  * that finds real ids for every route by following the links and forms of the pages themselves.
  */
@@ -586,4 +586,3 @@ async function getWithin(c: TestClient, url: string, ms: number): Promise<Respon
     clearTimeout(timer);
   }
 }
-export { sql };
