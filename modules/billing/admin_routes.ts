@@ -7,6 +7,7 @@ import type { Config } from "../platform/config.ts";
 import { DomainError, NotFoundError } from "../platform/errors.ts";
 import type { AppEnv } from "../platform/http.ts";
 import { parseYuan } from "../platform/money.ts";
+import { formErrorsHook } from "../platform/forms.ts";
 import { render } from "../platform/views.ts";
 import { clientIp } from "../security/mod.ts";
 import { registerAdminNav, requireRole, ROLES, writeAudit } from "../staff/mod.ts";
@@ -72,7 +73,7 @@ const idOf = (c: Context<AppEnv>, name = "id"): number => {
   return n;
 };
 
-const text = (max: number) => z.string().max(max).optional().default("");
+const text = (max: number) => z.string().max(max, `不能超过${max}个字符`).optional().default("");
 const dayRe = /^\d{4}-\d{2}-\d{2}$/;
 
 function chinaDayText(d: Date): string {
@@ -180,7 +181,11 @@ export function billingAdminRoutes(deps: { db: Db; config: Config }): Hono<AppEn
   app.post(
     "/buildings",
     rooms,
-    zValidator("form", z.object({ code: text(40), name: text(60) })),
+    zValidator(
+      "form",
+      z.object({ code: text(40), name: text(60) }),
+      formErrorsHook((c, e, i) => showBuildings(c, e, i, 422)),
+    ),
     (c) => {
       const f = c.req.valid("form");
       return change(
@@ -251,32 +256,45 @@ export function billingAdminRoutes(deps: { db: Db; config: Config }): Hono<AppEn
 
   app.get("/buildings/:id", rooms, (c) => showBuilding(c, idOf(c)));
 
-  app.post("/buildings/:id", rooms, zValidator("form", z.object({ name: text(60) })), (c) => {
-    const id = idOf(c);
-    const f = c.req.valid("form");
-    return change(
-      c,
-      async (trx) => {
-        const before = await findBuilding(trx, id);
-        if (!before) throw new NotFoundError(`building ${id}`);
-        const after = await renameBuilding(trx, id, f.name);
-        return {
-          action: "billing.building_renamed",
-          targetType: "billing_building",
-          targetId: id,
-          before,
-          after,
-        };
-      },
-      (e) => showBuilding(c, id, e, f, 422),
-      `/admin/billing/buildings/${id}`,
-    );
-  });
+  app.post(
+    "/buildings/:id",
+    rooms,
+    zValidator(
+      "form",
+      z.object({ name: text(60) }),
+      formErrorsHook((c, e, i) => showBuilding(c, idOf(c), e, i, 422)),
+    ),
+    (c) => {
+      const id = idOf(c);
+      const f = c.req.valid("form");
+      return change(
+        c,
+        async (trx) => {
+          const before = await findBuilding(trx, id);
+          if (!before) throw new NotFoundError(`building ${id}`);
+          const after = await renameBuilding(trx, id, f.name);
+          return {
+            action: "billing.building_renamed",
+            targetType: "billing_building",
+            targetId: id,
+            before,
+            after,
+          };
+        },
+        (e) => showBuilding(c, id, e, f, 422),
+        `/admin/billing/buildings/${id}`,
+      );
+    },
+  );
 
   app.post(
     "/buildings/:id/rooms",
     rooms,
-    zValidator("form", z.object({ number: text(40), capacity: text(10) })),
+    zValidator(
+      "form",
+      z.object({ number: text(40), capacity: text(10) }),
+      formErrorsHook((c, e, i) => showBuilding(c, idOf(c), e, i, 422)),
+    ),
     (c) => {
       const id = idOf(c);
       const f = c.req.valid("form");
@@ -305,7 +323,15 @@ export function billingAdminRoutes(deps: { db: Db; config: Config }): Hono<AppEn
   app.post(
     "/rooms/:id",
     rooms,
-    zValidator("form", z.object({ capacity: text(10), active: text(5) })),
+    zValidator(
+      "form",
+      z.object({ capacity: text(10), active: text(5) }),
+      formErrorsHook(async (c, e) => {
+        const room = await findRoom(db, idOf(c));
+        if (!room) throw new NotFoundError(`room ${idOf(c)}`);
+        return showBuilding(c, room.buildingId, e, {}, 422);
+      }),
+    ),
     async (c) => {
       const id = idOf(c);
       const f = c.req.valid("form");
@@ -372,7 +398,11 @@ export function billingAdminRoutes(deps: { db: Db; config: Config }): Hono<AppEn
   app.post(
     "/residents/move",
     residents,
-    zValidator("form", z.object({ phone: text(20), building: text(40), room: text(40) })),
+    zValidator(
+      "form",
+      z.object({ phone: text(20), building: text(40), room: text(40) }),
+      formErrorsHook((c, e, i) => showResidents(c, "", e, i, 422)),
+    ),
     async (c) => {
       const f = c.req.valid("form");
       const phone = f.phone.trim();
@@ -412,7 +442,11 @@ export function billingAdminRoutes(deps: { db: Db; config: Config }): Hono<AppEn
   app.post(
     "/residents/remove",
     residents,
-    zValidator("form", z.object({ phone: text(20) })),
+    zValidator(
+      "form",
+      z.object({ phone: text(20) }),
+      formErrorsHook((c, e, i) => showResidents(c, "", e, i, 422)),
+    ),
     async (c) => {
       const phone = c.req.valid("form").phone.trim();
       const account = /^1\d{10}$/.test(phone) ? await findAccountByPhone(db, phone) : null;
@@ -473,6 +507,7 @@ export function billingAdminRoutes(deps: { db: Db; config: Config }): Hono<AppEn
     zValidator(
       "form",
       z.object({ kind: text(20), unit: text(20), price: text(20), preauth: text(20) }),
+      formErrorsHook((c, e, i) => showTariffs(c, e, i, 422)),
     ),
     (c) => {
       const f = c.req.valid("form");
@@ -682,6 +717,7 @@ export function billingAdminRoutes(deps: { db: Db; config: Config }): Hono<AppEn
     zValidator(
       "form",
       z.object({ scope: text(10), on: text(5), building: text(40), room: text(40) }),
+      formErrorsHook((c, e) => showSimulator(c, { _form: Object.values(e)[0] }, 422)),
     ),
     async (c) => {
       const f = c.req.valid("form");

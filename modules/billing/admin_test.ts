@@ -391,3 +391,43 @@ Deno.test("finance sees failed deliveries in the queue, retries and refunds them
     await w.close();
   }
 });
+
+Deno.test("overlong input in every billing form, staff and student, comes back as the form with a Chinese message", async () => {
+  const w = await makeWorld();
+  try {
+    const { r101 } = await makeRooms(w.db);
+    const staff = await makeStaff(w, "long_input", [cardOffice, sysadmin]);
+    const long = "八".repeat(300);
+    const forms: Array<[string, Record<string, string>]> = [
+      ["/admin/billing/buildings", { code: long, name: "x" }],
+      [`/admin/billing/buildings/${r101.buildingId}`, { name: long }],
+      [`/admin/billing/buildings/${r101.buildingId}/rooms`, { number: long, capacity: "4" }],
+      [`/admin/billing/rooms/${r101.id}`, { capacity: long, active: "1" }],
+      ["/admin/billing/residents/move", { phone: long, building: "B01", room: "101" }],
+      ["/admin/billing/residents/remove", { phone: long }],
+      ["/admin/billing/tariffs", { kind: long, unit: "kwh", price: "1", preauth: "" }],
+      ["/admin/billing/simulator", { scope: long, on: "1", building: "", room: "" }],
+    ];
+    for (const [path, form] of forms) {
+      const res = await staff.post(path, form);
+      assert.equal(res.status, 422, path);
+      const html = await res.text();
+      assert.match(html, /不能超过\d+个字符/, path);
+      assert.match(html, /<html/, path);
+    }
+    const student = await makeStudent(w, { balance: 10_000 });
+    const answers: Array<[string, Record<string, string>, RegExp]> = [
+      ["/billing/room", { building: long, room: long }, /请选择房间/],
+      ["/billing/electricity", { amount: long, quick: "", token: "x" }, /请输入正确的金额/],
+    ];
+    for (const [path, form, message] of answers) {
+      if (path === "/billing/electricity") await chooseRoom(w.db, student.accountId, r101.id);
+      const res = await student.client.post(path, form);
+      assert.equal(res.status, 422, path);
+      assert.match(await res.text(), message, path);
+    }
+    assert.equal((await listAudit(w.db, { action: "billing." })).length, 0);
+  } finally {
+    await w.close();
+  }
+});

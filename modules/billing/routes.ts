@@ -7,6 +7,7 @@ import type { Config } from "../platform/config.ts";
 import { DomainError, NotFoundError } from "../platform/errors.ts";
 import type { AppEnv } from "../platform/http.ts";
 import { parseYuan } from "../platform/money.ts";
+import { formErrorsHook } from "../platform/forms.ts";
 import { render } from "../platform/views.ts";
 import { randomToken, requireStudent, safeNext } from "../security/mod.ts";
 import { findBoundCard } from "../card/mod.ts";
@@ -92,29 +93,37 @@ export function billingRoutes(
     return showRoom(c, { building: q.building, next: q.next });
   });
 
-  app.post("/room", zValidator("form", roomForm), async (c) => {
-    const form = c.req.valid("form");
-    const buildingId = /^\d{1,12}$/.test(form.building ?? "") ? Number(form.building) : undefined;
-    const roomId = /^\d{1,12}$/.test(form.room ?? "") ? Number(form.room) : NaN;
-    const room = Number.isSafeInteger(roomId) ? await findRoom(db, roomId) : null;
-    if (!room || (buildingId !== undefined && room.buildingId !== buildingId)) {
-      return showRoom(c, { building: buildingId, next: form.next }, { room: "请选择房间" }, 422);
-    }
-    try {
-      await db.transaction().execute((trx) => chooseRoom(trx, c.get("accountId")!, room.id));
-    } catch (err) {
-      if (err instanceof DomainError) {
-        return showRoom(
-          c,
-          { building: buildingId, next: form.next },
-          { room: err.userMessage },
-          422,
-        );
+  app.post(
+    "/room",
+    zValidator(
+      "form",
+      roomForm,
+      formErrorsHook((c) => showRoom(c, {}, { room: "请选择房间" }, 422)),
+    ),
+    async (c) => {
+      const form = c.req.valid("form");
+      const buildingId = /^\d{1,12}$/.test(form.building ?? "") ? Number(form.building) : undefined;
+      const roomId = /^\d{1,12}$/.test(form.room ?? "") ? Number(form.room) : NaN;
+      const room = Number.isSafeInteger(roomId) ? await findRoom(db, roomId) : null;
+      if (!room || (buildingId !== undefined && room.buildingId !== buildingId)) {
+        return showRoom(c, { building: buildingId, next: form.next }, { room: "请选择房间" }, 422);
       }
-      throw err;
-    }
-    return c.redirect(safeNext(form.next, "/billing/electricity"), 303);
-  });
+      try {
+        await db.transaction().execute((trx) => chooseRoom(trx, c.get("accountId")!, room.id));
+      } catch (err) {
+        if (err instanceof DomainError) {
+          return showRoom(
+            c,
+            { building: buildingId, next: form.next },
+            { room: err.userMessage },
+            422,
+          );
+        }
+        throw err;
+      }
+      return c.redirect(safeNext(form.next, "/billing/electricity"), 303);
+    },
+  );
 
   async function showPay(
     c: Context<AppEnv>,
@@ -159,51 +168,61 @@ export function billingRoutes(
   for (const [path, utility] of Object.entries(UTILITY_PATHS)) {
     app.get(`/${path}`, (c) => showPay(c, utility));
 
-    app.post(`/${path}`, zValidator("form", payForm), async (c) => {
-      const form = c.req.valid("form");
-      const input = {
-        amount: (form.amount ?? "").slice(0, 20),
-        quick: (form.quick ?? "").slice(0, 20),
-      };
-      const text = (form.amount ?? "").trim() || (form.quick ?? "").trim();
-      if (!text) return showPay(c, utility, { amount: "请选择或输入充值金额" }, input, 422);
-      const amount = parseYuan(text);
-      if (amount === null) {
-        return showPay(c, utility, { amount: "请输入正确的金额，最多两位小数" }, input, 422);
-      }
-      const accountId = c.get("accountId")!;
-      try {
-        const card = await findBoundCard(db, accountId);
-        if (!card) throw new NoCardError();
-        if (card.status === "cancelled") {
-          throw new DomainError(
-            "Card account cancelled",
-            "该一卡通账户已注销，请到一卡通中心办理",
-            "amount",
-          );
+    app.post(
+      `/${path}`,
+      zValidator(
+        "form",
+        payForm,
+        formErrorsHook((c) =>
+          showPay(c, utility, { amount: "请输入正确的金额，最多两位小数" }, {}, 422)
+        ),
+      ),
+      async (c) => {
+        const form = c.req.valid("form");
+        const input = {
+          amount: (form.amount ?? "").slice(0, 20),
+          quick: (form.quick ?? "").slice(0, 20),
+        };
+        const text = (form.amount ?? "").trim() || (form.quick ?? "").trim();
+        if (!text) return showPay(c, utility, { amount: "请选择或输入充值金额" }, input, 422);
+        const amount = parseYuan(text);
+        if (amount === null) {
+          return showPay(c, utility, { amount: "请输入正确的金额，最多两位小数" }, input, 422);
         }
-        const p = await purchaseUtility(db, money, {
-          payer: { accountId, cardAccountId: card.cardAccountId, name: card.name },
-          utility,
-          amount,
-          token: form.token ?? "",
-        });
-        return c.redirect(`/billing/orders/${p.orderNo}`, 303);
-      } catch (err) {
-        if (err instanceof BalanceTooLowError) {
-          return showPay(c, utility, { amount: err.userMessage }, input, 422, {
-            insufficient: true,
+        const accountId = c.get("accountId")!;
+        try {
+          const card = await findBoundCard(db, accountId);
+          if (!card) throw new NoCardError();
+          if (card.status === "cancelled") {
+            throw new DomainError(
+              "Card account cancelled",
+              "该一卡通账户已注销，请到一卡通中心办理",
+              "amount",
+            );
+          }
+          const p = await purchaseUtility(db, money, {
+            payer: { accountId, cardAccountId: card.cardAccountId, name: card.name },
+            utility,
+            amount,
+            token: form.token ?? "",
           });
+          return c.redirect(`/billing/orders/${p.orderNo}`, 303);
+        } catch (err) {
+          if (err instanceof BalanceTooLowError) {
+            return showPay(c, utility, { amount: err.userMessage }, input, 422, {
+              insufficient: true,
+            });
+          }
+          if (err instanceof NoRoomError || err instanceof NoCardError) {
+            return showPay(c, utility, {}, input, 409);
+          }
+          if (err instanceof DomainError) {
+            return showPay(c, utility, { [err.field ?? "_form"]: err.userMessage }, input, 422);
+          }
+          throw err;
         }
-        if (err instanceof NoRoomError || err instanceof NoCardError) {
-          return showPay(c, utility, {}, input, 409);
-        }
-        if (err instanceof DomainError) {
-          return showPay(c, utility, { [err.field ?? "_form"]: err.userMessage }, input, 422);
-        }
-        throw err;
-      }
-    });
+      },
+    );
   }
 
   app.get("/orders/:orderNo", async (c) => {
