@@ -452,3 +452,48 @@ Deno.test("shower cases off the one-statement path are answered as before", () =
     assert.equal(await held(w.db, card.cardAccountId), 500);
     assert.equal(await w.balance(card.cardAccountId), 2000);
   }));
+
+Deno.test("two showers of one card ending at once keep its transfer ids in the order its balance changed", () =>
+  withHarness(async ({ w, server, reader }) => {
+    const shower = await reader("shower");
+    await warm(w, shower);
+    const second = await registerTerminal(w.db, w.config.appSecret, {
+      merchantId: w.terminals.shower.merchantId,
+      kind: "shower",
+      name: "第二个淋浴",
+    });
+    const other = await TerminalClient.connect({
+      port: server.port,
+      terminalId: second.terminal.id,
+      key: keyFromHex(second.keyHex),
+    });
+    try {
+      assert.equal(
+        status(await other.request({ code: MessageCode.SignOn, firmware: "t" })),
+        Status.Ok,
+      );
+      for (let round = 0; round < 15; round++) {
+        const card = await w.card({ balance: 5000 });
+        const a = await shower.request({ code: MessageCode.ShowerStart, chip: card.chip });
+        const b = await other.request({ code: MessageCode.ShowerStart, chip: card.chip });
+        const [ea, eb] = await Promise.all([
+          shower.request({
+            code: MessageCode.ShowerEnd,
+            holdId: (a.message as { holdId: number }).holdId,
+            units: 10 + round,
+          }),
+          other.request({
+            code: MessageCode.ShowerEnd,
+            holdId: (b.message as { holdId: number }).holdId,
+            units: 30 + round,
+          }),
+        ]);
+        assert.equal(status(ea), Status.Ok);
+        assert.equal(status(eb), Status.Ok);
+        assert.equal(await w.balance(card.cardAccountId), 5000 - 3 * (40 + 2 * round));
+      }
+      // withHarness runs the verifier: each card's balance-after chain in id order.
+    } finally {
+      await other.close();
+    }
+  }));

@@ -39,11 +39,11 @@ export {
 export {
   bindCard,
   changeCardPassword,
+  closeCardAccount,
   liftLoss,
   reissueCard,
   reportLoss,
   resetCardPassword,
-  closeCardAccount,
   type StaffActor,
   staffLiftLoss,
   staffReportLoss,

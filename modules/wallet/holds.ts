@@ -417,8 +417,10 @@ export async function settleHoldRecorded(
   const records = input.record(sql.raw("settled")).map((r, i) =>
     sql`, ${sql.raw(`recorded_${i}`)} as (${r})`
   );
-  // The transfer's id is drawn first so the hold names it in its one update (a row cannot be
-  // updated twice in one statement).
+  // The transfer's id is drawn in the hold's update, so the hold names it in its one update (a row
+  // cannot be updated twice in one statement). The card's wallet row is locked before that (lk):
+  // a card's transfer ids must follow the order its balance changed in (the verifier reads each
+  // card's balance-after chain in id order), and two showers of one card may end at once.
   const result = await sql<{
     card_account_id: number;
     charged: number;
@@ -428,12 +430,16 @@ export async function settleHoldRecorded(
   }>`${sql.raw(PREPARED)}
     with u as (
       select (${input.usage})::bigint as usage
+    ), lk as (
+      select a.id from ledger_accounts a
+      where a.card_account_id = (select card_account_id from ledger_holds where id = ${input.holdId})
+      for update
     ), h as (
       update ledger_holds set state = 'settled', settle_reference = ${reference},
         settle_transfer_id = nextval(pg_get_serial_sequence('ledger_transfers', 'id')),
         charged = least(u.usage, ledger_holds.amount), uncollected = 0, closed_at = now(),
         close_reason = 'settled'
-      from u
+      from u, lk
       where ledger_holds.id = ${input.holdId} and ledger_holds.state = 'active'
         and ledger_holds.settle_reference is null and u.usage between 1 and ${MAX_AMOUNT}
         and not exists (select 1 from ledger_transfers where reference = ${reference})
@@ -454,8 +460,7 @@ export async function settleHoldRecorded(
         h.card_account_id, -h.charged, w.after, h.merchant_id, h.terminal_id,
         jsonb_build_object('holdId', h.id, 'authorised', h.amount, 'usage', h.usage,
           'late', false)
-      -- No wallet row would leave the debit NULL: the insert fails and takes the hold's update
-      -- back with it, rather than settling a hold without its money.
+      -- Without a wallet row lk is empty and nothing is updated: the caller's fallback answers.
       from h left join w on true
       returning id, card_account_id, amount, balance_after
     ), settled as (

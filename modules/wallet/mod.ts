@@ -114,6 +114,9 @@ export { type LedgerReport, verifyLedger } from "./verify.ts";
 
 /** 余额, 交易记录, 付款码, 付款码设置 (mount at "/") and the staff 账务核验 page (mount at "/admin/ledger"). */
 export { ledgerAdminRoutes, walletRoutes } from "./routes.ts";
+/** 销户 at the counter: the balance paid out in cash, the card account closed (card's side). */
+export { CannotCloseError, closeCardWithPayout, closingState, payOutClosedCard } from "./close.ts";
+export { cardClosingRoutes } from "./close_routes.ts";
 
 /** The background loop that releases timed-out holds; main.ts registers its stop with onShutdown. */
 export { startHoldExpiryLoop } from "./loop.ts";
@@ -127,9 +130,6 @@ export {
   spendingTotals,
 } from "./history.ts";
 
-/** 销户 at the counter: the balance paid out in cash, the card account closed (card's side). */
-export { CannotCloseError, closeCardWithPayout, closingState, payOutClosedCard } from "./close.ts";
-export { cardClosingRoutes } from "./close_routes.ts";
 /** Demo opening balances (调账 transfers) for the embedded setup. */
 export { seedDemoWallet } from "./demo.ts";
 
