@@ -161,7 +161,11 @@ class PGliteDriver implements Driver {
   async init(): Promise<void> {
     // Prepared statements are for planning once: keep the generic plan (as on PostgreSQL).
     if (this.#preparedPrefix) {
-      await this.#connection.pg.exec("set plan_cache_mode = force_generic_plan");
+      // EXECUTE's values are quoted literals (see `literal`): only with standard strings is
+      // doubling the quote the whole escape, so make sure of it rather than trust the default.
+      await this.#connection.pg.exec(
+        "set plan_cache_mode = force_generic_plan; set standard_conforming_strings = on",
+      );
     }
   }
 
