@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { sql } from "kysely";
 import { createStaff } from "../modules/staff/mod.ts";
 import { reissueCard, staffReportLoss } from "../modules/card/mod.ts";
 import { creditTopUp, issuePaymentCode, updatePaySettings } from "../modules/wallet/mod.ts";
@@ -415,4 +416,45 @@ Deno.test("a reader may only send the messages of its kind", () =>
     assert.deepEqual(r.message.code, MessageCode.Error);
     assert.equal(status(r.message), Status.NotAllowedForKind);
     assert.equal(await w.balance(card.cardAccountId), 1000);
+  }));
+
+Deno.test("a heartbeat at the pushed blocklist version is answered without the database; one behind gets the delta", () =>
+  withWorld(async (w) => {
+    const card = await w.card({ balance: 100 });
+    const pos = await w.connect("canteen_pos");
+    const on = (await pos.request({ code: MessageCode.SignOn, firmware: "t" }))
+      .message as Extract<Message, { code: 0x81 }>;
+    const pushed = new Promise<Message>((resolve) => pos.onPush((r) => resolve(r.message)));
+    await staffReportLoss(w.db, { staffId: await staffId(w) }, card.cardAccountId);
+    // Right after the change (the push may still be on its way) the heartbeat carries it.
+    const behind = (await pos.request({
+      code: MessageCode.Heartbeat,
+      blocklistVersion: on.blocklistVersion,
+      offlineCount: 0,
+    })).message as Extract<Message, { code: 0x82 }>;
+    assert.deepEqual(behind.blocklist.added, [card.chip]);
+    const push = (await pushed) as Extract<Message, { code: 0xc1 }>;
+    assert.equal(push.blocklist.version, behind.blocklist.version);
+    // Current: answered while the blocklist tables are locked away from the server.
+    await w.db.transaction().execute(async (trx) => {
+      await sql`lock table card_blocklist_head, card_blocklist_changes in access exclusive mode`
+        .execute(trx);
+      const current = await Promise.race([
+        pos.request({
+          code: MessageCode.Heartbeat,
+          blocklistVersion: behind.blocklist.version,
+          offlineCount: 0,
+        }),
+        new Promise<null>((resolve) => setTimeout(() => resolve(null), 3000)),
+      ]);
+      assert.ok(current, "a current reader's heartbeat is answered without the database");
+      const m = current.message as Extract<Message, { code: 0x82 }>;
+      assert.equal(m.status, Status.Ok);
+      assert.deepEqual(m.blocklist, {
+        version: behind.blocklist.version,
+        complete: true,
+        added: [],
+        removed: [],
+      });
+    });
   }));

@@ -80,6 +80,15 @@ export class BlocklistBroadcaster<C extends PushTarget> {
     }
   }
 
+  /**
+   * The version last pushed (or found at start). Null before the first check has read it and
+   * while a check runs (a change made in this process starts one at once, so a heartbeat right
+   * after it asks the database rather than hear "current").
+   */
+  get version(): number | null {
+    return this.#running ? null : this.#version;
+  }
+
   stop(): void {
     clearInterval(this.#timer);
     this.#unsubscribe();

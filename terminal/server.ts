@@ -277,7 +277,12 @@ export function startTerminalServer(
     }
     let reply: Reply;
     try {
-      reply = await handleRequest({ db, config, settings }, t, f, message);
+      reply = await handleRequest(
+        { db, config, settings, pushedBlocklistVersion: () => broadcaster.version },
+        t,
+        f,
+        message,
+      );
     } catch (err) {
       log.error("request failed", {
         terminal: t.id,

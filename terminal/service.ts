@@ -112,6 +112,12 @@ export interface ServiceContext {
   db: Db;
   config: Config;
   settings: ProtocolSettings;
+  /**
+   * The blocklist version this server last pushed to its readers (at most a poll interval
+   * behind the database), or null before it knows: a reader heartbeating at that version is
+   * current without asking the database, and any later change reaches it by push.
+   */
+  pushedBlocklistVersion?: () => number | null;
 }
 
 /** A reply to send: the message code, its body, and the header timestamp when not the echo. */
@@ -962,7 +968,12 @@ async function signOn(ctx: ServiceContext, t: Terminal): Promise<Reply> {
 }
 
 async function heartbeat(ctx: ServiceContext, m: Extract<Message, { code: 0x02 }>): Promise<Reply> {
-  const d = await blocklistSince(ctx.db, m.blocklistVersion, MAX_BLOCKLIST_ENTRIES);
+  // Thousands of readers heartbeat every 30 s: one that holds the version already pushed is
+  // answered from memory (an empty delta at its own version).
+  const pushed = ctx.pushedBlocklistVersion?.() ?? null;
+  const d = pushed !== null && m.blocklistVersion === pushed
+    ? { version: pushed, complete: true, added: [], removed: [] }
+    : await blocklistSince(ctx.db, m.blocklistVersion, MAX_BLOCKLIST_ENTRIES);
   return reply({
     code: MessageCode.HeartbeatReply,
     status: Status.Ok,
