@@ -79,12 +79,18 @@ interface CachedTerminal {
   until: number;
 }
 
+/** Refused frames logged one by one per connection; the rest are counted. */
+const MAX_REFUSALS_LOGGED = 20;
+
 /** One reader connection. */
 export class Connection {
   terminalId = 0;
   key: Uint8Array | null = null;
   badFrames = 0;
   errorsLogged = 0;
+  /** Refused frames written to the log, and those counted but not written (see `refuse`). */
+  refusalsLogged = 0;
+  refusalsNotLogged = 0;
   lastFrameAt = Date.now();
   partialSince = 0;
   lastSeenWritten = 0;
@@ -197,12 +203,17 @@ export function startTerminalServer(
     framesTotal.inc({ type: messageName(f.type) ?? "unknown", outcome: statusName(status) });
     const header = { terminalId: f.terminalId, sequence: f.sequence, timestamp: nowSeconds() };
     const m: Message = { code: MessageCode.Error, status, serverTime: header.timestamp };
-    log.warn("frame refused", {
-      address: c.address,
-      terminal: f.terminalId,
-      status: statusName(status),
-      detail,
-    });
+    // A flood of bad frames (a broken or hostile reader) must not flood the log: the first few of
+    // a connection are written, the rest counted in one line when it closes (metrics count all).
+    if (c.refusalsLogged < MAX_REFUSALS_LOGGED) {
+      c.refusalsLogged++;
+      log.warn("frame refused", {
+        address: c.address,
+        terminal: f.terminalId,
+        status: statusName(status),
+        detail,
+      });
+    } else c.refusalsNotLogged++;
     if (terminal && c.errorsLogged < 5) {
       // Logged for the live view, a few per connection so a flood cannot fill the table.
       c.errorsLogged++;
@@ -351,6 +362,13 @@ export function startTerminalServer(
     } finally {
       c.close();
       connections.delete(c);
+      if (c.refusalsNotLogged > 0) {
+        log.warn("more frames refused on a closed connection", {
+          address: c.address,
+          terminal: c.terminalId,
+          notLogged: c.refusalsNotLogged,
+        });
+      }
     }
   }
 

@@ -267,3 +267,40 @@ Deno.test("closing the server answers the requests in flight, then closes the co
     await pos.done;
     assert.equal(pos.closed, true);
   }));
+
+Deno.test("a flood of refused frames writes a few log lines and one count, not a line each", () =>
+  withWorld(async (w) => {
+    const lines: string[] = [];
+    const original = console.error;
+    console.error = (line: unknown) => lines.push(String(line));
+    try {
+      const pos = await w.connect("canteen_pos");
+      for (let round = 0; round < 30; round++) {
+        for (let i = 0; i < 2; i++) {
+          const f = pos.frame({
+            code: MessageCode.Heartbeat,
+            blocklistVersion: 0,
+            offlineCount: 0,
+          });
+          f.bytes[20] ^= 1;
+          assert.equal(status((await pos.sendFrame(f.bytes, f.sequence)).message), Status.BadMac);
+        }
+        const ok = await pos.request({
+          code: MessageCode.Heartbeat,
+          blocklistVersion: 0,
+          offlineCount: 0,
+        });
+        assert.equal(status(ok.message), Status.Ok);
+      }
+      await pos.close();
+      for (let i = 0; i < 100 && !lines.some((l) => l.includes("more frames refused")); i++) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    } finally {
+      console.error = original;
+    }
+    assert.equal(lines.filter((l) => l.includes('"msg":"frame refused"')).length, 20);
+    const summary = lines.find((l) => l.includes("more frames refused"));
+    assert.ok(summary, lines.slice(-3).join("\n"));
+    assert.equal(JSON.parse(summary).notLogged, 40);
+  }));
