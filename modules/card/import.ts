@@ -375,6 +375,9 @@ export async function loadImport(db: Db, id: number) {
   return { ...imp, total: rows.length + (imp.errors as ImportRowError[]).length, plan };
 }
 
+/** Imports changing at least this many card accounts refresh the planner's statistics. */
+const ANALYZE_AFTER_ROWS = 1000;
+
 /**
  * Applies a pending import in one transaction: new card accounts with their chips, changed names,
  * types and 身份证 numbers, and changed chips as reissues (the old chip cancelled for good). Rows
@@ -498,5 +501,11 @@ export async function commitImport(
     return { summary, version };
   });
   notifyBlocklistChange(version);
+  // A large import changes the tables' sizes at once: refresh the planner's statistics now
+  // rather than at autovacuum's next visit (prepared statements keep the plan they were made
+  // with until then, and a first day's import starts from empty tables).
+  if (summary.created + summary.updated + summary.reissued >= ANALYZE_AFTER_ROWS) {
+    await sql`analyze card_accounts, card_chips`.execute(db).catch(() => {});
+  }
   return summary;
 }

@@ -3,6 +3,7 @@
  * every second and a latency summary at the end. `setupLoad` creates the readers and funded cards
  * it needs through the same modules the server uses (run it on the server's configuration).
  */
+import { sql } from "kysely";
 import type { Db } from "../../modules/platform/database.ts";
 import type { Config } from "../../modules/platform/config.ts";
 import {
@@ -117,6 +118,9 @@ export async function setupLoad(
     }
     out.push({ kind: options.kind, terminalId: terminal.id, keyHex: terminal.keyHex, cards });
   }
+  // A real deployment's tables have long been analysed by autovacuum; freshly made ones have not,
+  // and a plan made now (prepared statements keep theirs) would think them empty.
+  await sql`analyze card_accounts, card_chips, ledger_accounts, payment_codes`.execute(db);
   return out;
 }
 
