@@ -108,7 +108,14 @@ export class TerminalClient {
   /** Sends prepared bytes and waits for the reply to `sequence`. */
   async sendFrame(bytes: Uint8Array, sequence: number): Promise<Received> {
     const reply = this.expect(sequence);
-    await this.write(bytes);
+    try {
+      await this.write(bytes);
+    } catch (err) {
+      // The write failed (the server went away): the reply will never come, and its rejection
+      // must not surface later as an unhandled one.
+      reply.catch(() => {});
+      throw err;
+    }
     return await reply;
   }
 
