@@ -56,40 +56,6 @@ export async function saveRequest(
   return inserted !== undefined;
 }
 
-/**
- * The record of a paid request as an `insert … select … from ${paid}` for the wallet's one-statement
- * payment (`payFromCardRecorded`): `paid` is the transfer row (its card account is recorded), and
- * its `balance_after` is written
- * into the reply body as a big-endian int32 at `balanceOffset` (a balance outside int32 fails the
- * cast, so the statement writes nothing and the caller takes the ordinary path). A plain insert:
- * a (terminal, sequence) already recorded aborts the whole statement, money included.
- */
-export function recordPaidRequestSql(
-  row: {
-    terminalId: number;
-    sequence: number;
-    type: number;
-    request: Uint8Array;
-    status: number;
-    replyType: number;
-    replyTimestamp: number;
-    reply: Uint8Array;
-    balanceOffset: number;
-    amount: number;
-  },
-  paid: RawBuilder<unknown>,
-): RawBuilder<unknown> {
-  return sql`insert into terminal_requests (terminal_id, sequence, type, request, status,
-      reply_type, reply_timestamp, reply, amount, card_account_id)
-    select ${row.terminalId}::bigint, ${row.sequence}::bigint, ${row.type}::smallint,
-      ${row.request}::bytea, ${row.status}::integer, ${row.replyType}::smallint,
-      ${row.replyTimestamp}::bigint,
-      overlay(${row.reply}::bytea placing int4send(${paid}.balance_after::integer)
-        from ${row.balanceOffset + 1}::integer for 4),
-      ${row.amount}::bigint, ${paid}.card_account_id
-    from ${paid}`;
-}
-
 /** A paid request's record for `recordPaidRequestsSql`; the reply's balance is filled in. */
 export interface PaidRequestRow {
   terminalId: number;
@@ -110,9 +76,12 @@ function hex(bytes: Uint8Array): string {
 }
 
 /**
- * `recordPaidRequestSql` for a batch (`payFromCardsRecorded`): `rows[i]` is recorded when `paid`
- * has a row with `ord = i + 1`, its balance written into the reply at `balanceOffset`. The
- * statement text is the same for any number of rows (arrays, not one placeholder per row).
+ * The records of a batch of paid requests (`payFromCardsRecorded`) as an `insert … select …` from
+ * `paid`: `rows[i]` is recorded when `paid` has a row with `ord = i + 1`, its `balance_after`
+ * written into the reply body as a big-endian int32 at `balanceOffset` (a balance outside int32
+ * fails the cast, so the statement writes nothing and each payment takes the ordinary path). A
+ * (terminal, sequence) already recorded aborts the whole statement, money included. The statement
+ * text is the same for any number of rows (arrays, not one placeholder per row).
  */
 export function recordPaidRequestsSql(
   rows: PaidRequestRow[],

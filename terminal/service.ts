@@ -360,8 +360,8 @@ function cardBatcher(db: Db): GroupCommit<CardBatchItem, number | null> {
 }
 
 /**
- * One statement for a batch: each payment's chip check, debit and request record, as in
- * `payFromCardRecorded`. Returns each payment's balance after, or null where it did not pay. If
+ * One statement for a batch: each payment's chip check, debit and request record (money and
+ * record commit together). Returns each payment's balance after, or null where it did not pay. If
  * the statement fails as a whole (a retry racing its first request on another instance, a
  * balance outside int32, …), nothing was written and every payment gets null: each then goes
  * the ordinary way on its own.

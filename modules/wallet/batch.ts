@@ -26,7 +26,7 @@ function checkId(value: number | null, what: string): number | null {
 }
 
 /**
- * `payFromCardRecorded` for many payments in one statement. `cardAccountOf(payer)` is SQL for the
+ * Card payments (`payFromCard`'s checks) with the caller's records, many in one statement. `cardAccountOf(payer)` is SQL for the
  * card account of one payment's `payer` column (NULL pays nothing), e.g. card's payable chip.
  * `record(paid)` returns an `insert … select … from ${paid}`: `paid` holds one row per payment
  * that moved money, with `ord` (the payment's 1-based position in `payments`), `id`,

@@ -1,5 +1,5 @@
 import { type RawBuilder, sql } from "kysely";
-import { type Db, PREPARED } from "../platform/database.ts";
+import type { Db } from "../platform/database.ts";
 import {
   checkAmount,
   checkReference,
@@ -227,62 +227,6 @@ export async function payFromCard(
     limits: true,
     today: chinaDay(),
   }, () => ensureMerchantAccount(db, merchantId));
-}
-
-/**
- * `payFromCard` and the caller's own record of it in one statement: one round trip and one commit,
- * for the hot path of a reader's card payment. `record(paid)` returns an
- * `insert … select … from ${paid}` statement; `paid` is the new transfer's row (columns `id`,
- * `card_account_id` and `balance_after`, present only when the money moved). The record is part of the same statement,
- * so it commits with the money or not at all: a unique violation of the record (a retry racing the
- * first request) aborts the debit too, and nothing is written.
- *
- * Returns the payment, or null when nothing moved: refused by the card row (funds, limits,
- * negative balance, no wallet row) or the reference already used. The caller then takes the
- * ordinary path (`payFromCard`), which says why or returns the first result. Database errors (a
- * duplicate record or reference, a merchant without a ledger account yet) are thrown as they come,
- * with nothing written; the ordinary path handles those cases too.
- */
-export async function payFromCardRecorded(
-  db: Db,
-  input: {
-    /** The card account, or SQL that yields it (e.g. card's `payableChipSql`; NULL pays nothing). */
-    cardAccountId: number | RawBuilder<number | null>;
-    merchantId: number;
-    amount: number;
-    reference: string;
-    terminalId?: number | null;
-    channel?: "card" | "qr";
-    details?: unknown;
-    record: (paid: RawBuilder<unknown>) => RawBuilder<unknown>;
-  },
-): Promise<PaymentResult | null> {
-  const amount = checkAmount(input.amount);
-  const reference = checkReference(input.reference);
-  const today = chinaDay();
-  const spent = spentTodaySql(today);
-  const result = await sql<{ id: number; balance_after: number }>`${sql.raw(PREPARED)}
-    with w as (
-      update ledger_accounts set balance = balance - ${amount},
-        spent_day = ${today}::date, spent_today = ${spent} + ${amount}
-      where card_account_id = ${input.cardAccountId} and overdraft = 0
-        and balance - held >= ${amount}
-        and ${amount} <= pay_limit and ${spent} + ${amount} <= daily_limit
-        and not exists (select 1 from ledger_transfers where reference = ${reference})
-      returning id, card_account_id, balance - overdraft as after
-    ), paid as (
-      insert into ledger_transfers (reference, kind, channel, debit_account_id, credit_account_id,
-        amount, card_account_id, card_delta, balance_after, merchant_id, terminal_id, details)
-      select ${reference}, 'purchase', ${input.channel ?? "card"}, w.id,
-        (${merchantAccountSql(input.merchantId)}), ${amount}, w.card_account_id, ${-amount},
-        w.after, ${input.merchantId}, ${optionalId(input.terminalId, "terminalId")},
-        ${JSON.stringify(input.details ?? null)}::jsonb
-      from w
-      returning id, card_account_id, balance_after
-    ), recorded as (${input.record(sql.raw("paid"))})
-    select id, balance_after from paid`.execute(db);
-  const row = result.rows[0];
-  return row ? { transferId: row.id, balanceAfter: row.balance_after, duplicate: false } : null;
 }
 
 const UTILITY_NAMES = { electricity: "电费收入", water: "冷水收入" } as const;

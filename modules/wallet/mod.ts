@@ -36,8 +36,6 @@ export { MAX_AMOUNT } from "./_common.ts";
 /**
  * `getBalance(db, cardAccountId)` → `{ balance, held, available }`; `payFromCard` debits a card
  * for a merchant (per-payment and daily limits, refused while the balance is negative);
- * `payFromCardRecorded` does the same with the caller's record of it in one statement (a reader's
- * hot path: one round trip; null when nothing moved, and the caller falls back to `payFromCard`);
  * `payUtility` / `refundUtility` for dorm utilities; `applyOfflinePayment` (the only path below
  * zero) and `listNegativeBalances`; `reverseByReference` for a reader's lost reply (leaves a
  * tombstone when the original has not arrived); `creditTopUp`, `refundTransfer`, `adjustBalance`;
@@ -51,7 +49,6 @@ export {
   getBalance,
   listNegativeBalances,
   payFromCard,
-  payFromCardRecorded,
   type PaymentResult,
   payUtility,
   refundTopUp,
@@ -62,8 +59,9 @@ export {
   reverseByReference,
 } from "./ledger.ts";
 /**
- * Group commit: `payFromCardsRecorded` runs many readers' `payFromCardRecorded` as one statement
- * (one round trip and one commit for all); each payment that did not pay returns null.
+ * Group commit: `payFromCardsRecorded` runs many readers' card payments (`payFromCard`'s checks)
+ * with their records as one statement (one round trip and one commit for all); each payment that
+ * did not pay returns null, and the caller falls back to `payFromCard`, which says why.
  */
 export { type BatchPayment, payFromCardsRecorded } from "./batch.ts";
 
