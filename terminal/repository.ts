@@ -24,21 +24,23 @@ export async function findRequest(
     null;
 }
 
+/** A handled request's record (for `recordPaidRequestsSql` the reply's balance is filled in). */
+export interface PaidRequestRow {
+  terminalId: number;
+  sequence: number;
+  type: number;
+  request: Uint8Array;
+  status: number;
+  replyType: number;
+  replyTimestamp: number;
+  reply: Uint8Array;
+  amount: number;
+}
+
 /** Records a handled request; false when (terminal, sequence) was already recorded (a race). */
 export async function saveRequest(
   db: Db,
-  row: {
-    terminalId: number;
-    sequence: number;
-    type: number;
-    request: Uint8Array;
-    status: number;
-    replyType: number;
-    replyTimestamp: number;
-    reply: Uint8Array;
-    amount: number;
-    cardAccountId: number | null;
-  },
+  row: PaidRequestRow & { cardAccountId: number | null },
 ): Promise<boolean> {
   const inserted = await db.insertInto("terminal_requests").values({
     terminal_id: row.terminalId,
@@ -54,19 +56,6 @@ export async function saveRequest(
   }).onConflict((oc) => oc.columns(["terminal_id", "sequence"]).doNothing()).returning("sequence")
     .executeTakeFirst();
   return inserted !== undefined;
-}
-
-/** A paid request's record for `recordPaidRequestsSql`; the reply's balance is filled in. */
-export interface PaidRequestRow {
-  terminalId: number;
-  sequence: number;
-  type: number;
-  request: Uint8Array;
-  status: number;
-  replyType: number;
-  replyTimestamp: number;
-  reply: Uint8Array;
-  amount: number;
 }
 
 function hex(bytes: Uint8Array): string {
