@@ -19,7 +19,6 @@ import {
   payableChipSql,
 } from "../modules/card/mod.ts";
 import {
-  applyOfflinePayment,
   getBalance,
   holdFunds,
   holdFundsRecorded,
@@ -44,17 +43,16 @@ import {
 } from "./messages.ts";
 import type { RawFrame } from "./parser.ts";
 import { GroupCommit } from "./batch.ts";
+import { applyOfflineUpload } from "./offline.ts";
 import { serializeBody } from "./serializer.ts";
 import {
   findRequest,
   findShower,
   listRequests,
-  offlineAcked,
   recordPaidRequestsSql,
   recordRequestSql,
   recordShowerSql,
   type ReplyField,
-  saveOfflineRecord,
   saveRequest,
   saveShower,
   showerUsageSql,
@@ -209,7 +207,7 @@ function cardRefusal(card: ChipCard | null): number | null {
   return null;
 }
 
-interface Outcome {
+export interface Outcome {
   message: Message;
   amount: number;
   cardAccountId: number | null;
@@ -881,69 +879,7 @@ async function offlineUpload(
   f: RawFrame,
   m: Extract<Message, { code: 0x50 }>,
 ) {
-  return await once(ctx, t, f, async (ctx) => {
-    let acked = await offlineAcked(ctx.db, t.id);
-    let applied = 0;
-    let duplicates = 0;
-    let total = 0;
-    const records = [...m.records].sort((a, b) => a.offlineSequence - b.offlineSequence);
-    for (const r of records) {
-      if (r.offlineSequence <= acked) {
-        duplicates++;
-        continue;
-      }
-      // A gap: what follows waits until the missing record arrives (the ack tells the reader).
-      if (r.offlineSequence !== acked + 1) break;
-      const card = await findCardByChip(ctx.db, r.chip);
-      let balanceAfter: number | null = null;
-      let outcome = "unknown_chip";
-      if (card && r.amount > 0 && r.amount <= MAX_AMOUNT) {
-        const paid = await applyOfflinePayment(ctx.db, {
-          cardAccountId: card.cardAccountId,
-          merchantId: t.merchantId,
-          terminalId: t.id,
-          amount: r.amount,
-          reference: `T${t.id}:O${r.offlineSequence}`,
-          occurredAt: new Date(r.occurredAt * 1000),
-        });
-        balanceAfter = paid.balanceAfter;
-        outcome = "applied";
-        total += r.amount;
-      } else if (card) {
-        outcome = "invalid_amount";
-      }
-      await saveOfflineRecord(ctx.db, {
-        terminalId: t.id,
-        offlineSequence: r.offlineSequence,
-        occurredAt: new Date(r.occurredAt * 1000),
-        chip: r.chip,
-        amount: r.amount,
-        cardAccountId: card?.cardAccountId ?? null,
-        outcome,
-        balanceAfter,
-      });
-      if (outcome !== "applied") {
-        log.warn("offline record not applied", {
-          terminal: t.id,
-          offlineSequence: r.offlineSequence,
-          outcome,
-        });
-      }
-      acked = r.offlineSequence;
-      applied++;
-    }
-    return {
-      message: {
-        code: MessageCode.OfflineUploadReply,
-        status: Status.Ok,
-        ackedSequence: acked,
-        applied,
-        duplicates,
-      },
-      amount: total,
-      cardAccountId: null,
-    };
-  });
+  return await once(ctx, t, f, (ctx) => applyOfflineUpload(ctx, t, m));
 }
 
 async function signOn(ctx: ServiceContext, t: Terminal): Promise<Reply> {
