@@ -74,8 +74,12 @@ Deno.addSignalListener("SIGINT", async () => {
   Deno.exit(130);
 });
 
+let pgStartError = "";
 await report.section("PostgreSQL", ["start"], async () => {
-  pg = await startPostgres("bench");
+  pg = await startPostgres("bench").catch((err) => {
+    pgStartError = (err as Error).message;
+    throw err;
+  });
   report.note(
     `PostgreSQL: throwaway cluster from .ci/start_postgres.sh (fsync and synchronous_commit on, shared_buffers 256MB).`,
   );
@@ -444,3 +448,9 @@ report.note(
 const outPath = resolve(ROOT, opts.out!);
 await Deno.writeTextFile(outPath, report.render(machine, how));
 console.log(`\nwrote ${opts.out}`);
+// Most sections measure PostgreSQL: a cluster that cannot start is an error, not a table of
+// "not measured" rows that exits 0.
+if (pgStartError) {
+  console.error(`bench: PostgreSQL did not start: ${pgStartError}`);
+  Deno.exit(1);
+}
