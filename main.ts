@@ -34,6 +34,8 @@ import {
   walletRoutes,
 } from "./modules/wallet/mod.ts";
 import { describeUtilityTransfers } from "./modules/billing/mod.ts";
+import { backupRoutes } from "./modules/platform/backup.ts";
+import { operatorToken } from "./modules/platform/data_dir.ts";
 
 /** What every module's routes and services are built from. */
 export interface AppDeps {
@@ -105,17 +107,26 @@ async function start(): Promise<void> {
   // in flight finish and are answered before the database closes.
   const terminals = startTerminalServer(deps, { port: config.terminalPort });
   deps.onShutdown(() => terminals.close());
+  // `deno task backup` of the embedded database goes through here (the server holds DATA_DIR);
+  // outside the public app, answering only the token written into DATA_DIR's lock file.
+  const opsToken = operatorToken();
+  const ops = handle.dump ? backupRoutes({ dump: handle.dump, token: opsToken }) : null;
+  const hostname = Deno.env.get("HOST") ?? "0.0.0.0";
   const server = Deno.serve(
-    {
-      port: config.port,
-      hostname: Deno.env.get("HOST") ?? "0.0.0.0",
-      onListen: () => {},
-    },
+    { port: config.port, hostname, onListen: () => {} },
     (req, info) =>
       hello && req.url.endsWith("/__bench/hello")
         ? hello.fetch(req)
+        : ops && new URL(req.url).pathname === "/ops/backup"
+        ? ops.fetch(req)
         : app.fetch(req, { remoteAddr: info.remoteAddr }),
   );
+  const local = ["0.0.0.0", "::", ""].includes(hostname)
+    ? "127.0.0.1"
+    : hostname.includes(":")
+    ? `[${hostname}]`
+    : hostname;
+  handle.lock?.announce({ url: `http://${local}:${config.port}`, token: opsToken });
 
   console.log(`\n  校园一信通 is running at ${config.baseUrl}/`);
   console.log(

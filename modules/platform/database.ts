@@ -4,6 +4,7 @@ import pg from "pg";
 import { PGlite } from "@electric-sql/pglite";
 import { join } from "node:path";
 import { PGliteDialect } from "./_pglite_dialect.ts";
+import { type DataDirLock, lockDataDir, securePrivateDir } from "./data_dir.ts";
 
 /**
  * The database schema. Each module adds its own tables to this interface by declaration
@@ -74,6 +75,10 @@ export interface DatabaseHandle {
   db: Db;
   kind: "pglite" | "postgres";
   close(): Promise<void>;
+  /** The held DATA_DIR of an embedded database on disk (none for PostgreSQL or in memory). */
+  lock?: DataDirLock;
+  /** A consistent copy of the embedded database (PGlite's data directory as .tar.gz). */
+  dump?(): Promise<Blob>;
 }
 
 export interface OpenOptions {
@@ -84,6 +89,8 @@ export interface OpenOptions {
   /** Preloaded PGlite data directory dump (tests start from a migrated snapshot). */
   loadDataDir?: Blob;
   poolSize?: number;
+  /** DATA_DIR's lock when the caller already holds it (a restore moves the old files aside first). */
+  lock?: DataDirLock;
 }
 
 /** Opens PostgreSQL (DATABASE_URL) or the embedded PGlite, returning a Kysely handle. */
@@ -128,11 +135,20 @@ export async function openDatabase(options: OpenOptions): Promise<DatabaseHandle
     kinds.set(db, "postgres");
     return { db, kind: "postgres", close: () => db.destroy() };
   }
+  // One process per data directory: refused here, before PGlite reads a byte of it.
+  const lock = options.lock ?? (options.dataDir ? lockDataDir(options.dataDir) : undefined);
   const dir = options.dataDir ? join(options.dataDir, "pgdata") : undefined;
-  const lite = await PGlite.create(dir, {
-    loadDataDir: options.loadDataDir,
-    parsers: { [INT8_OID]: parseInt8Safe, [NUMERIC_OID]: parseNumericSafe },
-  });
+  let lite: PGlite;
+  try {
+    lite = await PGlite.create(dir, {
+      loadDataDir: options.loadDataDir,
+      parsers: { [INT8_OID]: parseInt8Safe, [NUMERIC_OID]: parseNumericSafe },
+    });
+    if (options.dataDir) securePrivateDir(options.dataDir);
+  } catch (err) {
+    lock?.release();
+    throw err;
+  }
   const db = new Kysely<Database>({
     dialect: new PGliteDialect(lite, { preparedPrefix: PREPARED }),
   });
@@ -140,9 +156,22 @@ export async function openDatabase(options: OpenOptions): Promise<DatabaseHandle
   return {
     db,
     kind: "pglite",
+    lock,
+    async dump() {
+      // A checkpoint first, so a restore starts without replaying WAL; the dump itself runs
+      // while no statement does (PGlite's query lock), a crash-consistent copy.
+      await lite.exec("checkpoint");
+      return await lite.dumpDataDir("gzip");
+    },
     async close() {
-      await db.destroy();
-      await lite.close();
+      try {
+        await db.destroy();
+        await lite.close();
+        // Files PGlite created while running (new relations, WAL segments) are 0666 too.
+        if (options.dataDir) securePrivateDir(options.dataDir);
+      } finally {
+        lock?.release();
+      }
     },
   };
 }

@@ -3,11 +3,17 @@ import { loadConfig } from "./config.ts";
 import { openDatabase } from "./database.ts";
 import { migrateToLatest } from "./migrate.ts";
 
-const config = loadConfig();
-const handle = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
 try {
-  const applied = await migrateToLatest(handle.db);
-  console.log(applied.length ? `Applied: ${applied.join(", ")}` : "Database is up to date.");
-} finally {
-  await handle.close();
+  const config = loadConfig();
+  // On the embedded database this refuses while a server holds DATA_DIR (it migrates on start).
+  const handle = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+  try {
+    const applied = await migrateToLatest(handle.db);
+    console.log(applied.length ? `Applied: ${applied.join(", ")}` : "Database is up to date.");
+  } finally {
+    await handle.close();
+  }
+} catch (err) {
+  console.error((err as Error).message);
+  Deno.exit(1);
 }

@@ -14,8 +14,15 @@ if (!username || !name || !password) {
   console.error("Usage: deno task create-admin <username> <name> <password>");
   Deno.exit(2);
 }
-const config = loadConfig();
-const handle = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+let handle;
+try {
+  const config = loadConfig();
+  // On the embedded database this refuses while a server holds DATA_DIR: stop it first.
+  handle = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+} catch (err) {
+  console.error((err as Error).message);
+  Deno.exit(1);
+}
 try {
   await migrateToLatest(handle.db);
   const id = await createStaff(handle.db, { username, name, password, roles: [...ALL_ROLES] });

@@ -1,14 +1,34 @@
-/** `deno task verify-ledger`: checks the books of the configured database; exit code 1 on a problem. */
+/**
+ * `deno task verify-ledger [--from BACKUP.tar.gz]`: checks the books of the configured database
+ * (or of a copy made by `deno task backup`, opened in memory); exit code 1 on a problem. On the
+ * embedded database it refuses while a server holds DATA_DIR: back up, then verify the copy.
+ */
 import { loadConfig } from "../platform/config.ts";
 import { openDatabase } from "../platform/database.ts";
 import { migrateToLatest } from "../platform/migrate.ts";
 import { formatFen } from "../platform/money.ts";
+import { DataDirBusyError } from "../platform/data_dir.ts";
 import { verifyLedger } from "./verify.ts";
 
-const config = loadConfig();
-const handle = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+const from = Deno.args[0] === "--from" ? Deno.args[1] : null;
+let handle;
 try {
-  await migrateToLatest(handle.db);
+  const config = loadConfig();
+  handle = await openDatabase(
+    from
+      ? { databaseUrl: null, loadDataDir: new Blob([await Deno.readFile(from)]) }
+      : { databaseUrl: config.databaseUrl, dataDir: config.dataDir },
+  );
+} catch (err) {
+  console.error(
+    err instanceof DataDirBusyError
+      ? `${err.message} (a live check: deno task backup --out x.tar.gz, then deno task verify-ledger --from x.tar.gz)`
+      : `Cannot verify ledger: ${(err as Error).message}`,
+  );
+  Deno.exit(2);
+}
+try {
+  if (!from) await migrateToLatest(handle.db);
   const report = await verifyLedger(handle.db);
   const t = report.totals;
   console.log(`accounts ${t.accounts}, transfers ${t.transfers}`);

@@ -2,18 +2,21 @@
  * `deno task sim`: a command-line reader.
  *
  *   deno task sim keys                               list registered readers with their keys
- *   deno task sim --terminal 10001 [--key HEX]        interactive reader (key derived locally if omitted)
+ *   deno task sim --terminal 10001 [--key HEX | --key-version N]
+ *                                                    interactive reader; without --key the key is
+ *                                                    derived from APP_SECRET (version 1 unless
+ *                                                    given), with no database opened
  *   deno task sim load --kind card --readers 64 --seconds 20 [--rate 0] [--json]
  *
- * Common options: --host (127.0.0.1), --port (TERMINAL_PORT or 9000). `keys`, `load` and a
- * missing --key read the server's configuration (DATABASE_URL / DATA_DIR, APP_SECRET) like
- * `deno task start` does.
+ * Common options: --host (127.0.0.1), --port (TERMINAL_PORT or 9000). `keys` and `load` open the
+ * server's database (DATABASE_URL / DATA_DIR) like `deno task start` does: on the embedded one
+ * they refuse while the server holds DATA_DIR. A reader itself needs only its key.
  */
 import { parseArgs } from "node:util";
 import { loadConfig } from "../../modules/platform/config.ts";
 import { openDatabase } from "../../modules/platform/database.ts";
 import { migrateToLatest } from "../../modules/platform/migrate.ts";
-import { findTerminal, listTerminals, terminalKeyHex } from "../../modules/merchant/mod.ts";
+import { listTerminals, terminalKeyHex } from "../../modules/merchant/mod.ts";
 import { DEMO_CARDHOLDERS } from "../../modules/card/mod.ts";
 import { type Message, MessageCode, messageName, type OfflineRecord, Status } from "../messages.ts";
 import { describeStatus, type Received, TerminalClient } from "./client.ts";
@@ -27,6 +30,7 @@ const { values: opts, positionals } = parseArgs({
     port: { type: "string" },
     terminal: { type: "string" },
     key: { type: "string" },
+    "key-version": { type: "string", default: "1" },
     sequence: { type: "string" },
     kind: { type: "string", default: "card" },
     readers: { type: "string", default: "8" },
@@ -92,11 +96,14 @@ async function interactive(): Promise<void> {
     );
     Deno.exit(2);
   }
-  const key = opts.key ?? await withDatabase(async (db, config) => {
-    const t = await findTerminal(db, terminalId);
-    if (!t) throw new Error(`Cannot find terminal ${terminalId}: run deno task sim keys`);
-    return terminalKeyHex(config.appSecret, t.id, t.keyVersion);
-  });
+  const keyVersion = Number(opts["key-version"]);
+  if (!Number.isSafeInteger(keyVersion) || keyVersion <= 0) {
+    console.error("Cannot read --key-version: a positive whole number");
+    Deno.exit(2);
+  }
+  // What the server derives too (HMAC of APP_SECRET); readers rotated on the 终端 page have a
+  // higher version, and a reader that is not registered is refused by the server.
+  const key = opts.key ?? terminalKeyHex(loadConfig().appSecret, terminalId, keyVersion);
   const client = await TerminalClient.connect({
     hostname: opts.host,
     port,
@@ -129,7 +136,14 @@ async function interactive(): Promise<void> {
   };
   const yuan = (s: string | undefined) => Math.round(Number(s ?? "0") * 100);
 
-  const on = (await send({ code: MessageCode.SignOn, firmware: "sim-1.0" })).message;
+  const signOn = await send({ code: MessageCode.SignOn, firmware: "sim-1.0" });
+  if (!signOn.authenticated) {
+    console.log(
+      `The server did not accept this key for terminal ${terminalId}: is the reader registered, ` +
+        "and its key version right? (--key-version N, or --key HEX from the 终端 page)",
+    );
+  }
+  const on = signOn.message;
   if (on.code === MessageCode.SignOnReply) {
     limits = {
       payment: on.offlinePaymentLimit,
