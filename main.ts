@@ -36,6 +36,7 @@ import {
 import { describeUtilityTransfers } from "./modules/billing/mod.ts";
 import { backupRoutes } from "./modules/platform/backup.ts";
 import { operatorToken } from "./modules/platform/data_dir.ts";
+import { markDraining } from "./modules/platform/readiness.ts";
 
 /** What every module's routes and services are built from. */
 export interface AppDeps {
@@ -145,6 +146,8 @@ async function start(): Promise<void> {
     if (stopping) return;
     stopping = true;
     log.info("shutting down", { signal });
+    // Load balancers polling /readyz stop sending new work while this one finishes its own.
+    markDraining();
     for (const stop of stoppers.reverse()) {
       try {
         await stop();

@@ -9,6 +9,7 @@ import { logger } from "./log.ts";
 import { httpDuration, httpErrors, httpRequests, renderMetrics } from "./metrics.ts";
 import { serveAsset } from "./assets.ts";
 import { render } from "./views.ts";
+import { readinessCheck } from "./readiness.ts";
 
 /** The signed-in staff member, set by the staff module's middleware. */
 export interface CurrentStaff {
@@ -133,6 +134,9 @@ export function createBaseApp(options: BaseAppOptions): Hono<AppEnv> {
       return c.json({ status: "error", database: "unreachable" }, 503);
     }
   });
+
+  // For load balancers: also no while migrations are pending or the process is shutting down.
+  app.get("/readyz", readinessCheck(options.db));
 
   app.get("/metrics", (c) => {
     return c.text(renderMetrics(), 200, { "content-type": "text/plain; version=0.0.4" });
