@@ -8,11 +8,13 @@ import {
   type Config,
   createBaseApp,
   type Db,
+  FORM_BODY_LIMIT,
   loadAssets,
   loadConfig,
   logger,
   migrateToLatest,
   openDatabase,
+  UPLOAD_BODY_LIMIT,
 } from "./modules/platform/mod.ts";
 import { sessionMiddleware } from "./modules/security/mod.ts";
 import { loadStaff, staffRoutes } from "./modules/staff/mod.ts";
@@ -51,9 +53,26 @@ export interface AppDeps {
 /** Paths that outside systems POST to without a browser session (gateway notifies). */
 const CSRF_EXEMPT = ["/pay/notify/"];
 
+/**
+ * The forms that upload a file (导入持卡人, 充值对账's statement, 从CSV导入房间): their bodies may
+ * reach UPLOAD_BODY_LIMIT; every other body is refused above FORM_BODY_LIMIT.
+ */
+export const UPLOAD_PATHS = [
+  "/admin/cards/import",
+  "/admin/finance/reconcile",
+  "/admin/billing/buildings/import",
+];
+
 /** Builds the whole HTTP application. */
 export function createApp(deps: AppDeps): Hono<AppEnv> {
-  const app = createBaseApp({ db: deps.db });
+  const app = createBaseApp({
+    db: deps.db,
+    bodyLimits: {
+      forms: FORM_BODY_LIMIT,
+      uploads: { paths: UPLOAD_PATHS, maxSize: UPLOAD_BODY_LIMIT },
+    },
+    metricsToken: deps.config.env.METRICS_TOKEN || null,
+  });
   app.use("*", sessionMiddleware(deps, { exempt: CSRF_EXEMPT }));
   app.use("/admin/*", loadStaff(deps.db));
   app.use("/admin", loadStaff(deps.db));

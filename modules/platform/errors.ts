@@ -3,7 +3,7 @@
  * Chinese sentence shown to the person; `field` names the form field it belongs to, if any.
  */
 export class DomainError extends Error {
-  status: 400 | 401 | 403 | 404 | 409 | 422 | 429 | 503 = 400;
+  status: 400 | 401 | 403 | 404 | 409 | 413 | 422 | 429 | 503 = 400;
   constructor(message: string, readonly userMessage: string, readonly field?: string) {
     super(message);
     this.name = new.target.name;

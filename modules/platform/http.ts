@@ -9,6 +9,8 @@ import { logger } from "./log.ts";
 import { httpDuration, httpErrors, httpRequests, renderMetrics } from "./metrics.ts";
 import { serveAsset } from "./assets.ts";
 import { render } from "./views.ts";
+import { type BodyLimits, FORM_BODY_LIMIT, limitBodies } from "./body_limit.ts";
+import { metricsAccess } from "./metrics_access.ts";
 import { readinessCheck } from "./readiness.ts";
 
 /** The signed-in staff member, set by the staff module's middleware. */
@@ -98,6 +100,10 @@ function renderError(c: Context<AppEnv>, status: number, message: string): Respo
 
 export interface BaseAppOptions {
   db: Db;
+  /** Body limits of every route; without them every body is limited as a form. */
+  bodyLimits?: BodyLimits;
+  /** `METRICS_TOKEN`: a bearer token that opens `/metrics` to other hosts than this one. */
+  metricsToken?: string | null;
 }
 
 /**
@@ -118,6 +124,14 @@ export function createBaseApp(options: BaseAppOptions): Hono<AppEnv> {
     c.set("adminNav", []);
     await next();
   });
+  // Before anything reads a body (the CSRF check included).
+  app.use(
+    "*",
+    limitBodies(
+      options.bodyLimits ??
+        { forms: FORM_BODY_LIMIT, uploads: { paths: [], maxSize: FORM_BODY_LIMIT } },
+    ),
+  );
   app.use("*", compress({ threshold: 512 }));
 
   app.get("/static/:path{.+}", (c) => {
@@ -138,7 +152,7 @@ export function createBaseApp(options: BaseAppOptions): Hono<AppEnv> {
   // For load balancers: also no while migrations are pending or the process is shutting down.
   app.get("/readyz", readinessCheck(options.db));
 
-  app.get("/metrics", (c) => {
+  app.get("/metrics", metricsAccess(options.metricsToken ?? null), (c) => {
     return c.text(renderMetrics(), 200, { "content-type": "text/plain; version=0.0.4" });
   });
 

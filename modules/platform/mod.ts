@@ -4,6 +4,12 @@ export { type Database, type DatabaseHandle, type Db, openDatabase } from "./dat
 export { migrateToLatest } from "./migrate.ts";
 export { type AdminNavItem, type AppEnv, createBaseApp, type CurrentStaff } from "./http.ts";
 export {
+  type BodyLimits,
+  FORM_BODY_LIMIT,
+  PayloadTooLargeError,
+  UPLOAD_BODY_LIMIT,
+} from "./body_limit.ts";
+export {
   describeWait,
   DomainError,
   ForbiddenError,

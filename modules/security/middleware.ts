@@ -110,6 +110,14 @@ export function sessionMiddleware(
       let sent = c.req.header("x-csrf-token") ?? "";
       if (!sent) {
         const type = c.req.header("content-type") ?? "";
+        // Only signed-in staff upload files: an upload body (up to UPLOAD_BODY_LIMIT) is not
+        // parsed for a token that cannot be right.
+        if (type.startsWith("multipart/form-data") && !basis.startsWith("t:")) {
+          throw new ForbiddenError(
+            "Multipart form without a staff session",
+            "页面已过期，请刷新页面后重试",
+          );
+        }
         if (
           type.startsWith("application/x-www-form-urlencoded") ||
           type.startsWith("multipart/form-data")

@@ -224,7 +224,8 @@ Deno.test("healthz reports the database and metrics count requests", async () =>
     assert.equal(health.status, 200);
     assert.deepEqual(await health.json(), { status: "ok", database: "reachable" });
     await c.get("/no-such-page");
-    const metrics = await (await c.get("/metrics")).text();
+    // The scraper runs on this host (/metrics answers loopback only without METRICS_TOKEN).
+    const metrics = await (await client("127.0.0.1").get("/metrics")).text();
     assert.match(
       metrics,
       /yxt_http_requests_total\{method="GET",route="\/healthz",status="200"\} \d+/,
