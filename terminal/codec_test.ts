@@ -22,7 +22,8 @@ const u8 = fc.integer({ min: 0, max: 0xff });
 const str = fc.string({ unit: "grapheme", maxLength: 16 }).filter((s) =>
   new TextEncoder().encode(s).length <= 64
 );
-const chips = fc.array(fc.stringMatching(/^[0-9A-Z]{4,20}$/), { maxLength: 20 });
+const chip = fc.stringMatching(/^[0-9A-Z]{4,20}$/);
+const chips = fc.array(chip, { maxLength: 20 });
 const delta = fc.record({ version: u32, complete: fc.boolean(), added: chips, removed: chips });
 const uint53 = fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER });
 
@@ -30,10 +31,10 @@ const uint53 = fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER });
 const message: fc.Arbitrary<Message> = fc.oneof(
   fc.record({ code: fc.constant(0x01 as const), firmware: str }),
   fc.record({ code: fc.constant(0x02 as const), blocklistVersion: u32, offlineCount: u16 }),
-  fc.record({ code: fc.constant(0x10 as const), chip: str, amount: u32, password: str }),
+  fc.record({ code: fc.constant(0x10 as const), chip, amount: u32, password: str }),
   fc.record({ code: fc.constant(0x11 as const), paymentCode: str, amount: u32 }),
-  fc.record({ code: fc.constant(0x12 as const), chip: str }),
-  fc.record({ code: fc.constant(0x20 as const), chip: str }),
+  fc.record({ code: fc.constant(0x12 as const), chip }),
+  fc.record({ code: fc.constant(0x20 as const), chip }),
   fc.record({ code: fc.constant(0x21 as const), holdId: uint53, units: u32 }),
   fc.record({ code: fc.constant(0x30 as const), originalSequence: u32 }),
   fc.record({ code: fc.constant(0x40 as const), fromVersion: u32 }),
@@ -257,6 +258,34 @@ Deno.test("truncated, padded and non-UTF-8 bodies are malformed, never misread",
   assert.throws(
     () => parseBody(MessageCode.BalanceInquiry, Uint8Array.of(2, 0xc3, 0x28)),
     /not UTF-8/,
+  );
+  // A chip number is 4–20 of 0-9A-Z: a NUL, lower case, a space, too short or too long is
+  // malformed in every request that carries one, not a lookup that fails later.
+  const ascii = (s: string) => new TextEncoder().encode(s);
+  for (
+    const bad of ["A1B2\0C3D4", "a1b2c3d4", "A1B2 C3D4", "A1B", "A".repeat(21), "张三1234", ""]
+  ) {
+    const chipField = Uint8Array.of(ascii(bad).length, ...ascii(bad));
+    for (
+      const [code, rest] of [
+        [MessageCode.CardPayment, Uint8Array.of(0, 0, 0, 100, 0)],
+        [MessageCode.BalanceInquiry, new Uint8Array(0)],
+        [MessageCode.ShowerStart, new Uint8Array(0)],
+      ] as const
+    ) {
+      assert.throws(
+        () => parseBody(code, Uint8Array.of(...chipField, ...rest)),
+        (e: unknown) =>
+          e instanceof FrameError && e.status === Status.MalformedBody &&
+          /chip number/.test(e.message),
+        `${JSON.stringify(bad)} in 0x${code.toString(16)}`,
+      );
+    }
+  }
+  assert.equal(
+    (parseBody(MessageCode.BalanceInquiry, Uint8Array.of(4, ...ascii("09AZ"))) as { chip: string })
+      .chip,
+    "09AZ",
   );
   assert.throws(
     () => parseBody(MessageCode.BalanceInquiry, Uint8Array.of(65, ...new Uint8Array(65))),

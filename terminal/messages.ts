@@ -20,6 +20,11 @@ export const MAX_OFFLINE_BATCH = 64;
 /** Most chip numbers (added + removed) in one blocklist delta. */
 export const MAX_BLOCKLIST_ENTRIES = 60;
 
+/** A chip number (芯片卡号) on the wire: 4–20 characters `0-9A-Z`, nothing else (PROTOCOL.md §2). */
+export function isChipNumber(s: string): boolean {
+  return /^[0-9A-Z]{4,20}$/.test(s);
+}
+
 export const MessageCode = {
   /** Terminal → server: proves the key, asks for parameters. */
   SignOn: 0x01,
@@ -99,6 +104,8 @@ export const Status = {
   InvalidAmount: 0x020b,
   CardCancelled: 0x020c,
   Reversed: 0x020d,
+  /** Balance inquiries of one terminal above their rate (PROTOCOL.md §4.5). */
+  RateLimited: 0x020e,
   // Payment codes
   CodeInvalid: 0x0301,
   CodeExpired: 0x0302,

@@ -11,6 +11,7 @@ import {
   type FrameHeader,
   HEADER_SIZE,
   hexCode,
+  isChipNumber,
   MAC_SIZE,
   MAGIC_0,
   MAGIC_1,
@@ -161,6 +162,19 @@ function readChips(r: BufferReader): string[] {
   return out;
 }
 
+/** A chip number of a request: any other byte (NUL, lower case, punctuation) is malformed. */
+function readChip(r: BufferReader): string {
+  const chip = r.string8();
+  if (!isChipNumber(chip)) {
+    throw new FrameError(
+      `Cannot read chip number of ${chip.length} characters: 4 to 20 of 0-9A-Z`,
+      Status.MalformedBody,
+      false,
+    );
+  }
+  return chip;
+}
+
 /** Decodes a body by its message code. Unknown codes fail with the code in hex. */
 export function parseBody(code: number, body: Uint8Array): Message {
   const r = reader;
@@ -177,12 +191,12 @@ function readMessage(code: number, r: BufferReader): Message {
     case MessageCode.Heartbeat:
       return { code, blocklistVersion: r.uint32(), offlineCount: r.uint16() };
     case MessageCode.CardPayment:
-      return { code, chip: r.string8(), amount: r.uint32(), password: r.string8() };
+      return { code, chip: readChip(r), amount: r.uint32(), password: r.string8() };
     case MessageCode.QrPayment:
       return { code, paymentCode: r.string8(), amount: r.uint32() };
     case MessageCode.BalanceInquiry:
     case MessageCode.ShowerStart:
-      return { code, chip: r.string8() };
+      return { code, chip: readChip(r) };
     case MessageCode.ShowerEnd:
       return { code, holdId: r.uint64(), units: r.uint32() };
     case MessageCode.Reversal:

@@ -122,7 +122,8 @@ Deno.test("a lost reply retried gets the same bytes and debits once, even on a n
     const again = await pos.sendFrame(bytes, sequence);
     assert.deepEqual(again.bytes, first.bytes);
     await pos.close();
-    const other = await w.connect("canteen_pos");
+    // The reader's counter carries on after its reconnect (§3).
+    const other = await w.connect("canteen_pos", { sequence: sequence + 1 });
     // Rebuilt with a later timestamp: still the first reply, byte for byte.
     const rebuilt = other.frame(pay(card.chip, 800), {
       sequence,

@@ -263,3 +263,35 @@ export function showerUsageSql(
   return sql<number | null>`(select ${units}::bigint * fen_per_unit from terminal_showers
     where hold_id = ${holdId}::bigint and terminal_id = ${terminalId}::bigint)`;
 }
+
+/** The highest sequence number recorded for a terminal (0 before any). */
+export async function highestRecordedSequence(db: Db, terminalId: number): Promise<number> {
+  const row = await db.selectFrom("terminal_requests").select("sequence")
+    .where("terminal_id", "=", terminalId).orderBy("sequence", "desc").limit(1)
+    .executeTakeFirst();
+  return row ? Number(row.sequence) : 0;
+}
+
+/** The message code recorded under (terminal, sequence), or null. */
+export async function recordedType(
+  db: Db,
+  terminalId: number,
+  sequence: number,
+): Promise<number | null> {
+  const row = await db.selectFrom("terminal_requests").select("type")
+    .where("terminal_id", "=", terminalId).where("sequence", "=", sequence).executeTakeFirst();
+  return row ? row.type : null;
+}
+
+/** Whether the terminal recorded a request of `type` with exactly this body (any sequence). */
+export async function recordedWithBody(
+  db: Db,
+  terminalId: number,
+  type: number,
+  body: Uint8Array,
+): Promise<boolean> {
+  const row = await db.selectFrom("terminal_requests").select("sequence")
+    .where("terminal_id", "=", terminalId).where("type", "=", type).where("request", "=", body)
+    .limit(1).executeTakeFirst();
+  return row !== undefined;
+}

@@ -34,6 +34,8 @@ import {
   type Reply,
 } from "./service.ts";
 import { BlocklistBroadcaster } from "./push.ts";
+import { type ConnectionLimits, connectionLimits, InquiryLimiter } from "./limits.ts";
+import { sequenceAnswered, sequenceRefusal, type SequenceState } from "./sequence.ts";
 
 const log = logger("terminal");
 
@@ -44,21 +46,27 @@ const frameSeconds = register(
   new Histogram("yxt_terminal_frame_seconds", "Reader request handling time by type"),
 );
 const connectionsGauge = register(new Gauge("yxt_terminal_connections", "Open reader connections"));
+const connectionsRefused = register(
+  new Counter(
+    "yxt_terminal_connections_refused_total",
+    "Reader connections closed at accept, by the limit they hit",
+  ),
+);
 
 export interface TerminalServerOptions {
   port: number;
   hostname?: string;
-  /** A connection with no complete frame for this long is closed (ms). */
+  /** An authenticated connection with no accepted frame for this long is closed (ms). */
   idleTimeoutMs?: number;
   /** A frame that has started must be complete within this long (ms): slow senders are cut. */
   frameTimeoutMs?: number;
   /** Refused frames a connection may send before it is closed. */
   maxBadFrames?: number;
-  /** Most simultaneous connections; more are closed at once. */
-  maxConnections?: number;
   /** How long a terminal's registry entry (status, key version) is trusted before re-reading (ms). */
   registryTtlMs?: number;
   settings?: Partial<ProtocolSettings>;
+  /** Connection and inquiry limits; the rest from the environment (limits.ts). */
+  limits?: Partial<ConnectionLimits>;
 }
 
 /** A running listener. */
@@ -84,6 +92,7 @@ const MAX_REFUSALS_LOGGED = 20;
 
 /** One reader connection. */
 export class Connection {
+  /** 0 until a frame was accepted: then the terminal this connection belongs to. */
   terminalId = 0;
   key: Uint8Array | null = null;
   badFrames = 0;
@@ -91,14 +100,20 @@ export class Connection {
   /** Refused frames written to the log, and those counted but not written (see `refuse`). */
   refusalsLogged = 0;
   refusalsNotLogged = 0;
+  readonly openedAt = Date.now();
+  /** When the last accepted frame arrived (the idle timeout counts from here). */
   lastFrameAt = Date.now();
   partialSince = 0;
+  /** The terminal's sequence numbers as this connection knows them (sequence.ts). */
+  readonly sequences: SequenceState = { highest: null };
+  /** A newer connection of the same terminal took over: close once the current frame is answered. */
+  replaced = false;
   lastSeenWritten = 0;
   busy = false;
   closed = false;
   #writing: Promise<void> = Promise.resolve();
 
-  constructor(readonly conn: Deno.Conn, readonly address: string) {}
+  constructor(readonly conn: Deno.Conn, readonly address: string, readonly host: string) {}
 
   /** Writes frames in order; pushes and replies never interleave within a frame. */
   write(bytes: Uint8Array): Promise<void> {
@@ -121,9 +136,11 @@ export class Connection {
   }
 }
 
-function addressOf(conn: Deno.Conn): string {
+function addressOf(conn: Deno.Conn): { address: string; host: string } {
   const a = conn.remoteAddr as Deno.NetAddr;
-  return a.hostname ? `${a.hostname}:${a.port}` : "unknown";
+  return a.hostname
+    ? { address: `${a.hostname}:${a.port}`, host: a.hostname }
+    : { address: "unknown", host: "unknown" };
 }
 
 /** Starts the listener for readers. */
@@ -135,9 +152,10 @@ export function startTerminalServer(
   const idleTimeoutMs = options.idleTimeoutMs ?? 180_000;
   const frameTimeoutMs = options.frameTimeoutMs ?? 15_000;
   const maxBadFrames = options.maxBadFrames ?? 3;
-  const maxConnections = options.maxConnections ?? 20_000;
   const registryTtlMs = options.registryTtlMs ?? 1_000;
   const settings = protocolSettings(config, options.settings);
+  const limits = connectionLimits(config, options.limits);
+  const inquiries = new InquiryLimiter(limits.inquiriesPerMinute);
   const listener = Deno.listen({
     port: options.port,
     hostname: options.hostname ?? "0.0.0.0",
@@ -145,6 +163,13 @@ export function startTerminalServer(
   });
   const port = (listener.addr as Deno.NetAddr).port;
   const connections = new Set<Connection>();
+  /** The connection each terminal is served on (the newest that sent an accepted frame). */
+  const byTerminal = new Map<number, Connection>();
+  /** Connections without an accepted frame yet, per remote address and in all. */
+  const unauthenticated = new Map<string, number>();
+  let unauthenticatedTotal = 0;
+  let refusedSinceLogged = 0;
+  let refusedLoggedAt = 0;
   const cache = new Map<number, CachedTerminal>();
   const inFlight = new Set<Promise<void>>();
   let closing = false;
@@ -159,11 +184,77 @@ export function startTerminalServer(
       if (c.partialSince && now - c.partialSince > frameTimeoutMs) {
         log.warn("closing slow sender", { address: c.address, terminal: c.terminalId });
         c.close();
+      } else if (c.terminalId === 0 && now - c.openedAt > limits.authTimeoutMs) {
+        c.close();
       } else if (now - c.lastFrameAt > idleTimeoutMs) {
         c.close();
       }
     }
-  }, Math.min(1000, frameTimeoutMs, idleTimeoutMs));
+  }, Math.min(1000, frameTimeoutMs, idleTimeoutMs, limits.authTimeoutMs));
+
+  /** Whether a new connection from `host` fits the limits (§2.2); counts it when it does. */
+  function admit(host: string): string | null {
+    const fromHost = unauthenticated.get(host) ?? 0;
+    const limit = connections.size >= limits.maxConnections
+      ? "connections"
+      : unauthenticatedTotal >= limits.maxUnauthenticated
+      ? "unauthenticated"
+      : fromHost >= limits.maxUnauthenticatedPerAddress
+      ? "unauthenticated_per_address"
+      : null;
+    if (limit) return limit;
+    unauthenticated.set(host, fromHost + 1);
+    unauthenticatedTotal++;
+    return null;
+  }
+
+  /** A connection leaves the unauthenticated count: its first frame was accepted, or it closed. */
+  function authenticatedOrGone(c: Connection): void {
+    const n = (unauthenticated.get(c.host) ?? 1) - 1;
+    if (n > 0) unauthenticated.set(c.host, n);
+    else unauthenticated.delete(c.host);
+    unauthenticatedTotal--;
+  }
+
+  /** A flood of refused connections writes one line a minute with their count, not one each. */
+  function noteRefusedConnection(host: string, limit: string): void {
+    connectionsRefused.inc({ limit });
+    refusedSinceLogged++;
+    if (Date.now() - refusedLoggedAt < 60_000) return;
+    log.warn("reader connections refused at accept", {
+      host,
+      limit,
+      refused: refusedSinceLogged,
+    });
+    refusedSinceLogged = 0;
+    refusedLoggedAt = Date.now();
+  }
+
+  /**
+   * Binds `c` to terminal `t` at its first accepted frame. A terminal is served on one connection:
+   * an older one (half-open after a network fault, or a second reader holding the same key) is
+   * closed once its current frame is answered, and the live view shows it.
+   */
+  async function bind(c: Connection, t: Terminal, key: Uint8Array): Promise<void> {
+    c.terminalId = t.id;
+    c.key = key;
+    authenticatedOrGone(c);
+    const older = byTerminal.get(t.id);
+    byTerminal.set(t.id, c);
+    if (!older || older === c || older.closed) return;
+    older.replaced = true;
+    if (!older.busy) older.close();
+    log.warn("connection replaced by a newer one of the same terminal", {
+      terminal: t.id,
+      older: older.address,
+      newer: c.address,
+    });
+    await recordTerminalError(db, t.id, {
+      code: "ConnectionReplaced",
+      detail: `older connection ${older.address} closed`,
+      address: c.address,
+    }).catch((err) => log.error("cannot record terminal error", { err: (err as Error).message }));
+  }
 
   async function lookup(id: number): Promise<CachedTerminal> {
     const now = Date.now();
@@ -189,8 +280,10 @@ export function startTerminalServer(
   }
 
   /**
-   * Answers a refused frame with an Error message (sealed when the terminal's key is known and
-   * the MAC was good, else with a zero MAC), logs it, and closes after repeated refusals.
+   * Answers a refused frame with an Error message, logs it, and closes after repeated refusals
+   * in a row (a SequenceReused of an accepted frame does not count: `counted` false). The Error
+   * carries the refused frame's terminal id, sequence number and timestamp; it is sealed with
+   * that terminal's key when its MAC verified, else it has a zero MAC (§2.1).
    */
   async function refuse(
     c: Connection,
@@ -198,11 +291,12 @@ export function startTerminalServer(
     status: number,
     detail: string,
     terminal: { id: number; key: Uint8Array | null } | null,
+    counted = true,
   ): Promise<void> {
-    c.badFrames++;
+    if (counted) c.badFrames++;
     framesTotal.inc({ type: messageName(f.type) ?? "unknown", outcome: statusName(status) });
-    const header = { terminalId: f.terminalId, sequence: f.sequence, timestamp: nowSeconds() };
-    const m: Message = { code: MessageCode.Error, status, serverTime: header.timestamp };
+    const header = { terminalId: f.terminalId, sequence: f.sequence, timestamp: f.timestamp };
+    const m: Message = { code: MessageCode.Error, status, serverTime: nowSeconds() };
     // A flood of bad frames (a broken or hostile reader) must not flood the log: the first few of
     // a connection are written, the rest counted in one line when it closes (metrics count all).
     if (c.refusalsLogged < MAX_REFUSALS_LOGGED) {
@@ -227,7 +321,7 @@ export function startTerminalServer(
     await c.write(
       terminal?.key ? encodeFrame(terminal.key, header, m) : encodeUnsealedFrame(header, m),
     );
-    if (c.badFrames >= maxBadFrames) {
+    if (counted && c.badFrames >= maxBadFrames) {
       log.warn("closing connection after repeated bad frames", {
         address: c.address,
         terminal: f.terminalId,
@@ -276,9 +370,12 @@ export function startTerminalServer(
       throw err;
     }
     // Authenticated: the connection now belongs to this terminal (pushes go to it).
-    c.terminalId = t.id;
+    if (c.terminalId === 0) await bind(c, t, entry.key);
     c.key = entry.key;
     c.badFrames = 0;
+    c.lastFrameAt = Date.now();
+    const reused = await sequenceRefusal(db, c.sequences, t.id, f);
+    if (reused) return refuse(c, f, Status.SequenceReused, reused, known, false);
     if (Date.now() - c.lastSeenWritten > 30_000) {
       c.lastSeenWritten = Date.now();
       // Awaited (once per 30 s per connection) so the live view is current when the reply arrives.
@@ -287,9 +384,10 @@ export function startTerminalServer(
       );
     }
     let reply: Reply;
+    let busy = false;
     try {
       reply = await handleRequest(
-        { db, config, settings, pushedBlocklistVersion: () => broadcaster.version },
+        { db, config, settings, inquiries, pushedBlocklistVersion: () => broadcaster.version },
         t,
         f,
         message,
@@ -305,7 +403,10 @@ export function startTerminalServer(
         code: MessageCode.Error,
         body: encodeErrorBody(Status.ServerBusy),
       };
+      busy = true;
     }
+    // A request the server could not handle keeps its number open for the reader's retry.
+    if (!busy) sequenceAnswered(c.sequences, f.sequence);
     const header = {
       type: reply.code,
       terminalId: t.id,
@@ -337,9 +438,8 @@ export function startTerminalServer(
         }
         c.partialSince = parser.buffered > 0 ? (c.partialSince || Date.now()) : 0;
         // Once closing, no new request starts; those already started finish and are answered.
-        while (frames.length && !c.closed && !closing) {
+        while (frames.length && !c.closed && !closing && !c.replaced) {
           const f = frames.shift()!;
-          c.lastFrameAt = Date.now();
           c.busy = true;
           const work = handleFrame(c, f);
           inFlight.add(work);
@@ -350,7 +450,7 @@ export function startTerminalServer(
             c.busy = false;
           }
         }
-        if (closing) break;
+        if (closing || c.replaced) break;
       }
     } catch (err) {
       if (
@@ -362,6 +462,8 @@ export function startTerminalServer(
     } finally {
       c.close();
       connections.delete(c);
+      if (c.terminalId === 0) authenticatedOrGone(c);
+      else if (byTerminal.get(c.terminalId) === c) byTerminal.delete(c.terminalId);
       if (c.refusalsNotLogged > 0) {
         log.warn("more frames refused on a closed connection", {
           address: c.address,
@@ -375,7 +477,10 @@ export function startTerminalServer(
   const accepting = (async () => {
     try {
       for await (const conn of listener) {
-        if (closing || connections.size >= maxConnections) {
+        const { address, host } = addressOf(conn);
+        const limit = closing ? "closing" : admit(host);
+        if (limit) {
+          if (!closing) noteRefusedConnection(host, limit);
           conn.close();
           continue;
         }
@@ -384,7 +489,7 @@ export function startTerminalServer(
         } catch {
           // not every platform allows it
         }
-        const c = new Connection(conn, addressOf(conn));
+        const c = new Connection(conn, address, host);
         connections.add(c);
         serve(c);
       }
@@ -401,8 +506,8 @@ export function startTerminalServer(
       return connections.size;
     },
     connected(terminalId: number): boolean {
-      for (const c of connections) if (c.terminalId === terminalId && !c.closed) return true;
-      return false;
+      const c = byTerminal.get(terminalId);
+      return c !== undefined && !c.closed;
     },
     async close(): Promise<void> {
       if (closing) return;

@@ -43,6 +43,7 @@ import {
 } from "./messages.ts";
 import type { RawFrame } from "./parser.ts";
 import { GroupCommit } from "./batch.ts";
+import { envInt, type InquiryLimiter } from "./limits.ts";
 import { applyOfflineUpload } from "./offline.ts";
 import { serializeBody } from "./serializer.ts";
 import {
@@ -78,16 +79,6 @@ export interface ProtocolSettings {
   showerHoldSeconds: number;
 }
 
-function envInt(env: Record<string, string | undefined>, name: string, fallback: number): number {
-  const raw = env[name];
-  if (raw === undefined || raw === "") return fallback;
-  const n = Number(raw);
-  if (!Number.isSafeInteger(n) || n < 0 || n > 0xffff_ffff) {
-    throw new Error(`Cannot read configuration: ${name} must be a whole number, got "${raw}"`);
-  }
-  return n;
-}
-
 /** The settings from the environment (see README), with overrides (tests). */
 export function protocolSettings(
   config: Config,
@@ -116,6 +107,8 @@ export interface ServiceContext {
    * current without asking the database, and any later change reaches it by push.
    */
   pushedBlocklistVersion?: () => number | null;
+  /** Balance inquiries per terminal (PROTOCOL.md §4.5); unlimited when absent. */
+  inquiries?: InquiryLimiter;
 }
 
 /** A reply to send: the message code, its body, and the header timestamp when not the echo. */
@@ -179,14 +172,12 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
 
 function fromStored(s: StoredRequest, type: number, body: Uint8Array): Reply {
   if (s.type !== type || !sameBytes(new Uint8Array(s.request), body)) {
-    return {
-      ...reply({
-        code: MessageCode.Error,
-        status: Status.SequenceReused,
-        serverTime: nowSeconds(),
-      }),
-      timestamp: nowSeconds(),
-    };
+    // An Error's header echoes the request's timestamp like every reply (PROTOCOL.md §2).
+    return reply({
+      code: MessageCode.Error,
+      status: Status.SequenceReused,
+      serverTime: nowSeconds(),
+    });
   }
   return {
     code: s.reply_type,
@@ -692,19 +683,16 @@ async function qrPayment(
 
 async function balanceInquiry(
   ctx: ServiceContext,
+  t: Terminal,
   m: Extract<Message, { code: 0x12 }>,
 ): Promise<Reply> {
+  const refuse = (status: number) =>
+    reply({ code: MessageCode.BalanceInquiryReply, status, balance: 0, available: 0, name: "" });
+  // Before any lookup: a leaked key must not be able to walk the chip numbers (§4.5).
+  if (ctx.inquiries && !ctx.inquiries.take(t.id)) return refuse(Status.RateLimited);
   const card = await findCardByChip(ctx.db, m.chip);
   const refusal = cardRefusal(card);
-  if (refusal !== null || !card) {
-    return reply({
-      code: MessageCode.BalanceInquiryReply,
-      status: refusal ?? Status.UnknownChip,
-      balance: 0,
-      available: 0,
-      name: "",
-    });
-  }
+  if (refusal !== null || !card) return refuse(refusal ?? Status.UnknownChip);
   const b = await getBalance(ctx.db, card.cardAccountId);
   return reply({
     code: MessageCode.BalanceInquiryReply,
@@ -782,8 +770,9 @@ async function showerEnd(
     });
     const shower = await findShower(ctx.db, t.id, m.holdId);
     if (!shower) return refuse(Status.HoldNotFound);
-    const usage = m.units * shower.fen_per_unit;
-    if (!Number.isSafeInteger(usage) || usage > MAX_AMOUNT) return refuse(Status.InvalidAmount);
+    // More units than the hold allows is charged as the whole hold (§4.7): the wallet caps the
+    // charge at the authorised amount, so any u32 of units settles, never InvalidAmount.
+    const usage = Math.min(m.units * shower.fen_per_unit, Number.MAX_SAFE_INTEGER);
     try {
       const s = await settleHold(ctx.db, {
         holdId: m.holdId,
@@ -950,7 +939,7 @@ export async function handleRequest(
     case MessageCode.QrPayment:
       return await qrPayment(ctx, t, f, m);
     case MessageCode.BalanceInquiry:
-      return await balanceInquiry(ctx, m);
+      return await balanceInquiry(ctx, t, m);
     case MessageCode.ShowerStart:
       return await showerStart(ctx, t, f, m);
     case MessageCode.ShowerEnd:

@@ -409,14 +409,14 @@ Deno.test("the sandbox gateway refuses to run against DATABASE_URL unless allowe
     const prod = {
       ...ctx.config,
       databaseUrl: "postgres://db.example/yxt",
-      allowSandboxGateway: false,
+      allowSandboxWithDatabase: false,
     };
     assert.throws(
       () => buildGateways({ db: ctx.db, config: prod }),
-      /sandbox payment gateway needs ALLOW_SANDBOX_GATEWAY=1/,
+      /sandbox payment gateway is not allowed/,
     );
     assert.ok(
-      buildGateways({ db: ctx.db, config: { ...prod, allowSandboxGateway: true } }).has(
+      buildGateways({ db: ctx.db, config: { ...prod, allowSandboxWithDatabase: true } }).has(
         "sandbox",
       ),
     );

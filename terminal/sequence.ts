@@ -1,0 +1,66 @@
+/**
+ * The sequence-number rules of PROTOCOL.md §3, checked for every accepted frame before the
+ * service sees it. A connection remembers the highest number it knows the terminal has used
+ * (the highest recorded one at its first frame, then each answered request's), so the common
+ * case, a new number above it, costs no query.
+ */
+import type { Db } from "../modules/platform/database.ts";
+import { MessageCode, messageName } from "./messages.ts";
+import type { RawFrame } from "./parser.ts";
+import { serializeBody } from "./serializer.ts";
+import { highestRecordedSequence, recordedType, recordedWithBody } from "./repository.ts";
+
+/** The money-moving requests: recorded under their sequence number with their reply. */
+const RECORDED: ReadonlySet<number> = new Set([
+  MessageCode.CardPayment,
+  MessageCode.QrPayment,
+  MessageCode.ShowerStart,
+  MessageCode.ShowerEnd,
+  MessageCode.Reversal,
+  MessageCode.OfflineUpload,
+]);
+
+/** Whether requests of `code` are recorded (money-moving, §3). */
+export function isRecorded(code: number): boolean {
+  return RECORDED.has(code);
+}
+
+/** What one connection knows of its terminal's sequence numbers; null until its first frame. */
+export interface SequenceState {
+  highest: number | null;
+}
+
+/**
+ * Why `f`'s sequence number is refused (`SequenceReused`), or null when the frame may go on:
+ * 0 is never a request's; a recorded number belongs to its request (its retry goes on, anything
+ * else under it is refused, read-only requests included); a money-moving request under a lower,
+ * unrecorded number is refused unless a Reversal gave that number up (its late original is then
+ * answered `Reversed`). A read-only request under an unrecorded number goes on: it is not
+ * recorded, and its retry keeps its number.
+ */
+export async function sequenceRefusal(
+  db: Db,
+  state: SequenceState,
+  terminalId: number,
+  f: RawFrame,
+): Promise<string | null> {
+  if (f.sequence === 0) return "sequence 0 is reserved for pushes";
+  state.highest ??= await highestRecordedSequence(db, terminalId);
+  if (f.sequence > state.highest) return null;
+  const type = await recordedType(db, terminalId, f.sequence);
+  const money = isRecorded(f.type);
+  if (type !== null) {
+    return money
+      ? null
+      : `${messageName(f.type)} under sequence ${f.sequence} of a recorded ${messageName(type)}`;
+  }
+  if (!money) return null;
+  const givenUp = serializeBody({ code: MessageCode.Reversal, originalSequence: f.sequence });
+  if (await recordedWithBody(db, terminalId, MessageCode.Reversal, givenUp)) return null;
+  return `${messageName(f.type)} under unused sequence ${f.sequence}, below ${state.highest}`;
+}
+
+/** Moves the connection's highest number on once `sequence` was answered (not ServerBusy). */
+export function sequenceAnswered(state: SequenceState, sequence: number): void {
+  if (state.highest !== null && sequence > state.highest) state.highest = sequence;
+}
