@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import iconv from "iconv-lite";
+import { acceptConfirm } from "./_ui.ts";
 import { journey, type Page } from "./_support.ts";
 
 const PHONE = "13912340001";
@@ -24,10 +25,6 @@ journey(
   "card: import, bind, card password, loss, unloss, reissue",
   {},
   async ({ page, context, server, shot }) => {
-    // Confirmation dialogs (data-confirm) are accepted, as the person would.
-    context.on("page", (p) => p.on("dialog", (d) => d.accept()));
-    page.on("dialog", (d) => d.accept());
-
     // ---- 一卡通中心 imports a GBK file, as Excel in China saves it.
     const staff = await context.newPage();
     await staff.goto(server.url("/admin/login"));
@@ -51,6 +48,7 @@ journey(
     assert.match(await staff.locator("#import-plan").textContent() ?? "", /将新开户 1/);
     assert.match(await body(staff), /刘洋/);
     await staff.getByRole("button", { name: "确认导入" }).click();
+    await acceptConfirm(staff);
     await staff.locator("#import-result").waitFor();
     assert.match(await staff.locator("#import-result").textContent() ?? "", /新开户 1/);
 
@@ -118,6 +116,7 @@ journey(
     await page.getByLabel("身份证", { exact: true }).fill(ID_NUMBER);
     await page.getByLabel("一卡通密码", { exact: true }).fill(NEW_PASSWORD);
     await page.getByRole("button", { name: "确认" }).click();
+    await acceptConfirm(page, "确认挂失");
     await page.getByText(/挂失成功/).waitFor();
     assert.equal((await page.locator("#chip-number").textContent())?.trim(), CHIP);
     await shot("loss-reported");
@@ -141,6 +140,7 @@ journey(
     await page.getByLabel("身份证", { exact: true }).fill(ID_NUMBER);
     await page.getByLabel("一卡通密码", { exact: true }).fill(NEW_PASSWORD);
     await page.getByRole("button", { name: "确认" }).click();
+    await acceptConfirm(page, "确认挂失");
     await page.getByText(/挂失成功/).waitFor();
 
     await staff.goto(server.url(`/admin/cards?q=${STUDENT_NUMBER}`));
@@ -149,6 +149,7 @@ journey(
     assert.match(await body(staff), /139\d{8}/);
     await staff.getByLabel("补卡：新卡芯片卡号").fill(NEW_CHIP);
     await staff.getByRole("button", { name: "补卡", exact: true }).click();
+    await acceptConfirm(staff);
     await staff.getByText("补卡完成，旧卡已注销").waitFor();
 
     await page.goto(server.url("/security/unloss"));

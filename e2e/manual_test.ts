@@ -13,6 +13,7 @@
  */
 import assert from "node:assert/strict";
 import { codeFrom, journey, type Page } from "./_support.ts";
+import { acceptConfirm } from "./_ui.ts";
 import { MessageCode, Status, TerminalClient } from "../terminal/mod.ts";
 import { terminalKeyHex } from "../modules/merchant/mod.ts";
 
@@ -78,8 +79,6 @@ journey("manual: 校园一信通使用手册 from top to bottom", {
 }, async ({ page, context, server, shot, smtp }) => {
   // A loaded machine: be patient with every auto-wait.
   context.setDefaultTimeout(60_000);
-  // The 挂失 form asks "确认挂失？" in a dialog; the student accepts.
-  page.on("dialog", (d) => d.accept());
 
   // ---- 2. 注册账号: 校园一信通 → [立即注册].
   await page.goto(server.url("/"));
@@ -286,6 +285,8 @@ journey("manual: 校园一信通使用手册 from top to bottom", {
   await page.getByLabel("一卡通密码", { exact: true }).fill(NEW_CARD_PASSWORD);
   await shot("8-loss");
   await page.getByRole("button", { name: "确认" }).click();
+  // The 挂失 form asks "确认挂失？" in an in-page dialog; the student accepts.
+  await acceptConfirm(page, "确认挂失");
   await page.getByText(/挂失成功/).waitFor();
   await shot("8-loss-reported");
   await tab(page, "我的");

@@ -2,18 +2,31 @@
 (function () {
   "use strict";
 
+  // [充值] echoes the amount it will charge: 充值 ¥50.00.
+  function showAmount() {
+    const input = document.getElementById("f-amount");
+    const out = document.getElementById("topup-amount");
+    if (!input || !out) return;
+    const v = input.value.trim();
+    const ok = /^\d{1,6}(\.\d{1,2})?$/.test(v) && Number(v) > 0;
+    out.textContent = ok ? " ¥" + Number(v).toFixed(2) : "";
+  }
+
   document.addEventListener("change", (e) => {
     const el = e.target;
     if (!el || !el.hasAttribute || !el.hasAttribute("data-quick-amount")) return;
     const input = document.getElementById("f-amount");
     if (input) input.value = el.getAttribute("data-quick-amount");
+    showAmount();
   });
 
   document.addEventListener("input", (e) => {
     if (!e.target || e.target.id !== "f-amount") return;
     const checked = document.querySelector("input[name=quick]:checked");
     if (checked && checked.value !== e.target.value) checked.checked = false;
+    showAmount();
   });
+  document.addEventListener("DOMContentLoaded", showAmount);
 
   function pay(btn) {
     const params = JSON.parse(btn.getAttribute("data-jsapi"));

@@ -5,6 +5,7 @@ import { render } from "../platform/views.ts";
 import { requireStudent, signOut } from "../security/mod.ts";
 import { findAccount } from "../account/mod.ts";
 import { findBoundCard } from "../card/mod.ts";
+import { getBalance } from "../wallet/mod.ts";
 import type { Config } from "../platform/config.ts";
 
 /** The signed-in account and its bound card; a vanished account signs the browser out. */
@@ -29,7 +30,11 @@ export function homeRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
     const reminders = card
       ? { cardPassword: card.passwordIsDefault, email: account.email === null }
       : null;
-    return render(c, "home/home", { account, card, reminders }, { title: "智校园", tab: "home" });
+    const balance = card ? await getBalance(db, card.cardAccountId) : null;
+    return render(c, "home/home", { account, card, reminders, balance }, {
+      title: "智校园",
+      tab: "home",
+    });
   });
 
   app.get("/me", requireStudent, async (c) => {

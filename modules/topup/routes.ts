@@ -12,6 +12,7 @@ import { keyedHash, timingSafeEqual } from "../platform/crypto.ts";
 import { clientIp, requireStudent } from "../security/mod.ts";
 import { registerAdminNav, requireRole, ROLES, writeAudit } from "../staff/mod.ts";
 import { findBoundCard } from "../card/mod.ts";
+import { getTransaction } from "../wallet/mod.ts";
 import { GatewayError } from "./gateway.ts";
 import { SANDBOX_MODES, type SandboxMode } from "./sandbox.ts";
 import {
@@ -144,7 +145,11 @@ export function topupRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
       await checkOrder(deps, gateways, order);
       order = (await findOwnOrder(db, order.account_id, order.order_no))!;
     }
-    const data = { order, title: "充值结果" };
+    // 充值成功 shows the balance right after this credit (its transfer's balance-after).
+    const credit = order.state === "paid" && order.transfer_id !== null
+      ? await getTransaction(db, order.card_account_id, order.transfer_id)
+      : null;
+    const data = { order, balanceAfter: credit?.balanceAfter ?? null, title: "充值结果" };
     if (c.req.header("hx-request") === "true") {
       return render(c, "topup/_status", data, { layout: null });
     }
@@ -168,6 +173,7 @@ export function topupRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
       scripts: ["topup.js"],
     }, {
       title: "微信支付",
+      tab: null,
     });
   });
 
@@ -218,7 +224,10 @@ export function topupRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
       ? await sandbox.payment(order.order_no)
       : null;
     if (!payment) throw new NotFoundError("sandbox payment");
-    return render(c, "topup/sandbox", { order, payment, title: "测试支付" }, { title: "测试支付" });
+    return render(c, "topup/sandbox", { order, payment, title: "测试支付" }, {
+      title: "测试支付",
+      tab: null,
+    });
   });
 
   app.post("/pay/sandbox/:orderNo/confirm", requireStudent, async (c) => {

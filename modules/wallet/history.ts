@@ -40,6 +40,8 @@ export interface HistoryRow {
   cardDelta: number;
   balanceAfter: number;
   merchantName: string | null;
+  /** canteen, supermarket, shower, other (null without a merchant). */
+  merchantCategory: string | null;
   terminalId: number | null;
   createdAt: Date;
   details: unknown;
@@ -71,6 +73,7 @@ export async function listTransactions(
       "t.card_delta",
       "t.balance_after",
       "m.name as merchant_name",
+      "m.category as merchant_category",
       "t.terminal_id",
       "t.created_at",
       "t.details",
@@ -94,6 +97,7 @@ function toRow(r: {
   card_delta: number | null;
   balance_after: number | null;
   merchant_name: string | null;
+  merchant_category: string | null;
   terminal_id: number | null;
   created_at: Date;
   details: unknown;
@@ -106,6 +110,7 @@ function toRow(r: {
     cardDelta: r.card_delta ?? 0,
     balanceAfter: r.balance_after ?? 0,
     merchantName: r.merchant_name,
+    merchantCategory: r.merchant_category,
     terminalId: r.terminal_id,
     createdAt: r.created_at,
     details: r.details,
@@ -128,6 +133,7 @@ export async function getTransaction(
       "t.card_delta",
       "t.balance_after",
       "m.name as merchant_name",
+      "m.category as merchant_category",
       "t.terminal_id",
       "t.created_at",
       "t.details",
@@ -162,4 +168,103 @@ export async function spendingTotals(
     .execute(db);
   const row = r.rows[0];
   return { today: Number(row.today), week: Number(row.week), month: Number(row.month) };
+}
+
+/** The icon and name a row of 交易记录 shows (食堂, 超市, 淋浴, 电费, 冷水, 充值, 退款…). */
+export interface Category {
+  key: string;
+  label: string;
+  glyph: string;
+}
+
+const CATEGORIES: Record<string, Category> = {
+  canteen: { key: "canteen", label: "食堂", glyph: "食" },
+  supermarket: { key: "supermarket", label: "超市", glyph: "超" },
+  shower: { key: "shower", label: "淋浴", glyph: "浴" },
+  electricity: { key: "electricity", label: "电费", glyph: "电" },
+  water: { key: "water", label: "冷水", glyph: "水" },
+  topup: { key: "topup", label: "充值", glyph: "充" },
+  refund: { key: "refund", label: "退款", glyph: "退" },
+  other: { key: "other", label: "其他", glyph: "其" },
+};
+
+/** A transfer's category: purchases by their merchant's kind, the rest by the transfer's kind. */
+export function categoryOf(kind: TransferKind, merchantCategory: string | null): Category {
+  switch (kind) {
+    case "purchase":
+      return CATEGORIES[merchantCategory ?? ""] ?? CATEGORIES.other;
+    case "shower":
+      return CATEGORIES.shower;
+    case "electricity":
+      return CATEGORIES.electricity;
+    case "water":
+      return CATEGORIES.water;
+    case "topup":
+    case "topup_refund":
+    case "topup_refund_return":
+      return CATEGORIES.topup;
+    case "refund":
+    case "utility_refund":
+    case "reversal":
+    case "void":
+      return CATEGORIES.refund;
+    default:
+      return CATEGORIES.other;
+  }
+}
+
+/** How a top-up's payment channel reads on its detail page. */
+const TOPUP_METHOD_LABELS: Record<string, string> = {
+  wechat: "微信支付",
+  sandbox: "测试支付（沙箱）",
+};
+
+/** A top-up transfer's channel and our order number (from its details), else null. */
+export function topupOf(row: HistoryRow): { channel: string; orderNo: string | null } | null {
+  if (!["topup", "topup_refund", "topup_refund_return"].includes(row.kind)) return null;
+  const d = row.details as { method?: unknown; info?: { orderNo?: unknown } } | null;
+  const method = d && typeof d.method === "string" ? d.method : null;
+  const orderNo = d && d.info && typeof d.info.orderNo === "string" ? d.info.orderNo : null;
+  if (!method && !orderNo) return null;
+  return { channel: method ? TOPUP_METHOD_LABELS[method] ?? method : "—", orderNo };
+}
+
+/** "2026-11" of a time, China time. */
+export function chinaMonth(d: Date): string {
+  return new Date(d.getTime() + CHINA_OFFSET_MS).toISOString().slice(0, 7);
+}
+
+/** China-time month of a transfer in SQL, as chinaMonth reads it (China has no summer time). */
+const MONTH_SQL = sql<
+  string
+>`to_char((created_at at time zone 'UTC') + interval '8 hours', 'YYYY-MM')`;
+
+/**
+ * 支出 and 收入 of the given months (China time) for 交易记录's month headers, under the same type
+ * filter as the list: what left the card and what came onto it.
+ */
+export async function monthTotals(
+  db: Db,
+  cardAccountId: number,
+  months: string[],
+  type?: HistoryType,
+): Promise<Map<string, { spent: number; received: number }>> {
+  const out = new Map<string, { spent: number; received: number }>();
+  if (months.length === 0) return out;
+  const sorted = [...months].sort();
+  const [start] = monthRange(sorted[0]);
+  const [, end] = monthRange(sorted[sorted.length - 1]);
+  const kinds = type ? sql`and kind in (${sql.join([...HISTORY_TYPES[type].kinds])})` : sql``;
+  const r = await sql<{ month: string; spent: number; received: number }>`
+    select ${MONTH_SQL} as month,
+      coalesce(sum(-card_delta) filter (where card_delta < 0), 0) as spent,
+      coalesce(sum(card_delta) filter (where card_delta > 0), 0) as received
+    from ledger_transfers
+    where card_account_id = ${cardAccountId} and created_at >= ${start} and created_at < ${end}
+      ${kinds}
+    group by 1`.execute(db);
+  for (const row of r.rows) {
+    out.set(row.month, { spent: Number(row.spent), received: Number(row.received) });
+  }
+  return out;
 }

@@ -25,19 +25,25 @@ import {
   waitForPaymentCode,
 } from "./codes.ts";
 import {
+  categoryOf,
+  chinaMonth,
   getTransaction,
   HISTORY_TYPES,
   type HistoryType,
   KIND_LABELS,
   listTransactions,
+  monthTotals,
   spendingTotals,
+  topupOf,
 } from "./history.ts";
+import { spendingStats } from "./stats.ts";
+import { barChartSvg } from "./chart.ts";
 import { PaymentCodeFrozenError } from "./errors.ts";
 import { verifyLedger } from "./verify.ts";
-import { readWalletSummary, walletSummarySql } from "./summary.ts";
+import { balanceOfRow, readWalletSummary, walletSummarySql } from "./summary.ts";
 import { labelRows } from "./labels.ts";
-import { historyQuery, settingsForm } from "./schemas.ts";
-import { groupDigits, qrSvg } from "./qr.ts";
+import { historyQuery, settingsForm, statsQuery } from "./schemas.ts";
+import { barcodeSvg, groupDigits, maskDigits, qrSvg } from "./qr.ts";
 
 const PAGE_SIZE = 20;
 
@@ -50,17 +56,27 @@ async function boundCard(c: C, db: Db): Promise<BoundCard | Response> {
   return card;
 }
 
-/** The student's 付款码 freeze (付款码设置) beside the bound card. */
-function codeFrozenOf(cardAccountId: RawBuilder<number>) {
-  return sql<{ code_frozen: boolean }>`select code_frozen from ledger_accounts
+/** The student's 付款码 freeze (付款码设置) and the balance it pays from, beside the bound card. */
+function paycodeExtraOf(cardAccountId: RawBuilder<number>) {
+  return sql<{ code_frozen: boolean; balance: number; held: number; overdraft: number }>`
+    select code_frozen, balance, held, overdraft from ledger_accounts
     where card_account_id = ${cardAccountId}`;
 }
 
-function codeCard(c: C, code: string, status = 200): Response {
-  return render(c, "pay/_code", { code, svg: qrSvg(code), grouped: groupDigits(code) }, {
-    layout: null,
-    status,
-  });
+/** What the 付款码 card shows: the code as barcode and QR, and where the money comes from. */
+function codeCardData(
+  code: string,
+  card: BoundCard,
+  extra: { balance: number | null; held: number | null; overdraft: number | null },
+) {
+  return {
+    code,
+    svg: qrSvg(code),
+    barcode: barcodeSvg(code),
+    grouped: groupDigits(code),
+    masked: maskDigits(code),
+    source: { name: card.name, balance: balanceOfRow(extra).balance },
+  };
 }
 
 /** 余额, 交易记录, 付款码 and 付款码设置 (mounted at "/"). */
@@ -108,10 +124,27 @@ export function walletRoutes(deps: { db: Db }): Hono<AppEnv> {
       );
       const more = rows.length === PAGE_SIZE ? rows[rows.length - 1].id : null;
       const filter = { type: type ?? "", month: month ?? "" };
-      const data = { rows, more, filter, kindLabels: KIND_LABELS, types: HISTORY_TYPES };
+      const months = await monthTotals(db, card.cardAccountId, [
+        ...new Set(rows.map((r) => chinaMonth(r.createdAt))),
+      ], type);
+      const data = {
+        rows,
+        more,
+        filter,
+        months,
+        shown: q.shown || null,
+        chinaMonth,
+        categoryOf,
+        kindLabels: KIND_LABELS,
+        types: HISTORY_TYPES,
+      };
       if (beforeId !== undefined) return render(c, "wallet/_rows", data, { layout: null });
       const totals = await spendingTotals(db, card.cardAccountId);
-      return render(c, "wallet/transactions", { ...data, totals }, { title: "交易记录" });
+      return render(c, "wallet/transactions", {
+        ...data,
+        totals,
+        thisMonth: chinaMonth(new Date()),
+      }, { title: "交易记录" });
     },
   );
 
@@ -123,11 +156,42 @@ export function walletRoutes(deps: { db: Db }): Hono<AppEnv> {
     const found = await getTransaction(db, card.cardAccountId, Number(raw));
     if (!found) throw new NotFoundError(`transaction ${raw} of this card account`);
     const [row] = await labelRows(db, [found]);
-    return render(c, "wallet/detail", { row, kindLabels: KIND_LABELS }, { title: "交易详情" });
+    return render(c, "wallet/detail", {
+      row,
+      topup: topupOf(found),
+      category: categoryOf(found.kind, found.merchantCategory),
+      kindLabels: KIND_LABELS,
+    }, { title: "交易详情" });
   });
 
+  app.get(
+    "/wallet/stats",
+    requireStudent,
+    zValidator("query", statsQuery, (result, c) => {
+      if (!result.success) {
+        return render(c as C, "error", { message: "月份格式不正确", status: 400 }, {
+          status: 400,
+          title: "消费统计",
+        });
+      }
+    }),
+    async (c) => {
+      const card = await boundCard(c, db);
+      if (card instanceof Response) return card;
+      const stats = await spendingStats(db, card.cardAccountId, {
+        month: c.req.valid("query").month || undefined,
+      });
+      const chart = barChartSvg(stats.byMonth.map((m) => ({
+        label: `${Number(m.month.slice(5))}月`,
+        value: m.amount,
+        highlight: m.month === stats.month,
+      })));
+      return render(c, "wallet/stats", { stats, chart }, { title: "消费统计" });
+    },
+  );
+
   app.get("/pay/code", requireStudent, async (c) => {
-    const found = await findBoundCardWith(db, c.get("accountId")!, codeFrozenOf);
+    const found = await findBoundCardWith(db, c.get("accountId")!, paycodeExtraOf);
     if (!found) return render(c, "wallet/no_card", {}, { status: 200, title: "校园一信通" });
     const { card } = found;
     const frozen = () =>
@@ -142,9 +206,7 @@ export function walletRoutes(deps: { db: Db }): Hono<AppEnv> {
       throw err;
     }
     return render(c, "pay/code", {
-      code,
-      svg: qrSvg(code),
-      grouped: groupDigits(code),
+      ...codeCardData(code, card, found.extra),
       scripts: ["pay.js"],
     }, {
       title: "付款码",
@@ -153,8 +215,8 @@ export function walletRoutes(deps: { db: Db }): Hono<AppEnv> {
 
   // A new code (every 30 seconds and on tap); retires the old one.
   app.post("/pay/code/refresh", requireStudent, async (c) => {
-    // The card with the student's freeze setting: one prepared statement.
-    const found = await findBoundCardWith(db, c.get("accountId")!, codeFrozenOf);
+    // The card with the student's freeze setting and balance: one prepared statement.
+    const found = await findBoundCardWith(db, c.get("accountId")!, paycodeExtraOf);
     if (!found) return render(c, "wallet/no_card", {}, { status: 200, title: "校园一信通" });
     const { card } = found;
     if (c.req.header("hx-request") !== "true") return c.redirect("/pay/code", 303);
@@ -163,7 +225,7 @@ export function walletRoutes(deps: { db: Db }): Hono<AppEnv> {
     try {
       // Refused (nothing issued) while the student froze the code in 付款码设置.
       const { code } = await issuePaymentCode(db, card.cardAccountId);
-      return codeCard(c, code);
+      return render(c, "pay/_code", codeCardData(code, card, found.extra), { layout: null });
     } catch (err) {
       if (err instanceof PaymentCodeFrozenError) return frozen();
       throw err;

@@ -11,6 +11,17 @@ export const historyQuery = z.object({
     z.string().regex(/^20\d\d-(0[1-9]|1[0-2])$/, "月份格式不正确"),
   ]).optional(),
   before: z.union([z.literal(""), z.string().regex(/^[1-9]\d{0,14}$/, "参数错误")]).optional(),
+  /** On a continuation page: the month of the row above, so its header is not repeated. */
+  shown: z.union([z.literal(""), z.string().regex(/^20\d\d-(0[1-9]|1[0-2])$/, "参数错误")])
+    .optional(),
+});
+
+/** 消费统计's month. */
+export const statsQuery = z.object({
+  month: z.union([
+    z.literal(""),
+    z.string().regex(/^20\d\d-(0[1-9]|1[0-2])$/, "月份格式不正确"),
+  ]).optional(),
 });
 
 const yuan = (label: string) =>

@@ -29,15 +29,23 @@ function moneyOf(cardAccountId: RawBuilder<number>): RawBuilder<MoneyColumns> {
     left join ledger_accounts la on la.card_account_id = ${cardAccountId}`;
 }
 
-/** As `getBalance` reads it: zero for a card account that never had money. */
-function toSummary(card: BoundCard, m: MoneyRow): WalletSummary {
+/**
+ * A ledger row's money as `getBalance` reads it (an overdraft shows as a negative balance): zero
+ * for a card account that never had money.
+ */
+export function balanceOfRow(
+  m: { balance: number | null; held: number | null; overdraft: number | null },
+): Balance {
   const { balance, held, overdraft } = m;
-  const money: Balance = balance === null ? { balance: 0, held: 0, available: 0 } : {
+  return balance === null ? { balance: 0, held: 0, available: 0 } : {
     balance: balance - (overdraft ?? 0),
     held: held ?? 0,
     available: (overdraft ?? 0) > 0 ? 0 : balance - (held ?? 0),
   };
-  return { card, balance: money, activeHolds: m.active_holds ?? 0 };
+}
+
+function toSummary(card: BoundCard, m: MoneyRow): WalletSummary {
+  return { card, balance: balanceOfRow(m), activeHolds: m.active_holds ?? 0 };
 }
 
 /** The 余额 page's data in one round trip (card, balance, holds), or null without a bound card. */
