@@ -5,6 +5,8 @@
 
 /** A cookie jar bound to one server. */
 export class WebClient {
+  /** The HTTP client every WebClient uses (e.g. one trusting the drill's self-signed certificate). */
+  static httpClient: Deno.HttpClient | undefined;
   readonly cookies = new Map<string, string>();
   constructor(readonly baseUrl: string) {}
 
@@ -33,6 +35,7 @@ export class WebClient {
     const res = await fetch(this.baseUrl + path, {
       headers: { ...headers, cookie: this.cookieHeader },
       redirect: "manual",
+      client: WebClient.httpClient,
     });
     this.#store(res);
     return { res, text: await res.text() };
@@ -59,6 +62,7 @@ export class WebClient {
       },
       body,
       redirect: "manual",
+      client: WebClient.httpClient,
     });
     this.#store(res);
     return { res, text: await res.text() };

@@ -36,36 +36,28 @@ export class RetryingReader {
     this.key = keyFromHex(keyHex);
   }
 
+  /**
+   * The open connection, or a new one. The first frame on a new connection is the unanswered
+   * request itself, not a SignOn (PROTOCOL.md §3): a SignOn would take a higher number, and the
+   * request's own number, had the server never recorded it, would then be refused as
+   * SequenceReused (rule 3) — while it might still be in flight on the instance that went away.
+   */
   async #connected(until: number): Promise<TerminalClient | null> {
     while (Date.now() < until) {
       if (this.#client && !this.#client.closed) return this.#client;
       this.#client = null;
       try {
-        const c = await TerminalClient.connect({
+        this.#client = await TerminalClient.connect({
           port: this.endpoint.port,
           terminalId: this.terminalId,
           key: this.key,
         });
-        const seq = this.sequence++;
-        const bytes = encodeFrame(this.key, this.#header(seq), {
-          code: MessageCode.SignOn,
-          firmware: "soak",
-        });
-        const reply = await withTimeout(c.sendFrame(bytes, seq), 5000);
-        if (reply && (reply.message as { status?: number }).status === Status.Ok) {
-          this.#client = c;
-          this.reconnects++;
-          return c;
-        }
-        await c.close();
+        this.reconnects++;
+        return this.#client;
       } catch { /* server down: try again shortly */ }
       await delay(150 + Math.random() * 150);
     }
     return null;
-  }
-
-  #header(sequence: number) {
-    return { terminalId: this.terminalId, sequence, timestamp: Math.floor(Date.now() / 1000) };
   }
 
   /**
