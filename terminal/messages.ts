@@ -44,8 +44,10 @@ export const MessageCode = {
   Reversal: 0x30,
   /** Terminal → server: blocklist changes since a version. */
   BlocklistSync: 0x40,
-  /** Terminal → server: payments accepted while offline. */
+  /** Terminal → server: payments accepted while offline (reply: counts only). */
   OfflineUpload: 0x50,
+  /** Terminal → server (1.1): the same upload; the reply says what each record charged. */
+  OfflineUploadItemized: 0x51,
   /** Server → terminal: a frame was refused before it reached any service. */
   Error: 0x7f,
   SignOnReply: 0x81,
@@ -60,6 +62,7 @@ export const MessageCode = {
   /** Server → terminal, unsolicited (sequence 0): blocklist changes as they happen. */
   BlocklistPush: 0xc1,
   OfflineUploadReply: 0xd0,
+  OfflineUploadItemizedReply: 0xd1,
 } as const;
 
 export type MessageCode = typeof MessageCode[keyof typeof MessageCode];
@@ -114,8 +117,16 @@ export const Status = {
   HoldNotFound: 0x0401,
   // Reversal
   NotReversible: 0x0501,
-  // Offline upload
+  // Offline upload; per-record results of OfflineUploadItemizedReply (not charged, see §4.11)
   OfflineBatchInvalid: 0x0601,
+  OfflineOverPaymentLimit: 0x0602,
+  OfflineOverTotalLimit: 0x0603,
+  OfflineOverRecordLimit: 0x0604,
+  OfflinePasswordRequired: 0x0605,
+  OfflineTimeAhead: 0x0606,
+  OfflineTooOld: 0x0607,
+  /** After a gap in the offline sequence: not acknowledged, send it again. */
+  OfflineNotAcknowledged: 0x0608,
 } as const;
 
 export type Status = typeof Status[keyof typeof Status];
@@ -155,6 +166,15 @@ export interface OfflineRecord {
   amount: number;
 }
 
+/** What the server did with one record of an itemized offline upload. */
+export interface OfflineResult {
+  offlineSequence: number;
+  /** Ok: charged in full; any other status: not charged (and why). */
+  result: number;
+  /** Fen charged: the record's amount, or 0. */
+  charged: number;
+}
+
 export type Message =
   | { code: 0x01; firmware: string }
   | { code: 0x02; blocklistVersion: number; offlineCount: number }
@@ -166,6 +186,7 @@ export type Message =
   | { code: 0x30; originalSequence: number }
   | { code: 0x40; fromVersion: number }
   | { code: 0x50; records: OfflineRecord[] }
+  | { code: 0x51; records: OfflineRecord[] }
   | { code: 0x7f; status: number; serverTime: number }
   | {
     code: 0x81;
@@ -204,7 +225,14 @@ export type Message =
   | { code: 0xb0; status: number; originalSequence: number; amount: number; balance: number }
   | { code: 0xc0; status: number; blocklist: BlocklistDelta }
   | { code: 0xc1; fromVersion: number; blocklist: BlocklistDelta }
-  | { code: 0xd0; status: number; ackedSequence: number; applied: number; duplicates: number };
+  | { code: 0xd0; status: number; ackedSequence: number; applied: number; duplicates: number }
+  | {
+    code: 0xd1;
+    status: number;
+    ackedSequence: number;
+    duplicates: number;
+    results: OfflineResult[];
+  };
 
 /** The message with code `C`. */
 export type MessageOf<C extends Message["code"]> = Extract<Message, { code: C }>;

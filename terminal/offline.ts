@@ -1,84 +1,256 @@
 /**
- * Offline uploads: the payments a POS accepted while it could not reach the server, applied in
- * the reader's own offline sequence, each once.
+ * Offline uploads (PROTOCOL.md §4.11): the payments a POS accepted while it could not reach the
+ * server, acknowledged in the reader's own offline sequence, each once. The server trusts none of
+ * them beyond its key: each record is checked against what SignOn announced (per-record limit,
+ * password threshold, what the reader held at once), against time, and against the chip's state
+ * when it was paid. A record that passes is charged; one that fails is acknowledged, charged
+ * nothing, and filed for 财务处's review (finance may still charge it, under the same reference).
  */
 import { logger } from "../modules/platform/log.ts";
 import type { Terminal } from "../modules/merchant/mod.ts";
-import { findCardByChip } from "../modules/card/mod.ts";
+import { blocklistedAt, findCardByChip } from "../modules/card/mod.ts";
 import { applyOfflinePayment } from "../modules/wallet/mod.ts";
-import { type Message, MessageCode, Status } from "./messages.ts";
-import { offlineAcked, saveOfflineRecord } from "./repository.ts";
-import type { Outcome, ServiceContext } from "./service.ts";
+import { fileOfflineReview, type OfflineReviewReason } from "../modules/finance/mod.ts";
+import {
+  type Message,
+  MessageCode,
+  type OfflineRecord,
+  type OfflineResult,
+  Status,
+} from "./messages.ts";
+import type { RawFrame } from "./parser.ts";
+import {
+  heldBlocklistVersion,
+  offlineAcked,
+  offlineHeldAt,
+  offlineResults,
+  saveBlocklistAck,
+  saveOfflineRecord,
+} from "./repository.ts";
+import type { Outcome, ProtocolSettings, ServiceContext } from "./service.ts";
 
 const log = logger("terminal.offline");
 
-const MAX_AMOUNT = 100_000_000;
+/** The ledger reference of an offline record: unique per (terminal, offline sequence). */
+export function offlineReference(terminalId: number, offlineSequence: number): string {
+  return `T${terminalId}:O${offlineSequence}`;
+}
 
-/** Applies an upload's records (inside the request's transaction) and returns its reply. */
+/** Why a record is not charged: the reader's status and finance's reason. */
+interface Refusal {
+  status: number;
+  reason: OfflineReviewReason;
+}
+
+const refusal = (status: number, reason: OfflineReviewReason): Refusal => ({ status, reason });
+
+/**
+ * The checks of §4.11 in their order; null when the record may be charged. `uploadedAt` is the
+ * upload frame's timestamp (already within the clock window of server time); `ackedBefore` the
+ * acknowledgement when this upload began.
+ */
+async function judge(
+  ctx: ServiceContext,
+  t: Terminal,
+  r: OfflineRecord,
+  input: { uploadedAt: number; ackedBefore: number },
+): Promise<{ refusal: Refusal | null; cardAccountId: number | null }> {
+  const s = ctx.settings;
+  const none = (x: Refusal) => ({ refusal: x, cardAccountId: null });
+  if (r.amount === 0) return none(refusal(Status.InvalidAmount, "invalid_amount"));
+  if (r.amount > s.offlinePaymentLimit) {
+    return none(refusal(Status.OfflineOverPaymentLimit, "over_payment_limit"));
+  }
+  if (r.amount > s.passwordThreshold) {
+    return none(refusal(Status.OfflinePasswordRequired, "over_password_threshold"));
+  }
+  if (r.occurredAt > input.uploadedAt + s.timestampWindowSeconds) {
+    return none(refusal(Status.OfflineTimeAhead, "future_time"));
+  }
+  if (r.occurredAt < input.uploadedAt - s.offlineMaxAgeSeconds) {
+    return none(refusal(Status.OfflineTooOld, "too_old"));
+  }
+  const at = new Date(r.occurredAt * 1000);
+  // What the reader held when it took this one: everything after the last record acknowledged
+  // by then, this one included.
+  const held = await offlineHeldAt(ctx.db, {
+    terminalId: t.id,
+    at,
+    ackedBefore: input.ackedBefore,
+  });
+  if (r.offlineSequence - held.from > s.offlineMaxRecords) {
+    return none(refusal(Status.OfflineOverRecordLimit, "over_record_limit"));
+  }
+  if (held.charged + r.amount > s.offlineTotalLimit) {
+    return none(refusal(Status.OfflineOverTotalLimit, "over_total_limit"));
+  }
+  const card = await findCardByChip(ctx.db, r.chip);
+  if (!card) return none(refusal(Status.UnknownChip, "unknown_chip"));
+  const found = (x: Refusal | null) => ({ refusal: x, cardAccountId: card.cardAccountId });
+  // A closed account's balance was paid out: nothing is charged to it without finance.
+  if (card.cardStatus === "cancelled") {
+    return found(refusal(Status.CardCancelled, "card_cancelled"));
+  }
+  // Paid before the chip went onto the blocklist: the holder's payment, whatever happened since.
+  const listed = await blocklistedAt(ctx.db, r.chip, at);
+  if (!listed) return found(null);
+  const status = card.chipStatus === "cancelled" ? Status.ChipCancelled : Status.ChipLost;
+  const known = await heldBlocklistVersion(ctx.db, {
+    terminalId: t.id,
+    version: listed.version,
+    at,
+  });
+  if (!known) return found(refusal(status, "listed_not_yet_known"));
+  return found(refusal(status, status === Status.ChipLost ? "chip_lost" : "chip_cancelled"));
+}
+
+/** Acknowledges an upload's records (inside the request's transaction) and returns its reply. */
 export async function applyOfflineUpload(
   ctx: ServiceContext,
   t: Terminal,
-  m: Extract<Message, { code: 0x50 }>,
+  f: RawFrame,
+  m: Extract<Message, { code: 0x50 | 0x51 }>,
 ): Promise<Outcome> {
-  let acked = await offlineAcked(ctx.db, t.id);
-  let applied = 0;
+  const ackedBefore = await offlineAcked(ctx.db, t.id);
+  let acked = ackedBefore;
   let duplicates = 0;
+  let applied = 0;
   let total = 0;
+  const results: OfflineResult[] = [];
   const records = [...m.records].sort((a, b) => a.offlineSequence - b.offlineSequence);
+  const earlier = await offlineResults(
+    ctx.db,
+    t.id,
+    records.filter((r) => r.offlineSequence <= ackedBefore).map((r) => r.offlineSequence),
+  );
   for (const r of records) {
     if (r.offlineSequence <= acked) {
       duplicates++;
+      const first = earlier.get(r.offlineSequence) ??
+        results.find((x) => x.offlineSequence === r.offlineSequence);
+      results.push({
+        offlineSequence: r.offlineSequence,
+        result: first?.result ?? Status.Ok,
+        charged: first?.charged ?? 0,
+      });
       continue;
     }
     // A gap: what follows waits until the missing record arrives (the ack tells the reader).
-    if (r.offlineSequence !== acked + 1) break;
-    const card = await findCardByChip(ctx.db, r.chip);
+    if (r.offlineSequence !== acked + 1) {
+      results.push({
+        offlineSequence: r.offlineSequence,
+        result: Status.OfflineNotAcknowledged,
+        charged: 0,
+      });
+      continue;
+    }
+    const verdict = await judge(ctx, t, r, { uploadedAt: f.timestamp, ackedBefore });
+    const reference = offlineReference(t.id, r.offlineSequence);
+    const occurredAt = new Date(r.occurredAt * 1000);
     let balanceAfter: number | null = null;
-    let outcome = "unknown_chip";
-    if (card && r.amount > 0 && r.amount <= MAX_AMOUNT) {
+    if (verdict.refusal === null) {
       const paid = await applyOfflinePayment(ctx.db, {
-        cardAccountId: card.cardAccountId,
+        cardAccountId: verdict.cardAccountId!,
         merchantId: t.merchantId,
         terminalId: t.id,
         amount: r.amount,
-        reference: `T${t.id}:O${r.offlineSequence}`,
-        occurredAt: new Date(r.occurredAt * 1000),
+        reference,
+        occurredAt,
       });
       balanceAfter = paid.balanceAfter;
-      outcome = "applied";
+      applied++;
       total += r.amount;
-    } else if (card) {
-      outcome = "invalid_amount";
+    } else {
+      await fileOfflineReview(ctx.db, {
+        reference,
+        terminalId: t.id,
+        terminalName: t.name,
+        merchantId: t.merchantId,
+        merchantName: t.merchantName,
+        offlineSequence: r.offlineSequence,
+        chip: r.chip,
+        cardAccountId: verdict.cardAccountId,
+        amount: r.amount,
+        occurredAt,
+        reason: verdict.refusal.reason,
+      });
+      log.warn("offline record not charged, filed for review", {
+        terminal: t.id,
+        offlineSequence: r.offlineSequence,
+        reason: verdict.refusal.reason,
+      });
     }
+    const charged = verdict.refusal === null ? r.amount : 0;
+    const result = verdict.refusal?.status ?? Status.Ok;
     await saveOfflineRecord(ctx.db, {
       terminalId: t.id,
       offlineSequence: r.offlineSequence,
-      occurredAt: new Date(r.occurredAt * 1000),
+      occurredAt,
       chip: r.chip,
       amount: r.amount,
-      cardAccountId: card?.cardAccountId ?? null,
-      outcome,
+      cardAccountId: verdict.cardAccountId,
+      outcome: verdict.refusal === null ? "applied" : "held",
+      result,
+      charged,
       balanceAfter,
     });
-    if (outcome !== "applied") {
-      log.warn("offline record not applied", {
-        terminal: t.id,
-        offlineSequence: r.offlineSequence,
-        outcome,
-      });
-    }
+    results.push({ offlineSequence: r.offlineSequence, result, charged });
     acked = r.offlineSequence;
-    applied++;
   }
-  return {
-    message: {
+  const message: Message = m.code === MessageCode.OfflineUpload
+    ? {
       code: MessageCode.OfflineUploadReply,
       status: Status.Ok,
       ackedSequence: acked,
       applied,
       duplicates,
-    },
-    amount: total,
-    cardAccountId: null,
-  };
+    }
+    : {
+      code: MessageCode.OfflineUploadItemizedReply,
+      status: Status.Ok,
+      ackedSequence: acked,
+      duplicates,
+      results,
+    };
+  return { message, amount: total, cardAccountId: null };
+}
+
+// Per server (its settings object is made once at start): the versions already written.
+const heldVersions = new WeakMap<ProtocolSettings, Map<number, number>>();
+const writing = new Map<number, Promise<void>>();
+
+/**
+ * Remembers that a reader said (Heartbeat, BlocklistSync) it holds blocklist `version`: from then
+ * on an offline payment for a chip listed at or below it is refused. Written once per version and
+ * terminal, in the background: the reply does not wait for it (a current reader's heartbeat is
+ * answered from memory). The caller passes only a version the server handed out.
+ */
+export function noteBlocklistHeld(ctx: ServiceContext, terminalId: number, version: number): void {
+  if (version <= 0) return;
+  let seen = heldVersions.get(ctx.settings);
+  if (!seen) heldVersions.set(ctx.settings, seen = new Map());
+  const before = seen.get(terminalId) ?? 0;
+  if (before >= version) return;
+  seen.set(terminalId, version);
+  // After the terminal's previous write: awaiting the last one awaits them all.
+  const previous = writing.get(terminalId) ?? Promise.resolve();
+  const write = previous.then(() => saveBlocklistAck(ctx.db, terminalId, version)).catch((err) => {
+    if (seen.get(terminalId) === version) seen.set(terminalId, before);
+    log.warn("blocklist acknowledgement not recorded", {
+      terminal: terminalId,
+      version,
+      err: (err as Error).message,
+    });
+  }).finally(() => {
+    if (writing.get(terminalId) === write) writing.delete(terminalId);
+  });
+  writing.set(terminalId, write);
+}
+
+/**
+ * Waits for this process's acknowledgement writes of a terminal, so its upload sees what it said
+ * before (call outside a transaction: the write may need the same connection).
+ */
+export async function blocklistAcksWritten(terminalId: number): Promise<void> {
+  await writing.get(terminalId);
 }

@@ -22,6 +22,7 @@ import {
   MessageCode,
   messageName,
   type OfflineRecord,
+  type OfflineResult,
   PROTOCOL_VERSION,
   Status,
 } from "./messages.ts";
@@ -203,7 +204,8 @@ function readMessage(code: number, r: BufferReader): Message {
       return { code, originalSequence: r.uint32() };
     case MessageCode.BlocklistSync:
       return { code, fromVersion: r.uint32() };
-    case MessageCode.OfflineUpload: {
+    case MessageCode.OfflineUpload:
+    case MessageCode.OfflineUploadItemized: {
       const n = r.uint8();
       if (n === 0 || n > MAX_OFFLINE_BATCH) {
         throw new FrameError(
@@ -304,6 +306,15 @@ function readMessage(code: number, r: BufferReader): Message {
         applied: r.uint8(),
         duplicates: r.uint8(),
       };
+    case MessageCode.OfflineUploadItemizedReply: {
+      const head = { code, status: r.uint16(), ackedSequence: r.uint32(), duplicates: r.uint8() };
+      const n = r.uint8();
+      const results: OfflineResult[] = [];
+      for (let i = 0; i < n; i++) {
+        results.push({ offlineSequence: r.uint32(), result: r.uint16(), charged: r.uint32() });
+      }
+      return { ...head, results };
+    }
     default:
       throw new FrameError(
         `Cannot decode message ${hexCode(code)}: unknown type`,

@@ -116,7 +116,7 @@ export async function offlineAcked(db: Db, terminalId: number): Promise<number> 
   return row?.acked_sequence ?? 0;
 }
 
-/** Records one applied offline record and moves the acknowledgement forward. */
+/** Records one acknowledged offline record (its result and charge) and moves the ack forward. */
 export async function saveOfflineRecord(
   db: Db,
   row: {
@@ -126,7 +126,12 @@ export async function saveOfflineRecord(
     chip: string;
     amount: number;
     cardAccountId: number | null;
-    outcome: string;
+    /** "applied" (charged) or "held" (refused, sent to finance's review). */
+    outcome: "applied" | "held";
+    /** The per-record status the reader is told. */
+    result: number;
+    /** Fen charged: the amount when applied, else 0. */
+    charged: number;
     balanceAfter: number | null;
   },
 ): Promise<void> {
@@ -138,6 +143,8 @@ export async function saveOfflineRecord(
     amount: row.amount,
     card_account_id: row.cardAccountId,
     outcome: row.outcome,
+    result: row.result,
+    charged: row.charged,
     balance_after: row.balanceAfter,
   }).onConflict((oc) => oc.columns(["terminal_id", "offline_sequence"]).doNothing()).execute();
   await db.insertInto("terminal_offline_state").values({
@@ -150,6 +157,66 @@ export async function saveOfflineRecord(
           sql`greatest(terminal_offline_state.acked_sequence, excluded.acked_sequence)`,
       })
     ).execute();
+}
+
+/** The results recorded for acknowledged offline records of a terminal, by offline sequence. */
+export async function offlineResults(
+  db: Db,
+  terminalId: number,
+  sequences: number[],
+): Promise<Map<number, { result: number; charged: number }>> {
+  if (sequences.length === 0) return new Map();
+  const rows = await db.selectFrom("terminal_offline_records")
+    .select(["offline_sequence", "result", "charged"])
+    .where("terminal_id", "=", terminalId).where("offline_sequence", "in", sequences).execute();
+  return new Map(
+    rows.map((r) => [Number(r.offline_sequence), {
+      result: r.result,
+      charged: Number(r.charged),
+    }]),
+  );
+}
+
+/**
+ * What a reader held when it accepted an offline record at `at`: the records after the last one
+ * acknowledged by then (`from` exclusive; only records at or below `ackedBefore`, the ack when
+ * this upload began, can have been acknowledged before it), and the fen charged for them so far.
+ */
+export async function offlineHeldAt(
+  db: Db,
+  input: { terminalId: number; at: Date; ackedBefore: number },
+): Promise<{ from: number; charged: number }> {
+  const row = await sql<{ from: string | number; charged: string | number }>`
+    with l as (
+      select coalesce(max(offline_sequence), 0) as seq from terminal_offline_records
+      where terminal_id = ${input.terminalId} and offline_sequence <= ${input.ackedBefore}
+        and created_at <= ${input.at}
+    )
+    select l.seq as from, coalesce((select sum(charged) from terminal_offline_records r
+      where r.terminal_id = ${input.terminalId} and r.offline_sequence > l.seq), 0) as charged
+    from l`.execute(db);
+  return { from: Number(row.rows[0].from), charged: Number(row.rows[0].charged) };
+}
+
+/** Remembers that a reader said it holds blocklist `version` (first time only). */
+export async function saveBlocklistAck(
+  db: Db,
+  terminalId: number,
+  version: number,
+): Promise<void> {
+  await db.insertInto("terminal_blocklist_acks").values({ terminal_id: terminalId, version })
+    .onConflict((oc) => oc.columns(["terminal_id", "version"]).doNothing()).execute();
+}
+
+/** Whether the reader had said it holds `version` or a later one at or before `at`. */
+export async function heldBlocklistVersion(
+  db: Db,
+  input: { terminalId: number; version: number; at: Date },
+): Promise<boolean> {
+  const row = await db.selectFrom("terminal_blocklist_acks").select("version")
+    .where("terminal_id", "=", input.terminalId).where("version", ">=", input.version)
+    .where("acknowledged_at", "<=", input.at).limit(1).executeTakeFirst();
+  return row !== undefined;
 }
 
 /** Remembers a started shower: its hold, and the tariff it will be charged at. */

@@ -52,6 +52,7 @@ export function writeBody(w: Writer, m: Message): Writer {
     case MessageCode.BlocklistSync:
       return w.addUint32(m.fromVersion);
     case MessageCode.OfflineUpload:
+    case MessageCode.OfflineUploadItemized:
       w.addUint8(m.records.length);
       for (const r of m.records) {
         w.addUint32(r.offlineSequence).addUint32(r.occurredAt).addString8(r.chip).addUint32(
@@ -101,6 +102,13 @@ export function writeBody(w: Writer, m: Message): Writer {
       return w.addUint16(m.status).addUint32(m.ackedSequence).addUint8(m.applied).addUint8(
         m.duplicates,
       );
+    case MessageCode.OfflineUploadItemizedReply:
+      w.addUint16(m.status).addUint32(m.ackedSequence).addUint8(m.duplicates);
+      w.addUint8(m.results.length);
+      for (const r of m.results) {
+        w.addUint32(r.offlineSequence).addUint16(r.result).addUint32(r.charged);
+      }
+      return w;
     default:
       throw new Error(
         `Cannot serialize message ${hexCode((m as { code: number }).code)}: unknown code`,

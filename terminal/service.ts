@@ -44,7 +44,7 @@ import {
 import type { RawFrame } from "./parser.ts";
 import { GroupCommit } from "./batch.ts";
 import { envInt, type InquiryLimiter } from "./limits.ts";
-import { applyOfflineUpload } from "./offline.ts";
+import { applyOfflineUpload, blocklistAcksWritten, noteBlocklistHeld } from "./offline.ts";
 import { serializeBody } from "./serializer.ts";
 import {
   findRequest,
@@ -74,6 +74,8 @@ export interface ProtocolSettings {
   offlineTotalLimit: number;
   /** Offline: most records a reader may hold. */
   offlineMaxRecords: number;
+  /** Offline: a record paid longer ago than this (seconds before its upload) is not charged. */
+  offlineMaxAgeSeconds: number;
   heartbeatSeconds: number;
   /** A shower hold whose end never arrives is released after this many seconds. */
   showerHoldSeconds: number;
@@ -91,6 +93,7 @@ export function protocolSettings(
     offlinePaymentLimit: envInt(env, "TERMINAL_OFFLINE_PAYMENT_LIMIT", 1500),
     offlineTotalLimit: envInt(env, "TERMINAL_OFFLINE_TOTAL_LIMIT", 10000),
     offlineMaxRecords: envInt(env, "TERMINAL_OFFLINE_MAX_RECORDS", 200),
+    offlineMaxAgeSeconds: envInt(env, "TERMINAL_OFFLINE_MAX_AGE", 7 * 86_400),
     heartbeatSeconds: envInt(env, "TERMINAL_HEARTBEAT_SECONDS", 30),
     showerHoldSeconds: envInt(env, "SHOWER_HOLD_TIMEOUT", 3600),
     ...overrides,
@@ -128,6 +131,7 @@ const ALLOWED: Record<number, TerminalKind[]> = {
   [MessageCode.Reversal]: ALL,
   [MessageCode.CardPayment]: POS,
   [MessageCode.OfflineUpload]: POS,
+  [MessageCode.OfflineUploadItemized]: POS,
   [MessageCode.QrPayment]: [...POS, "qr_scanner"],
   [MessageCode.BalanceInquiry]: [...POS, "shower"],
   [MessageCode.ShowerStart]: ["shower"],
@@ -866,9 +870,10 @@ async function offlineUpload(
   ctx: ServiceContext,
   t: Terminal,
   f: RawFrame,
-  m: Extract<Message, { code: 0x50 }>,
+  m: Extract<Message, { code: 0x50 | 0x51 }>,
 ) {
-  return await once(ctx, t, f, (ctx) => applyOfflineUpload(ctx, t, m));
+  await blocklistAcksWritten(t.id);
+  return await once(ctx, t, f, (ctx) => applyOfflineUpload(ctx, t, f, m));
 }
 
 async function signOn(ctx: ServiceContext, t: Terminal): Promise<Reply> {
@@ -892,13 +897,19 @@ async function signOn(ctx: ServiceContext, t: Terminal): Promise<Reply> {
   });
 }
 
-async function heartbeat(ctx: ServiceContext, m: Extract<Message, { code: 0x02 }>): Promise<Reply> {
+async function heartbeat(
+  ctx: ServiceContext,
+  t: Terminal,
+  m: Extract<Message, { code: 0x02 }>,
+): Promise<Reply> {
   // Thousands of readers heartbeat every 30 s: one that holds the version already pushed is
   // answered from memory (an empty delta at its own version).
   const pushed = ctx.pushedBlocklistVersion?.() ?? null;
   const d = pushed !== null && m.blocklistVersion === pushed
     ? { version: pushed, complete: true, added: [], removed: [] }
     : await blocklistSince(ctx.db, m.blocklistVersion, MAX_BLOCKLIST_ENTRIES);
+  // A version the server handed out (a future one restarts the delta from 0) is acknowledged.
+  if (d.version >= m.blocklistVersion) noteBlocklistHeld(ctx, t.id, m.blocklistVersion);
   return reply({
     code: MessageCode.HeartbeatReply,
     status: Status.Ok,
@@ -910,9 +921,11 @@ async function heartbeat(ctx: ServiceContext, m: Extract<Message, { code: 0x02 }
 
 async function blocklistSync(
   ctx: ServiceContext,
+  t: Terminal,
   m: Extract<Message, { code: 0x40 }>,
 ): Promise<Reply> {
   const d = await blocklistSince(ctx.db, m.fromVersion, MAX_BLOCKLIST_ENTRIES);
+  if (d.version >= m.fromVersion) noteBlocklistHeld(ctx, t.id, m.fromVersion);
   return reply({
     code: MessageCode.BlocklistSyncReply,
     status: Status.Ok,
@@ -931,9 +944,9 @@ export async function handleRequest(
     case MessageCode.SignOn:
       return await signOn(ctx, t);
     case MessageCode.Heartbeat:
-      return await heartbeat(ctx, m);
+      return await heartbeat(ctx, t, m);
     case MessageCode.BlocklistSync:
-      return await blocklistSync(ctx, m);
+      return await blocklistSync(ctx, t, m);
     case MessageCode.CardPayment:
       return await cardPayment(ctx, t, f, m);
     case MessageCode.QrPayment:
@@ -947,6 +960,7 @@ export async function handleRequest(
     case MessageCode.Reversal:
       return await reversal(ctx, t, f, m);
     case MessageCode.OfflineUpload:
+    case MessageCode.OfflineUploadItemized:
       return await offlineUpload(ctx, t, f, m);
     default:
       return reply({

@@ -25,10 +25,21 @@ export interface TerminalOfflineRecordsTable {
   chip: string;
   amount: number;
   card_account_id: number | null;
-  /** "applied" or "unknown_chip". */
+  /** "applied" (charged), "held" (refused, in finance's review); before 1.1 also "unknown_chip". */
   outcome: string;
+  /** The per-record status the reader was told (0 = charged in full). */
+  result: Generated<number>;
+  /** Fen charged when it was acknowledged. */
+  charged: Generated<number>;
   balance_after: number | null;
+  /** When it was acknowledged. */
   created_at: Generated<Date>;
+}
+
+export interface TerminalBlocklistAcksTable {
+  terminal_id: number;
+  version: number;
+  acknowledged_at: Generated<Date>;
 }
 
 export interface TerminalOfflineStateTable {
@@ -51,6 +62,7 @@ declare module "../modules/platform/database.ts" {
     terminal_requests: TerminalRequestsTable;
     terminal_offline_records: TerminalOfflineRecordsTable;
     terminal_offline_state: TerminalOfflineStateTable;
+    terminal_blocklist_acks: TerminalBlocklistAcksTable;
     terminal_showers: TerminalShowersTable;
   }
 }

@@ -87,6 +87,21 @@ export async function blocklistSince(
   return { version: reached, added, removed, complete: reached >= current };
 }
 
+/**
+ * Whether `chip` was on the blocklist at `at`, and since which version: its last change at or
+ * before `at` was an addition (null: it was not listed then).
+ */
+export async function blocklistedAt(
+  db: Db,
+  chip: string,
+  at: Date,
+): Promise<{ version: number; since: Date } | null> {
+  const row = await db.selectFrom("card_blocklist_changes").select(["version", "op", "at"])
+    .where("chip_number", "=", chip).where("at", "<=", at)
+    .orderBy("version", "desc").limit(1).executeTakeFirst();
+  return row?.op === "add" ? { version: Number(row.version), since: row.at } : null;
+}
+
 type Listener = (version: number) => void;
 const listeners = new Set<Listener>();
 

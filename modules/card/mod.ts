@@ -28,9 +28,13 @@ export {
   cardPasswordLockedFor,
   checkCardPassword,
 } from "./passwords.ts";
-/** The readers' versioned blocklist and its in-process change notification. */
+/**
+ * The readers' versioned blocklist, whether a chip was listed at a moment (`blocklistedAt`, for
+ * offline records), and its in-process change notification.
+ */
 export {
   type BlocklistDelta,
+  blocklistedAt,
   blocklistSince,
   currentBlocklistVersion,
   onBlocklistChange,

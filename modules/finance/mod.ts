@@ -10,3 +10,16 @@ export {
   refundPayment,
 } from "./service.ts";
 export { parseCsv, readStatement, reconcile, type ReconcileResult } from "./reconcile.ts";
+/**
+ * 脱机消费复核: the terminal server files each offline record it refused to charge
+ * (`fileOfflineReview`, in its upload's transaction); finance accepts or rejects it.
+ */
+export {
+  acceptOfflineReview,
+  fileOfflineReview,
+  listOfflineReviews,
+  OFFLINE_REVIEW_REASONS,
+  type OfflineReviewItem,
+  type OfflineReviewReason,
+  rejectOfflineReview,
+} from "./offline.ts";

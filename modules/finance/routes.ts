@@ -40,6 +40,7 @@ import {
   refundsOf,
   reportCsv,
 } from "./service.ts";
+import { acceptOfflineReview, listOfflineReviews, rejectOfflineReview } from "./offline.ts";
 
 const VIEW = [ROLES.finance, ROLES.sysadmin] as const;
 const ADMIN = { layout: "admin/layout" } as const;
@@ -71,6 +72,10 @@ const reportQuery = z.object({
   from: z.string().regex(DATE_RE).optional().catch(undefined),
   to: z.string().regex(DATE_RE).optional().catch(undefined),
   by: z.enum(["merchant", "terminal"]).optional().catch(undefined),
+});
+
+const decideSchema = z.object({
+  note: z.string().trim().min(2, "请填写处理说明（至少2个字）").max(200, "处理说明不超过200字"),
 });
 
 const resolveSchema = z.object({
@@ -451,6 +456,37 @@ export function financeRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
       return c.redirect("/admin/finance/flags", 303);
     },
   );
+
+  // 脱机复核
+  const showOffline = async (c: Context<AppEnv>, errors: Record<string, string>, status = 200) =>
+    render(c, "finance/offline", {
+      records: await listOfflineReviews(db),
+      errors,
+      canEdit: c.get("staff")!.roles.includes(ROLES.finance),
+    }, { ...ADMIN, status, title: "脱机复核" });
+
+  app.get("/offline", requireRole(...VIEW), (c) => showOffline(c, {}));
+
+  for (const verb of ["accept", "reject"] as const) {
+    app.post(
+      `/offline/:id/${verb}`,
+      requireRole(ROLES.finance),
+      zValidator("form", decideSchema, formErrorsHook((c, errors) => showOffline(c, errors, 422))),
+      async (c) => {
+        const id = idParam.safeParse(c.req.param("id"));
+        if (!id.success) throw new NotFoundError("offline review");
+        const input = { id: Number(id.data), note: c.req.valid("form").note };
+        try {
+          if (verb === "accept") await acceptOfflineReview(db, actor(c), input);
+          else await rejectOfflineReview(db, actor(c), input);
+        } catch (err) {
+          const { status, ...errors } = fail(err);
+          return showOffline(c, errors as Record<string, string>, status);
+        }
+        return c.redirect("/admin/finance/offline", 303);
+      },
+    );
+  }
 
   return app;
 }

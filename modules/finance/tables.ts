@@ -40,8 +40,32 @@ export interface FinanceReconciliationsTable {
   created_at: Generated<Date>;
 }
 
+export interface FinanceOfflineReviewsTable {
+  id: Generated<number>;
+  /** The ledger reference the record is charged under: `T<terminal>:O<offline sequence>`. */
+  reference: string;
+  terminal_id: number;
+  terminal_name: string;
+  merchant_id: number;
+  merchant_name: string;
+  offline_sequence: number;
+  chip: string;
+  card_account_id: number | null;
+  amount: number;
+  occurred_at: Date;
+  /** A key of OFFLINE_REVIEW_REASONS. */
+  reason: string;
+  state: Generated<"pending" | "accepted" | "rejected">;
+  decided_by: number | null;
+  decided_at: Date | null;
+  note: string | null;
+  transfer_id: number | null;
+  created_at: Generated<Date>;
+}
+
 declare module "../platform/database.ts" {
   interface Database {
+    finance_offline_reviews: FinanceOfflineReviewsTable;
     finance_refunds: FinanceRefundsTable;
     finance_adjustments: FinanceAdjustmentsTable;
     finance_reconciliations: FinanceReconciliationsTable;
