@@ -8,12 +8,15 @@ import {
   type Config,
   createBaseApp,
   type Db,
+  deployMode,
+  describeMode,
   FORM_BODY_LIMIT,
   loadAssets,
   loadConfig,
   logger,
   migrateToLatest,
   openDatabase,
+  showsDemoMark,
   UPLOAD_BODY_LIMIT,
 } from "./modules/platform/mod.ts";
 import { sessionMiddleware } from "./modules/security/mod.ts";
@@ -26,7 +29,7 @@ import { createMailer, mailAdminRoutes, type Mailer } from "./modules/mail/mod.t
 import { homeRoutes } from "./modules/home/mod.ts";
 import { cardAdminRoutes, cardRoutes } from "./modules/card/mod.ts";
 import { billingAdminRoutes, billingRoutes, startBillingWorker } from "./modules/billing/mod.ts";
-import { startTopupLoop, topupRoutes } from "./modules/topup/mod.ts";
+import { loadWechatConfig, startTopupLoop, topupRoutes } from "./modules/topup/mod.ts";
 import { financeRoutes } from "./modules/finance/mod.ts";
 import {
   cardClosingRoutes,
@@ -67,6 +70,7 @@ export const UPLOAD_PATHS = [
 export function createApp(deps: AppDeps): Hono<AppEnv> {
   const app = createBaseApp({
     db: deps.db,
+    demoMark: showsDemoMark(deps.config),
     bodyLimits: {
       forms: FORM_BODY_LIMIT,
       uploads: { paths: UPLOAD_PATHS, maxSize: UPLOAD_BODY_LIMIT },
@@ -99,7 +103,12 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
 
 async function start(): Promise<void> {
   const log = logger("main");
-  const config = loadConfig();
+  // Every required setting is checked before anything is written: no migration, no demo data,
+  // no generated secrets file when one is missing (one line naming it, exit 1).
+  const config = loadConfig(Deno.env.toObject(), { server: true });
+  // WeChat Pay's key files are read now too, so a bad one stops start-up just as early.
+  loadWechatConfig(config.env, config.baseUrl);
+  log.info(`starting in ${deployMode(config)} mode`, describeMode(config));
   const handle = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
   const applied = await migrateToLatest(handle.db);
   if (applied.length) log.info("migrations applied", { applied });
@@ -155,10 +164,16 @@ async function start(): Promise<void> {
     }`,
   );
   console.log(`  Readers: TCP port ${terminals.port}  (deno task sim --terminal 10001)`);
-  console.log(`  Staff console: ${config.baseUrl}/admin  (demo sign-in: admin / Admin12345)`);
-  console.log(
-    `  Student demo: ${config.baseUrl}/login  (phone 13800000001 / password Demo12345)\n`,
-  );
+  if (config.seedDemo) {
+    console.log(`  Staff console: ${config.baseUrl}/admin  (demo sign-in: admin / Admin12345)`);
+    console.log(
+      `  Student demo: ${config.baseUrl}/login  (phone 13800000001 / password Demo12345)\n`,
+    );
+  } else {
+    console.log(
+      `  Staff console: ${config.baseUrl}/admin  (first staff member: deno task create-admin <username> <name> <password>)\n`,
+    );
+  }
 
   let stopping = false;
   const shutdown = async (signal: string) => {

@@ -217,6 +217,8 @@ export function serverEnv(options: {
     PAYMENT_GATEWAY: "sandbox",
     ALLOW_SANDBOX_GATEWAY: "1",
     SEED_DEMO: "0",
+    // Production mode (DATABASE_URL) keeps mail in the development outbox only when asked to.
+    MAIL_OUTBOX: "1",
     ...options.extra,
   };
   if (!env.DENO_DIR) delete env.DENO_DIR;

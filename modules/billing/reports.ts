@@ -1,5 +1,7 @@
 import { sql } from "kysely";
+import { writeCsv } from "../platform/csv.ts";
 import type { Db } from "../platform/database.ts";
+import { fenToYuanText as yuan } from "../platform/money.ts";
 import type { Utility } from "./tables.ts";
 import "./tables.ts";
 
@@ -72,33 +74,20 @@ export async function dailyRevenue(db: Db, from: string, to: string): Promise<Re
   );
 }
 
-/** A field for CSV: quoted when needed, and never read as a formula by a spreadsheet. */
-function csvField(v: string | number): string {
-  let s = String(v);
-  if (/^[=+\-@\t\r]/.test(s) && typeof v === "string") s = `'${s}`;
-  return /[",\r\n]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
-}
-
-/** The revenue report as CSV (amounts in yuan with two decimals), with a BOM for Excel. */
+/** The revenue report as CSV for Excel (amounts in yuan with two decimals; platform/csv.ts). */
 export function revenueCsv(rows: RevenueRow[]): string {
-  const yuan = (fen: number) => (fen / 100).toFixed(2);
-  const lines = [
-    ["日期", "类别", "笔数", "收入(元)", "退款笔数", "退款(元)", "净收入(元)"].join(","),
-  ];
-  for (const r of rows) {
-    lines.push(
-      [
-        r.day,
-        r.utility === "electricity" ? "电费" : "冷水",
-        r.purchases,
-        yuan(r.paid),
-        r.refunds,
-        yuan(r.refunded),
-        yuan(r.net),
-      ].map(csvField).join(","),
-    );
-  }
-  return "\uFEFF" + lines.join("\r\n") + "\r\n";
+  return writeCsv([
+    ["日期", "类别", "笔数", "收入(元)", "退款笔数", "退款(元)", "净收入(元)"],
+    ...rows.map((r) => [
+      r.day,
+      r.utility === "electricity" ? "电费" : "冷水",
+      r.purchases,
+      yuan(r.paid),
+      r.refunds,
+      yuan(r.refunded),
+      yuan(r.net),
+    ]),
+  ]);
 }
 
 /** Each room of a building with its residents count and the last reported meter balances. */

@@ -1,4 +1,5 @@
 import { sql } from "kysely";
+import { readCsv } from "../platform/csv.ts";
 import type { Db } from "../platform/database.ts";
 import { DomainError, NotFoundError } from "../platform/errors.ts";
 import "./tables.ts";
@@ -187,18 +188,17 @@ export async function importRoomsCsv(db: Db, text: string): Promise<ImportResult
     roomsExisting: 0,
     errors: [],
   };
-  const lines = text.replace(/^\uFEFF/, "").split(/\r?\n/);
-  if (lines.length > MAX_IMPORT_LINES) {
+  const records = readCsv(text, { field: "csv" });
+  if (records.length > MAX_IMPORT_LINES) {
     throw new DomainError("CSV too long", `一次最多导入${MAX_IMPORT_LINES}行`, "csv");
   }
   const buildings = new Map((await listBuildings(db)).map((b) => [b.code, b]));
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i].trim();
-    if (!line) continue;
-    if (i === 0 && /^(楼栋编码|building)/i.test(line)) continue;
-    const cells = line.split(",").map((s) => s.trim().replace(/^"(.*)"$/, "$1"));
+  for (const [index, record] of records.entries()) {
+    const cells = record.cells.map((s) => s.trim());
+    if (index === 0 && /^(楼栋编码|building)/i.test(cells[0])) continue;
+    const line = record.line;
     if (cells.length < 3 || cells.length > 4) {
-      result.errors.push({ line: i + 1, message: "需要3或4列：楼栋编码,楼栋名称,房间号[,床位数]" });
+      result.errors.push({ line, message: "需要3或4列：楼栋编码,楼栋名称,房间号[,床位数]" });
       continue;
     }
     try {
@@ -219,7 +219,7 @@ export async function importRoomsCsv(db: Db, text: string): Promise<ImportResult
       else result.roomsExisting++;
     } catch (err) {
       if (!(err instanceof DomainError)) throw err;
-      result.errors.push({ line: i + 1, message: err.userMessage });
+      result.errors.push({ line, message: err.userMessage });
     }
   }
   return result;

@@ -5,8 +5,8 @@
  * check) and committed in one transaction; the plan is computed again at commit against the
  * database as it is then, so re-importing the same file changes nothing.
  */
-import iconv from "iconv-lite";
 import { sql } from "kysely";
+import { decodeCsv, readCsv } from "../platform/csv.ts";
 import type { Db } from "../platform/database.ts";
 import { toHex } from "../security/mod.ts";
 import { writeAudit } from "../staff/mod.ts";
@@ -80,62 +80,6 @@ const COLUMNS = {
   kind: "类型",
 };
 
-/** Decodes an uploaded file: BOMs first, then strict UTF-8, else GB18030 (a superset of GBK). */
-export function decodeCsv(bytes: Uint8Array): string {
-  if (bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf) {
-    return new TextDecoder("utf-8").decode(bytes.subarray(3));
-  }
-  if (bytes[0] === 0xff && bytes[1] === 0xfe) {
-    return new TextDecoder("utf-16le").decode(bytes.subarray(2));
-  }
-  if (bytes[0] === 0xfe && bytes[1] === 0xff) {
-    return new TextDecoder("utf-16be").decode(bytes.subarray(2));
-  }
-  try {
-    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
-  } catch {
-    return iconv.decode(bytes as unknown as Buffer, "gb18030");
-  }
-}
-
-/** Splits CSV text into records (RFC 4180 quoting; comma or tab, judged from the first line). */
-export function parseCsv(text: string): string[][] {
-  const firstLine = text.slice(0, text.search(/\r?\n|$/));
-  const sep = (firstLine.match(/\t/g)?.length ?? 0) > (firstLine.match(/,/g)?.length ?? 0)
-    ? "\t"
-    : ",";
-  const records: string[][] = [];
-  let field = "";
-  let record: string[] = [];
-  let quoted = false;
-  for (let i = 0; i < text.length; i++) {
-    const ch = text[i];
-    if (quoted) {
-      if (ch === '"') {
-        if (text[i + 1] === '"') {
-          field += '"';
-          i++;
-        } else quoted = false;
-      } else field += ch;
-    } else if (ch === '"' && field === "") quoted = true;
-    else if (ch === sep) {
-      record.push(field);
-      field = "";
-    } else if (ch === "\n" || ch === "\r") {
-      if (ch === "\r" && text[i + 1] === "\n") i++;
-      record.push(field);
-      records.push(record);
-      record = [];
-      field = "";
-    } else field += ch;
-  }
-  if (field !== "" || record.length) {
-    record.push(field);
-    records.push(record);
-  }
-  return records.filter((r) => r.some((f) => f.trim() !== ""));
-}
-
 /** Parses and validates a file's rows; file-level problems throw CardError. */
 export async function readImportFile(
   deps: CardDeps,
@@ -145,13 +89,13 @@ export async function readImportFile(
   if (bytes.length > MAX_IMPORT_BYTES) {
     throw new CardError("Import file too large", "文件过大（最大10MB）", "file");
   }
-  const records = parseCsv(decodeCsv(bytes));
+  const records = readCsv(decodeCsv(bytes), { field: "file" });
   if (records.length < 2) throw new CardError("No data rows", "文件中没有数据行", "file");
   if (records.length - 1 > MAX_IMPORT_ROWS) {
     throw new CardError("Too many rows", `一次最多导入${MAX_IMPORT_ROWS}行`, "file");
   }
   const index: Partial<Record<keyof typeof COLUMNS, number>> = {};
-  records[0].forEach((h, i) => {
+  records[0].cells.forEach((h, i) => {
     const key = HEADERS[h.normalize("NFKC").trim()];
     if (key && index[key] === undefined) index[key] = i;
   });
@@ -171,8 +115,7 @@ export async function readImportFile(
   const seenStudent = new Map<string, number>();
   const seenChip = new Map<string, number>();
   for (let r = 1; r < records.length; r++) {
-    const cells = records[r];
-    const line = r + 1;
+    const { cells, line } = records[r];
     const cell = (k: keyof typeof COLUMNS) => (cells[index[k]!] ?? "").slice(0, 200);
     const studentNumber = parseStudentNumber(cell("studentNumber"));
     const shownNumber = studentNumber ?? cell("studentNumber").slice(0, 20);

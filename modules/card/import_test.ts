@@ -1,14 +1,7 @@
 import assert from "node:assert/strict";
 import iconv from "iconv-lite";
 import { setup } from "./_test_support.ts";
-import {
-  commitImport,
-  decodeCsv,
-  loadImport,
-  parseCsv,
-  previewImport,
-  readImportFile,
-} from "./import.ts";
+import { commitImport, loadImport, previewImport, readImportFile } from "./import.ts";
 import { idCheckChar } from "./rules.ts";
 import { blocklistSince, checkCardPassword, findCardByChip } from "./mod.ts";
 import { createStaff, listAudit, ROLES } from "../staff/mod.ts";
@@ -38,25 +31,6 @@ async function staffId(db: Parameters<typeof createStaff>[0]) {
     roles: [ROLES.cardOffice],
   });
 }
-
-Deno.test("CSV decoding reads UTF-8 with and without BOM, GBK and UTF-16 alike", () => {
-  const text = SAMPLE;
-  const utf8 = new TextEncoder().encode(text);
-  const bom = new Uint8Array([0xef, 0xbb, 0xbf, ...utf8]);
-  const gbk = new Uint8Array(iconv.encode(text, "gbk"));
-  const utf16 = new Uint8Array([0xff, 0xfe, ...new Uint8Array(iconv.encode(text, "utf16le"))]);
-  for (const bytes of [utf8, bom, gbk, utf16]) assert.equal(decodeCsv(bytes), text);
-  assert.notDeepEqual(gbk, utf8);
-});
-
-Deno.test("CSV parsing handles quotes, embedded commas and newlines, tabs and blank lines", () => {
-  assert.deepEqual(parseCsv('a,"b,c","d ""e"""\r\n\r\n1,"2\n3",4'), [["a", "b,c", 'd "e"'], [
-    "1",
-    "2\n3",
-    "4",
-  ]]);
-  assert.deepEqual(parseCsv("学号\t姓名\n1\t2\n"), [["学号", "姓名"], ["1", "2"]]);
-});
 
 Deno.test("every bad row is reported with its line and a reason; good rows still import", async () => {
   const env = await setup();

@@ -9,7 +9,7 @@ export {
   reconcileStatement,
   refundPayment,
 } from "./service.ts";
-export { parseCsv, readStatement, reconcile, type ReconcileResult } from "./reconcile.ts";
+export { readStatement, reconcile, type ReconcileResult } from "./reconcile.ts";
 /**
  * 脱机消费复核: the terminal server files each offline record it refused to charge
  * (`fileOfflineReview`, in its upload's transaction); finance accepts or rejects it.

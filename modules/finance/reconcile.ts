@@ -2,6 +2,7 @@
  * Top-up reconciliation: a gateway's statement (CSV) against our paid orders. Pure functions;
  * the service loads the orders and stores the result.
  */
+import { readCsv } from "../platform/csv.ts";
 import { parseYuan } from "../platform/money.ts";
 
 /** One successful payment as the gateway's statement lists it. */
@@ -48,41 +49,6 @@ const COLUMNS = {
   status: ["状态", "交易状态", "trade_state"],
 } as const;
 
-/** Splits CSV text into rows of fields (RFC 4180 quoting, CRLF or LF). */
-export function parseCsv(text: string): string[][] {
-  const rows: string[][] = [];
-  let row: string[] = [];
-  let field = "";
-  let quoted = false;
-  const s = text.replace(/^\uFEFF/, "");
-  for (let i = 0; i < s.length; i++) {
-    const ch = s[i];
-    if (quoted) {
-      if (ch === '"') {
-        if (s[i + 1] === '"') {
-          field += '"';
-          i++;
-        } else quoted = false;
-      } else field += ch;
-    } else if (ch === '"' && field === "") quoted = true;
-    else if (ch === ",") {
-      row.push(field);
-      field = "";
-    } else if (ch === "\n" || ch === "\r") {
-      if (ch === "\r" && s[i + 1] === "\n") i++;
-      row.push(field);
-      rows.push(row);
-      row = [];
-      field = "";
-    } else field += ch;
-  }
-  if (field !== "" || row.length) {
-    row.push(field);
-    rows.push(row);
-  }
-  return rows.filter((r) => r.some((f) => f.trim() !== ""));
-}
-
 /** WeChat bills prefix values with a backtick so spreadsheets keep them as text. */
 function clean(v: string | undefined): string {
   return (v ?? "").trim().replace(/^`/, "").trim();
@@ -92,12 +58,12 @@ function clean(v: string | undefined): string {
 export function readStatement(
   text: string,
 ): { rows: StatementRow[]; problems: ReconcileResult["problems"]; skipped: number } {
-  const table = parseCsv(text);
+  const table = readCsv(text, { field: "statement" });
   const problems: ReconcileResult["problems"] = [];
   if (table.length === 0) {
     return { rows: [], problems: [{ line: 1, message: "文件为空" }], skipped: 0 };
   }
-  const header = table[0].map(clean);
+  const header = table[0].cells.map(clean);
   const index = {} as Record<keyof typeof COLUMNS, number>;
   for (
     const [key, names] of Object.entries(COLUMNS) as Array<
@@ -118,8 +84,7 @@ export function readStatement(
   let skipped = 0;
   const seen = new Set<string>();
   for (let i = 1; i < table.length; i++) {
-    const r = table[i];
-    const line = i + 1;
+    const { cells: r, line } = table[i];
     const orderNo = clean(r[index.orderNo]);
     const status = index.status >= 0 ? clean(r[index.status]).toUpperCase() : "SUCCESS";
     // Summary lines at the end of WeChat bills (总交易单数, …) carry no order number.

@@ -3,6 +3,7 @@ import type { Context } from "hono";
 import { zValidator } from "@hono/zod-validator";
 import { z } from "zod";
 import type { Config } from "../platform/config.ts";
+import { decodeCsv } from "../platform/csv.ts";
 import type { Db } from "../platform/database.ts";
 import { DomainError, NotFoundError } from "../platform/errors.ts";
 import type { AppEnv } from "../platform/http.ts";
@@ -308,14 +309,8 @@ export function financeRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
     if ((from && !DATE_RE.test(from)) || (to && !DATE_RE.test(to))) {
       return showReconcile(c, { from: "日期格式应为 2026-11-25" }, 422);
     }
-    const bytes = new Uint8Array(await file.arrayBuffer());
-    let text: string;
-    try {
-      text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
-    } catch {
-      // WeChat and bank statements opened in Excel are often saved as GBK.
-      text = new TextDecoder("gbk").decode(bytes);
-    }
+    // WeChat and bank statements opened in Excel are often saved as GBK or UTF-16.
+    const text = decodeCsv(new Uint8Array(await file.arrayBuffer()));
     try {
       const id = await reconcileStatement(db, actor(c), {
         method: method as "sandbox",

@@ -1,7 +1,8 @@
 import { sql } from "kysely";
+import { writeCsv } from "../platform/csv.ts";
 import type { Db } from "../platform/database.ts";
 import { DomainError, NotFoundError } from "../platform/errors.ts";
-import { formatFen, parseYuan } from "../platform/money.ts";
+import { fenToYuanText, formatFen, parseYuan } from "../platform/money.ts";
 import { writeAudit } from "../staff/mod.ts";
 import {
   adjustBalance,
@@ -321,17 +322,12 @@ export async function dailyReport(
   return [...out.values()].sort((a, b) => b.amount - a.amount || a.label.localeCompare(b.label));
 }
 
-/** The report as CSV (UTF-8 with BOM so spreadsheet programs read the Chinese). */
+/** The report as CSV for Excel (platform/csv.ts: BOM, quoting, no cell read as a formula). */
 export function reportCsv(
   rows: ReportRow[],
   range: { from: string; to: string; by: string },
 ): string {
-  const q = (v: string) =>
-    /[",\r\n]/.test(v) || /^[=+\-@]/.test(v)
-      ? `"${v.replace(/^([=+\-@])/, "'$1").replaceAll('"', '""')}"`
-      : v;
-  const yuan = (f: number) => formatFen(f).replace("¥", "");
-  const lines = [
+  return writeCsv([
     [
       range.by === "merchant" ? "商户" : "终端",
       "商户",
@@ -340,20 +336,17 @@ export function reportCsv(
       "退款(元)",
       "起始日期",
       "截止日期",
-    ].join(","),
-    ...rows.map((r) =>
-      [
-        q(r.label),
-        q(r.merchant),
-        String(r.count),
-        yuan(r.amount),
-        yuan(r.returned),
-        range.from,
-        range.to,
-      ].join(",")
-    ),
-  ];
-  return "\uFEFF" + lines.join("\r\n") + "\r\n";
+    ],
+    ...rows.map((r) => [
+      r.label,
+      r.merchant,
+      r.count,
+      fenToYuanText(r.amount),
+      fenToYuanText(r.returned),
+      range.from,
+      range.to,
+    ]),
+  ]);
 }
 
 /** A stored reconciliation with its buckets. */

@@ -1,6 +1,6 @@
 import nodemailer from "nodemailer";
 import type { Db } from "../platform/database.ts";
-import type { Config } from "../platform/config.ts";
+import { type Config, outboxAllowed } from "../platform/config.ts";
 import { logger } from "../platform/log.ts";
 import { MailDeliveryError } from "./errors.ts";
 import "./tables.ts";
@@ -88,22 +88,31 @@ function outboxMailer(db: Db): Mailer {
         subject: message.subject,
         body_text: message.text,
       }).execute();
-      // Development only: the log line carries the text so a newcomer can read the code.
+      // Never the text: it carries email and password-reset codes. Staff read it at /admin/outbox.
       log.info("mail kept in development outbox (no SMTP_URL)", {
         to: message.to,
         subject: message.subject,
-        text: message.text,
       });
     },
   };
 }
 
-/** The mailer for this configuration: SMTP over `config.smtpUrl`, else the development outbox. */
+/**
+ * The mailer for this configuration: SMTP over `config.smtpUrl`, else the development outbox,
+ * which production (DATABASE_URL) gets only with MAIL_OUTBOX=1.
+ */
 export function createMailer(
   deps: { db: Db; config: Config },
   options: { timeouts?: Partial<MailTimeouts> } = {},
 ): Mailer {
-  if (!deps.config.smtpUrl) return outboxMailer(deps.db);
+  if (!deps.config.smtpUrl) {
+    if (!outboxAllowed(deps.config)) {
+      throw new Error(
+        "Cannot start in production mode (DATABASE_URL is set): SMTP_URL is not set (or MAIL_OUTBOX=1 to keep mail in the development outbox)",
+      );
+    }
+    return outboxMailer(deps.db);
+  }
   const timeouts = { ...DEFAULT_MAIL_TIMEOUTS, ...options.timeouts };
   return smtpMailer(deps.config.smtpUrl, deps.config.mailFrom, timeouts);
 }

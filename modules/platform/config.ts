@@ -17,11 +17,16 @@ export interface Config {
   secureCookies: boolean;
   /** Payment gateway for top-ups: "sandbox" or "wechat". */
   paymentGateway: string;
-  /** The sandbox gateway refuses to run against DATABASE_URL unless this is set. */
-  allowSandboxWithDatabase: boolean;
+  /**
+   * ALLOW_SANDBOX_GATEWAY=1: the sandbox may run in production or beside WeChat Pay (test
+   * deployments only).
+   */
+  allowSandboxGateway: boolean;
+  /** MAIL_OUTBOX=1: production may keep mail in the development outbox instead of SMTP. */
+  mailOutbox: boolean;
   /** Meter adapter for utilities: "simulated" or "http". */
   meterAdapter: string;
-  /** Seed demo data on an empty database. */
+  /** Seed demo data on an empty database: the demo default; production only with SEED_DEMO=1. */
   seedDemo: boolean;
   logLevel: "debug" | "info" | "warn" | "error";
   env: Record<string, string | undefined>;
@@ -64,47 +69,165 @@ function loadOrCreateSecrets(dataDir: string): { appSecret: string; cardPepper: 
   return secrets;
 }
 
-/** Reads the configuration; throws with a clear message when something required is missing. */
-export function loadConfig(env: Env = Deno.env.toObject()): Config {
+/**
+ * The two modes. Demo: the embedded database (no DATABASE_URL), with demo data, the sandbox
+ * gateway and the development outbox. Production: DATABASE_URL; every secret and service set.
+ */
+export type DeployMode = "demo" | "production";
+
+/** The mode of a configuration: production whenever DATABASE_URL is set. */
+export function deployMode(config: Pick<Config, "databaseUrl">): DeployMode {
+  return config.databaseUrl ? "production" : "demo";
+}
+
+/** True when WeChat Pay is configured (its WECHAT_* settings; loadWechatConfig checks them all). */
+export function wechatConfigured(env: Env): boolean {
+  return !!(env.WECHAT_MCHID || env.WECHAT_APPID);
+}
+
+type GatewaySettings = Pick<
+  Config,
+  "databaseUrl" | "paymentGateway" | "allowSandboxGateway" | "env"
+>;
+
+/**
+ * The sandbox gateway (测试支付) may run only in demo mode with no real gateway configured, or
+ * with ALLOW_SANDBOX_GATEWAY=1: otherwise a student could pay themselves with it.
+ */
+export function sandboxAllowed(config: GatewaySettings): boolean {
+  return config.allowSandboxGateway || (!config.databaseUrl && !wechatConfigured(config.env));
+}
+
+/** What is wrong with the payment gateway settings, as a line for the operator; null when fine. */
+export function gatewayProblem(config: GatewaySettings): string | null {
+  if (config.paymentGateway !== "wechat" && config.paymentGateway !== "sandbox") {
+    return `PAYMENT_GATEWAY must be wechat or sandbox, got "${config.paymentGateway}"`;
+  }
+  if (config.paymentGateway === "wechat" && !wechatConfigured(config.env)) {
+    return "no payment gateway: set WECHAT_MCHID and the other WECHAT_* settings (or ALLOW_SANDBOX_GATEWAY=1 for a test deployment with the sandbox)";
+  }
+  if (config.paymentGateway === "sandbox" && !sandboxAllowed(config)) {
+    return wechatConfigured(config.env)
+      ? "PAYMENT_GATEWAY=sandbox beside WeChat Pay needs ALLOW_SANDBOX_GATEWAY=1 (test deployments only)"
+      : "the sandbox payment gateway needs ALLOW_SANDBOX_GATEWAY=1 with DATABASE_URL (test deployments only)";
+  }
+  return null;
+}
+
+/** Mail may go to the development outbox (no SMTP_URL): in demo mode, or with MAIL_OUTBOX=1. */
+export function outboxAllowed(config: Pick<Config, "databaseUrl" | "mailOutbox">): boolean {
+  return !config.databaseUrl || config.mailOutbox;
+}
+
+/** Whether pages carry the 演示环境 mark: demo mode, or production with demo data or the sandbox. */
+export function showsDemoMark(
+  config: Pick<Config, "databaseUrl" | "seedDemo" | "allowSandboxGateway">,
+): boolean {
+  return deployMode(config) === "demo" || config.seedDemo || config.allowSandboxGateway;
+}
+
+/** One line for the start-up log: the mode and what it implies. */
+export function describeMode(config: Config): Record<string, unknown> {
+  const gateways = [
+    ...(wechatConfigured(config.env) ? ["wechat"] : []),
+    ...(config.paymentGateway === "sandbox" ? ["sandbox"] : []),
+  ];
+  return {
+    mode: deployMode(config),
+    database: config.databaseUrl ? "postgresql" : "embedded",
+    demoData: config.seedDemo,
+    gateways,
+    mail: config.smtpUrl ? "smtp" : "development outbox",
+  };
+}
+
+/** Everything but the secrets, read from the environment without touching the disk. */
+function readSettings(env: Env): Omit<Config, "appSecret" | "cardPepper"> {
   const databaseUrl = env.DATABASE_URL || null;
-  const dataDir = env.DATA_DIR || "./data";
-  let appSecret = env.APP_SECRET || "";
-  let cardPepper = env.CARD_PEPPER || "";
-  if (!appSecret || !cardPepper) {
-    if (databaseUrl) {
-      throw new Error(
-        "Cannot start: APP_SECRET and CARD_PEPPER must be set (32+ characters each) when DATABASE_URL is set",
-      );
-    }
-    const stored = loadOrCreateSecrets(dataDir);
-    appSecret ||= stored.appSecret;
-    cardPepper ||= stored.cardPepper;
-  }
-  if (appSecret.length < 32 || cardPepper.length < 32) {
-    throw new Error("Cannot start: APP_SECRET and CARD_PEPPER must be at least 32 characters");
-  }
+  const allowSandboxGateway = env.ALLOW_SANDBOX_GATEWAY === "1";
   const port = intVar(env, "PORT", 8000);
   const baseUrl = (env.BASE_URL || `http://localhost:${port}`).replace(/\/+$/, "");
-  const paymentGateway = env.PAYMENT_GATEWAY || (databaseUrl ? "wechat" : "sandbox");
+  // 充值 uses WeChat Pay when it is configured; the sandbox only where it may run.
+  const paymentGateway = env.PAYMENT_GATEWAY ||
+    (!wechatConfigured(env) && (!databaseUrl || allowSandboxGateway) ? "sandbox" : "wechat");
   const level = env.LOG_LEVEL ?? "info";
   return {
     port,
     terminalPort: intVar(env, "TERMINAL_PORT", 9000),
     databaseUrl,
-    dataDir,
+    dataDir: env.DATA_DIR || "./data",
     smtpUrl: env.SMTP_URL || null,
     mailFrom: env.MAIL_FROM || "校园一信通 <no-reply@yixintong.local>",
-    appSecret,
-    cardPepper,
     baseUrl,
     secureCookies: baseUrl.startsWith("https://"),
     paymentGateway,
-    allowSandboxWithDatabase: env.ALLOW_SANDBOX_GATEWAY === "1",
+    allowSandboxGateway,
+    mailOutbox: env.MAIL_OUTBOX === "1",
     meterAdapter: env.METER_ADAPTER || "simulated",
-    seedDemo: env.SEED_DEMO !== "0",
+    // Demo data only in demo mode, unless asked for explicitly.
+    seedDemo: databaseUrl ? env.SEED_DEMO === "1" : env.SEED_DEMO !== "0",
     logLevel: (["debug", "info", "warn", "error"].includes(level) ? level : "info") as Config[
       "logLevel"
     ],
     env,
   };
+}
+
+const SECRETS = ["APP_SECRET", "CARD_PEPPER"] as const;
+
+/** Missing or short secrets: production needs both set; demo generates what is not set. */
+function secretProblems(env: Env): string[] {
+  const problems: string[] = [];
+  const missing = SECRETS.filter((name) => !env[name]);
+  if (env.DATABASE_URL && missing.length) {
+    problems.push(
+      `${missing.join(" and ")} ${
+        missing.length > 1 ? "are" : "is"
+      } not set (32+ random characters each)`,
+    );
+  }
+  for (const name of SECRETS) {
+    if (env[name] && env[name]!.length < 32) {
+      problems.push(`${name} must be at least 32 characters`);
+    }
+  }
+  return problems;
+}
+
+/** What the server (not the command-line tools) needs besides: mail and a payment gateway. */
+function serverProblems(settings: Omit<Config, "appSecret" | "cardPepper">): string[] {
+  const problems: string[] = [];
+  if (!settings.smtpUrl && !outboxAllowed(settings)) {
+    problems.push(
+      "SMTP_URL is not set (or MAIL_OUTBOX=1 to keep mail in the development outbox)",
+    );
+  }
+  const gateway = gatewayProblem(settings);
+  if (gateway) problems.push(gateway);
+  return problems;
+}
+
+/**
+ * Reads the configuration; throws one line naming every missing or wrong setting, before
+ * anything is written (the demo's generated secrets come after the checks). `server: true` (the
+ * HTTP server) also requires mail and a payment gateway.
+ */
+export function loadConfig(
+  env: Env = Deno.env.toObject(),
+  options: { server?: boolean } = {},
+): Config {
+  const settings = readSettings(env);
+  const problems = [...secretProblems(env), ...(options.server ? serverProblems(settings) : [])];
+  if (problems.length) {
+    const mode = settings.databaseUrl ? " in production mode (DATABASE_URL is set)" : "";
+    throw new Error(`Cannot start${mode}: ${problems.join("; ")}`);
+  }
+  let appSecret = env.APP_SECRET || "";
+  let cardPepper = env.CARD_PEPPER || "";
+  if (!appSecret || !cardPepper) {
+    const stored = loadOrCreateSecrets(settings.dataDir);
+    appSecret ||= stored.appSecret;
+    cardPepper ||= stored.cardPepper;
+  }
+  return { ...settings, appSecret, cardPepper };
 }

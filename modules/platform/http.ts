@@ -44,6 +44,8 @@ export interface AppEnv {
     /** CSRF token to put into forms (`_csrf`) and the htmx header. */
     csrf: string;
     adminNav: AdminNavItem[];
+    /** Pages carry the 演示环境 mark (platform/config.ts: showsDemoMark). */
+    demo: boolean;
   };
 }
 
@@ -104,6 +106,8 @@ export interface BaseAppOptions {
   bodyLimits?: BodyLimits;
   /** `METRICS_TOKEN`: a bearer token that opens `/metrics` to other hosts than this one. */
   metricsToken?: string | null;
+  /** Mark every page 演示环境 (demo mode, demo data or the sandbox gateway). */
+  demoMark?: boolean;
 }
 
 /**
@@ -122,6 +126,7 @@ export function createBaseApp(options: BaseAppOptions): Hono<AppEnv> {
     c.set("staffId", null);
     c.set("csrf", "");
     c.set("adminNav", []);
+    c.set("demo", options.demoMark ?? false);
     await next();
   });
   // Before anything reads a body (the CSRF check included).

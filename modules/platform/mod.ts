@@ -1,5 +1,12 @@
 /** The shell every module stands on: configuration, database, HTTP app, views, errors, money. */
-export { type Config, loadConfig } from "./config.ts";
+export {
+  type Config,
+  type DeployMode,
+  deployMode,
+  describeMode,
+  loadConfig,
+  showsDemoMark,
+} from "./config.ts";
 export { type Database, type DatabaseHandle, type Db, openDatabase } from "./database.ts";
 export { migrateToLatest } from "./migrate.ts";
 export { type AdminNavItem, type AppEnv, createBaseApp, type CurrentStaff } from "./http.ts";

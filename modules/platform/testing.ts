@@ -27,6 +27,8 @@ export function testConfig(overrides: Partial<Config> = {}): Config {
     PAYMENT_GATEWAY: "sandbox",
     ALLOW_SANDBOX_GATEWAY: "1",
     SEED_DEMO: "0",
+    // On the PostgreSQL stage the config is production's (DATABASE_URL): mail stays in the outbox.
+    MAIL_OUTBOX: "1",
   });
   return { ...config, databaseUrl: Deno.env.get("DATABASE_URL") || null, ...overrides };
 }

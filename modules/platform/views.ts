@@ -79,6 +79,7 @@ export function render(
     staff: c.get("staff"),
     accountId: c.get("accountId"),
     adminNav: c.get("adminNav"),
+    demo: c.get("demo"),
   };
   const body = eta.render(template, { ...common, ...data });
   const partial = c.req.header("hx-request") === "true" && c.req.header("hx-boosted") !== "true";

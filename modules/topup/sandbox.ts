@@ -9,6 +9,8 @@ import { sql } from "kysely";
 import type { Db } from "../platform/database.ts";
 import { keyedHash, randomDigits, timingSafeEqual } from "../platform/crypto.ts";
 import { logger } from "../platform/log.ts";
+import { writeCsv } from "../platform/csv.ts";
+import { fenToYuanText } from "../platform/money.ts";
 import {
   type GatewayOrder,
   type GatewayQuery,
@@ -324,15 +326,17 @@ export class SandboxGateway implements PaymentGateway {
     const rows = await this.db.selectFrom("sandbox_payments").selectAll()
       .where("state", "=", "SUCCESS").where("paid_at", ">=", from).where("paid_at", "<", to)
       .orderBy("paid_at").execute();
-    const lines = ["交易时间,商户订单号,微信支付订单号,金额(元),状态"];
-    for (const r of rows) {
-      const t = new Date(r.paid_at!.getTime() + 8 * 3600_000).toISOString().slice(0, 19).replace(
-        "T",
-        " ",
-      );
-      const yuan = `${Math.floor(r.amount / 100)}.${String(r.amount % 100).padStart(2, "0")}`;
-      lines.push(`${t},${r.order_no},${r.txn_id},${yuan},SUCCESS`);
-    }
-    return lines.join("\r\n") + "\r\n";
+    const chinaTime = (d: Date) =>
+      new Date(d.getTime() + 8 * 3600_000).toISOString().slice(0, 19).replace("T", " ");
+    return writeCsv([
+      ["交易时间", "商户订单号", "微信支付订单号", "金额(元)", "状态"],
+      ...rows.map((r) => [
+        chinaTime(r.paid_at!),
+        r.order_no,
+        r.txn_id,
+        fenToYuanText(r.amount),
+        "SUCCESS",
+      ]),
+    ], { bom: false });
   }
 }

@@ -1,5 +1,5 @@
 import { sql } from "kysely";
-import type { Config } from "../platform/config.ts";
+import { type Config, gatewayProblem } from "../platform/config.ts";
 import type { Db } from "../platform/database.ts";
 import { formatFen, parseYuan } from "../platform/money.ts";
 import { randomDigits } from "../platform/crypto.ts";
@@ -68,26 +68,19 @@ export function topupLimits(config: Config): TopupLimits {
 }
 
 /**
- * The gateways of this deployment. The sandbox is on when PAYMENT_GATEWAY=sandbox (the embedded
- * default) and refuses to run against DATABASE_URL unless ALLOW_SANDBOX_GATEWAY=1; WeChat Pay is
- * on when its WECHAT_* variables are set, and required when PAYMENT_GATEWAY=wechat.
+ * The gateways of this deployment. WeChat Pay is on when its WECHAT_* settings are set (and
+ * required when PAYMENT_GATEWAY=wechat, the default then and in production). The sandbox is on
+ * when PAYMENT_GATEWAY=sandbox, the default only in demo mode with no real gateway; in production
+ * or beside WeChat Pay it needs ALLOW_SANDBOX_GATEWAY=1 (platform/config.ts: gatewayProblem).
  */
 export function buildGateways(deps: TopupDeps, fetcher: typeof fetch = fetch): Gateways {
   const { config } = deps;
+  const problem = gatewayProblem(config);
+  if (problem) throw new Error(`Cannot start: ${problem}`);
   const gateways: Gateways = new Map();
   const wechat = loadWechatConfig(config.env, config.baseUrl);
-  if (config.paymentGateway === "wechat" && !wechat) {
-    throw new Error(
-      "Cannot start: PAYMENT_GATEWAY=wechat but WECHAT_MCHID and the other WECHAT_* variables are not set",
-    );
-  }
   if (wechat) gateways.set("wechat", new WechatGateway(wechat, fetcher));
   if (config.paymentGateway === "sandbox") {
-    if (config.databaseUrl && !config.allowSandboxWithDatabase) {
-      throw new Error(
-        "Cannot start: the sandbox payment gateway is not allowed with DATABASE_URL; set PAYMENT_GATEWAY=wechat, or ALLOW_SANDBOX_GATEWAY=1 for a test deployment",
-      );
-    }
     const late = Number(config.env.SANDBOX_LATE_SECONDS ?? "30");
     gateways.set(
       "sandbox",
@@ -96,8 +89,6 @@ export function buildGateways(deps: TopupDeps, fetcher: typeof fetch = fetch): G
         lateSeconds: Number.isFinite(late) && late >= 0 ? late : 30,
       }),
     );
-  } else if (!["wechat", "sandbox"].includes(config.paymentGateway)) {
-    throw new Error(`Cannot start: unknown PAYMENT_GATEWAY ${config.paymentGateway}`);
   }
   return gateways;
 }
@@ -173,7 +164,10 @@ export async function createOrder(
   const limits = topupLimits(deps.config);
   const gateway = gateways.get(input.method as TopupMethod);
   if (!gateway) {
-    throw new TopupRefused(`Unknown method ${input.method}`, "请选择支付方式", "method");
+    const message = input.method === "sandbox"
+      ? "本系统未开放测试支付，请选择其他支付方式"
+      : "请选择支付方式";
+    throw new TopupRefused(`Method ${input.method.slice(0, 20)} not offered`, message, "method");
   }
   const amount = parseYuan(input.amountText);
   if (amount === null || amount <= 0) {

@@ -409,14 +409,14 @@ Deno.test("the sandbox gateway refuses to run against DATABASE_URL unless allowe
     const prod = {
       ...ctx.config,
       databaseUrl: "postgres://db.example/yxt",
-      allowSandboxWithDatabase: false,
+      allowSandboxGateway: false,
     };
     assert.throws(
       () => buildGateways({ db: ctx.db, config: prod }),
-      /sandbox payment gateway is not allowed/,
+      /sandbox payment gateway needs ALLOW_SANDBOX_GATEWAY=1/,
     );
     assert.ok(
-      buildGateways({ db: ctx.db, config: { ...prod, allowSandboxWithDatabase: true } }).has(
+      buildGateways({ db: ctx.db, config: { ...prod, allowSandboxGateway: true } }).has(
         "sandbox",
       ),
     );
