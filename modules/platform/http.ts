@@ -9,9 +9,9 @@ import { logger } from "./log.ts";
 import { httpDuration, httpErrors, httpRequests, renderMetrics } from "./metrics.ts";
 import { serveAsset } from "./assets.ts";
 import { render } from "./views.ts";
+import { readinessCheck } from "./readiness.ts";
 import { type BodyLimits, FORM_BODY_LIMIT, limitBodies } from "./body_limit.ts";
 import { metricsAccess } from "./metrics_access.ts";
-import { readinessCheck } from "./readiness.ts";
 
 /** The signed-in staff member, set by the staff module's middleware. */
 export interface CurrentStaff {
@@ -141,6 +141,12 @@ export function createBaseApp(options: BaseAppOptions): Hono<AppEnv> {
 
   app.get("/static/:path{.+}", (c) => {
     const res = serveAsset(c.req.param("path"), c.req.header("accept-encoding"));
+    return res ?? c.text("Not found", 404);
+  });
+
+  // Browsers ask for it on the first load of any page.
+  app.get("/favicon.ico", (c) => {
+    const res = serveAsset("favicon.ico", c.req.header("accept-encoding"));
     return res ?? c.text("Not found", 404);
   });
 

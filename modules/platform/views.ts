@@ -57,9 +57,18 @@ export interface RenderOptions {
   layout?: string | null;
   /** Page title shown in the WeChat title bar. */
   title?: string;
-  /** Which tab of the bottom bar is active: "home" (智校园), "me" (我的), or none. */
+  /**
+   * Which tab of the bottom bar is active: "home" (智校园), "me" (我的), or null for none (a
+   * one-off step such as a payment page). Default: a signed-in student's page shows the bar, 我的
+   * for /me and /security pages, else 智校园.
+   */
   tab?: "home" | "me" | null;
   headers?: Record<string, string>;
+}
+
+function defaultTab(c: Context<AppEnv>): "home" | "me" | null {
+  if (!c.get("accountId")) return null;
+  return /^\/(me|security)(\/|$)/.test(c.req.path) ? "me" : "home";
 }
 
 /**
@@ -90,7 +99,7 @@ export function render(
       ...data,
       body,
       title: options.title ?? (data.title as string | undefined) ?? "校园一信通",
-      tab: options.tab ?? null,
+      tab: options.tab === undefined ? defaultTab(c) : options.tab,
     })
     : body;
   const res = c.html(html, (options.status ?? 200) as 200);
