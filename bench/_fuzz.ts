@@ -71,14 +71,26 @@ export interface FuzzStats {
   codecCrashes: string[];
 }
 
-/** A fuzzing target: a reader's identity whose valid frames get mutated. */
+/**
+ * A fuzzing target: readers' identities whose valid frames get mutated. A terminal is served on
+ * one connection (PROTOCOL.md §1), so each long-lived connection is a reader of its own:
+ * connection `w` fuzzes as `readers[w % readers.length]`.
+ */
 export interface FuzzTarget {
-  terminalId: number;
-  keyHex: string;
+  readers: Array<{ terminalId: number; keyHex: string }>;
   chip: string;
 }
 
-function validMessage(target: FuzzTarget, rnd: Random): Message {
+/** One reader of a target, as the frame builders see it. */
+interface FuzzReader {
+  terminalId: number;
+  chip: string;
+}
+
+/** Chip fields a reader must never send (PROTOCOL.md §2): each is a MalformedBody. */
+const BAD_CHIPS = ["3158\u00006429", "a1b2c3d4", "A1B2-C3D4", "A1B", "A".repeat(21), "张三01234"];
+
+function validMessage(target: FuzzReader, rnd: Random): Message {
   const messages: Message[] = [
     { code: MessageCode.CardPayment, chip: target.chip, amount: 1 + rnd.int(5000), password: "" },
     { code: MessageCode.BalanceInquiry, chip: target.chip },
@@ -106,7 +118,7 @@ function validMessage(target: FuzzTarget, rnd: Random): Message {
 }
 
 function validFrame(
-  target: FuzzTarget,
+  target: FuzzReader,
   key: Uint8Array,
   rnd: Random,
   sequence: number,
@@ -216,14 +228,17 @@ function versionIn(f: RawFrame): number {
  * or MAC changed; the MAC check refuses them), half are signed with the reader's real key after
  * the body or the code was changed, so they reach the body parser and, when they still parse as
  * a request that moves no money, the service. A signed mutation that still parses as a money
- * request is never sent signed: its MAC is broken instead (the soak checks no money moved).
+ * request is never sent signed: its MAC is broken instead (the soak checks no money moved) —
+ * except under a sequence number the rules of PROTOCOL.md §3 refuse: 0, or one below `floor` (a
+ * number this connection's reader used before, never recorded), which must be `SequenceReused`.
  */
 export function mutateFramed(
-  target: FuzzTarget,
+  target: FuzzReader,
   key: Uint8Array,
   rnd: Random,
   sequence: number,
   crashes: string[],
+  floor = 0,
 ): Framed {
   const timestamp = Math.floor(Date.now() / 1000);
   const m = validMessage(target, rnd);
@@ -262,7 +277,9 @@ export function mutateFramed(
   let body = serializeBody(m);
   let code: number = m.code;
   let ts = timestamp;
-  switch (rnd.int(7)) {
+  let seq = sequence;
+  let refusedBySequence = false;
+  switch (rnd.int(9)) {
     case 0: { // bit flips
       body = body.slice();
       for (let i = 0, n = 1 + rnd.int(4); i < n && body.length; i++) {
@@ -291,6 +308,20 @@ export function mutateFramed(
     case 5: // another code with this body
       code = rnd.int(3) === 0 ? rnd.int(256) : [...HARMLESS][rnd.int(HARMLESS.size)];
       break;
+    case 6: { // a chip outside 0-9A-Z (MalformedBody), in a request that carries one
+      const chip = BAD_CHIPS[rnd.int(BAD_CHIPS.length)];
+      const carrier: Message =
+        m.code === MessageCode.CardPayment || m.code === MessageCode.ShowerStart
+          ? { ...m, chip }
+          : { code: MessageCode.BalanceInquiry, chip };
+      body = serializeBody(carrier);
+      code = carrier.code;
+      break;
+    }
+    case 7: // the message untouched, under sequence 0 or a lower number never recorded
+      seq = floor > 1 && rnd.int(2) ? floor - 1 - rnd.int(Math.min(floor - 1, 1000)) : 0;
+      refusedBySequence = true;
+      break;
     default: // a timestamp outside the window
       ts = timestamp + (rnd.int(2) ? 1 : -1) * (3600 + rnd.int(1_000_000));
   }
@@ -306,11 +337,11 @@ export function mutateFramed(
     }
   }
   const fresh = Math.abs(ts - Date.now() / 1000) < 60;
-  if (parsed && fresh && !HARMLESS.has(code)) {
+  if (parsed && fresh && !HARMLESS.has(code) && !refusedBySequence) {
     // A well-formed money request under a good MAC would really be served: break its MAC.
     const f = sealFrame(
       key,
-      { type: code, terminalId: target.terminalId, sequence, timestamp: ts },
+      { type: code, terminalId: target.terminalId, sequence: seq, timestamp: ts },
       body,
     );
     f[f.length - 1] ^= 1;
@@ -318,10 +349,11 @@ export function mutateFramed(
   }
   const f = sealFrame(
     key,
-    { type: code, terminalId: target.terminalId, sequence, timestamp: ts },
+    { type: code, terminalId: target.terminalId, sequence: seq, timestamp: ts },
     body,
   );
-  return { bytes: f, signed: true, served: parsed !== null && fresh };
+  // Under a refused sequence number even a harmless request is answered SequenceReused.
+  return { bytes: f, signed: true, served: parsed !== null && fresh && !refusedBySequence };
 }
 
 function toHex(b: Uint8Array): string {
@@ -340,7 +372,10 @@ function toHex(b: Uint8Array): string {
  * - One more connection at a time sends stream-breaking mutations (truncation, lying lengths,
  *   garbage) in short bursts over fresh connections, which the server closes.
  *
- * Never sends a valid money request.
+ * Never sends a money request the server may serve: the only well-formed, well-sealed ones go
+ * under sequence numbers the server must refuse (0, or below the connection's first), so the
+ * soak's "no money moved" check covers the sequence rules too. Balance inquiries beyond the
+ * terminal's rate are answered RateLimited, which still counts as served.
  */
 export async function fuzz(
   port: number,
@@ -368,7 +403,6 @@ export async function fuzz(
     unexpectedCloses: 0,
     codecCrashes: [],
   };
-  const key = keyFromHex(target.keyHex);
   const window = options.window ?? 32;
   const started = Date.now();
   // Paced to finish at 85% of the time, with a small lead so the pipelines never starve.
@@ -381,7 +415,11 @@ export async function fuzz(
 
   const pipelined = async (w: number) => {
     const rnd = new Random(options.seed + w * 7919);
-    let sequence = 1 + w * 100_000_000;
+    const me = target.readers[w % target.readers.length];
+    const reader: FuzzReader = { terminalId: me.terminalId, chip: target.chip };
+    const key = keyFromHex(me.keyHex);
+    // Readers shared by several connections (fewer readers than connections) keep apart numbers.
+    let sequence = 1 + Math.floor(w / target.readers.length) * 100_000_000;
     while (!done()) {
       let conn: Deno.TcpConn;
       try {
@@ -421,8 +459,9 @@ export async function fuzz(
       /** The blocklist version the server last told this connection (sign-on, push, heartbeat). */
       let heard = -1;
       try {
+        const floor = sequence;
         const signOn = encodeFrame(key, {
-          terminalId: target.terminalId,
+          terminalId: reader.terminalId,
           sequence: sequence++,
           timestamp: Math.floor(Date.now() / 1000),
         }, { code: MessageCode.SignOn, firmware: "fuzz-1.0" });
@@ -455,7 +494,7 @@ export async function fuzz(
                   chip: `8${String(rnd.int(1e9)).padStart(9, "0")}`,
                 };
               batch.push(encodeFrame(key, {
-                terminalId: target.terminalId,
+                terminalId: reader.terminalId,
                 sequence: sequence++,
                 timestamp: Math.floor(Date.now() / 1000),
               }, m));
@@ -463,7 +502,7 @@ export async function fuzz(
               refusedInRow = 0;
               continue;
             }
-            const f = mutateFramed(target, key, rnd, sequence++, stats.codecCrashes);
+            const f = mutateFramed(reader, key, rnd, sequence++, stats.codecCrashes, floor);
             batch.push(f.bytes);
             stats.frames++;
             if (f.signed) stats.signed++;
@@ -499,6 +538,8 @@ export async function fuzz(
 
   const bursts = async () => {
     const rnd = new Random(options.seed + 104_729);
+    const reader: FuzzReader = { terminalId: target.readers[0].terminalId, chip: target.chip };
+    const key = keyFromHex(target.readers[0].keyHex);
     let sequence = 1;
     while (!done()) {
       if (burstFrames >= Math.min(allowed(), stats.frames) * burstShare + 30) {
@@ -522,7 +563,7 @@ export async function fuzz(
       })();
       try {
         for (let i = 0; i < 3 && !done(); i++) {
-          const frame = mutate(validFrame(target, key, rnd, sequence++), rnd);
+          const frame = mutate(validFrame(reader, key, rnd, sequence++), rnd);
           await conn.write(frame);
           stats.frames++;
           burstFrames++;

@@ -63,6 +63,8 @@ function seconds(text: string): number {
 
 const DURATION = seconds(opts.duration!);
 const FUZZ_FRAMES = Number(opts.fuzz);
+/** Long-lived fuzzing connections, each a fuzzing reader of its own. */
+const FUZZ_CONNECTIONS = 32;
 const SEED = Number(opts.seed);
 const rnd = new Random(SEED);
 const START_BALANCE = 50_000;
@@ -185,12 +187,13 @@ async function main(): Promise<number> {
     kind: "shower",
     count: 3,
   });
-  const [fuzzReader] = await createReaders(world.db, secrets, {
+  // One per fuzzing connection: a terminal is served on one connection (PROTOCOL.md §1).
+  const fuzzReaders = await createReaders(world.db, secrets, {
     code: "SOAK-FUZZ",
     name: "模糊测试",
     category: "canteen",
     kind: "canteen_pos",
-    count: 1,
+    count: FUZZ_CONNECTIONS,
   });
   const [fuzzCard] = await createCardholders(world.db, secrets, {
     first: 9000,
@@ -634,14 +637,13 @@ async function main(): Promise<number> {
   }
 
   const fuzzing = fuzz(endpoint.port, {
-    terminalId: fuzzReader.terminalId,
-    keyHex: fuzzReader.keyHex,
+    readers: fuzzReaders.map((r) => ({ terminalId: r.terminalId, keyHex: r.keyHex })),
     chip: fuzzCard.chipNumber,
   }, {
     frames: FUZZ_FRAMES,
     until: hardDeadline,
     paceUntil: deadline,
-    parallel: 32,
+    parallel: FUZZ_CONNECTIONS,
     seed: SEED,
   });
   let fuzzEnded = Date.now();
@@ -779,9 +781,10 @@ async function main(): Promise<number> {
       );
     }
     if (doubled.length) failures.push(`payments recorded more than once: ${doubled.slice(0, 5)}`);
-    // Nothing from the fuzzer's terminal moved money.
+    // Nothing from the fuzzer's terminals moved money.
     const fuzzMoves = await check.db.selectFrom("ledger_transfers").select("reference")
-      .where("reference", "like", `T${fuzzReader.terminalId}:%`).execute();
+      .where((eb) => eb.or(fuzzReaders.map((r) => eb("reference", "like", `T${r.terminalId}:%`))))
+      .execute();
     if (fuzzMoves.length) {
       failures.push(`the fuzzer moved money: ${fuzzMoves.map((r) => r.reference).slice(0, 5)}`);
     }
