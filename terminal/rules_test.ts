@@ -9,6 +9,7 @@ import { type Message, MessageCode, Status } from "./messages.ts";
 import { parseBody, Parser, type RawFrame } from "./parser.ts";
 import { computeMac, encodeFrame, macEqual } from "./serializer.ts";
 import { InquiryLimiter } from "./limits.ts";
+import { sequenceAnswered, sequenceRefusal, type SequenceState } from "./sequence.ts";
 import { setupWorld, type World } from "./_test_support.ts";
 import type { TerminalClient } from "./sim/client.ts";
 import type { TerminalServerOptions } from "./server.ts";
@@ -488,3 +489,26 @@ Deno.test("a shower end after its hold timed out settles from what is available,
       balance: 1500,
     });
   }, { settings: { showerHoldSeconds: 0 } }));
+
+Deno.test("a number answered ServerBusy stays open for its retry, even after later requests", () =>
+  withWorld(async (w) => {
+    const t = w.terminals.canteen_pos.id;
+    const frame = (type: number, sequence: number) =>
+      ({ type, terminalId: t, sequence, timestamp: now() }) as RawFrame;
+    const state: SequenceState = { highest: null, open: new Set() };
+    assert.equal(await sequenceRefusal(w.db, state, t, frame(MessageCode.CardPayment, 5)), null);
+    sequenceAnswered(state, 5, true);
+    assert.equal(await sequenceRefusal(w.db, state, t, frame(MessageCode.Heartbeat, 6)), null);
+    sequenceAnswered(state, 6, false);
+    // 5 was never recorded and is below 6, but its ServerBusy kept it open.
+    assert.equal(await sequenceRefusal(w.db, state, t, frame(MessageCode.CardPayment, 5)), null);
+    sequenceAnswered(state, 5, false);
+    assert.match(
+      (await sequenceRefusal(w.db, state, t, frame(MessageCode.CardPayment, 5)))!,
+      /unused sequence 5, below 6/,
+    );
+    assert.match(
+      (await sequenceRefusal(w.db, state, t, frame(MessageCode.CardPayment, 0)))!,
+      /reserved for pushes/,
+    );
+  }));

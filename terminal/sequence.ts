@@ -25,10 +25,16 @@ export function isRecorded(code: number): boolean {
   return RECORDED.has(code);
 }
 
-/** What one connection knows of its terminal's sequence numbers; null until its first frame. */
+/** What one connection knows of its terminal's sequence numbers. */
 export interface SequenceState {
+  /** The highest number known used: null until the connection's first accepted frame. */
   highest: number | null;
+  /** Numbers answered ServerBusy: open for their retry whatever came after (§3 rule 5). */
+  readonly open: Set<number>;
 }
+
+/** A connection keeps at most this many ServerBusy numbers open (the oldest go first). */
+const MAX_OPEN = 64;
 
 /**
  * Why `f`'s sequence number is refused (`SequenceReused`), or null when the frame may go on:
@@ -46,7 +52,7 @@ export async function sequenceRefusal(
 ): Promise<string | null> {
   if (f.sequence === 0) return "sequence 0 is reserved for pushes";
   state.highest ??= await highestRecordedSequence(db, terminalId);
-  if (f.sequence > state.highest) return null;
+  if (f.sequence > state.highest || state.open.has(f.sequence)) return null;
   const type = await recordedType(db, terminalId, f.sequence);
   const money = isRecorded(f.type);
   if (type !== null) {
@@ -60,7 +66,16 @@ export async function sequenceRefusal(
   return `${messageName(f.type)} under unused sequence ${f.sequence}, below ${state.highest}`;
 }
 
-/** Moves the connection's highest number on once `sequence` was answered (not ServerBusy). */
-export function sequenceAnswered(state: SequenceState, sequence: number): void {
+/**
+ * Notes that `sequence` was answered: the connection's highest number moves on, and a number
+ * answered ServerBusy (`busy`) stays open for its retry.
+ */
+export function sequenceAnswered(state: SequenceState, sequence: number, busy: boolean): void {
   if (state.highest !== null && sequence > state.highest) state.highest = sequence;
+  if (!busy) {
+    state.open.delete(sequence);
+    return;
+  }
+  state.open.add(sequence);
+  if (state.open.size > MAX_OPEN) state.open.delete(state.open.values().next().value!);
 }

@@ -105,7 +105,7 @@ export class Connection {
   lastFrameAt = Date.now();
   partialSince = 0;
   /** The terminal's sequence numbers as this connection knows them (sequence.ts). */
-  readonly sequences: SequenceState = { highest: null };
+  readonly sequences: SequenceState = { highest: null, open: new Set() };
   /** A newer connection of the same terminal took over: close once the current frame is answered. */
   replaced = false;
   lastSeenWritten = 0;
@@ -406,7 +406,7 @@ export function startTerminalServer(
       busy = true;
     }
     // A request the server could not handle keeps its number open for the reader's retry.
-    if (!busy) sequenceAnswered(c.sequences, f.sequence);
+    sequenceAnswered(c.sequences, f.sequence, busy);
     const header = {
       type: reply.code,
       terminalId: t.id,

@@ -1,10 +1,40 @@
 import assert from "node:assert/strict";
 import { fileURLToPath as fromFileUrl } from "node:url";
-import { MAC_SIZE, type Message } from "./messages.ts";
+import type { TerminalKind } from "../modules/merchant/mod.ts";
+import { MAC_SIZE, type Message, MessageCode, Status } from "./messages.ts";
 import { parseBody, Parser, type RawFrame } from "./parser.ts";
 import { computeMac, encodeFrame, encodeUnsealedFrame } from "./serializer.ts";
+import { allowedFor } from "./service.ts";
 
-const KEY = Uint8Array.from({ length: 32 }, (_, i) => i);
+async function protocolText(): Promise<string> {
+  return await Deno.readTextFile(fromFileUrl(new URL("./PROTOCOL.md", import.meta.url)));
+}
+
+/**
+ * The vectors' keys as §6 states them ("terminal 10001 uses the 32 bytes `00 01 02 … 1f`"):
+ * 32 bytes counting up from the first.
+ */
+async function keys(): Promise<Map<number, Uint8Array>> {
+  const out = new Map<number, Uint8Array>();
+  for (
+    const m of (await protocolText()).matchAll(
+      /terminal (\d+)(?: uses)?\s+the 32 bytes `([0-9a-f]{2}) /g,
+    )
+  ) {
+    const first = parseInt(m[2], 16);
+    out.set(Number(m[1]), Uint8Array.from({ length: 32 }, (_, i) => first + i));
+  }
+  return out;
+}
+
+/** The kind of each vector terminal as §6 names it (`canteen_pos`, `shower`). */
+async function kinds(): Promise<Map<number, TerminalKind>> {
+  const out = new Map<number, TerminalKind>();
+  for (const m of (await protocolText()).matchAll(/terminal \*\*(\d+)\*\*[^(]*\(`([a-z_]+)`/g)) {
+    out.set(Number(m[1]), m[2] as TerminalKind);
+  }
+  return out;
+}
 
 interface Vector {
   name: string;
@@ -17,7 +47,7 @@ interface Vector {
 }
 
 async function vectors(): Promise<Vector[]> {
-  const text = await Deno.readTextFile(fromFileUrl(new URL("./PROTOCOL.md", import.meta.url)));
+  const text = await protocolText();
   const out: Vector[] = [];
   const re = /#### (.+)\n\n```vector\n(\{.*\})\n([0-9a-f \n]+)```/g;
   for (const m of text.matchAll(re)) {
@@ -64,8 +94,12 @@ Deno.test("PROTOCOL.md has a test vector for every message type", async () => {
 
 Deno.test("every PROTOCOL.md vector decodes to its message and encodes to its bytes", async () => {
   const all = await vectors();
-  assert.ok(all.length >= 22);
+  const keyOf = await keys();
+  assert.deepEqual([...keyOf.keys()], [10001, 10004]);
+  assert.ok(all.length >= 40);
   for (const v of all) {
+    const KEY = keyOf.get(v.terminalId);
+    assert.ok(KEY, `${v.name}: no key stated for terminal ${v.terminalId}`);
     const frames: RawFrame[] = [];
     new Parser().parse(v.bytes, (f) => frames.push(f));
     assert.equal(frames.length, 1, v.name);
@@ -85,4 +119,66 @@ Deno.test("every PROTOCOL.md vector decodes to its message and encodes to its by
       : encodeUnsealedFrame(header, v.message);
     assert.deepEqual(encoded, v.bytes, `${v.name}: bytes`);
   }
+});
+
+Deno.test("PROTOCOL.md has vectors of the Errors a reader must tell apart and a refusal of each money message", async () => {
+  const all = await vectors();
+  const has = (code: number, status?: (s: number) => boolean) =>
+    all.some((v) =>
+      v.message.code === code &&
+      (!status || status((v.message as { status: number }).status))
+    );
+  for (
+    const s of [
+      Status.WrongTerminal,
+      Status.TerminalDisabled,
+      Status.StaleTimestamp,
+      Status.BadMac,
+      Status.SequenceReused,
+    ]
+  ) {
+    assert.ok(has(MessageCode.Error, (x) => x === s), `no Error vector for 0x${s.toString(16)}`);
+  }
+  for (
+    const code of [
+      MessageCode.CardPaymentReply,
+      MessageCode.QrPaymentReply,
+      MessageCode.ShowerStartReply,
+      MessageCode.ShowerEndReply,
+      MessageCode.ReversalReply,
+    ]
+  ) {
+    assert.ok(has(code, (x) => x !== Status.Ok), `no refusal vector for 0x${code.toString(16)}`);
+  }
+  assert.ok(has(MessageCode.BalanceInquiryReply, (x) => x === Status.RateLimited));
+});
+
+Deno.test("PROTOCOL.md vectors tell one story: each request comes from a terminal of a kind that may send it", async () => {
+  const all = await vectors();
+  const kindOf = await kinds();
+  assert.deepEqual(Object.fromEntries(kindOf), { 10001: "canteen_pos", 10004: "shower" });
+  for (const v of all) {
+    const kind = kindOf.get(v.terminalId);
+    assert.ok(kind, `${v.name}: terminal ${v.terminalId} is not one of §6's`);
+    if (v.message.code < 0x7f) {
+      assert.ok(allowedFor(kind, v.message.code), `${v.name}: ${kind} may not send it`);
+    }
+  }
+  // A reply answers a request of the same terminal and sequence number, with its timestamp.
+  for (const v of all.filter((v) => v.message.code > 0x80 && v.sequence !== 0)) {
+    const request = all.find((r) =>
+      r.message.code === v.message.code - 0x80 && r.terminalId === v.terminalId &&
+      r.sequence === v.sequence && r.timestamp === v.timestamp
+    );
+    assert.ok(request, `${v.name}: no request vector it answers`);
+  }
+  // The retry differs from its first request only in its timestamp (and so its MAC).
+  const retry = all.find((v) => v.name.startsWith("CardPayment (retry"))!;
+  const first = all.find((v) =>
+    v.message.code === MessageCode.CardPayment && v.sequence === retry.sequence && v !== retry
+  )!;
+  assert.deepEqual(retry.message, first.message);
+  assert.notEqual(retry.timestamp, first.timestamp);
+  assert.deepEqual(retry.bytes.subarray(0, 12), first.bytes.subarray(0, 12));
+  assert.deepEqual(retry.bytes.subarray(16, -MAC_SIZE), first.bytes.subarray(16, -MAC_SIZE));
 });
