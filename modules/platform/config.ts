@@ -181,9 +181,9 @@ function secretProblems(env: Env): string[] {
   const missing = SECRETS.filter((name) => !env[name]);
   if (env.DATABASE_URL && missing.length) {
     problems.push(
-      `${missing.join(" and ")} ${
-        missing.length > 1 ? "are" : "is"
-      } not set (32+ random characters each)`,
+      missing.length > 1
+        ? `${missing.join(" and ")} are not set (32+ random characters each)`
+        : `${missing[0]} is not set (32+ random characters)`,
     );
   }
   for (const name of SECRETS) {
