@@ -206,9 +206,10 @@ async function connectReaders(
   readers: Array<{ terminalId: number; keyHex: string }>,
 ): Promise<TerminalClient[]> {
   const clients: TerminalClient[] = [];
-  for (let i = 0; i < readers.length; i += 50) {
+  // In groups below the server's 50 unauthenticated connections per address (PROTOCOL.md §2.2).
+  for (let i = 0; i < readers.length; i += 40) {
     const batch = await Promise.all(
-      readers.slice(i, i + 50).map(async (r) => {
+      readers.slice(i, i + 40).map(async (r) => {
         const c = await TerminalClient.connect({
           port: server.terminalPort,
           terminalId: r.terminalId,

@@ -22,7 +22,10 @@ export function envInt(
 export interface ConnectionLimits {
   /** A connection that has not sent an accepted frame this long after it opened is closed (ms). */
   authTimeoutMs: number;
-  /** Most connections from one address that have not yet sent an accepted frame. */
+  /**
+   * Most connections from one address that have not yet sent an accepted frame; 0 = no limit per
+   * address (behind a TCP proxy every reader has the proxy's address: limit per source there).
+   */
   maxUnauthenticatedPerAddress: number;
   /** Most connections that have not yet sent an accepted frame, all addresses together. */
   maxUnauthenticated: number;

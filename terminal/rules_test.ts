@@ -512,3 +512,14 @@ Deno.test("a number answered ServerBusy stays open for its retry, even after lat
       /reserved for pushes/,
     );
   }));
+
+Deno.test("TERMINAL_MAX_UNAUTH_PER_HOST 0 lifts the per-address limit (behind a TCP proxy); the total still holds", () =>
+  withWorld(async (w) => {
+    const held = [];
+    for (let i = 0; i < 60; i++) held.push(await idleSocket(w.server.port, "127.0.0.6"));
+    const over = await idleSocket(w.server.port, "127.0.0.6");
+    await over.closed;
+    assert.equal(w.server.connectionCount, 60);
+    for (const s of held) s.destroy();
+    await Promise.all(held.map((s) => s.closed));
+  }, { limits: { maxUnauthenticatedPerAddress: 0, maxUnauthenticated: 60 } }));

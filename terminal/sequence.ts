@@ -18,6 +18,7 @@ const RECORDED: ReadonlySet<number> = new Set([
   MessageCode.ShowerEnd,
   MessageCode.Reversal,
   MessageCode.OfflineUpload,
+  MessageCode.OfflineUploadItemized,
 ]);
 
 /** Whether requests of `code` are recorded (money-moving, §3). */

@@ -199,7 +199,7 @@ export function startTerminalServer(
       ? "connections"
       : unauthenticatedTotal >= limits.maxUnauthenticated
       ? "unauthenticated"
-      : fromHost >= limits.maxUnauthenticatedPerAddress
+      : limits.maxUnauthenticatedPerAddress > 0 && fromHost >= limits.maxUnauthenticatedPerAddress
       ? "unauthenticated_per_address"
       : null;
     if (limit) return limit;

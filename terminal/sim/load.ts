@@ -157,16 +157,30 @@ export async function runLoad(options: {
   for (const k of kinds) {
     stats.set(k, { latencies: [], ok: 0, refused: 0, failed: 0, refusals: {} });
   }
-  const clients = await Promise.all(options.readers.map((r) =>
-    TerminalClient.connect({
-      hostname: options.hostname,
-      port: options.port,
-      terminalId: r.terminalId,
-      key: r.keyHex,
-      // Sequence numbers must be new on every run: start from the clock.
-      sequence: (Math.floor(Date.now() / 1000) % 100_000) * 10_000 + 1,
-    })
-  ));
+  // Sequence numbers must be new on every run and above the last run's (PROTOCOL.md §3): ten a
+  // second of the clock since 2026, so a run may send up to 10 a reader per second since the
+  // last one began (good for 13 years).
+  const sequence = (Math.floor(Date.now() / 1000) - 1_767_225_600) * 10 + 1;
+  const clients: TerminalClient[] = [];
+  // Connected and signed on in groups: the server holds at most 50 connections of one address
+  // that have not yet sent an accepted frame (§2.2).
+  for (let i = 0; i < options.readers.length; i += 40) {
+    clients.push(
+      ...await Promise.all(
+        options.readers.slice(i, i + 40).map(async (r) => {
+          const c = await TerminalClient.connect({
+            hostname: options.hostname,
+            port: options.port,
+            terminalId: r.terminalId,
+            key: r.keyHex,
+            sequence,
+          });
+          await c.request({ code: MessageCode.SignOn, firmware: "sim-load" });
+          return c;
+        }),
+      ),
+    );
+  }
   const started = performance.now();
   const deadline = started + options.seconds * 1000;
   let done = 0;
