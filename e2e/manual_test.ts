@@ -13,7 +13,7 @@
  */
 import assert from "node:assert/strict";
 import { codeFrom, journey, type Page } from "./_support.ts";
-import { acceptConfirm } from "./_ui.ts";
+import { acceptConfirm, assertAccessible } from "./_ui.ts";
 import { MessageCode, Status, TerminalClient } from "../terminal/mod.ts";
 import { terminalKeyHex } from "../modules/merchant/mod.ts";
 
@@ -76,7 +76,12 @@ async function signOut(page: Page): Promise<void> {
 journey("manual: 校园一信通使用手册 from top to bottom", {
   smtp: true,
   server: { env: { APP_SECRET, METER_SIM_DELAY_MS: "300" } },
-}, async ({ page, context, server, shot, smtp }) => {
+}, async ({ page, context, server, shot: screenshot, smtp }) => {
+  // Every step's page is also checked with axe-core: no serious or critical violation.
+  const shot = async (label: string) => {
+    await assertAccessible(page, label);
+    await screenshot(label);
+  };
   // A loaded machine: be patient with every auto-wait.
   context.setDefaultTimeout(60_000);
 

@@ -101,6 +101,9 @@ journey("student pages: axe, one h1, 44 px targets, bottom bar, dark mode, favic
     await page.goto(url(path));
     await checkPage(page, path, tabbar);
   }
+  // Our own error page.
+  await page.goto(url("/no-such-page"));
+  await checkPage(page, "404", true);
   // A transaction's detail, from the list.
   await page.goto(url("/wallet/transactions"));
   await page.locator(".tx a").first().click();
@@ -109,7 +112,7 @@ journey("student pages: axe, one h1, 44 px targets, bottom bar, dark mode, favic
 
   // Dark mode: the pages stay readable; the codes stay on white.
   await page.emulateMedia({ colorScheme: "dark" });
-  for (const path of ["/", "/me", "/wallet", "/wallet/transactions", "/pay/code", "/login"]) {
+  for (const [path] of [...pages, ["/no-such-page"]]) {
     await page.goto(url(path));
     await assertAccessible(page, `${path} (dark)`);
   }
