@@ -30,10 +30,8 @@ export class DataDirBusyError extends Error {
       } (pid ${holder.pid}, since ${holder.since})`
       : "another process";
     super(
-      `Cannot open ${dir}: ${who} holds this data directory. ` +
-        (holder?.program === "main.ts"
-          ? "Stop the server first, or use the server's own tools (deno task backup goes through it)."
-          : "Wait for it to finish."),
+      `Cannot open ${dir}: ${who} holds this data directory; ` +
+        (holder?.program === "main.ts" ? "stop the server first" : "wait for it to finish"),
     );
   }
 }

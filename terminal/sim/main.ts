@@ -16,6 +16,7 @@ import { parseArgs } from "node:util";
 import { loadConfig } from "../../modules/platform/config.ts";
 import { openDatabase } from "../../modules/platform/database.ts";
 import { migrateToLatest } from "../../modules/platform/migrate.ts";
+import { DataDirBusyError } from "../../modules/platform/data_dir.ts";
 import { listTerminals, terminalKeyHex } from "../../modules/merchant/mod.ts";
 import { DEMO_CARDHOLDERS } from "../../modules/card/mod.ts";
 import { type Message, MessageCode, messageName, type OfflineRecord, Status } from "../messages.ts";
@@ -56,6 +57,11 @@ async function withDatabase<T>(
     databaseUrl: config.databaseUrl,
     dataDir: config.dataDir,
     poolSize: 4,
+  }).catch((err) => {
+    if (!(err instanceof DataDirBusyError)) throw err;
+    throw new Error(
+      `${err.message} (readers and their keys: the 终端 page in /admin; a reader connects without the database: deno task sim --terminal <id>)`,
+    );
   });
   try {
     await migrateToLatest(handle.db);
