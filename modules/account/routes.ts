@@ -6,7 +6,14 @@ import { DomainError, TooManyAttemptsError } from "../platform/errors.ts";
 import type { AppEnv } from "../platform/http.ts";
 import { formErrorsHook } from "../platform/forms.ts";
 import { type FieldErrors, render } from "../platform/views.ts";
-import { clientIp, requireStudent, safeNext, signIn, signOut } from "../security/mod.ts";
+import {
+  clientIp,
+  requireStudent,
+  safeNext,
+  signIn,
+  signInDevice,
+  signOut,
+} from "../security/mod.ts";
 import type { Mailer } from "../mail/mod.ts";
 import { RESEND_AFTER_SECONDS } from "./email_codes.ts";
 import { findAccount, listSchools } from "./repository.ts";
@@ -132,6 +139,7 @@ export function accountRoutes(deps: AccountDeps): Hono<AppEnv> {
           phone: form.phone,
           password: form.password,
           ip: clientIp(c),
+          device: signInDevice(c, deps, "student"),
         });
         if (who.mustChangePassword) {
           const ticket = await passwordTicket(db, config, who.accountId);
@@ -246,6 +254,8 @@ export function accountRoutes(deps: AccountDeps): Hono<AppEnv> {
           phone: form.phone,
           code: form.code,
           newPassword: form.new_password,
+          ip: clientIp(c),
+          device: signInDevice(c, deps, "student"),
         });
       } catch (err) {
         const e = asErrors(err);

@@ -5,10 +5,15 @@ import {
   assertNotLocked,
   clearThrottle,
   destroySessionsOf,
+  forgetSignIn,
+  guardedGuess,
   hashPassword,
   keyedHash,
   lockedFor,
+  proveSignIn,
   recordEvent,
+  signInGuard,
+  signInWaitMessage,
   timingSafeEqual,
   verifyPassword,
 } from "../security/mod.ts";
@@ -18,9 +23,8 @@ import { type CodeDeps, consumeEmailCode, maskEmail, sendEmailCode } from "./ema
 import { ensureSchool, findAccountByPhone, findSchool } from "./repository.ts";
 import "./tables.ts";
 
-/** Wrong login passwords: 5 per phone in 15 minutes, 50 per client address (campus NAT). */
-const LOGIN_PHONE_RULE = { limit: 5, windowSeconds: 900, lockSeconds: 900 };
-const LOGIN_IP_RULE = { limit: 50, windowSeconds: 900, lockSeconds: 900 };
+/** Wrong old passwords on 我的 → 修改登录密码: 5 per account in 15 minutes. */
+const OLD_PASSWORD_RULE = { limit: 5, windowSeconds: 900, lockSeconds: 900 };
 /** Phone look-ups on the forgotten-password page per client address. */
 const FORGOT_IP_RULE = { limit: 20, windowSeconds: 3600 };
 /**
@@ -37,6 +41,9 @@ const TICKET_SECONDS = 900;
 export function loginThrottleKey(phone: string): string {
   return `login:phone:${phone}`;
 }
+
+/** A spent sign-in budget: the owner gets in with an emailed code. */
+const FORGOT_HINT = "；也可通过“忘记密码”用邮箱验证码重设密码后登录";
 
 function loginLockMessage(seconds: number): string {
   return `登录失败次数过多，请${Math.max(1, Math.ceil(seconds / 60))}分钟后再试`;
@@ -90,15 +97,16 @@ export interface Authenticated {
   mustChangePassword: boolean;
 }
 
-/** Checks a phone and login password; throttled per phone and per client address. */
+/**
+ * Checks a phone and login password under the sign-in rule (security's SIGN_IN_RULE): a stranger's
+ * wrong guesses slow their own address, and cannot keep the owner out of a proven address.
+ */
 export async function authenticate(
   db: Db,
-  input: { phone: string; password: string; ip: string },
+  input: { phone: string; password: string; ip: string; device: string },
 ): Promise<Authenticated> {
-  const phoneKey = loginThrottleKey(input.phone);
-  const ipKey = `login:ip:${input.ip}`;
-  await assertNotLocked(db, phoneKey, loginLockMessage);
-  await assertNotLocked(db, ipKey, loginLockMessage);
+  const source = { nameKey: loginThrottleKey(input.phone), ip: input.ip, device: input.device };
+  const guard = await signInGuard(db, { ...source, addressKey: `login:ip:${input.ip}` });
   const row = await db.selectFrom("accounts").select([
     "id",
     "password_hash",
@@ -106,20 +114,27 @@ export async function authenticate(
   ])
     .where("phone", "=", input.phone).executeTakeFirst();
   dummyHash ??= hashPassword("dummy-password-1");
-  const ok = await verifyPassword(row?.password_hash ?? (await dummyHash), input.password);
-  if (!row || !ok) {
-    const p = await recordEvent(db, phoneKey, LOGIN_PHONE_RULE);
-    const i = await recordEvent(db, ipKey, LOGIN_IP_RULE);
-    const wait = Math.max(p.lockedFor, i.lockedFor);
-    if (wait > 0) throw new TooManyAttemptsError(phoneKey, wait, loginLockMessage(wait));
+  const outcome = await guardedGuess(db, guard, async () => {
+    const ok = await verifyPassword(row?.password_hash ?? (await dummyHash!), input.password);
+    return ok && row !== undefined;
+  });
+  if (!outcome.ok) {
+    if (outcome.retryAfter > 0) {
+      const hint = outcome.by === guard.budgetKey ? FORGOT_HINT : "";
+      throw new TooManyAttemptsError(
+        guard.budgetKey,
+        outcome.retryAfter,
+        signInWaitMessage(outcome.retryAfter) + hint,
+      );
+    }
     throw new AccountError(
       "Wrong phone or password",
-      `手机号或登录密码错误，还可尝试${p.remaining}次`,
+      `手机号或登录密码错误，还可尝试${outcome.remaining}次`,
       "password",
     );
   }
-  await clearThrottle(db, phoneKey);
-  return { accountId: row.id, mustChangePassword: row.must_change_password };
+  await proveSignIn(db, source);
+  return { accountId: row!.id, mustChangePassword: row!.must_change_password };
 }
 
 /** Changes the login password from 我的: the old one must be right; other sessions end. */
@@ -141,7 +156,7 @@ export async function changePassword(
   )
     .executeTakeFirstOrThrow();
   if (!(await verifyPassword(row.password_hash, input.oldPassword))) {
-    const r = await recordEvent(db, key, LOGIN_PHONE_RULE);
+    const r = await recordEvent(db, key, OLD_PASSWORD_RULE);
     if (r.lockedFor > 0) {
       throw new TooManyAttemptsError(key, r.lockedFor, loginLockMessage(r.lockedFor));
     }
@@ -216,7 +231,7 @@ export async function sendPasswordResetCode(
 export async function resetPasswordWithCode(
   db: Db,
   config: Config,
-  input: { phone: string; code: string; newPassword: string },
+  input: { phone: string; code: string; newPassword: string; ip: string; device: string },
 ): Promise<void> {
   const account = await findAccountByPhone(db, input.phone);
   if (!account) throw new AccountError("No live email code", "请先获取验证码", "code");
@@ -228,7 +243,13 @@ export async function resetPasswordWithCode(
   });
   await setPassword(db, account.id, input.newPassword);
   await destroySessionsOf(db, "student", account.id);
-  await clearThrottle(db, loginThrottleKey(account.phone));
+  // The code proved the owner: strangers' guesses are forgotten and this address may sign in.
+  await forgetSignIn(db, loginThrottleKey(account.phone));
+  await proveSignIn(db, {
+    nameKey: loginThrottleKey(account.phone),
+    ip: input.ip,
+    device: input.device,
+  });
 }
 
 // Tickets bind to the current password hash: once the password changes, the ticket is dead.
@@ -313,7 +334,7 @@ export async function staffResetPassword(
       password_changed_at: new Date(),
     }).where("id", "=", input.accountId).execute();
     await destroySessionsOf(trx, "student", input.accountId);
-    await trx.deleteFrom("throttles").where("key", "=", loginThrottleKey(before.phone)).execute();
+    await forgetSignIn(trx, loginThrottleKey(before.phone));
     await writeAudit(trx, {
       staffId: input.staffId,
       action: "account.password_reset",
@@ -327,7 +348,7 @@ export async function staffResetPassword(
   return temp;
 }
 
-/** Seconds a phone's sign-in stays locked (shown to staff). */
+/** Seconds a phone's sign-in stays closed to unproven addresses (shown to staff). */
 export function loginLockedFor(db: Db, phone: string): Promise<number> {
   return lockedFor(db, loginThrottleKey(phone));
 }

@@ -11,22 +11,27 @@
  * (`password_hash`), and the default stops working; a staff reset sets `password_hash` back to
  * null, which brings the default back without needing the 身份证 number in clear.
  *
- * A 6-character secret can be guessed, so every check anywhere (web pages and readers) counts
- * failures per card account: 5 wrong in a row lock card-password checks for 30 minutes, or until
- * the card office unlocks.
+ * A 6-character secret can be guessed, so every check is counted (security's CARD_PASSWORD_RULES).
+ * The holder's checks (readers, the bound account's pages) share one counter per card account:
+ * 5 wrong in a row close them for the rest of 30 minutes, or until the card office unlocks.
+ * Binding has budgets of its own (per card, per login account, per address), so a stranger who
+ * knows a 学号 cannot lock its holder's card at the readers.
  */
 import { createHmac } from "node:crypto";
 import type { Db } from "../platform/database.ts";
 import type { Config } from "../platform/config.ts";
-import { describeWait } from "../platform/errors.ts";
+import { describeWait, type DomainError } from "../platform/errors.ts";
 import {
-  clearThrottle,
+  CARD_PASSWORD_RULES,
+  guardedGuess,
+  type GuessGuard,
+  type GuessOutcome,
   hashCardPassword,
   lockedFor,
-  recordEvent,
   timingSafeEqual,
   verifyCardPassword,
 } from "../security/mod.ts";
+import { CardError, CardLockedError } from "./errors.ts";
 import { defaultCardPassword } from "./rules.ts";
 import "./tables.ts";
 
@@ -35,8 +40,8 @@ export interface CardDeps {
   config: Pick<Config, "appSecret" | "cardPepper">;
 }
 
-/** 5 wrong card passwords in a row lock the card account's password checks for 30 minutes. */
-export const CARD_PASSWORD_RULE = { limit: 5, windowSeconds: 1800, lockSeconds: 1800 };
+/** 5 wrong card passwords in a row close the holder's checks for the rest of 30 minutes. */
+export const CARD_PASSWORD_RULE = CARD_PASSWORD_RULES.holder;
 
 /** The result of a card-password check. */
 export type CardPasswordCheck =
@@ -118,9 +123,9 @@ export async function isDefaultPassword(
 }
 
 /**
- * Checks a card password with the lockout: refuses while locked, counts a failure, clears the
- * count on success. An unknown card account answers like a wrong password (never locks, since
- * there is nothing to count against).
+ * Checks a card password the holder gives (a reader with the card, the bound account's pages)
+ * with its lockout: refuses while closed, counts a failure, clears the count on success. An
+ * unknown card account answers like a wrong password (never locks: nothing to count against).
  */
 export async function checkCardPassword(
   db: Db,
@@ -128,21 +133,72 @@ export async function checkCardPassword(
   cardAccountId: number,
   password: string,
 ): Promise<CardPasswordCheck> {
-  const key = cardPasswordKey(cardAccountId);
-  const wait = await lockedFor(db, key);
-  if (wait > 0) return { ok: false, locked: true, remaining: 0, retryAfter: wait };
   const row = Number.isSafeInteger(cardAccountId)
     ? await db.selectFrom("card_accounts")
       .select(["id_number_hash", "default_password_check", "password_hash"])
       .where("id", "=", cardAccountId).executeTakeFirst()
     : undefined;
   if (!row) return { ok: false, locked: false, remaining: CARD_PASSWORD_RULE.limit, retryAfter: 0 };
-  if (await matchesCardPassword(deps, row, password)) {
-    await clearThrottle(db, key);
-    return { ok: true };
+  const outcome = await guardedGuess(
+    db,
+    { budgets: [{ key: cardPasswordKey(cardAccountId), ...CARD_PASSWORD_RULE }] },
+    () => matchesCardPassword(deps, row, password),
+  );
+  if (outcome.ok) return { ok: true };
+  const locked = outcome.retryAfter > 0;
+  return { ok: false, locked, remaining: outcome.remaining, retryAfter: outcome.retryAfter };
+}
+
+/** The budgets a bind attempt passes (security's CARD_PASSWORD_RULES). */
+export function bindGuard(
+  input: { accountId: number; ip: string; cardKey: string; withCard: boolean; proven: boolean },
+): GuessGuard & { accountKey: string; cardKey: string; addressKey: string } {
+  const accountKey = `card-bind:account:${input.accountId}`;
+  const addressKey = `card-bind:ip:${input.ip}`;
+  return {
+    accountKey,
+    cardKey: input.cardKey,
+    addressKey,
+    proven: input.proven,
+    budgets: [
+      { key: accountKey, ...CARD_PASSWORD_RULES.bindAccount },
+      ...(input.withCard ? [{ key: input.cardKey, ...CARD_PASSWORD_RULES.bindCard }] : []),
+    ],
+    slowdowns: [{ key: addressKey, ...CARD_PASSWORD_RULES.bindAddress }],
+  };
+}
+
+/** The error a failed bind shows, by which budget refused it. */
+export function bindRefusal(
+  outcome: Extract<GuessOutcome, { ok: false }>,
+  guard: { accountKey: string; cardKey: string },
+  context: { idGiven: boolean; schoolName: string },
+): DomainError {
+  const wait = describeWait(outcome.retryAfter);
+  if (outcome.retryAfter > 0 && outcome.by === guard.accountKey) {
+    return new CardLockedError(outcome.retryAfter, `绑定失败次数过多，已锁定，请${wait}后再试`);
   }
-  const r = await recordEvent(db, key, CARD_PASSWORD_RULE);
-  return { ok: false, locked: r.lockedFor > 0, remaining: r.remaining, retryAfter: r.lockedFor };
+  if (outcome.retryAfter > 0 && outcome.by === guard.cardKey) {
+    return context.idGiven
+      ? new CardLockedError(
+        outcome.retryAfter,
+        `该学号的一卡通密码错误次数过多，请${wait}后再试，或持身份证到一卡通中心办理`,
+      )
+      : new CardLockedError(
+        outcome.retryAfter,
+        "该学号近期一卡通密码错误次数过多，为确认是本人，请同时填写身份证号",
+        "id_number",
+      );
+  }
+  if (outcome.retryAfter > 0) {
+    return new CardLockedError(outcome.retryAfter, `绑定尝试过于频繁，请${wait}后再试`, "_form");
+  }
+  const what = context.idGiven ? "学号、身份证号或一卡通密码错误" : "学号或一卡通密码错误";
+  return new CardError(
+    "Wrong student number or card password",
+    `${what}，还可尝试${outcome.remaining}次（请确认学号属于${context.schoolName}）`,
+    "password",
+  );
 }
 
 /** Seconds the card account's password checks stay locked, 0 when not locked. */

@@ -6,7 +6,7 @@ import { DomainError } from "../platform/errors.ts";
 import type { AppEnv } from "../platform/http.ts";
 import { formErrorsHook } from "../platform/forms.ts";
 import { type FieldErrors, render } from "../platform/views.ts";
-import { destroySessionsOf, requireStudent, signOut } from "../security/mod.ts";
+import { clientIp, destroySessionsOf, requireStudent, signOut } from "../security/mod.ts";
 import { findBoundCard } from "./repository.ts";
 import { bindSchema, lossSchema, passwordSchema } from "./schemas.ts";
 import { bindCard, changeCardPassword, liftLoss, reportLoss } from "./service.ts";
@@ -93,10 +93,18 @@ export function cardRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
           accountId,
           studentNumber: form.student_number,
           password: form.password,
+          idNumber: form.id_number,
+          ip: clientIp(c),
         });
       } catch (err) {
         const e = asErrors(err);
-        return showBind(c, e.errors, keep(form), e.status);
+        const askId = form.id_number !== undefined || e.errors.id_number !== undefined;
+        return showBind(
+          c,
+          e.errors,
+          { ...keep(form), ...(askId ? { ask_id: "1" } : {}) },
+          e.status,
+        );
       }
       // The manual: 绑定成功后需要重新登录. Every session of the account ends, this one too.
       await destroySessionsOf(db, "student", accountId);

@@ -4,10 +4,11 @@ import { z } from "zod";
 const text = (empty: string, max = 64) =>
   z.string({ error: empty }).min(1, empty).max(max, "输入过长");
 
-/** 一卡通账号绑定: [学号], [一卡通密码]. */
+/** 一卡通账号绑定: [学号], [一卡通密码]; [身份证] once the 学号's bind budget is spent. */
 export const bindSchema = z.object({
   student_number: text("请输入学号"),
   password: text("请输入一卡通密码"),
+  id_number: z.string().max(64, "输入过长").optional(),
 });
 
 /** 一卡通密码修改: [原密码], [新密码]. */

@@ -5,8 +5,9 @@
 import type { Db } from "../platform/database.ts";
 import {
   clearThrottle,
+  forgetSignIn,
+  guardedGuess,
   lockedFor,
-  recordEvent,
   timingSafeEqual,
   verifyCardPassword,
 } from "../security/mod.ts";
@@ -15,7 +16,8 @@ import { findAccount, loginThrottleKey } from "../account/mod.ts";
 import { notifyBlocklistChange, recordBlocklistChanges } from "./blocklist.ts";
 import { CardError, CardLockedError } from "./errors.ts";
 import {
-  CARD_PASSWORD_RULE,
+  bindGuard,
+  bindRefusal,
   type CardDeps,
   cardPasswordFailureMessage,
   cardPasswordKey,
@@ -43,9 +45,6 @@ import type { CardAccountsTable } from "./tables.ts";
 import type { Selectable } from "kysely";
 
 type CardRow = Selectable<CardAccountsTable>;
-
-/** Failed binds per login account: stops spraying default passwords over many 学号. */
-const BIND_ACCOUNT_RULE = { limit: 10, windowSeconds: 3600, lockSeconds: 3600 };
 
 const CARD_OFFICE = "请到一卡通中心办理";
 
@@ -79,13 +78,21 @@ async function verifyOrThrow(
 
 /**
  * Binds the card account with that 学号 (in the login account's school) to the login account,
- * after checking its card password. A wrong password and an unknown 学号 get the same answer,
- * and both count towards a lockout, so the page cannot tell which 学号 exist.
+ * after checking its card password. A wrong password and an unknown 学号 get the same answer, so
+ * the page cannot tell which 学号 exist. Failures count against the login account and address
+ * trying and the card's bind budget (security's BIND_RULE), never the holder's own counter that
+ * readers use: once strangers spend a card's bind budget, its owner binds with the 身份证 too.
  */
 export async function bindCard(
   db: Db,
   deps: CardDeps,
-  input: { accountId: number; studentNumber: string; password: string },
+  input: {
+    accountId: number;
+    studentNumber: string;
+    password: string;
+    idNumber?: string;
+    ip?: string;
+  },
 ): Promise<{ cardAccountId: number }> {
   const account = await findAccount(db, input.accountId);
   if (!account) throw new CardError("No such login account", "请重新登录后再试", "_form");
@@ -104,51 +111,47 @@ export async function bindCard(
       "student_number",
     );
   }
+  const idGiven = (input.idNumber ?? "").trim() !== "";
+  const idNumber = idGiven ? parseIdNumber(input.idNumber!) : null;
+  if (idGiven && !idNumber) {
+    throw new CardError("Bad id number", "身份证号格式不正确，应为18位", "id_number");
+  }
 
-  const accountKey = `card-bind:account:${account.id}`;
-  const accountWait = await lockedFor(db, accountKey);
-  if (accountWait > 0) {
-    throw new CardLockedError(
-      accountWait,
-      `绑定失败次数过多，请${Math.ceil(accountWait / 60)}分钟后再试`,
-      "_form",
-    );
-  }
   const card = await loadCardByStudentNumber(db, account.schoolId, studentNumber);
-  // An unknown 学号 gets a throttle key of its own, so it "locks" exactly like a real one.
-  const key = card
-    ? cardPasswordKey(card.id)
-    : `card-password:unknown:${account.schoolId}:${studentNumber}`;
-  const wait = await lockedFor(db, key);
-  if (wait > 0) {
+  // The holder's own lock (readers, the bound account's pages) holds here too; strangers binding
+  // cannot set it, only someone with the card or the bound account.
+  const holderWait = card ? await lockedFor(db, cardPasswordKey(card.id)) : 0;
+  if (holderWait > 0) {
     throw new CardLockedError(
-      wait,
-      cardPasswordFailureMessage({ locked: true, remaining: 0, retryAfter: wait }),
+      holderWait,
+      cardPasswordFailureMessage({ locked: true, remaining: 0, retryAfter: holderWait }),
     );
   }
-  const ok = card ? await matchesCardPassword(deps, card, input.password) : false;
-  // One Argon2id verification on every path, so the answer's timing does not tell an unknown
-  // 学号 from a known one (nor a default password from a chosen one).
-  if (!card || card.password_hash === null) {
-    dummyHash ??= hashChosenCardPassword(deps, "dummy-card-password");
-    await verifyCardPassword(await dummyHash, input.password, deps.config.cardPepper);
-  }
-  if (!card || !ok) {
-    const r = await recordEvent(db, key, CARD_PASSWORD_RULE);
-    await recordEvent(db, accountKey, BIND_ACCOUNT_RULE);
-    if (r.lockedFor > 0) {
-      throw new CardLockedError(
-        r.lockedFor,
-        cardPasswordFailureMessage({ locked: true, remaining: 0, retryAfter: r.lockedFor }),
-      );
+  const proven = card != null && idNumber !== null &&
+    timingSafeEqual(await idNumberHash(deps, idNumber), card.id_number_hash);
+  const guard = bindGuard({
+    accountId: account.id,
+    ip: input.ip ?? "local",
+    // An unknown 学号 has a budget of its own, so it behaves exactly like a real one.
+    cardKey: card
+      ? `card-bind:${card.id}`
+      : `card-bind:unknown:${account.schoolId}:${studentNumber}`,
+    // A wrong 身份证 is no guess at this card's password: it does not spend the owner's budget.
+    withCard: !idGiven || proven,
+    proven,
+  });
+  const outcome = await guardedGuess(db, guard, async () => {
+    const ok = card ? await matchesCardPassword(deps, card, input.password) : false;
+    // One Argon2id verification on every path, so the answer's timing does not tell an unknown
+    // 学号 from a known one, a default password from a chosen one, nor a wrong 身份证.
+    if (!card || card.password_hash === null) {
+      dummyHash ??= hashChosenCardPassword(deps, "dummy-card-password");
+      await verifyCardPassword(await dummyHash, input.password, deps.config.cardPepper);
     }
-    throw new CardError(
-      "Wrong student number or card password",
-      `学号或一卡通密码错误，还可尝试${r.remaining}次（请确认学号属于${account.schoolName}）`,
-      "password",
-    );
-  }
-  await clearThrottle(db, key);
+    return ok && (!idGiven || proven);
+  });
+  if (!outcome.ok) throw bindRefusal(outcome, guard, { idGiven, schoolName: account.schoolName });
+  if (!card) throw new Error("Cannot bind: a right password without a card account");
   if (card.status === "cancelled") {
     throw new CardError("Card account cancelled", `该一卡通账户已注销，${CARD_OFFICE}`, "_form");
   }
@@ -188,7 +191,6 @@ export async function bindCard(
     }
     throw err;
   }
-  await clearThrottle(db, accountKey);
   return { cardAccountId: card.id };
 }
 
@@ -646,7 +648,7 @@ export function unlockBoundLogin(db: Db, actor: StaffActor, cardAccountId: numbe
     if (await lockedFor(trx, key) === 0) {
       throw new CardError("Login not locked", "该一信通账号的登录未被锁定", "_form");
     }
-    await clearThrottle(trx, key);
+    await forgetSignIn(trx, key);
     return { event: { kind: "login_unlocked", accountId: account.id } };
   });
 }

@@ -71,8 +71,14 @@ Deno.test("an unknown 学号 and a wrong password get the same answer; a card of
       bindCard(env.db, env.deps, { accountId, studentNumber: "2099999999", password: "15123X" }),
       /学号或一卡通密码错误，还可尝试4次/,
     );
+    // Another account, since the tries left are the trying account's own.
+    const second = await makeAccount(env.db, env.school.id);
     const wrong = await rejects(
-      bindCard(env.db, env.deps, { accountId, studentNumber: "2024010001", password: "000000" }),
+      bindCard(env.db, env.deps, {
+        accountId: second,
+        studentNumber: "2024010001",
+        password: "000000",
+      }),
       /学号或一卡通密码错误，还可尝试4次/,
     );
     assert.equal(unknown.userMessage, wrong.userMessage);

@@ -23,6 +23,8 @@ export async function seedDemoData(deps: { db: Db; config: Config }): Promise<bo
     name: "演示管理员",
     password: DEMO_ADMIN.password,
     roles: [...ALL_ROLES],
+    // A published password: the console asks for a new one at the first sign-in.
+    mustChangePassword: true,
   });
   // The school 云南城市建设职业学院 and the demo student 13800000001 / Demo12345.
   await seedDemoAccount(db);

@@ -164,6 +164,30 @@ export async function signIn(
   }
 }
 
+const DEVICE_COOKIE = { student: "yxt_known", staff: "yxt_known_staff" } as const;
+const DEVICE_TOKEN = /^[A-Za-z0-9_-]{22}$/;
+
+/**
+ * This browser's sign-in device token, set in its cookie (kept 90 days) when new. A sign-in that
+ * succeeds with it proves the owner uses this browser (throttle.ts `proveSignIn`): strangers'
+ * guesses elsewhere then never slow or stop it.
+ */
+export function signInDevice(
+  c: Context<AppEnv>,
+  deps: SecurityDeps,
+  kind: "student" | "staff",
+): string {
+  const name = DEVICE_COOKIE[kind];
+  const known = getCookie(c, name);
+  if (known && DEVICE_TOKEN.test(known)) return known;
+  const token = randomToken(16);
+  setCookie(c, name, token, {
+    ...cookieBase(deps.config, kind === "student" ? "/" : "/admin"),
+    maxAge: 86400 * 90,
+  });
+  return token;
+}
+
 /** Signs out: deletes the session row and the cookie. */
 export async function signOut(
   c: Context<AppEnv>,

@@ -17,9 +17,18 @@ export {
 } from "../platform/crypto.ts";
 export {
   assertNotLocked,
+  CARD_PASSWORD_RULES,
   clearThrottle,
+  forgetSignIn,
+  guardedGuess,
+  type GuessGuard,
+  type GuessOutcome,
   lockedFor,
+  proveSignIn,
   recordEvent,
+  SIGN_IN_RULE,
+  signInGuard,
+  signInWaitMessage,
   type ThrottleRule,
 } from "./throttle.ts";
 export {
@@ -36,6 +45,7 @@ export {
   sendToSignIn,
   sessionMiddleware,
   signIn,
+  signInDevice,
   signOut,
 } from "./middleware.ts";
 /** A hot student page checks the session in its own statement (one round trip per view). */

@@ -20,9 +20,16 @@ export interface ThrottlesTable {
   locked_until: Date | null;
 }
 
+/** A secret's owner proved themselves from this source (see throttle.ts `guessGuard`). */
+export interface ProvenSourcesTable {
+  key: string;
+  proven_at: Generated<Date>;
+}
+
 declare module "../platform/database.ts" {
   interface Database {
     sessions: SessionsTable;
     throttles: ThrottlesTable;
+    proven_sources: ProvenSourcesTable;
   }
 }

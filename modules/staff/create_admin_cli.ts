@@ -25,8 +25,19 @@ try {
 }
 try {
   await migrateToLatest(handle.db);
-  const id = await createStaff(handle.db, { username, name, password, roles: [...ALL_ROLES] });
-  console.log(`Created staff ${username} (id ${id}) with roles ${ALL_ROLES.join(", ")}`);
+  // The password was typed on a command line (shell history): changed at the first sign-in.
+  const id = await createStaff(handle.db, {
+    username,
+    name,
+    password,
+    roles: [...ALL_ROLES],
+    mustChangePassword: true,
+  });
+  console.log(
+    `Created staff ${username} (id ${id}) with roles ${
+      ALL_ROLES.join(", ")
+    }; a new password is asked at the first sign-in`,
+  );
 } catch (err) {
   console.error(err instanceof DomainError ? err.userMessage : (err as Error).message);
   Deno.exitCode = 1;

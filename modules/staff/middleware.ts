@@ -12,7 +12,13 @@ export function registerAdminNav(item: AdminNavItem): void {
   if (!nav.some((n) => n.href === item.href)) nav.push(item);
 }
 
-/** Loads the signed-in staff member (for /admin paths) and the navigation they may see. */
+/** What a member whose password must change may still reach. */
+const BEFORE_NEW_PASSWORD = new Set(["/admin/password", "/admin/logout", "/admin/login"]);
+
+/**
+ * Loads the signed-in staff member (for /admin paths) and the navigation they may see. A member
+ * with a seeded or reset password is sent to 修改密码 before anything else.
+ */
 export function loadStaff(db: Db): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     const id = c.get("staffId");
@@ -20,6 +26,12 @@ export function loadStaff(db: Db): MiddlewareHandler<AppEnv> {
       const staff = await findActiveStaff(db, id);
       c.set("staff", staff);
       if (staff) c.set("adminNav", nav.filter((n) => n.roles.some((r) => staff.roles.includes(r))));
+      if (staff?.mustChangePassword && !BEFORE_NEW_PASSWORD.has(c.req.path)) {
+        if (c.req.header("hx-request") === "true") {
+          return c.body(null, 204, { "hx-redirect": "/admin/password" });
+        }
+        return c.redirect("/admin/password", 303);
+      }
     }
     await next();
   };
@@ -40,9 +52,6 @@ export function requireRole(...roles: Role[]): MiddlewareHandler<AppEnv> {
         return c.body(null, 204, { "hx-redirect": target });
       }
       return c.redirect(target, 303);
-    }
-    if (staff.mustChangePassword && c.req.path !== "/admin/password") {
-      return c.redirect("/admin/password", 303);
     }
     if (roles.length > 0 && !roles.some((r) => staff.roles.includes(r))) {
       throw new ForbiddenError(`Staff ${staff.username} lacks role ${roles.join("|")}`);

@@ -7,7 +7,7 @@ import { DomainError } from "../platform/errors.ts";
 import type { AppEnv } from "../platform/http.ts";
 import { formErrorsHook } from "../platform/forms.ts";
 import { render } from "../platform/views.ts";
-import { clientIp, safeNext, signIn, signOut } from "../security/mod.ts";
+import { clientIp, safeNext, signIn, signInDevice, signOut } from "../security/mod.ts";
 import { listAudit, writeAudit } from "./audit.ts";
 import { registerAdminNav, requireRole } from "./middleware.ts";
 import { ALL_ROLES, type Role, ROLE_LABELS, ROLES } from "./roles.ts";
@@ -70,7 +70,10 @@ export function staffRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
     async (c) => {
       const form = c.req.valid("form");
       try {
-        const staff = await authenticateStaff(db, form.username, form.password, clientIp(c));
+        const staff = await authenticateStaff(db, form.username, form.password, {
+          ip: clientIp(c),
+          device: signInDevice(c, deps, "staff"),
+        });
         await signIn(c, deps, "staff", staff.id);
         return c.redirect(
           safeNext(form.next, "/admin").startsWith("/admin")
@@ -130,13 +133,18 @@ export function staffRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
       const form = c.req.valid("form");
       const staff = c.get("staff")!;
       try {
-        await changeStaffPassword(db, staff.id, form.old_password, form.new_password);
+        await changeStaffPassword(db, {
+          staffId: staff.id,
+          oldPassword: form.old_password,
+          newPassword: form.new_password,
+          keepSessionId: c.get("staffSessionId"),
+        });
       } catch (err) {
         if (err instanceof DomainError) {
           return render(c, "staff/password", {
             errors: { [err.field ?? "_form"]: err.userMessage },
           }, {
-            status: 422,
+            status: err.status === 429 ? 429 : 422,
             layout: "admin/layout",
             title: "修改密码",
           });
@@ -148,6 +156,7 @@ export function staffRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
         action: "staff.password_changed",
         targetType: "staff",
         targetId: staff.id,
+        after: { otherSessionsEnded: true },
         ip: clientIp(c),
       });
       return c.redirect("/admin", 303);

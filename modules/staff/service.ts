@@ -1,49 +1,57 @@
 import type { Db } from "../platform/database.ts";
-import { DomainError, TooManyAttemptsError } from "../platform/errors.ts";
+import { describeWait, DomainError, TooManyAttemptsError } from "../platform/errors.ts";
 import {
-  assertNotLocked,
-  clearThrottle,
+  destroySessionsOf,
+  guardedGuess,
   hashPassword,
   loginPasswordProblem,
-  recordEvent,
+  proveSignIn,
+  signInGuard,
+  signInWaitMessage,
   verifyPassword,
 } from "../security/mod.ts";
 import type { CurrentStaff } from "../platform/http.ts";
 import { ALL_ROLES, type Role } from "./roles.ts";
 import "./tables.ts";
 
-/** Staff sign-in locks a username after 5 wrong passwords for 15 minutes, and an address after 20. */
-const STAFF_USER_RULE = { limit: 5, windowSeconds: 900, lockSeconds: 900 };
-const STAFF_IP_RULE = { limit: 20, windowSeconds: 900, lockSeconds: 900 };
+/** Wrong old passwords on 修改密码: 5 per staff member in 15 minutes. */
+const OLD_PASSWORD_BUDGET = { limit: 5, windowSeconds: 900, resetOnSuccess: true };
 
 // A fixed Argon2id hash so unknown usernames cost the same time as known ones.
 let dummyHash: Promise<string> | null = null;
 
-/** Checks a staff username and password; throttled per username and per address. */
+/**
+ * Checks a staff username and password under the sign-in rule (security's SIGN_IN_RULE): a
+ * stranger's wrong guesses slow their own address, not the member signing in from theirs.
+ */
 export async function authenticateStaff(
   db: Db,
   username: string,
   password: string,
-  ip: string,
+  from: { ip: string; device: string },
 ): Promise<CurrentStaff> {
-  const userKey = `staff-login:user:${username.toLowerCase()}`;
-  const ipKey = `staff-login:ip:${ip}`;
-  const lockMessage = (w: number) => `登录失败次数过多，请${Math.ceil(w / 60)}分钟后再试`;
-  await assertNotLocked(db, userKey, lockMessage);
-  await assertNotLocked(db, ipKey, lockMessage);
+  const { ip, device } = from;
+  const source = { nameKey: `staff-login:user:${username.toLowerCase()}`, ip, device };
+  const guard = await signInGuard(db, { ...source, addressKey: `staff-login:ip:${ip}` });
   const row = await db.selectFrom("staff").selectAll().where("username", "=", username)
     .executeTakeFirst();
   dummyHash ??= hashPassword("dummy-password-1");
-  const ok = await verifyPassword(row?.password_hash ?? (await dummyHash), password);
-  if (!row || !ok || row.disabled) {
-    const u = await recordEvent(db, userKey, STAFF_USER_RULE);
-    const i = await recordEvent(db, ipKey, STAFF_IP_RULE);
-    const wait = Math.max(u.lockedFor, i.lockedFor);
-    if (wait > 0) throw new TooManyAttemptsError(userKey, wait, lockMessage(wait));
+  const outcome = await guardedGuess(db, guard, async () => {
+    const ok = await verifyPassword(row?.password_hash ?? (await dummyHash!), password);
+    return ok && row !== undefined && !row.disabled;
+  });
+  if (!outcome.ok) {
+    if (outcome.retryAfter > 0) {
+      throw new TooManyAttemptsError(
+        guard.budgetKey,
+        outcome.retryAfter,
+        signInWaitMessage(outcome.retryAfter),
+      );
+    }
     throw new DomainError("Wrong staff credentials", "用户名或密码错误", "password");
   }
-  await clearThrottle(db, userKey);
-  return toCurrent(row);
+  await proveSignIn(db, source);
+  return toCurrent(row!);
 }
 
 function toCurrent(
@@ -108,22 +116,49 @@ export async function createStaff(
   return row.id;
 }
 
-/** Changes a staff member's own password. */
+/**
+ * Changes a staff member's own password: the old one must be right (5 wrong in 15 minutes wait),
+ * the new one differ from it; every other session of the member ends.
+ */
 export async function changeStaffPassword(
   db: Db,
-  staffId: number,
-  oldPassword: string,
-  newPassword: string,
+  input: {
+    staffId: number;
+    oldPassword: string;
+    newPassword: string;
+    keepSessionId: string | null;
+  },
 ): Promise<void> {
-  const row = await db.selectFrom("staff").select("password_hash").where("id", "=", staffId)
+  const row = await db.selectFrom("staff").select("password_hash").where("id", "=", input.staffId)
     .executeTakeFirstOrThrow();
-  if (!(await verifyPassword(row.password_hash, oldPassword))) {
-    throw new DomainError("Wrong old staff password", "原密码错误", "old_password");
+  const outcome = await guardedGuess(
+    db,
+    { budgets: [{ key: `staff-password-change:${input.staffId}`, ...OLD_PASSWORD_BUDGET }] },
+    () => verifyPassword(row.password_hash, input.oldPassword),
+  );
+  if (!outcome.ok) {
+    if (outcome.retryAfter > 0) {
+      throw new TooManyAttemptsError(
+        `staff-password-change:${input.staffId}`,
+        outcome.retryAfter,
+        `原密码错误次数过多，请${describeWait(outcome.retryAfter)}后再试`,
+      );
+    }
+    throw new DomainError(
+      "Wrong old staff password",
+      `原密码错误，还可尝试${outcome.remaining}次`,
+      "old_password",
+    );
   }
-  const problem = loginPasswordProblem(newPassword);
+  const problem = loginPasswordProblem(input.newPassword);
   if (problem) throw new DomainError("Weak staff password", problem, "new_password");
-  await db.updateTable("staff").set({
-    password_hash: await hashPassword(newPassword),
-    must_change_password: false,
-  }).where("id", "=", staffId).execute();
+  if (input.newPassword === input.oldPassword) {
+    throw new DomainError("Same staff password", "新密码不能与原密码相同", "new_password");
+  }
+  const hash = await hashPassword(input.newPassword);
+  await db.transaction().execute(async (trx) => {
+    await trx.updateTable("staff").set({ password_hash: hash, must_change_password: false })
+      .where("id", "=", input.staffId).execute();
+    await destroySessionsOf(trx, "staff", input.staffId, input.keepSessionId);
+  });
 }
