@@ -107,7 +107,7 @@ export {
   updatePaySettings,
 } from "./codes.ts";
 
-/** The ledger verifier: balance = sum of transfers for every account, debits = credits. */
+/** The ledger verifier: each rule of the books that a corrupted row can break (verify.ts). */
 export { type LedgerReport, verifyLedger } from "./verify.ts";
 
 /** 余额, 交易记录, 付款码, 付款码设置 (mount at "/") and the staff 账务核验 page (mount at "/admin/ledger"). */

@@ -1,4 +1,4 @@
-import { sql } from "kysely";
+import { type RawBuilder, sql } from "kysely";
 import type { Db } from "../platform/database.ts";
 
 /** What the verifier found. */
@@ -8,9 +8,8 @@ export interface LedgerReport {
   totals: {
     accounts: number;
     transfers: number;
-    /** Sum of all transfer amounts (each is one debit and one credit of the same amount). */
-    debits: number;
-    credits: number;
+    /** Sum of all transfer amounts: what moved between accounts. */
+    moved: number;
     /** Signed sum of all card balances. */
     cardBalances: number;
     held: number;
@@ -22,135 +21,224 @@ export interface LedgerReport {
   };
 }
 
+/** At most this many problems are listed per check: one is enough to stop, twenty to see a pattern. */
+const LIMIT = 20;
+
 /**
- * Proves the ledger: every card wallet's stored balance equals the sum of its transfers, its held
- * amount equals its active holds, its history's balance-after chain is unbroken, every transfer
- * names existing accounts, and total debits equal total credits (all accounts sum to zero).
+ * One rule of the books: a query for the rows that break it, and how to say each. Every rule
+ * here can fail: each is broken by one corrupted row in verify_test.ts.
+ *
+ * A transfer is one amount from its debit account to its credit account, so its two legs are
+ * equal by construction (the schema has no second amount to disagree). What can disagree are the
+ * copies of that amount kept elsewhere: a card wallet's stored balance, held and overdraft, each
+ * transfer's card side (`card_delta`, `balance_after`), a hold's charge, a refund's original.
+ */
+interface Check {
+  name: string;
+  query: RawBuilder<unknown>;
+  say(row: Record<string, unknown>): string;
+}
+
+const n = (v: unknown) => Number(v);
+
+const CHECKS: Check[] = [
+  {
+    name: "accounts exist",
+    query: sql`
+      select t.id from ledger_transfers t
+      where not exists (select 1 from ledger_accounts a where a.id = t.debit_account_id)
+         or not exists (select 1 from ledger_accounts a where a.id = t.credit_account_id)
+      order by t.id limit ${LIMIT}`,
+    say: (r) => `transfer ${r.id} names an account that does not exist`,
+  },
+  {
+    // For every card account, balance = sum of its entries, at all times (DOMAIN.md).
+    name: "balance is the sum of entries",
+    query: sql`
+      with flows as (
+        select credit_account_id as account_id, amount as delta from ledger_transfers
+        union all
+        select debit_account_id, -amount from ledger_transfers
+      ), per_account as (select account_id, sum(delta) as net from flows group by account_id)
+      select a.card_account_id, a.balance - a.overdraft as stored, coalesce(p.net, 0) as net
+      from ledger_accounts a left join per_account p on p.account_id = a.id
+      where a.kind = 'card' and a.balance - a.overdraft <> coalesce(p.net, 0)
+      order by a.card_account_id limit ${LIMIT}`,
+    say: (r) =>
+      `card account ${r.card_account_id}: stored balance ${n(r.stored)} fen, transfers sum to ${
+        n(r.net)
+      } fen`,
+  },
+  {
+    // The card side of a transfer (history, balance-after) must be the wallet leg it moved.
+    name: "card side matches its leg",
+    query: sql`
+      select t.id from ledger_transfers t
+      left join ledger_accounts w on w.kind = 'card' and w.card_account_id = t.card_account_id
+      where t.card_account_id is not null and not coalesce(
+        (t.debit_account_id = w.id and t.credit_account_id <> w.id and t.card_delta = -t.amount) or
+        (t.credit_account_id = w.id and t.debit_account_id <> w.id and t.card_delta = t.amount),
+        false)
+      order by t.id limit ${LIMIT}`,
+    say: (r) => `transfer ${r.id}: its card side does not match its accounts and amount`,
+  },
+  {
+    // Money into or out of a wallet that names no card (or another) would be missing from the
+    // card's history and balance-after chain.
+    name: "wallet legs name their card",
+    query: sql`
+      select t.id, w.card_account_id from ledger_transfers t
+      join ledger_accounts w on w.id in (t.debit_account_id, t.credit_account_id) and w.kind = 'card'
+      where t.card_account_id is distinct from w.card_account_id
+      order by t.id limit ${LIMIT}`,
+    say: (r) =>
+      `transfer ${r.id} moves money of card account ${r.card_account_id} without naming it`,
+  },
+  {
+    // Each card's balance-after, in transfer id order, follows from the one before (from 0).
+    name: "balance-after chain",
+    query: sql`
+      select id, card_account_id from (
+        select id, card_account_id, balance_after, card_delta,
+          lag(balance_after) over (partition by card_account_id order by id) as before
+        from ledger_transfers where card_account_id is not null
+      ) x where (balance_after - card_delta) is distinct from coalesce(before, 0)
+      order by id limit ${LIMIT}`,
+    say: (r) =>
+      `card account ${r.card_account_id}: balance after transfer ${r.id} does not follow from the one before`,
+  },
+  {
+    name: "balance-after chain ends at the balance",
+    query: sql`
+      select a.card_account_id, a.balance - a.overdraft as stored, last.balance_after
+      from ledger_accounts a
+      join lateral (
+        select balance_after from ledger_transfers t
+        where t.card_account_id = a.card_account_id order by t.id desc limit 1
+      ) last on true
+      where a.kind = 'card' and last.balance_after is distinct from a.balance - a.overdraft
+      order by a.card_account_id limit ${LIMIT}`,
+    say: (r) =>
+      `card account ${r.card_account_id}: last balance-after ${
+        r.balance_after === null ? "missing" : `${n(r.balance_after)} fen`
+      }, stored balance ${n(r.stored)} fen`,
+  },
+  {
+    name: "held is the active holds",
+    query: sql`
+      select a.card_account_id, a.held, coalesce(h.total, 0) as active
+      from ledger_accounts a
+      left join (select card_account_id, sum(amount) as total from ledger_holds
+        where state = 'active' group by card_account_id) h on h.card_account_id = a.card_account_id
+      where a.kind = 'card' and a.held <> coalesce(h.total, 0)
+      order by a.card_account_id limit ${LIMIT}`,
+    say: (r) =>
+      `card account ${r.card_account_id}: held ${n(r.held)} fen, active holds sum to ${
+        n(r.active)
+      } fen`,
+  },
+  {
+    // A shower charges at most what it held, once, through one transfer of exactly that charge.
+    name: "a settled hold's charge is its transfer",
+    query: sql`
+      select h.id, h.charged, t.amount from ledger_holds h
+      left join ledger_transfers t on t.id = h.settle_transfer_id
+      where coalesce(h.charged, 0) > h.amount
+        or (coalesce(h.charged, 0) > 0) <> (h.settle_transfer_id is not null)
+        or (h.settle_transfer_id is not null and not coalesce(
+          t.kind = 'shower' and t.amount = h.charged and t.card_account_id = h.card_account_id,
+          false))
+      order by h.id limit ${LIMIT}`,
+    say: (r) =>
+      `hold ${r.id}: charged ${r.charged === null ? "nothing" : `${n(r.charged)} fen`}, ${
+        r.amount === null ? "no matching transfer" : `its transfer moved ${n(r.amount)} fen`
+      }`,
+  },
+  {
+    // A refund, reversal or utility refund goes back the way its original came, to the same
+    // card, and all of them together never exceed the original.
+    name: "give-backs follow their original",
+    query: sql`
+      select r.id, r.related_transfer_id as original from ledger_transfers r
+      left join ledger_transfers o on o.id = r.related_transfer_id
+      where r.related_transfer_id is not null and not coalesce(
+        r.debit_account_id = o.credit_account_id and r.credit_account_id = o.debit_account_id and
+        r.card_account_id is not distinct from o.card_account_id, false)
+      order by r.id limit ${LIMIT}`,
+    say: (r) => `transfer ${r.id} does not reverse its original transfer ${r.original}`,
+  },
+  {
+    name: "give-backs within their original",
+    query: sql`
+      select o.id, o.amount, sum(r.amount) as returned from ledger_transfers o
+      join ledger_transfers r on r.related_transfer_id = o.id
+      group by o.id, o.amount having sum(r.amount) > o.amount
+      order by o.id limit ${LIMIT}`,
+    say: (r) => `transfer ${r.id}: ${n(r.returned)} fen given back of ${n(r.amount)} fen`,
+  },
+  {
+    name: "a used payment code is its transfer",
+    query: sql`
+      select pc.code, pc.transfer_id from payment_codes pc
+      left join ledger_transfers t on t.id = pc.transfer_id
+      where pc.transfer_id is not null and not coalesce(
+        t.payment_code = pc.code and t.card_account_id = pc.card_account_id, false)
+      limit ${LIMIT}`,
+    say: (r) => `payment code transfer ${r.transfer_id} is not the code's payment`,
+  },
+];
+
+/**
+ * Proves the ledger against the rules above (each listed with the rows that break it) and sums
+ * what the books hold: card balances, held, overdrafts, money in through gateways, out in cash.
  */
 export async function verifyLedger(db: Db): Promise<LedgerReport> {
   const problems: string[] = [];
-  const sums = await sql<{ debits: number; credits: number; transfers: number }>`
-    select coalesce(sum(amount), 0) as debits, coalesce(sum(amount), 0) as credits, count(*)::int as transfers
-    from ledger_transfers`.execute(db);
-  const { transfers } = sums.rows[0];
-
-  const nets = await sql<
+  for (const check of CHECKS) {
+    const { rows } = await check.query.execute(db);
+    for (const row of rows as Record<string, unknown>[]) {
+      problems.push(`${check.name}: ${check.say(row)}`);
+    }
+  }
+  const sums = await sql<
     {
-      id: number;
-      kind: string;
-      card_account_id: number | null;
-      stored: number;
+      accounts: number;
+      transfers: number;
+      moved: number;
+      card_balances: number;
       held: number;
       overdraft: number;
-      net: number;
+      external_in: number;
+      external_out: number;
     }
   >`
-    with flows as (
-      select credit_account_id as account_id, amount as delta from ledger_transfers
-      union all
-      select debit_account_id, -amount from ledger_transfers
-    ), per_account as (
-      select account_id, sum(delta) as net from flows group by account_id
+    with nets as (
+      select a.kind, coalesce((select sum(amount) from ledger_transfers where credit_account_id = a.id), 0)
+        - coalesce((select sum(amount) from ledger_transfers where debit_account_id = a.id), 0) as net
+      from ledger_accounts a where a.kind in ('gateway', 'cash')
     )
-    select a.id, a.kind, a.card_account_id, a.balance - a.overdraft as stored, a.held, a.overdraft,
-      coalesce(p.net, 0) as net
-    from ledger_accounts a left join per_account p on p.account_id = a.id`.execute(db);
-  let debitTotal = 0;
-  let creditTotal = 0;
-  let cardBalances = 0;
-  let held = 0;
-  let overdraft = 0;
-  let externalIn = 0;
-  let externalOut = 0;
-  let sumOfNets = 0;
-  for (const a of nets.rows) {
-    const net = Number(a.net);
-    sumOfNets += net;
-    if (a.kind === "card") {
-      cardBalances += a.stored;
-      held += a.held;
-      overdraft += a.overdraft;
-      if (a.stored !== net) {
-        problems.push(
-          `card account ${a.card_account_id}: stored balance ${a.stored} fen, transfers sum to ${net} fen`,
-        );
-      }
-    } else if (a.kind === "gateway") {
-      externalIn -= net;
-    } else if (a.kind === "cash") {
-      externalOut += net;
-    }
-  }
-  const legs = await sql<{ debits: number; credits: number }>`
-    select (select coalesce(sum(amount), 0) from ledger_transfers t join ledger_accounts a on a.id = t.debit_account_id) as debits,
-      (select coalesce(sum(amount), 0) from ledger_transfers t join ledger_accounts a on a.id = t.credit_account_id) as credits`
-    .execute(db);
-  debitTotal = Number(legs.rows[0].debits);
-  creditTotal = Number(legs.rows[0].credits);
-  if (debitTotal !== creditTotal) {
-    problems.push(`total debits ${debitTotal} fen differ from total credits ${creditTotal} fen`);
-  }
-  if (sumOfNets !== 0) problems.push(`all accounts together sum to ${sumOfNets} fen, not 0`);
-
-  const orphans = await sql<{ id: number }>`
-    select t.id from ledger_transfers t
-    where not exists (select 1 from ledger_accounts a where a.id = t.debit_account_id)
-       or not exists (select 1 from ledger_accounts a where a.id = t.credit_account_id)
-    limit 20`.execute(db);
-  for (const o of orphans.rows) {
-    problems.push(`transfer ${o.id} names an account that does not exist`);
-  }
-
-  const badSides = await sql<{ id: number }>`
-    select t.id from ledger_transfers t left join ledger_accounts a on a.card_account_id = t.card_account_id
-    where t.card_account_id is not null and not (
-      (t.card_delta = -t.amount and t.debit_account_id = a.id) or (t.card_delta = t.amount and t.credit_account_id = a.id))
-    limit 20`.execute(db);
-  for (const b of badSides.rows) {
-    problems.push(`transfer ${b.id}: its card side does not match its accounts`);
-  }
-
-  const chain = await sql<{ id: number; card_account_id: number }>`
-    select id, card_account_id from (
-      select id, card_account_id, balance_after, card_delta,
-        lag(balance_after) over (partition by card_account_id order by id) as before
-      from ledger_transfers where card_account_id is not null
-    ) x where balance_after - card_delta <> coalesce(before, 0)
-    limit 20`.execute(db);
-  for (const c of chain.rows) {
-    problems.push(
-      `card account ${c.card_account_id}: balance after transfer ${c.id} does not follow from the one before`,
-    );
-  }
-
-  const holds = await sql<{ card_account_id: number; held: number; active: number }>`
-    select a.card_account_id, a.held, coalesce(h.total, 0) as active
-    from ledger_accounts a
-    left join (select card_account_id, sum(amount) as total from ledger_holds where state = 'active' group by card_account_id) h
-      on h.card_account_id = a.card_account_id
-    where a.kind = 'card' and a.held <> coalesce(h.total, 0)
-    limit 20`.execute(db);
-  for (const h of holds.rows) {
-    problems.push(
-      `card account ${h.card_account_id}: held ${h.held} fen, active holds sum to ${
-        Number(h.active)
-      } fen`,
-    );
-  }
-
+    select
+      (select count(*) from ledger_accounts) as accounts,
+      (select count(*) from ledger_transfers) as transfers,
+      (select coalesce(sum(amount), 0) from ledger_transfers) as moved,
+      (select coalesce(sum(balance - overdraft), 0) from ledger_accounts where kind = 'card') as card_balances,
+      (select coalesce(sum(held), 0) from ledger_accounts where kind = 'card') as held,
+      (select coalesce(sum(overdraft), 0) from ledger_accounts where kind = 'card') as overdraft,
+      (select coalesce(-sum(net), 0) from nets where kind = 'gateway') as external_in,
+      (select coalesce(sum(net), 0) from nets where kind = 'cash') as external_out`.execute(db);
+  const s = sums.rows[0];
   return {
     ok: problems.length === 0,
     problems,
     totals: {
-      accounts: nets.rows.length,
-      transfers: Number(transfers),
-      debits: debitTotal,
-      credits: creditTotal,
-      cardBalances,
-      held,
-      overdraft,
-      externalIn,
-      externalOut,
+      accounts: n(s.accounts),
+      transfers: n(s.transfers),
+      moved: n(s.moved),
+      cardBalances: n(s.card_balances),
+      held: n(s.held),
+      overdraft: n(s.overdraft),
+      externalIn: n(s.external_in),
+      externalOut: n(s.external_out),
     },
   };
 }

@@ -32,7 +32,7 @@ try {
   const report = await verifyLedger(handle.db);
   const t = report.totals;
   console.log(`accounts ${t.accounts}, transfers ${t.transfers}`);
-  console.log(`debits ${formatFen(t.debits)}, credits ${formatFen(t.credits)}`);
+  console.log(`moved ${formatFen(t.moved)} between accounts`);
   console.log(
     `card balances ${formatFen(t.cardBalances)} (held ${formatFen(t.held)}, overdraft ${
       formatFen(t.overdraft)
