@@ -273,3 +273,22 @@ export function codeFrom(text: string): string {
   if (!m) throw new Error(`No code in mail: ${text}`);
   return m[1];
 }
+
+/** The demo admin's new password, set by `signInDemoAdmin` at the first sign-in. */
+export const DEMO_ADMIN_NEW_PASSWORD = "Admin67890x";
+
+/**
+ * Signs the demo admin in on `page`. Its password is published, so the console asks for a new one
+ * before anything else: set it, as a new deployer would, and land on the console home.
+ */
+export async function signInDemoAdmin(page: Page, server: RunningServer): Promise<void> {
+  await page.goto(server.url("/admin/login"));
+  await page.getByLabel("用户名").fill("admin");
+  await page.getByLabel("密码").fill("Admin12345");
+  await page.getByRole("button", { name: "登录" }).click();
+  await page.waitForURL(server.url("/admin/password"));
+  await page.getByLabel("原密码").fill("Admin12345");
+  await page.getByLabel("新密码").fill(DEMO_ADMIN_NEW_PASSWORD);
+  await page.getByRole("button", { name: "确认" }).click();
+  await page.waitForURL(server.url("/admin"));
+}

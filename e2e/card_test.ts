@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import iconv from "iconv-lite";
 import { acceptConfirm } from "./_ui.ts";
-import { journey, type Page } from "./_support.ts";
+import { journey, type Page, signInDemoAdmin } from "./_support.ts";
 
 const PHONE = "13912340001";
 const STUDENT_NUMBER = "2025090001";
@@ -27,11 +27,7 @@ journey(
   async ({ page, context, server, shot }) => {
     // ---- 一卡通中心 imports a GBK file, as Excel in China saves it.
     const staff = await context.newPage();
-    await staff.goto(server.url("/admin/login"));
-    await staff.getByLabel("用户名").fill("admin");
-    await staff.getByLabel("密码").fill("Admin12345");
-    await staff.getByRole("button", { name: "登录" }).click();
-    await staff.waitForURL(server.url("/admin"));
+    await signInDemoAdmin(staff, server);
     await staff.getByRole("link", { name: "一卡通", exact: true }).first().click();
     await staff.getByRole("link", { name: "导入持卡人" }).click();
     await staff.waitForURL(/\/admin\/cards\/import$/);

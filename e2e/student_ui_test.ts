@@ -274,3 +274,60 @@ journey("forms: busy button, 充值 ¥ amount and new balance, 挂失 in an in-p
   await page.getByText(/挂失成功/).waitFor();
   assert.equal(nativeDialogs, 0, "no window.confirm");
 });
+
+journey(
+  "offline: our 网络不可用 page instead of the browser's, never a cached money page",
+  {},
+  async ({
+    page,
+    context,
+    server,
+    shot,
+  }) => {
+    await signIn(page, server.url);
+    await page.goto(server.url("/wallet"));
+    await page.evaluate(() =>
+      // deno-lint-ignore no-explicit-any
+      (globalThis as any).navigator.serviceWorker.ready.then(() => true)
+    );
+    // The worker controls the next navigation.
+    await page.goto(server.url("/wallet"));
+    assert.ok(
+      await page.evaluate(() =>
+        // deno-lint-ignore no-explicit-any
+        (globalThis as any).navigator.serviceWorker.controller !== null
+      ),
+    );
+    await context.setOffline(true);
+    for (const path of ["/wallet", "/pay/code", "/wallet/transactions"]) {
+      await page.goto(server.url(path));
+      await page.getByRole("heading", { name: "网络不可用" }).waitFor();
+      assert.doesNotMatch(
+        await page.textContent("body") ?? "",
+        /¥|余额（元）/,
+        `${path}: no money`,
+      );
+    }
+    await assertAccessible(page, "网络不可用");
+    await shot("offline-page");
+    // Only the shell is cached: no page of the student's.
+    const cached = await page.evaluate(async () => {
+      // deno-lint-ignore no-explicit-any
+      const caches = (globalThis as any).caches;
+      const urls: string[] = [];
+      for (const key of await caches.keys()) {
+        for (const req of await (await caches.open(key)).keys()) {
+          urls.push(new URL(req.url).pathname);
+        }
+      }
+      return urls;
+    });
+    assert.ok(cached.includes("/offline"));
+    for (const url of cached) assert.ok(url === "/offline" || url.startsWith("/static/"), url);
+    // Back online, 重试 brings the page itself.
+    await context.setOffline(false);
+    await page.getByRole("link", { name: "重试" }).click();
+    await page.getByText("交易记录", { exact: true }).first().waitFor();
+    assert.ok(page.url().endsWith("/wallet/transactions"));
+  },
+);

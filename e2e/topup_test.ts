@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { journey, type Page } from "./_support.ts";
+import { journey, type Page, signInDemoAdmin } from "./_support.ts";
 
 async function balanceYuan(page: Page): Promise<number> {
   const text = (await page.locator(".hero__amount").textContent()) ?? "";
@@ -67,11 +67,7 @@ journey(
 
     // 财务处 downloads the sandbox statement and reconciles it: the payment matches.
     const staff = await context.newPage();
-    await staff.goto(server.url("/admin/login"));
-    await staff.getByLabel("用户名").fill("admin");
-    await staff.getByLabel("密码").fill("Admin12345");
-    await staff.getByRole("button", { name: "登录" }).click();
-    await staff.waitForURL(server.url("/admin"));
+    await signInDemoAdmin(staff, server);
     await staff.goto(server.url("/admin/finance/reconcile"));
     const statement = await staff.request.get(
       server.url(

@@ -206,6 +206,19 @@
     dismissible(document);
   });
 
+  // The service worker (static/sw.js) shows our 网络不可用 page when a page cannot load; its
+  // version follows the shell's files, so a new release caches the new shell.
+  if ("serviceWorker" in navigator && !location.pathname.startsWith("/admin")) {
+    globalThis.addEventListener("load", function () {
+      var refs = document.querySelectorAll("link[href*='?v='], script[src*='?v=']");
+      var v = "";
+      for (var i = 0; i < refs.length; i++) {
+        v += (refs[i].href || refs[i].src).split("?v=")[1].slice(0, 4);
+      }
+      navigator.serviceWorker.register("/sw.js?v=" + v).catch(function () {});
+    });
+  }
+
   // A month picker (交易记录) shows its month as soon as one is chosen.
   document.addEventListener("change", function (e) {
     var el = e.target;

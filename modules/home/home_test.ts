@@ -145,3 +145,25 @@ Deno.test("signed-out visitors of 智校园 and 我的 go to the login page", as
     await s.h.close();
   }
 });
+
+Deno.test("the service worker and its 网络不可用 page are served to anyone, never stored", async () => {
+  const s = await setup();
+  try {
+    const anon = new TestClient(
+      createApp({ db: s.h.db, config: s.config, onShutdown: () => {} }),
+      s.config,
+    );
+    const sw = await anon.get("/sw.js?v=1a2b");
+    assert.equal(sw.status, 200);
+    assert.match(sw.headers.get("content-type") ?? "", /javascript/);
+    assert.equal(sw.headers.get("cache-control"), "no-cache");
+    assert.match(await sw.text(), /caches only the shell/);
+    const page = await anon.get("/offline");
+    assert.equal(page.status, 200);
+    const html = await page.text();
+    assert.match(html, /<h1 class="msg__title">网络不可用<\/h1>/);
+    assert.ok(!html.includes("tabbar"), "a one-off page: no bottom bar");
+  } finally {
+    await s.h.close();
+  }
+});

@@ -2,6 +2,7 @@ import { Hono } from "hono";
 import type { Db } from "../platform/database.ts";
 import type { AppEnv } from "../platform/http.ts";
 import { render } from "../platform/views.ts";
+import { serveAsset } from "../platform/assets.ts";
 import { requireStudent, signOut } from "../security/mod.ts";
 import { findAccount } from "../account/mod.ts";
 import { findBoundCard } from "../card/mod.ts";
@@ -35,6 +36,22 @@ export function homeRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
       title: "智校园",
       tab: "home",
     });
+  });
+
+  // The page the service worker shows when a page cannot load offline (the shell it caches).
+  app.get("/offline", (c) =>
+    render(c, "home/offline", {}, {
+      title: "网络不可用",
+      tab: null,
+      headers: { "cache-control": "no-cache" },
+    }));
+
+  // At the root, so that it may answer for every student page (a worker's scope is its folder).
+  app.get("/sw.js", (c) => {
+    const res = serveAsset("sw.js", c.req.header("accept-encoding"));
+    if (!res) return c.notFound();
+    res.headers.set("cache-control", "no-cache");
+    return res;
   });
 
   app.get("/me", requireStudent, async (c) => {

@@ -1,0 +1,44 @@
+// 一信通's service worker: when a page cannot load (no network), our own 网络不可用 page instead of
+// the browser's error screen. It caches only the shell (that page, its stylesheet, scripts and
+// icon), never a page's answer: 余额, 交易记录 and 付款码 always come from the server or not at all.
+"use strict";
+const CACHE = "yxt-shell-" + new URL(self.location.href).searchParams.get("v");
+const OFFLINE = "/offline";
+
+self.addEventListener("install", (event) => {
+  event.waitUntil((async () => {
+    const cache = await caches.open(CACHE);
+    const res = await fetch(OFFLINE, { cache: "no-store", credentials: "omit" });
+    if (!res.ok) throw new Error("offline page: " + res.status);
+    const html = await res.clone().text();
+    const assets = [...html.matchAll(/(?:href|src)="(\/static\/[^"]+)"/g)]
+      .map((m) => m[1].replaceAll("&amp;", "&"));
+    await cache.put(OFFLINE, res);
+    await cache.addAll([...new Set(assets)]);
+    await self.skipWaiting();
+  })());
+});
+
+self.addEventListener("activate", (event) => {
+  event.waitUntil((async () => {
+    for (const key of await caches.keys()) if (key !== CACHE) await caches.delete(key);
+    await self.clients.claim();
+  })());
+});
+
+self.addEventListener("fetch", (event) => {
+  const req = event.request;
+  if (req.method !== "GET") return;
+  const url = new URL(req.url);
+  if (url.origin !== self.location.origin) return;
+  if (req.mode === "navigate") {
+    if (url.pathname.startsWith("/admin")) return;
+    event.respondWith(fetch(req).catch(async () => {
+      const page = await caches.match(OFFLINE, { cacheName: CACHE });
+      return page || Response.error();
+    }));
+  } else if (url.pathname.startsWith("/static/")) {
+    // The shell's own files (content-hashed URLs), from the network when they are not cached.
+    event.respondWith(caches.match(req, { cacheName: CACHE }).then((hit) => hit || fetch(req)));
+  }
+});
