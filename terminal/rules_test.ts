@@ -258,6 +258,30 @@ Deno.test("WrongTerminal is sealed with the key of the terminal in its header: t
     }
   }));
 
+Deno.test("a reader drops the WrongTerminal answer sealed with another terminal's key and carries on", () =>
+  withWorld(async (w) => {
+    const shower = w.terminals.shower;
+    const pos = await w.connect("canteen_pos");
+    assert.equal(
+      status((await pos.request({ code: MessageCode.SignOn, firmware: "t" })).message),
+      0,
+    );
+    await pos.write(
+      encodeFrame(shower.key, { terminalId: shower.id, sequence: 900, timestamp: now() }, {
+        code: MessageCode.SignOn,
+        firmware: "t",
+      }),
+    );
+    // Answered in order: once the heartbeat is answered, the Error before it has been dropped.
+    const hb = await pos.request({
+      code: MessageCode.Heartbeat,
+      blocklistVersion: 0,
+      offlineCount: 0,
+    });
+    assert.equal(status(hb.message), Status.Ok);
+    assert.equal(pos.closed, false);
+  }));
+
 Deno.test("TerminalDisabled is sealed with the terminal's own key", () =>
   withWorld(async (w) => {
     const t = w.terminals.supermarket_pos;

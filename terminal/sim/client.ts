@@ -165,6 +165,10 @@ export class TerminalClient {
   }
 
   #deliver(f: RawFrame): void {
+    // A frame for another terminal id is sealed with that terminal's key (PROTOCOL.md §2), which
+    // this reader does not hold: it cannot verify it, so it drops it (e.g. the WrongTerminal
+    // answer to a frame of another terminal written on this connection).
+    if (f.terminalId !== this.terminalId) return;
     const bytes = new Uint8Array(f.signed.length + MAC_SIZE);
     bytes.set(f.signed);
     bytes.set(f.mac, f.signed.length);
