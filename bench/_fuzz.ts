@@ -16,6 +16,7 @@ import {
   type Message,
   MessageCode,
   messageName,
+  type OfflineRecord,
   parseBody,
   Parser,
   type RawFrame,
@@ -69,6 +70,15 @@ export interface FuzzStats {
   unexpectedCloses: number;
   /** Mutated bodies on which the codec threw something other than a FrameError (hex, first few). */
   codecCrashes: string[];
+  /**
+   * Well-sealed offline records the server must acknowledge and never charge (over the limits
+   * SignOn announced, out of time, unknown, lost, replaced or closed cards), sent as served uploads.
+   */
+  offlineRecords: number;
+  /** Of those, answered with a result that is not Ok (what the server must answer). */
+  offlineRefused: number;
+  /** Of those, reported charged: each one is a failure. */
+  offlineCharged: number;
 }
 
 /**
@@ -79,6 +89,59 @@ export interface FuzzStats {
 export interface FuzzTarget {
   readers: Array<{ terminalId: number; keyHex: string }>;
   chip: string;
+  /**
+   * Chips whose offline payments the server must refuse when paid after `refusedSince` (epoch
+   * seconds): a card reported lost, a chip replaced by a reissue, a closed card account.
+   */
+  refusedChips?: string[];
+  refusedSince?: number;
+}
+
+/** What a fuzzing reader learnt at SignOn: its offline limits (PROTOCOL.md §4.1). */
+interface OfflineLimits {
+  offlinePaymentLimit: number;
+  passwordThreshold: number;
+}
+
+/**
+ * An offline record the server must acknowledge and never charge (PROTOCOL.md §4.11), whatever
+ * else the reader did: above the per-record limit or the password threshold SignOn announced (up to
+ * absurd amounts), zero, dated a day or more after its upload, older than a year, of an unknown
+ * chip, or of a chip the target says is refused.
+ */
+export function refusedOfflineRecord(
+  rnd: Random,
+  target: FuzzTarget,
+  limits: OfflineLimits,
+  offlineSequence: number,
+): OfflineRecord {
+  const now = Math.floor(Date.now() / 1000);
+  const ok = { offlineSequence, occurredAt: now - rnd.int(60), chip: target.chip, amount: 100 };
+  const above = Math.min(limits.offlinePaymentLimit, limits.passwordThreshold) + 1;
+  const refused = target.refusedChips ?? [];
+  switch (rnd.int(refused.length ? 8 : 7)) {
+    case 0:
+      return { ...ok, amount: above + rnd.int(0xffff_ffff - above) };
+    case 1:
+      return { ...ok, amount: [500_000, 200_000_000, 0xffff_ffff][rnd.int(3)] };
+    case 2:
+      return { ...ok, amount: 0 };
+    case 3: // from a day ahead to the end of u32 time (2106)
+      return { ...ok, occurredAt: now + 86_400 + rnd.int(0xffff_ffff - now - 86_400) };
+    case 4: // more than a year old, down to 1970
+      return { ...ok, occurredAt: rnd.int(now - 400 * 86_400) };
+    case 5:
+      return { ...ok, chip: `7${String(rnd.int(1e9)).padStart(9, "0")}` };
+    case 6: // a chip field no card carries (offline records read any str8)
+      return { ...ok, chip: BAD_CHIPS[rnd.int(BAD_CHIPS.length)] };
+    default:
+      return {
+        ...ok,
+        occurredAt: Math.max(now - rnd.int(60), (target.refusedSince ?? 0) + 2),
+        chip: refused[rnd.int(refused.length)],
+        amount: 1 + rnd.int(Math.max(1, above - 1)),
+      };
+  }
 }
 
 /** One reader of a target, as the frame builders see it. */
@@ -356,6 +419,36 @@ export function mutateFramed(
   return { bytes: f, signed: true, served: parsed !== null && fresh && !refusedBySequence };
 }
 
+/** The offline limits in a SignOnReply, or null. */
+function signOnLimits(f: RawFrame): OfflineLimits | null {
+  try {
+    const m = parseBody(f.type, f.body) as Extract<Message, { code: 0x81 }>;
+    return { offlinePaymentLimit: m.offlinePaymentLimit, passwordThreshold: m.passwordThreshold };
+  } catch {
+    return null;
+  }
+}
+
+/** Counts an upload reply's records as refused or charged; returns the next offline sequence. */
+function tallyOffline(f: RawFrame, stats: FuzzStats): number | null {
+  let m: Message;
+  try {
+    m = parseBody(f.type, f.body);
+  } catch {
+    return null;
+  }
+  if (m.code === MessageCode.OfflineUploadReply) {
+    stats.offlineCharged += m.applied;
+    return m.ackedSequence + 1;
+  }
+  if (m.code !== MessageCode.OfflineUploadItemizedReply) return null;
+  for (const r of m.results) {
+    if (r.charged > 0 || r.result === 0) stats.offlineCharged++;
+    else stats.offlineRefused++;
+  }
+  return m.ackedSequence + 1;
+}
+
 function toHex(b: Uint8Array): string {
   return [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
 }
@@ -372,10 +465,12 @@ function toHex(b: Uint8Array): string {
  * - One more connection at a time sends stream-breaking mutations (truncation, lying lengths,
  *   garbage) in short bursts over fresh connections, which the server closes.
  *
- * Never sends a money request the server may serve: the only well-formed, well-sealed ones go
- * under sequence numbers the server must refuse (0, or below the connection's first), so the
- * soak's "no money moved" check covers the sequence rules too. Balance inquiries beyond the
- * terminal's rate are answered RateLimited, which still counts as served.
+ * Never sends a money request the server may charge: the well-formed, well-sealed ones go under
+ * sequence numbers the server must refuse (0, or below the connection's first), or are offline
+ * uploads (1 slot in 16, one in flight per reader) whose every record the server must acknowledge
+ * without charging (`refusedOfflineRecord`), so the soak's "no money moved" check covers the
+ * sequence rules and the offline rules too. Balance inquiries beyond the terminal's rate are
+ * answered RateLimited, which still counts as served.
  */
 export async function fuzz(
   port: number,
@@ -402,6 +497,9 @@ export async function fuzz(
     connectFailures: 0,
     unexpectedCloses: 0,
     codecCrashes: [],
+    offlineRecords: 0,
+    offlineRefused: 0,
+    offlineCharged: 0,
   };
   const window = options.window ?? 32;
   const started = Date.now();
@@ -420,6 +518,12 @@ export async function fuzz(
     const key = keyFromHex(me.keyHex);
     // Readers shared by several connections (fewer readers than connections) keep apart numbers.
     let sequence = 1 + Math.floor(w / target.readers.length) * 100_000_000;
+    // The reader's offline counter (from the server's acknowledgements) and its SignOn limits;
+    // one upload in flight at a time, so records are judged rather than waiting at a gap.
+    let offlineNext = 1;
+    let limits: OfflineLimits | null = null;
+    let uploading = false;
+    const own = w < target.readers.length; // a reader shared by connections uploads from one
     while (!done()) {
       let conn: Deno.TcpConn;
       try {
@@ -430,6 +534,7 @@ export async function fuzz(
         continue;
       }
       stats.connections++;
+      uploading = false; // an upload unanswered on a closed connection is sent again
       let sent = 0;
       let answered = 0;
       let closed = false;
@@ -448,6 +553,14 @@ export async function fuzz(
                 stats.replies++;
               }
               heard = Math.max(heard, versionIn(f));
+              if (f.type === MessageCode.SignOnReply) limits = signOnLimits(f) ?? limits;
+              if (
+                f.type === MessageCode.OfflineUploadReply ||
+                f.type === MessageCode.OfflineUploadItemizedReply
+              ) {
+                offlineNext = tallyOffline(f, stats) ?? offlineNext;
+                uploading = false;
+              }
             });
             waiter.wake?.();
           }
@@ -483,6 +596,26 @@ export async function fuzz(
           if (closed) break;
           const batch: Uint8Array[] = [];
           for (let i = 0; i < 8 && !done(); i++) {
+            if (own && limits && !uploading && rnd.int(16) === 0) {
+              // A served upload of records that must all be acknowledged and not charged.
+              const records = Array.from(
+                { length: 1 + rnd.int(4) },
+                (_, k) => refusedOfflineRecord(rnd, target, limits!, offlineNext + k),
+              );
+              batch.push(encodeFrame(key, {
+                terminalId: reader.terminalId,
+                sequence: sequence++,
+                timestamp: Math.floor(Date.now() / 1000),
+              }, {
+                code: rnd.int(2) ? MessageCode.OfflineUploadItemized : MessageCode.OfflineUpload,
+                records,
+              }));
+              stats.valid++;
+              stats.offlineRecords += records.length;
+              uploading = true;
+              refusedInRow = 0;
+              continue;
+            }
             if (refusedInRow >= 2) {
               // A heartbeat at the version the server pushed is answered from memory: the
               // cheapest request a reader makes, as real readers make it every 30 s. Before the

@@ -39,7 +39,9 @@ import {
   type Student,
 } from "./_world.ts";
 import { seedDemoBilling } from "../modules/billing/mod.ts";
-import { ROLES } from "../modules/staff/mod.ts";
+import { createStaff, ROLES } from "../modules/staff/mod.ts";
+import { reissueCard, staffReportLoss } from "../modules/card/mod.ts";
+import { closeCardWithPayout } from "../modules/wallet/mod.ts";
 import "../modules/finance/mod.ts"; // its tables, for the checks
 import type { WebClient } from "./_http.ts";
 import { type Outcome, RetryingReader, withTimeout } from "./_reader.ts";
@@ -201,6 +203,26 @@ async function main(): Promise<number> {
     balance: START_BALANCE,
     tag: "fuzz",
   });
+  // Cards whose offline payments from now on the server must refuse: one reported lost, one whose
+  // chip a reissue replaced, one closed (销户). The fuzzer's readers upload records for them.
+  const refusedCards = await createCardholders(world.db, secrets, {
+    first: 9001,
+    count: 3,
+    balance: START_BALANCE,
+    tag: "fuzz-refused",
+  });
+  const office = {
+    staffId: await createStaff(world.db, {
+      username: "soak.office",
+      name: "浸泡一卡通中心",
+      password: "Soak-Office-2026",
+      roles: [ROLES.cardOffice],
+    }),
+  };
+  await staffReportLoss(world.db, office, refusedCards[0].cardAccountId);
+  await reissueCard(world.db, office, refusedCards[1].cardAccountId, "8000009002");
+  await closeCardWithPayout(world.db, office, refusedCards[2].cardAccountId, "浸泡测试销户");
+  const refusedSince = Math.ceil(Date.now() / 1000);
   const students: Student[] = [];
   for (let i = 0; i < 4; i++) {
     students.push(
@@ -244,7 +266,7 @@ async function main(): Promise<number> {
     throw new Error("Cannot switch on the meter fault of B01-101");
   }
   const initialBalances = new Map<number, number>();
-  for (const c of [...cards, fuzzCard]) {
+  for (const c of [...cards, fuzzCard, ...refusedCards]) {
     initialBalances.set(c.cardAccountId, (await getBalance(world.db, c.cardAccountId)).balance);
   }
   log(
@@ -639,6 +661,8 @@ async function main(): Promise<number> {
   const fuzzing = fuzz(endpoint.port, {
     readers: fuzzReaders.map((r) => ({ terminalId: r.terminalId, keyHex: r.keyHex })),
     chip: fuzzCard.chipNumber,
+    refusedChips: refusedCards.map((c) => c.chipNumber),
+    refusedSince,
   }, {
     frames: FUZZ_FRAMES,
     until: hardDeadline,
@@ -788,6 +812,33 @@ async function main(): Promise<number> {
     if (fuzzMoves.length) {
       failures.push(`the fuzzer moved money: ${fuzzMoves.map((r) => r.reference).slice(0, 5)}`);
     }
+    // Every offline record the fuzzer's readers uploaded was refused: acknowledged, charged 0,
+    // and in finance's review.
+    const fuzzIds = fuzzReaders.map((r) => r.terminalId);
+    const offline = await check.db.selectFrom("terminal_offline_records")
+      .select((eb) => [
+        eb.fn.countAll<number>().as("records"),
+        eb.fn.coalesce(eb.fn.sum<number>("charged"), eb.lit(0)).as("charged"),
+      ]).where("terminal_id", "in", fuzzIds).executeTakeFirstOrThrow();
+    const reviewed = await check.db.selectFrom("finance_offline_reviews")
+      .select(["reason", (eb) => eb.fn.countAll<number>().as("n")])
+      .where("terminal_id", "in", fuzzIds).groupBy("reason").orderBy("reason").execute();
+    const offlineReviewed = reviewed.reduce((a, r) => a + Number(r.n), 0);
+    if (Number(offline.charged) !== 0 || fuzzStats.offlineCharged !== 0) {
+      failures.push(
+        `offline records the server had to refuse were charged: ${offline.charged} fen, ${fuzzStats.offlineCharged} reported`,
+      );
+    }
+    if (offlineReviewed !== Number(offline.records)) {
+      failures.push(
+        `${offline.records} refused offline records acknowledged but ${offlineReviewed} in review`,
+      );
+    }
+    if (fuzzStats.offlineRecords > 0 && Number(offline.records) === 0) {
+      failures.push(
+        `the fuzzer uploaded ${fuzzStats.offlineRecords} offline records, none acknowledged`,
+      );
+    }
     // Each card's balance is what its acknowledgements add up to.
     const expected = new Map(initialBalances);
     for (const c of charged.values()) expected.set(c.card, expected.get(c.card)! - c.amount);
@@ -870,6 +921,11 @@ async function main(): Promise<number> {
       `fuzz                   ${fuzzStats.frames} mutated/random frames (${fuzzStats.signed} signed with the real key, ${fuzzStats.signedServed} of them served), ${fuzzStats.valid} valid frames between them, ${fuzzStats.replies} replies; ${fuzzStats.connections} connections (${fuzzStats.unexpectedCloses} closed unexpectedly); ${
         (fuzzStats.frames / fuzzSeconds).toFixed(0)
       } frames/s`,
+    );
+    console.log(
+      `offline (fuzz)         ${fuzzStats.offlineRecords} records the server must refuse uploaded, ${offline.records} acknowledged, ${fuzzStats.offlineRefused} answered refused, ${fuzzStats.offlineCharged} charged; in review: ${
+        reviewed.map((r) => `${r.reason} ${r.n}`).join(", ")
+      }`,
     );
     console.log(`graceful shutdown      ${graceful}`);
     const cpu = [...serverCpu.values()].reduce((a, b) => a + b, 0);

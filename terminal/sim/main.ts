@@ -262,9 +262,18 @@ async function interactive(): Promise<void> {
         case "online": {
           offline = false;
           while (kept.length) {
-            const r =
-              (await send({ code: MessageCode.OfflineUpload, records: kept.slice(0, 64) })).message;
-            if (r.code !== MessageCode.OfflineUploadReply) break;
+            const r = (await send({
+              code: MessageCode.OfflineUploadItemized,
+              records: kept.slice(0, 64),
+            })).message;
+            if (r.code !== MessageCode.OfflineUploadItemizedReply) break;
+            for (const x of r.results) {
+              console.log(
+                x.result === Status.Ok
+                  ? `  #${x.offlineSequence} charged ¥${(x.charged / 100).toFixed(2)}`
+                  : `  #${x.offlineSequence} not charged: ${describeStatus(x.result)}`,
+              );
+            }
             const before = kept.length;
             kept.splice(0, kept.length, ...kept.filter((k) => k.offlineSequence > r.ackedSequence));
             if (kept.length === before) break;
