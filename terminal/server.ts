@@ -46,6 +46,12 @@ const frameSeconds = register(
   new Histogram("yxt_terminal_frame_seconds", "Reader request handling time by type"),
 );
 const connectionsGauge = register(new Gauge("yxt_terminal_connections", "Open reader connections"));
+const unauthenticatedGauge = register(
+  new Gauge(
+    "yxt_terminal_unauthenticated_connections",
+    "Open reader connections that have not yet sent an accepted frame",
+  ),
+);
 const connectionsRefused = register(
   new Counter(
     "yxt_terminal_connections_refused_total",
@@ -176,6 +182,7 @@ export function startTerminalServer(
 
   const broadcaster = new BlocklistBroadcaster(db, connections, (c, m) => send(c, m, 0));
   connectionsGauge.set({}, () => connections.size);
+  unauthenticatedGauge.set({}, () => unauthenticatedTotal);
 
   const sweeper = setInterval(() => {
     const now = Date.now();
