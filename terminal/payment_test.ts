@@ -74,7 +74,9 @@ Deno.test("card payments are refused with a distinct status for each reason, and
     }
     const locked = await pos.request(pay(rich.chip, 2500, "000000"));
     assert.equal(status(locked.message), Status.PasswordLocked);
-    assert.ok((locked.message as { retryAfter: number }).retryAfter > 0);
+    // PROTOCOL.md §4.3: locked until 30 minutes after the first wrong password.
+    const retryAfter = (locked.message as { retryAfter: number }).retryAfter;
+    assert.ok(retryAfter > 1700 && retryAfter <= 1800, `retryAfter ${retryAfter}`);
     // Even the right password waits out the lock.
     await expect(pay(rich.chip, 2500, rich.password), Status.PasswordLocked);
     await updatePaySettings(w.db, rich.cardAccountId, {
