@@ -14,6 +14,7 @@ import {
   recordEvent,
   signInGuard,
   signInWaitMessage,
+  temporaryPassword,
   timingSafeEqual,
   verifyPassword,
 } from "../security/mod.ts";
@@ -299,19 +300,6 @@ export async function setPasswordWithTicket(
   }
   await setPassword(db, accountId, input.newPassword);
   return accountId;
-}
-
-const TEMP_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnpqrstuvwxyz23456789";
-
-/** A 10-character temporary password with letters and digits, no look-alike characters. */
-export function temporaryPassword(): string {
-  for (;;) {
-    const bytes = crypto.getRandomValues(new Uint8Array(10));
-    // 256 is not a multiple of the alphabet: reject the biased tail.
-    if (bytes.some((b) => b >= 224)) continue;
-    const pw = Array.from(bytes, (b) => TEMP_ALPHABET[b % TEMP_ALPHABET.length]).join("");
-    if (/[A-Za-z]/.test(pw) && /\d/.test(pw)) return pw;
-  }
 }
 
 /**

@@ -3,6 +3,7 @@ export {
   hashCardPassword,
   hashPassword,
   loginPasswordProblem,
+  temporaryPassword,
   verifyCardPassword,
   verifyPassword,
 } from "./passwords.ts";

@@ -46,3 +46,16 @@ export function loginPasswordProblem(password: string): string | null {
   if (/[\s\u0000-\u001f\u007f]/.test(password)) return "登录密码不能包含空格或控制字符";
   return null;
 }
+
+const TEMP_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnpqrstuvwxyz23456789";
+
+/** A 10-character temporary password with letters and digits, no look-alike characters. */
+export function temporaryPassword(): string {
+  for (;;) {
+    const bytes = crypto.getRandomValues(new Uint8Array(10));
+    // 256 is not a multiple of the alphabet: reject the biased tail.
+    if (bytes.some((b) => b >= 224)) continue;
+    const pw = Array.from(bytes, (b) => TEMP_ALPHABET[b % TEMP_ALPHABET.length]).join("");
+    if (/[A-Za-z]/.test(pw) && /\d/.test(pw)) return pw;
+  }
+}

@@ -514,3 +514,44 @@ Deno.test("the demo admin's published password is changed before anything else i
     await s.h.close();
   }
 });
+
+Deno.test("a system administrator's reset of a staff password ends that member's sessions, and the temporary one is changed before anything else", async () => {
+  const s = await setup();
+  try {
+    const start = { password: "Start12345" };
+    await createStaff(s.db, { ...start, username: "root", name: "根", roles: [ROLES.sysadmin] });
+    await createStaff(s.db, { ...start, username: "teller", name: "出纳", roles: [ROLES.finance] });
+    const root = new TestClient(s.app, s.config, "10.74.0.1");
+    const teller = new TestClient(s.app, s.config, "10.74.0.2");
+    await root.post("/admin/login", { username: "root", password: "Start12345" });
+    await teller.post("/admin/login", { username: "teller", password: "Start12345" });
+    assert.equal((await teller.get("/admin")).status, 200);
+    const list = await root.page("/admin/staff");
+    const action = /action="(\/admin\/staff\/\d+\/reset-password)"/.exec(list)?.[1];
+    assert.ok(action, "no 重置密码 form on 员工账号");
+    const own = /\/admin\/staff\/(\d+)\/reset-password/.exec(action)![1];
+    const mine = await s.db.selectFrom("staff").select("id").where("username", "=", "root")
+      .executeTakeFirstOrThrow();
+    assert.notEqual(Number(own), mine.id, "the form offers to reset one's own password");
+    const done = await root.post(action, {});
+    assert.equal(done.status, 200);
+    const temp = /data-testid="temp-password">([^<]+)</.exec(await done.text())?.[1];
+    assert.ok(temp, "no temporary password shown");
+    assert.equal((await teller.get("/admin")).status, 303, "the member's session survived");
+    const again = new TestClient(s.app, s.config, "10.74.0.3");
+    assert.equal(
+      (await again.post("/admin/login", { username: "teller", password: temp })).status,
+      303,
+    );
+    const first = await again.get("/admin/finance");
+    assert.equal(first.headers.get("location"), "/admin/password");
+    assert.equal(
+      (await again.post("/admin/password", { old_password: temp, new_password: "Mine12345x" }))
+        .status,
+      303,
+    );
+    assert.equal((await again.get("/admin")).status, 200);
+  } finally {
+    await s.h.close();
+  }
+});

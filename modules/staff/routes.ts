@@ -11,7 +11,12 @@ import { clientIp, safeNext, signIn, signInDevice, signOut } from "../security/m
 import { listAudit, writeAudit } from "./audit.ts";
 import { registerAdminNav, requireRole } from "./middleware.ts";
 import { ALL_ROLES, type Role, ROLE_LABELS, ROLES } from "./roles.ts";
-import { authenticateStaff, changeStaffPassword, createStaff } from "./service.ts";
+import {
+  authenticateStaff,
+  changeStaffPassword,
+  createStaff,
+  resetStaffPassword,
+} from "./service.ts";
 
 const loginSchema = z.object({
   username: z.string().trim().min(1, "请输入用户名").max(32, "用户名过长"),
@@ -246,6 +251,18 @@ export function staffRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
       return c.redirect("/admin/staff", 303);
     },
   );
+
+  app.post("/staff/:id/reset-password", requireRole(ROLES.sysadmin), async (c) => {
+    const id = Number(c.req.param("id"));
+    if (!Number.isSafeInteger(id) || id <= 0) throw new DomainError("Bad staff id", "参数错误");
+    const done = await resetStaffPassword(db, {
+      staffId: id,
+      actorId: c.get("staff")!.id,
+      ip: clientIp(c),
+    });
+    // Shown once: the password is stored only hashed.
+    return render(c, "staff/reset_done", done, { layout: "admin/layout", title: "密码已重置" });
+  });
 
   app.post("/staff/:id/disable", requireRole(ROLES.sysadmin), async (c) => {
     const id = Number(c.req.param("id"));

@@ -2,20 +2,28 @@ import type { Db } from "../platform/database.ts";
 import { describeWait, DomainError, TooManyAttemptsError } from "../platform/errors.ts";
 import {
   destroySessionsOf,
+  forgetSignIn,
   guardedGuess,
   hashPassword,
   loginPasswordProblem,
   proveSignIn,
   signInGuard,
   signInWaitMessage,
+  temporaryPassword,
   verifyPassword,
 } from "../security/mod.ts";
+import { writeAudit } from "./audit.ts";
 import type { CurrentStaff } from "../platform/http.ts";
 import { ALL_ROLES, type Role } from "./roles.ts";
 import "./tables.ts";
 
 /** Wrong old passwords on 修改密码: 5 per staff member in 15 minutes. */
 const OLD_PASSWORD_BUDGET = { limit: 5, windowSeconds: 900, resetOnSuccess: true };
+
+/** The sign-in budget key of a staff username. */
+function staffLoginKey(username: string): string {
+  return `staff-login:user:${username.toLowerCase()}`;
+}
 
 // A fixed Argon2id hash so unknown usernames cost the same time as known ones.
 let dummyHash: Promise<string> | null = null;
@@ -31,7 +39,7 @@ export async function authenticateStaff(
   from: { ip: string; device: string },
 ): Promise<CurrentStaff> {
   const { ip, device } = from;
-  const source = { nameKey: `staff-login:user:${username.toLowerCase()}`, ip, device };
+  const source = { nameKey: staffLoginKey(username), ip, device };
   const guard = await signInGuard(db, { ...source, addressKey: `staff-login:ip:${ip}` });
   const row = await db.selectFrom("staff").selectAll().where("username", "=", username)
     .executeTakeFirst();
@@ -160,5 +168,40 @@ export async function changeStaffPassword(
     await trx.updateTable("staff").set({ password_hash: hash, must_change_password: false })
       .where("id", "=", input.staffId).execute();
     await destroySessionsOf(trx, "staff", input.staffId, input.keepSessionId);
+  });
+}
+
+/**
+ * A system administrator resets another member's password: a temporary password (returned once,
+ * stored only hashed) that must be changed at the next sign-in; every session of the member ends,
+ * and the throttles and proofs of the username are forgotten; audited.
+ */
+export async function resetStaffPassword(
+  db: Db,
+  input: { staffId: number; actorId: number; ip: string },
+): Promise<{ username: string; temp: string }> {
+  if (input.staffId === input.actorId) {
+    throw new DomainError("Cannot reset own password", "请在“修改密码”中修改自己的密码");
+  }
+  const temp = temporaryPassword();
+  const hash = await hashPassword(temp);
+  return await db.transaction().execute(async (trx) => {
+    const before = await trx.selectFrom("staff").select(["username", "must_change_password"])
+      .where("id", "=", input.staffId).forUpdate().executeTakeFirst();
+    if (!before) throw new DomainError("No such staff", "员工不存在");
+    await trx.updateTable("staff").set({ password_hash: hash, must_change_password: true })
+      .where("id", "=", input.staffId).execute();
+    await destroySessionsOf(trx, "staff", input.staffId);
+    await forgetSignIn(trx, staffLoginKey(before.username));
+    await writeAudit(trx, {
+      staffId: input.actorId,
+      action: "staff.password_reset",
+      targetType: "staff",
+      targetId: input.staffId,
+      before: { username: before.username, mustChangePassword: before.must_change_password },
+      after: { username: before.username, mustChangePassword: true, sessionsEnded: true },
+      ip: input.ip,
+    });
+    return { username: before.username, temp };
   });
 }
