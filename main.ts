@@ -165,7 +165,9 @@ async function start(): Promise<void> {
   );
   console.log(`  Readers: TCP port ${terminals.port}  (deno task sim --terminal 10001)`);
   if (config.seedDemo) {
-    console.log(`  Staff console: ${config.baseUrl}/admin  (demo sign-in: admin / Admin12345)`);
+    console.log(
+      `  Staff console: ${config.baseUrl}/admin  (demo sign-in: admin / Admin12345, a new password is asked first)`,
+    );
     console.log(
       `  Student demo: ${config.baseUrl}/login  (phone 13800000001 / password Demo12345)\n`,
     );
