@@ -123,6 +123,14 @@ export class Load {
     await Promise.all(this.#loops);
   }
 
+  /** The `n` longest reader waits, as "HH:MM:SS.mmm +N ms" (when sent, how long). */
+  slowestReaderWaits(n: number): string[] {
+    return [...this.readerAcks].sort((a, b) => (b.ackAt - b.sentAt) - (a.ackAt - a.sentAt))
+      .slice(0, n).map((a) =>
+        `${new Date(a.sentAt).toISOString().slice(11, 23)} +${a.ackAt - a.sentAt} ms`
+      );
+  }
+
   /** The longest a reader waited for the answer to one payment (ms), resends included. */
   get longestReaderWait(): number {
     return Math.max(0, ...this.readerAcks.map((a) => a.ackAt - a.sentAt));

@@ -309,7 +309,7 @@ export async function startNginx(
   webPorts: [number, number],
   tls: { cert: string; key: string },
   httpsPort: number,
-): Promise<Daemon & { httpsPort: number }> {
+): Promise<Nginx> {
   const site = substitute(await Deno.readTextFile(join(ROOT, "deploy/nginx/yixintong.conf")), [
     ["127.0.0.1:8001", `127.0.0.1:${webPorts[0]}`],
     ["127.0.0.1:8002", `127.0.0.1:${webPorts[1]}`],
@@ -335,16 +335,41 @@ http {
 }
 `,
   );
-  const d = await spawnDaemon("nginx", "nginx", [
-    "-p",
-    dir,
-    "-c",
-    conf,
-    "-e",
-    join(dir, "nginx-error.log"),
-  ], join(dir, "nginx.out"));
+  const args = ["-p", dir, "-c", conf, "-e", join(dir, "nginx-error.log")];
+  const d = await spawnDaemon("nginx", "nginx", args, join(dir, "nginx.out"));
   await waitFor("nginx to listen", async () => (await listening(httpsPort)) ? true : null, 15_000);
-  return { ...d, httpsPort };
+  return {
+    ...d,
+    httpsPort,
+    async drain(port) {
+      const line = (p: number) => `server 127.0.0.1:${p} max_fails=1 fail_timeout=3s;`;
+      const text = port === null
+        ? site
+        : substitute(site, [[line(port), `server 127.0.0.1:${port} down;`]]);
+      await Deno.writeTextFile(join(dir, "yixintong.conf"), text);
+      // A reload starts new workers with the new upstream list; the old ones finish the requests
+      // they have, then exit. Once they are gone, nothing is sent to a drained instance.
+      const old = childrenOf(d.pid);
+      const r = await run("nginx", [...args, "-s", "reload"]);
+      if (r.code !== 0) throw new Error(`nginx -s reload: ${r.stderr}`);
+      await waitFor(
+        "nginx's old workers to finish",
+        () => old.some((p) => exists(`/proc/${p}`)) ? null : true,
+        30_000,
+        50,
+      );
+    },
+  };
+}
+
+/** nginx from deploy/nginx, and the operator's step around a restart. */
+export interface Nginx extends Daemon {
+  httpsPort: number;
+  /**
+   * Takes the instance on `port` out of the upstream (`down`, then `nginx -s reload`), or puts
+   * every instance back with null; resolves once the old workers have finished.
+   */
+  drain(port: number | null): Promise<void>;
 }
 
 /** HAProxy running deploy/haproxy/haproxy.cfg on loopback in front of two instances. */

@@ -144,6 +144,9 @@ async function rollingRestart(): Promise<void> {
   await delay(SIZE.seconds * 200);
   for (const i of [0, 1]) {
     const t0 = Date.now();
+    // nginx (no active health checks) is told first, so that no request is on its way to the
+    // instance when it closes its listener (docs/OPERATIONS.md, Upgrades).
+    await nginx.drain(servers[i].port);
     log(`SIGTERM instance ${i + 1} (pid ${servers[i].pid})`);
     exitCodes.push(await servers[i].stop("SIGTERM"));
     const stopped = Date.now();
@@ -152,6 +155,7 @@ async function rollingRestart(): Promise<void> {
       "the restarted instance to be ready",
       async () => (await readyz(servers[i].port)) ? true : null,
     );
+    await nginx.drain(null);
     // HAProxy takes it back after two good checks (rise 2, inter 1 s).
     await delay(2500);
     restarts.push(
@@ -183,6 +187,7 @@ async function rollingRestart(): Promise<void> {
     ledger: v.ledgerOk ? "OK" : "FAILED",
   });
   for (const r of restarts) log(r);
+  log(`longest reader waits: ${load.slowestReaderWaits(5).join(", ")}`);
   log(
     `rolling restart: ${load.charged.size} reader payments, ${load.toppedUp.size} top-ups, ${load.purchased.size} utility purchases, ${load.webOk} web pages; readers reconnected ${load.readerReconnects} times and resent ${load.readerResends} requests`,
   );
