@@ -27,7 +27,8 @@ journey("account: register, bind email, reset password by email", { smtp: true }
   await shot("register");
   await page.getByRole("button", { name: "注册", exact: true }).click();
   await page.waitForURL(server.url("/"));
-  assert.equal(await page.getByRole("link", { name: "付款码" }).count(), 1);
+  // 智校园: one [付款码] (the wallet card's; 付款码设置 is another tile).
+  assert.equal(await page.getByRole("link", { name: "付款码", exact: true }).count(), 1);
   await shot("home-after-register");
 
   // 我的 → 退出登录, then sign in with the password just chosen.
