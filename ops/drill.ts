@@ -405,7 +405,34 @@ function postgresIds(): [number, number] {
 
 // ---------------------------------------------------------------------------------------------
 
+/** The components the drill runs, with the Debian packages they come from. */
+const NEEDS: Array<[string, string]> = [
+  ["nginx", "nginx"],
+  ["haproxy", "haproxy"],
+  ["pgbouncer", "pgbouncer"],
+  ["openssl", "openssl"],
+  [pgBinary("pg_basebackup"), "postgresql"],
+];
+
+async function missingComponents(): Promise<string[]> {
+  const missing: string[] = [];
+  for (const [cmd, pkg] of NEEDS) {
+    const found = await new Deno.Command("sh", {
+      args: ["-c", `command -v ${cmd}`],
+      stdout: "null",
+    })
+      .output().then((o) => o.success, () => false);
+    if (!found) missing.push(`${cmd} (Debian package ${pkg})`);
+  }
+  return missing;
+}
+
 async function main(): Promise<number> {
+  const missing = await missingComponents();
+  if (missing.length) {
+    console.error(`Cannot run the drill: not installed: ${missing.join(", ")}`);
+    return 2;
+  }
   const started = Date.now();
   await Deno.remove(DIR, { recursive: true }).catch(() => {});
   await Deno.mkdir(DIR, { recursive: true });
