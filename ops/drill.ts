@@ -457,6 +457,9 @@ async function main(): Promise<number> {
       cleanups.length = 0;
     }
   }
+  if (rows.length === 0 && failures.length === 0) {
+    failures.push(`no phase ran (--only ${opts.only})`);
+  }
   console.log("");
   console.log(
     "| phase | time to recover | requests failed | acknowledged | lost | doubled | ledger |",
