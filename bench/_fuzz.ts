@@ -137,7 +137,8 @@ export function refusedOfflineRecord(
     default:
       return {
         ...ok,
-        occurredAt: Math.max(now - rnd.int(60), (target.refusedSince ?? 0) + 2),
+        // Now: usually after the reader acknowledged the blocklist listing the chip.
+        occurredAt: Math.max(now, (target.refusedSince ?? 0) + 2),
         chip: refused[rnd.int(refused.length)],
         amount: 1 + rnd.int(Math.max(1, above - 1)),
       };

@@ -456,7 +456,7 @@ async function main(): Promise<number> {
   async function paymentCode(student: Student): Promise<string | null> {
     try {
       const page = await student.web.get("/pay/code");
-      const digits = /paycode__digits">([\d\s]+)</.exec(page.text)?.[1]?.replace(/\s+/g, "");
+      const digits = /paycode__digits"[^>]*>([\d\s]+)</.exec(page.text)?.[1]?.replace(/\s+/g, "");
       if (page.res.status === 200 && digits && /^\d{18}$/.test(digits)) return digits;
     } catch { /* server down */ }
     await delay(200);
@@ -923,7 +923,7 @@ async function main(): Promise<number> {
       } frames/s`,
     );
     console.log(
-      `offline (fuzz)         ${fuzzStats.offlineRecords} records the server must refuse uploaded, ${offline.records} acknowledged, ${fuzzStats.offlineRefused} answered refused, ${fuzzStats.offlineCharged} charged; in review: ${
+      `offline (fuzz)         ${fuzzStats.offlineRecords} records the server must refuse uploaded, ${offline.records} acknowledged (${fuzzStats.offlineRefused} itemized as not charged), ${fuzzStats.offlineCharged} reported charged; in review: ${
         reviewed.map((r) => `${r.reason} ${r.n}`).join(", ")
       }`,
     );
