@@ -56,7 +56,10 @@ async function judge(
   input: { uploadedAt: number; ackedBefore: number },
 ): Promise<{ refusal: Refusal | null; cardAccountId: number | null }> {
   const s = ctx.settings;
-  const none = (x: Refusal) => ({ refusal: x, cardAccountId: null });
+  // Looked up first: finance needs the card of any refused record to charge it on review.
+  const card = await findCardByChip(ctx.db, r.chip);
+  const cardAccountId = card?.cardAccountId ?? null;
+  const none = (x: Refusal) => ({ refusal: x, cardAccountId });
   if (r.amount === 0) return none(refusal(Status.InvalidAmount, "invalid_amount"));
   if (r.amount > s.offlinePaymentLimit) {
     return none(refusal(Status.OfflineOverPaymentLimit, "over_payment_limit"));
@@ -84,7 +87,6 @@ async function judge(
   if (held.charged + r.amount > s.offlineTotalLimit) {
     return none(refusal(Status.OfflineOverTotalLimit, "over_total_limit"));
   }
-  const card = await findCardByChip(ctx.db, r.chip);
   if (!card) return none(refusal(Status.UnknownChip, "unknown_chip"));
   const found = (x: Refusal | null) => ({ refusal: x, cardAccountId: card.cardAccountId });
   // A closed account's balance was paid out: nothing is charged to it without finance.

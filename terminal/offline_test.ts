@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { createStaff } from "../modules/staff/mod.ts";
 import { reissueCard, staffReportLoss } from "../modules/card/mod.ts";
 import { closeCardWithPayout } from "../modules/wallet/mod.ts";
+import { acceptOfflineReview } from "../modules/finance/mod.ts";
 import type { TerminalServerOptions } from "./mod.ts";
 import { type Message, MessageCode, type OfflineRecord, Status } from "./messages.ts";
 import type { TerminalClient } from "./sim/client.ts";
@@ -34,7 +35,16 @@ async function upload(pos: TerminalClient, records: OfflineRecord[]): Promise<It
 
 async function reviews(w: World) {
   return await w.db.selectFrom("finance_offline_reviews")
-    .select(["reference", "terminal_id", "merchant_name", "chip", "amount", "reason", "state"])
+    .select([
+      "reference",
+      "terminal_id",
+      "merchant_name",
+      "chip",
+      "card_account_id",
+      "amount",
+      "reason",
+      "state",
+    ])
     .orderBy("id").execute();
 }
 
@@ -92,6 +102,7 @@ Deno.test("a 5,000.00 record for another student's chip dated 2096 is acknowledg
       terminal_id: w.terminals.supermarket_pos.id,
       merchant_name: "测试超市",
       chip: victim.chip,
+      card_account_id: victim.cardAccountId,
       amount: 500000,
       reason: "over_payment_limit",
       state: "pending",
@@ -274,4 +285,29 @@ Deno.test("an unknown chip and records after a gap: the first acknowledged, the 
     ]);
     assert.equal(await w.balance(card.cardAccountId), 1000);
     assert.deepEqual((await reviews(w)).map((x) => x.reason), ["unknown_chip"]);
+  }));
+
+Deno.test("a refused record finance accepts is charged once, and the reader's resend charges nothing more", () =>
+  withWorld(async (w) => {
+    const card = await w.card({ balance: 1000 });
+    const pos = await w.connect("canteen_pos");
+    const first = await upload(pos, [rec(1, card.chip, 1600)]);
+    assert.deepEqual(first.results, [
+      { offlineSequence: 1, result: Status.OfflineOverPaymentLimit, charged: 0 },
+    ]);
+    const finance = await createStaff(w.db, {
+      username: `fin${Math.floor(Math.random() * 1e6)}`,
+      name: "财务处",
+      password: "Finance12345",
+      roles: ["finance"],
+    });
+    const [review] = await w.db.selectFrom("finance_offline_reviews").select("id").execute();
+    const actor = { staffId: finance, ip: null };
+    await acceptOfflineReview(w.db, actor, { id: review.id, note: "小票核对无误" });
+    await acceptOfflineReview(w.db, actor, { id: review.id, note: "再次确认" });
+    assert.equal(await w.balance(card.cardAccountId), -600);
+    const again = await upload(pos, [rec(1, card.chip, 1600)]);
+    assert.equal(again.duplicates, 1);
+    assert.equal(await w.balance(card.cardAccountId), -600);
+    assert.equal(await merchantsCredited(w), 1600);
   }));
