@@ -104,8 +104,11 @@ async function reader(s: Setup) {
   assert.equal((on.message as { status: number }).status, Status.Ok);
   return {
     async pay(chip: string, amount: number, password: string): Promise<number> {
+      return (await this.reply(chip, amount, password)).status;
+    },
+    async reply(chip: string, amount: number, password: string) {
       const r = await client.request({ code: MessageCode.CardPayment, chip, amount, password });
-      return (r.message as { status: number }).status;
+      return r.message as { status: number; triesLeft: number };
     },
     async close() {
       await client.close();
@@ -230,8 +233,15 @@ Deno.test("the holder's own checks keep their counter: five wrong card passwords
   const pos = await reader(s);
   try {
     const c = await card(s);
+    // A stranger's wrong binds leave the reader's count alone.
+    const stranger = await account(s, "10.52.0.9");
     for (let i = 0; i < 4; i++) {
-      assert.equal(await pos.pay(c.chip, 3000, `99999${i}`), Status.WrongPassword);
+      await bind(stranger.c, { student_number: c.studentNumber, password: `88888${i}` });
+    }
+    for (let i = 0; i < 4; i++) {
+      const r = await pos.reply(c.chip, 3000, `99999${i}`);
+      assert.equal(r.status, Status.WrongPassword);
+      assert.equal(r.triesLeft, 4 - i, "the reader's tries were spent by someone else");
     }
     assert.equal(await pos.pay(c.chip, 3000, "999994"), Status.PasswordLocked);
     assert.equal(await pos.pay(c.chip, 3000, c.password), Status.PasswordLocked);
