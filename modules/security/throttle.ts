@@ -71,11 +71,11 @@ export async function clearThrottle(db: Db, key: string): Promise<void> {
 //
 // A secret (a phone's login password, a card password, a staff member's password) has a budget of
 // wrong guesses per window from all sources together; once it is spent, further guesses are
-// refused unchecked until the window ends. The owner proving themselves (a right password from an
-// address they signed in from lately, an email code) earns a source a larger budget, so strangers
-// elsewhere cannot spend it all for them. The sources of guesses (an address, a phone+address,
-// the login account trying) are slowed, never locked for long: past `free` failures each failure
-// makes the source wait, doubling up to a cap; a proven source is not slowed.
+// refused unchecked until the window ends. A source where the owner proved themselves (the browser
+// they signed in with lately, the 身份证 at a bind) has a larger budget that strangers cannot spend
+// for them. The sources of guesses (an address, a name+address, the login account trying) are
+// slowed, never locked for long: past `free` failures each failure makes the source wait,
+// doubling up to a cap; a proven source is not slowed.
 
 /** At most `limit` wrong guesses at one secret per window, from all sources together. */
 export interface GuessBudget {
@@ -235,7 +235,7 @@ export async function guardedGuess(
     counts.push(s.free - r.count);
     if (r.wait > retryAfter) [retryAfter, by] = [r.wait, s.key];
   }
-  const remaining = Math.max(0, Math.min(...counts));
+  const remaining = counts.length ? Math.max(0, Math.min(...counts)) : 0;
   return { ok: false, evaluated: true, remaining, retryAfter, by };
 }
 
