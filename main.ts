@@ -22,7 +22,7 @@ import {
 import { sessionMiddleware } from "./modules/security/mod.ts";
 import { loadStaff, staffRoutes } from "./modules/staff/mod.ts";
 import { seedDemoData } from "./modules/demo/mod.ts";
-import { merchantRoutes } from "./modules/merchant/mod.ts";
+import { listReaderKeys, merchantRoutes } from "./modules/merchant/mod.ts";
 import { startTerminalServer } from "./terminal/mod.ts";
 import { accountAdminRoutes, accountRoutes } from "./modules/account/mod.ts";
 import { createMailer, mailAdminRoutes, type Mailer } from "./modules/mail/mod.ts";
@@ -39,7 +39,7 @@ import {
   walletRoutes,
 } from "./modules/wallet/mod.ts";
 import { describeUtilityTransfers } from "./modules/billing/mod.ts";
-import { backupRoutes } from "./modules/platform/backup.ts";
+import { operatorRoutes } from "./modules/platform/operator.ts";
 import { operatorToken } from "./modules/platform/data_dir.ts";
 import { markDraining } from "./modules/platform/readiness.ts";
 
@@ -136,17 +136,23 @@ async function start(): Promise<void> {
   // in flight finish and are answered before the database closes.
   const terminals = startTerminalServer(deps, { port: config.terminalPort });
   deps.onShutdown(() => terminals.close());
-  // `deno task backup` of the embedded database goes through here (the server holds DATA_DIR);
-  // outside the public app, answering only the token written into DATA_DIR's lock file.
+  // `deno task backup` and `sim keys` of the embedded database go through here (the server holds
+  // DATA_DIR); outside the public app, answering only the token written into DATA_DIR's lock file.
   const opsToken = operatorToken();
-  const ops = handle.dump ? backupRoutes({ dump: handle.dump, token: opsToken }) : null;
+  const ops = handle.lock
+    ? operatorRoutes({
+      token: opsToken,
+      dump: handle.dump,
+      readers: () => listReaderKeys(handle.db, config.appSecret),
+    })
+    : null;
   const hostname = Deno.env.get("HOST") ?? "0.0.0.0";
   const server = Deno.serve(
     { port: config.port, hostname, onListen: () => {} },
     (req, info) =>
       hello && req.url.endsWith("/__bench/hello")
         ? hello.fetch(req)
-        : ops && new URL(req.url).pathname === "/ops/backup"
+        : ops && new URL(req.url).pathname.startsWith("/ops/")
         ? ops.fetch(req)
         : app.fetch(req, { remoteAddr: info.remoteAddr }),
   );

@@ -16,6 +16,7 @@ import { join } from "node:path";
 import { loadConfig } from "../modules/platform/config.ts";
 import { openDatabase } from "../modules/platform/database.ts";
 import { DataDirBusyError, lockDataDir } from "../modules/platform/data_dir.ts";
+import { askHolder, OperatorError } from "../modules/platform/operator.ts";
 import { verifyLedger } from "../modules/wallet/mod.ts";
 
 /** Why a backup or restore did not happen, in one line for the operator. */
@@ -33,27 +34,7 @@ export async function backup(dataDir: string, out: string): Promise<number> {
     }
   } catch (err) {
     if (!(err instanceof DataDirBusyError)) throw err;
-    const holder = err.holder;
-    if (!holder?.url || !holder.token) {
-      throw new BackupError(
-        `Cannot back up ${dataDir}: ${holder?.program ?? "another process"} (pid ${
-          holder?.pid ?? "?"
-        }) holds it and is not a server that answers backups; try again when it has finished`,
-      );
-    }
-    const res = await fetch(`${holder.url}/ops/backup`, {
-      headers: { authorization: `Bearer ${holder.token}` },
-    }).catch((e) => {
-      throw new BackupError(
-        `Cannot back up through the running server at ${holder.url} (pid ${holder.pid}): ${e.message}`,
-      );
-    });
-    if (res.status !== 200) {
-      await res.body?.cancel();
-      throw new BackupError(
-        `Cannot back up through the running server at ${holder.url}: it answered ${res.status}`,
-      );
-    }
+    const res = await askHolder(err, "/ops/backup");
     blob = await res.blob();
   }
   const tmp = `${out}.partial`;
@@ -158,7 +139,8 @@ if (import.meta.main) {
     console.log(`Backup written to ${out} (${size} bytes)`);
   } catch (err) {
     console.error(
-      err instanceof BackupError || err instanceof DataDirBusyError
+      err instanceof BackupError || err instanceof DataDirBusyError ||
+        err instanceof OperatorError
         ? err.message
         : `Cannot back up: ${(err as Error).message}`,
     );

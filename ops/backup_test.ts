@@ -4,7 +4,7 @@ import { sql } from "kysely";
 import { openDatabase } from "../modules/platform/database.ts";
 import { migrateToLatest } from "../modules/platform/migrate.ts";
 import { DataDirBusyError, lockDataDir, operatorToken } from "../modules/platform/data_dir.ts";
-import { backupRoutes } from "../modules/platform/backup.ts";
+import { operatorRoutes } from "../modules/platform/operator.ts";
 import { backup, BackupError, restore } from "./backup.ts";
 
 /** A running "server" on an embedded database in `dir`: it holds DATA_DIR and answers backups. */
@@ -13,7 +13,7 @@ async function runningServer(dir: string) {
   await migrateToLatest(handle.db);
   await sql`create table drill_probe (n int primary key)`.execute(handle.db);
   const token = operatorToken();
-  const ops = backupRoutes({ dump: handle.dump!, token });
+  const ops = operatorRoutes({ dump: handle.dump!, token, readers: () => Promise.resolve([]) });
   const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, ops.fetch);
   const url = `http://127.0.0.1:${http.addr.port}`;
   handle.lock!.announce({ url, token });
@@ -66,7 +66,7 @@ Deno.test("a running server's embedded database is backed up through it and rest
   }
 });
 
-Deno.test("the backup endpoint answers only the operator token", async () => {
+Deno.test("the operator endpoints answer only the operator token", async () => {
   const tmp = Deno.makeTempDirSync();
   const server = await runningServer(join(tmp, "live"));
   try {
@@ -83,6 +83,13 @@ Deno.test("the backup endpoint answers only the operator token", async () => {
         headers: auth ? { authorization: auth } : {},
       });
       assert.equal(res.status, 404, String(auth));
+      await res.body?.cancel();
+    }
+    for (const path of ["/ops/readers", "/ops/other", "/ops/"]) {
+      const res = await fetch(`${server.url}${path}`, {
+        headers: { authorization: `Bearer ${operatorToken()}` },
+      });
+      assert.equal(res.status, 404, path);
       await res.body?.cancel();
     }
     const ok = await fetch(`${server.url}/ops/backup`, {

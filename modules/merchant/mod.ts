@@ -13,6 +13,7 @@ export {
   type Actor,
   deriveTerminalKey,
   findTerminal,
+  listReaderKeys,
   listTerminalErrors,
   listTerminals,
   recordTerminalError,

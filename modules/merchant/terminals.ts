@@ -7,6 +7,7 @@ import { sql } from "kysely";
 import type { Db } from "../platform/database.ts";
 import { DomainError, NotFoundError } from "../platform/errors.ts";
 import { toHex } from "../platform/crypto.ts";
+import type { ReaderKey } from "../platform/operator.ts";
 import { writeAudit } from "../staff/mod.ts";
 import type { TerminalKind, TerminalStatus } from "./tables.ts";
 import "./tables.ts";
@@ -86,6 +87,18 @@ export async function listTerminals(
   let q = baseQuery(db);
   if (filter.merchantId) q = q.where("terminals.merchant_id", "=", filter.merchantId);
   return await q.orderBy("terminals.id").execute();
+}
+
+/** Every registered reader with its current key, for `deno task sim keys` (an operator's tool). */
+export async function listReaderKeys(db: Db, appSecret: string): Promise<ReaderKey[]> {
+  return (await listTerminals(db)).map((t) => ({
+    id: t.id,
+    kind: t.kind,
+    status: t.status,
+    merchantName: t.merchantName,
+    name: t.name,
+    key: terminalKeyHex(appSecret, t.id, t.keyVersion),
+  }));
 }
 
 /** Registers a reader; returns it with its key, which is shown once and never stored. */

@@ -17,7 +17,8 @@ import { loadConfig } from "../../modules/platform/config.ts";
 import { openDatabase } from "../../modules/platform/database.ts";
 import { migrateToLatest } from "../../modules/platform/migrate.ts";
 import { DataDirBusyError } from "../../modules/platform/data_dir.ts";
-import { listTerminals, terminalKeyHex } from "../../modules/merchant/mod.ts";
+import { askHolder, type ReaderKey } from "../../modules/platform/operator.ts";
+import { listReaderKeys, terminalKeyHex } from "../../modules/merchant/mod.ts";
 import { DEMO_CARDHOLDERS } from "../../modules/card/mod.ts";
 import { type Message, MessageCode, messageName, type OfflineRecord, Status } from "../messages.ts";
 import { describeStatus, type Received, TerminalClient } from "./client.ts";
@@ -61,6 +62,7 @@ async function withDatabase<T>(
     if (!(err instanceof DataDirBusyError)) throw err;
     throw new Error(
       `${err.message} (readers and their keys: the 终端 page in /admin; a reader connects without the database: deno task sim --terminal <id>)`,
+      { cause: err },
     );
   });
   try {
@@ -302,24 +304,33 @@ async function interactive(): Promise<void> {
   await client.close();
 }
 
+/** The registered readers with their keys: from the database, or from the server holding it. */
+async function readerKeys(): Promise<ReaderKey[]> {
+  try {
+    return await withDatabase((db, config) => listReaderKeys(db, config.appSecret));
+  } catch (err) {
+    const busy = (err as Error).cause;
+    if (!(busy instanceof DataDirBusyError)) throw err;
+    return await (await askHolder(busy, "/ops/readers")).json();
+  }
+}
+
 async function keys(): Promise<void> {
-  await withDatabase(async (db, config) => {
-    const list = await listTerminals(db);
-    if (list.length === 0) {
-      console.log("No readers registered: sign in to /admin/terminals, or start with SEED_DEMO=1.");
-    }
-    for (const t of list) {
-      console.log(
-        `${t.id}  ${t.kind.padEnd(15)} ${t.status.padEnd(8)} ${t.merchantName} / ${t.name}`,
-      );
-      console.log(`       key ${terminalKeyHex(config.appSecret, t.id, t.keyVersion)}`);
-    }
+  const list = await readerKeys();
+  if (list.length === 0) {
+    console.log("No readers registered: sign in to /admin/terminals, or start with SEED_DEMO=1.");
+  }
+  for (const t of list) {
     console.log(
-      `\nConnect: deno task sim --terminal <id>   (demo chips: ${
-        DEMO_CARDHOLDERS.map((h) => h.chipNumber).join(", ")
-      })`,
+      `${t.id}  ${t.kind.padEnd(15)} ${t.status.padEnd(8)} ${t.merchantName} / ${t.name}`,
     );
-  });
+    console.log(`       key ${t.key}`);
+  }
+  console.log(
+    `\nConnect: deno task sim --terminal <id>   (demo chips: ${
+      DEMO_CARDHOLDERS.map((h) => h.chipNumber).join(", ")
+    })`,
+  );
 }
 
 async function load(): Promise<void> {
