@@ -23,7 +23,8 @@ import { setupWorld, type World } from "./_test_support.ts";
 
 /**
  * Counts the statements the server sends for requests: the reader's liveness write (at most once
- * per 30 s per connection, whenever it falls due) is not part of any request.
+ * per 30 s per connection, whenever it falls due) and the push loop's poll of the blocklist
+ * version (once a second, landing inside a request on a slow machine) are not part of any.
  */
 class StatementCounter implements KyselyPlugin {
   statements = 0;
@@ -32,7 +33,9 @@ class StatementCounter implements KyselyPlugin {
     const node = JSON.stringify(args.node);
     const liveness = args.node.kind === "UpdateQueryNode" &&
       JSON.stringify(args.node.table).includes(`"name":"terminals"`);
-    if (!liveness) {
+    const poll = args.node.kind === "SelectQueryNode" &&
+      JSON.stringify(args.node.from).includes(`"name":"card_blocklist_head"`);
+    if (!liveness && !poll) {
       this.statements++;
       this.seen.push(node.slice(0, 160));
     }
