@@ -41,6 +41,8 @@ const PUBLIC_PAGES = [
   // Setting a new password after a staff reset: authorised by the signed ticket in the form.
   /^\/password\/new$/,
   /^\/healthz$/,
+  // Readiness for load balancers: status words and pending migration names (not served by nginx).
+  /^\/readyz$/,
   /^\/metrics$/,
   /^\/static\//,
   /^\/pay\/notify\//,
