@@ -47,6 +47,10 @@ const PUBLIC_PAGES = [
   /^\/static\//,
   /^\/pay\/notify\//,
   /^\/pay\/sandbox(\/.*)?$/,
+  // The browser's icon, and the service worker with its 网络不可用 page (no student data in any).
+  /^\/favicon\.ico$/,
+  /^\/sw\.js$/,
+  /^\/offline$/,
 ];
 
 /**
