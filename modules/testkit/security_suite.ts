@@ -20,6 +20,7 @@ import {
 } from "../card/mod.ts";
 import { creditTopUp } from "../wallet/mod.ts";
 import { seedDemoData } from "../demo/mod.ts";
+import { fileOfflineReview } from "../finance/mod.ts";
 import { SIGN_IN_RULE } from "../security/mod.ts";
 
 /** A markup payload that must come back escaped wherever it is shown. */
@@ -312,9 +313,9 @@ async function upload(
 
 /**
  * The demo world plus one of everything a page with an id shows (two students with rooms, utility
- * orders and top-up orders, a pending adjustment, a flagged notify, a reconciliation, an import
- * preview, a spare staff member), then markup appended to every stored human text: names,
- * merchant, terminal, building and room names, notes, reasons, emails, file names.
+ * orders and top-up orders, a pending adjustment, a flagged notify, an offline record for review, a
+ * reconciliation, an import preview, a spare staff member), then markup appended to every stored
+ * human text: names, merchant, terminal, building and room names, notes, reasons, emails, file names.
  */
 export async function seededWorld(): Promise<World> {
   const s = await setup();
@@ -403,6 +404,25 @@ export async function seededWorld(): Promise<World> {
     body: JSON.stringify({ order_no: PAYLOAD, txn_id: PAYLOAD, amount: 100, state: "SUCCESS" }),
   });
   assert.equal(forged.status, 401);
+  // An offline record the reader server did not charge (脱机复核 accept / reject forms).
+  const pos = await sql<{ id: number; name: string; merchant_id: number; merchant: string }>`
+    select t.id, t.name, t.merchant_id, m.name as merchant from terminals t
+    join merchants m on m.id = t.merchant_id where t.kind = 'canteen_pos' order by t.id limit 1`
+    .execute(s.db);
+  assert.ok(pos.rows[0], "the demo world has no canteen POS");
+  await fileOfflineReview(s.db, {
+    reference: `T${pos.rows[0].id}:O1`,
+    terminalId: pos.rows[0].id,
+    terminalName: pos.rows[0].name,
+    merchantId: pos.rows[0].merchant_id,
+    merchantName: pos.rows[0].merchant,
+    offlineSequence: 1,
+    chip: "7700000002",
+    cardAccountId: null,
+    amount: 500000,
+    occurredAt: new Date(),
+    reason: "over_payment_limit",
+  });
   // A reconciliation of the sandbox statement, uploaded under a markup file name.
   const today = new Date().toISOString().slice(0, 10);
   const statement = await admin.page(
