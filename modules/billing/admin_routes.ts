@@ -7,6 +7,7 @@ import type { Config } from "../platform/config.ts";
 import { DomainError, NotFoundError } from "../platform/errors.ts";
 import type { AppEnv } from "../platform/http.ts";
 import { parseYuan } from "../platform/money.ts";
+import { chinaDay } from "../platform/china_time.ts";
 import { formErrorsHook } from "../platform/forms.ts";
 import { render } from "../platform/views.ts";
 import { clientIp } from "../security/mod.ts";
@@ -15,7 +16,7 @@ import { findAccount, findAccountByPhone } from "../account/mod.ts";
 import { findBoundCard } from "../card/mod.ts";
 import { requestRefund, retryJob, wakeDeliveryWorkers } from "./delivery.ts";
 import { listSimulatedFaults, setSimulatedFault } from "./meters.ts";
-import { dayStart, roomHistory, STATUS_LABELS, UTILITY_LABELS } from "./purchases.ts";
+import { roomHistory, STATUS_LABELS, UTILITY_LABELS } from "./purchases.ts";
 import { buildingBalances, dailyRevenue, deliveryQueue, revenueCsv } from "./reports.ts";
 import {
   createBuilding,
@@ -75,10 +76,6 @@ const idOf = (c: Context<AppEnv>, name = "id"): number => {
 
 const text = (max: number) => z.string().max(max, `不能超过${max}个字符`).optional().default("");
 const dayRe = /^\d{4}-\d{2}-\d{2}$/;
-
-function chinaDayText(d: Date): string {
-  return new Date(d.getTime() + 8 * 3600_000).toISOString().slice(0, 10);
-}
 
 /** Staff pages of billing, mounted at /admin/billing. */
 export function billingAdminRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
@@ -657,11 +654,9 @@ export function billingAdminRoutes(deps: { db: Db; config: Config }): Hono<AppEn
     z.object({ from: text(10).catch(""), to: text(10).catch("") }),
   );
   const range = (q: { from: string; to: string }) => {
-    const today = chinaDayText(new Date());
+    const today = chinaDay();
     const to = dayRe.test(q.to) ? q.to : today;
-    const from = dayRe.test(q.from)
-      ? q.from
-      : chinaDayText(new Date(dayStart(new Date()).getTime() - 29 * 86400_000));
+    const from = dayRe.test(q.from) ? q.from : chinaDay(Date.now() - 29 * 86_400_000);
     return { from, to };
   };
 

@@ -3,6 +3,7 @@ import type { Db } from "../platform/database.ts";
 import { DomainError } from "../platform/errors.ts";
 import { formatFen } from "../platform/money.ts";
 import { randomDigits } from "../platform/crypto.ts";
+import { chinaDayStart, chinaDigits } from "../platform/china_time.ts";
 import { BalanceTooLowError, LimitError, NoRoomError } from "./errors.ts";
 import {
   DEFAULT_POLICY,
@@ -75,19 +76,11 @@ const PURCHASE_COLUMNS = [
   "refunded_at as refundedAt",
 ] as const;
 
-/** Start of the China-time day containing `now`. */
-export function dayStart(now: Date): Date {
-  const shifted = new Date(now.getTime() + 8 * 3600_000);
-  shifted.setUTCHours(0, 0, 0, 0);
-  return new Date(shifted.getTime() - 8 * 3600_000);
-}
-
 /** A form token: random, URL-safe, 16–64 characters. */
 export const FORM_TOKEN_RE = /^[A-Za-z0-9_-]{16,64}$/;
 
 function newOrderNo(utility: Utility, now: Date): string {
-  const d = new Date(now.getTime() + 8 * 3600_000).toISOString().replace(/\D/g, "").slice(0, 14);
-  return `${utility === "electricity" ? "DF" : "SF"}${d}${randomDigits(6)}`;
+  return `${utility === "electricity" ? "DF" : "SF"}${chinaDigits(now)}${randomDigits(6)}`;
 }
 
 /** What `payUtility` needs to know about the payer. */
@@ -139,7 +132,7 @@ export async function purchaseUtility(
     const { total } = await trx.selectFrom("billing_purchases")
       .select(sql<number>`coalesce(sum(amount), 0)`.as("total"))
       .where("account_id", "=", payer.accountId).where("utility", "=", utility)
-      .where("created_at", ">=", dayStart(now))
+      .where("created_at", ">=", chinaDayStart(now))
       .where("status", "in", ["paying", "delivering", "delivered"]).executeTakeFirstOrThrow();
     if (Number(total) + amount > LIMITS.dailyAmount) {
       const left = Math.max(0, LIMITS.dailyAmount - Number(total));

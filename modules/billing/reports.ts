@@ -1,4 +1,5 @@
 import { sql } from "kysely";
+import { chinaDaySql } from "../platform/china_time.ts";
 import { writeCsv } from "../platform/csv.ts";
 import type { Db } from "../platform/database.ts";
 import { fenToYuanText as yuan } from "../platform/money.ts";
@@ -16,13 +17,6 @@ export interface RevenueRow {
   net: number;
 }
 
-/** The China-time calendar day of a timestamp column, as text "2026-11-25". */
-function chinaDay(column: string) {
-  return sql<string>`to_char((${
-    sql.ref(column)
-  } at time zone 'UTC') + interval '8 hours', 'YYYY-MM-DD')`;
-}
-
 /**
  * Daily utility revenue between two China-time days (inclusive): payments by the day they were
  * paid, refunds by the day they were refunded.
@@ -30,24 +24,24 @@ function chinaDay(column: string) {
 export async function dailyRevenue(db: Db, from: string, to: string): Promise<RevenueRow[]> {
   const paid = await db.selectFrom("billing_purchases")
     .select([
-      chinaDay("paid_at").as("day"),
+      chinaDaySql("paid_at").as("day"),
       "utility",
       sql<number>`count(*)`.as("n"),
       sql<number>`coalesce(sum(amount), 0)`.as("total"),
     ])
     .where("paid_at", "is not", null)
-    .where(chinaDay("paid_at"), ">=", from).where(chinaDay("paid_at"), "<=", to)
-    .groupBy([chinaDay("paid_at"), "utility"]).execute();
+    .where(chinaDaySql("paid_at"), ">=", from).where(chinaDaySql("paid_at"), "<=", to)
+    .groupBy([chinaDaySql("paid_at"), "utility"]).execute();
   const refunded = await db.selectFrom("billing_purchases")
     .select([
-      chinaDay("refunded_at").as("day"),
+      chinaDaySql("refunded_at").as("day"),
       "utility",
       sql<number>`count(*)`.as("n"),
       sql<number>`coalesce(sum(amount), 0)`.as("total"),
     ])
     .where("refunded_at", "is not", null)
-    .where(chinaDay("refunded_at"), ">=", from).where(chinaDay("refunded_at"), "<=", to)
-    .groupBy([chinaDay("refunded_at"), "utility"]).execute();
+    .where(chinaDaySql("refunded_at"), ">=", from).where(chinaDaySql("refunded_at"), "<=", to)
+    .groupBy([chinaDaySql("refunded_at"), "utility"]).execute();
   const rows = new Map<string, RevenueRow>();
   const row = (day: string, utility: Utility) => {
     const key = `${day}|${utility}`;

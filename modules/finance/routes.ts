@@ -3,6 +3,7 @@ import type { Context } from "hono";
 import { zValidator } from "@hono/zod-validator";
 import { z } from "zod";
 import type { Config } from "../platform/config.ts";
+import { chinaDay, chinaDayRange } from "../platform/china_time.ts";
 import { decodeCsv } from "../platform/csv.ts";
 import type { Db } from "../platform/database.ts";
 import { DomainError, NotFoundError } from "../platform/errors.ts";
@@ -15,7 +16,6 @@ import { registerAdminNav, requireRole, ROLES, writeAudit } from "../staff/mod.t
 import { listNegativeBalances, listTransfers } from "../wallet/mod.ts";
 import {
   buildGateways,
-  chinaDayStart,
   listFlaggedNotifies,
   listFlaggedOrders,
   listOrders,
@@ -82,10 +82,6 @@ const decideSchema = z.object({
 const resolveSchema = z.object({
   resolution: z.string().trim().min(2, "请填写处理说明").max(200, "处理说明不超过200字"),
 });
-
-function today(): string {
-  return new Date(Date.now() + 8 * 3_600_000).toISOString().slice(0, 10);
-}
 
 /** 财务处 console: refunds, adjustments (maker-checker), reports, reconciliation, flags. */
 export function financeRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
@@ -239,7 +235,7 @@ export function financeRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
 
   // 日报
   const reportRange = (q: z.infer<typeof reportQuery>) => {
-    const to = q.to ?? today();
+    const to = q.to ?? chinaDay();
     const from = q.from ?? to;
     return {
       from: from <= to ? from : to,
@@ -287,7 +283,7 @@ export function financeRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
       errors,
       methods: [...gateways.values()].map((g) => ({ value: g.method, label: g.label })),
       sandbox: !!sandboxOf(gateways),
-      today: today(),
+      today: chinaDay(),
       canEdit: c.get("staff")!.roles.includes(ROLES.finance),
     }, { ...ADMIN, status, title: "充值对账" });
 
@@ -329,9 +325,8 @@ export function financeRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
   app.get("/reconcile/sandbox-statement.csv", requireRole(...VIEW), (c) => {
     const sandbox = sandboxOf(gateways);
     if (!sandbox) throw new NotFoundError("sandbox statement");
-    const day = DATE_RE.test(c.req.query("date") ?? "") ? c.req.query("date")! : today();
-    const start = chinaDayStart(new Date(`${day}T12:00:00+08:00`));
-    return sandbox.statementCsv(start, new Date(start.getTime() + 86_400_000)).then((csv) =>
+    const day = DATE_RE.test(c.req.query("date") ?? "") ? c.req.query("date")! : chinaDay();
+    return sandbox.statementCsv(...chinaDayRange(day)).then((csv) =>
       c.body(csv, 200, {
         "content-type": "text/csv; charset=utf-8",
         "content-disposition": `attachment; filename="sandbox-${day}.csv"`,

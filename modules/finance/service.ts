@@ -1,4 +1,5 @@
 import { sql } from "kysely";
+import { chinaDayRange } from "../platform/china_time.ts";
 import { writeCsv } from "../platform/csv.ts";
 import type { Db } from "../platform/database.ts";
 import { DomainError, NotFoundError } from "../platform/errors.ts";
@@ -13,12 +14,7 @@ import {
 } from "../wallet/mod.ts";
 import { listTerminals } from "../merchant/mod.ts";
 import { findCardsByStudentNumber } from "../card/mod.ts";
-import {
-  chinaDayStart,
-  ordersByNumbers,
-  paidOrdersBetween,
-  type TopupMethod,
-} from "../topup/mod.ts";
+import { ordersByNumbers, paidOrdersBetween, type TopupMethod } from "../topup/mod.ts";
 import { readStatement, reconcile, type ReconcileResult } from "./reconcile.ts";
 import "./tables.ts";
 
@@ -296,10 +292,8 @@ export async function dailyReport(
   db: Db,
   range: { from: string; to: string; by: "merchant" | "terminal" },
 ): Promise<ReportRow[]> {
-  const start = chinaDayStart(new Date(`${range.from}T12:00:00+08:00`));
-  const end = new Date(
-    chinaDayStart(new Date(`${range.to}T12:00:00+08:00`)).getTime() + 86_400_000,
-  );
+  const [start] = chinaDayRange(range.from);
+  const [, end] = chinaDayRange(range.to);
   const rows = await dailyMerchantTotals(db, { from: start, to: end });
   const terminals = new Map((await listTerminals(db)).map((t) => [t.id, t.name]));
   const out = new Map<string, ReportRow>();
@@ -384,8 +378,8 @@ export async function reconcileStatement(
     throw new FinanceError("No period", "对账单中没有可识别的交易日期，请填写对账日期", "from");
   }
   if (from > to) throw new FinanceError("Bad period", "起始日期不能晚于截止日期", "from");
-  const start = chinaDayStart(new Date(`${from}T12:00:00+08:00`));
-  const end = new Date(chinaDayStart(new Date(`${to}T12:00:00+08:00`)).getTime() + 86_400_000);
+  const [start] = chinaDayRange(from);
+  const [, end] = chinaDayRange(to);
   const toOurs = (
     o: {
       order_no: string;

@@ -10,6 +10,7 @@ import type { Db } from "../platform/database.ts";
 import { keyedHash, randomDigits, timingSafeEqual } from "../platform/crypto.ts";
 import { logger } from "../platform/log.ts";
 import { writeCsv } from "../platform/csv.ts";
+import { chinaDateTime } from "../platform/china_time.ts";
 import { fenToYuanText } from "../platform/money.ts";
 import {
   type GatewayOrder,
@@ -326,12 +327,10 @@ export class SandboxGateway implements PaymentGateway {
     const rows = await this.db.selectFrom("sandbox_payments").selectAll()
       .where("state", "=", "SUCCESS").where("paid_at", ">=", from).where("paid_at", "<", to)
       .orderBy("paid_at").execute();
-    const chinaTime = (d: Date) =>
-      new Date(d.getTime() + 8 * 3600_000).toISOString().slice(0, 19).replace("T", " ");
     return writeCsv([
       ["交易时间", "商户订单号", "微信支付订单号", "金额(元)", "状态"],
       ...rows.map((r) => [
-        chinaTime(r.paid_at!),
+        chinaDateTime(r.paid_at!),
         r.order_no,
         r.txn_id,
         fenToYuanText(r.amount),

@@ -17,6 +17,7 @@ import {
   X509Certificate,
 } from "node:crypto";
 import { randomToken } from "../platform/crypto.ts";
+import { chinaRfc3339 } from "../platform/china_time.ts";
 import {
   GatewayError,
   type GatewayOrder,
@@ -148,12 +149,6 @@ export async function decryptResource(
   return new TextDecoder().decode(plain);
 }
 
-/** Formats a time as RFC 3339 in China time, the form WeChat wants for time_expire. */
-function rfc3339China(d: Date): string {
-  const t = new Date(d.getTime() + 8 * 3600_000).toISOString().slice(0, 19);
-  return `${t}+08:00`;
-}
-
 interface Transaction {
   appid?: string;
   mchid?: string;
@@ -241,7 +236,7 @@ export class WechatGateway implements PaymentGateway {
       mchid: this.config.mchId,
       description: order.description,
       out_trade_no: order.orderNo,
-      time_expire: rfc3339China(order.expiresAt),
+      time_expire: chinaRfc3339(order.expiresAt),
       notify_url: this.config.notifyUrl,
       amount: { total: order.amount, currency: "CNY" },
       payer: { openid: order.openid },

@@ -46,10 +46,8 @@ export function checkReference(reference: unknown): string {
   return reference;
 }
 
-/** The China-time calendar day (no DST in China), e.g. "2026-11-25". */
-export function chinaDay(at: number = Date.now()): string {
-  return new Date(at + 8 * 3600_000).toISOString().slice(0, 10);
-}
+/** The China-time calendar day the daily limits count in (platform/china_time.ts). */
+export { chinaDay } from "../platform/china_time.ts";
 
 interface PgError {
   code?: string;

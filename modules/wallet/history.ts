@@ -1,4 +1,11 @@
 import { sql } from "kysely";
+import {
+  chinaDayStart,
+  chinaMonthRange,
+  chinaMonthSql,
+  chinaMonthStart,
+  chinaWeekStart,
+} from "../platform/china_time.ts";
 import type { Db } from "../platform/database.ts";
 import type { TransferKind } from "./tables.ts";
 
@@ -47,16 +54,6 @@ export interface HistoryRow {
   details: unknown;
 }
 
-const CHINA_OFFSET_MS = 8 * 3600_000;
-
-/** [start, end) of a China-time month "2026-11". */
-export function monthRange(month: string): [Date, Date] {
-  const [y, m] = month.split("-").map(Number);
-  const start = Date.UTC(y, m - 1, 1) - CHINA_OFFSET_MS;
-  const end = Date.UTC(m === 12 ? y + 1 : y, m === 12 ? 0 : m, 1) - CHINA_OFFSET_MS;
-  return [new Date(start), new Date(end)];
-}
-
 /** A card's history, newest first, `limit` rows before `beforeId`. */
 export async function listTransactions(
   db: Db,
@@ -81,7 +78,7 @@ export async function listTransactions(
     .where("t.card_account_id", "=", cardAccountId);
   if (filter.type) q = q.where("t.kind", "in", [...HISTORY_TYPES[filter.type].kinds]);
   if (filter.month) {
-    const [start, end] = monthRange(filter.month);
+    const [start, end] = chinaMonthRange(filter.month);
     q = q.where("t.created_at", ">=", start).where("t.created_at", "<", end);
   }
   if (filter.beforeId) q = q.where("t.id", "<", filter.beforeId);
@@ -148,22 +145,19 @@ export async function spendingTotals(
   cardAccountId: number,
   now: Date = new Date(),
 ): Promise<{ today: number; week: number; month: number }> {
-  const china = new Date(now.getTime() + CHINA_OFFSET_MS);
-  const dayStart = Date.UTC(china.getUTCFullYear(), china.getUTCMonth(), china.getUTCDate()) -
-    CHINA_OFFSET_MS;
-  const weekday = (china.getUTCDay() + 6) % 7; // Monday = 0
-  const weekStart = dayStart - weekday * 86400_000;
-  const monthStart = Date.UTC(china.getUTCFullYear(), china.getUTCMonth(), 1) - CHINA_OFFSET_MS;
-  const from = new Date(Math.min(weekStart, monthStart));
+  const dayStart = chinaDayStart(now);
+  const weekStart = chinaWeekStart(now);
+  const monthStart = chinaMonthStart(now);
+  const from = weekStart < monthStart ? weekStart : monthStart;
   const spend = sql<
     number
   >`case when kind in ('purchase', 'shower', 'electricity', 'water') then amount
     when kind in ('refund', 'utility_refund', 'reversal') then -amount else 0 end`;
   const r = await sql<{ today: number; week: number; month: number }>`
     select
-      coalesce(sum(${spend}) filter (where created_at >= ${new Date(dayStart)}), 0) as today,
-      coalesce(sum(${spend}) filter (where created_at >= ${new Date(weekStart)}), 0) as week,
-      coalesce(sum(${spend}) filter (where created_at >= ${new Date(monthStart)}), 0) as month
+      coalesce(sum(${spend}) filter (where created_at >= ${dayStart}), 0) as today,
+      coalesce(sum(${spend}) filter (where created_at >= ${weekStart}), 0) as week,
+      coalesce(sum(${spend}) filter (where created_at >= ${monthStart}), 0) as month
     from ledger_transfers where card_account_id = ${cardAccountId} and created_at >= ${from}`
     .execute(db);
   const row = r.rows[0];
@@ -229,15 +223,8 @@ export function topupOf(row: HistoryRow): { channel: string; orderNo: string | n
   return { channel: method ? TOPUP_METHOD_LABELS[method] ?? method : "—", orderNo };
 }
 
-/** "2026-11" of a time, China time. */
-export function chinaMonth(d: Date): string {
-  return new Date(d.getTime() + CHINA_OFFSET_MS).toISOString().slice(0, 7);
-}
-
-/** China-time month of a transfer in SQL, as chinaMonth reads it (China has no summer time). */
-const MONTH_SQL = sql<
-  string
->`to_char((created_at at time zone 'UTC') + interval '8 hours', 'YYYY-MM')`;
+/** China-time month of a transfer in SQL, as chinaMonth reads it. */
+const MONTH_SQL = chinaMonthSql("created_at");
 
 /**
  * 支出 and 收入 of the given months (China time) for 交易记录's month headers, under the same type
@@ -252,8 +239,8 @@ export async function monthTotals(
   const out = new Map<string, { spent: number; received: number }>();
   if (months.length === 0) return out;
   const sorted = [...months].sort();
-  const [start] = monthRange(sorted[0]);
-  const [, end] = monthRange(sorted[sorted.length - 1]);
+  const [start] = chinaMonthRange(sorted[0]);
+  const [, end] = chinaMonthRange(sorted[sorted.length - 1]);
   const kinds = type ? sql`and kind in (${sql.join([...HISTORY_TYPES[type].kinds])})` : sql``;
   const r = await sql<{ month: string; spent: number; received: number }>`
     select ${MONTH_SQL} as month,

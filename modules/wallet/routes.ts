@@ -2,6 +2,7 @@ import { Hono } from "hono";
 import type { Context } from "hono";
 import { zValidator } from "@hono/zod-validator";
 import { type RawBuilder, sql } from "kysely";
+import { chinaMonth } from "../platform/china_time.ts";
 import type { Db } from "../platform/database.ts";
 import { DomainError, NotFoundError } from "../platform/errors.ts";
 import type { AppEnv } from "../platform/http.ts";
@@ -26,7 +27,6 @@ import {
 } from "./codes.ts";
 import {
   categoryOf,
-  chinaMonth,
   getTransaction,
   HISTORY_TYPES,
   type HistoryType,

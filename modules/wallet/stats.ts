@@ -1,6 +1,7 @@
 import { sql } from "kysely";
 import type { Db } from "../platform/database.ts";
-import { type Category, categoryOf, chinaMonth, monthRange } from "./history.ts";
+import { chinaMonth, chinaMonthRange } from "../platform/china_time.ts";
+import { type Category, categoryOf } from "./history.ts";
 import type { TransferKind } from "./tables.ts";
 
 /** 消费统计: a card's spending per month and, for one month, per category. */
@@ -33,8 +34,8 @@ export async function spendingStats(
   const month = options.month ?? chinaMonth(options.now ?? new Date());
   const count = options.months ?? 6;
   const first = monthsBefore(month, count - 1);
-  const [start] = monthRange(first);
-  const [, end] = monthRange(month);
+  const [start] = chinaMonthRange(first);
+  const [, end] = chinaMonthRange(month);
   const spend = sql.join(SPEND_KINDS);
   const refund = sql.join(REFUND_KINDS);
   const monthly = await sql<{ month: string; amount: number }>`
@@ -44,7 +45,7 @@ export async function spendingStats(
     where t.card_account_id = ${cardAccountId} and t.created_at >= ${start}
       and t.created_at < ${end} and t.kind in (${spend}, ${refund})
     group by 1`.execute(db);
-  const [mStart, mEnd] = monthRange(month);
+  const [mStart, mEnd] = chinaMonthRange(month);
   const cats = await sql<{ kind: TransferKind; category: string | null; amount: number }>`
     select t.kind, m.category, sum(t.amount) as amount
     from ledger_transfers t left join merchants m on m.id = t.merchant_id
