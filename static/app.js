@@ -191,14 +191,17 @@
       } catch (_) { /* storage blocked: always shown */ }
       var btn = strip.querySelector("[data-dismiss]");
       if (btn) {
-        btn.addEventListener("click", (function (s, k) {
-          return function () {
-            s.hidden = true;
-            try {
-              sessionStorage.setItem(k, "1");
-            } catch (_) { /* storage blocked */ }
-          };
-        })(strip, key));
+        btn.addEventListener(
+          "click",
+          (function (s, k) {
+            return function () {
+              s.hidden = true;
+              try {
+                sessionStorage.setItem(k, "1");
+              } catch (_) { /* storage blocked */ }
+            };
+          })(strip, key),
+        );
       }
     }
   }

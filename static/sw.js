@@ -33,10 +33,12 @@ self.addEventListener("fetch", (event) => {
   if (url.origin !== self.location.origin) return;
   if (req.mode === "navigate") {
     if (url.pathname.startsWith("/admin")) return;
-    event.respondWith(fetch(req).catch(async () => {
-      const page = await caches.match(OFFLINE, { cacheName: CACHE });
-      return page || Response.error();
-    }));
+    event.respondWith(
+      fetch(req).catch(async () => {
+        const page = await caches.match(OFFLINE, { cacheName: CACHE });
+        return page || Response.error();
+      }),
+    );
   } else if (url.pathname.startsWith("/static/")) {
     // The shell's own files (content-hashed URLs), from the network when they are not cached.
     event.respondWith(caches.match(req, { cacheName: CACHE }).then((hit) => hit || fetch(req)));
