@@ -2,6 +2,7 @@ import { sql } from "kysely";
 import type { Db } from "../platform/database.ts";
 import { DomainError } from "../platform/errors.ts";
 import { logger } from "../platform/log.ts";
+import { startLoop } from "../platform/loop.ts";
 import { randomToken } from "../platform/crypto.ts";
 import { MeterError } from "./errors.ts";
 import type { MeterAdapter, MeterReceipt } from "./meters.ts";
@@ -476,36 +477,19 @@ export function startDeliveryWorker(
   ctx: WorkerContext,
   options: { pollMs?: number } = {},
 ): DeliveryWorker {
-  const pollMs = options.pollMs ?? 1000;
-  let stopped = false;
-  let wake: Waker = () => {};
-  const waker: Waker = () => wake();
+  const loop = startLoop({
+    name: "delivery worker run",
+    log,
+    everyMs: options.pollMs ?? 1000,
+    startAtOnce: true,
+    round: async () => await runDueJobs(ctx) > 0,
+  });
+  const waker: Waker = () => loop.wake();
   wakers.add(waker);
-  const loop = (async () => {
-    while (!stopped) {
-      try {
-        const n = await runDueJobs(ctx);
-        if (n > 0) continue;
-      } catch (err) {
-        log.error("delivery worker run failed", { err: (err as Error).message });
-      }
-      if (stopped) break;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, pollMs);
-        wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      wake = () => {};
-    }
-  })();
   return {
     async stop() {
-      stopped = true;
       wakers.delete(waker);
-      wake();
-      await loop;
+      await loop.stop();
     },
   };
 }

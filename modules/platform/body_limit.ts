@@ -8,7 +8,7 @@
 import type { MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { DomainError } from "./errors.ts";
-import type { AppEnv } from "./http.ts";
+import type { AppEnv } from "./app_env.ts";
 
 /** Every form and callback: a form with a long text field is a few kilobytes. */
 export const FORM_BODY_LIMIT = 64 * 1024;

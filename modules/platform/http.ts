@@ -12,42 +12,9 @@ import { render } from "./views.ts";
 import { readinessCheck } from "./readiness.ts";
 import { type BodyLimits, FORM_BODY_LIMIT, limitBodies } from "./body_limit.ts";
 import { metricsAccess } from "./metrics_access.ts";
+import type { AppEnv } from "./app_env.ts";
 
-/** The signed-in staff member, set by the staff module's middleware. */
-export interface CurrentStaff {
-  id: number;
-  username: string;
-  name: string;
-  roles: string[];
-  mustChangePassword: boolean;
-}
-
-/** An entry of the admin console's navigation; modules register theirs. */
-export interface AdminNavItem {
-  href: string;
-  label: string;
-  roles: string[];
-}
-
-/** Per-request values shared by middleware and handlers. */
-export interface AppEnv {
-  Variables: {
-    requestId: string;
-    /** Hash of the student session token, when signed in. */
-    sessionId: string | null;
-    /** The signed-in login account (一信通账号), when signed in. */
-    accountId: number | null;
-    staff: CurrentStaff | null;
-    staffSessionId: string | null;
-    /** The signed-in staff member's id; the staff module loads the rest into `staff`. */
-    staffId: number | null;
-    /** CSRF token to put into forms (`_csrf`) and the htmx header. */
-    csrf: string;
-    adminNav: AdminNavItem[];
-    /** Pages carry the 演示环境 mark (platform/config.ts: showsDemoMark). */
-    demo: boolean;
-  };
-}
+export type { AdminNavItem, AppEnv, CurrentStaff } from "./app_env.ts";
 
 const log = logger("http");
 

@@ -6,7 +6,7 @@
  */
 import type { Context, MiddlewareHandler } from "hono";
 import { sha256Hex, timingSafeEqual } from "./crypto.ts";
-import type { AppEnv } from "./http.ts";
+import type { AppEnv } from "./app_env.ts";
 
 const FORWARDING_HEADERS = [
   "forwarded",

@@ -9,7 +9,8 @@ export {
 } from "./config.ts";
 export { type Database, type DatabaseHandle, type Db, openDatabase } from "./database.ts";
 export { migrateToLatest } from "./migrate.ts";
-export { type AdminNavItem, type AppEnv, createBaseApp, type CurrentStaff } from "./http.ts";
+export type { AdminNavItem, AppEnv, CurrentStaff } from "./app_env.ts";
+export { createBaseApp } from "./http.ts";
 export {
   type BodyLimits,
   FORM_BODY_LIMIT,
@@ -24,6 +25,20 @@ export {
   TooManyAttemptsError,
 } from "./errors.ts";
 export { fenToYuanText, formatFen, parseYuan } from "./money.ts";
+export {
+  chinaDateTime,
+  chinaDay,
+  chinaDayRange,
+  chinaDaySql,
+  chinaDayStart,
+  chinaDigits,
+  chinaMonth,
+  chinaMonthRange,
+  chinaMonthSql,
+  chinaMonthStart,
+  chinaRfc3339,
+  chinaWeekStart,
+} from "./china_time.ts";
 export { type Logger, logger } from "./log.ts";
 export { Counter, Gauge, Histogram, register } from "./metrics.ts";
 export { assetUrl, loadAssets } from "./assets.ts";

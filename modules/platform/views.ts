@@ -3,7 +3,7 @@ import { fileURLToPath as fromFileUrl } from "node:url";
 import type { Context } from "hono";
 import { assetUrl } from "./assets.ts";
 import { fenToYuanText, formatFen } from "./money.ts";
-import type { AppEnv } from "./http.ts";
+import type { AppEnv } from "./app_env.ts";
 
 const eta = new Eta({
   views: fromFileUrl(new URL("../../views", import.meta.url)),

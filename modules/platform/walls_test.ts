@@ -59,6 +59,24 @@ async function collectEdges() {
   return edges;
 }
 
+/** Every circle found by a depth-first walk of a graph, as "a -> b -> a". */
+function cyclesOf(graph: Map<string, Iterable<string>>): string[] {
+  const state = new Map<string, "visiting" | "done">();
+  const cycles: string[] = [];
+  const visit = (node: string, path: string[]) => {
+    if (state.get(node) === "done") return;
+    if (state.get(node) === "visiting") {
+      cycles.push([...path.slice(path.indexOf(node)), node].join(" -> "));
+      return;
+    }
+    state.set(node, "visiting");
+    for (const next of graph.get(node) ?? []) visit(next, [...path, node]);
+    state.set(node, "done");
+  };
+  for (const node of [...graph.keys()].sort()) visit(node, []);
+  return cycles;
+}
+
 Deno.test("modules enter each other only through mod.ts", async () => {
   const breaches = (await collectEdges()).filter((e) => !isEntry(e.to))
     .filter((e) => !(e.from.endsWith("_test.ts") && e.to === "modules/platform/testing.ts"));
@@ -72,18 +90,19 @@ Deno.test("module dependencies have no cycles", async () => {
     if (!graph.has(e.fromModule)) graph.set(e.fromModule, new Set());
     graph.get(e.fromModule)!.add(e.toModule);
   }
-  const state = new Map<string, "visiting" | "done">();
-  const cycles: string[] = [];
-  const visit = (m: string, path: string[]) => {
-    if (state.get(m) === "done") return;
-    if (state.get(m) === "visiting") {
-      cycles.push([...path.slice(path.indexOf(m)), m].join(" -> "));
-      return;
-    }
-    state.set(m, "visiting");
-    for (const n of graph.get(m) ?? []) visit(n, [...path, m]);
-    state.set(m, "done");
-  };
-  for (const m of graph.keys()) visit(m, []);
-  assert.deepEqual(cycles, []);
+  assert.deepEqual(cyclesOf(graph), []);
+});
+
+Deno.test("no file inside modules/ imports itself through a circle of imports", async () => {
+  const graph = new Map<string, string[]>();
+  for await (const file of sourceFiles(join(ROOT, "modules"))) {
+    const rel = relative(ROOT, file);
+    if (rel.endsWith("_test.ts")) continue;
+    graph.set(
+      rel,
+      (await importsOf(file)).map((spec) => relative(ROOT, resolve(dirname(file), spec)))
+        .filter((to) => to.startsWith("modules/") && !to.endsWith("_test.ts")),
+    );
+  }
+  assert.deepEqual(cyclesOf(graph), []);
 });

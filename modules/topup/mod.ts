@@ -2,7 +2,6 @@
 export { topupRoutes } from "./routes.ts";
 export {
   buildGateways,
-  chinaDayStart,
   findOrder,
   type Gateways,
   listFlaggedNotifies,
@@ -11,13 +10,13 @@ export {
   ordersByNumbers,
   paidOrdersBetween,
   resolveFlaggedNotify,
-  runTopupTick,
   sandboxOf,
   settlePaid,
-  startTopupLoop,
   topupLimits,
   type TopupOrder,
 } from "./service.ts";
+/** The background loop: pending orders, expiries, sandbox notifies, refunds on their way. */
+export { runTopupTick, startTopupLoop } from "./loop.ts";
 /** 退回微信: finance pays a paid top-up back through its gateway; the loop follows it to the end. */
 export {
   applyRefundStatus,

@@ -3,6 +3,7 @@ import { type Config, gatewayProblem } from "../platform/config.ts";
 import type { Db } from "../platform/database.ts";
 import { formatFen, parseYuan } from "../platform/money.ts";
 import { randomDigits } from "../platform/crypto.ts";
+import { chinaDayStart, chinaDigits } from "../platform/china_time.ts";
 import { logger } from "../platform/log.ts";
 import { findBoundCard } from "../card/mod.ts";
 import { creditTopUp } from "../wallet/mod.ts";
@@ -16,7 +17,6 @@ import {
 import { SandboxGateway } from "./sandbox.ts";
 import { loadWechatConfig, WechatGateway } from "./wechat.ts";
 import { GatewayUnavailable, TopupRefused } from "./errors.ts";
-import { checkRefunds } from "./refunds.ts";
 import type { TopupMethod, TopupOrdersTable } from "./tables.ts";
 import type { Selectable } from "kysely";
 import "./tables.ts";
@@ -105,16 +105,8 @@ export function wechatOf(gateways: Gateways): WechatGateway | null {
   return g instanceof WechatGateway ? g : null;
 }
 
-/** Midnight in China time on the day of `now`. */
-export function chinaDayStart(now: Date): Date {
-  const day = 86_400_000;
-  const shift = 8 * 3_600_000;
-  return new Date(Math.floor((now.getTime() + shift) / day) * day - shift);
-}
-
 function newOrderNo(now: Date): string {
-  const t = new Date(now.getTime() + 8 * 3_600_000).toISOString().replace(/\D/g, "").slice(0, 14);
-  return `YXT${t}${randomDigits(8)}`;
+  return `YXT${chinaDigits(now)}${randomDigits(8)}`;
 }
 
 /** A top-up order as the pages see it. */
@@ -494,66 +486,6 @@ export async function cancelOrder(
   const r = await gateway.close(order.order_no);
   if (r === "closed") await markClosed(deps.db, order.id);
   else await checkOrder(deps, gateways, order);
-}
-
-/**
- * One round of background work: deliver the sandbox's due notifies, ask the gateways about
- * orders that stay pending, close expired ones, and follow refunds still on their way.
- */
-export async function runTopupTick(
-  deps: TopupDeps,
-  gateways: Gateways,
-  app: { fetch(req: Request): Response | Promise<Response> },
-  now = new Date(),
-): Promise<void> {
-  const { db } = deps;
-  const sandbox = sandboxOf(gateways);
-  if (sandbox) await sandbox.deliverDue(app, deps.config.baseUrl, now);
-  const stale = await db.selectFrom("topup_orders").selectAll()
-    .where("state", "=", "pending")
-    .where((eb) =>
-      eb.or([
-        eb("expires_at", "<=", now),
-        eb.and([
-          eb("created_at", "<=", new Date(now.getTime() - 60_000)),
-          eb.or([
-            eb("last_checked_at", "is", null),
-            eb("last_checked_at", "<=", new Date(now.getTime() - 60_000)),
-          ]),
-        ]),
-      ])
-    )
-    .orderBy("id").limit(100).execute();
-  for (const order of stale) await checkOrder(deps, gateways, order, now);
-  await checkRefunds(deps, gateways, now);
-}
-
-/**
- * Runs `runTopupTick` every `seconds` until the returned stop function is called (which waits
- * for the round in progress).
- */
-export function startTopupLoop(
-  deps: TopupDeps,
-  app: { fetch(req: Request): Response | Promise<Response> },
-  seconds = 2,
-): () => Promise<void> {
-  const gateways = buildGateways(deps);
-  let stopped = false;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  let running: Promise<void> = Promise.resolve();
-  const round = () => {
-    running = runTopupTick(deps, gateways, app).catch((err) => {
-      log.error("top-up round failed", { err: (err as Error).message });
-    }).finally(() => {
-      if (!stopped) timer = setTimeout(round, seconds * 1000);
-    });
-  };
-  timer = setTimeout(round, seconds * 1000);
-  return async () => {
-    stopped = true;
-    clearTimeout(timer);
-    await running;
-  };
 }
 
 /** Notifies finance should look at, newest first. */
