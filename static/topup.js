@@ -1,4 +1,5 @@
-// 充值: quick amounts fill [输入金额]; the WeChat page starts JSAPI payment in the webview.
+// 充值: [充值] echoes the amount (quick amounts: quick_amount.js); the WeChat page starts JSAPI
+// payment in the webview.
 (function () {
   "use strict";
 
@@ -12,19 +13,8 @@
     out.textContent = ok ? " ¥" + Number(v).toFixed(2) : "";
   }
 
-  document.addEventListener("change", (e) => {
-    const el = e.target;
-    if (!el || !el.hasAttribute || !el.hasAttribute("data-quick-amount")) return;
-    const input = document.getElementById("f-amount");
-    if (input) input.value = el.getAttribute("data-quick-amount");
-    showAmount();
-  });
-
   document.addEventListener("input", (e) => {
-    if (!e.target || e.target.id !== "f-amount") return;
-    const checked = document.querySelector("input[name=quick]:checked");
-    if (checked && checked.value !== e.target.value) checked.checked = false;
-    showAmount();
+    if (e.target && e.target.id === "f-amount") showAmount();
   });
   document.addEventListener("DOMContentLoaded", showAmount);
 

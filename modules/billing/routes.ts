@@ -161,7 +161,7 @@ export function billingRoutes(
       errors,
       input,
       insufficient: flags.insufficient ?? false,
-      scripts: ["billing.js"],
+      scripts: ["quick_amount.js", "billing.js"],
     }, { status, title: `${UTILITY_LABELS[utility]}充值` });
   }
 

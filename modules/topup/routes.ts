@@ -80,7 +80,7 @@ export function topupRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
       limits,
       left,
       title: "充值",
-      scripts: ["topup.js"],
+      scripts: ["quick_amount.js", "topup.js"],
     }, { status, title: "充值" });
   };
 
