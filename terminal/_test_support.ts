@@ -140,3 +140,21 @@ export async function setupWorld(options: Partial<TerminalServerOptions> = {}, e
     },
   };
 }
+
+/** Runs `fn` in a fresh world (database, listener, readers) and closes it afterwards. */
+export async function withWorld(
+  fn: (w: World) => Promise<void>,
+  options: Partial<TerminalServerOptions> = {},
+): Promise<void> {
+  const w = await setupWorld(options);
+  try {
+    await fn(w);
+  } finally {
+    await w.close();
+  }
+}
+
+/** The status of a reply message (every reply and Error carries one). */
+export function status(m: { code: number }): number {
+  return (m as unknown as { status: number }).status;
+}

@@ -3,22 +3,9 @@ import { createStaff } from "../modules/staff/mod.ts";
 import { reissueCard, staffReportLoss } from "../modules/card/mod.ts";
 import { closeCardWithPayout } from "../modules/wallet/mod.ts";
 import { acceptOfflineReview } from "../modules/finance/mod.ts";
-import type { TerminalServerOptions } from "./mod.ts";
 import { type Message, MessageCode, type OfflineRecord, Status } from "./messages.ts";
 import type { TerminalClient } from "./sim/client.ts";
-import { setupWorld, type World } from "./_test_support.ts";
-
-async function withWorld(
-  fn: (w: World) => Promise<void>,
-  options: Partial<TerminalServerOptions> = {},
-): Promise<void> {
-  const w = await setupWorld(options);
-  try {
-    await fn(w);
-  } finally {
-    await w.close();
-  }
-}
+import { withWorld, type World } from "./_test_support.ts";
 
 const now = () => Math.floor(Date.now() / 1000);
 

@@ -4,16 +4,7 @@ import { createStaff } from "../modules/staff/mod.ts";
 import { reissueCard, staffReportLoss } from "../modules/card/mod.ts";
 import { creditTopUp, issuePaymentCode, updatePaySettings } from "../modules/wallet/mod.ts";
 import { type Message, MessageCode, Status } from "./messages.ts";
-import { setupWorld, type World } from "./_test_support.ts";
-
-async function withWorld(fn: (w: World) => Promise<void>): Promise<void> {
-  const w = await setupWorld();
-  try {
-    await fn(w);
-  } finally {
-    await w.close();
-  }
-}
+import { status, withWorld, type World } from "./_test_support.ts";
 
 async function staffId(w: World): Promise<number> {
   return await createStaff(w.db, {
@@ -26,10 +17,6 @@ async function staffId(w: World): Promise<number> {
 
 function pay(chip: string, amount: number, password = ""): Message {
   return { code: MessageCode.CardPayment, chip, amount, password };
-}
-
-function status(m: Message): number {
-  return (m as { status: number }).status;
 }
 
 Deno.test("a card payment is approved and the reply carries the balance after", () =>

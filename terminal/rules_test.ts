@@ -10,25 +10,8 @@ import { parseBody, Parser, type RawFrame } from "./parser.ts";
 import { computeMac, encodeFrame, macEqual } from "./serializer.ts";
 import { InquiryLimiter } from "./limits.ts";
 import { sequenceAnswered, sequenceRefusal, type SequenceState } from "./sequence.ts";
-import { setupWorld, type World } from "./_test_support.ts";
+import { status, withWorld } from "./_test_support.ts";
 import type { TerminalClient } from "./sim/client.ts";
-import type { TerminalServerOptions } from "./server.ts";
-
-async function withWorld(
-  fn: (w: World) => Promise<void>,
-  options: Partial<TerminalServerOptions> = {},
-): Promise<void> {
-  const w = await setupWorld(options);
-  try {
-    await fn(w);
-  } finally {
-    await w.close();
-  }
-}
-
-function status(m: Message): number {
-  return (m as { status: number }).status;
-}
 
 function now(): number {
   return Math.floor(Date.now() / 1000);

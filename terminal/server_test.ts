@@ -1,23 +1,10 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { setTerminalStatus } from "../modules/merchant/mod.ts";
-import { HEADER_SIZE, MAC_SIZE, type Message, MessageCode, Status } from "./messages.ts";
+import { HEADER_SIZE, MAC_SIZE, MessageCode, Status } from "./messages.ts";
 import { computeMac, encodeFrame } from "./serializer.ts";
-import { setupWorld, type World } from "./_test_support.ts";
+import { status, withWorld } from "./_test_support.ts";
 import { TerminalClient } from "./sim/client.ts";
-
-async function withWorld(fn: (w: World) => Promise<void>, options = {}): Promise<void> {
-  const w = await setupWorld(options);
-  try {
-    await fn(w);
-  } finally {
-    await w.close();
-  }
-}
-
-function status(m: Message): number {
-  return (m as { status: number }).status;
-}
 
 /** Reads from a raw connection until it closes; returns every byte received. */
 async function drain(conn: Deno.Conn): Promise<Uint8Array> {
