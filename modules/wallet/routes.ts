@@ -49,6 +49,18 @@ const PAGE_SIZE = 20;
 
 type C = Context<AppEnv>;
 
+/** A zValidator hook: a query that fails its schema gets the error page with `message`. */
+function badQueryPage(message: string, title: string) {
+  return (
+    result: { success: boolean },
+    // deno-lint-ignore no-explicit-any
+    c: Context<any>,
+  ): Response | Promise<Response> | undefined =>
+    result.success
+      ? undefined
+      : render(c as C, "error", { message, status: 400 }, { status: 400, title });
+}
+
 /** The signed-in student's bound card, or a page telling them to bind one. */
 async function boundCard(c: C, db: Db): Promise<BoundCard | Response> {
   const card = await findBoundCard(db, c.get("accountId")!);
@@ -98,14 +110,7 @@ export function walletRoutes(deps: { db: Db }): Hono<AppEnv> {
   app.get(
     "/wallet/transactions",
     requireStudent,
-    zValidator("query", historyQuery, (result, c) => {
-      if (!result.success) {
-        return render(c as C, "error", { message: "筛选条件无效", status: 400 }, {
-          status: 400,
-          title: "交易记录",
-        });
-      }
-    }),
+    zValidator("query", historyQuery, badQueryPage("筛选条件无效", "交易记录")),
     async (c) => {
       const card = await boundCard(c, db);
       if (card instanceof Response) return card;
@@ -167,14 +172,7 @@ export function walletRoutes(deps: { db: Db }): Hono<AppEnv> {
   app.get(
     "/wallet/stats",
     requireStudent,
-    zValidator("query", statsQuery, (result, c) => {
-      if (!result.success) {
-        return render(c as C, "error", { message: "月份格式不正确", status: 400 }, {
-          status: 400,
-          title: "消费统计",
-        });
-      }
-    }),
+    zValidator("query", statsQuery, badQueryPage("月份格式不正确", "消费统计")),
     async (c) => {
       const card = await boundCard(c, db);
       if (card instanceof Response) return card;
