@@ -14,7 +14,7 @@ import {
   loadAssets,
   loadConfig,
   logger,
-  migrateToLatest,
+  migrateSchema,
   openDatabase,
   showsDemoMark,
   UPLOAD_BODY_LIMIT,
@@ -110,8 +110,11 @@ async function start(): Promise<void> {
   loadWechatConfig(config.env, config.baseUrl);
   log.info(`starting in ${deployMode(config)} mode`, describeMode(config));
   const handle = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
-  const applied = await migrateToLatest(handle.db);
+  // Beside a newer release (a rolling upgrade, a roll-back) this applies nothing and starts as
+  // long as every migration of this code is applied (docs/OPERATIONS.md §10).
+  const { applied, newer } = await migrateSchema(handle.db);
   if (applied.length) log.info("migrations applied", { applied });
+  if (newer.length) log.info("the database has a newer release's migrations", { newer });
   await loadAssets();
 
   const stoppers: Array<() => Promise<void> | void> = [];

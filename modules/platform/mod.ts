@@ -8,7 +8,7 @@ export {
   showsDemoMark,
 } from "./config.ts";
 export { type Database, type DatabaseHandle, type Db, openDatabase } from "./database.ts";
-export { migrateToLatest } from "./migrate.ts";
+export { migrateSchema, migrateToLatest } from "./migrate.ts";
 export type { AdminNavItem, AppEnv, CurrentStaff } from "./app_env.ts";
 export { createBaseApp } from "./http.ts";
 export {

@@ -356,3 +356,36 @@ export class TestClient {
 
 /** Runs `sql` statements directly (for test setup that no service offers). */
 export { sql };
+
+/**
+ * A newer release's migrations, for tests of rolling upgrades and roll-backs: a temporary folder
+ * with every migration of this code plus `extra` (file name → source). Remove it when done.
+ */
+export async function newerMigrations(extra: Record<string, string>): Promise<URL> {
+  const folder = await Deno.makeTempDir({ prefix: "yxt-newer-migrations-" });
+  const ours = new URL("../../migrations/", import.meta.url);
+  for await (const e of Deno.readDir(ours)) {
+    if (e.isFile) await Deno.copyFile(new URL(e.name, ours), `${folder}/${e.name}`);
+  }
+  for (const [name, source] of Object.entries(extra)) {
+    await Deno.writeTextFile(`${folder}/${name}`, source);
+  }
+  return new URL(`file://${folder}/`);
+}
+
+/** An additive migration of a "newer release" (a nullable column, a new table). */
+export const NEWER_ADDITIVE_MIGRATION = {
+  "29990101_0000_add_newer_release_notes.ts": `import { type Kysely, sql } from "kysely";
+// deno-lint-ignore no-explicit-any
+export async function up(db: Kysely<any>): Promise<void> {
+  await sql\`alter table accounts add column newer_release_note text\`.execute(db);
+  await sql\`create table newer_release_notes (id bigint generated always as identity primary key,
+    note text not null)\`.execute(db);
+}
+// deno-lint-ignore no-explicit-any
+export async function down(db: Kysely<any>): Promise<void> {
+  await sql\`drop table newer_release_notes\`.execute(db);
+  await sql\`alter table accounts drop column newer_release_note\`.execute(db);
+}
+`,
+};
