@@ -26,7 +26,8 @@ export type { PurchaseStatus, TariffKind, TariffUnit, Utility } from "./tables.t
 /** Student pages (/billing/room, /billing/electricity, /billing/water, /billing/orders/:no). */
 export { billingRoutes } from "./routes.ts";
 /** Staff pages under /admin/billing, and which roles may use them. */
-export { BILLING_ROLES, billingAdminRoutes } from "./admin_routes.ts";
+export { billingAdminRoutes } from "./admin_routes.ts";
+export { BILLING_ROLES } from "./roles.ts";
 /**
  * How wallet transfers made by billing read in 交易记录, by transfer id: 电费/冷水 (or 电费退款),
  * the room, the purchase's state now. (Every utility transfer's `details` also carries

@@ -152,3 +152,13 @@ export async function deliveryQueue(
       r.createdAt.getTime() < stuckBefore.getTime(),
   }));
 }
+
+/** The sums of a revenue report's rows. */
+export function revenueTotal(
+  rows: RevenueRow[],
+): { paid: number; refunded: number; net: number } {
+  return rows.reduce(
+    (a, r) => ({ paid: a.paid + r.paid, refunded: a.refunded + r.refunded, net: a.net + r.net }),
+    { paid: 0, refunded: 0, net: 0 },
+  );
+}

@@ -134,6 +134,23 @@ export async function findRoom(db: Db, id: number): Promise<Room | null> {
   return (await roomQuery(db).where("billing_rooms.id", "=", id).executeTakeFirst()) ?? null;
 }
 
+/**
+ * A room named as staff type it: building code and room number (any case); active rooms only
+ * unless `all`. Null when either does not exist.
+ */
+export async function findRoomByCode(
+  db: Db,
+  buildingCode: string,
+  roomNumber: string,
+  options: { all?: boolean } = {},
+): Promise<Room | null> {
+  const code = buildingCode.trim().toUpperCase();
+  const building = (await listBuildings(db)).find((b) => b.code === code);
+  if (!building) return null;
+  const number = roomNumber.trim().toUpperCase();
+  return (await listRooms(db, building.id, options)).find((r) => r.number === number) ?? null;
+}
+
 /** Adds a room to a building; the number must be new in it. */
 export async function createRoom(
   db: Db,
@@ -326,4 +343,15 @@ export async function listResidents(db: Db, roomId: number) {
       "moved_by_staff_id as movedByStaffId",
     ])
     .where("room_id", "=", roomId).orderBy("chosen_at").execute();
+}
+
+/** A building's rooms (in use or not) with how many residents each has. */
+export async function listRoomsWithResidents(
+  db: Db,
+  buildingId: number,
+): Promise<Array<Room & { residents: number }>> {
+  const rooms = await listRooms(db, buildingId, { all: true });
+  return await Promise.all(
+    rooms.map(async (r) => ({ ...r, residents: (await listResidents(db, r.id)).length })),
+  );
 }

@@ -1,6 +1,7 @@
 import type { Context } from "hono";
 
 import type { AppEnv } from "./http.ts";
+import { DomainError, NotFoundError } from "./errors.ts";
 import type { FieldErrors } from "./views.ts";
 
 /** The first Chinese message for each field of a failed zod parse. */
@@ -42,4 +43,26 @@ export function formErrorsHook(
     }
     return show(c as Context<AppEnv>, fieldErrors(result.error), input);
   };
+}
+
+/**
+ * Runs a form's action and answers: a `DomainError` it throws comes back through `invalid` as the
+ * same form with the message at its field (`_form` when it names none); a `NotFoundError` and
+ * anything else go on to the error page; success goes to `done` (usually a 303 redirect).
+ */
+export async function runForm<T>(
+  action: () => Promise<T>,
+  invalid: (errors: FieldErrors) => Response | Promise<Response>,
+  done: (result: T) => Response | Promise<Response>,
+): Promise<Response> {
+  let result: T;
+  try {
+    result = await action();
+  } catch (err) {
+    if (err instanceof DomainError && !(err instanceof NotFoundError)) {
+      return await invalid({ [err.field ?? "_form"]: err.userMessage });
+    }
+    throw err;
+  }
+  return await done(result);
 }
