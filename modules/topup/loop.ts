@@ -1,12 +1,13 @@
 /**
  * The top-up module's background work: pending orders asked about, expired ones closed, the
  * sandbox's notifies delivered, refunds followed. (Its own file, as wallet/loop.ts, so that the
- * order lifecycle in service.ts and refunds.ts do not import each other.)
+ * order lifecycle in orders.ts and refunds.ts do not import each other.)
  */
 import { logger } from "../platform/log.ts";
 import { startLoop } from "../platform/loop.ts";
 import { checkRefunds } from "./refunds.ts";
-import { buildGateways, checkOrder, type Gateways, sandboxOf, type TopupDeps } from "./service.ts";
+import { buildGateways, type Gateways, sandboxOf, type TopupDeps } from "./deployment.ts";
+import { checkOrder } from "./orders.ts";
 
 const log = logger("topup");
 

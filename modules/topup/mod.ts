@@ -1,20 +1,17 @@
 /** 充值: top-up orders, the payment gateways (WeChat Pay v3 JSAPI, sandbox) and their notifies. */
 export { topupRoutes } from "./routes.ts";
+/** This deployment's gateways and top-up limits. */
+export { buildGateways, type Gateways, sandboxOf, topupLimits } from "./deployment.ts";
+/** An order by number, and a gateway's word that it was paid (credits it exactly once). */
+export { findOrder, settlePaid, type TopupOrder } from "./orders.ts";
+/** What finance reads: flagged orders and notifies, a period's paid orders, recent orders. */
 export {
-  buildGateways,
-  findOrder,
-  type Gateways,
-  listFlaggedNotifies,
   listFlaggedOrders,
   listOrders,
   ordersByNumbers,
   paidOrdersBetween,
-  resolveFlaggedNotify,
-  sandboxOf,
-  settlePaid,
-  topupLimits,
-  type TopupOrder,
-} from "./service.ts";
+} from "./order_lists.ts";
+export { listFlaggedNotifies, resolveFlaggedNotify } from "./notifies.ts";
 /** The background loop: pending orders, expiries, sandbox notifies, refunds on their way. */
 export { runTopupTick, startTopupLoop } from "./loop.ts";
 /** 退回微信: finance pays a paid top-up back through its gateway; the loop follows it to the end. */

@@ -17,7 +17,7 @@ import { writeAudit } from "../staff/mod.ts";
 import { refundTopUp, returnTopUpRefund } from "../wallet/mod.ts";
 import { GatewayError, type RefundStatus } from "./gateway.ts";
 import { TopupRefused } from "./errors.ts";
-import type { Gateways, TopupDeps } from "./service.ts";
+import type { Gateways, TopupDeps } from "./deployment.ts";
 import type { TopupRefundsTable } from "./tables.ts";
 import "./tables.ts";
 

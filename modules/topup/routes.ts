@@ -15,22 +15,18 @@ import { findBoundCard } from "../card/mod.ts";
 import { getTransaction } from "../wallet/mod.ts";
 import { GatewayError } from "./gateway.ts";
 import { SANDBOX_MODES, type SandboxMode } from "./sandbox.ts";
+import { buildGateways, QUICK_AMOUNTS, sandboxOf, topupLimits, wechatOf } from "./deployment.ts";
+import { handleNotify } from "./notifies.ts";
 import {
-  buildGateways,
   cancelOrder,
   checkOrder,
   createOrder,
   findOwnOrder,
-  handleNotify,
   openidOf,
-  QUICK_AMOUNTS,
   remainingToday,
   rememberOpenid,
-  sandboxOf,
-  topupLimits,
   type TopupOrder,
-  wechatOf,
-} from "./service.ts";
+} from "./orders.ts";
 import type { TopupMethod } from "./tables.ts";
 
 const rechargeSchema = z.object({

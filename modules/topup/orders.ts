@@ -1,5 +1,9 @@
+/**
+ * A top-up order's life: opened with the limits checked, paid (credited exactly once), asked
+ * about while pending, closed when it expires or the payer gives up.
+ */
 import { sql } from "kysely";
-import { type Config, gatewayProblem } from "../platform/config.ts";
+import type { Selectable } from "kysely";
 import type { Db } from "../platform/database.ts";
 import { formatFen, parseYuan } from "../platform/money.ts";
 import { randomDigits } from "../platform/crypto.ts";
@@ -7,103 +11,19 @@ import { chinaDayStart, chinaDigits } from "../platform/china_time.ts";
 import { logger } from "../platform/log.ts";
 import { findBoundCard } from "../card/mod.ts";
 import { creditTopUp } from "../wallet/mod.ts";
+import { GatewayError, type GatewayOrder, type PaymentStart } from "./gateway.ts";
 import {
-  GatewayError,
-  type GatewayOrder,
-  NotifyRejected,
-  type PaymentGateway,
-  type PaymentStart,
-} from "./gateway.ts";
-import { SandboxGateway } from "./sandbox.ts";
-import { loadWechatConfig, WechatGateway } from "./wechat.ts";
+  type Gateways,
+  ORDER_TTL_MS,
+  type TopupDeps,
+  type TopupLimits,
+  topupLimits,
+} from "./deployment.ts";
 import { GatewayUnavailable, TopupRefused } from "./errors.ts";
 import type { TopupMethod, TopupOrdersTable } from "./tables.ts";
-import type { Selectable } from "kysely";
 import "./tables.ts";
 
 const log = logger("topup");
-
-/** What the top-up services need. */
-export interface TopupDeps {
-  db: Db;
-  config: Config;
-}
-
-/** The gateways configured for this deployment, in the order [支付方式] lists them. */
-export type Gateways = Map<TopupMethod, PaymentGateway>;
-
-/** Limits on top-ups, in fen. */
-export interface TopupLimits {
-  min: number;
-  max: number;
-  daily: number;
-  /** Unpaid orders one card account may have open at once. */
-  maxOpen: number;
-}
-
-/** An unpaid order can be paid for this long; then it is closed at the gateway. */
-export const ORDER_TTL_MS = 15 * 60_000;
-
-/** Quick amounts offered on the 充值 page, in yuan. */
-export const QUICK_AMOUNTS = [10, 20, 50, 100, 200, 500];
-
-function yuanVar(env: Record<string, string | undefined>, name: string, fallback: number): number {
-  const raw = env[name];
-  if (!raw) return fallback;
-  const fen = parseYuan(raw);
-  if (fen === null || fen <= 0) {
-    throw new Error(`Cannot read configuration: ${name} must be an amount in yuan`);
-  }
-  return fen;
-}
-
-/** The limits in force: TOPUP_MIN_YUAN (1), TOPUP_MAX_YUAN (1000), TOPUP_DAILY_YUAN (2000). */
-export function topupLimits(config: Config): TopupLimits {
-  return {
-    min: yuanVar(config.env, "TOPUP_MIN_YUAN", 100),
-    max: yuanVar(config.env, "TOPUP_MAX_YUAN", 100_000),
-    daily: yuanVar(config.env, "TOPUP_DAILY_YUAN", 200_000),
-    maxOpen: 5,
-  };
-}
-
-/**
- * The gateways of this deployment. WeChat Pay is on when its WECHAT_* settings are set (and
- * required when PAYMENT_GATEWAY=wechat, the default then and in production). The sandbox is on
- * when PAYMENT_GATEWAY=sandbox, the default only in demo mode with no real gateway; in production
- * or beside WeChat Pay it needs ALLOW_SANDBOX_GATEWAY=1 (platform/config.ts: gatewayProblem).
- */
-export function buildGateways(deps: TopupDeps, fetcher: typeof fetch = fetch): Gateways {
-  const { config } = deps;
-  const problem = gatewayProblem(config);
-  if (problem) throw new Error(`Cannot start: ${problem}`);
-  const gateways: Gateways = new Map();
-  const wechat = loadWechatConfig(config.env, config.baseUrl);
-  if (wechat) gateways.set("wechat", new WechatGateway(wechat, fetcher));
-  if (config.paymentGateway === "sandbox") {
-    const late = Number(config.env.SANDBOX_LATE_SECONDS ?? "30");
-    gateways.set(
-      "sandbox",
-      new SandboxGateway(deps.db, config.appSecret, {
-        defaultMode: config.env.SANDBOX_NOTIFY_MODE,
-        lateSeconds: Number.isFinite(late) && late >= 0 ? late : 30,
-      }),
-    );
-  }
-  return gateways;
-}
-
-/** The sandbox gateway, when this deployment has one. */
-export function sandboxOf(gateways: Gateways): SandboxGateway | null {
-  const g = gateways.get("sandbox");
-  return g instanceof SandboxGateway ? g : null;
-}
-
-/** The WeChat gateway, when configured. */
-export function wechatOf(gateways: Gateways): WechatGateway | null {
-  const g = gateways.get("wechat");
-  return g instanceof WechatGateway ? g : null;
-}
 
 function newOrderNo(now: Date): string {
   return `YXT${chinaDigits(now)}${randomDigits(8)}`;
@@ -276,15 +196,6 @@ export type SettleOutcome =
   | "txn_mismatch"
   | "unknown_order";
 
-/** Outcomes finance must look at. */
-const FLAGGED: ReadonlySet<string> = new Set([
-  "bad_signature",
-  "amount_mismatch",
-  "txn_mismatch",
-  "unknown_order",
-  "credited_after_close",
-]);
-
 /**
  * Acts on a gateway's word that an order was paid: credits the card exactly once (the order row
  * is locked, and the ledger credit is idempotent on `topup:<order_no>`), or flags the order for
@@ -342,80 +253,6 @@ export async function settlePaid(
     return { outcome: late ? "credited_after_close" as const : "credited" as const, order };
   });
   return decision.outcome;
-}
-
-/**
- * Handles a notify from a gateway: verify, act, record, and answer in the gateway's own terms.
- * A bad signature or a wrong amount credits nothing and is flagged for finance.
- */
-export async function handleNotify(
-  deps: TopupDeps,
-  gateway: PaymentGateway,
-  headers: Headers,
-  body: string,
-): Promise<{ status: number; body: string | null; contentType?: string }> {
-  const { db } = deps;
-  const record = (v: {
-    orderNo: string | null;
-    outcome: string;
-    amount?: number | null;
-    expected?: number | null;
-    txnId?: string | null;
-    detail?: string;
-  }) =>
-    db.insertInto("topup_notifies").values({
-      method: gateway.method,
-      order_no: v.orderNo?.slice(0, 40) ?? null,
-      outcome: v.outcome,
-      amount: v.amount ?? null,
-      expected_amount: v.expected ?? null,
-      gateway_txn_id: v.txnId?.slice(0, 64) ?? null,
-      detail: v.detail?.slice(0, 500) ?? null,
-      flagged: FLAGGED.has(v.outcome),
-      resolved_by: null,
-      resolved_at: null,
-      resolution: null,
-    }).execute();
-
-  let notify;
-  try {
-    notify = await gateway.verifyNotify(headers, body);
-  } catch (err) {
-    if (!(err instanceof NotifyRejected)) throw err;
-    log.warn("notify refused", { method: gateway.method, err: err.message });
-    await record({ orderNo: err.orderNo, outcome: "bad_signature", detail: err.message });
-    return gateway.answer(false, "签名验证失败");
-  }
-  if (!notify.paid) {
-    await record({
-      orderNo: notify.orderNo,
-      outcome: "not_paid",
-      amount: notify.amount,
-      txnId: notify.txnId,
-      detail: notify.state,
-    });
-    return gateway.answer(true, "OK");
-  }
-  const outcome = await settlePaid(deps, {
-    method: gateway.method,
-    orderNo: notify.orderNo,
-    txnId: notify.txnId,
-    amount: notify.amount,
-  });
-  const order = await findOrder(db, notify.orderNo);
-  await record({
-    orderNo: notify.orderNo,
-    outcome,
-    amount: notify.amount,
-    expected: order?.amount ?? null,
-    txnId: notify.txnId,
-    detail: notify.state,
-  });
-  if (FLAGGED.has(outcome)) {
-    log.warn("notify flagged for finance", { orderNo: notify.orderNo, outcome });
-  }
-  // Taken and recorded: a retry would change nothing, so the gateway may stop sending it.
-  return gateway.answer(true, "OK");
 }
 
 /**
@@ -486,69 +323,6 @@ export async function cancelOrder(
   const r = await gateway.close(order.order_no);
   if (r === "closed") await markClosed(deps.db, order.id);
   else await checkOrder(deps, gateways, order);
-}
-
-/** Notifies finance should look at, newest first. */
-export async function listFlaggedNotifies(
-  db: Db,
-  options: { includeResolved?: boolean; limit?: number } = {},
-) {
-  let q = db.selectFrom("topup_notifies").selectAll().where("flagged", "=", true);
-  if (!options.includeResolved) q = q.where("resolved_at", "is", null);
-  return await q.orderBy("id", "desc").limit(options.limit ?? 200).execute();
-}
-
-/** Marks a flagged notify as looked at, with what finance decided (call inside the audit transaction). */
-export async function resolveFlaggedNotify(
-  db: Db,
-  id: number,
-  staffId: number,
-  resolution: string,
-): Promise<boolean> {
-  const r = await db.updateTable("topup_notifies").set({
-    resolved_by: staffId,
-    resolved_at: new Date(),
-    resolution,
-  })
-    .where("id", "=", id).where("flagged", "=", true).where("resolved_at", "is", null)
-    .executeTakeFirst();
-  return Number(r.numUpdatedRows) > 0;
-}
-
-/** Orders flagged for finance, newest first. */
-export async function listFlaggedOrders(db: Db, limit = 200): Promise<TopupOrder[]> {
-  return await db.selectFrom("topup_orders").selectAll().where("flagged", "=", true)
-    .orderBy("id", "desc").limit(limit).execute();
-}
-
-/** Paid orders of a period (by paid time), for reconciliation with a gateway's statement. */
-export async function paidOrdersBetween(
-  db: Db,
-  method: TopupMethod,
-  from: Date,
-  to: Date,
-): Promise<TopupOrder[]> {
-  return await db.selectFrom("topup_orders").selectAll()
-    .where("method", "=", method).where("state", "=", "paid")
-    .where("paid_at", ">=", from).where("paid_at", "<", to).orderBy("paid_at").execute();
-}
-
-/** Orders by their numbers (reconciliation looks up what the statement names). */
-export async function ordersByNumbers(db: Db, orderNos: string[]): Promise<TopupOrder[]> {
-  if (orderNos.length === 0) return [];
-  return await db.selectFrom("topup_orders").selectAll().where("order_no", "in", orderNos)
-    .execute();
-}
-
-/** Recent orders for the staff list, newest first, optionally only one card account's. */
-export async function listOrders(
-  db: Db,
-  filter: { cardAccountId?: number; orderNo?: string; limit?: number } = {},
-) {
-  let q = db.selectFrom("topup_orders").selectAll();
-  if (filter.cardAccountId) q = q.where("card_account_id", "=", filter.cardAccountId);
-  if (filter.orderNo) q = q.where("order_no", "=", filter.orderNo);
-  return await q.orderBy("id", "desc").limit(filter.limit ?? 100).execute();
 }
 
 /** The WeChat openid remembered for a login account. */

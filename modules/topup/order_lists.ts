@@ -1,0 +1,41 @@
+/** Top-up orders as staff read them: flagged ones, a period's paid ones, recent ones. */
+import type { Db } from "../platform/database.ts";
+import type { TopupOrder } from "./orders.ts";
+import type { TopupMethod } from "./tables.ts";
+import "./tables.ts";
+
+/** Orders flagged for finance, newest first. */
+export async function listFlaggedOrders(db: Db, limit = 200): Promise<TopupOrder[]> {
+  return await db.selectFrom("topup_orders").selectAll().where("flagged", "=", true)
+    .orderBy("id", "desc").limit(limit).execute();
+}
+
+/** Paid orders of a period (by paid time), for reconciliation with a gateway's statement. */
+export async function paidOrdersBetween(
+  db: Db,
+  method: TopupMethod,
+  from: Date,
+  to: Date,
+): Promise<TopupOrder[]> {
+  return await db.selectFrom("topup_orders").selectAll()
+    .where("method", "=", method).where("state", "=", "paid")
+    .where("paid_at", ">=", from).where("paid_at", "<", to).orderBy("paid_at").execute();
+}
+
+/** Orders by their numbers (reconciliation looks up what the statement names). */
+export async function ordersByNumbers(db: Db, orderNos: string[]): Promise<TopupOrder[]> {
+  if (orderNos.length === 0) return [];
+  return await db.selectFrom("topup_orders").selectAll().where("order_no", "in", orderNos)
+    .execute();
+}
+
+/** Recent orders for the staff list, newest first, optionally only one card account's. */
+export async function listOrders(
+  db: Db,
+  filter: { cardAccountId?: number; orderNo?: string; limit?: number } = {},
+) {
+  let q = db.selectFrom("topup_orders").selectAll();
+  if (filter.cardAccountId) q = q.where("card_account_id", "=", filter.cardAccountId);
+  if (filter.orderNo) q = q.where("order_no", "=", filter.orderNo);
+  return await q.orderBy("id", "desc").limit(filter.limit ?? 100).execute();
+}
