@@ -273,15 +273,12 @@ export async function checkOrder(
     "=",
     order.id,
   ).execute();
+  const settle = ({ txnId, amount }: { txnId: string; amount: number }) =>
+    settlePaid(deps, { method: order.method, orderNo: order.order_no, txnId, amount });
   try {
     const q = await gateway.query(order.order_no);
     if (q.state === "paid") {
-      await settlePaid(deps, {
-        method: order.method,
-        orderNo: order.order_no,
-        txnId: q.txnId,
-        amount: q.amount,
-      });
+      await settle(q);
     } else if (q.state === "closed" || (q.state === "unknown" && order.expires_at <= now)) {
       await markClosed(db, order.id);
     } else if (order.expires_at <= now) {
@@ -289,14 +286,7 @@ export async function checkOrder(
       if (closed === "closed") await markClosed(db, order.id);
       else {
         const again = await gateway.query(order.order_no);
-        if (again.state === "paid") {
-          await settlePaid(deps, {
-            method: order.method,
-            orderNo: order.order_no,
-            txnId: again.txnId,
-            amount: again.amount,
-          });
-        }
+        if (again.state === "paid") await settle(again);
       }
     }
   } catch (err) {
