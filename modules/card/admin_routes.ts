@@ -21,7 +21,7 @@ import {
   unbindCard,
   unlockBoundLogin,
   unlockCardPassword,
-} from "./service.ts";
+} from "./counter.ts";
 
 type C = Context<AppEnv>;
 

@@ -12,3 +12,6 @@ export class CardLockedError extends DomainError {
     super(`Card password locked for ${retryAfter}s`, userMessage, field);
   }
 }
+
+/** Where a holder goes for what the pages cannot do. */
+export const CARD_OFFICE = "请到一卡通中心办理";

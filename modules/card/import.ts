@@ -23,7 +23,7 @@ import {
   parseName,
   parseStudentNumber,
 } from "./rules.ts";
-import { replaceChip } from "./service.ts";
+import { replaceChip } from "./counter.ts";
 import type { CardKind } from "./tables.ts";
 
 /** Files above this size are refused before parsing. */

@@ -39,21 +39,20 @@ export {
   currentBlocklistVersion,
   onBlocklistChange,
 } from "./blocklist.ts";
-/** The holder's and the card office's operations. */
+/** The holder's operations in 安全中心: 绑定, the card password, 挂失 and 解挂. */
+export { bindCard } from "./bind.ts";
+export { changeCardPassword, liftLoss, reportLoss } from "./holder.ts";
+/** The card office's counter operations (each audited). */
 export {
-  bindCard,
-  changeCardPassword,
   closeCardAccount,
-  liftLoss,
   reissueCard,
-  reportLoss,
   resetCardPassword,
   type StaffActor,
   staffLiftLoss,
   staffReportLoss,
   unbindCard,
   unlockCardPassword,
-} from "./service.ts";
+} from "./counter.ts";
 /** Demo cardholders and builders for other modules' tests. */
 export {
   bindCardForTest,

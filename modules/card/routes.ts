@@ -9,7 +9,8 @@ import { type FieldErrors, render } from "../platform/views.ts";
 import { clientIp, destroySessionsOf, requireStudent, signOut } from "../security/mod.ts";
 import { findBoundCard } from "./repository.ts";
 import { bindSchema, lossSchema, passwordSchema } from "./schemas.ts";
-import { bindCard, changeCardPassword, liftLoss, reportLoss } from "./service.ts";
+import { bindCard } from "./bind.ts";
+import { changeCardPassword, liftLoss, reportLoss } from "./holder.ts";
 
 type C = Context<AppEnv>;
 type Input = Record<string, string>;
