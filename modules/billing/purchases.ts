@@ -4,7 +4,8 @@ import { DomainError } from "../platform/errors.ts";
 import { formatFen } from "../platform/money.ts";
 import { randomDigits } from "../platform/crypto.ts";
 import { chinaDayStart, chinaDigits } from "../platform/china_time.ts";
-import { BalanceTooLowError, LimitError, NoRoomError } from "./errors.ts";
+import { findBoundCard } from "../card/mod.ts";
+import { BalanceTooLowError, LimitError, NoCardError, NoRoomError } from "./errors.ts";
 import {
   DEFAULT_POLICY,
   markDeclined,
@@ -203,6 +204,29 @@ export async function purchaseUtility(
   }
   wakeDeliveryWorkers();
   return (await findPurchase(db, p.id))!;
+}
+
+/**
+ * `purchaseUtility` paid from the card bound to the login account: refused without a bound card
+ * (NoCardError) or with a cancelled one.
+ */
+export async function purchaseFromBoundCard(
+  db: Db,
+  money: UtilityMoney,
+  input: { accountId: number; utility: Utility; amount: number; token: string },
+): Promise<Purchase> {
+  const card = await findBoundCard(db, input.accountId);
+  if (!card) throw new NoCardError();
+  if (card.status === "cancelled") {
+    throw new DomainError(
+      "Card account cancelled",
+      "该一卡通账户已注销，请到一卡通中心办理",
+      "amount",
+    );
+  }
+  const payer = { accountId: input.accountId, cardAccountId: card.cardAccountId, name: card.name };
+  const { utility, amount, token } = input;
+  return await purchaseUtility(db, money, { payer, utility, amount, token });
 }
 
 /** One purchase by id, or null. */

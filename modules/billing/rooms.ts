@@ -302,6 +302,22 @@ export async function chooseRoom(db: Db, accountId: number, roomId: number): Pro
   return room;
 }
 
+/**
+ * A student's choice on 选择宿舍: the room (and, when the form named one, it must be in that
+ * building), chosen once, in its own transaction.
+ */
+export async function chooseRoomFromForm(
+  db: Db,
+  accountId: number,
+  choice: { buildingId?: number; roomId: number },
+): Promise<Room> {
+  const room = Number.isSafeInteger(choice.roomId) ? await findRoom(db, choice.roomId) : null;
+  if (!room || (choice.buildingId !== undefined && room.buildingId !== choice.buildingId)) {
+    throw new DomainError("No such room to choose", "请选择房间", "room");
+  }
+  return await db.transaction().execute((trx) => chooseRoom(trx, accountId, room.id));
+}
+
 /** The card office places or moves a resident; returns the room before (null if none). */
 export async function moveResident(
   db: Db,

@@ -1,13 +1,11 @@
 import { Hono } from "hono";
 import type { Context } from "hono";
 import { zValidator } from "@hono/zod-validator";
-import { z } from "zod";
 import type { Db } from "../platform/database.ts";
 import type { Config } from "../platform/config.ts";
 import { DomainError, NotFoundError } from "../platform/errors.ts";
 import type { AppEnv } from "../platform/http.ts";
-import { parseYuan } from "../platform/money.ts";
-import { formErrorsHook } from "../platform/forms.ts";
+import { formErrorsHook, runForm } from "../platform/forms.ts";
 import { render } from "../platform/views.ts";
 import { randomToken, requireStudent, safeNext } from "../security/mod.ts";
 import { findBoundCard } from "../card/mod.ts";
@@ -17,7 +15,7 @@ import {
   findPurchaseByOrderNo,
   LIMITS,
   maskName,
-  purchaseUtility,
+  purchaseFromBoundCard,
   QUICK_AMOUNTS,
   roomHistory,
   roomMeter,
@@ -25,35 +23,18 @@ import {
   UTILITY_LABELS,
 } from "./purchases.ts";
 import {
-  chooseRoom,
+  chooseRoomFromForm,
   findResidence,
-  findRoom,
   listOpenBuildings,
   listRooms,
   roomLabel,
 } from "./rooms.ts";
 import { currentTariff, UNIT_LABELS } from "./tariffs.ts";
 import type { Utility } from "./tables.ts";
+import { payForm, roomChoiceForm, roomQuery, typedAmount } from "./schemas.ts";
+
+type Input = Record<string, string>;
 import { cardBalance, walletMoney } from "./wallet_link.ts";
-
-const idParam = z.string().regex(/^\d{1,12}$/).transform(Number);
-
-const roomQuery = z.object({
-  building: idParam.optional().catch(undefined),
-  next: z.string().max(200).optional().catch(undefined),
-});
-
-const roomForm = z.object({
-  building: z.string().max(20).optional(),
-  room: z.string().max(20).optional(),
-  next: z.string().max(200).optional(),
-});
-
-const payForm = z.object({
-  token: z.string().max(100).optional(),
-  quick: z.string().max(20).optional(),
-  amount: z.string().max(40).optional(),
-});
 
 const UTILITY_PATHS: Record<string, Utility> = { electricity: "electricity", water: "water" };
 
@@ -88,40 +69,22 @@ export function billingRoutes(
     }, { status, title: "选择宿舍" });
   }
 
-  app.get("/room", zValidator("query", roomQuery), (c) => {
-    const q = c.req.valid("query");
-    return showRoom(c, { building: q.building, next: q.next });
-  });
+  app.get("/room", zValidator("query", roomQuery), (c) => showRoom(c, c.req.valid("query")));
 
   app.post(
     "/room",
     zValidator(
       "form",
-      roomForm,
+      roomChoiceForm,
       formErrorsHook((c) => showRoom(c, {}, { room: "请选择房间" }, 422)),
     ),
-    async (c) => {
-      const form = c.req.valid("form");
-      const buildingId = /^\d{1,12}$/.test(form.building ?? "") ? Number(form.building) : undefined;
-      const roomId = /^\d{1,12}$/.test(form.room ?? "") ? Number(form.room) : NaN;
-      const room = Number.isSafeInteger(roomId) ? await findRoom(db, roomId) : null;
-      if (!room || (buildingId !== undefined && room.buildingId !== buildingId)) {
-        return showRoom(c, { building: buildingId, next: form.next }, { room: "请选择房间" }, 422);
-      }
-      try {
-        await db.transaction().execute((trx) => chooseRoom(trx, c.get("accountId")!, room.id));
-      } catch (err) {
-        if (err instanceof DomainError) {
-          return showRoom(
-            c,
-            { building: buildingId, next: form.next },
-            { room: err.userMessage },
-            422,
-          );
-        }
-        throw err;
-      }
-      return c.redirect(safeNext(form.next, "/billing/electricity"), 303);
+    (c) => {
+      const { buildingId, roomId, next } = c.req.valid("form");
+      return runForm(
+        () => chooseRoomFromForm(db, c.get("accountId")!, { buildingId, roomId }),
+        (e) => showRoom(c, { building: buildingId, next }, { room: e.room ?? e._form }, 422),
+        () => c.redirect(safeNext(next, "/billing/electricity"), 303),
+      );
     },
   );
 
@@ -165,6 +128,19 @@ export function billingRoutes(
     }, { status, title: `${UTILITY_LABELS[utility]}充值` });
   }
 
+  /** A refused purchase: the same form, with why (or 余额不足 and the way to 充值). */
+  function payRefused(c: Context<AppEnv>, utility: Utility, err: unknown, typed: Input) {
+    if (err instanceof BalanceTooLowError) {
+      const errors = { amount: err.userMessage };
+      return showPay(c, utility, errors, typed, 422, { insufficient: true });
+    }
+    if (err instanceof NoRoomError || err instanceof NoCardError) {
+      return showPay(c, utility, {}, typed, 409);
+    }
+    if (!(err instanceof DomainError)) throw err;
+    return showPay(c, utility, { [err.field ?? "_form"]: err.userMessage }, typed, 422);
+  }
+
   for (const [path, utility] of Object.entries(UTILITY_PATHS)) {
     app.get(`/${path}`, (c) => showPay(c, utility));
 
@@ -173,53 +149,23 @@ export function billingRoutes(
       zValidator(
         "form",
         payForm,
-        formErrorsHook((c) =>
-          showPay(c, utility, { amount: "请输入正确的金额，最多两位小数" }, {}, 422)
+        formErrorsHook((c, e, i) =>
+          showPay(c, utility, { amount: e.amount ?? e.token ?? e.quick }, typedAmount(i), 422)
         ),
       ),
       async (c) => {
-        const form = c.req.valid("form");
-        const input = {
-          amount: (form.amount ?? "").slice(0, 20),
-          quick: (form.quick ?? "").slice(0, 20),
-        };
-        const text = (form.amount ?? "").trim() || (form.quick ?? "").trim();
-        if (!text) return showPay(c, utility, { amount: "请选择或输入充值金额" }, input, 422);
-        const amount = parseYuan(text);
-        if (amount === null) {
-          return showPay(c, utility, { amount: "请输入正确的金额，最多两位小数" }, input, 422);
-        }
+        const { fen, token, typed } = c.req.valid("form");
         const accountId = c.get("accountId")!;
         try {
-          const card = await findBoundCard(db, accountId);
-          if (!card) throw new NoCardError();
-          if (card.status === "cancelled") {
-            throw new DomainError(
-              "Card account cancelled",
-              "该一卡通账户已注销，请到一卡通中心办理",
-              "amount",
-            );
-          }
-          const p = await purchaseUtility(db, money, {
-            payer: { accountId, cardAccountId: card.cardAccountId, name: card.name },
+          const p = await purchaseFromBoundCard(db, money, {
+            accountId,
             utility,
-            amount,
-            token: form.token ?? "",
+            amount: fen,
+            token,
           });
           return c.redirect(`/billing/orders/${p.orderNo}`, 303);
         } catch (err) {
-          if (err instanceof BalanceTooLowError) {
-            return showPay(c, utility, { amount: err.userMessage }, input, 422, {
-              insufficient: true,
-            });
-          }
-          if (err instanceof NoRoomError || err instanceof NoCardError) {
-            return showPay(c, utility, {}, input, 409);
-          }
-          if (err instanceof DomainError) {
-            return showPay(c, utility, { [err.field ?? "_form"]: err.userMessage }, input, 422);
-          }
-          throw err;
+          return await payRefused(c, utility, err, typed);
         }
       },
     );

@@ -74,9 +74,11 @@ export const tariffForm = z.object({
   return { ...f, fenPerUnit, preauthFen };
 });
 
+const idText = z.string().regex(/^\d{1,12}$/).transform(Number);
+
 /** 房间余额's building (none or unreadable: the first building). */
 export const balancesQuery = z.object({
-  building: z.string().regex(/^\d{1,12}$/).transform(Number).optional().catch(undefined),
+  building: idText.optional().catch(undefined),
 });
 
 const DAY = /^\d{4}-\d{2}-\d{2}$/;
@@ -100,3 +102,43 @@ function issue(ctx: z.RefinementCtx, field: string, message: string): never {
   ctx.addIssue({ code: "custom", path: [field], message });
   return z.NEVER;
 }
+
+const BAD_AMOUNT = "请输入正确的金额，最多两位小数";
+
+/**
+ * 电费充值 / 冷水充值: an amount typed in [输入金额] or one of the quick amounts (the typed one
+ * wins), in fen; the form's one-time token; the typed text, to show again.
+ */
+export const payForm = z.object({
+  token: z.string().max(100, BAD_AMOUNT).optional().default(""),
+  quick: z.string().max(20, BAD_AMOUNT).optional().default(""),
+  amount: z.string().max(40, BAD_AMOUNT).optional().default(""),
+}).transform((f, ctx) => {
+  const text = f.amount.trim() || f.quick.trim();
+  if (!text) return issue(ctx, "amount", "请选择或输入充值金额");
+  const fen = parseYuan(text);
+  if (fen === null) return issue(ctx, "amount", BAD_AMOUNT);
+  return { fen, token: f.token, typed: typedAmount(f) };
+});
+
+/** What [输入金额] and the quick amounts held, to show again with a message. */
+export function typedAmount(f: { amount?: string; quick?: string }): Record<string, string> {
+  return { amount: (f.amount ?? "").slice(0, 20), quick: (f.quick ?? "").slice(0, 20) };
+}
+
+/** 选择宿舍's query: the building chosen so far, where to go afterwards. */
+export const roomQuery = z.object({
+  building: idText.optional().catch(undefined),
+  next: z.string().max(200).optional().catch(undefined),
+});
+
+/** 选择宿舍: [楼栋] and [房间] as ids (an unreadable room is NaN: no such room). */
+export const roomChoiceForm = z.object({
+  building: z.string().max(20).optional(),
+  room: z.string().max(20).optional(),
+  next: z.string().max(200).optional(),
+}).transform((f) => ({
+  buildingId: /^\d{1,12}$/.test(f.building ?? "") ? Number(f.building) : undefined,
+  roomId: /^\d{1,12}$/.test(f.room ?? "") ? Number(f.room) : NaN,
+  next: f.next,
+}));
