@@ -1,4 +1,6 @@
 import { join } from "node:path";
+import { parseYuan } from "./money.ts";
+import { METRICS_TOKEN_MIN_LENGTH } from "./metrics_access.ts";
 
 /** Runtime configuration, read once from the environment at start. */
 export interface Config {
@@ -34,14 +36,10 @@ export interface Config {
 
 type Env = Record<string, string | undefined>;
 
-function intVar(env: Env, name: string, fallback: number): number {
+/** A port setting; a bad value falls back here and is named by settingProblems. */
+function portVar(env: Env, name: string, fallback: number): number {
   const raw = env[name];
-  if (raw === undefined || raw === "") return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 0 || n > 65535) {
-    throw new Error(`Cannot read configuration: ${name} must be a port number, got "${raw}"`);
-  }
-  return n;
+  return raw && isWhole(raw, 65535) ? Number(raw) : fallback;
 }
 
 function randomSecret(): string {
@@ -64,7 +62,8 @@ function loadOrCreateSecrets(dataDir: string): { appSecret: string; cardPepper: 
     if (!(err instanceof Deno.errors.NotFound)) throw err;
   }
   const secrets = { appSecret: randomSecret(), cardPepper: randomSecret() };
-  Deno.mkdirSync(dataDir, { recursive: true });
+  // Private from the start: the secrets are written before the directory is checked and repaired.
+  Deno.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   Deno.writeTextFileSync(path, JSON.stringify(secrets, null, 2) + "\n", { mode: 0o600 });
   return secrets;
 }
@@ -145,7 +144,7 @@ export function describeMode(config: Config): Record<string, unknown> {
 function readSettings(env: Env): Omit<Config, "appSecret" | "cardPepper"> {
   const databaseUrl = env.DATABASE_URL || null;
   const allowSandboxGateway = env.ALLOW_SANDBOX_GATEWAY === "1";
-  const port = intVar(env, "PORT", 8000);
+  const port = portVar(env, "PORT", 8000);
   const baseUrl = (env.BASE_URL || `http://localhost:${port}`).replace(/\/+$/, "");
   // 充值 uses WeChat Pay when it is configured; the sandbox only where it may run.
   const paymentGateway = env.PAYMENT_GATEWAY ||
@@ -153,7 +152,7 @@ function readSettings(env: Env): Omit<Config, "appSecret" | "cardPepper"> {
   const level = env.LOG_LEVEL ?? "info";
   return {
     port,
-    terminalPort: intVar(env, "TERMINAL_PORT", 9000),
+    terminalPort: portVar(env, "TERMINAL_PORT", 9000),
     databaseUrl,
     dataDir: env.DATA_DIR || "./data",
     smtpUrl: env.SMTP_URL || null,
@@ -171,6 +170,112 @@ function readSettings(env: Env): Omit<Config, "appSecret" | "cardPepper"> {
     ],
     env,
   };
+}
+
+function isWhole(raw: string, max: number): boolean {
+  return /^\d{1,10}$/.test(raw) && Number(raw) <= max;
+}
+
+/** Settings read as a whole number (readers' limits in fen, seconds, counts; see README). */
+const WHOLE_NUMBERS = [
+  "TERMINAL_TIMESTAMP_WINDOW",
+  "TERMINAL_PASSWORD_THRESHOLD",
+  "TERMINAL_OFFLINE_PAYMENT_LIMIT",
+  "TERMINAL_OFFLINE_TOTAL_LIMIT",
+  "TERMINAL_OFFLINE_MAX_RECORDS",
+  "TERMINAL_OFFLINE_MAX_AGE",
+  "TERMINAL_HEARTBEAT_SECONDS",
+  "TERMINAL_AUTH_TIMEOUT_MS",
+  "TERMINAL_MAX_UNAUTH_PER_HOST",
+  "TERMINAL_MAX_UNAUTHENTICATED",
+  "TERMINAL_MAX_CONNECTIONS",
+  "TERMINAL_INQUIRIES_PER_MINUTE",
+  "SHOWER_HOLD_TIMEOUT",
+  "METER_SIM_DELAY_MS",
+  "SANDBOX_LATE_SECONDS",
+] as const;
+
+/** Switches that are on with `1`; anything but `0`, `1` or unset is a typo. */
+const FLAGS = ["SEED_DEMO", "MAIL_OUTBOX", "ALLOW_SANDBOX_GATEWAY", "TRUST_PROXY"] as const;
+
+/** 充值 limits in yuan, smallest first: one top-up's least and most, and a day's most. */
+const TOPUP_LIMITS = [
+  ["TOPUP_MIN_YUAN", 100],
+  ["TOPUP_MAX_YUAN", 100_000],
+  ["TOPUP_DAILY_YUAN", 200_000],
+] as const;
+
+/**
+ * Every setting with a wrong value, as a line naming it (never printing a secret's value). The
+ * modules that read these settings later find them valid: nothing fails after the database is
+ * opened, migrated or seeded.
+ */
+function settingProblems(env: Env): string[] {
+  const problems: string[] = [];
+  const set = (name: string) => env[name] !== undefined && env[name] !== "";
+  for (const name of ["PORT", "TERMINAL_PORT"]) {
+    if (set(name) && !isWhole(env[name]!, 65535)) {
+      problems.push(`${name} must be a port number, got "${env[name]}"`);
+    }
+  }
+  for (const name of WHOLE_NUMBERS) {
+    if (set(name) && !isWhole(env[name]!, 0xffff_ffff)) {
+      problems.push(`${name} must be a whole number, got "${env[name]}"`);
+    }
+  }
+  if (
+    set("METER_TIMEOUT_MS") && !(isWhole(env.METER_TIMEOUT_MS!, 0xffff_ffff) &&
+      Number(env.METER_TIMEOUT_MS) > 0)
+  ) {
+    problems.push(`METER_TIMEOUT_MS must be a whole number above 0, got "${env.METER_TIMEOUT_MS}"`);
+  }
+  for (const name of FLAGS) {
+    if (set(name) && env[name] !== "0" && env[name] !== "1") {
+      problems.push(`${name} must be 1 or 0, got "${env[name]}"`);
+    }
+  }
+  if (set("LOG_LEVEL") && !["debug", "info", "warn", "error"].includes(env.LOG_LEVEL!)) {
+    problems.push(`LOG_LEVEL must be debug, info, warn or error, got "${env.LOG_LEVEL}"`);
+  }
+  if (set("BASE_URL") && !/^https?:\/\/[^/\s]+(\/\S*)?$/.test(env.BASE_URL!)) {
+    problems.push(`BASE_URL must be an http:// or https:// address, got "${env.BASE_URL}"`);
+  }
+  if (set("METRICS_TOKEN") && env.METRICS_TOKEN!.length < METRICS_TOKEN_MIN_LENGTH) {
+    problems.push(`METRICS_TOKEN must be at least ${METRICS_TOKEN_MIN_LENGTH} characters`);
+  }
+  const meter = env.METER_ADAPTER || "simulated";
+  if (meter !== "simulated" && meter !== "http") {
+    problems.push(`METER_ADAPTER must be simulated or http, got "${meter}"`);
+  }
+  if (meter === "http") {
+    if (!/^https?:\/\/\S+$/.test(env.METER_API_URL ?? "")) {
+      problems.push(
+        set("METER_API_URL")
+          ? "METER_API_URL must be an http:// or https:// address (METER_ADAPTER=http)"
+          : "METER_API_URL is not set (required with METER_ADAPTER=http)",
+      );
+    }
+    if (!set("METER_API_KEY")) {
+      problems.push("METER_API_KEY is not set (required with METER_ADAPTER=http)");
+    }
+  }
+  const yuan: number[] = [];
+  for (const [name, fallback] of TOPUP_LIMITS) {
+    const fen = set(name) ? parseYuan(env[name]!) : fallback;
+    if (fen === null || fen <= 0) {
+      problems.push(
+        `${name} must be an amount in yuan above 0 (e.g. 1000 or 0.50), got "${env[name]}"`,
+      );
+    } else yuan.push(fen);
+  }
+  if (yuan.length === TOPUP_LIMITS.length) {
+    for (let i = 1; i < yuan.length; i++) {
+      if (yuan[i - 1] > yuan[i]) {
+        problems.push(`${TOPUP_LIMITS[i - 1][0]} must not be above ${TOPUP_LIMITS[i][0]}`);
+      }
+    }
+  }
+  return problems;
 }
 
 const SECRETS = ["APP_SECRET", "CARD_PEPPER"] as const;
@@ -217,7 +322,11 @@ export function loadConfig(
   options: { server?: boolean } = {},
 ): Config {
   const settings = readSettings(env);
-  const problems = [...secretProblems(env), ...(options.server ? serverProblems(settings) : [])];
+  const problems = [
+    ...secretProblems(env),
+    ...settingProblems(env),
+    ...(options.server ? serverProblems(settings) : []),
+  ];
   if (problems.length) {
     const mode = settings.databaseUrl ? " in production mode (DATABASE_URL is set)" : "";
     throw new Error(`Cannot start${mode}: ${problems.join("; ")}`);

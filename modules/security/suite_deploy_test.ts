@@ -322,6 +322,28 @@ Deno.test({
         change: { WECHAT_APIV3_KEY: null },
         names: /\bWECHAT_APIV3_KEY\b/,
       },
+      // Settings the app, the workers and the reader listener read: checked as early, demo data
+      // asked for or not.
+      {
+        name: "a short METRICS_TOKEN",
+        change: { METRICS_TOKEN: "too-short-token", SEED_DEMO: "1" },
+        names: /\bMETRICS_TOKEN must be at least 24 characters/,
+      },
+      {
+        name: "the meter API without its address and key",
+        change: { METER_ADAPTER: "http", SEED_DEMO: "1" },
+        names: /\bMETER_API_URL\b.*\bMETER_API_KEY\b/,
+      },
+      {
+        name: "a top-up limit that is no amount",
+        change: { TOPUP_MAX_YUAN: "一千", SEED_DEMO: "1" },
+        names: /\bTOPUP_MAX_YUAN\b/,
+      },
+      {
+        name: "a reader setting that is no number",
+        change: { TERMINAL_OFFLINE_PAYMENT_LIMIT: "15元", SEED_DEMO: "1" },
+        names: /\bTERMINAL_OFFLINE_PAYMENT_LIMIT\b/,
+      },
     ];
     const databases = await Promise.all(cases.map(() => emptyDatabase()));
     try {
@@ -426,6 +448,86 @@ Deno.test("production refuses the development outbox without MAIL_OUTBOX=1", asy
     assert.equal(createMailer({ db: h.db, config: demo }).kind, "outbox");
   } finally {
     await h.h.close();
+  }
+});
+
+Deno.test("every setting the app, its workers and the reader listener read is checked by loadConfig, one line naming it", () => {
+  const demo = { APP_SECRET: SECRET, CARD_PEPPER: PEPPER };
+  const cases: Array<[Record<string, string>, RegExp]> = [
+    [{ METRICS_TOKEN: "short" }, /METRICS_TOKEN must be at least 24 characters/],
+    [{ METER_ADAPTER: "vendor" }, /METER_ADAPTER must be simulated or http/],
+    [{ METER_ADAPTER: "http" }, /METER_API_URL is not set.*METER_API_KEY is not set/],
+    [
+      { METER_ADAPTER: "http", METER_API_URL: "meter.example.edu.cn", METER_API_KEY: "k" },
+      /METER_API_URL must be an http/,
+    ],
+    [{ METER_TIMEOUT_MS: "0" }, /METER_TIMEOUT_MS must be a whole number above 0/],
+    [{ TOPUP_MIN_YUAN: "0" }, /TOPUP_MIN_YUAN must be an amount in yuan above 0/],
+    [{ TOPUP_DAILY_YUAN: "-5" }, /TOPUP_DAILY_YUAN must be an amount/],
+    [{ TOPUP_MIN_YUAN: "2000" }, /TOPUP_MIN_YUAN must not be above TOPUP_MAX_YUAN/],
+    [{ TOPUP_MAX_YUAN: "3000" }, /TOPUP_MAX_YUAN must not be above TOPUP_DAILY_YUAN/],
+    [{ TERMINAL_MAX_CONNECTIONS: "lots" }, /TERMINAL_MAX_CONNECTIONS must be a whole number/],
+    [{ TERMINAL_TIMESTAMP_WINDOW: "-1" }, /TERMINAL_TIMESTAMP_WINDOW must be a whole number/],
+    [{ SHOWER_HOLD_TIMEOUT: "1h" }, /SHOWER_HOLD_TIMEOUT must be a whole number/],
+    [{ TERMINAL_PORT: "70000" }, /TERMINAL_PORT must be a port number/],
+    [{ TRUST_PROXY: "yes" }, /TRUST_PROXY must be 1 or 0/],
+    [{ LOG_LEVEL: "verbose" }, /LOG_LEVEL must be debug, info, warn or error/],
+    [{ BASE_URL: "yxt.example.edu.cn" }, /BASE_URL must be an http/],
+  ];
+  for (const [change, names] of cases) {
+    for (const env of [demo, { ...demo, DATABASE_URL: "postgres://db.example/yxt" }]) {
+      assert.throws(() => loadConfig({ ...env, ...change }), names);
+    }
+  }
+  // Two problems at once are named in the one line; a secret's value never is.
+  assert.throws(
+    () => loadConfig({ ...demo, METRICS_TOKEN: "s3cret", TOPUP_MAX_YUAN: "x" }),
+    (e: Error) =>
+      !e.message.includes("\n") && /METRICS_TOKEN/.test(e.message) &&
+      /TOPUP_MAX_YUAN/.test(e.message) && !e.message.includes("s3cret"),
+  );
+  // Good values pass.
+  const fine = loadConfig({
+    ...demo,
+    METRICS_TOKEN: "m".repeat(24),
+    METER_ADAPTER: "http",
+    METER_API_URL: "https://meter.example.edu.cn/api",
+    METER_API_KEY: "meter-key",
+    TOPUP_MIN_YUAN: "0.50",
+    TOPUP_MAX_YUAN: "500",
+    TOPUP_DAILY_YUAN: "500",
+    TERMINAL_MAX_CONNECTIONS: "0",
+    TRUST_PROXY: "1",
+  });
+  assert.equal(fine.meterAdapter, "http");
+});
+
+Deno.test("a bad setting stops demo start-up before DATA_DIR is created", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "yxt-deploy-" });
+  try {
+    const dataDir = join(dir, "data");
+    const run = await runScript("main.ts", { DATA_DIR: dataDir, METRICS_TOKEN: "too-short" });
+    assert.equal(run.code, 1, run.output);
+    const lines = run.output.trim().split("\n");
+    assert.equal(lines.length, 1, run.output);
+    assert.match(lines[0], /\bMETRICS_TOKEN\b/);
+    assert.throws(() => Deno.statSync(dataDir), Deno.errors.NotFound);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("the demo's DATA_DIR is created 0700 before its secrets are written into it", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "yxt-deploy-" });
+  try {
+    const dataDir = join(dir, "nested", "data");
+    loadConfig({ DATA_DIR: dataDir });
+    for (const d of [dataDir, join(dir, "nested")]) {
+      assert.equal(Deno.statSync(d).mode! & 0o777, 0o700, d);
+    }
+    assert.equal(Deno.statSync(join(dataDir, "secrets.json")).mode! & 0o777, 0o600);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });
 
