@@ -11,4 +11,5 @@ export {
 export { type AccountDeps, accountRoutes } from "./routes.ts";
 export { accountAdminRoutes } from "./admin_routes.ts";
 export { DEMO_STUDENT, loginThrottleKey, registerAccount, seedDemoAccount } from "./service.ts";
-export { maskEmail } from "./email_codes.ts";
+/** Email codes: the masked address shown, and the limits of 找回登录密码 codes (README "Security"). */
+export { CODE_MAX_ATTEMPTS, maskEmail, RESET_CODE_SENDS } from "./email_codes.ts";

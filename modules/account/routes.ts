@@ -226,6 +226,7 @@ export function accountRoutes(deps: AccountDeps): Hono<AppEnv> {
         const { maskedEmail } = await sendPasswordResetCode(deps, {
           phone: form.phone,
           ip: clientIp(c),
+          device: signInDevice(c, deps, "student"),
         });
         return showForgot(c, {
           errors: {},

@@ -13,6 +13,7 @@ import {
   proveSignIn,
   recordEvent,
   signInGuard,
+  signInProof,
   signInWaitMessage,
   temporaryPassword,
   timingSafeEqual,
@@ -207,16 +208,21 @@ export async function bindEmail(
 }
 
 /**
- * Sends a reset code to the email bound to `phone`; returns the address masked. A phone with no
- * account and one with no bound email get the same answer (visit 图文信息中心).
+ * Sends a reset code to the email bound to `phone`, for the browser `device` only; returns the
+ * address masked. A phone with no account and one with no bound email get the same answer (visit
+ * 图文信息中心). A browser or address the owner signed in with lately is not held back by what
+ * strangers asked for (email_codes.ts RESET_CODE_SENDS).
  */
 export async function sendPasswordResetCode(
   deps: CodeDeps,
-  input: { phone: string; ip: string },
+  input: { phone: string; ip: string; device: string },
 ): Promise<{ maskedEmail: string }> {
-  const ipKey = `forgot:ip:${input.ip}`;
-  await assertNotLocked(deps.db, ipKey, (w) => `操作过于频繁，请${Math.ceil(w / 60)}分钟后再试`);
-  await recordEvent(deps.db, ipKey, FORGOT_IP_RULE);
+  const proof = await signInProof(deps.db, { nameKey: loginThrottleKey(input.phone), ...input });
+  if (!proof.device && !proof.address) {
+    const ipKey = `forgot:ip:${input.ip}`;
+    await assertNotLocked(deps.db, ipKey, (w) => `操作过于频繁，请${Math.ceil(w / 60)}分钟后再试`);
+    await recordEvent(deps.db, ipKey, FORGOT_IP_RULE);
+  }
   const account = await findAccountByPhone(deps.db, input.phone);
   if (!account?.email) throw new NoBoundEmailError();
   await sendEmailCode(deps, {
@@ -224,11 +230,16 @@ export async function sendPasswordResetCode(
     purpose: "reset_password",
     email: account.email,
     ip: input.ip,
+    device: input.device,
+    proof,
   });
   return { maskedEmail: maskEmail(account.email) };
 }
 
-/** Sets a new login password with an emailed code; every session of the account ends. */
+/**
+ * Sets a new login password with an emailed code, given in the browser that asked for it; every
+ * session of the account ends.
+ */
 export async function resetPasswordWithCode(
   db: Db,
   config: Config,
@@ -241,6 +252,7 @@ export async function resetPasswordWithCode(
     purpose: "reset_password",
     code: input.code,
     field: "code",
+    device: input.device,
   });
   await setPassword(db, account.id, input.newPassword);
   await destroySessionsOf(db, "student", account.id);

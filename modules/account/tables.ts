@@ -35,6 +35,8 @@ export interface EmailCodesTable {
   expires_at: Date;
   used_at: Date | null;
   created_at: Generated<Date>;
+  /** SHA-256 of the asking browser's device token (找回登录密码); null for 绑定邮箱. */
+  requester: string | null;
 }
 
 declare module "../platform/database.ts" {

@@ -22,6 +22,7 @@ export {
   clearThrottle,
   forgetSignIn,
   guardedGuess,
+  type GuessBudget,
   type GuessGuard,
   type GuessOutcome,
   lockedFor,
@@ -29,7 +30,9 @@ export {
   recordEvent,
   SIGN_IN_RULE,
   signInGuard,
+  signInProof,
   signInWaitMessage,
+  takeFromBudget,
   type ThrottleRule,
 } from "./throttle.ts";
 export {

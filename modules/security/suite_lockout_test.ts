@@ -9,7 +9,12 @@ import assert from "node:assert/strict";
 import { createApp } from "../../main.ts";
 import { loadAssets } from "../platform/assets.ts";
 import { createTestDatabase, TestClient, testConfig } from "../platform/testing.ts";
-import { ensureSchool, registerAccount } from "../account/mod.ts";
+import {
+  CODE_MAX_ATTEMPTS,
+  ensureSchool,
+  registerAccount,
+  RESET_CODE_SENDS,
+} from "../account/mod.ts";
 import { createCardAccountForTest, DEMO_SCHOOL, findBoundCard } from "../card/mod.ts";
 import { createMerchant, registerTerminal } from "../merchant/mod.ts";
 import { creditTopUp, getBalance } from "../wallet/mod.ts";
@@ -340,6 +345,77 @@ Deno.test("guessing a login password at scale stays capped: after 10 wrong per p
   }
 });
 
+/**
+ * Wrong sign-ins from one new address each of `net` until the name's budget is spent: each is told
+ * "wrong" (`wrongStatus`), the last one to wait.
+ */
+async function spendBudget(
+  s: Setup,
+  sign: { path: string; fields: (i: number) => Record<string, string>; wrongStatus: number },
+  net: string,
+) {
+  const statuses: number[] = [];
+  for (let i = 0; i < SIGN_IN_RULE.budget.limit; i++) {
+    const c = new TestClient(s.app, s.config, `${net}.${i + 1}`);
+    const res = await c.post(sign.path, sign.fields(i));
+    statuses.push(res.status);
+    await res.body?.cancel();
+  }
+  const wrong = Array(SIGN_IN_RULE.budget.limit - 1).fill(sign.wrongStatus);
+  assert.deepEqual(statuses, [...wrong, 429]);
+}
+
+Deno.test("after strangers elsewhere spend a phone's budget, its owner signs in from a new browser at an address with a recent success; such addresses together stop at their cap, the owner's browser still gets in", async () => {
+  const s = await setup();
+  try {
+    // The owner signed in lately at home (A) and at the library (B).
+    const owner = await account(s, "10.63.0.1");
+    await owner.c.post("/logout");
+    const library = new TestClient(s.app, s.config, "10.63.0.2");
+    assert.equal(
+      (await library.post("/login", { phone: owner.phone, password: PASSWORD })).status,
+      303,
+    );
+    await library.post("/logout");
+    await spendBudget(s, {
+      path: "/login",
+      fields: (i) => ({ phone: owner.phone, password: `Far${i}x999` }),
+      wrongStatus: 422,
+    }, "10.63.1");
+    const elsewhere = new TestClient(s.app, s.config, "10.63.2.1");
+    assert.equal(
+      (await elsewhere.post("/login", { phone: owner.phone, password: PASSWORD })).status,
+      429,
+    );
+    // A new browser (a borrowed phone) at home: the right password gets in.
+    const borrowed = new TestClient(s.app, s.config, "10.63.0.1");
+    const home = await borrowed.post("/login", { phone: owner.phone, password: PASSWORD });
+    assert.equal(home.status, 303, await home.text());
+    await borrowed.post("/logout");
+    // A stranger behind the same address guesses on, slowed, up to the addresses' cap.
+    const neighbour = new TestClient(s.app, s.config, "10.63.0.1");
+    const tries: number[] = [];
+    for (let i = 0; i < SIGN_IN_RULE.budget.addressLimit - SIGN_IN_RULE.budget.limit; i++) {
+      const res = await neighbour.post("/login", { phone: owner.phone, password: `Near${i}x99` });
+      tries.push(res.status);
+      await res.body?.cancel();
+    }
+    assert.deepEqual(tries, [422, 422, 422, 422, 429]);
+    // The cap holds at every proven address: a new browser at the library is refused unchecked.
+    const atLibrary = new TestClient(s.app, s.config, "10.63.0.2");
+    const refused = await atLibrary.post("/login", { phone: owner.phone, password: PASSWORD });
+    assert.equal(refused.status, 429);
+    assert.match(await refused.text(), /忘记密码/);
+    // The owner's own browser keeps the last places strangers cannot reach.
+    assert.equal(
+      (await owner.c.post("/login", { phone: owner.phone, password: PASSWORD })).status,
+      303,
+    );
+  } finally {
+    await s.h.close();
+  }
+});
+
 Deno.test("many wrong logins from one address (a campus NAT) slow it by seconds and never lock it; its proven users sign in at once", async () => {
   const s = await setup();
   try {
@@ -366,6 +442,128 @@ Deno.test("many wrong logins from one address (a campus NAT) slow it by seconds 
       (await again.post("/login", { phone: regular.phone, password: PASSWORD })).status,
       303,
     );
+  } finally {
+    await s.h.close();
+  }
+});
+
+// ---- 忘记密码: the email code ----
+
+/** An account with a bound email (`signIn: false`: its owner never signed in anywhere yet). */
+async function withEmail(s: Setup, ip: string, options: { signIn?: boolean } = {}) {
+  const a = await account(s, ip, options);
+  const email = `owner${serial}@example.com`;
+  await s.db.updateTable("accounts").set({ email, email_verified_at: new Date() })
+    .where("id", "=", a.accountId).execute();
+  return { ...a, email };
+}
+
+/** Asks for a 忘记密码 code in browser `c`; the status, and the code mailed when one was. */
+async function askCode(s: Setup, c: TestClient, to: { phone: string; email: string }) {
+  const before = (await listOutbox(s.db, { to: to.email, limit: 1 }))[0]?.id ?? 0;
+  const res = await c.post("/password/forgot/code", { phone: to.phone });
+  const text = await res.text();
+  const mail = (await listOutbox(s.db, { to: to.email, limit: 1 }))[0];
+  const code = mail && mail.id !== before ? /验证码：(\d{6})/.exec(mail.bodyText)?.[1] : undefined;
+  return { status: res.status, text, code };
+}
+
+function resetWith(c: TestClient, phone: string, code: string, password = "Renewed123") {
+  return c.post("/password/forgot", { phone, code, new_password: password });
+}
+
+function otherThan(code: string, i: number): string {
+  const n = (Number(code) + 1 + i) % 1_000_000;
+  return String(n).padStart(6, "0");
+}
+
+Deno.test("a stranger who knows only the phone neither uses up its owner's 忘记密码 codes nor kills the owner's code", async () => {
+  const s = await setup();
+  try {
+    const owner = await withEmail(s, "10.64.0.1", { signIn: false });
+    const ownerBrowser = new TestClient(s.app, s.config, "10.64.0.1");
+    const mine = await askCode(s, ownerBrowser, owner);
+    assert.equal(mine.status, 200, mine.text);
+    assert.ok(mine.code);
+
+    // A stranger asks again and again from one address, a new browser each time.
+    const asked: number[] = [];
+    let strangerBrowser = new TestClient(s.app, s.config, "10.64.9.1");
+    for (let i = 0; i <= RESET_CODE_SENDS.accountAddress.limit; i++) {
+      strangerBrowser = new TestClient(s.app, s.config, "10.64.9.1");
+      asked.push((await askCode(s, strangerBrowser, owner)).status);
+    }
+    assert.deepEqual(asked, [...Array(RESET_CODE_SENDS.accountAddress.limit).fill(200), 429]);
+    // and guesses: at a code it asked for (which then dies), and in a browser that asked none.
+    const asker = new TestClient(s.app, s.config, "10.64.9.2");
+    assert.equal((await askCode(s, asker, owner)).status, 200);
+    for (let i = 0; i < CODE_MAX_ATTEMPTS + 2; i++) {
+      for (const c of [asker, new TestClient(s.app, s.config, "10.64.9.3")]) {
+        const res = await resetWith(c, owner.phone, otherThan(mine.code!, i), "Stolen1234");
+        assert.equal(res.status, 422);
+        await res.body?.cancel();
+      }
+    }
+    // Even the owner's code itself is refused in a browser that did not ask for it.
+    const elsewhere = await resetWith(
+      new TestClient(s.app, s.config, "10.64.9.4"),
+      owner.phone,
+      mine.code!,
+      "Stolen1234",
+    );
+    assert.equal(elsewhere.status, 422);
+    assert.match(await elsewhere.text(), /请先获取验证码/);
+
+    // The owner's code still works in the owner's browser.
+    const reset = await resetWith(ownerBrowser, owner.phone, mine.code!);
+    assert.equal(reset.status, 303, await reset.text());
+    assert.equal(
+      (await ownerBrowser.post("/login", { phone: owner.phone, password: "Renewed123" })).status,
+      303,
+    );
+  } finally {
+    await s.h.close();
+  }
+});
+
+Deno.test("忘记密码 codes stay unguessable: strangers get 5 codes an account a day at 5 tries each, then only the owner's browser or address gets one", async () => {
+  const s = await setup();
+  try {
+    const owner = await withEmail(s, "10.65.0.1");
+    await owner.c.post("/logout");
+    const perAddress = RESET_CODE_SENDS.accountAddress.limit;
+    const strangers: TestClient[] = [];
+    const statuses: number[] = [];
+    for (let i = 0; i < RESET_CODE_SENDS.account.limit; i++) {
+      const net = i < perAddress ? "10.65.1" : "10.65.2";
+      const c = new TestClient(s.app, s.config, `${net}.${i + 1}`);
+      strangers.push(c);
+      statuses.push((await askCode(s, c, owner)).status);
+    }
+    assert.deepEqual(statuses, Array(RESET_CODE_SENDS.account.limit).fill(200));
+    // Each of those codes takes five wrong tries, then is dead for the right one too.
+    const tries: string[] = [];
+    for (let i = 0; i <= CODE_MAX_ATTEMPTS; i++) {
+      const res = await resetWith(strangers[0], owner.phone, String(100000 + i), "Stolen1234");
+      tries.push(/id="e-code">([^<]+)</.exec(await res.text())?.[1] ?? String(res.status));
+    }
+    assert.deepEqual(
+      tries.slice(0, CODE_MAX_ATTEMPTS - 1),
+      [4, 3, 2, 1].map((n) => `验证码错误，还可尝试${n}次`),
+    );
+    assert.match(tries.at(-1)!, /验证码错误次数过多/);
+    // The account's day is spent for strangers, wherever they ask from.
+    const more = await askCode(s, new TestClient(s.app, s.config, "10.65.3.1"), owner);
+    assert.equal(more.status, 429);
+    assert.match(more.text, /教学楼 503 图文信息中心/);
+    assert.equal(more.code, undefined);
+    // A new browser at the owner's address, and the owner's own browser, still get theirs.
+    const home = new TestClient(s.app, s.config, "10.65.0.1");
+    const atHome = await askCode(s, home, owner);
+    assert.equal(atHome.status, 200, atHome.text);
+    const own = await askCode(s, owner.c, owner);
+    assert.equal(own.status, 200, own.text);
+    assert.equal((await resetWith(owner.c, owner.phone, own.code!)).status, 303);
   } finally {
     await s.h.close();
   }
@@ -406,6 +604,66 @@ Deno.test("a stranger cannot lock the staff admin out: wrong sign-ins stop neith
       await res.body?.cancel();
     }
     assert.equal((await office.post("/admin/login", { username: "admin", password })).status, 303);
+  } finally {
+    await s.h.close();
+  }
+});
+
+Deno.test("after strangers elsewhere spend a staff username's budget, the member signs in from a new browser at the office; away from it a system administrator's reset lets them in", async () => {
+  const s = await setup();
+  try {
+    const start = { password: "Start12345" };
+    await createStaff(s.db, { ...start, username: "chief", name: "主任", roles: [ROLES.sysadmin] });
+    await createStaff(s.db, {
+      ...start,
+      username: "cashier",
+      name: "出纳",
+      roles: [ROLES.finance],
+    });
+    const desk = new TestClient(s.app, s.config, "10.75.0.1");
+    assert.equal(
+      (await desk.post("/admin/login", { username: "cashier", password: "Start12345" })).status,
+      303,
+    );
+    await desk.post("/admin/logout");
+    await spendBudget(s, {
+      path: "/admin/login",
+      fields: (i) => ({ username: "cashier", password: `Far${i}x999` }),
+      wrongStatus: 400,
+    }, "10.75.1");
+    // The office PC was reinstalled: a new browser at the office address.
+    const reinstalled = new TestClient(s.app, s.config, "10.75.0.1");
+    const office = await reinstalled.post("/admin/login", {
+      username: "cashier",
+      password: "Start12345",
+    });
+    assert.equal(office.status, 303, await office.text());
+    assert.equal((await reinstalled.get("/admin")).status, 200);
+    await reinstalled.post("/admin/logout");
+
+    // Away from the office, in a new browser, the spent budget refuses even the right password;
+    // the system administrator's reset (员工账号 → 重置密码) forgets it.
+    const away = new TestClient(s.app, s.config, "10.75.2.1");
+    const refused = await away.post("/admin/login", {
+      username: "cashier",
+      password: "Start12345",
+    });
+    assert.equal(refused.status, 429);
+    await refused.body?.cancel();
+    const chief = new TestClient(s.app, s.config, "10.75.3.1");
+    await chief.post("/admin/login", { username: "chief", password: "Start12345" });
+    const list = await chief.page("/admin/staff");
+    const cashier = await s.db.selectFrom("staff").select("id").where("username", "=", "cashier")
+      .executeTakeFirstOrThrow();
+    const action = `/admin/staff/${cashier.id}/reset-password`;
+    assert.ok(list.includes(`action="${action}"`), "no 重置密码 form for the member");
+    const done = await chief.post(action, {});
+    const temp = /data-testid="temp-password">([^<]+)</.exec(await done.text())?.[1];
+    assert.ok(temp, "no temporary password shown");
+    assert.equal(
+      (await away.post("/admin/login", { username: "cashier", password: temp })).status,
+      303,
+    );
   } finally {
     await s.h.close();
   }

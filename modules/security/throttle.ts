@@ -73,9 +73,10 @@ export async function clearThrottle(db: Db, key: string): Promise<void> {
 // wrong guesses per window from all sources together; once it is spent, further guesses are
 // refused unchecked until the window ends. A source where the owner proved themselves (the browser
 // they signed in with lately, the 身份证 at a bind) has a larger budget that strangers cannot spend
-// for them. The sources of guesses (an address, a name+address, the login account trying) are
-// slowed, never locked for long: past `free` failures each failure makes the source wait,
-// doubling up to a cap; a proven source is not slowed.
+// for them; an address the owner signed in from lately (which strangers behind the same NAT share)
+// has one in between. The sources of guesses (an address, a name+address, the login account
+// trying) are slowed, never locked for long: past `free` failures each failure makes the source
+// wait, doubling up to a cap; a proven source is not slowed.
 
 /** At most `limit` wrong guesses at one secret per window, from all sources together. */
 export interface GuessBudget {
@@ -84,6 +85,8 @@ export interface GuessBudget {
   windowSeconds: number;
   /** The budget of a proven source (it counts the same guesses); defaults to `limit`. */
   provenLimit?: number;
+  /** The budget of a source proven by its address only; defaults to `limit`. */
+  addressLimit?: number;
   /** A right guess forgets the count (a holder's card checks: so many wrong in a row). */
   resetOnSuccess?: boolean;
 }
@@ -105,6 +108,15 @@ export interface GuessGuard {
   slowdowns?: Slowdown[];
   /** The owner proved themselves from this source: not slowed, and the proven budgets apply. */
   proven?: boolean;
+  /** The owner signed in from this address lately: still slowed, the address budgets apply. */
+  provenAddress?: boolean;
+}
+
+/** How many guesses at this budget the guard's source may reach. */
+function tierLimit(guard: GuessGuard, b: GuessBudget): number {
+  if (guard.proven) return b.provenLimit ?? b.limit;
+  if (guard.provenAddress) return b.addressLimit ?? b.limit;
+  return b.limit;
 }
 
 /**
@@ -202,7 +214,7 @@ export async function guardedGuess(
   const counts: number[] = [];
   const taken: GuessBudget[] = [];
   for (const b of guard.budgets) {
-    const tier = guard.proven ? b.provenLimit ?? b.limit : b.limit;
+    const tier = tierLimit(guard, b);
     const count = await reserve(db, b, tier);
     if (count === null) {
       for (const t of taken) await release(db, { ...t, resetOnSuccess: false });
@@ -239,6 +251,20 @@ export async function guardedGuess(
   return { ok: false, evaluated: true, remaining, retryAfter, by };
 }
 
+/**
+ * Counts one event (a code sent) against a tiered budget: refused, with the seconds until the
+ * window ends, once the source's tier is spent; 0 when counted.
+ */
+export async function takeFromBudget(
+  db: Db,
+  budget: GuessBudget,
+  source: Pick<GuessGuard, "proven" | "provenAddress">,
+): Promise<number> {
+  const guard = { ...source, budgets: [budget] };
+  if (await reserve(db, budget, tierLimit(guard, budget)) !== null) return 0;
+  return await windowLeft(db, budget);
+}
+
 /** How long an owner's proof from a source lasts. */
 const PROVEN_DAYS = 30;
 
@@ -265,13 +291,15 @@ export async function forgetByPrefix(db: Db, prefix: string): Promise<void> {
 
 /**
  * The sign-in rule, shared by students (a phone) and staff (a username). Per login name: 10 wrong
- * passwords an hour from all sources, then only a browser the owner signed in with in the last
- * 30 days may try (10 more). Per name+address: 5 free, then waits of 5, 10, 20, 40, 60 minutes.
- * Per address: 50 free in 15 minutes over every name, then waits of 2 s doubling to 60 s; an
- * address the name signed in from lately skips this one. The owner's browser is slowed by none.
+ * passwords an hour from all sources; then only an address the name signed in from in the last
+ * 30 days may try, up to 15 in all, and a browser the owner signed in with, up to 20 in all (so
+ * the owner's browser keeps 5 that strangers behind the owner's NAT cannot spend). Per
+ * name+address: 5 free, then waits of 5, 10, 20, 40, 60 minutes. Per address: 50 free in 15
+ * minutes over every name, then waits of 2 s doubling to 60 s; an address the name signed in from
+ * lately skips this one. The owner's browser is slowed by none.
  */
 export const SIGN_IN_RULE = {
-  budget: { limit: 10, provenLimit: 20, windowSeconds: 3600 },
+  budget: { limit: 10, addressLimit: 15, provenLimit: 20, windowSeconds: 3600 },
   pair: { free: 5, windowSeconds: 86_400, firstDelaySeconds: 300, maxDelaySeconds: 3600 },
   address: { free: 50, windowSeconds: 900, firstDelaySeconds: 2, maxDelaySeconds: 60 },
 } as const;
@@ -307,16 +335,30 @@ export async function signInGuard(
   db: Db,
   source: SignInSource & { addressKey: string },
 ): Promise<SignInGuard> {
-  const pair = pairKey(source.nameKey, source.ip);
-  const fromAddress = await isProven(db, pair);
+  const proof = await signInProof(db, source);
   return {
     budgetKey: source.nameKey,
-    proven: await isProven(db, await deviceKey(source.nameKey, source.device)),
+    proven: proof.device,
+    provenAddress: proof.address,
     budgets: [{ key: source.nameKey, ...SIGN_IN_RULE.budget }],
     slowdowns: [
-      { key: pair, ...SIGN_IN_RULE.pair, resetOnSuccess: true },
-      ...(fromAddress ? [] : [{ key: source.addressKey, ...SIGN_IN_RULE.address }]),
+      { key: pairKey(source.nameKey, source.ip), ...SIGN_IN_RULE.pair, resetOnSuccess: true },
+      ...(proof.address ? [] : [{ key: source.addressKey, ...SIGN_IN_RULE.address }]),
     ],
+  };
+}
+
+/**
+ * Whether the name's owner signed in within the last 30 days with this browser (`device`) and
+ * from this address (`address`).
+ */
+export async function signInProof(
+  db: Db,
+  source: SignInSource,
+): Promise<{ device: boolean; address: boolean }> {
+  return {
+    device: await isProven(db, await deviceKey(source.nameKey, source.device)),
+    address: await isProven(db, pairKey(source.nameKey, source.ip)),
   };
 }
 
