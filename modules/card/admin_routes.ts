@@ -1,16 +1,19 @@
 import { type Context, Hono } from "hono";
+import { zValidator } from "@hono/zod-validator";
 import type { Db } from "../platform/database.ts";
 import type { Config } from "../platform/config.ts";
 import { DomainError, NotFoundError } from "../platform/errors.ts";
 import type { AppEnv } from "../platform/http.ts";
+import { formErrorsHook, runForm } from "../platform/forms.ts";
 import { render } from "../platform/views.ts";
 import { clientIp } from "../security/mod.ts";
 import { registerAdminNav, requireRole, type Role, ROLES } from "../staff/mod.ts";
-import { findAccount, findAccountByPhone, listSchools } from "../account/mod.ts";
+import { findAccount, listSchools } from "../account/mod.ts";
 import { commitImport, loadImport, MAX_IMPORT_BYTES, previewImport } from "./import.ts";
 import { cardPasswordLockedFor } from "./passwords.ts";
-import { listCardEvents, listChips, loadCardAccount, searchCards } from "./repository.ts";
-import { reissueSchema } from "./schemas.ts";
+import { listCardEvents, listChips, loadCardAccount } from "./repository.ts";
+import { importUploadSchema, reissueSchema, searchQuery } from "./schemas.ts";
+import { findCardsForStaff } from "./search.ts";
 import {
   boundLoginLockedFor,
   reissueCard,
@@ -32,6 +35,8 @@ export const CARD_COUNTER_ROLES: Role[] = [ROLES.cardOffice];
 export const LOGIN_UNLOCK_ROLES: Role[] = [ROLES.cardOffice, ROLES.infoCentre];
 
 const ADMIN = { layout: "admin/layout" } as const;
+
+const importUpload = importUploadSchema(MAX_IMPORT_BYTES);
 
 const EVENT_LABELS: Record<string, string> = {
   created: "开户",
@@ -80,27 +85,16 @@ export function cardAdminRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> 
   });
 
   // ---- search by 学号, name, chip number or phone
-  app.get("/", requireRole(...CARD_VIEW_ROLES, ...LOGIN_UNLOCK_ROLES), async (c) => {
-    const q = (c.req.query("q") ?? "").normalize("NFKC").trim().slice(0, 40);
-    let rows: Awaited<ReturnType<typeof searchCards>> = [];
-    if (q) {
-      const ids: number[] = [];
-      if (/^\d{11}$/.test(q)) {
-        const account = await findAccountByPhone(db, q);
-        if (account) {
-          const card = await db.selectFrom("card_accounts").select("id").where(
-            "account_id",
-            "=",
-            account.id,
-          )
-            .executeTakeFirst();
-          if (card) ids.push(card.id);
-        }
-      }
-      rows = await searchCards(db, q, ids);
-    }
-    return render(c, "card/admin_search", { q, rows }, { ...ADMIN, title: "一卡通" });
-  });
+  app.get(
+    "/",
+    requireRole(...CARD_VIEW_ROLES, ...LOGIN_UNLOCK_ROLES),
+    zValidator("query", searchQuery),
+    async (c) => {
+      const { q } = c.req.valid("query");
+      const rows = await findCardsForStaff(db, q);
+      return render(c, "card/admin_search", { q, rows }, { ...ADMIN, title: "一卡通" });
+    },
+  );
 
   // ---- card detail
   const showCard = async (c: C, id: number, errors: Record<string, string> = {}, status = 200) => {
@@ -214,31 +208,17 @@ export function cardAdminRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> 
 
   app.get("/import", requireRole(...CARD_VIEW_ROLES), (c) => showUpload(c, {}));
 
-  app.post("/import", requireRole(...CARD_VIEW_ROLES), async (c) => {
-    const body = await c.req.parseBody();
-    const file = body["file"];
-    const schoolId = Number(body["school_id"]);
-    if (!(file instanceof File) || file.size === 0) {
-      return showUpload(c, { file: "请选择CSV文件" }, 422);
-    }
-    if (file.size > MAX_IMPORT_BYTES) {
-      return showUpload(c, { file: `文件过大（最大${MAX_IMPORT_BYTES >> 20}MB）` }, 422);
-    }
-    try {
-      const id = await previewImport(db, deps, {
-        schoolId: Number.isSafeInteger(schoolId) ? schoolId : 0,
-        staffId: c.get("staff")!.id,
-        fileName: file.name,
-        bytes: new Uint8Array(await file.arrayBuffer()),
-      });
-      return c.redirect(`/admin/cards/import/${id}`, 303);
-    } catch (err) {
-      if (err instanceof DomainError) {
-        return showUpload(c, { [err.field ?? "_form"]: err.userMessage }, err.status);
-      }
-      throw err;
-    }
-  });
+  app.post(
+    "/import",
+    requireRole(...CARD_VIEW_ROLES),
+    zValidator("form", importUpload, formErrorsHook((c, errors) => showUpload(c, errors, 422))),
+    (c) =>
+      runForm(
+        () => previewImport(db, deps, { ...c.req.valid("form"), staffId: c.get("staff")!.id }),
+        (errors, err) => showUpload(c, errors, err.status),
+        (id) => c.redirect(`/admin/cards/import/${id}`, 303),
+      ),
+  );
 
   const showImport = async (
     c: C,

@@ -2,13 +2,12 @@ import { type Context, Hono } from "hono";
 import { zValidator } from "@hono/zod-validator";
 import type { Db } from "../platform/database.ts";
 import type { Config } from "../platform/config.ts";
-import { DomainError } from "../platform/errors.ts";
 import type { AppEnv } from "../platform/http.ts";
-import { formErrorsHook } from "../platform/forms.ts";
+import { formErrorsHook, runForm } from "../platform/forms.ts";
 import { type FieldErrors, render } from "../platform/views.ts";
 import { clientIp, destroySessionsOf, requireStudent, signOut } from "../security/mod.ts";
 import { findBoundCard } from "./repository.ts";
-import { bindSchema, lossSchema, passwordSchema } from "./schemas.ts";
+import { bindSchema, lossSchema, passwordSchema, shownAgain } from "./schemas.ts";
 import { bindCard } from "./bind.ts";
 import { changeCardPassword, liftLoss, reportLoss } from "./holder.ts";
 
@@ -27,22 +26,6 @@ const DONE: Record<string, string> = {
   loss: "挂失成功，请截图记下芯片卡号，解挂时需要输入。",
   unloss: "解挂成功，您的一卡通已恢复正常使用。",
 };
-
-/** Form values to show again: never passwords, never the 身份证 number, never the CSRF token. */
-function keep(form: Record<string, unknown>): Input {
-  const out: Input = {};
-  for (const [k, v] of Object.entries(form)) {
-    if (typeof v === "string" && !["_csrf", "id_number"].includes(k) && !/password/i.test(k)) {
-      out[k] = v.slice(0, 40);
-    }
-  }
-  return out;
-}
-
-function asErrors(err: unknown): { errors: FieldErrors; status: number } {
-  if (!(err instanceof DomainError)) throw err;
-  return { errors: { [err.field ?? "_form"]: err.userMessage }, status: err.status };
-}
 
 /** 我的 → 一卡通安全中心: binding, card password, loss and unloss (mounted at /security). */
 export function cardRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
@@ -84,33 +67,24 @@ export function cardRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
     zValidator(
       "form",
       bindSchema,
-      formErrorsHook((c, errors, input) => showBind(c, errors, keep(input), 422)),
+      formErrorsHook((c, errors, input) => showBind(c, errors, shownAgain(input), 422)),
     ),
-    async (c) => {
-      const form = c.req.valid("form");
+    (c) => {
+      const { typed, ...form } = c.req.valid("form");
       const accountId = c.get("accountId")!;
-      try {
-        await bindCard(db, deps, {
-          accountId,
-          studentNumber: form.student_number,
-          password: form.password,
-          idNumber: form.id_number,
-          ip: clientIp(c),
-        });
-      } catch (err) {
-        const e = asErrors(err);
-        const askId = form.id_number !== undefined || e.errors.id_number !== undefined;
-        return showBind(
-          c,
-          e.errors,
-          { ...keep(form), ...(askId ? { ask_id: "1" } : {}) },
-          e.status,
-        );
-      }
-      // The manual: 绑定成功后需要重新登录. Every session of the account ends, this one too.
-      await destroySessionsOf(db, "student", accountId);
-      await signOut(c, deps, "student");
-      return render(c, "card/bound", {}, { title: "绑定成功" });
+      // A refusal that asked for the 身份证, or came with one, keeps asking for it.
+      const asking = (errors: FieldErrors): Input =>
+        form.idNumber !== undefined || errors.id_number !== undefined ? { ask_id: "1" } : {};
+      return runForm(
+        () => bindCard(db, deps, { accountId, ...form, ip: clientIp(c) }),
+        (errors, err) => showBind(c, errors, { ...typed, ...asking(errors) }, err.status),
+        async () => {
+          // The manual: 绑定成功后需要重新登录. Every session of the account ends, this one too.
+          await destroySessionsOf(db, "student", accountId);
+          await signOut(c, deps, "student");
+          return render(c, "card/bound", {}, { title: "绑定成功" });
+        },
+      );
     },
   );
 
@@ -121,20 +95,13 @@ export function cardRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
   app.post(
     "/password",
     zValidator("form", passwordSchema, formErrorsHook((c, errors) => showPassword(c, errors, 422))),
-    async (c) => {
-      const form = c.req.valid("form");
-      try {
-        await changeCardPassword(db, deps, {
-          accountId: c.get("accountId")!,
-          oldPassword: form.old_password,
-          newPassword: form.new_password,
-        });
-      } catch (err) {
-        const e = asErrors(err);
-        return showPassword(c, e.errors, e.status);
-      }
-      return c.redirect("/security?done=password", 303);
-    },
+    (c) =>
+      runForm(
+        () =>
+          changeCardPassword(db, deps, { accountId: c.get("accountId")!, ...c.req.valid("form") }),
+        (errors, err) => showPassword(c, errors, err.status),
+        () => c.redirect("/security?done=password", 303),
+      ),
   );
 
   // ---- 挂失: the chip number is pre-filled with the bound card's chip
@@ -155,23 +122,15 @@ export function cardRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
     zValidator(
       "form",
       lossSchema,
-      formErrorsHook((c, errors, input) => showLoss(c, errors, keep(input), 422)),
+      formErrorsHook((c, errors, input) => showLoss(c, errors, shownAgain(input), 422)),
     ),
-    async (c) => {
-      const form = c.req.valid("form");
-      try {
-        await reportLoss(db, deps, {
-          accountId: c.get("accountId")!,
-          chipNumber: form.chip_number,
-          idNumber: form.id_number,
-          password: form.password,
-          freezePaymentCode: form.freeze_payment_code === "1",
-        });
-      } catch (err) {
-        const e = asErrors(err);
-        return showLoss(c, e.errors, keep(form), e.status);
-      }
-      return c.redirect("/security/loss?done=loss", 303);
+    (c) => {
+      const { typed, ...proof } = c.req.valid("form");
+      return runForm(
+        () => reportLoss(db, deps, { accountId: c.get("accountId")!, ...proof }),
+        (errors, err) => showLoss(c, errors, typed, err.status),
+        () => c.redirect("/security/loss?done=loss", 303),
+      );
     },
   );
 
@@ -184,22 +143,15 @@ export function cardRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
     zValidator(
       "form",
       lossSchema,
-      formErrorsHook((c, errors, input) => showUnloss(c, errors, keep(input), 422)),
+      formErrorsHook((c, errors, input) => showUnloss(c, errors, shownAgain(input), 422)),
     ),
-    async (c) => {
-      const form = c.req.valid("form");
-      try {
-        await liftLoss(db, deps, {
-          accountId: c.get("accountId")!,
-          chipNumber: form.chip_number,
-          idNumber: form.id_number,
-          password: form.password,
-        });
-      } catch (err) {
-        const e = asErrors(err);
-        return showUnloss(c, e.errors, keep(form), e.status);
-      }
-      return c.redirect("/security?done=unloss", 303);
+    (c) => {
+      const { typed, freezePaymentCode: _, ...proof } = c.req.valid("form");
+      return runForm(
+        () => liftLoss(db, deps, { accountId: c.get("accountId")!, ...proof }),
+        (errors, err) => showUnloss(c, errors, typed, err.status),
+        () => c.redirect("/security?done=unloss", 303),
+      );
     },
   );
 

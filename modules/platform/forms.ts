@@ -47,12 +47,13 @@ export function formErrorsHook(
 
 /**
  * Runs a form's action and answers: a `DomainError` it throws comes back through `invalid` as the
- * same form with the message at its field (`_form` when it names none); a `NotFoundError` and
+ * same form with the message at its field (`_form` when it names none; `err.status` is the status
+ * to answer with when it is not 422); a `NotFoundError` and
  * anything else go on to the error page; success goes to `done` (usually a 303 redirect).
  */
 export async function runForm<T>(
   action: () => Promise<T>,
-  invalid: (errors: FieldErrors) => Response | Promise<Response>,
+  invalid: (errors: FieldErrors, err: DomainError) => Response | Promise<Response>,
   done: (result: T) => Response | Promise<Response>,
 ): Promise<Response> {
   let result: T;
@@ -60,7 +61,7 @@ export async function runForm<T>(
     result = await action();
   } catch (err) {
     if (err instanceof DomainError && !(err instanceof NotFoundError)) {
-      return await invalid({ [err.field ?? "_form"]: err.userMessage });
+      return await invalid({ [err.field ?? "_form"]: err.userMessage }, err);
     }
     throw err;
   }
