@@ -22,6 +22,7 @@ import {
   type RawFrame,
   sealFrame,
   serializeBody,
+  statusName,
 } from "../terminal/mod.ts";
 import { delay } from "./_lib.ts";
 
@@ -79,6 +80,13 @@ export interface FuzzStats {
   offlineRefused: number;
   /** Of those, reported charged: each one is a failure. */
   offlineCharged: number;
+  /**
+   * Well-sealed uploads answered with an Error (ServerBusy, MalformedBody, …) instead of their
+   * reply, as "sequence: status": each one is a failure. A record's content never refuses an
+   * upload (PROTOCOL.md §4.11), and an upload the server keeps failing is a reader queue that is
+   * never acknowledged. The fuzzer resends the same records, as a reader would.
+   */
+  offlineUploadErrors: string[];
 }
 
 /**
@@ -450,6 +458,16 @@ function tallyOffline(f: RawFrame, stats: FuzzStats): number | null {
   return m.ackedSequence + 1;
 }
 
+/** The status name of an Error frame. */
+function errorStatus(f: RawFrame): string {
+  try {
+    const m = parseBody(f.type, f.body);
+    return m.code === MessageCode.Error ? statusName(m.status) : "not an Error";
+  } catch {
+    return "unreadable Error";
+  }
+}
+
 function toHex(b: Uint8Array): string {
   return [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
 }
@@ -470,7 +488,9 @@ function toHex(b: Uint8Array): string {
  * sequence numbers the server must refuse (0, or below the connection's first), or are offline
  * uploads (1 slot in 16, one in flight per reader) whose every record the server must acknowledge
  * without charging (`refusedOfflineRecord`), so the soak's "no money moved" check covers the
- * sequence rules and the offline rules too. Balance inquiries beyond the terminal's rate are
+ * sequence rules and the offline rules too. An upload answered with an Error instead of its
+ * reply (`offlineUploadErrors`) is a failure, and its records are sent again unchanged, as a reader
+ * holds them until they are acknowledged. Balance inquiries beyond the terminal's rate are
  * answered RateLimited, which still counts as served.
  */
 export async function fuzz(
@@ -501,6 +521,7 @@ export async function fuzz(
     offlineRecords: 0,
     offlineRefused: 0,
     offlineCharged: 0,
+    offlineUploadErrors: [],
   };
   const window = options.window ?? 32;
   const started = Date.now();
@@ -524,6 +545,10 @@ export async function fuzz(
     let offlineNext = 1;
     let limits: OfflineLimits | null = null;
     let uploading = false;
+    // The records of the upload not yet answered by its reply: a reader holds them until they are
+    // acknowledged and sends the same ones again (never others under the same offline sequence).
+    let held: OfflineRecord[] | null = null;
+    let uploadSequence = -1;
     const own = w < target.readers.length; // a reader shared by connections uploads from one
     while (!done()) {
       let conn: Deno.TcpConn;
@@ -560,6 +585,10 @@ export async function fuzz(
                 f.type === MessageCode.OfflineUploadItemizedReply
               ) {
                 offlineNext = tallyOffline(f, stats) ?? offlineNext;
+                uploading = false;
+                held = null;
+              } else if (f.type === MessageCode.Error && f.sequence === uploadSequence) {
+                stats.offlineUploadErrors.push(`${f.sequence}: ${errorStatus(f)}`);
                 uploading = false;
               }
             });
@@ -598,11 +627,15 @@ export async function fuzz(
           const batch: Uint8Array[] = [];
           for (let i = 0; i < 8 && !done(); i++) {
             if (own && limits && !uploading && rnd.int(16) === 0) {
-              // A served upload of records that must all be acknowledged and not charged.
-              const records = Array.from(
+              // A served upload of records that must all be acknowledged and not charged: new ones,
+              // or again the ones whose upload was not answered.
+              const resent = held !== null;
+              const records: OfflineRecord[] = held ?? Array.from(
                 { length: 1 + rnd.int(4) },
                 (_, k) => refusedOfflineRecord(rnd, target, limits!, offlineNext + k),
               );
+              held = records;
+              uploadSequence = sequence;
               batch.push(encodeFrame(key, {
                 terminalId: reader.terminalId,
                 sequence: sequence++,
@@ -612,7 +645,7 @@ export async function fuzz(
                 records,
               }));
               stats.valid++;
-              stats.offlineRecords += records.length;
+              if (!resent) stats.offlineRecords += records.length;
               uploading = true;
               refusedInRow = 0;
               continue;

@@ -834,6 +834,13 @@ async function main(): Promise<number> {
         `${offline.records} refused offline records acknowledged but ${offlineReviewed} in review`,
       );
     }
+    if (fuzzStats.offlineUploadErrors.length) {
+      failures.push(
+        `${fuzzStats.offlineUploadErrors.length} well-sealed offline uploads answered with an Error, not their reply: ${
+          fuzzStats.offlineUploadErrors.slice(0, 5).join(", ")
+        }`,
+      );
+    }
     if (fuzzStats.offlineRecords > 0 && Number(offline.records) === 0) {
       failures.push(
         `the fuzzer uploaded ${fuzzStats.offlineRecords} offline records, none acknowledged`,
