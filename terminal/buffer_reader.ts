@@ -5,6 +5,7 @@
 import { FrameError, MAX_STRING_BYTES, Status } from "./messages.ts";
 
 const decoder = new TextDecoder("utf-8", { fatal: true });
+const looseDecoder = new TextDecoder("utf-8");
 
 export class BufferReader {
   #buffer: Uint8Array = new Uint8Array(0);
@@ -67,6 +68,24 @@ export class BufferReader {
 
   /** str8: a length byte and UTF-8; at most MAX_STRING_BYTES. */
   string8(): string {
+    const bytes = this.#bytes8();
+    try {
+      return decoder.decode(bytes);
+    } catch {
+      throw new FrameError("Cannot read string: not UTF-8", Status.MalformedBody, false);
+    }
+  }
+
+  /**
+   * str8 read whatever its bytes are: bytes that are not UTF-8 become U+FFFD. For fields whose
+   * content the service judges (an offline record's chip, PROTOCOL.md §4.11), so one odd record
+   * cannot make a whole upload malformed.
+   */
+  looseString8(): string {
+    return looseDecoder.decode(this.#bytes8());
+  }
+
+  #bytes8(): Uint8Array {
     const length = this.uint8();
     if (length > MAX_STRING_BYTES) {
       throw new FrameError(
@@ -78,11 +97,7 @@ export class BufferReader {
     this.#need(length);
     const start = this.offset;
     this.offset += length;
-    try {
-      return decoder.decode(this.#buffer.subarray(start, this.offset));
-    } catch {
-      throw new FrameError("Cannot read string: not UTF-8", Status.MalformedBody, false);
-    }
+    return this.#buffer.subarray(start, this.offset);
   }
 
   /** Throws unless the whole body was read: trailing bytes are a malformed body. */

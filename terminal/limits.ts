@@ -1,6 +1,6 @@
 /**
- * The listener's limits on connections and on balance inquiries (PROTOCOL.md §2.2, §4.5), read
- * from the environment (README) with overrides for tests.
+ * The listener's limits on connections and on chip lookups (PROTOCOL.md §2.2, §4.5), read from
+ * the environment (README) with overrides for tests.
  */
 import type { Config } from "../modules/platform/config.ts";
 
@@ -31,8 +31,11 @@ export interface ConnectionLimits {
   maxUnauthenticated: number;
   /** Most connections in all. */
   maxConnections: number;
-  /** Balance inquiries one terminal may send per minute (and at once, after a quiet minute). */
-  inquiriesPerMinute: number;
+  /**
+   * Chip lookups one terminal may have answered per minute (and at once, after a quiet minute):
+   * balance inquiries, and refusals that say whether a chip exists (PROTOCOL.md §4.5).
+   */
+  lookupsPerMinute: number;
 }
 
 /** The limits from the environment (see README), with overrides (tests). */
@@ -46,42 +49,52 @@ export function connectionLimits(
     maxUnauthenticatedPerAddress: envInt(env, "TERMINAL_MAX_UNAUTH_PER_HOST", 50),
     maxUnauthenticated: envInt(env, "TERMINAL_MAX_UNAUTHENTICATED", 2_000),
     maxConnections: envInt(env, "TERMINAL_MAX_CONNECTIONS", 20_000),
-    inquiriesPerMinute: envInt(env, "TERMINAL_INQUIRIES_PER_MINUTE", 10),
+    lookupsPerMinute: envInt(env, "TERMINAL_INQUIRIES_PER_MINUTE", 10),
     ...overrides,
   };
 }
 
 /**
- * A token bucket per terminal: `perMinute` tokens, one back every 60/perMinute seconds. Kept in
- * memory by each server instance (a reader holds one connection, to one instance); buckets that
- * are full again are forgotten, so the map holds only terminals that asked in the last minute.
+ * A terminal's allowance of answers that tell whether a chip exists (PROTOCOL.md §4.5): a token
+ * bucket of `perMinute` tokens, one back every 60/perMinute seconds. Kept in memory by each server
+ * instance: a reader holds one connection, to one instance, but a key held by several readers at
+ * once, connected to k instances, gets k allowances (README, PROTOCOL.md §4.5). Buckets that are
+ * full again are forgotten, so the map holds only terminals that drew on theirs in the last minute.
  */
-export class InquiryLimiter {
+export class LookupAllowance {
   readonly #buckets = new Map<number, { tokens: number; at: number }>();
 
   constructor(readonly perMinute: number, readonly now: () => number = Date.now) {}
 
-  /** Takes one inquiry for `terminalId`; false when its bucket is empty. */
-  take(terminalId: number): boolean {
-    if (this.perMinute <= 0) return false;
-    const now = this.now();
-    const refillMs = 60_000 / this.perMinute;
-    const b = this.#buckets.get(terminalId) ?? { tokens: this.perMinute, at: now };
-    b.tokens = Math.min(this.perMinute, b.tokens + (now - b.at) / refillMs);
-    b.at = now;
-    if (this.#buckets.size > 10_000) this.#forgetFull(now, refillMs);
-    if (b.tokens < 1) {
-      this.#buckets.set(terminalId, b);
-      return false;
-    }
-    b.tokens -= 1;
-    this.#buckets.set(terminalId, b);
-    return true;
+  /** Whether `terminalId` has a lookup left (takes nothing). */
+  has(terminalId: number): boolean {
+    return this.#refilled(terminalId).tokens >= 1;
   }
 
-  #forgetFull(now: number, refillMs: number): void {
-    for (const [id, b] of this.#buckets) {
-      if (b.tokens + (now - b.at) / refillMs >= this.perMinute) this.#buckets.delete(id);
+  /** Takes one lookup for `terminalId`; false when its bucket is empty. */
+  take(terminalId: number): boolean {
+    const b = this.#refilled(terminalId);
+    const taken = b.tokens >= 1;
+    if (taken) b.tokens -= 1;
+    this.#buckets.set(terminalId, b);
+    if (this.#buckets.size > 10_000) this.#forgetFull();
+    return taken;
+  }
+
+  #refilled(terminalId: number): { tokens: number; at: number } {
+    const now = this.now();
+    const b = this.#buckets.get(terminalId) ?? { tokens: this.perMinute, at: now };
+    if (this.perMinute <= 0) return { tokens: 0, at: now };
+    // A clock set back gives nothing back (and takes nothing).
+    const elapsed = Math.max(0, now - b.at);
+    b.tokens = Math.min(this.perMinute, b.tokens + elapsed * this.perMinute / 60_000);
+    b.at = Math.max(b.at, now);
+    return b;
+  }
+
+  #forgetFull(): void {
+    for (const [id] of this.#buckets) {
+      if (this.#refilled(id).tokens >= this.perMinute) this.#buckets.delete(id);
     }
   }
 }

@@ -12,6 +12,7 @@ import { blocklistedAt, findCardByChip } from "../modules/card/mod.ts";
 import { applyOfflinePayment } from "../modules/wallet/mod.ts";
 import { fileOfflineReview, type OfflineReviewReason } from "../modules/finance/mod.ts";
 import {
+  isChipNumber,
   type Message,
   MessageCode,
   type OfflineRecord,
@@ -36,6 +37,16 @@ export function offlineReference(terminalId: number, offlineSequence: number): s
   return `T${terminalId}:O${offlineSequence}`;
 }
 
+/**
+ * An offline record's chip as the database keeps it (its record, finance's review): a chip number
+ * as it is; anything else with every character outside printable ASCII, and the backslash, written
+ * as `\u{hex}`, so that a text column can hold it (no NUL) and finance reads what arrived.
+ */
+export function storedChip(chip: string): string {
+  if (isChipNumber(chip)) return chip;
+  return chip.replace(/[^\x20-\x5b\x5d-\x7e]/gu, (c) => `\\u{${c.codePointAt(0)!.toString(16)}}`);
+}
+
 /** Why a record is not charged: the reader's status and finance's reason. */
 interface Refusal {
   status: number;
@@ -56,8 +67,10 @@ async function judge(
   input: { uploadedAt: number; ackedBefore: number },
 ): Promise<{ refusal: Refusal | null; cardAccountId: number | null }> {
   const s = ctx.settings;
-  // Looked up first: finance needs the card of any refused record to charge it on review.
-  const card = await findCardByChip(ctx.db, r.chip);
+  // Looked up first: finance needs the card of any refused record to charge it on review. A chip
+  // outside the format (a NUL, lower case, …) is no card's and is never looked up: lower case is
+  // not upper-cased into someone's card, and a NUL never reaches the database.
+  const card = isChipNumber(r.chip) ? await findCardByChip(ctx.db, r.chip) : null;
   const cardAccountId = card?.cardAccountId ?? null;
   const none = (x: Refusal) => ({ refusal: x, cardAccountId });
   if (r.amount === 0) return none(refusal(Status.InvalidAmount, "invalid_amount"));
@@ -170,7 +183,7 @@ export async function applyOfflineUpload(
         merchantId: t.merchantId,
         merchantName: t.merchantName,
         offlineSequence: r.offlineSequence,
-        chip: r.chip,
+        chip: storedChip(r.chip),
         cardAccountId: verdict.cardAccountId,
         amount: r.amount,
         occurredAt,
@@ -188,7 +201,7 @@ export async function applyOfflineUpload(
       terminalId: t.id,
       offlineSequence: r.offlineSequence,
       occurredAt,
-      chip: r.chip,
+      chip: storedChip(r.chip),
       amount: r.amount,
       cardAccountId: verdict.cardAccountId,
       outcome: verdict.refusal === null ? "applied" : "held",

@@ -4,6 +4,7 @@ import { reissueCard, staffReportLoss } from "../modules/card/mod.ts";
 import { closeCardWithPayout } from "../modules/wallet/mod.ts";
 import { acceptOfflineReview } from "../modules/finance/mod.ts";
 import { type Message, MessageCode, type OfflineRecord, Status } from "./messages.ts";
+import { sealFrame, serializeBody } from "./serializer.ts";
 import type { TerminalClient } from "./sim/client.ts";
 import { withWorld, type World } from "./_test_support.ts";
 
@@ -272,6 +273,54 @@ Deno.test("an unknown chip and records after a gap: the first acknowledged, the 
     ]);
     assert.equal(await w.balance(card.cardAccountId), 1000);
     assert.deepEqual((await reviews(w)).map((x) => x.reason), ["unknown_chip"]);
+  }));
+
+Deno.test("an offline chip outside 0-9A-Z (a NUL, lower case, bytes not UTF-8) is UnknownChip: acknowledged, not charged, filed", () =>
+  withWorld(async (w) => {
+    const card = await w.card({ balance: 1000, chip: `LC${Date.now() % 1e8}` });
+    const pos = await w.connect("canteen_pos");
+    const records = [
+      rec(1, "3158\u00006429", 100),
+      // The card's own number in lower case: not upper-cased into the card.
+      rec(2, card.chip.toLowerCase(), 100),
+      rec(3, "ZZZZ", 100), // its bytes are replaced below by ff fe 00 41
+      rec(4, card.chip, 100),
+    ];
+    const body = serializeBody({ code: MessageCode.OfflineUploadItemized, records });
+    const at = body.findIndex((_, i) => i > 0 && body[i - 1] === 4 && body[i] === 0x5a);
+    body.set([0xff, 0xfe, 0x00, 0x41], at);
+    const sequence = pos.sequence++;
+    const frame = sealFrame(pos.key, {
+      type: MessageCode.OfflineUploadItemized,
+      terminalId: pos.terminalId,
+      sequence,
+      timestamp: now(),
+    }, body);
+    const r = await pos.sendFrame(frame, sequence);
+    assert.deepEqual(r.message, {
+      code: MessageCode.OfflineUploadItemizedReply,
+      status: Status.Ok,
+      ackedSequence: 4,
+      duplicates: 0,
+      results: [
+        { offlineSequence: 1, result: Status.UnknownChip, charged: 0 },
+        { offlineSequence: 2, result: Status.UnknownChip, charged: 0 },
+        { offlineSequence: 3, result: Status.UnknownChip, charged: 0 },
+        { offlineSequence: 4, result: Status.Ok, charged: 100 },
+      ],
+    });
+    assert.equal(await w.balance(card.cardAccountId), 900);
+    assert.deepEqual(
+      (await reviews(w)).map((x) => [x.chip, x.card_account_id, x.reason]),
+      [
+        ["3158\\u{0}6429", null, "unknown_chip"],
+        [card.chip.toLowerCase(), null, "unknown_chip"],
+        ["\\u{fffd}\\u{fffd}\\u{0}A", null, "unknown_chip"],
+      ],
+    );
+    // The reader's resend is answered from the record: the same bytes, nothing charged again.
+    assert.deepEqual((await pos.sendFrame(frame, sequence)).bytes, r.bytes);
+    assert.equal(await w.balance(card.cardAccountId), 900);
   }));
 
 Deno.test("a refused record finance accepts is charged once, and the reader's resend charges nothing more", () =>

@@ -219,7 +219,8 @@ function readMessage(code: number, r: BufferReader): Message {
         records.push({
           offlineSequence: r.uint32(),
           occurredAt: r.uint32(),
-          chip: r.string8(),
+          // Any bytes: a record's chip outside the format is its result, UnknownChip (§4.11).
+          chip: r.looseString8(),
           amount: r.uint32(),
         });
       }

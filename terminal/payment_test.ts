@@ -4,6 +4,7 @@ import { createStaff } from "../modules/staff/mod.ts";
 import { reissueCard, staffReportLoss } from "../modules/card/mod.ts";
 import { creditTopUp, issuePaymentCode, updatePaySettings } from "../modules/wallet/mod.ts";
 import { type Message, MessageCode, Status } from "./messages.ts";
+import type { TerminalClient } from "./sim/client.ts";
 import { status, withWorld, type World } from "./_test_support.ts";
 
 async function staffId(w: World): Promise<number> {
@@ -91,7 +92,8 @@ Deno.test("card payments are refused with a distinct status for each reason, and
     await expect(pay(reissued.chip, 100), Status.ChipCancelled);
     assert.equal(await w.balance(lost.cardAccountId), 5000);
     assert.equal(await w.balance(reissued.cardAccountId), 5000);
-  }));
+    // Twelve refusals after a chip lookup: more than the default allowance of ten (§4.5).
+  }, { limits: { lookupsPerMinute: 100 } }));
 
 Deno.test("the right card password above the threshold pays", () =>
   withWorld(async (w) => {
@@ -182,13 +184,173 @@ Deno.test("a reversal after the original gives the money back, once", () =>
       amount: 1200,
       balance: 5000,
     });
+    // Its retry (same number) is the same reply; a second Reversal under a new number gave
+    // nothing back, and says so (§4.9).
+    const retried = await pos.sendFrame(
+      pos.frame({ code: MessageCode.Reversal, originalSequence: paid.header.sequence }, {
+        sequence: rev.header.sequence,
+      }).bytes,
+      rev.header.sequence,
+    );
+    assert.deepEqual(retried.bytes, rev.bytes);
     const again = await pos.request({
       code: MessageCode.Reversal,
       originalSequence: paid.header.sequence,
     });
-    assert.equal((again.message as { amount: number }).amount, 1200);
+    assert.deepEqual(again.message, {
+      code: MessageCode.ReversalReply,
+      status: Status.Ok,
+      originalSequence: paid.header.sequence,
+      amount: 0,
+      balance: 0,
+    });
     assert.equal(await w.balance(card.cardAccountId), 5000);
   }));
+
+Deno.test("a payment paid and then reversed, resent, gets its old Ok and moves no money", () =>
+  withWorld(async (w) => {
+    const card = await w.card({ balance: 5000 });
+    const pos = await w.connect("canteen_pos");
+    const { bytes, sequence } = pos.frame(pay(card.chip, 1200));
+    const paid = await pos.sendFrame(bytes, sequence);
+    assert.equal(status(paid.message), Status.Ok);
+    const rev = await pos.request({ code: MessageCode.Reversal, originalSequence: sequence });
+    assert.equal((rev.message as { amount: number }).amount, 1200);
+    // §3: a retry's reply is history. The ReversalReply is the final word on the number.
+    const resent = await pos.sendFrame(bytes, sequence);
+    assert.deepEqual(resent.bytes, paid.bytes);
+    assert.equal(await w.balance(card.cardAccountId), 5000);
+    const moves = await w.db.selectFrom("ledger_transfers").select(["kind", "amount"])
+      .where("reference", "like", `T${w.terminals.canteen_pos.id}:%`).orderBy("id").execute();
+    assert.deepEqual(moves.map((m) => [m.kind, Number(m.amount)]), [
+      ["purchase", 1200],
+      ["reversal", 1200],
+    ]);
+  }));
+
+Deno.test("a shower start reversed twice releases the hold once; the second says 0", () =>
+  withWorld(async (w) => {
+    const card = await w.card({ balance: 5000 });
+    const shower = await w.connect("shower");
+    const start = await shower.request({ code: MessageCode.ShowerStart, chip: card.chip });
+    const authorised = (start.message as { authorised: number }).authorised;
+    assert.ok(authorised > 0);
+    const first = await shower.request({
+      code: MessageCode.Reversal,
+      originalSequence: start.header.sequence,
+    });
+    assert.deepEqual([status(first.message), (first.message as { amount: number }).amount], [
+      Status.Ok,
+      authorised,
+    ]);
+    const second = await shower.request({
+      code: MessageCode.Reversal,
+      originalSequence: start.header.sequence,
+    });
+    assert.deepEqual(second.message, {
+      code: MessageCode.ReversalReply,
+      status: Status.Ok,
+      originalSequence: start.header.sequence,
+      amount: 0,
+      balance: 0,
+    });
+  }));
+
+Deno.test("amounts: InvalidAmount comes before the chip and the password; 100 000 000 fen passes the amount check", () =>
+  withWorld(async (w) => {
+    const card = await w.card({ balance: 5000 });
+    const pos = await w.connect("canteen_pos");
+    const answer = async (m: Message) => {
+      const r = (await pos.request(m)).message as { status: number; amount: number };
+      return [r.status, r.amount];
+    };
+    assert.deepEqual(await answer(pay(card.chip, 100_000_001)), [
+      Status.InvalidAmount,
+      100_000_001,
+    ]);
+    assert.deepEqual(await answer(pay("NOSUCHCHIP", 100_000_001)), [
+      Status.InvalidAmount,
+      100_000_001,
+    ]);
+    assert.deepEqual(await answer(pay("NOSUCHCHIP", 0)), [Status.InvalidAmount, 0]);
+    assert.deepEqual(await answer(pay(card.chip, 0xffff_ffff, card.password)), [
+      Status.InvalidAmount,
+      0xffff_ffff,
+    ]);
+    assert.deepEqual(await answer(pay(card.chip, 100_000_000)), [
+      Status.PasswordRequired,
+      100_000_000,
+    ]);
+    // With the password it reaches the money: too little on the card, not InvalidAmount.
+    const r = (await pos.request(pay(card.chip, 100_000_000, card.password))).message;
+    assert.notEqual(status(r), Status.InvalidAmount);
+    assert.equal(await w.balance(card.cardAccountId), 5000);
+    const qr = await pos.request({
+      code: MessageCode.QrPayment,
+      paymentCode: "880000000000000000",
+      amount: 100_000_001,
+    });
+    assert.equal(status(qr.message), Status.InvalidAmount);
+  }));
+
+Deno.test("card refusals cannot walk chip numbers: PasswordRequired before the lookup, then RateLimited whatever the chip", () =>
+  withWorld(async (w) => {
+    const card = await w.card({ balance: 100 });
+    const pos = await w.connect("canteen_pos");
+    const shower = await w.connect("shower");
+    const answer = async (reader: TerminalClient, m: Message) => {
+      const r = (await reader.request(m)).message as { code: number; status: number };
+      return r.status;
+    };
+    // Above the threshold without a password: the same answer for a known and an unknown chip.
+    assert.equal(await answer(pos, pay(card.chip, 3000)), Status.PasswordRequired);
+    assert.equal(await answer(pos, pay("NOSUCHCHIP", 3000)), Status.PasswordRequired);
+    // Refusals after a lookup draw on the terminal's allowance (3 here), then every payment is
+    // RateLimited before any lookup: a known chip, an unknown one, one that would pay.
+    assert.equal(await answer(pos, pay("NOSUCHCHIP", 100)), Status.UnknownChip);
+    assert.equal(await answer(pos, pay(card.chip, 500)), Status.InsufficientBalance);
+    assert.equal(
+      await answer(pos, { code: MessageCode.BalanceInquiry, chip: "NOSUCH02" }),
+      Status.UnknownChip,
+    );
+    for (const m of [pay("NOSUCHCHIP", 100), pay(card.chip, 500), pay(card.chip, 50)]) {
+      const r = await pos.request(m);
+      assert.deepEqual(r.message, {
+        code: MessageCode.CardPaymentReply,
+        status: Status.RateLimited,
+        amount: (m as { amount: number }).amount,
+        balance: 0,
+        triesLeft: 0,
+        retryAfter: 0,
+      });
+    }
+    assert.equal(
+      await answer(pos, { code: MessageCode.BalanceInquiry, chip: card.chip }),
+      Status.RateLimited,
+    );
+    assert.equal(await w.balance(card.cardAccountId), 100);
+    // Another terminal has its own allowance; a shower start draws on it the same way.
+    assert.equal(
+      await answer(shower, { code: MessageCode.ShowerStart, chip: "NOSUCH01" }),
+      Status.UnknownChip,
+    );
+    assert.equal(
+      await answer(shower, { code: MessageCode.ShowerStart, chip: "NOSUCH03" }),
+      Status.UnknownChip,
+    );
+    assert.equal(
+      await answer(shower, { code: MessageCode.ShowerStart, chip: "NOSUCH04" }),
+      Status.UnknownChip,
+    );
+    const held = await shower.request({ code: MessageCode.ShowerStart, chip: card.chip });
+    assert.deepEqual(held.message, {
+      code: MessageCode.ShowerStartReply,
+      status: Status.RateLimited,
+      holdId: 0,
+      authorised: 0,
+      balance: 0,
+    });
+  }, { limits: { lookupsPerMinute: 3 } }));
 
 Deno.test("a reversal before the original makes the late original refused, charging nothing", () =>
   withWorld(async (w) => {

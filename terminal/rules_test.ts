@@ -8,7 +8,7 @@ import { setTerminalStatus } from "../modules/merchant/mod.ts";
 import { type Message, MessageCode, Status } from "./messages.ts";
 import { parseBody, Parser, type RawFrame } from "./parser.ts";
 import { computeMac, encodeFrame, macEqual } from "./serializer.ts";
-import { InquiryLimiter } from "./limits.ts";
+import { LookupAllowance } from "./limits.ts";
 import { sequenceAnswered, sequenceRefusal, type SequenceState } from "./sequence.ts";
 import { status, withWorld } from "./_test_support.ts";
 import type { TerminalClient } from "./sim/client.ts";
@@ -407,22 +407,21 @@ Deno.test("balance inquiries are rate-limited per terminal with RateLimited and 
       available: 0,
       name: "",
     });
-    // Another terminal has its own allowance, and payments are not limited.
+    // Until a lookup comes back, a payment at this terminal is RateLimited too, before any lookup
+    // (§4.5); another terminal has its own allowance.
+    const pay = { code: MessageCode.CardPayment, chip: card.chip, amount: 100, password: "" };
+    assert.equal(status((await pos.request(pay as Message)).message), Status.RateLimited);
+    assert.equal(await w.balance(card.cardAccountId), 700);
     const other = await w.connect("supermarket_pos");
     assert.equal(status((await ask(other, card.chip)).message), Status.Ok);
-    const paid = await pos.request({
-      code: MessageCode.CardPayment,
-      chip: card.chip,
-      amount: 100,
-      password: "",
-    });
-    assert.equal(status(paid.message), Status.Ok);
+    assert.equal(status((await other.request(pay as Message)).message), Status.Ok);
   }));
 
-Deno.test("the inquiry allowance comes back at its rate, one every 60/n seconds", () => {
+Deno.test("the lookup allowance comes back at its rate, one every 60/n seconds", () => {
   let t = 0;
-  const limiter = new InquiryLimiter(10, () => t);
-  for (let i = 0; i < 10; i++) assert.ok(limiter.take(1));
+  const limiter = new LookupAllowance(10, () => t);
+  for (let i = 0; i < 10; i++) assert.ok(limiter.has(1) && limiter.take(1));
+  assert.equal(limiter.has(1), false);
   assert.equal(limiter.take(1), false);
   assert.ok(limiter.take(2));
   t += 5_999;
@@ -433,7 +432,8 @@ Deno.test("the inquiry allowance comes back at its rate, one every 60/n seconds"
   t += 600_000;
   for (let i = 0; i < 10; i++) assert.ok(limiter.take(1));
   assert.equal(limiter.take(1), false);
-  assert.equal(new InquiryLimiter(0).take(1), false);
+  assert.equal(new LookupAllowance(0).take(1), false);
+  assert.equal(new LookupAllowance(0).has(1), false);
 });
 
 Deno.test("a shower end with 0 units charges nothing and releases the hold; more than the hold charges the hold", () =>

@@ -25,7 +25,14 @@ import {
   statusName,
 } from "./messages.ts";
 import { parseBody, Parser, type RawFrame } from "./parser.ts";
-import { computeMac, encodeFrame, encodeUnsealedFrame, macEqual, sealFrame } from "./serializer.ts";
+import {
+  computeMac,
+  encodeFrame,
+  encodeUnsealedFrame,
+  macEqual,
+  sealFrame,
+  serializeBody,
+} from "./serializer.ts";
 import {
   allowedFor,
   handleRequest,
@@ -34,7 +41,7 @@ import {
   type Reply,
 } from "./service.ts";
 import { BlocklistBroadcaster } from "./push.ts";
-import { type ConnectionLimits, connectionLimits, InquiryLimiter } from "./limits.ts";
+import { type ConnectionLimits, connectionLimits, LookupAllowance } from "./limits.ts";
 import { sequenceAnswered, sequenceRefusal, type SequenceState } from "./sequence.ts";
 
 const log = logger("terminal");
@@ -71,8 +78,13 @@ export interface TerminalServerOptions {
   /** How long a terminal's registry entry (status, key version) is trusted before re-reading (ms). */
   registryTtlMs?: number;
   settings?: Partial<ProtocolSettings>;
-  /** Connection and inquiry limits; the rest from the environment (limits.ts). */
+  /** Connection and chip lookup limits; the rest from the environment (limits.ts). */
   limits?: Partial<ConnectionLimits>;
+  /**
+   * The protocol's clock (ms, default `Date.now`): server time in replies and pushes, the
+   * timestamp window, the chip lookup allowance. Tests replaying PROTOCOL.md §6 fix it.
+   */
+  clock?: () => number;
 }
 
 /** A running listener. */
@@ -161,7 +173,9 @@ export function startTerminalServer(
   const registryTtlMs = options.registryTtlMs ?? 1_000;
   const settings = protocolSettings(config, options.settings);
   const limits = connectionLimits(config, options.limits);
-  const inquiries = new InquiryLimiter(limits.inquiriesPerMinute);
+  const clock = options.clock ?? Date.now;
+  const nowSeconds = () => Math.floor(clock() / 1000);
+  const lookups = new LookupAllowance(limits.lookupsPerMinute, clock);
   const listener = Deno.listen({
     port: options.port,
     hostname: options.hostname ?? "0.0.0.0",
@@ -394,7 +408,14 @@ export function startTerminalServer(
     let busy = false;
     try {
       reply = await handleRequest(
-        { db, config, settings, inquiries, pushedBlocklistVersion: () => broadcaster.version },
+        {
+          db,
+          config,
+          settings,
+          lookups,
+          clock,
+          pushedBlocklistVersion: () => broadcaster.version,
+        },
         t,
         f,
         message,
@@ -408,7 +429,11 @@ export function startTerminalServer(
       });
       reply = {
         code: MessageCode.Error,
-        body: encodeErrorBody(Status.ServerBusy),
+        body: serializeBody({
+          code: MessageCode.Error,
+          status: Status.ServerBusy,
+          serverTime: nowSeconds(),
+        }),
       };
       busy = true;
     }
@@ -533,16 +558,4 @@ export function startTerminalServer(
       connections.clear();
     },
   };
-}
-
-function nowSeconds(): number {
-  return Math.floor(Date.now() / 1000);
-}
-
-function encodeErrorBody(status: number): Uint8Array {
-  const b = new Uint8Array(6);
-  const v = new DataView(b.buffer);
-  v.setUint16(0, status);
-  v.setUint32(2, nowSeconds());
-  return b;
 }

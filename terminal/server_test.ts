@@ -61,7 +61,7 @@ Deno.test("a request split at every byte offset over TCP gets one reply each tim
       99_800,
       99_700,
     ]);
-  }, { limits: { inquiriesPerMinute: 1000 } }));
+  }, { limits: { lookupsPerMinute: 1000 } }));
 
 Deno.test("a bad MAC, an unknown terminal and a stale timestamp are refused, logged, and move nothing", () =>
   withWorld(async (w) => {

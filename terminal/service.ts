@@ -43,13 +43,14 @@ import {
 } from "./messages.ts";
 import type { RawFrame } from "./parser.ts";
 import { GroupCommit } from "./batch.ts";
-import { envInt, type InquiryLimiter } from "./limits.ts";
+import { envInt, type LookupAllowance } from "./limits.ts";
 import { applyOfflineUpload, blocklistAcksWritten, noteBlocklistHeld } from "./offline.ts";
 import { serializeBody } from "./serializer.ts";
 import {
   findRequest,
   findShower,
   listRequests,
+  recordedWithBody,
   recordPaidRequestsSql,
   recordRequestSql,
   recordShowerSql,
@@ -110,8 +111,16 @@ export interface ServiceContext {
    * current without asking the database, and any later change reaches it by push.
    */
   pushedBlocklistVersion?: () => number | null;
-  /** Balance inquiries per terminal (PROTOCOL.md §4.5); unlimited when absent. */
-  inquiries?: InquiryLimiter;
+  /**
+   * Each terminal's allowance of answers that tell whether a chip exists (PROTOCOL.md §4.5);
+   * unlimited when absent.
+   */
+  lookups?: LookupAllowance;
+  /**
+   * The protocol's clock (ms): server time in replies. Money and its times (holds, the ledger)
+   * keep the real clock and the database's. Tests replaying PROTOCOL.md §6 fix it.
+   */
+  clock?: () => number;
 }
 
 /** A reply to send: the message code, its body, and the header timestamp when not the echo. */
@@ -156,8 +165,9 @@ export function maskName(name: string): string {
   return `${chars[0]}${"*".repeat(chars.length - 2)}${chars[chars.length - 1]}`;
 }
 
-function nowSeconds(): number {
-  return Math.floor(Date.now() / 1000);
+/** Server time for a reply body, in Unix seconds. */
+function serverTime(ctx: ServiceContext): number {
+  return Math.floor((ctx.clock ?? Date.now)() / 1000);
 }
 
 function reply(m: Message, status?: number): Reply {
@@ -174,13 +184,18 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return true;
 }
 
-function fromStored(s: StoredRequest, type: number, body: Uint8Array): Reply {
+function fromStored(
+  ctx: ServiceContext,
+  s: StoredRequest,
+  type: number,
+  body: Uint8Array,
+): Reply {
   if (s.type !== type || !sameBytes(new Uint8Array(s.request), body)) {
     // An Error's header echoes the request's timestamp like every reply (PROTOCOL.md §2).
     return reply({
       code: MessageCode.Error,
       status: Status.SequenceReused,
-      serverTime: nowSeconds(),
+      serverTime: serverTime(ctx),
     });
   }
   return {
@@ -252,7 +267,7 @@ async function once(
     // transaction (its counter account missing, a concurrent duplicate reference): run it plainly;
     // the wallet's reference keeps the money moving at most once.
     const first = await findRequest(ctx.db, t.id, f.sequence);
-    if (first) return fromStored(first, f.type, f.body);
+    if (first) return fromStored(ctx, first, f.type, f.body);
     r = await record(ctx.db, await run(ctx));
   }
   if (r) return r;
@@ -260,7 +275,7 @@ async function once(
   if (!first) {
     throw new Error(`Cannot find the record of request ${requestReference(t.id, f.sequence)}`);
   }
-  return fromStored(first, f.type, f.body);
+  return fromStored(ctx, first, f.type, f.body);
 }
 
 /** (terminal, sequence) was recorded by someone else while this request ran. */
@@ -311,6 +326,15 @@ function paymentRefusal(err: unknown): { status: number; balance: number } | nul
 }
 
 const MAX_AMOUNT = 100_000_000;
+
+/**
+ * Whether terminal `t` may have a chip looked up now (PROTOCOL.md §4.5): when its allowance is
+ * used up, a card payment or shower start is answered RateLimited before any lookup, paying or
+ * not, so its answer says nothing about the chip.
+ */
+function lookupAllowed(ctx: ServiceContext, t: Terminal): boolean {
+  return ctx.lookups?.has(t.id) ?? true;
+}
 
 /** Where the balance sits in a CardPaymentReply body: after status (2) and amount (4). */
 const CARD_REPLY_BALANCE_OFFSET = 6;
@@ -413,6 +437,7 @@ async function paidAtOnce(
   if (m.amount <= 0 || m.amount > MAX_AMOUNT || m.amount > ctx.settings.passwordThreshold) {
     return null;
   }
+  if (!lookupAllowed(ctx, t)) return null;
   const approved = (balance: number) =>
     reply({
       code: MessageCode.CardPaymentReply,
@@ -451,11 +476,19 @@ async function cardPayment(
       cardAccountId,
     });
     if (m.amount <= 0 || m.amount > MAX_AMOUNT) return refuse(Status.InvalidAmount);
+    const needsPassword = m.amount > ctx.settings.passwordThreshold;
+    // Both before the chip is looked up: neither answer depends on the chip (§4.3).
+    if (needsPassword && !m.password) return refuse(Status.PasswordRequired);
+    if (!lookupAllowed(ctx, t)) return refuse(Status.RateLimited);
+    // From here every refusal says the chip exists or not: it draws on the allowance.
+    const refuseAfterLookup: typeof refuse = (...args) => {
+      ctx.lookups?.take(t.id);
+      return refuse(...args);
+    };
     const card = await findCardByChip(ctx.db, m.chip);
     const refusal = cardRefusal(card);
-    if (refusal !== null || !card) return refuse(refusal ?? Status.UnknownChip);
-    if (m.amount > ctx.settings.passwordThreshold) {
-      if (!m.password) return refuse(Status.PasswordRequired, {}, card.cardAccountId);
+    if (refusal !== null || !card) return refuseAfterLookup(refusal ?? Status.UnknownChip);
+    if (needsPassword) {
       const check = await checkCardPassword(
         ctx.db,
         { config: ctx.config },
@@ -464,8 +497,16 @@ async function cardPayment(
       );
       if (!check.ok) {
         return check.locked
-          ? refuse(Status.PasswordLocked, { retryAfter: check.retryAfter }, card.cardAccountId)
-          : refuse(Status.WrongPassword, { triesLeft: check.remaining }, card.cardAccountId);
+          ? refuseAfterLookup(
+            Status.PasswordLocked,
+            { retryAfter: check.retryAfter },
+            card.cardAccountId,
+          )
+          : refuseAfterLookup(
+            Status.WrongPassword,
+            { triesLeft: check.remaining },
+            card.cardAccountId,
+          );
       }
     }
     try {
@@ -492,7 +533,7 @@ async function cardPayment(
     } catch (err) {
       const r = paymentRefusal(err);
       if (!r) throw err;
-      return refuse(r.status, { balance: r.balance }, card.cardAccountId);
+      return refuseAfterLookup(r.status, { balance: r.balance }, card.cardAccountId);
     }
   });
 }
@@ -573,6 +614,7 @@ async function showerStartedAtOnce(
   f: RawFrame,
   m: Extract<Message, { code: 0x20 }>,
 ): Promise<Reply | null> {
+  if (!lookupAllowed(ctx, t)) return null;
   const started = (holdId: number, authorised: number, balance: number) =>
     reply({ code: MessageCode.ShowerStartReply, status: Status.Ok, holdId, authorised, balance });
   const template = started(0, 0, 0);
@@ -693,7 +735,7 @@ async function balanceInquiry(
   const refuse = (status: number) =>
     reply({ code: MessageCode.BalanceInquiryReply, status, balance: 0, available: 0, name: "" });
   // Before any lookup: a leaked key must not be able to walk the chip numbers (§4.5).
-  if (ctx.inquiries && !ctx.inquiries.take(t.id)) return refuse(Status.RateLimited);
+  if (ctx.lookups && !ctx.lookups.take(t.id)) return refuse(Status.RateLimited);
   const card = await findCardByChip(ctx.db, m.chip);
   const refusal = cardRefusal(card);
   if (refusal !== null || !card) return refuse(refusal ?? Status.UnknownChip);
@@ -714,11 +756,16 @@ async function showerStart(
   m: Extract<Message, { code: 0x20 }>,
 ) {
   return await showerStartedAtOnce(ctx, t, f, m) ?? await once(ctx, t, f, async (ctx) => {
-    const refuse = (status: number, balance = 0, cardAccountId: number | null = null): Outcome => ({
-      message: { code: MessageCode.ShowerStartReply, status, holdId: 0, authorised: 0, balance },
-      amount: 0,
-      cardAccountId,
-    });
+    const refuse = (status: number, balance = 0, cardAccountId: number | null = null): Outcome => {
+      // Any refusal but RateLimited follows the chip lookup: it draws on the allowance (§4.5).
+      if (status !== Status.RateLimited) ctx.lookups?.take(t.id);
+      return {
+        message: { code: MessageCode.ShowerStartReply, status, holdId: 0, authorised: 0, balance },
+        amount: 0,
+        cardAccountId,
+      };
+    };
+    if (!lookupAllowed(ctx, t)) return refuse(Status.RateLimited);
     const card = await findCardByChip(ctx.db, m.chip);
     const refusal = cardRefusal(card);
     if (refusal !== null || !card) return refuse(refusal ?? Status.UnknownChip);
@@ -839,6 +886,7 @@ async function reversal(
         holdId: shower.hold_id,
         reason: `reversed by ${requestReference(t.id, f.sequence)}`,
       });
+      if (released.released === 0) return done(Status.Ok);
       const b = await getBalance(ctx.db, shower.card_account_id);
       return done(Status.Ok, released.released, b.balance, shower.card_account_id);
     }
@@ -853,6 +901,15 @@ async function reversal(
         originalReference: requestReference(t.id, m.originalSequence),
         reference: requestReference(t.id, f.sequence),
       });
+      // The wallet answers a second reversal of one payment with the first one's transfer. It was
+      // another Reversal of this terminal that gave the money back (recorded in the transaction
+      // that moved it), not this one: nothing came back now (§4.9).
+      if (
+        r.amount === 0 ||
+        (r.duplicate && await recordedWithBody(ctx.db, t.id, MessageCode.Reversal, f.body))
+      ) {
+        return done(Status.Ok);
+      }
       return done(Status.Ok, r.amount, r.balanceAfter ?? 0);
     } catch (err) {
       if (
@@ -883,7 +940,7 @@ async function signOn(ctx: ServiceContext, t: Terminal): Promise<Reply> {
   return reply({
     code: MessageCode.SignOnReply,
     status: Status.Ok,
-    serverTime: nowSeconds(),
+    serverTime: serverTime(ctx),
     merchantName: t.merchantName,
     blocklistVersion,
     offlinePaymentLimit: s.offlinePaymentLimit,
@@ -913,7 +970,7 @@ async function heartbeat(
   return reply({
     code: MessageCode.HeartbeatReply,
     status: Status.Ok,
-    serverTime: nowSeconds(),
+    serverTime: serverTime(ctx),
     uploadOffline: m.offlineCount > 0,
     blocklist: { version: d.version, complete: d.complete, added: d.added, removed: d.removed },
   });
@@ -966,7 +1023,7 @@ export async function handleRequest(
       return reply({
         code: MessageCode.Error,
         status: Status.UnknownType,
-        serverTime: nowSeconds(),
+        serverTime: serverTime(ctx),
       });
   }
 }

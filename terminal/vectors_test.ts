@@ -1,64 +1,9 @@
 import assert from "node:assert/strict";
-import { fileURLToPath as fromFileUrl } from "node:url";
-import type { TerminalKind } from "../modules/merchant/mod.ts";
 import { MAC_SIZE, type Message, MessageCode, Status } from "./messages.ts";
 import { parseBody, Parser, type RawFrame } from "./parser.ts";
 import { computeMac, encodeFrame, encodeUnsealedFrame } from "./serializer.ts";
 import { allowedFor } from "./service.ts";
-
-async function protocolText(): Promise<string> {
-  return await Deno.readTextFile(fromFileUrl(new URL("./PROTOCOL.md", import.meta.url)));
-}
-
-/**
- * The vectors' keys as §6 states them ("terminal 10001 uses the 32 bytes `00 01 02 … 1f`"):
- * 32 bytes counting up from the first.
- */
-async function keys(): Promise<Map<number, Uint8Array>> {
-  const out = new Map<number, Uint8Array>();
-  for (
-    const m of (await protocolText()).matchAll(
-      /terminal (\d+)(?: uses)?\s+the 32 bytes `([0-9a-f]{2}) /g,
-    )
-  ) {
-    const first = parseInt(m[2], 16);
-    out.set(Number(m[1]), Uint8Array.from({ length: 32 }, (_, i) => first + i));
-  }
-  return out;
-}
-
-/** The kind of each vector terminal as §6 names it (`canteen_pos`, `shower`). */
-async function kinds(): Promise<Map<number, TerminalKind>> {
-  const out = new Map<number, TerminalKind>();
-  for (const m of (await protocolText()).matchAll(/terminal \*\*(\d+)\*\*[^(]*\(`([a-z_]+)`/g)) {
-    out.set(Number(m[1]), m[2] as TerminalKind);
-  }
-  return out;
-}
-
-interface Vector {
-  name: string;
-  terminalId: number;
-  sequence: number;
-  timestamp: number;
-  sealed: boolean;
-  message: Message;
-  bytes: Uint8Array;
-}
-
-async function vectors(): Promise<Vector[]> {
-  const text = await protocolText();
-  const out: Vector[] = [];
-  const re = /#### (.+)\n\n```vector\n(\{.*\})\n([0-9a-f \n]+)```/g;
-  for (const m of text.matchAll(re)) {
-    const meta = JSON.parse(m[2]);
-    const hex = m[3].replace(/\s+/g, "");
-    const bytes = new Uint8Array(hex.length / 2);
-    for (let i = 0; i < bytes.length; i++) bytes[i] = parseInt(hex.slice(i * 2, i * 2 + 2), 16);
-    out.push({ name: m[1], ...meta, bytes });
-  }
-  return out;
-}
+import { vectorKeys as keys, vectorKinds as kinds, vectors } from "./_vectors.ts";
 
 Deno.test("PROTOCOL.md has a test vector for every message type", async () => {
   const codes = new Set((await vectors()).map((v) => v.message.code));
