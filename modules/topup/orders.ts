@@ -10,7 +10,7 @@ import { randomDigits } from "../platform/crypto.ts";
 import { chinaDayStart, chinaDigits } from "../platform/china_time.ts";
 import { logger } from "../platform/log.ts";
 import { findBoundCard } from "../card/mod.ts";
-import { creditTopUp } from "../wallet/mod.ts";
+import { creditTopUp, getTransaction } from "../wallet/mod.ts";
 import { GatewayError, type GatewayOrder, type PaymentStart } from "./gateway.ts";
 import {
   type Gateways,
@@ -169,6 +169,24 @@ export async function createOrder(
   return { order: { ...order, prepay_id: start.reference }, start };
 }
 
+/**
+ * Opens a top-up from the 充值 form and says where the payer goes next: first WeChat's silent
+ * OAuth when JSAPI does not know the payer's openid yet, else the gateway's own page, or the
+ * JSAPI pay page.
+ */
+export async function openTopup(
+  deps: TopupDeps,
+  gateways: Gateways,
+  input: { accountId: number; amountText: string; method: string },
+): Promise<string> {
+  const openid = input.method === "wechat" ? await openidOf(deps.db, input.accountId) : null;
+  if (input.method === "wechat" && gateways.has("wechat") && !openid) {
+    return "/wallet/recharge/wechat/oauth";
+  }
+  const { order, start } = await createOrder(deps, gateways, { ...input, openid });
+  return start.kind === "redirect" ? start.url : `/wallet/recharge/orders/${order.order_no}/pay`;
+}
+
 /** One of the account's own orders, or null (someone else's order looks like no order). */
 export async function findOwnOrder(
   db: Db,
@@ -295,6 +313,32 @@ export async function checkOrder(
   }
   const after = await findOrder(db, order.order_no);
   return after?.state ?? order.state;
+}
+
+/** A pending order is asked about at most this often while its result page polls. */
+const POLL_CHECK_AFTER_MS = 10_000;
+
+/**
+ * An order as its result page shows it: a pending one older than the poll interval and not asked
+ * about within it is asked about first; a paid one comes with the balance right after its credit
+ * (its transfer's balance-after).
+ */
+export async function orderResult(
+  deps: TopupDeps,
+  gateways: Gateways,
+  order: TopupOrder,
+  now = Date.now(),
+): Promise<{ order: TopupOrder; balanceAfter: number | null }> {
+  const due = !order.last_checked_at ||
+    now - order.last_checked_at.getTime() > POLL_CHECK_AFTER_MS;
+  if (order.state === "pending" && due && now - order.created_at.getTime() > POLL_CHECK_AFTER_MS) {
+    await checkOrder(deps, gateways, order);
+    order = (await findOwnOrder(deps.db, order.account_id, order.order_no))!;
+  }
+  const credit = order.state === "paid" && order.transfer_id !== null
+    ? await getTransaction(deps.db, order.card_account_id, order.transfer_id)
+    : null;
+  return { order, balanceAfter: credit?.balanceAfter ?? null };
 }
 
 async function markClosed(db: Db, id: number): Promise<void> {

@@ -4,45 +4,55 @@ import { zValidator } from "@hono/zod-validator";
 import { z } from "zod";
 import type { Config } from "../platform/config.ts";
 import type { Db } from "../platform/database.ts";
-import { DomainError, NotFoundError } from "../platform/errors.ts";
+import { NotFoundError } from "../platform/errors.ts";
 import type { AppEnv } from "../platform/http.ts";
-import { formErrorsHook } from "../platform/forms.ts";
+import { formErrorsHook, runForm } from "../platform/forms.ts";
 import { render } from "../platform/views.ts";
-import { keyedHash, timingSafeEqual } from "../platform/crypto.ts";
 import { clientIp, requireStudent } from "../security/mod.ts";
-import { registerAdminNav, requireRole, ROLES, writeAudit } from "../staff/mod.ts";
+import { registerAdminNav, requireRole, ROLES } from "../staff/mod.ts";
 import { findBoundCard } from "../card/mod.ts";
-import { getTransaction } from "../wallet/mod.ts";
-import { GatewayError } from "./gateway.ts";
-import { SANDBOX_MODES, type SandboxMode } from "./sandbox.ts";
+import { SANDBOX_MODES, type SandboxMode, switchSandboxMode } from "./sandbox.ts";
 import { buildGateways, QUICK_AMOUNTS, sandboxOf, topupLimits, wechatOf } from "./deployment.ts";
 import { handleNotify } from "./notifies.ts";
 import {
   cancelOrder,
-  checkOrder,
-  createOrder,
   findOwnOrder,
-  openidOf,
+  openTopup,
+  orderResult,
   remainingToday,
-  rememberOpenid,
   type TopupOrder,
 } from "./orders.ts";
+import { oauthStartUrl, rememberPayerFromCallback } from "./payer_oauth.ts";
 import type { TopupMethod } from "./tables.ts";
 
+/**
+ * 充值: an amount typed in [充值金额] or a quick amount (the typed one wins) and [支付方式];
+ * `typed` is what the form shows again.
+ */
 const rechargeSchema = z.object({
   amount: z.string().max(40, "金额格式不正确").optional().default(""),
   quick: z.string().max(20).optional().default(""),
   method: z.string().max(20).optional().default(""),
+}).transform((f, ctx) => {
+  const amountText = f.amount.trim() || f.quick.trim();
+  if (!amountText) {
+    ctx.addIssue({ code: "custom", path: ["amount"], message: "请输入充值金额" });
+    return z.NEVER;
+  }
+  return { amountText, method: f.method, typed: f };
 });
+
+/** WeChat's OAuth callback: what it brings back. */
+const callbackQuery = z.object({
+  code: z.string().optional().default(""),
+  state: z.string().optional().default(""),
+}).catch({ code: "", state: "" });
 
 const modeSchema = z.object({
   mode: z.enum(Object.keys(SANDBOX_MODES) as [SandboxMode, ...SandboxMode[]], {
     message: "请选择通知方式",
   }),
 });
-
-/** A pending order is asked about at most this often while its result page polls. */
-const POLL_CHECK_AFTER_MS = 10_000;
 
 /** 充值 pages, the sandbox's 测试支付 page, the gateways' notify endpoints, the sandbox setting. */
 export function topupRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
@@ -95,31 +105,16 @@ export function topupRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
       rechargeSchema,
       formErrorsHook((c, errors, input) => showForm(c, errors, input, 422)),
     ),
-    async (c) => {
-      const form = c.req.valid("form");
-      const accountId = c.get("accountId")!;
-      const amountText = form.amount.trim() || form.quick.trim();
-      const input = { amount: form.amount, quick: form.quick, method: form.method };
-      if (!amountText) return showForm(c, { amount: "请输入充值金额" }, input, 422);
-      if (form.method === "wechat" && gateways.has("wechat") && !(await openidOf(db, accountId))) {
-        // JSAPI needs the payer's openid: learn it once through WeChat's silent OAuth.
-        return c.redirect("/wallet/recharge/wechat/oauth", 303);
-      }
-      try {
-        const { order, start } = await createOrder(deps, gateways, {
-          accountId,
-          amountText,
-          method: form.method,
-          openid: form.method === "wechat" ? await openidOf(db, accountId) : null,
-        });
-        if (start.kind === "redirect") return c.redirect(start.url, 303);
-        return c.redirect(`/wallet/recharge/orders/${order.order_no}/pay`, 303);
-      } catch (err) {
-        if (err instanceof DomainError && err.status !== 503) {
-          return showForm(c, { [err.field ?? "_form"]: err.userMessage }, input, err.status);
-        }
-        throw err;
-      }
+    (c) => {
+      const { typed, ...form } = c.req.valid("form");
+      return runForm(
+        () => openTopup(deps, gateways, { accountId: c.get("accountId")!, ...form }),
+        (errors, err) => {
+          if (err.status === 503) throw err;
+          return showForm(c, errors, typed, err.status);
+        },
+        (next) => c.redirect(next, 303),
+      );
     },
   );
 
@@ -131,21 +126,7 @@ export function topupRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
 
   // The result page: 处理中 until the notify (or a query) settles it; htmx polls the status part.
   app.get("/wallet/recharge/orders/:orderNo", requireStudent, async (c) => {
-    let order = await ownOrder(c);
-    const due = !order.last_checked_at ||
-      Date.now() - order.last_checked_at.getTime() > POLL_CHECK_AFTER_MS;
-    if (
-      order.state === "pending" && due &&
-      Date.now() - order.created_at.getTime() > POLL_CHECK_AFTER_MS
-    ) {
-      await checkOrder(deps, gateways, order);
-      order = (await findOwnOrder(db, order.account_id, order.order_no))!;
-    }
-    // 充值成功 shows the balance right after this credit (its transfer's balance-after).
-    const credit = order.state === "paid" && order.transfer_id !== null
-      ? await getTransaction(db, order.card_account_id, order.transfer_id)
-      : null;
-    const data = { order, balanceAfter: credit?.balanceAfter ?? null, title: "充值结果" };
+    const data = { ...await orderResult(deps, gateways, await ownOrder(c)), title: "充值结果" };
     if (c.req.header("hx-request") === "true") {
       return render(c, "topup/_status", data, { layout: null });
     }
@@ -173,44 +154,20 @@ export function topupRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
     });
   });
 
-  const oauthState = async (accountId: number, ts: number) =>
-    `${ts}.${
-      (await keyedHash(config.appSecret, "wechat-oauth", `${accountId}:${ts}`)).slice(0, 32)
-    }`;
-
   app.get("/wallet/recharge/wechat/oauth", requireStudent, async (c) => {
-    const wechat = wechatOf(gateways);
-    if (!wechat) throw new NotFoundError("WeChat Pay");
-    const state = await oauthState(c.get("accountId")!, Math.floor(Date.now() / 1000));
-    return c.redirect(
-      wechat.authorizeUrl(`${config.baseUrl}/wallet/recharge/wechat/callback`, state),
-      302,
-    );
+    return c.redirect(await oauthStartUrl(deps, gateways, c.get("accountId")!), 302);
   });
 
-  app.get("/wallet/recharge/wechat/callback", requireStudent, async (c) => {
-    const wechat = wechatOf(gateways);
-    if (!wechat) throw new NotFoundError("WeChat Pay");
-    const code = c.req.query("code") ?? "";
-    const state = c.req.query("state") ?? "";
-    const ts = Number(state.split(".")[0]);
-    const fresh = Number.isSafeInteger(ts) && Math.abs(Date.now() / 1000 - ts) < 600;
-    if (
-      !fresh || !timingSafeEqual(state, await oauthState(c.get("accountId")!, ts)) ||
-      !/^[A-Za-z0-9_-]{1,128}$/.test(code)
-    ) {
-      throw new DomainError("Bad OAuth callback", "授权已过期，请返回充值页面重试");
-    }
-    try {
-      await rememberOpenid(db, c.get("accountId")!, await wechat.openidForCode(code));
-    } catch (err) {
-      if (err instanceof GatewayError) {
-        throw new DomainError(err.message, "微信授权失败，请稍后再试");
-      }
-      throw err;
-    }
-    return c.redirect("/wallet/recharge?method=wechat", 303);
-  });
+  app.get(
+    "/wallet/recharge/wechat/callback",
+    requireStudent,
+    zValidator("query", callbackQuery),
+    async (c) => {
+      const accountId = c.get("accountId")!;
+      await rememberPayerFromCallback(deps, gateways, accountId, c.req.valid("query"));
+      return c.redirect("/wallet/recharge?method=wechat", 303);
+    },
+  );
 
   // The sandbox's 测试支付 page: only the order's own payer sees it.
   app.get("/pay/sandbox/:orderNo", requireStudent, async (c) => {
@@ -280,20 +237,8 @@ export function topupRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
     async (c) => {
       const sandbox = sandboxOf(gateways);
       if (!sandbox) return showMode(c, { _form: "本部署未启用测试支付" }, 409);
-      const mode = c.req.valid("form").mode;
-      await db.transaction().execute(async (trx) => {
-        const before = await sandbox.mode(trx);
-        await sandbox.setMode(mode, trx);
-        await writeAudit(trx, {
-          staffId: c.get("staff")!.id,
-          action: "topup.sandbox_mode",
-          targetType: "sandbox",
-          targetId: "notify_mode",
-          before: { mode: before },
-          after: { mode },
-          ip: clientIp(c),
-        });
-      });
+      const actor = { staffId: c.get("staff")!.id, ip: clientIp(c) };
+      await switchSandboxMode(db, sandbox, actor, c.req.valid("form").mode);
       return c.redirect("/admin/topup/sandbox", 303);
     },
   );

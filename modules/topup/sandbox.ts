@@ -12,6 +12,7 @@ import { logger } from "../platform/log.ts";
 import { writeCsv } from "../platform/csv.ts";
 import { chinaDateTime } from "../platform/china_time.ts";
 import { fenToYuanText } from "../platform/money.ts";
+import { writeAudit } from "../staff/mod.ts";
 import {
   type GatewayOrder,
   type GatewayQuery,
@@ -338,4 +339,26 @@ export class SandboxGateway implements PaymentGateway {
       ]),
     ], { bom: false });
   }
+}
+
+/** Sets how the sandbox answers (its notify mode), with the staff member's audit record. */
+export async function switchSandboxMode(
+  db: Db,
+  sandbox: SandboxGateway,
+  actor: { staffId: number; ip: string | null },
+  mode: SandboxMode,
+): Promise<void> {
+  await db.transaction().execute(async (trx) => {
+    const before = await sandbox.mode(trx);
+    await sandbox.setMode(mode, trx);
+    await writeAudit(trx, {
+      staffId: actor.staffId,
+      action: "topup.sandbox_mode",
+      targetType: "sandbox",
+      targetId: "notify_mode",
+      before: { mode: before },
+      after: { mode },
+      ip: actor.ip,
+    });
+  });
 }
