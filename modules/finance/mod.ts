@@ -2,13 +2,13 @@
 export { financeRoutes } from "./routes.ts";
 export {
   type Actor,
-  dailyReport,
   decideAdjustment,
   FinanceError,
   proposeAdjustment,
-  reconcileStatement,
   refundPayment,
 } from "./service.ts";
+export { dailyReport } from "./reports.ts";
+export { reconcileStatement } from "./reconciliations.ts";
 export { readStatement, reconcile, type ReconcileResult } from "./reconcile.ts";
 /**
  * 脱机消费复核: the terminal server files each offline record it refused to charge

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { parseCsv } from "../platform/csv.ts";
-import { reportCsv } from "./service.ts";
+import { reportCsv } from "./reports.ts";
 
 Deno.test("the finance report CSV neutralises names a spreadsheet would run, tab and CR too", () => {
   const names = ['=HYPERLINK("http://x")', "+A1", "-1+1", "@SUM(A1)", "\t=cmd", "\r=cmd"];

@@ -1,0 +1,102 @@
+import { z } from "zod";
+import { decodeCsv } from "../platform/csv.ts";
+
+/** A China day as typed: 2026-11-25. */
+export const DATE_RE = /^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$/;
+
+/** A path id (1–15 digits). */
+export const idParam = z.string().regex(/^\d{1,15}$/);
+
+/** 退款: the transfer, the amount in yuan, why; the form's token is the refund's reference. */
+export const refundSchema = z.object({
+  transfer_id: z.string().regex(/^\d{1,15}$/, "请选择要退款的交易"),
+  amount: z.string().min(1, "请输入退款金额").max(20, "金额格式不正确"),
+  reason: z.string().max(500, "原因不超过200字").default(""),
+  token: z.string().max(100).default(""),
+}).transform((f) => ({
+  transferId: Number(f.transfer_id),
+  amountText: f.amount,
+  reason: f.reason,
+  token: f.token,
+  typed: f,
+}));
+
+/** 充值退回: the order, the amount in yuan, why; the form's token is the refund's reference. */
+export const topupRefundSchema = z.object({
+  order_no: z.string().trim().regex(/^YXT\d{10,29}$/, "请输入正确的商户订单号"),
+  amount: z.string().min(1, "请输入退回金额").max(20, "金额格式不正确"),
+  reason: z.string().max(200, "原因不超过80字").default(""),
+  token: z.string().max(100).default(""),
+}).transform((f) => ({
+  orderNo: f.order_no,
+  amountText: f.amount,
+  reason: f.reason,
+  token: f.token,
+  typed: f,
+}));
+
+/** 调账 proposed: the 学号, a signed amount in yuan, why. */
+export const adjustSchema = z.object({
+  student_number: z.string().trim().min(1, "请输入学号").max(20, "学号格式不正确"),
+  amount: z.string().min(1, "请输入调账金额").max(20, "金额格式不正确"),
+  reason: z.string().max(500, "原因不超过200字").default(""),
+}).transform((f) => ({
+  studentNumber: f.student_number,
+  amountText: f.amount,
+  reason: f.reason,
+  typed: f,
+}));
+
+/** 营业日报's days and grouping (anything unreadable is left out). */
+export const reportQuery = z.object({
+  from: z.string().regex(DATE_RE).optional().catch(undefined),
+  to: z.string().regex(DATE_RE).optional().catch(undefined),
+  by: z.enum(["merchant", "terminal"]).optional().catch(undefined),
+});
+
+/** 脱机复核's decision note. */
+export const decideSchema = z.object({
+  note: z.string().trim().min(2, "请填写处理说明（至少2个字）").max(200, "处理说明不超过200字"),
+});
+
+/** 异常通知's resolution. */
+export const resolveSchema = z.object({
+  resolution: z.string().trim().min(2, "请填写处理说明").max(200, "处理说明不超过200字"),
+});
+
+/**
+ * 充值对账: a channel this deployment has, the statement file (CSV, at most 5 MB) and optional
+ * days. WeChat and bank statements opened in Excel are often saved as GBK or UTF-16: the text
+ * comes decoded.
+ */
+export function reconcileSchema<M extends string>(methods: ReadonlySet<M>) {
+  return z.object({
+    method: z.unknown().optional(),
+    statement: z.unknown().optional(),
+    from: z.unknown().optional(),
+    to: z.unknown().optional(),
+  }).transform(async (f, ctx) => {
+    const fail = (field: string, message: string) => {
+      ctx.addIssue({ code: "custom", path: [field], message });
+      return z.NEVER;
+    };
+    const method = String(f.method ?? "");
+    const [from, to] = [String(f.from ?? ""), String(f.to ?? "")];
+    if (!methods.has(method as M)) return fail("method", "请选择支付渠道");
+    const file = f.statement;
+    if (!(file instanceof File) || file.size === 0) {
+      return fail("statement", "请选择对账单文件（CSV）");
+    }
+    if (file.size > 5_000_000) return fail("statement", "对账单文件不能超过5MB");
+    if ((from && !DATE_RE.test(from)) || (to && !DATE_RE.test(to))) {
+      return fail("from", "日期格式应为 2026-11-25");
+    }
+    return {
+      method: method as M,
+      filename: file.name,
+      text: decodeCsv(new Uint8Array(await file.arrayBuffer())),
+      from: from || undefined,
+      to: to || undefined,
+    };
+  });
+}
