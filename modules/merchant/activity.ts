@@ -31,3 +31,15 @@ export function provideTerminalActivity(activity: TerminalActivity): void {
 export function terminalActivity(): TerminalActivity | null {
   return provided;
 }
+
+/** A reader counts as online when heard from within this many seconds (two heartbeats). */
+const ONLINE_SECONDS = 70;
+
+/** Whether a reader is online: connected to this instance now, or heard from lately. */
+export function isOnline(
+  terminal: { id: number; lastSeenAt: Date | null },
+  now = Date.now(),
+): boolean {
+  return (provided?.connected(terminal.id) ?? false) ||
+    (terminal.lastSeenAt !== null && now - terminal.lastSeenAt.getTime() < ONLINE_SECONDS * 1000);
+}
