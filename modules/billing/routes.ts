@@ -144,25 +144,18 @@ export function billingRoutes(
   for (const [path, utility] of Object.entries(UTILITY_PATHS)) {
     app.get(`/${path}`, (c) => showPay(c, utility));
 
+    const unreadable = formErrorsHook((c, e, i) =>
+      showPay(c, utility, { amount: e.amount ?? e.token ?? e.quick }, typedAmount(i), 422)
+    );
     app.post(
       `/${path}`,
-      zValidator(
-        "form",
-        payForm,
-        formErrorsHook((c, e, i) =>
-          showPay(c, utility, { amount: e.amount ?? e.token ?? e.quick }, typedAmount(i), 422)
-        ),
-      ),
+      zValidator("form", payForm, unreadable),
       async (c) => {
-        const { fen, token, typed } = c.req.valid("form");
+        const { amount, token, typed } = c.req.valid("form");
         const accountId = c.get("accountId")!;
         try {
-          const p = await purchaseFromBoundCard(db, money, {
-            accountId,
-            utility,
-            amount: fen,
-            token,
-          });
+          const input = { accountId, utility, amount, token };
+          const p = await purchaseFromBoundCard(db, money, input);
           return c.redirect(`/billing/orders/${p.orderNo}`, 303);
         } catch (err) {
           return await payRefused(c, utility, err, typed);

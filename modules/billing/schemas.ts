@@ -118,7 +118,7 @@ export const payForm = z.object({
   if (!text) return issue(ctx, "amount", "请选择或输入充值金额");
   const fen = parseYuan(text);
   if (fen === null) return issue(ctx, "amount", BAD_AMOUNT);
-  return { fen, token: f.token, typed: typedAmount(f) };
+  return { amount: fen, token: f.token, typed: typedAmount(f) };
 });
 
 /** What [输入金额] and the quick amounts held, to show again with a message. */

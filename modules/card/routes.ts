@@ -61,23 +61,23 @@ export function cardRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
   // ---- 一卡通账号绑定
   const showBind = (c: C, errors: FieldErrors, input: Input, status = 200) =>
     page(c, "card/bind", "一卡通账号绑定", errors, input, status);
+  // A refusal that asked for the 身份证, or came with one, keeps asking for it.
+  const keptAfterRefusal = (errors: FieldErrors, typed: Input, idGiven: boolean): Input =>
+    idGiven || errors.id_number !== undefined ? { ...typed, ask_id: "1" } : typed;
   app.get("/bind", (c) => showBind(c, {}, {}));
+  const bindFailed = formErrorsHook((c, errors, input) =>
+    showBind(c, errors, shownAgain(input), 422)
+  );
   app.post(
     "/bind",
-    zValidator(
-      "form",
-      bindSchema,
-      formErrorsHook((c, errors, input) => showBind(c, errors, shownAgain(input), 422)),
-    ),
+    zValidator("form", bindSchema, bindFailed),
     (c) => {
       const { typed, ...form } = c.req.valid("form");
       const accountId = c.get("accountId")!;
-      // A refusal that asked for the 身份证, or came with one, keeps asking for it.
-      const asking = (errors: FieldErrors): Input =>
-        form.idNumber !== undefined || errors.id_number !== undefined ? { ask_id: "1" } : {};
+      const idGiven = form.idNumber !== undefined;
       return runForm(
         () => bindCard(db, deps, { accountId, ...form, ip: clientIp(c) }),
-        (errors, err) => showBind(c, errors, { ...typed, ...asking(errors) }, err.status),
+        (errors, err) => showBind(c, errors, keptAfterRefusal(errors, typed, idGiven), err.status),
         async () => {
           // The manual: 绑定成功后需要重新登录. Every session of the account ends, this one too.
           await destroySessionsOf(db, "student", accountId);
