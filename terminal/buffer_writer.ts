@@ -88,6 +88,11 @@ export class Writer {
     return this;
   }
 
+  /** How many body bytes were written so far. */
+  get written(): number {
+    return this.#offset - HEADER_SIZE;
+  }
+
   /** Body bytes written so far (a copy), without a header. */
   body(): Uint8Array {
     return this.#buffer.slice(HEADER_SIZE, this.#offset);

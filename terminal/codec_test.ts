@@ -7,10 +7,11 @@ import {
   MAX_BODY_SIZE,
   type Message,
   MessageCode,
+  messageName,
   Status,
 } from "./messages.ts";
 import { parseBody, Parser, type RawFrame } from "./parser.ts";
-import { computeMac, encodeFrame, serializeBody } from "./serializer.ts";
+import { bodySlot, computeMac, encodeFrame, serializeBody } from "./serializer.ts";
 
 const KEY = Uint8Array.from({ length: 32 }, (_, i) => i);
 const HEADER = { terminalId: 10001, sequence: 7, timestamp: 1_764_000_000 };
@@ -343,5 +344,69 @@ Deno.test("fuzz: mutated valid frames and random bytes only ever throw FrameErro
       }
     }),
     { numRuns: 2000 },
+  );
+});
+
+Deno.test("bodySlot says where the serializer writes a number field: writing a value there is serializing it", () => {
+  // Replies whose numbers SQL fills in, and one with a string before a number.
+  const messages: Message[] = [
+    {
+      code: MessageCode.CardPaymentReply,
+      status: 0,
+      amount: 0,
+      balance: 0,
+      triesLeft: 0,
+      retryAfter: 0,
+    },
+    { code: MessageCode.QrPaymentReply, status: 0, amount: 0, balance: 0 },
+    { code: MessageCode.ShowerStartReply, status: 0, holdId: 0, authorised: 0, balance: 0 },
+    { code: MessageCode.ShowerEndReply, status: 0, charged: 0, released: 0, balance: 0 },
+    { code: MessageCode.ReversalReply, status: 0, originalSequence: 0, amount: 0, balance: 0 },
+    {
+      code: MessageCode.SignOnReply,
+      status: 0,
+      serverTime: 0,
+      merchantName: "第一食堂",
+      blocklistVersion: 0,
+      offlinePaymentLimit: 0,
+      offlineTotalLimit: 0,
+      offlineMaxRecords: 0,
+      passwordThreshold: 0,
+      showerUnitPrice: 0,
+      showerUnit: "liter",
+      showerHoldAmount: 0,
+      heartbeatSeconds: 0,
+    },
+  ];
+  const numbers = (m: Message) =>
+    Object.keys(m).filter((k) =>
+      !["code", "status", "triesLeft", "offlineMaxRecords", "heartbeatSeconds"].includes(k) &&
+      typeof (m as unknown as Record<string, unknown>)[k] === "number"
+    );
+  let checked = 0;
+  for (const m of messages) {
+    for (const field of numbers(m)) {
+      const slot = bodySlot(m, field);
+      const signed = field === "balance";
+      const value = slot.bytes === 8 ? 0x1f_0102_0304_0506 : signed ? -123_456 : 0xfedc_ba98;
+      const patched = serializeBody(m);
+      const view = new DataView(patched.buffer, patched.byteOffset);
+      if (slot.bytes === 8) {
+        view.setUint32(slot.offset, Math.floor(value / 0x1_0000_0000));
+        view.setUint32(slot.offset + 4, value >>> 0);
+      } else if (signed) view.setInt32(slot.offset, value);
+      else view.setUint32(slot.offset, value);
+      assert.deepEqual(
+        patched,
+        serializeBody({ ...m, [field]: value } as Message),
+        `${messageName(m.code)}.${field}`,
+      );
+      checked++;
+    }
+  }
+  assert.equal(checked, 21);
+  assert.throws(
+    () => bodySlot(messages[5], "merchantName"),
+    /Cannot find number field merchantName/,
   );
 });

@@ -24,8 +24,10 @@ export {
 } from "./serializer.ts";
 /** Stream parser and body decoder. */
 export { parseBody, Parser, type RawFrame } from "./parser.ts";
-/** Settings given to readers, and the wallet reference of a reader request. */
-export { maskName, type ProtocolSettings, protocolSettings, requestReference } from "./service.ts";
+/** Settings given to readers, the wallet reference of a reader request, a holder's masked name. */
+export { type ProtocolSettings, protocolSettings } from "./settings.ts";
+export { requestReference } from "./context.ts";
+export { maskName } from "./reads.ts";
 export type { TerminalServer, TerminalServerOptions };
 /** A reader's side of the protocol (the simulator's client), for other modules' tests and the bench. */
 export {
@@ -59,12 +61,15 @@ export function startTerminalServer(
 ): TerminalServer {
   const server = start(deps, options);
   servers.add(server);
-  const close = server.close.bind(server);
-  return Object.assign(Object.create(server), {
+  return {
     port: server.port,
+    get connectionCount() {
+      return server.connectionCount;
+    },
+    connected: (terminalId: number) => server.connected(terminalId),
     close: async () => {
       servers.delete(server);
-      await close();
+      await server.close();
     },
-  }) as TerminalServer;
+  };
 }

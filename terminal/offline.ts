@@ -15,6 +15,7 @@ import {
   isChipNumber,
   type Message,
   MessageCode,
+  type MessageOf,
   type OfflineRecord,
   type OfflineResult,
   Status,
@@ -28,7 +29,9 @@ import {
   saveBlocklistAck,
   saveOfflineRecord,
 } from "./repository.ts";
-import type { Outcome, ProtocolSettings, ServiceContext } from "./service.ts";
+import type { ServiceContext } from "./context.ts";
+import type { MoneyRequest, Outcome } from "./once.ts";
+import type { ProtocolSettings } from "./settings.ts";
 
 const log = logger("terminal.offline");
 
@@ -62,42 +65,42 @@ const refusal = (status: number, reason: OfflineReviewReason): Refusal => ({ sta
  */
 async function judge(
   ctx: ServiceContext,
-  t: Terminal,
-  r: OfflineRecord,
+  terminal: Terminal,
+  record: OfflineRecord,
   input: { uploadedAt: number; ackedBefore: number },
 ): Promise<{ refusal: Refusal | null; cardAccountId: number | null }> {
   const s = ctx.settings;
   // Looked up first: finance needs the card of any refused record to charge it on review. A chip
   // outside the format (a NUL, lower case, …) is no card's and is never looked up: lower case is
   // not upper-cased into someone's card, and a NUL never reaches the database.
-  const card = isChipNumber(r.chip) ? await findCardByChip(ctx.db, r.chip) : null;
+  const card = isChipNumber(record.chip) ? await findCardByChip(ctx.db, record.chip) : null;
   const cardAccountId = card?.cardAccountId ?? null;
   const none = (x: Refusal) => ({ refusal: x, cardAccountId });
-  if (r.amount === 0) return none(refusal(Status.InvalidAmount, "invalid_amount"));
-  if (r.amount > s.offlinePaymentLimit) {
+  if (record.amount === 0) return none(refusal(Status.InvalidAmount, "invalid_amount"));
+  if (record.amount > s.offlinePaymentLimit) {
     return none(refusal(Status.OfflineOverPaymentLimit, "over_payment_limit"));
   }
-  if (r.amount > s.passwordThreshold) {
+  if (record.amount > s.passwordThreshold) {
     return none(refusal(Status.OfflinePasswordRequired, "over_password_threshold"));
   }
-  if (r.occurredAt > input.uploadedAt + s.timestampWindowSeconds) {
+  if (record.occurredAt > input.uploadedAt + s.timestampWindowSeconds) {
     return none(refusal(Status.OfflineTimeAhead, "future_time"));
   }
-  if (r.occurredAt < input.uploadedAt - s.offlineMaxAgeSeconds) {
+  if (record.occurredAt < input.uploadedAt - s.offlineMaxAgeSeconds) {
     return none(refusal(Status.OfflineTooOld, "too_old"));
   }
-  const at = new Date(r.occurredAt * 1000);
+  const at = new Date(record.occurredAt * 1000);
   // What the reader held when it took this one: everything after the last record acknowledged
   // by then, this one included.
   const held = await offlineHeldAt(ctx.db, {
-    terminalId: t.id,
+    terminalId: terminal.id,
     at,
     ackedBefore: input.ackedBefore,
   });
-  if (r.offlineSequence - held.from > s.offlineMaxRecords) {
+  if (record.offlineSequence - held.from > s.offlineMaxRecords) {
     return none(refusal(Status.OfflineOverRecordLimit, "over_record_limit"));
   }
-  if (held.charged + r.amount > s.offlineTotalLimit) {
+  if (held.charged + record.amount > s.offlineTotalLimit) {
     return none(refusal(Status.OfflineOverTotalLimit, "over_total_limit"));
   }
   if (!card) return none(refusal(Status.UnknownChip, "unknown_chip"));
@@ -107,11 +110,11 @@ async function judge(
     return found(refusal(Status.CardCancelled, "card_cancelled"));
   }
   // Paid before the chip went onto the blocklist: the holder's payment, whatever happened since.
-  const listed = await blocklistedAt(ctx.db, r.chip, at);
+  const listed = await blocklistedAt(ctx.db, record.chip, at);
   if (!listed) return found(null);
   const status = card.chipStatus === "cancelled" ? Status.ChipCancelled : Status.ChipLost;
   const known = await heldBlocklistVersion(ctx.db, {
-    terminalId: t.id,
+    terminalId: terminal.id,
     version: listed.version,
     at,
   });
@@ -119,23 +122,26 @@ async function judge(
   return found(refusal(status, status === Status.ChipLost ? "chip_lost" : "chip_cancelled"));
 }
 
+/** OfflineUpload `0x50` and OfflineUploadItemized `0x51`: recorded once, as any money request. */
+export const offlineUpload: MoneyRequest<MessageOf<0x50 | 0x51>> = { handle: acknowledge };
+
 /** Acknowledges an upload's records (inside the request's transaction) and returns its reply. */
-export async function applyOfflineUpload(
+async function acknowledge(
   ctx: ServiceContext,
-  t: Terminal,
-  f: RawFrame,
-  m: Extract<Message, { code: 0x50 | 0x51 }>,
+  terminal: Terminal,
+  frame: RawFrame,
+  upload: MessageOf<0x50 | 0x51>,
 ): Promise<Outcome> {
-  const ackedBefore = await offlineAcked(ctx.db, t.id);
+  const ackedBefore = await offlineAcked(ctx.db, terminal.id);
   let acked = ackedBefore;
   let duplicates = 0;
   let applied = 0;
   let total = 0;
   const results: OfflineResult[] = [];
-  const records = [...m.records].sort((a, b) => a.offlineSequence - b.offlineSequence);
+  const records = [...upload.records].sort((a, b) => a.offlineSequence - b.offlineSequence);
   const earlier = await offlineResults(
     ctx.db,
-    t.id,
+    terminal.id,
     records.filter((r) => r.offlineSequence <= ackedBefore).map((r) => r.offlineSequence),
   );
   for (const r of records) {
@@ -159,15 +165,15 @@ export async function applyOfflineUpload(
       });
       continue;
     }
-    const verdict = await judge(ctx, t, r, { uploadedAt: f.timestamp, ackedBefore });
-    const reference = offlineReference(t.id, r.offlineSequence);
+    const verdict = await judge(ctx, terminal, r, { uploadedAt: frame.timestamp, ackedBefore });
+    const reference = offlineReference(terminal.id, r.offlineSequence);
     const occurredAt = new Date(r.occurredAt * 1000);
     let balanceAfter: number | null = null;
     if (verdict.refusal === null) {
       const paid = await applyOfflinePayment(ctx.db, {
         cardAccountId: verdict.cardAccountId!,
-        merchantId: t.merchantId,
-        terminalId: t.id,
+        merchantId: terminal.merchantId,
+        terminalId: terminal.id,
         amount: r.amount,
         reference,
         occurredAt,
@@ -178,10 +184,10 @@ export async function applyOfflineUpload(
     } else {
       await fileOfflineReview(ctx.db, {
         reference,
-        terminalId: t.id,
-        terminalName: t.name,
-        merchantId: t.merchantId,
-        merchantName: t.merchantName,
+        terminalId: terminal.id,
+        terminalName: terminal.name,
+        merchantId: terminal.merchantId,
+        merchantName: terminal.merchantName,
         offlineSequence: r.offlineSequence,
         chip: storedChip(r.chip),
         cardAccountId: verdict.cardAccountId,
@@ -190,7 +196,7 @@ export async function applyOfflineUpload(
         reason: verdict.refusal.reason,
       });
       log.warn("offline record not charged, filed for review", {
-        terminal: t.id,
+        terminal: terminal.id,
         offlineSequence: r.offlineSequence,
         reason: verdict.refusal.reason,
       });
@@ -198,7 +204,7 @@ export async function applyOfflineUpload(
     const charged = verdict.refusal === null ? r.amount : 0;
     const result = verdict.refusal?.status ?? Status.Ok;
     await saveOfflineRecord(ctx.db, {
-      terminalId: t.id,
+      terminalId: terminal.id,
       offlineSequence: r.offlineSequence,
       occurredAt,
       chip: storedChip(r.chip),
@@ -212,7 +218,7 @@ export async function applyOfflineUpload(
     results.push({ offlineSequence: r.offlineSequence, result, charged });
     acked = r.offlineSequence;
   }
-  const message: Message = m.code === MessageCode.OfflineUpload
+  const message: Message = upload.code === MessageCode.OfflineUpload
     ? {
       code: MessageCode.OfflineUploadReply,
       status: Status.Ok,

@@ -136,13 +136,13 @@ export class Parser {
   #owned = false;
 }
 
-const reader = new BufferReader();
+const shared = new BufferReader();
 
-function readDelta(r: BufferReader): BlocklistDelta {
-  const version = r.uint32();
-  const complete = r.uint8() === 1;
-  const added = readChips(r);
-  const removed = readChips(r);
+function readDelta(reader: BufferReader): BlocklistDelta {
+  const version = reader.uint32();
+  const complete = reader.uint8() === 1;
+  const added = readChips(reader);
+  const removed = readChips(reader);
   if (added.length + removed.length > MAX_BLOCKLIST_ENTRIES) {
     throw new FrameError(
       "Cannot read blocklist delta: too many entries",
@@ -153,19 +153,19 @@ function readDelta(r: BufferReader): BlocklistDelta {
   return { version, complete, added, removed };
 }
 
-function readChips(r: BufferReader): string[] {
-  const n = r.uint16();
+function readChips(reader: BufferReader): string[] {
+  const n = reader.uint16();
   if (n > MAX_BLOCKLIST_ENTRIES) {
     throw new FrameError("Cannot read chip list: too many entries", Status.MalformedBody, false);
   }
   const out: string[] = [];
-  for (let i = 0; i < n; i++) out.push(r.string8());
+  for (let i = 0; i < n; i++) out.push(reader.string8());
   return out;
 }
 
 /** A chip number of a request: any other byte (NUL, lower case, punctuation) is malformed. */
-function readChip(r: BufferReader): string {
-  const chip = r.string8();
+function readChip(reader: BufferReader): string {
+  const chip = reader.string8();
   if (!isChipNumber(chip)) {
     throw new FrameError(
       `Cannot read chip number of ${chip.length} characters: 4 to 20 of 0-9A-Z`,
@@ -178,35 +178,35 @@ function readChip(r: BufferReader): string {
 
 /** Decodes a body by its message code. Unknown codes fail with the code in hex. */
 export function parseBody(code: number, body: Uint8Array): Message {
-  const r = reader;
-  r.setBuffer(body);
-  const m = readMessage(code, r);
-  r.end();
+  const reader = shared;
+  reader.setBuffer(body);
+  const m = readMessage(code, reader);
+  reader.end();
   return m;
 }
 
-function readMessage(code: number, r: BufferReader): Message {
+function readMessage(code: number, reader: BufferReader): Message {
   switch (code) {
     case MessageCode.SignOn:
-      return { code, firmware: r.string8() };
+      return { code, firmware: reader.string8() };
     case MessageCode.Heartbeat:
-      return { code, blocklistVersion: r.uint32(), offlineCount: r.uint16() };
+      return { code, blocklistVersion: reader.uint32(), offlineCount: reader.uint16() };
     case MessageCode.CardPayment:
-      return { code, chip: readChip(r), amount: r.uint32(), password: r.string8() };
+      return { code, chip: readChip(reader), amount: reader.uint32(), password: reader.string8() };
     case MessageCode.QrPayment:
-      return { code, paymentCode: r.string8(), amount: r.uint32() };
+      return { code, paymentCode: reader.string8(), amount: reader.uint32() };
     case MessageCode.BalanceInquiry:
     case MessageCode.ShowerStart:
-      return { code, chip: readChip(r) };
+      return { code, chip: readChip(reader) };
     case MessageCode.ShowerEnd:
-      return { code, holdId: r.uint64(), units: r.uint32() };
+      return { code, holdId: reader.uint64(), units: reader.uint32() };
     case MessageCode.Reversal:
-      return { code, originalSequence: r.uint32() };
+      return { code, originalSequence: reader.uint32() };
     case MessageCode.BlocklistSync:
-      return { code, fromVersion: r.uint32() };
+      return { code, fromVersion: reader.uint32() };
     case MessageCode.OfflineUpload:
     case MessageCode.OfflineUploadItemized: {
-      const n = r.uint8();
+      const n = reader.uint8();
       if (n === 0 || n > MAX_OFFLINE_BATCH) {
         throw new FrameError(
           `Cannot read offline batch of ${n} records: 1 to ${MAX_OFFLINE_BATCH}`,
@@ -217,102 +217,111 @@ function readMessage(code: number, r: BufferReader): Message {
       const records: OfflineRecord[] = [];
       for (let i = 0; i < n; i++) {
         records.push({
-          offlineSequence: r.uint32(),
-          occurredAt: r.uint32(),
+          offlineSequence: reader.uint32(),
+          occurredAt: reader.uint32(),
           // Any bytes: a record's chip outside the format is its result, UnknownChip (§4.11).
-          chip: r.looseString8(),
-          amount: r.uint32(),
+          chip: reader.looseString8(),
+          amount: reader.uint32(),
         });
       }
       return { code, records };
     }
     case MessageCode.Error:
-      return { code, status: r.uint16(), serverTime: r.uint32() };
+      return { code, status: reader.uint16(), serverTime: reader.uint32() };
     case MessageCode.SignOnReply:
       return {
         code,
-        status: r.uint16(),
-        serverTime: r.uint32(),
-        merchantName: r.string8(),
-        blocklistVersion: r.uint32(),
-        offlinePaymentLimit: r.uint32(),
-        offlineTotalLimit: r.uint32(),
-        offlineMaxRecords: r.uint16(),
-        passwordThreshold: r.uint32(),
-        showerUnitPrice: r.uint32(),
-        showerUnit: r.string8(),
-        showerHoldAmount: r.uint32(),
-        heartbeatSeconds: r.uint16(),
+        status: reader.uint16(),
+        serverTime: reader.uint32(),
+        merchantName: reader.string8(),
+        blocklistVersion: reader.uint32(),
+        offlinePaymentLimit: reader.uint32(),
+        offlineTotalLimit: reader.uint32(),
+        offlineMaxRecords: reader.uint16(),
+        passwordThreshold: reader.uint32(),
+        showerUnitPrice: reader.uint32(),
+        showerUnit: reader.string8(),
+        showerHoldAmount: reader.uint32(),
+        heartbeatSeconds: reader.uint16(),
       };
     case MessageCode.HeartbeatReply:
       return {
         code,
-        status: r.uint16(),
-        serverTime: r.uint32(),
-        uploadOffline: r.uint8() === 1,
-        blocklist: readDelta(r),
+        status: reader.uint16(),
+        serverTime: reader.uint32(),
+        uploadOffline: reader.uint8() === 1,
+        blocklist: readDelta(reader),
       };
     case MessageCode.CardPaymentReply:
       return {
         code,
-        status: r.uint16(),
-        amount: r.uint32(),
-        balance: r.int32(),
-        triesLeft: r.uint8(),
-        retryAfter: r.uint32(),
+        status: reader.uint16(),
+        amount: reader.uint32(),
+        balance: reader.int32(),
+        triesLeft: reader.uint8(),
+        retryAfter: reader.uint32(),
       };
     case MessageCode.QrPaymentReply:
-      return { code, status: r.uint16(), amount: r.uint32(), balance: r.int32() };
+      return { code, status: reader.uint16(), amount: reader.uint32(), balance: reader.int32() };
     case MessageCode.BalanceInquiryReply:
       return {
         code,
-        status: r.uint16(),
-        balance: r.int32(),
-        available: r.int32(),
-        name: r.string8(),
+        status: reader.uint16(),
+        balance: reader.int32(),
+        available: reader.int32(),
+        name: reader.string8(),
       };
     case MessageCode.ShowerStartReply:
       return {
         code,
-        status: r.uint16(),
-        holdId: r.uint64(),
-        authorised: r.uint32(),
-        balance: r.int32(),
+        status: reader.uint16(),
+        holdId: reader.uint64(),
+        authorised: reader.uint32(),
+        balance: reader.int32(),
       };
     case MessageCode.ShowerEndReply:
       return {
         code,
-        status: r.uint16(),
-        charged: r.uint32(),
-        released: r.uint32(),
-        balance: r.int32(),
+        status: reader.uint16(),
+        charged: reader.uint32(),
+        released: reader.uint32(),
+        balance: reader.int32(),
       };
     case MessageCode.ReversalReply:
       return {
         code,
-        status: r.uint16(),
-        originalSequence: r.uint32(),
-        amount: r.uint32(),
-        balance: r.int32(),
+        status: reader.uint16(),
+        originalSequence: reader.uint32(),
+        amount: reader.uint32(),
+        balance: reader.int32(),
       };
     case MessageCode.BlocklistSyncReply:
-      return { code, status: r.uint16(), blocklist: readDelta(r) };
+      return { code, status: reader.uint16(), blocklist: readDelta(reader) };
     case MessageCode.BlocklistPush:
-      return { code, fromVersion: r.uint32(), blocklist: readDelta(r) };
+      return { code, fromVersion: reader.uint32(), blocklist: readDelta(reader) };
     case MessageCode.OfflineUploadReply:
       return {
         code,
-        status: r.uint16(),
-        ackedSequence: r.uint32(),
-        applied: r.uint8(),
-        duplicates: r.uint8(),
+        status: reader.uint16(),
+        ackedSequence: reader.uint32(),
+        applied: reader.uint8(),
+        duplicates: reader.uint8(),
       };
     case MessageCode.OfflineUploadItemizedReply: {
-      const head = { code, status: r.uint16(), ackedSequence: r.uint32(), duplicates: r.uint8() };
-      const n = r.uint8();
+      const head = {
+        code,
+        status: reader.uint16(),
+        ackedSequence: reader.uint32(),
+        duplicates: reader.uint8(),
+      };
+      const n = reader.uint8();
       const results: OfflineResult[] = [];
       for (let i = 0; i < n; i++) {
-        results.push({ offlineSequence: r.uint32(), result: r.uint16(), charged: r.uint32() });
+        results.push({
+          offlineSequence: reader.uint32(),
+          result: reader.uint16(),
+          charged: reader.uint32(),
+        });
       }
       return { ...head, results };
     }

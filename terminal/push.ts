@@ -26,7 +26,7 @@ export class BlocklistBroadcaster<C extends PushTarget> {
   constructor(
     readonly db: Db,
     readonly connections: Set<C>,
-    readonly send: (c: C, m: Message) => Promise<void>,
+    readonly send: (connection: C, message: Message) => Promise<void>,
     pollMs = 1000,
   ) {
     this.#unsubscribe = onBlocklistChange(() => this.check());
@@ -66,14 +66,14 @@ export class BlocklistBroadcaster<C extends PushTarget> {
       if (delta.version <= from) break;
       const added = delta.added.slice(0, MAX_BLOCKLIST_ENTRIES);
       const removed = delta.removed.slice(0, MAX_BLOCKLIST_ENTRIES - added.length);
-      const m: Message = {
+      const push: Message = {
         code: MessageCode.BlocklistPush,
         fromVersion: from,
         blocklist: { version: delta.version, complete: delta.complete, added, removed },
       };
       const sends: Promise<void>[] = [];
       for (const c of this.connections) {
-        if (c.terminalId !== 0 && !c.closed) sends.push(this.send(c, m));
+        if (c.terminalId !== 0 && !c.closed) sends.push(this.send(c, push));
       }
       await Promise.allSettled(sends);
       this.#version = delta.version;

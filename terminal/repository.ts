@@ -1,6 +1,8 @@
 /** Queries of the terminal module's own tables. */
 import { type RawBuilder, sql } from "kysely";
 import type { Db } from "../modules/platform/database.ts";
+import type { Message } from "./messages.ts";
+import { type BodySlot, bodySlot } from "./serializer.ts";
 import "./tables.ts";
 
 export interface StoredRequest {
@@ -65,25 +67,42 @@ function hex(bytes: Uint8Array): string {
 }
 
 /**
+ * A reply body (SQL bytea) with `value` written into `slot`, as the serializer places it: a
+ * number outside the slot's range fails the cast, so the statement writes nothing and the caller
+ * takes the ordinary path.
+ */
+function filledSql(
+  reply: RawBuilder<unknown>,
+  slot: BodySlot,
+  value: RawBuilder<unknown>,
+): RawBuilder<unknown> {
+  const bytes = slot.bytes === 8
+    ? sql`int8send(${value}::bigint)`
+    : sql`int4send(${value}::integer)`;
+  return sql`overlay(${reply} placing ${bytes} from ${
+    slot.offset + 1
+  }::integer for ${slot.bytes}::integer)`;
+}
+
+/**
  * The records of a batch of paid requests (`payFromCardsRecorded`) as an `insert … select …` from
  * `paid`: `rows[i]` is recorded when `paid` has a row with `ord = i + 1`, its `balance_after`
- * written into the reply body as a big-endian int32 at `balanceOffset` (a balance outside int32
- * fails the cast, so the statement writes nothing and each payment takes the ordinary path). A
+ * written into the reply body at `balance` (the serializer's slot of the reply's balance). A
  * (terminal, sequence) already recorded aborts the whole statement, money included. The statement
  * text is the same for any number of rows (arrays, not one placeholder per row).
  */
 export function recordPaidRequestsSql(
   rows: PaidRequestRow[],
-  balanceOffset: number,
+  balance: BodySlot,
   paid: RawBuilder<unknown>,
 ): RawBuilder<unknown> {
   const col = <T>(f: (r: PaidRequestRow) => T) => rows.map(f);
   return sql`insert into terminal_requests (terminal_id, sequence, type, request, status,
       reply_type, reply_timestamp, reply, amount, card_account_id)
     select r.terminal_id, r.sequence, r.type, decode(r.request, 'hex'), r.status, r.reply_type,
-      r.reply_timestamp,
-      overlay(decode(r.reply, 'hex') placing int4send(${paid}.balance_after::integer)
-        from ${balanceOffset + 1}::integer for 4),
+      r.reply_timestamp, ${
+    filledSql(sql`decode(r.reply, 'hex')`, balance, sql`${paid}.balance_after`)
+  },
       r.amount, ${paid}.card_account_id
     from ${paid} join unnest(${col((r) => r.terminalId)}::bigint[],
       ${col((r) => r.sequence)}::bigint[], ${col((r) => r.type)}::smallint[],
@@ -252,21 +271,29 @@ export async function findShower(db: Db, terminalId: number, holdId: number) {
     null;
 }
 
-/** A field of a reply body filled in by SQL: a big-endian integer of `bytes` at `offset`. */
+/** A number field of a reply body filled in by SQL: where the serializer writes it, and from what. */
 export interface ReplyField {
-  offset: number;
-  bytes: 4 | 8;
+  slot: BodySlot;
   /** A column of the statement's source row. */
   column: string;
+}
+
+/** The fields of `reply` named in `columns` (field → source column), placed by the serializer. */
+export function replyFields(reply: Message, columns: Record<string, string>): ReplyField[] {
+  return Object.entries(columns).map(([field, column]) => ({
+    slot: bodySlot(reply, field),
+    column,
+  }));
 }
 
 /**
  * The record of a handled request as an `insert … select … from ${source}` for a wallet
  * statement that moves money and records it in one round trip (`holdFundsRecorded`,
  * `settleHoldRecorded`, `redeemPaymentCodeRecorded`): `fields` of the reply are written from
- * `source`'s columns, as is the card account, and the amount (a column, or the request's own). A value outside the field's range fails the cast, so the
- * statement writes nothing and the caller takes the ordinary path. A plain insert: a (terminal,
- * sequence) already recorded aborts the whole statement, money included.
+ * `source`'s columns, as is the card account, and the amount (a column, or the request's own). A
+ * value outside the field's range fails the cast, so the statement writes nothing and the caller
+ * takes the ordinary path. A plain insert: a (terminal, sequence) already recorded aborts the
+ * whole statement, money included.
  */
 export function recordRequestSql(
   row: {
@@ -284,14 +311,7 @@ export function recordRequestSql(
 ): RawBuilder<unknown> {
   const col = (name: string) => sql`${source}.${sql.ref(name)}`;
   let reply: RawBuilder<unknown> = sql`${row.reply}::bytea`;
-  for (const f of fill.fields) {
-    const bytes = f.bytes === 8
-      ? sql`int8send(${col(f.column)}::bigint)`
-      : sql`int4send(${col(f.column)}::integer)`;
-    reply = sql`overlay(${reply} placing ${bytes} from ${
-      f.offset + 1
-    }::integer for ${f.bytes}::integer)`;
-  }
+  for (const f of fill.fields) reply = filledSql(reply, f.slot, col(f.column));
   return sql`insert into terminal_requests (terminal_id, sequence, type, request, status,
       reply_type, reply_timestamp, reply, amount, card_account_id)
     select ${row.terminalId}::bigint, ${row.sequence}::bigint, ${row.type}::smallint,
@@ -300,6 +320,13 @@ export function recordRequestSql(
       ${typeof fill.amount === "number" ? sql`${fill.amount}` : col(fill.amount)}::bigint,
       ${col(fill.cardAccountId)}
     from ${source}`;
+}
+
+/** The shower a terminal's ShowerStart of `startSequence` began, or null. */
+export async function findShowerStartedBy(db: Db, terminalId: number, startSequence: number) {
+  return (await db.selectFrom("terminal_showers").select(["hold_id", "card_account_id"])
+    .where("terminal_id", "=", terminalId).where("start_sequence", "=", startSequence)
+    .executeTakeFirst()) ?? null;
 }
 
 /**

@@ -1,6 +1,6 @@
 /**
  * What the server enforces of PROTOCOL.md 1.1 beyond framing: connection limits, chip format,
- * Error headers and keys, sequence-number rules, the balance-inquiry rate and shower ends.
+ * Error headers and keys, sequence-number rules and shower ends.
  */
 import assert from "node:assert/strict";
 import net from "node:net";
@@ -8,10 +8,8 @@ import { setTerminalStatus } from "../modules/merchant/mod.ts";
 import { type Message, MessageCode, Status } from "./messages.ts";
 import { parseBody, Parser, type RawFrame } from "./parser.ts";
 import { computeMac, encodeFrame, macEqual } from "./serializer.ts";
-import { LookupAllowance } from "./limits.ts";
 import { sequenceAnswered, sequenceRefusal, type SequenceState } from "./sequence.ts";
 import { status, withWorld } from "./_test_support.ts";
-import type { TerminalClient } from "./sim/client.ts";
 
 function now(): number {
   return Math.floor(Date.now() / 1000);
@@ -388,53 +386,6 @@ Deno.test("a terminal is served on one connection: a newer one closes the older,
     const errors = await w.db.selectFrom("terminal_errors").select("code").execute();
     assert.deepEqual(errors.map((e) => e.code), ["ConnectionReplaced"]);
   }));
-
-Deno.test("balance inquiries are rate-limited per terminal with RateLimited and an empty body", () =>
-  withWorld(async (w) => {
-    const card = await w.card({ balance: 700 });
-    const pos = await w.connect("canteen_pos");
-    const ask = (reader: TerminalClient, chip: string) =>
-      reader.request({ code: MessageCode.BalanceInquiry, chip });
-    for (let i = 0; i < 10; i++) {
-      const chip = i % 2 ? card.chip : `NOSUCH${i}0`;
-      assert.notEqual(status((await ask(pos, chip)).message), Status.RateLimited, `inquiry ${i}`);
-    }
-    const limited = await ask(pos, card.chip);
-    assert.deepEqual(limited.message, {
-      code: MessageCode.BalanceInquiryReply,
-      status: Status.RateLimited,
-      balance: 0,
-      available: 0,
-      name: "",
-    });
-    // Until a lookup comes back, a payment at this terminal is RateLimited too, before any lookup
-    // (§4.5); another terminal has its own allowance.
-    const pay = { code: MessageCode.CardPayment, chip: card.chip, amount: 100, password: "" };
-    assert.equal(status((await pos.request(pay as Message)).message), Status.RateLimited);
-    assert.equal(await w.balance(card.cardAccountId), 700);
-    const other = await w.connect("supermarket_pos");
-    assert.equal(status((await ask(other, card.chip)).message), Status.Ok);
-    assert.equal(status((await other.request(pay as Message)).message), Status.Ok);
-  }));
-
-Deno.test("the lookup allowance comes back at its rate, one every 60/n seconds", () => {
-  let t = 0;
-  const limiter = new LookupAllowance(10, () => t);
-  for (let i = 0; i < 10; i++) assert.ok(limiter.has(1) && limiter.take(1));
-  assert.equal(limiter.has(1), false);
-  assert.equal(limiter.take(1), false);
-  assert.ok(limiter.take(2));
-  t += 5_999;
-  assert.equal(limiter.take(1), false);
-  t += 2;
-  assert.ok(limiter.take(1));
-  assert.equal(limiter.take(1), false);
-  t += 600_000;
-  for (let i = 0; i < 10; i++) assert.ok(limiter.take(1));
-  assert.equal(limiter.take(1), false);
-  assert.equal(new LookupAllowance(0).take(1), false);
-  assert.equal(new LookupAllowance(0).has(1), false);
-});
 
 Deno.test("a shower end with 0 units charges nothing and releases the hold; more than the hold charges the hold", () =>
   withWorld(async (w) => {

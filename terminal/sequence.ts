@@ -38,7 +38,7 @@ export interface SequenceState {
 const MAX_OPEN = 64;
 
 /**
- * Why `f`'s sequence number is refused (`SequenceReused`), or null when the frame may go on:
+ * Why `frame`'s sequence number is refused (`SequenceReused`), or null when the frame may go on:
  * 0 is never a request's; a recorded number belongs to its request (its retry goes on, anything
  * else under it is refused, read-only requests included); a money-moving request under a lower,
  * unrecorded number is refused unless a Reversal gave that number up (its late original is then
@@ -49,22 +49,26 @@ export async function sequenceRefusal(
   db: Db,
   state: SequenceState,
   terminalId: number,
-  f: RawFrame,
+  frame: RawFrame,
 ): Promise<string | null> {
-  if (f.sequence === 0) return "sequence 0 is reserved for pushes";
+  if (frame.sequence === 0) return "sequence 0 is reserved for pushes";
   state.highest ??= await highestRecordedSequence(db, terminalId);
-  if (f.sequence > state.highest || state.open.has(f.sequence)) return null;
-  const type = await recordedType(db, terminalId, f.sequence);
-  const money = isRecorded(f.type);
+  if (frame.sequence > state.highest || state.open.has(frame.sequence)) return null;
+  const type = await recordedType(db, terminalId, frame.sequence);
+  const money = isRecorded(frame.type);
   if (type !== null) {
     return money
       ? null
-      : `${messageName(f.type)} under sequence ${f.sequence} of a recorded ${messageName(type)}`;
+      : `${messageName(frame.type)} under sequence ${frame.sequence} of a recorded ${
+        messageName(type)
+      }`;
   }
   if (!money) return null;
-  const givenUp = serializeBody({ code: MessageCode.Reversal, originalSequence: f.sequence });
+  const givenUp = serializeBody({ code: MessageCode.Reversal, originalSequence: frame.sequence });
   if (await recordedWithBody(db, terminalId, MessageCode.Reversal, givenUp)) return null;
-  return `${messageName(f.type)} under unused sequence ${f.sequence}, below ${state.highest}`;
+  return `${
+    messageName(frame.type)
+  } under unused sequence ${frame.sequence}, below ${state.highest}`;
 }
 
 /**

@@ -23,104 +23,166 @@ export function macEqual(a: Uint8Array, b: Uint8Array): boolean {
   return diff === 0;
 }
 
-function writeDelta(w: Writer, d: BlocklistDelta): void {
-  w.addUint32(d.version).addUint8(d.complete ? 1 : 0);
-  w.addUint16(d.added.length);
-  for (const chip of d.added) w.addString8(chip);
-  w.addUint16(d.removed.length);
-  for (const chip of d.removed) w.addString8(chip);
+function writeDelta(writer: Writer, delta: BlocklistDelta): void {
+  writer.addUint32(delta.version).addUint8(delta.complete ? 1 : 0);
+  writer.addUint16(delta.added.length);
+  for (const chip of delta.added) writer.addString8(chip);
+  writer.addUint16(delta.removed.length);
+  for (const chip of delta.removed) writer.addString8(chip);
 }
 
-/** Writes a message's body into `w`. */
-export function writeBody(w: Writer, m: Message): Writer {
-  switch (m.code) {
+/** Writes a message's body into `writer`. */
+export function writeBody(writer: Writer, message: Message): Writer {
+  switch (message.code) {
     case MessageCode.SignOn:
-      return w.addString8(m.firmware);
+      return writer.addString8(message.firmware);
     case MessageCode.Heartbeat:
-      return w.addUint32(m.blocklistVersion).addUint16(m.offlineCount);
+      return writer.addUint32(message.blocklistVersion).addUint16(message.offlineCount);
     case MessageCode.CardPayment:
-      return w.addString8(m.chip).addUint32(m.amount).addString8(m.password);
+      return writer.addString8(message.chip).addUint32(message.amount).addString8(message.password);
     case MessageCode.QrPayment:
-      return w.addString8(m.paymentCode).addUint32(m.amount);
+      return writer.addString8(message.paymentCode).addUint32(message.amount);
     case MessageCode.BalanceInquiry:
     case MessageCode.ShowerStart:
-      return w.addString8(m.chip);
+      return writer.addString8(message.chip);
     case MessageCode.ShowerEnd:
-      return w.addUint64(m.holdId).addUint32(m.units);
+      return writer.addUint64(message.holdId).addUint32(message.units);
     case MessageCode.Reversal:
-      return w.addUint32(m.originalSequence);
+      return writer.addUint32(message.originalSequence);
     case MessageCode.BlocklistSync:
-      return w.addUint32(m.fromVersion);
+      return writer.addUint32(message.fromVersion);
     case MessageCode.OfflineUpload:
     case MessageCode.OfflineUploadItemized:
-      w.addUint8(m.records.length);
-      for (const r of m.records) {
-        w.addUint32(r.offlineSequence).addUint32(r.occurredAt).addString8(r.chip).addUint32(
+      writer.addUint8(message.records.length);
+      for (const r of message.records) {
+        writer.addUint32(r.offlineSequence).addUint32(r.occurredAt).addString8(r.chip).addUint32(
           r.amount,
         );
       }
-      return w;
+      return writer;
     case MessageCode.Error:
-      return w.addUint16(m.status).addUint32(m.serverTime);
+      return writer.addUint16(message.status).addUint32(message.serverTime);
     case MessageCode.SignOnReply:
-      return w.addUint16(m.status).addUint32(m.serverTime).addString8(m.merchantName).addUint32(
-        m.blocklistVersion,
+      return writer.addUint16(message.status).addUint32(message.serverTime).addString8(
+        message.merchantName,
+      ).addUint32(
+        message.blocklistVersion,
       )
-        .addUint32(m.offlinePaymentLimit).addUint32(m.offlineTotalLimit).addUint16(
-          m.offlineMaxRecords,
+        .addUint32(message.offlinePaymentLimit).addUint32(message.offlineTotalLimit).addUint16(
+          message.offlineMaxRecords,
         )
-        .addUint32(m.passwordThreshold).addUint32(m.showerUnitPrice).addString8(m.showerUnit)
-        .addUint32(m.showerHoldAmount).addUint16(m.heartbeatSeconds);
+        .addUint32(message.passwordThreshold).addUint32(message.showerUnitPrice).addString8(
+          message.showerUnit,
+        )
+        .addUint32(message.showerHoldAmount).addUint16(message.heartbeatSeconds);
     case MessageCode.HeartbeatReply:
-      w.addUint16(m.status).addUint32(m.serverTime).addUint8(m.uploadOffline ? 1 : 0);
-      writeDelta(w, m.blocklist);
-      return w;
+      writer.addUint16(message.status).addUint32(message.serverTime).addUint8(
+        message.uploadOffline ? 1 : 0,
+      );
+      writeDelta(writer, message.blocklist);
+      return writer;
     case MessageCode.CardPaymentReply:
-      return w.addUint16(m.status).addUint32(m.amount).addInt32(m.balance).addUint8(m.triesLeft)
-        .addUint32(m.retryAfter);
+      return writer.addUint16(message.status).addUint32(message.amount).addInt32(message.balance)
+        .addUint8(message.triesLeft)
+        .addUint32(message.retryAfter);
     case MessageCode.QrPaymentReply:
-      return w.addUint16(m.status).addUint32(m.amount).addInt32(m.balance);
+      return writer.addUint16(message.status).addUint32(message.amount).addInt32(message.balance);
     case MessageCode.BalanceInquiryReply:
-      return w.addUint16(m.status).addInt32(m.balance).addInt32(m.available).addString8(m.name);
+      return writer.addUint16(message.status).addInt32(message.balance).addInt32(message.available)
+        .addString8(message.name);
     case MessageCode.ShowerStartReply:
-      return w.addUint16(m.status).addUint64(m.holdId).addUint32(m.authorised).addInt32(m.balance);
+      return writer.addUint16(message.status).addUint64(message.holdId).addUint32(
+        message.authorised,
+      ).addInt32(message.balance);
     case MessageCode.ShowerEndReply:
-      return w.addUint16(m.status).addUint32(m.charged).addUint32(m.released).addInt32(m.balance);
+      return writer.addUint16(message.status).addUint32(message.charged).addUint32(message.released)
+        .addInt32(message.balance);
     case MessageCode.ReversalReply:
-      return w.addUint16(m.status).addUint32(m.originalSequence).addUint32(m.amount).addInt32(
-        m.balance,
+      return writer.addUint16(message.status).addUint32(message.originalSequence).addUint32(
+        message.amount,
+      ).addInt32(
+        message.balance,
       );
     case MessageCode.BlocklistSyncReply:
-      w.addUint16(m.status);
-      writeDelta(w, m.blocklist);
-      return w;
+      writer.addUint16(message.status);
+      writeDelta(writer, message.blocklist);
+      return writer;
     case MessageCode.BlocklistPush:
-      w.addUint32(m.fromVersion);
-      writeDelta(w, m.blocklist);
-      return w;
+      writer.addUint32(message.fromVersion);
+      writeDelta(writer, message.blocklist);
+      return writer;
     case MessageCode.OfflineUploadReply:
-      return w.addUint16(m.status).addUint32(m.ackedSequence).addUint8(m.applied).addUint8(
-        m.duplicates,
+      return writer.addUint16(message.status).addUint32(message.ackedSequence).addUint8(
+        message.applied,
+      ).addUint8(
+        message.duplicates,
       );
     case MessageCode.OfflineUploadItemizedReply:
-      w.addUint16(m.status).addUint32(m.ackedSequence).addUint8(m.duplicates);
-      w.addUint8(m.results.length);
-      for (const r of m.results) {
-        w.addUint32(r.offlineSequence).addUint16(r.result).addUint32(r.charged);
+      writer.addUint16(message.status).addUint32(message.ackedSequence).addUint8(
+        message.duplicates,
+      );
+      writer.addUint8(message.results.length);
+      for (const r of message.results) {
+        writer.addUint32(r.offlineSequence).addUint16(r.result).addUint32(r.charged);
       }
-      return w;
+      return writer;
     default:
       throw new Error(
-        `Cannot serialize message ${hexCode((m as { code: number }).code)}: unknown code`,
+        `Cannot serialize message ${hexCode((message as { code: number }).code)}: unknown code`,
       );
   }
+}
+
+/** Where a number field of a body is written: its offset in the body and its width, big-endian. */
+export interface BodySlot {
+  offset: number;
+  bytes: 4 | 8;
+}
+
+/** A writer that notes where each 4- and 8-byte number goes. */
+class SlotWriter extends Writer {
+  readonly slots: BodySlot[] = [];
+  override addUint32(n: number): Writer {
+    this.slots.push({ offset: this.written, bytes: 4 });
+    return super.addUint32(n);
+  }
+  override addInt32(n: number): Writer {
+    this.slots.push({ offset: this.written, bytes: 4 });
+    return super.addInt32(n);
+  }
+  override addUint64(n: number): Writer {
+    this.slots.push({ offset: this.written, bytes: 8 });
+    return super.addUint64(n);
+  }
+}
+
+/**
+ * Where `writeBody` puts the number field `field` of `message` (4 or 8 bytes, big-endian; an i32 in
+ * two's complement). For a reply whose fields SQL fills in, in the statement that moves the money
+ * (repository.ts): the offsets come from here, the one place that knows the layout. Found by
+ * writing the body with the field at 0 and at 1 and taking the number written where they differ.
+ */
+export function bodySlot(message: Message, field: string): BodySlot {
+  const write = (value: number) => {
+    const writer = new SlotWriter(64);
+    writeBody(writer, { ...message, [field]: value } as Message);
+    return { slots: writer.slots, body: writer.body() };
+  };
+  const zero = write(0);
+  const one = write(1).body;
+  const at = zero.body.findIndex((b, i) => b !== one[i]);
+  const slot = zero.slots.find((s) => s.offset <= at && at < s.offset + s.bytes);
+  if (at < 0 || !slot || typeof (message as Record<string, unknown>)[field] !== "number") {
+    throw new Error(`Cannot find number field ${field} in the body of ${hexCode(message.code)}`);
+  }
+  return slot;
 }
 
 const shared = new Writer(512);
 
 /** The body bytes of a message. */
-export function serializeBody(m: Message): Uint8Array {
-  writeBody(shared, m);
+export function serializeBody(message: Message): Uint8Array {
+  writeBody(shared, message);
   const body = shared.body();
   shared.frame({ type: 0, terminalId: 0, sequence: 0, timestamp: 0 });
   return body;
@@ -130,10 +192,10 @@ export function serializeBody(m: Message): Uint8Array {
 export function encodeFrame(
   key: Uint8Array,
   header: Omit<FrameHeader, "type">,
-  m: Message,
+  message: Message,
 ): Uint8Array {
-  writeBody(shared, m);
-  const out = shared.frame({ ...header, type: m.code });
+  writeBody(shared, message);
+  const out = shared.frame({ ...header, type: message.code });
   out.set(computeMac(key, out.subarray(0, out.length - MAC_SIZE)), out.length - MAC_SIZE);
   return out;
 }
@@ -147,7 +209,10 @@ export function sealFrame(key: Uint8Array, header: FrameHeader, body: Uint8Array
 }
 
 /** A frame whose MAC is left as zeros: only for Error replies to frames whose key is unknown. */
-export function encodeUnsealedFrame(header: Omit<FrameHeader, "type">, m: Message): Uint8Array {
-  writeBody(shared, m);
-  return shared.frame({ ...header, type: m.code });
+export function encodeUnsealedFrame(
+  header: Omit<FrameHeader, "type">,
+  message: Message,
+): Uint8Array {
+  writeBody(shared, message);
+  return shared.frame({ ...header, type: message.code });
 }

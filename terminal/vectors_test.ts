@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { MAC_SIZE, type Message, MessageCode, Status } from "./messages.ts";
 import { parseBody, Parser, type RawFrame } from "./parser.ts";
 import { computeMac, encodeFrame, encodeUnsealedFrame } from "./serializer.ts";
-import { allowedFor } from "./service.ts";
+import { allowedFor } from "./kinds.ts";
 import { vectorKeys as keys, vectorKinds as kinds, vectors } from "./_vectors.ts";
 
 Deno.test("PROTOCOL.md has a test vector for every message type", async () => {

@@ -1,7 +1,7 @@
 /**
- * The one-statement paths of QR payments and shower start/end: an approved request is one
- * statement (money and record together), and everything else is answered by the ordinary path
- * exactly as before.
+ * The one-statement way of QR payments and shower start/end (`inOneStatement` of their
+ * `MoneyRequest`): an approved request is one statement (money and record together), and
+ * everything else is answered the ordinary way exactly as before.
  */
 import assert from "node:assert/strict";
 import type { KyselyPlugin, PluginTransformQueryArgs, PluginTransformResultArgs } from "kysely";

@@ -1,0 +1,273 @@
+/**
+ * Card payments and QR payments (PROTOCOL.md §4.3, §4.4). Money moves only through the wallet;
+ * cards are read through the card module. Each is one `MoneyRequest`: its checks before any
+ * lookup, its common case in one statement (card payments of many readers in one group commit),
+ * and every case the ordinary way; both ways build the same replies.
+ */
+import { databaseKind, type Db } from "../modules/platform/database.ts";
+import { logger } from "../modules/platform/log.ts";
+import type { Terminal } from "../modules/merchant/mod.ts";
+import {
+  checkCardPassword,
+  findCardByChip,
+  payableChipKey,
+  payableChipOfSql,
+} from "../modules/card/mod.ts";
+import {
+  payFromCard,
+  payFromCardsRecorded,
+  redeemPaymentCode,
+  redeemPaymentCodeRecorded,
+} from "../modules/wallet/mod.ts";
+import { type Message, MessageCode, type MessageOf, Status } from "./messages.ts";
+import type { RawFrame } from "./parser.ts";
+import { bodySlot } from "./serializer.ts";
+import { GroupCommit } from "./batch.ts";
+import { replyOf, requestReference, type ServiceContext } from "./context.ts";
+import { type MoneyRequest, type Outcome, requestRecord } from "./once.ts";
+import {
+  cardRefusal,
+  isDatabaseError,
+  lookupAllowed,
+  lookupSpent,
+  validAmount,
+  walletRefusal,
+} from "./refusals.ts";
+import { recordPaidRequestsSql, recordRequestSql, replyFields } from "./repository.ts";
+
+const log = logger("terminal.payments");
+
+type CardPayment = MessageOf<0x10>;
+type QrPayment = MessageOf<0x11>;
+
+/** A CardPaymentReply to `request`: `amount` as requested, the other fields 0 unless given. */
+function cardReply(
+  request: CardPayment,
+  status: number,
+  fields: Partial<{ balance: number; triesLeft: number; retryAfter: number }> = {},
+): Message {
+  return {
+    code: MessageCode.CardPaymentReply,
+    status,
+    amount: request.amount,
+    balance: fields.balance ?? 0,
+    triesLeft: fields.triesLeft ?? 0,
+    retryAfter: fields.retryAfter ?? 0,
+  };
+}
+
+function needsPassword(ctx: ServiceContext, request: CardPayment): boolean {
+  return request.amount > ctx.settings.passwordThreshold;
+}
+
+/** CardPayment `0x10`, in §4.3's order of checks. */
+export const cardPayment: MoneyRequest<CardPayment> = {
+  refuseEarly(ctx, terminal, request) {
+    if (!validAmount(request.amount)) return cardReply(request, Status.InvalidAmount);
+    // Before the chip is looked up: neither answer depends on the chip.
+    if (needsPassword(ctx, request) && !request.password) {
+      return cardReply(request, Status.PasswordRequired);
+    }
+    if (!lookupAllowed(ctx, terminal)) return cardReply(request, Status.RateLimited);
+    return null;
+  },
+
+  async inOneStatement(ctx, terminal, frame, request) {
+    // A password to check is never the common case.
+    if (needsPassword(ctx, request)) return null;
+    const balance = await cardBatcher(ctx.db).submit({ terminal, frame, request });
+    return balance === null ? null : cardReply(request, Status.Ok, { balance });
+  },
+
+  async handle(ctx, terminal, frame, request) {
+    // Every refusal from here on says whether the chip exists: it takes a lookup (§4.5).
+    const refuse = (
+      status: number,
+      fields: Parameters<typeof cardReply>[2] = {},
+      cardAccountId: number | null = null,
+    ): Outcome => {
+      lookupSpent(ctx, terminal);
+      return { message: cardReply(request, status, fields), amount: 0, cardAccountId };
+    };
+    const card = await findCardByChip(ctx.db, request.chip);
+    const refusal = cardRefusal(card);
+    if (refusal !== null || !card) return refuse(refusal ?? Status.UnknownChip);
+    if (needsPassword(ctx, request)) {
+      const check = await checkCardPassword(
+        ctx.db,
+        { config: ctx.config },
+        card.cardAccountId,
+        request.password,
+      );
+      if (!check.ok) {
+        return check.locked
+          ? refuse(Status.PasswordLocked, { retryAfter: check.retryAfter }, card.cardAccountId)
+          : refuse(Status.WrongPassword, { triesLeft: check.remaining }, card.cardAccountId);
+      }
+    }
+    try {
+      const paid = await payFromCard(ctx.db, {
+        cardAccountId: card.cardAccountId,
+        merchantId: terminal.merchantId,
+        amount: request.amount,
+        reference: requestReference(terminal.id, frame.sequence),
+        terminalId: terminal.id,
+        channel: "card",
+      });
+      return {
+        message: cardReply(request, Status.Ok, { balance: paid.balanceAfter }),
+        amount: request.amount,
+        cardAccountId: card.cardAccountId,
+      };
+    } catch (err) {
+      const r = walletRefusal(err);
+      if (!r) throw err;
+      return refuse(r.status, { balance: r.balance }, card.cardAccountId);
+    }
+  },
+};
+
+/** A reader's card payment waiting for its batch. */
+interface CardBatchItem {
+  terminal: Terminal;
+  frame: RawFrame;
+  request: CardPayment;
+}
+
+/** Most payments in one batch statement. */
+const CARD_BATCH_MAX = 128;
+
+/**
+ * Batches in flight at once on PostgreSQL (each holds one pooled connection): while one commits,
+ * the next is already running, and at low load a payment never waits for another's batch.
+ * PGlite has one connection: a second batch would only wait for it, smaller.
+ */
+const CARD_BATCHES_IN_FLIGHT = 4;
+
+const cardBatches = new WeakMap<Db, GroupCommit<CardBatchItem, number | null>>();
+
+/**
+ * The group commit of one database's card payments: one statement finds each chip's card (if it
+ * may pay), debits it and records the request with its reply (money and record commit together).
+ * A payment that does not pay there (a refused chip or card, funds, limits, a retry, a failed
+ * batch) gets null, nothing written for it, and the ordinary way answers it.
+ */
+function cardBatcher(db: Db): GroupCommit<CardBatchItem, number | null> {
+  let batcher = cardBatches.get(db);
+  if (!batcher) {
+    batcher = new GroupCommit({
+      maxBatch: CARD_BATCH_MAX,
+      maxInFlight: databaseKind(db) === "postgres" ? CARD_BATCHES_IN_FLIGHT : 1,
+      // One statement updates a card row once, and a request is recorded once: a second payment
+      // of the same chip, or a retry of the same request, waits for the next batch.
+      keys: (i) => [
+        `chip:${payableChipKey(i.request.chip)}`,
+        `request:${i.terminal.id}:${i.frame.sequence}`,
+      ],
+      run: (items) => payCardBatch(db, items),
+    });
+    cardBatches.set(db, batcher);
+  }
+  return batcher;
+}
+
+/**
+ * One statement for a batch: each payment's chip check, debit and request record. Returns each
+ * payment's balance after, or null where it did not pay. If the statement fails as a whole (a
+ * retry racing its first request on another instance, a balance outside int32, …), nothing was
+ * written and every payment gets null: each then goes the ordinary way on its own.
+ */
+async function payCardBatch(db: Db, items: CardBatchItem[]): Promise<Array<number | null>> {
+  try {
+    // Each reply is recorded as the approval with its balance filled in by the statement.
+    const approvals = items.map((i) => cardReply(i.request, Status.Ok));
+    const balance = bodySlot(approvals[0], "balance");
+    const paid = await payFromCardsRecorded(db, {
+      payments: items.map((i) => ({
+        payer: payableChipKey(i.request.chip),
+        merchantId: i.terminal.merchantId,
+        amount: i.request.amount,
+        reference: requestReference(i.terminal.id, i.frame.sequence),
+        terminalId: i.terminal.id,
+      })),
+      channel: "card",
+      cardAccountOf: payableChipOfSql,
+      record: (rows) =>
+        recordPaidRequestsSql(
+          items.map((i, n) => ({
+            ...requestRecord(i.terminal, i.frame, replyOf(approvals[n])),
+            amount: i.request.amount,
+          })),
+          balance,
+          rows,
+        ),
+    });
+    return paid.map((p) => p?.balanceAfter ?? null);
+  } catch (err) {
+    if (!isDatabaseError(err)) {
+      log.error("card payment batch failed", { size: items.length, err: String(err) });
+    }
+    return items.map(() => null);
+  }
+}
+
+/** A QrPaymentReply to `request`: `amount` as requested; `balance` the payer's after, else 0. */
+function qrReply(request: QrPayment, status: number, balance = 0): Message {
+  return { code: MessageCode.QrPaymentReply, status, amount: request.amount, balance };
+}
+
+/** QrPayment `0x11`, in §4.4's order of checks. */
+export const qrPayment: MoneyRequest<QrPayment> = {
+  refuseEarly(_ctx, _terminal, request) {
+    return validAmount(request.amount) ? null : qrReply(request, Status.InvalidAmount);
+  },
+
+  /**
+   * One statement redeems the code (live, not frozen, within the limits and the funds), debits
+   * the card and records the request with its reply.
+   */
+  async inOneStatement(ctx, terminal, frame, request) {
+    const approval = qrReply(request, Status.Ok);
+    let paid;
+    try {
+      paid = await redeemPaymentCodeRecorded(ctx.db, {
+        code: request.paymentCode,
+        amount: request.amount,
+        merchantId: terminal.merchantId,
+        terminalId: terminal.id,
+        reference: requestReference(terminal.id, frame.sequence),
+        record: (row) =>
+          recordRequestSql(requestRecord(terminal, frame, replyOf(approval)), row, {
+            fields: replyFields(approval, { balance: "balance_after" }),
+            amount: request.amount,
+            cardAccountId: "card_account_id",
+          }),
+      });
+    } catch (err) {
+      if (isDatabaseError(err)) return null;
+      throw err;
+    }
+    return paid ? qrReply(request, Status.Ok, paid.balanceAfter) : null;
+  },
+
+  async handle(ctx, terminal, frame, request) {
+    try {
+      const paid = await redeemPaymentCode(ctx.db, {
+        code: request.paymentCode,
+        amount: request.amount,
+        merchantId: terminal.merchantId,
+        terminalId: terminal.id,
+        reference: requestReference(terminal.id, frame.sequence),
+      });
+      return {
+        message: qrReply(request, Status.Ok, paid.balanceAfter),
+        amount: request.amount,
+        cardAccountId: paid.cardAccountId ?? null,
+      };
+    } catch (err) {
+      const r = walletRefusal(err);
+      if (!r) throw err;
+      return { message: qrReply(request, r.status, r.balance), amount: 0, cardAccountId: null };
+    }
+  },
+};
