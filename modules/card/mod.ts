@@ -4,7 +4,9 @@ import "./tables.ts";
 export type { CardKind, CardStatus, ChipStatus } from "./tables.ts";
 /**
  * The card bound to a login account, and a chip as a reader sees it (`payableChipSql`: the same
- * check as SQL, for a reader's payment in one statement).
+ * check as SQL, for a reader's payment in one statement); `paymentCodeFrozenSql`, a code frozen
+ * with a loss report, for the wallet's redemption statement (both listed hot-path exceptions,
+ * modules/walls_sql_test.ts).
  */
 export {
   type BoundCard,
@@ -16,6 +18,7 @@ export {
   payableChipKey,
   payableChipOfSql,
   payableChipSql,
+  paymentCodeFrozenSql,
 } from "./repository.ts";
 /** `findBoundCard` with the caller's own columns in the same statement (hot pages such as 余额). */
 export { boundCardSql, findBoundCardWith, readBoundCard } from "./bound.ts";

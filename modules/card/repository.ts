@@ -103,6 +103,16 @@ export function payableChipOfSql(chip: RawBuilder<string>): RawBuilder<number | 
     where cc.chip_number = ${chip} and cc.status = 'active' and ca.status = 'normal')`;
 }
 
+/**
+ * SQL, true when the card account froze its payment code together with a loss report (挂失): for
+ * the wallet's statement that redeems a code, so a frozen code is refused in the statement that
+ * would move the money (a hot-path exception, modules/walls_sql_test.ts).
+ */
+export function paymentCodeFrozenSql(cardAccountId: RawBuilder<number>): RawBuilder<boolean> {
+  return sql<boolean>`exists (select 1 from card_accounts fz
+    where fz.id = ${cardAccountId} and fz.payment_code_frozen)`;
+}
+
 /** A chip number as stored (upper case); "" (no chip) for anything that cannot be one. */
 export function payableChipKey(chipNumber: string): string {
   return typeof chipNumber === "string" && chipNumber.length > 0 && chipNumber.length <= 20
@@ -245,7 +255,7 @@ export async function findCardsByStudentNumber(
 export async function findCardAccount(db: Db, id: number) {
   if (!Number.isSafeInteger(id) || id <= 0) return null;
   const row = await db.selectFrom("card_accounts")
-    .select(["id", "student_number", "name", "status", "account_id"])
+    .select(["id", "student_number", "name", "status", "account_id", "payment_code_frozen"])
     .where("id", "=", id).executeTakeFirst();
   return row
     ? {
@@ -254,6 +264,7 @@ export async function findCardAccount(db: Db, id: number) {
       name: row.name,
       status: row.status,
       bound: row.account_id !== null,
+      paymentCodeFrozen: row.payment_code_frozen,
     }
     : null;
 }

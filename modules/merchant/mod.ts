@@ -1,10 +1,17 @@
-/** Merchants (商户): canteen windows, the supermarket, the shower service; and their terminals. */
+/**
+ * Merchants (商户): canteen windows, the supermarket, the shower service; and their terminals.
+ * `merchantsByIds` gives names and categories beside another module's list; `merchantRowSql` is
+ * the merchant as SQL, only for the wallet's statements that move a reader's payment (a listed
+ * hot-path exception, modules/walls_sql_test.ts).
+ */
 export {
   CATEGORY_LABELS,
   createMerchant,
   getMerchant,
   listMerchants,
   type Merchant,
+  merchantRowSql,
+  merchantsByIds,
   updateMerchant,
 } from "./service.ts";
 export type { MerchantCategory, TerminalKind, TerminalStatus } from "./tables.ts";

@@ -1,3 +1,4 @@
+import { type RawBuilder, sql } from "kysely";
 import type { Db } from "../platform/database.ts";
 import { DomainError, NotFoundError } from "../platform/errors.ts";
 import { writeAudit } from "../staff/mod.ts";
@@ -47,6 +48,29 @@ export async function createMerchant(
 export async function getMerchant(db: Db, id: number): Promise<Merchant | null> {
   return (await db.selectFrom("merchants").select(["id", "code", "name", "category", "active"])
     .where("id", "=", id).executeTakeFirst()) ?? null;
+}
+
+/** The merchants with these ids (those that exist), by id: names and categories beside a list. */
+export async function merchantsByIds(
+  db: Db,
+  ids: Iterable<number | null>,
+): Promise<Map<number, Merchant>> {
+  const wanted = [...new Set([...ids].filter((id): id is number => typeof id === "number"))];
+  if (wanted.length === 0) return new Map();
+  const rows = await db.selectFrom("merchants").select(["id", "code", "name", "category", "active"])
+    .where("id", "in", wanted).execute();
+  return new Map(rows.map((m) => [m.id, m]));
+}
+
+/**
+ * SQL for one merchant as a payment sees it, at most one row (`id`, `name`, `category`,
+ * `active`): for the wallet's statement that moves a reader's payment and must refuse an inactive
+ * merchant in that same statement (a hot-path exception, modules/walls_sql_test.ts).
+ */
+export function merchantRowSql(merchantId: RawBuilder<number>): RawBuilder<
+  { id: number; name: string; category: MerchantCategory; active: boolean }
+> {
+  return sql`(select id, name, category, active from merchants where id = ${merchantId})`;
 }
 
 /** Every merchant, by code. */

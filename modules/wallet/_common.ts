@@ -1,31 +1,8 @@
-import { sql } from "kysely";
-import type { Db } from "../platform/database.ts";
+import type { Transaction } from "kysely";
+import type { Database, Db } from "../platform/database.ts";
 import { getMerchant } from "../merchant/mod.ts";
-import {
-  InvalidAmountError,
-  ReferenceConflictError,
-  UnknownCardAccountError,
-  UnknownMerchantError,
-} from "./errors.ts";
+import { ReferenceConflictError, UnknownCardAccountError, UnknownMerchantError } from "./errors.ts";
 import "./tables.ts";
-
-/** ¥1,000,000: far above any real movement, far below the safe-integer edge. */
-export const MAX_AMOUNT = 100_000_000;
-
-/** System ceilings of the student's 付款设置; the student may only lower them. */
-export const DEFAULT_PAY_LIMIT = 20_000;
-export const DEFAULT_DAILY_LIMIT = 50_000;
-
-/** Throws unless `amount` is a whole number of fen in (0, MAX_AMOUNT]. */
-export function checkAmount(amount: unknown, field = "amount"): number {
-  if (
-    typeof amount !== "number" || !Number.isSafeInteger(amount) || amount <= 0 ||
-    amount > MAX_AMOUNT
-  ) {
-    throw new InvalidAmountError(amount, field);
-  }
-  return amount;
-}
 
 function hasControlChars(s: string): boolean {
   for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) < 0x20) return true;
@@ -66,10 +43,45 @@ export function isNotNullViolation(err: unknown): boolean {
   return (err as PgError)?.code === "23502";
 }
 
-/** Runs `fn` in a transaction, or inside the caller's transaction when given one. */
-export async function inTransaction<T>(db: Db, fn: (trx: Db) => Promise<T>): Promise<T> {
-  if (db.isTransaction) return await fn(db);
-  return await db.transaction().execute(fn);
+/** A transaction of the caller's or of the wallet's own: what a multi-statement movement runs in. */
+export type Trx = Transaction<Database>;
+
+/**
+ * How a wallet call runs, by what the caller gave it. The public calls take the database or the
+ * caller's transaction (finance and top-ups commit an audit or an order with the money, readers
+ * their request record): `joined` gets the caller's transaction, where a conflict (a concurrent
+ * duplicate reference, a missing counter account) aborts it and the caller retries; `own` gets
+ * the database, opens any transaction itself and resolves conflicts (the first result, the
+ * account created). This is the only place the wallet asks which one it was given.
+ */
+export async function joinedOrOwn<T>(
+  db: Db,
+  run: { joined: (trx: Trx) => Promise<T>; own: (db: Db) => Promise<T> },
+): Promise<T> {
+  return db.isTransaction ? await run.joined(db as Trx) : await run.own(db);
+}
+
+/**
+ * Runs `fn`, which needs a transaction: the caller's, where a unique violation (a concurrent
+ * duplicate) aborts it for the caller to retry; or one of its own, after whose rollback
+ * `onDuplicate` answers a unique violation (with the first result, or by going again).
+ */
+export async function inTransaction<T>(
+  db: Db,
+  fn: (trx: Trx) => Promise<T>,
+  onDuplicate?: (db: Db, err: unknown) => Promise<T>,
+): Promise<T> {
+  return await joinedOrOwn(db, {
+    joined: fn,
+    own: async (own) => {
+      try {
+        return await own.transaction().execute(fn);
+      } catch (err) {
+        if (!onDuplicate || !isUniqueViolation(err)) throw err;
+        return await onDuplicate(own, err);
+      }
+    },
+  });
 }
 
 /** The ledger account of a merchant, created on first use; refuses unknown or inactive merchants. */
@@ -169,7 +181,3 @@ export async function transferByReference(db: Db, reference: string): Promise<Tr
     .where("reference", "=", reference).executeTakeFirst();
   return row ?? null;
 }
-
-/** The China day's spending so far as stored on the wallet row. */
-export const spentTodaySql = (today: string) =>
-  sql<number>`(case when spent_day = ${today}::date then spent_today else 0 end)`;

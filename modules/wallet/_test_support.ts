@@ -7,7 +7,7 @@ import { randomDigits, randomToken, sha256Hex, STUDENT_SESSION } from "../securi
 import { ensureSchool } from "../account/mod.ts";
 import { createMerchant } from "../merchant/mod.ts";
 import { bindCardForTest, createCardAccountForTest, DEMO_SCHOOL } from "../card/mod.ts";
-import { creditTopUp } from "./ledger.ts";
+import { creditTopUp } from "./payments.ts";
 
 /** Valid made-up 身份证 numbers (check characters computed). */
 const IDS = [

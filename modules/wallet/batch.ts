@@ -5,7 +5,8 @@
  */
 import { type RawBuilder, sql } from "kysely";
 import { type Db, PREPARED } from "../platform/database.ts";
-import { checkAmount, checkReference, chinaDay, spentTodaySql } from "./_common.ts";
+import { checkReference, chinaDay } from "./_common.ts";
+import { checkAmount, debitSql, merchantAccountSql } from "./_rules.ts";
 import { InvalidAmountError } from "./errors.ts";
 import type { PaymentResult } from "./ledger.ts";
 
@@ -26,8 +27,9 @@ function checkId(value: number | null, what: string): number | null {
 }
 
 /**
- * Card payments (`payFromCard`'s checks) with the caller's records, many in one statement. `cardAccountOf(payer)` is SQL for the
- * card account of one payment's `payer` column (NULL pays nothing), e.g. card's payable chip.
+ * Card payments (`payFromCard`'s debit rule) with the caller's records, many in one statement.
+ * `cardAccountOf(payer)` is SQL for the card account of one payment's `payer` column (NULL pays
+ * nothing), e.g. card's payable chip.
  * `record(paid)` returns an `insert … select … from ${paid}`: `paid` holds one row per payment
  * that moved money, with `ord` (the payment's 1-based position in `payments`), `id`,
  * `card_account_id` and `balance_after`; the record commits with the money or not at all.
@@ -68,23 +70,22 @@ export async function payFromCardsRecorded(
     with input as materialized (
       select i.ord, i.amount, i.reference, i.merchant_id, i.terminal_id,
         ${input.cardAccountOf(sql.raw("i.payer"))} as card_account_id,
-        (select la.id from ledger_accounts la join merchants m on m.id = la.merchant_id
-          where la.merchant_id = i.merchant_id and m.active) as merchant_account,
+        ${merchantAccountSql(sql`i.merchant_id`)} as merchant_account,
         exists (select 1 from ledger_transfers t where t.reference = i.reference) as used
       from unnest(${payers}::text[], ${merchants}::bigint[], ${amounts}::bigint[],
         ${references}::text[], ${terminals}::bigint[])
         with ordinality as i(payer, merchant_id, amount, reference, terminal_id, ord)
-    ), w as (
-      update ledger_accounts la set balance = la.balance - i.amount,
-        spent_day = ${today}::date, spent_today = ${spentTodaySql(today)} + i.amount
-      from input i
-      where la.card_account_id = i.card_account_id and i.merchant_account is not null
-        and la.overdraft = 0 and la.balance - la.held >= i.amount
-        and i.amount <= la.pay_limit and ${spentTodaySql(today)} + i.amount <= la.daily_limit
-        and not i.used
-      returning i.ord, i.reference, i.amount, i.merchant_id, i.terminal_id, i.merchant_account,
-        la.id as account_id, la.card_account_id, la.balance - la.overdraft as after
-    ), inserted as (
+    ), w as (${
+    debitSql({
+      card: sql`i.card_account_id`,
+      amount: sql`i.amount`,
+      rule: { limits: true, today },
+      from: sql`input i`,
+      also: [sql`i.merchant_account is not null`, sql`not i.used`],
+      returning: sql`, i.ord, i.reference, i.amount, i.merchant_id, i.terminal_id,
+        i.merchant_account`,
+    })
+  }), inserted as (
       insert into ledger_transfers (reference, kind, channel, debit_account_id, credit_account_id,
         amount, card_account_id, card_delta, balance_after, merchant_id, terminal_id, details)
       select w.reference, 'purchase', ${input.channel}::text, w.account_id, w.merchant_account,

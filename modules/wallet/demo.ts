@@ -1,6 +1,6 @@
 import type { Db } from "../platform/database.ts";
 import { findCardByChip } from "../card/mod.ts";
-import { adjustBalance } from "./ledger.ts";
+import { adjustBalance } from "./payments.ts";
 
 /**
  * Opening balances for the demo cardholders (by chip number), booked as 调账 transfers so the

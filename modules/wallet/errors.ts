@@ -228,3 +228,12 @@ export class UnknownCardAccountError extends WalletError {
     super(`Cannot find card account ${cardAccountId}`, "一卡通账户不存在");
   }
 }
+
+/** 付款设置's limits out of bounds: each at most its system ceiling, one payment at most a day. */
+export class InvalidLimitsError extends WalletError {
+  readonly code = "invalid_limits";
+  override status = 422 as const;
+  constructor(field: "pay_limit" | "daily_limit", userMessage: string) {
+    super(`Cannot set payment limits: ${field} is out of bounds`, userMessage, field);
+  }
+}

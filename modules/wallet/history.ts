@@ -7,6 +7,7 @@ import {
   chinaWeekStart,
 } from "../platform/china_time.ts";
 import type { Db } from "../platform/database.ts";
+import { merchantsByIds } from "../merchant/mod.ts";
 import type { TransferKind } from "./tables.ts";
 
 /** The filters of 交易记录 and the transfer kinds behind each. */
@@ -54,64 +55,70 @@ export interface HistoryRow {
   details: unknown;
 }
 
+/** The transfer columns a line of 交易记录 is made of. */
+const HISTORY_COLUMNS = [
+  "id",
+  "kind",
+  "channel",
+  "amount",
+  "card_delta",
+  "balance_after",
+  "merchant_id",
+  "terminal_id",
+  "created_at",
+  "details",
+] as const;
+
 /** A card's history, newest first, `limit` rows before `beforeId`. */
 export async function listTransactions(
   db: Db,
   cardAccountId: number,
   filter: { type?: HistoryType; month?: string; beforeId?: number; limit?: number } = {},
 ): Promise<HistoryRow[]> {
-  let q = db.selectFrom("ledger_transfers as t")
-    .leftJoin("merchants as m", "m.id", "t.merchant_id")
-    .select([
-      "t.id",
-      "t.kind",
-      "t.channel",
-      "t.amount",
-      "t.card_delta",
-      "t.balance_after",
-      "m.name as merchant_name",
-      "m.category as merchant_category",
-      "t.terminal_id",
-      "t.created_at",
-      "t.details",
-    ])
-    .where("t.card_account_id", "=", cardAccountId);
-  if (filter.type) q = q.where("t.kind", "in", [...HISTORY_TYPES[filter.type].kinds]);
+  let q = db.selectFrom("ledger_transfers").select(HISTORY_COLUMNS)
+    .where("card_account_id", "=", cardAccountId);
+  if (filter.type) q = q.where("kind", "in", [...HISTORY_TYPES[filter.type].kinds]);
   if (filter.month) {
     const [start, end] = chinaMonthRange(filter.month);
-    q = q.where("t.created_at", ">=", start).where("t.created_at", "<", end);
+    q = q.where("created_at", ">=", start).where("created_at", "<", end);
   }
-  if (filter.beforeId) q = q.where("t.id", "<", filter.beforeId);
-  const rows = await q.orderBy("t.id", "desc").limit(filter.limit ?? 20).execute();
-  return rows.map(toRow);
+  if (filter.beforeId) q = q.where("id", "<", filter.beforeId);
+  const rows = await q.orderBy("id", "desc").limit(filter.limit ?? 20).execute();
+  return await withMerchants(db, rows);
 }
 
-function toRow(r: {
+type TransferColumns = {
   id: number;
   kind: TransferKind;
   channel: string | null;
   amount: number;
   card_delta: number | null;
   balance_after: number | null;
-  merchant_name: string | null;
-  merchant_category: string | null;
+  merchant_id: number | null;
   terminal_id: number | null;
   created_at: Date;
   details: unknown;
-}): HistoryRow {
-  return {
-    id: r.id,
-    kind: r.kind,
-    channel: r.channel,
-    amount: r.amount,
-    cardDelta: r.card_delta ?? 0,
-    balanceAfter: r.balance_after ?? 0,
-    merchantName: r.merchant_name,
-    merchantCategory: r.merchant_category,
-    terminalId: r.terminal_id,
-    createdAt: r.created_at,
-    details: r.details,
-  };
+};
+
+/** Lines of 交易记录 with their merchant's name and category (the merchant module's). */
+async function withMerchants(db: Db, rows: TransferColumns[]): Promise<HistoryRow[]> {
+  const merchants = await merchantsByIds(db, rows.map((r) => r.merchant_id));
+  return rows.map((r) => {
+    const m = r.merchant_id === null ? undefined : merchants.get(r.merchant_id);
+    return {
+      id: r.id,
+      kind: r.kind,
+      channel: r.channel,
+      amount: r.amount,
+      cardDelta: r.card_delta ?? 0,
+      balanceAfter: r.balance_after ?? 0,
+      merchantName: m?.name ?? null,
+      merchantCategory: m?.category ?? null,
+      terminalId: r.terminal_id,
+      createdAt: r.created_at,
+      details: r.details,
+    };
+  });
 }
 
 /** One transfer of this card account, or null (also when it belongs to someone else). */
@@ -120,23 +127,9 @@ export async function getTransaction(
   cardAccountId: number,
   id: number,
 ): Promise<HistoryRow | null> {
-  const r = await db.selectFrom("ledger_transfers as t")
-    .leftJoin("merchants as m", "m.id", "t.merchant_id")
-    .select([
-      "t.id",
-      "t.kind",
-      "t.channel",
-      "t.amount",
-      "t.card_delta",
-      "t.balance_after",
-      "m.name as merchant_name",
-      "m.category as merchant_category",
-      "t.terminal_id",
-      "t.created_at",
-      "t.details",
-    ])
-    .where("t.id", "=", id).where("t.card_account_id", "=", cardAccountId).executeTakeFirst();
-  return r ? toRow(r) : null;
+  const r = await db.selectFrom("ledger_transfers").select(HISTORY_COLUMNS)
+    .where("id", "=", id).where("card_account_id", "=", cardAccountId).executeTakeFirst();
+  return r ? (await withMerchants(db, [r]))[0] : null;
 }
 
 /** Spending (消费, 热水, 电费, 冷水, less refunds and reversals) today, this week and this month, China time. */

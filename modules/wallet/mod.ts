@@ -31,7 +31,8 @@ import "./tables.ts";
 
 export type { Channel, TransferKind } from "./tables.ts";
 export * from "./errors.ts";
-export { MAX_AMOUNT } from "./_common.ts";
+/** The largest amount any call moves (¥1,000,000): the one home of that bound (_rules.ts). */
+export { MAX_AMOUNT } from "./_rules.ts";
 
 /**
  * `getBalance(db, cardAccountId)` → `{ balance, held, available }`; `payFromCard` debits a card
@@ -41,23 +42,22 @@ export { MAX_AMOUNT } from "./_common.ts";
  * tombstone when the original has not arrived); `creditTopUp`, `refundTransfer`, `adjustBalance`;
  * `refundTopUp` / `returnTopUpRefund` for a top-up paid back through its gateway.
  */
+export { type Balance, getBalance, listNegativeBalances, type PaymentResult } from "./ledger.ts";
 export {
   adjustBalance,
-  applyOfflinePayment,
-  type Balance,
   creditTopUp,
-  getBalance,
-  listNegativeBalances,
   payFromCard,
-  type PaymentResult,
   payUtility,
   refundTopUp,
+  returnTopUpRefund,
+} from "./payments.ts";
+export { applyOfflinePayment } from "./offline.ts";
+export {
   refundTransfer,
   refundUtility,
-  returnTopUpRefund,
   type ReversalResult,
   reverseByReference,
-} from "./ledger.ts";
+} from "./refunds.ts";
 /**
  * Group commit: `payFromCardsRecorded` runs many readers' card payments (`payFromCard`'s checks)
  * with their records as one statement (one round trip and one commit for all); each payment that
@@ -75,17 +75,19 @@ export { type BatchPayment, payFromCardsRecorded } from "./batch.ts";
 export {
   activeHolds,
   expireHolds,
-  type HeldRecorded,
   holdFunds,
-  holdFundsRecorded,
   type HoldResult,
   MIN_HOLD,
   releaseHold,
-  type SettledRecorded,
   settleHold,
-  settleHoldRecorded,
   type SettleResult,
 } from "./holds.ts";
+export {
+  type HeldRecorded,
+  holdFundsRecorded,
+  type SettledRecorded,
+  settleHoldRecorded,
+} from "./holds_recorded.ts";
 
 /**
  * 付款码: `redeemPaymentCode` for readers (exactly once per code; `redeemPaymentCodeRecorded` with
@@ -96,16 +98,12 @@ export {
 export {
   CODE_PREFIX,
   type CodeRedeemed,
-  getPaySettings,
   isPaymentCodeShape,
   issuePaymentCode,
   onPaymentCodeRedeemed,
-  type PaySettings,
-  redeemPaymentCode,
-  redeemPaymentCodeRecorded,
-  type RedeemResult,
-  updatePaySettings,
 } from "./codes.ts";
+export { redeemPaymentCode, redeemPaymentCodeRecorded, type RedeemResult } from "./redeem.ts";
+export { getPaySettings, type PaySettings, updatePaySettings } from "./pay_settings.ts";
 
 /** The ledger verifier: each rule of the books that a corrupted row can break (verify.ts). */
 export { type LedgerReport, verifyLedger } from "./verify.ts";

@@ -1,5 +1,7 @@
 import { sql } from "kysely";
 import type { Db } from "../platform/database.ts";
+import { chinaDaySql } from "../platform/china_time.ts";
+import { merchantsByIds } from "../merchant/mod.ts";
 import type { Channel, TransferKind } from "./tables.ts";
 
 /** A transfer as finance sees it (for the refund console and exports). */
@@ -38,7 +40,6 @@ export async function listTransfers(
   } = {},
 ): Promise<TransferView[]> {
   let q = db.selectFrom("ledger_transfers as t")
-    .leftJoin("merchants as m", "m.id", "t.merchant_id")
     .select([
       "t.id",
       "t.reference",
@@ -48,7 +49,6 @@ export async function listTransfers(
       "t.card_account_id",
       "t.balance_after",
       "t.merchant_id",
-      "m.name as merchant_name",
       "t.terminal_id",
       "t.related_transfer_id",
       "t.details",
@@ -67,6 +67,7 @@ export async function listTransfers(
   if (filter.to) q = q.where("t.created_at", "<", filter.to);
   if (filter.beforeId) q = q.where("t.id", "<", filter.beforeId);
   const rows = await q.orderBy("t.id", "desc").limit(Math.min(filter.limit ?? 100, 1000)).execute();
+  const merchants = await merchantsByIds(db, rows.map((r) => r.merchant_id));
   return rows.map((r) => ({
     id: r.id,
     reference: r.reference,
@@ -76,7 +77,7 @@ export async function listTransfers(
     cardAccountId: r.card_account_id,
     balanceAfter: r.balance_after,
     merchantId: r.merchant_id,
-    merchantName: r.merchant_name,
+    merchantName: r.merchant_id === null ? null : merchants.get(r.merchant_id)?.name ?? null,
     terminalId: r.terminal_id,
     relatedTransferId: r.related_transfer_id,
     returned: Number(r.returned),
@@ -110,29 +111,38 @@ export async function dailyMerchantTotals(
   const r = await sql<{
     day: string;
     merchant_id: number;
-    merchant_name: string;
     terminal_id: number | null;
     count: number;
     amount: number;
     returned: number;
   }>`
-    select to_char((t.created_at at time zone 'UTC') + interval '8 hours', 'YYYY-MM-DD') as day,
-      t.merchant_id, m.name as merchant_name, t.terminal_id,
+    select ${chinaDaySql("t.created_at")} as day, t.merchant_id, t.terminal_id,
       count(*) filter (where t.kind in ('purchase', 'shower'))::int as count,
       coalesce(sum(t.amount) filter (where t.kind in ('purchase', 'shower')), 0) as amount,
       coalesce(sum(t.amount) filter (where t.kind in ('refund', 'reversal')), 0) as returned
-    from ledger_transfers t join merchants m on m.id = t.merchant_id
+    from ledger_transfers t
     where t.created_at >= ${range.from} and t.created_at < ${range.to}
+      and t.merchant_id is not null
       and t.kind in ('purchase', 'shower', 'refund', 'reversal') ${merchantFilter}
-    group by 1, 2, 3, 4
-    order by 1, 3, 4 nulls first`.execute(db);
-  return r.rows.map((x) => ({
+    group by 1, 2, 3`.execute(db);
+  const merchants = await merchantsByIds(db, r.rows.map((x) => x.merchant_id));
+  const rows = r.rows.filter((x) => merchants.has(x.merchant_id)).map((x) => ({
     day: x.day,
     merchantId: x.merchant_id,
-    merchantName: x.merchant_name,
+    merchantName: merchants.get(x.merchant_id)!.name,
     terminalId: x.terminal_id,
     count: Number(x.count),
     amount: Number(x.amount),
     returned: Number(x.returned),
   }));
+  // By day, merchant name and terminal (payment codes, without a terminal, first).
+  return rows.sort((a, b) =>
+    a.day.localeCompare(b.day) || compareText(a.merchantName, b.merchantName) ||
+    (a.terminalId ?? -1) - (b.terminalId ?? -1)
+  );
+}
+
+/** Text order as the database compares it (code points), not the runtime's locale. */
+function compareText(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
 }

@@ -4,9 +4,9 @@ import { zValidator } from "@hono/zod-validator";
 import { type RawBuilder, sql } from "kysely";
 import { chinaMonth } from "../platform/china_time.ts";
 import type { Db } from "../platform/database.ts";
-import { DomainError, NotFoundError } from "../platform/errors.ts";
+import { NotFoundError } from "../platform/errors.ts";
 import type { AppEnv } from "../platform/http.ts";
-import { fieldErrors } from "../platform/forms.ts";
+import { formErrorsHook, runForm } from "../platform/forms.ts";
 import { type FieldErrors, render } from "../platform/views.ts";
 import { fenToYuanText } from "../platform/money.ts";
 import {
@@ -18,13 +18,8 @@ import {
 import { registerAdminNav, requireRole, ROLES } from "../staff/mod.ts";
 import { type BoundCard, findBoundCard, findBoundCardWith } from "../card/mod.ts";
 import { listNegativeBalances } from "./ledger.ts";
-import {
-  getPaySettings,
-  issuePaymentCode,
-  paymentCodeState,
-  updatePaySettings,
-  waitForPaymentCode,
-} from "./codes.ts";
+import { issuePaymentCode, paymentCodeState, waitForPaymentCode } from "./codes.ts";
+import { getPaySettings, updatePaySettings } from "./pay_settings.ts";
 import {
   categoryOf,
   getTransaction,
@@ -40,7 +35,8 @@ import { spendingStats } from "./stats.ts";
 import { barChartSvg } from "./chart.ts";
 import { PaymentCodeFrozenError } from "./errors.ts";
 import { verifyLedger } from "./verify.ts";
-import { balanceOfRow, readWalletSummary, walletSummarySql } from "./summary.ts";
+import { readWalletSummary, walletSummarySql } from "./summary.ts";
+import { balanceOf } from "./_rules.ts";
 import { labelRows } from "./labels.ts";
 import { historyQuery, settingsForm, statsQuery } from "./schemas.ts";
 import { barcodeSvg, groupDigits, maskDigits, qrSvg } from "./qr.ts";
@@ -87,7 +83,7 @@ function codeCardData(
     barcode: barcodeSvg(code),
     grouped: groupDigits(code),
     masked: maskDigits(code),
-    source: { name: card.name, balance: balanceOfRow(extra).balance },
+    source: { name: card.name, balance: balanceOf(extra).balance },
   };
 }
 
@@ -282,45 +278,38 @@ export function walletRoutes(deps: { db: Db }): Hono<AppEnv> {
     return await showSettings(c, card, {}, null);
   });
 
-  app.post("/pay/settings", requireStudent, async (c) => {
-    const card = await boundCard(c, db);
-    if (card instanceof Response) return card;
-    const body = await c.req.parseBody();
-    const input: Record<string, string> = {};
-    for (const k of ["pay_limit", "daily_limit", "code_frozen"]) {
-      const v = body[k];
-      if (typeof v === "string") input[k] = v.slice(0, 40);
-    }
-    const parsed = settingsForm.safeParse(input);
-    if (!parsed.success) return await showSettings(c, card, fieldErrors(parsed.error), input, 422);
-    const settings = await getPaySettings(db, card.cardAccountId);
-    const errors: FieldErrors = {};
-    if (parsed.data.pay_limit > settings.maxPayLimit) {
-      errors.pay_limit = `单笔限额不能超过 ¥${fenToYuanText(settings.maxPayLimit)}`;
-    }
-    if (parsed.data.daily_limit > settings.maxDailyLimit) {
-      errors.daily_limit = `每日限额不能超过 ¥${fenToYuanText(settings.maxDailyLimit)}`;
-    }
-    if (
-      !errors.pay_limit && !errors.daily_limit && parsed.data.pay_limit > parsed.data.daily_limit
-    ) {
-      errors.pay_limit = "单笔限额不能超过每日限额";
-    }
-    if (Object.keys(errors).length) return await showSettings(c, card, errors, input, 422);
-    try {
-      await updatePaySettings(db, card.cardAccountId, {
-        payLimit: parsed.data.pay_limit,
-        dailyLimit: parsed.data.daily_limit,
-        codeFrozen: parsed.data.code_frozen === "1",
-      });
-    } catch (err) {
-      if (err instanceof DomainError) {
-        return await showSettings(c, card, { [err.field ?? "_form"]: err.userMessage }, input, 422);
-      }
-      throw err;
-    }
-    return c.redirect("/pay/settings?saved=1", 303);
-  });
+  app.post(
+    "/pay/settings",
+    requireStudent,
+    zValidator(
+      "form",
+      settingsForm,
+      formErrorsHook(async (c, errors, input) => {
+        const card = await boundCard(c, db);
+        return card instanceof Response ? card : await showSettings(c, card, errors, input, 422);
+      }),
+    ),
+    async (c) => {
+      const card = await boundCard(c, db);
+      if (card instanceof Response) return card;
+      const form = c.req.valid("form");
+      const settings = {
+        payLimit: form.pay_limit,
+        dailyLimit: form.daily_limit,
+        codeFrozen: form.code_frozen === "1",
+      };
+      return await runForm(
+        () => updatePaySettings(db, card.cardAccountId, settings),
+        (errors) =>
+          showSettings(c, card, errors, {
+            pay_limit: fenToYuanText(settings.payLimit),
+            daily_limit: fenToYuanText(settings.dailyLimit),
+            code_frozen: settings.codeFrozen ? "1" : "",
+          }, 422),
+        () => c.redirect("/pay/settings?saved=1", 303),
+      );
+    },
+  );
 
   return app;
 }

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { parseYuan } from "../platform/money.ts";
+import { limitSettingsProblems } from "./_rules.ts";
 import { HISTORY_TYPES } from "./history.ts";
 
 /** The filters of 交易记录; anything else is refused with a message rather than ignored. */
@@ -34,9 +35,17 @@ const yuan = (label: string) =>
     return fen;
   });
 
-/** 付款码设置: limits in yuan, the freeze switch. */
+/** 付款码设置: limits in yuan under the limits rule (`limitSettingsProblems`), the freeze switch. */
 export const settingsForm = z.object({
   pay_limit: yuan("单笔限额"),
   daily_limit: yuan("每日限额"),
   code_frozen: z.string().optional(),
+}).superRefine((form, ctx) => {
+  const problems = limitSettingsProblems({
+    payLimit: form.pay_limit,
+    dailyLimit: form.daily_limit,
+  });
+  for (const [field, message] of Object.entries(problems)) {
+    ctx.addIssue({ code: "custom", path: [field], message });
+  }
 });

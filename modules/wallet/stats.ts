@@ -1,6 +1,7 @@
 import { sql } from "kysely";
 import type { Db } from "../platform/database.ts";
-import { chinaMonth, chinaMonthRange } from "../platform/china_time.ts";
+import { chinaMonth, chinaMonthRange, chinaMonthSql } from "../platform/china_time.ts";
+import { merchantsByIds } from "../merchant/mod.ts";
 import { type Category, categoryOf } from "./history.ts";
 import type { TransferKind } from "./tables.ts";
 
@@ -39,19 +40,20 @@ export async function spendingStats(
   const spend = sql.join(SPEND_KINDS);
   const refund = sql.join(REFUND_KINDS);
   const monthly = await sql<{ month: string; amount: number }>`
-    select to_char((t.created_at at time zone 'UTC') + interval '8 hours', 'YYYY-MM') as month,
+    select ${chinaMonthSql("t.created_at")} as month,
       sum(case when t.kind in (${refund}) then -t.amount else t.amount end) as amount
     from ledger_transfers t
     where t.card_account_id = ${cardAccountId} and t.created_at >= ${start}
       and t.created_at < ${end} and t.kind in (${spend}, ${refund})
     group by 1`.execute(db);
   const [mStart, mEnd] = chinaMonthRange(month);
-  const cats = await sql<{ kind: TransferKind; category: string | null; amount: number }>`
-    select t.kind, m.category, sum(t.amount) as amount
-    from ledger_transfers t left join merchants m on m.id = t.merchant_id
+  const cats = await sql<{ kind: TransferKind; merchant_id: number | null; amount: number }>`
+    select t.kind, t.merchant_id, sum(t.amount) as amount
+    from ledger_transfers t
     where t.card_account_id = ${cardAccountId} and t.created_at >= ${mStart}
       and t.created_at < ${mEnd} and t.kind in (${spend}, ${refund})
     group by 1, 2`.execute(db);
+  const merchants = await merchantsByIds(db, cats.rows.map((r) => r.merchant_id));
 
   const amounts = new Map(monthly.rows.map((r) => [r.month, Number(r.amount)]));
   const byMonth = Array.from({ length: count }, (_, i) => {
@@ -60,7 +62,8 @@ export async function spendingStats(
   });
   const merged = new Map<string, { category: Category; amount: number }>();
   for (const r of cats.rows) {
-    const category = categoryOf(r.kind, r.category);
+    const m = r.merchant_id === null ? undefined : merchants.get(r.merchant_id);
+    const category = categoryOf(r.kind, m?.category ?? null);
     const signed = REFUND_KINDS.includes(r.kind) ? -Number(r.amount) : Number(r.amount);
     const line = merged.get(category.key) ?? { category, amount: 0 };
     line.amount += signed;

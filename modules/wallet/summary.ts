@@ -1,7 +1,7 @@
 import { type RawBuilder, sql } from "kysely";
 import type { Db } from "../platform/database.ts";
 import { type BoundCard, boundCardSql, findBoundCardWith, readBoundCard } from "../card/mod.ts";
-import type { Balance } from "./ledger.ts";
+import { type Balance, balanceOf } from "./_rules.ts";
 import "./tables.ts";
 
 /** What the 余额 page shows: the bound card, its committed balance and its open shower holds. */
@@ -29,23 +29,8 @@ function moneyOf(cardAccountId: RawBuilder<number>): RawBuilder<MoneyColumns> {
     left join ledger_accounts la on la.card_account_id = ${cardAccountId}`;
 }
 
-/**
- * A ledger row's money as `getBalance` reads it (an overdraft shows as a negative balance): zero
- * for a card account that never had money.
- */
-export function balanceOfRow(
-  m: { balance: number | null; held: number | null; overdraft: number | null },
-): Balance {
-  const { balance, held, overdraft } = m;
-  return balance === null ? { balance: 0, held: 0, available: 0 } : {
-    balance: balance - (overdraft ?? 0),
-    held: held ?? 0,
-    available: (overdraft ?? 0) > 0 ? 0 : balance - (held ?? 0),
-  };
-}
-
 function toSummary(card: BoundCard, m: MoneyRow): WalletSummary {
-  return { card, balance: balanceOfRow(m), activeHolds: m.active_holds ?? 0 };
+  return { card, balance: balanceOf(m), activeHolds: m.active_holds ?? 0 };
 }
 
 /** The 余额 page's data in one round trip (card, balance, holds), or null without a bound card. */

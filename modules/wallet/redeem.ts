@@ -1,0 +1,262 @@
+/**
+ * A reader redeems a 付款码: exactly once per code, under the debit rule with the holder's limits,
+ * refused while the code is frozen (by the student, or with a loss report).
+ */
+import { type RawBuilder, sql } from "kysely";
+import { type Db, PREPARED } from "../platform/database.ts";
+import { findCardAccount, paymentCodeFrozenSql } from "../card/mod.ts";
+import { getMerchant, merchantRowSql } from "../merchant/mod.ts";
+import {
+  checkReference,
+  chinaDay,
+  ensureMerchantAccount,
+  isNotNullViolation,
+  isUniqueViolation,
+  joinedOrOwn,
+  transferByReference,
+} from "./_common.ts";
+import { checkAmount, debitSql, merchantAccountSql, whyRefused } from "./_rules.ts";
+import { type CodeRedeemed, emit, isPaymentCodeShape } from "./codes.ts";
+import {
+  InvalidAmountError,
+  LimitExceededError,
+  PaymentCodeExpiredError,
+  PaymentCodeFrozenError,
+  PaymentCodeOverLimitError,
+  PaymentCodeUnknownError,
+  PaymentCodeUsedError,
+  ReferenceConflictError,
+} from "./errors.ts";
+import { unusedReferenceSql } from "./ledger.ts";
+
+/** The result of redeeming a code at a reader. */
+export interface RedeemResult {
+  cardAccountId: number;
+  transferId: number;
+  balanceAfter: number;
+  merchantName: string;
+  duplicate: boolean;
+}
+
+type RedeemRow = {
+  id: number;
+  balance_after: number;
+  card_account_id: number;
+  merchant_name: string;
+};
+
+/**
+ * The redemption as the CTEs of one statement: `t` is the new transfer (`id`, `balance_after`,
+ * `card_account_id`), present only when the code was live and not frozen, the debit rule (with
+ * the holder's limits) allowed it and the reference was new. The caller appends its own
+ * `select … from t`.
+ */
+function redeemStatement(p: {
+  code: string;
+  amount: number;
+  merchantId: number;
+  terminalId: number | null;
+  reference: string;
+  today: string;
+}): RawBuilder<unknown> {
+  const { code, amount, merchantId, terminalId, reference, today } = p;
+  return sql`
+    with pc as (
+      select card_account_id from payment_codes
+      where code = ${code} and used_at is null and superseded_at is null and expires_at > now()
+    ), w as (${
+    debitSql({
+      card: sql`(select card_account_id from pc)`,
+      amount: sql`${amount}`,
+      rule: { limits: true, today },
+      also: [
+        sql`not la.code_frozen`,
+        sql`not ${paymentCodeFrozenSql(sql`la.card_account_id`)}`,
+        unusedReferenceSql(reference),
+      ],
+    })
+  }), t as (
+      insert into ledger_transfers (reference, kind, channel, debit_account_id, credit_account_id, amount,
+        card_account_id, card_delta, balance_after, merchant_id, terminal_id, payment_code)
+      select ${reference}, 'purchase', 'qr', w.account_id, ${
+    merchantAccountSql(sql`${merchantId}`)
+  },
+        ${amount}, w.card_account_id, ${-amount}, w.after, ${merchantId}, ${terminalId}, ${code}
+      from w
+      returning id, balance_after, card_account_id
+    ), used as (
+      update payment_codes set used_at = now(), transfer_id = t.id from t where payment_codes.code = ${code}
+      returning 1
+    )`;
+}
+
+/** The columns the redemption's caller reads from `t`, with the merchant's name. */
+function resultOf(merchantId: number): RawBuilder<RedeemRow> {
+  return sql<RedeemRow>`select t.id, t.balance_after, t.card_account_id,
+      (select m.name from ${merchantRowSql(sql`${merchantId}`)} m) as merchant_name
+    from t`;
+}
+
+/** The redemption as the reader is told; the 付款码 page hears of it once it is committed. */
+async function redeemed(
+  db: Db,
+  row: RedeemRow,
+  code: string,
+  amount: number,
+): Promise<RedeemResult> {
+  const result: RedeemResult = {
+    cardAccountId: row.card_account_id,
+    transferId: row.id,
+    balanceAfter: row.balance_after,
+    merchantName: row.merchant_name,
+    duplicate: false,
+  };
+  const event: CodeRedeemed = {
+    cardAccountId: row.card_account_id,
+    code,
+    amount,
+    merchantName: row.merchant_name,
+    transferId: row.id,
+    balanceAfter: row.balance_after,
+    at: new Date(),
+  };
+  return await joinedOrOwn(db, {
+    // In the caller's transaction nobody knows yet whether it commits: the page polls instead.
+    joined: () => Promise.resolve(result),
+    own: () => {
+      emit(event);
+      return Promise.resolve(result);
+    },
+  });
+}
+
+/**
+ * Redeems a payment code for a reader: exactly once per code under any concurrency (the unique
+ * index on the transfer's payment code decides, inside the same statement that moves the money).
+ * A refused redemption leaves the code usable. Idempotent on `reference`.
+ */
+export async function redeemPaymentCode(
+  db: Db,
+  input: {
+    code: string;
+    amount: number;
+    merchantId: number;
+    terminalId?: number | null;
+    reference: string;
+  },
+): Promise<RedeemResult> {
+  const amount = checkAmount(input.amount);
+  const reference = checkReference(input.reference);
+  const code = String(input.code ?? "").trim();
+  if (!isPaymentCodeShape(code)) throw new PaymentCodeUnknownError();
+  const terminalId = input.terminalId ?? null;
+  if (terminalId !== null && (!Number.isSafeInteger(terminalId) || terminalId <= 0)) {
+    throw new InvalidAmountError(terminalId, "terminalId");
+  }
+  const merchantId = input.merchantId;
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const today = chinaDay();
+    let row: RedeemRow | undefined;
+    try {
+      const result = await sql<RedeemRow>`${
+        redeemStatement({ code, amount, merchantId, terminalId, reference, today })
+      } ${resultOf(merchantId)}`.execute(db);
+      row = result.rows[0];
+    } catch (err) {
+      if (isUniqueViolation(err)) {
+        const first = await duplicateRedeem(db, reference, code, amount);
+        if (first) return first;
+        throw new PaymentCodeUsedError();
+      }
+      if (isNotNullViolation(err)) {
+        await ensureMerchantAccount(db, merchantId);
+        continue;
+      }
+      throw err;
+    }
+    if (row) return await redeemed(db, row, code, amount);
+    const first = await duplicateRedeem(db, reference, code, amount);
+    if (first) return first;
+    await explainRefusal(db, code, amount, today);
+  }
+  throw new Error("Cannot redeem payment code: gave up after repeated conflicts");
+}
+
+/**
+ * `redeemPaymentCode` and the caller's own record of it in one statement: one round trip and one
+ * commit, for a reader's hot path. `record(paid)` returns an `insert … select … from ${paid}`;
+ * `paid` has the new transfer's `id`, `card_account_id` and `balance_after`, and a row only when
+ * the money moved, so the record commits with the money or not at all. Returns null, nothing
+ * written, for anything else (a refusal, a retry, a conflict, a missing merchant account): the
+ * caller then runs `redeemPaymentCode`, which says why. The 付款码 page hears of a redemption
+ * here as it does there.
+ */
+export async function redeemPaymentCodeRecorded(
+  db: Db,
+  input: {
+    code: string;
+    amount: number;
+    merchantId: number;
+    terminalId: number;
+    reference: string;
+    record: (paid: RawBuilder<unknown>) => RawBuilder<unknown>;
+  },
+): Promise<RedeemResult | null> {
+  const amount = checkAmount(input.amount);
+  const reference = checkReference(input.reference);
+  const code = String(input.code ?? "").trim();
+  const terminalId = input.terminalId;
+  if (!isPaymentCodeShape(code) || !Number.isSafeInteger(terminalId) || terminalId <= 0) {
+    return null;
+  }
+  const merchantId = input.merchantId;
+  const result = await sql<RedeemRow>`${sql.raw(PREPARED)}${
+    redeemStatement({ code, amount, merchantId, terminalId, reference, today: chinaDay() })
+  }, recorded as (${input.record(sql.raw("t"))})
+    ${resultOf(merchantId)}`.execute(db);
+  const row = result.rows[0];
+  return row ? await redeemed(db, row, code, amount) : null;
+}
+
+async function duplicateRedeem(
+  db: Db,
+  reference: string,
+  code: string,
+  amount: number,
+): Promise<RedeemResult | null> {
+  const t = await transferByReference(db, reference);
+  if (!t) return null;
+  if (t.payment_code !== code || t.amount !== amount) throw new ReferenceConflictError(reference);
+  const merchant = t.merchant_id === null ? null : await getMerchant(db, t.merchant_id);
+  return {
+    cardAccountId: t.card_account_id!,
+    transferId: t.id,
+    balanceAfter: t.balance_after ?? 0,
+    merchantName: merchant?.name ?? "",
+    duplicate: true,
+  };
+}
+
+/**
+ * Throws the reason a redemption was refused: the code's own state first, then the debit rule's
+ * (`whyRefused`, its limits told as the code's); returns when nothing is wrong (a race: go again).
+ */
+async function explainRefusal(db: Db, code: string, amount: number, today: string): Promise<void> {
+  const c = await db.selectFrom("payment_codes")
+    .select(["card_account_id", "used_at", "superseded_at", "expires_at"])
+    .where("code", "=", code).executeTakeFirst();
+  if (!c) throw new PaymentCodeUnknownError();
+  if (c.used_at) throw new PaymentCodeUsedError();
+  if (c.superseded_at || c.expires_at.getTime() <= Date.now()) throw new PaymentCodeExpiredError();
+  // Frozen by the student (付款码设置), or together with a loss report (the card module's flag).
+  const w = await db.selectFrom("ledger_accounts").select("code_frozen")
+    .where("card_account_id", "=", c.card_account_id).executeTakeFirst();
+  if (w?.code_frozen || (await findCardAccount(db, c.card_account_id))?.paymentCodeFrozen) {
+    throw new PaymentCodeFrozenError();
+  }
+  const refusal = await whyRefused(db, c.card_account_id, amount, { limits: true, today });
+  if (refusal instanceof LimitExceededError) {
+    throw new PaymentCodeOverLimitError(refusal.limit, refusal.limitFen, refusal.amount);
+  }
+  if (refusal) throw refusal;
+}

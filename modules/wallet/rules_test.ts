@@ -1,0 +1,561 @@
+/**
+ * One table of cards and amounts, run through every path that debits or credits a card: each path
+ * pays or refuses exactly as the debit rule (_rules.ts) says, for the same reason, and moves
+ * nothing when it refuses. Runs on PGlite, and on PostgreSQL with DATABASE_URL.
+ */
+import assert from "node:assert/strict";
+import { sql } from "kysely";
+import type { Db } from "../platform/database.ts";
+import { setup } from "./_test_support.ts";
+import {
+  adjustBalance,
+  applyOfflinePayment,
+  creditTopUp,
+  expireHolds,
+  getBalance,
+  HoldBelowMinimumError,
+  holdFunds,
+  holdFundsRecorded,
+  InsufficientFundsError,
+  issuePaymentCode,
+  LimitExceededError,
+  NegativeBalanceError,
+  payFromCard,
+  payFromCardsRecorded,
+  PaymentCodeOverLimitError,
+  payUtility,
+  redeemPaymentCode,
+  redeemPaymentCodeRecorded,
+  refundTopUp,
+  refundTransfer,
+  refundUtility,
+  returnTopUpRefund,
+  reverseByReference,
+  settleHold,
+  updatePaySettings,
+  verifyLedger,
+} from "./mod.ts";
+
+type Outcome = "paid" | "negative_balance" | "per_payment" | "daily" | "insufficient_funds";
+
+/** A card's state before the payment, and what paths with and without the holder's limits do. */
+interface Case {
+  name: string;
+  /** What is on the card (after today's earlier spending). */
+  balance: number;
+  held?: number;
+  /** An offline upload takes this much beyond what is free. */
+  overdraft?: number;
+  payLimit?: number;
+  dailyLimit?: number;
+  /** Spent earlier today (counts against the daily limit). */
+  spent?: number;
+  amount: number;
+  /** Card and code payments at a merchant. */
+  limited: Outcome;
+  /** Utilities, top-up refunds, adjustments, shower holds: no per-payment or daily limit. */
+  unlimited: Outcome;
+}
+
+const CASES: Case[] = [
+  { name: "within the balance", balance: 1000, amount: 500, limited: "paid", unlimited: "paid" },
+  { name: "the whole balance", balance: 1000, amount: 1000, limited: "paid", unlimited: "paid" },
+  {
+    name: "a fen above the balance",
+    balance: 1000,
+    amount: 1001,
+    limited: "insufficient_funds",
+    unlimited: "insufficient_funds",
+  },
+  {
+    name: "held money is not available",
+    balance: 1000,
+    held: 400,
+    amount: 700,
+    limited: "insufficient_funds",
+    unlimited: "insufficient_funds",
+  },
+  {
+    name: "all that is not held",
+    balance: 1000,
+    held: 400,
+    amount: 600,
+    limited: "paid",
+    unlimited: "paid",
+  },
+  {
+    name: "an offline overdraft refuses any amount",
+    balance: 500,
+    overdraft: 100,
+    amount: 1,
+    limited: "negative_balance",
+    unlimited: "negative_balance",
+  },
+  {
+    name: "an overdraft is told before a limit",
+    balance: 500,
+    overdraft: 100,
+    payLimit: 300,
+    amount: 301,
+    limited: "negative_balance",
+    unlimited: "negative_balance",
+  },
+  {
+    name: "above the per-payment limit",
+    balance: 1000,
+    payLimit: 300,
+    amount: 301,
+    limited: "per_payment",
+    unlimited: "paid",
+  },
+  {
+    name: "a limit is told before the funds",
+    balance: 100,
+    payLimit: 300,
+    amount: 301,
+    limited: "per_payment",
+    unlimited: "insufficient_funds",
+  },
+  {
+    name: "today's spending reaches the daily limit",
+    balance: 1000,
+    dailyLimit: 1000,
+    spent: 800,
+    amount: 201,
+    limited: "daily",
+    unlimited: "paid",
+  },
+  {
+    name: "today's spending up to the daily limit",
+    balance: 1000,
+    dailyLimit: 1000,
+    spent: 800,
+    amount: 200,
+    limited: "paid",
+    unlimited: "paid",
+  },
+  {
+    name: "a card that never had money",
+    balance: 0,
+    amount: 1,
+    limited: "insufficient_funds",
+    unlimited: "insufficient_funds",
+  },
+];
+
+/** The reason a path's refusal gives, in the rule's words. */
+function outcomeOf(err: unknown): Outcome {
+  if (err instanceof NegativeBalanceError) return "negative_balance";
+  if (err instanceof LimitExceededError || err instanceof PaymentCodeOverLimitError) {
+    return err.limit;
+  }
+  if (err instanceof InsufficientFundsError || err instanceof HoldBelowMinimumError) {
+    return "insufficient_funds";
+  }
+  throw err;
+}
+
+type World = Awaited<ReturnType<typeof setup>>;
+let seq = 0;
+const ref = (what: string) => `rules-${what}-${++seq}`;
+
+/** A card in the case's state. */
+async function cardIn(t: World, c: Case): Promise<number> {
+  const spent = c.spent ?? 0;
+  const overdraft = c.overdraft ?? 0;
+  const card = await t.card(c.balance + spent);
+  if (c.payLimit || c.dailyLimit) {
+    await updatePaySettings(t.db, card, {
+      payLimit: c.payLimit ?? Math.min(20_000, c.dailyLimit ?? 20_000),
+      dailyLimit: c.dailyLimit ?? 50_000,
+      codeFrozen: false,
+    });
+  }
+  if (spent) {
+    await payFromCard(t.db, {
+      cardAccountId: card,
+      merchantId: t.merchant.id,
+      amount: spent,
+      reference: ref("spent"),
+    });
+  }
+  if (c.held) {
+    await holdFunds(t.db, {
+      cardAccountId: card,
+      amount: c.held,
+      minimum: c.held,
+      merchantId: t.shower.id,
+      reference: ref("held"),
+      expiresAt: new Date(Date.now() + 3600_000),
+    });
+  }
+  if (overdraft) {
+    await applyOfflinePayment(t.db, {
+      cardAccountId: card,
+      merchantId: t.merchant.id,
+      terminalId: 1,
+      amount: c.balance - (c.held ?? 0) + overdraft,
+      reference: ref("offline"),
+      occurredAt: new Date(),
+    });
+  }
+  return card;
+}
+
+/** One debit path: pays `amount` from `card` or throws its refusal. */
+interface Path {
+  name: string;
+  limits: boolean;
+  pay(t: World, card: number, amount: number): Promise<unknown>;
+}
+
+const batch = (db: Db, card: number, amount: number, merchantId: number) =>
+  payFromCardsRecorded(db, {
+    payments: [{
+      payer: String(card),
+      merchantId,
+      amount,
+      reference: ref("batch"),
+      terminalId: null,
+    }],
+    channel: "card",
+    cardAccountOf: (payer) => sql<number | null>`${payer}::bigint`,
+    record: (paid) => sql`select ord from ${paid}`,
+  });
+
+const PATHS: Path[] = [
+  {
+    name: "card payment",
+    limits: true,
+    pay: (t, card, amount) =>
+      payFromCard(t.db, {
+        cardAccountId: card,
+        merchantId: t.merchant.id,
+        amount,
+        reference: ref("pay"),
+      }),
+  },
+  {
+    name: "group-committed card payment (ordinary path says why)",
+    limits: true,
+    async pay(t, card, amount) {
+      const [paid] = await batch(t.db, card, amount, t.merchant.id);
+      if (paid) return paid;
+      return await payFromCard(t.db, {
+        cardAccountId: card,
+        merchantId: t.merchant.id,
+        amount,
+        reference: ref("pay"),
+      });
+    },
+  },
+  {
+    name: "payment code",
+    limits: true,
+    async pay(t, card, amount) {
+      const { code } = await issuePaymentCode(t.db, card);
+      return await redeemPaymentCode(t.db, {
+        code,
+        amount,
+        merchantId: t.merchant.id,
+        reference: ref("qr"),
+      });
+    },
+  },
+  {
+    name: "payment code with the reader's record (ordinary path says why)",
+    limits: true,
+    async pay(t, card, amount) {
+      const { code } = await issuePaymentCode(t.db, card);
+      const input = {
+        code,
+        amount,
+        merchantId: t.merchant.id,
+        terminalId: 1,
+        reference: ref("qr"),
+      };
+      const paid = await redeemPaymentCodeRecorded(t.db, {
+        ...input,
+        record: (p) => sql`select id from ${p}`,
+      });
+      return paid ?? await redeemPaymentCode(t.db, input);
+    },
+  },
+  {
+    name: "utility payment",
+    limits: false,
+    pay: (t, card, amount) =>
+      payUtility(t.db, {
+        cardAccountId: card,
+        amount,
+        utility: "electricity",
+        reference: ref("util"),
+      }),
+  },
+  {
+    name: "top-up paid back to its gateway",
+    limits: false,
+    pay: (t, card, amount) =>
+      refundTopUp(t.db, { cardAccountId: card, amount, method: "sandbox", reference: ref("back") }),
+  },
+  {
+    name: "negative adjustment",
+    limits: false,
+    pay: (t, card, amount) =>
+      adjustBalance(t.db, {
+        cardAccountId: card,
+        amount: -amount,
+        reference: ref("adj"),
+        reason: "test",
+        staffId: null,
+      }),
+  },
+  {
+    name: "shower hold of the whole amount",
+    limits: false,
+    pay: (t, card, amount) =>
+      holdFunds(t.db, {
+        cardAccountId: card,
+        amount,
+        minimum: amount,
+        merchantId: t.shower.id,
+        reference: ref("hold"),
+        expiresAt: new Date(Date.now() + 3600_000),
+      }),
+  },
+  {
+    name: "shower hold with the controller's record (ordinary path says why)",
+    limits: false,
+    async pay(t, card, amount) {
+      const input = {
+        cardAccountId: card,
+        amount,
+        minimum: amount,
+        merchantId: t.shower.id,
+        reference: ref("hold"),
+        expiresAt: new Date(Date.now() + 3600_000),
+      };
+      const held = await holdFundsRecorded(t.db, {
+        ...input,
+        cardAccountId: sql<number>`${card}::bigint`,
+        amount: sql<number>`${amount}::bigint`,
+        terminalId: 1,
+        record: (h) => [sql`select id from ${h}`],
+      });
+      return held ?? await holdFunds(t.db, input);
+    },
+  },
+];
+
+Deno.test("every debit path pays or refuses each case as the debit rule says, for the same reason", async () => {
+  const t = await setup();
+  try {
+    const failures: string[] = [];
+    for (const path of PATHS) {
+      for (const c of CASES) {
+        const card = await cardIn(t, c);
+        const before = await getBalance(t.db, card);
+        const expected = path.limits ? c.limited : c.unlimited;
+        let got: Outcome;
+        try {
+          await path.pay(t, card, c.amount);
+          got = "paid";
+        } catch (err) {
+          got = outcomeOf(err);
+        }
+        const after = await getBalance(t.db, card);
+        const moved = before.available - after.available;
+        if (got !== expected) {
+          failures.push(`${path.name}, ${c.name}: ${got}, expected ${expected}`);
+        } else if (moved !== (got === "paid" ? c.amount : 0)) {
+          failures.push(`${path.name}, ${c.name}: ${got} but ${moved} fen left what is available`);
+        }
+      }
+    }
+    assert.deepEqual(failures, []);
+    assert.deepEqual((await verifyLedger(t.db)).problems, []);
+  } finally {
+    await t.h.close();
+  }
+});
+
+Deno.test("the debits that cannot be refused take what the rule leaves free", async () => {
+  const t = await setup();
+  try {
+    for (const c of CASES) {
+      // An offline record is a fact: it always pays, taking what is free and owing the rest.
+      const card = await cardIn(t, c);
+      const before = await getBalance(t.db, card);
+      await applyOfflinePayment(t.db, {
+        cardAccountId: card,
+        merchantId: t.merchant.id,
+        terminalId: 1,
+        amount: c.amount,
+        reference: ref("offline"),
+        occurredAt: new Date(),
+      });
+      const after = await getBalance(t.db, card);
+      assert.equal(after.balance, before.balance - c.amount, c.name);
+      assert.equal(after.available, Math.max(0, before.available - c.amount), c.name);
+
+      // A shower's late end, after its hold timed out, charges only what is available then.
+      const shower = await cardIn(t, { ...c, balance: c.balance + 100 });
+      const hold = await holdFunds(t.db, {
+        cardAccountId: shower,
+        amount: 100,
+        minimum: 1,
+        merchantId: t.shower.id,
+        reference: ref("late"),
+        expiresAt: new Date(Date.now() - 1000),
+      }).catch(() => null);
+      if (!hold) continue;
+      await expireHolds(t.db, new Date());
+      const free = (await getBalance(t.db, shower)).available;
+      const settled = await settleHold(t.db, {
+        holdId: hold.holdId,
+        amount: hold.authorised,
+        reference: ref("late-end"),
+      });
+      assert.equal(settled.charged, Math.min(hold.authorised, free), c.name);
+      assert.equal((await getBalance(t.db, shower)).available, free - settled.charged, c.name);
+    }
+    assert.deepEqual((await verifyLedger(t.db)).problems, []);
+  } finally {
+    await t.h.close();
+  }
+});
+
+Deno.test("every credit path pays off an offline overdraft before the balance grows", async () => {
+  const t = await setup();
+  try {
+    const m = t.merchant.id;
+    /** A path's own first step on a card with 300 fen (a payment to give back), then its credit. */
+    const paths: Array<{
+      name: string;
+      before?: (card: number) => Promise<{ transferId: number; reference: string }>;
+      credit: (card: number, first: { transferId: number; reference: string }) => Promise<unknown>;
+    }> = [
+      {
+        name: "top-up",
+        credit: (card) =>
+          creditTopUp(t.db, {
+            cardAccountId: card,
+            amount: 300,
+            method: "sandbox",
+            reference: ref("in"),
+          }),
+      },
+      {
+        name: "positive adjustment",
+        credit: (card) =>
+          adjustBalance(t.db, {
+            cardAccountId: card,
+            amount: 300,
+            reference: ref("adj"),
+            reason: "test",
+            staffId: null,
+          }),
+      },
+      {
+        name: "top-up refund the gateway closed unpaid",
+        before: async (card) => {
+          const reference = ref("out");
+          const r = await refundTopUp(t.db, {
+            cardAccountId: card,
+            amount: 300,
+            method: "sandbox",
+            reference,
+          });
+          return { transferId: r.transferId, reference };
+        },
+        credit: (card, first) =>
+          returnTopUpRefund(t.db, {
+            cardAccountId: card,
+            amount: 300,
+            method: "sandbox",
+            reference: ref("back"),
+            refundTransferId: first.transferId,
+          }),
+      },
+      {
+        name: "refund of a payment",
+        before: async (card) => {
+          const reference = ref("p");
+          const r = await payFromCard(t.db, {
+            cardAccountId: card,
+            merchantId: m,
+            amount: 300,
+            reference,
+          });
+          return { transferId: r.transferId, reference };
+        },
+        credit: (_card, first) =>
+          refundTransfer(t.db, {
+            transferId: first.transferId,
+            amount: 300,
+            reference: ref("r"),
+            reason: "test",
+            staffId: null,
+          }),
+      },
+      {
+        name: "refund of a utility payment",
+        before: async (card) => {
+          const reference = ref("u");
+          const r = await payUtility(t.db, {
+            cardAccountId: card,
+            amount: 300,
+            utility: "water",
+            reference,
+          });
+          return { transferId: r.transferId, reference };
+        },
+        credit: (_card, first) =>
+          refundUtility(t.db, { originalReference: first.reference, reference: ref("ur") }),
+      },
+      {
+        name: "a reader's reversal",
+        before: async (card) => {
+          const reference = ref("v");
+          const r = await payFromCard(t.db, {
+            cardAccountId: card,
+            merchantId: m,
+            amount: 300,
+            reference,
+          });
+          return { transferId: r.transferId, reference };
+        },
+        credit: (_card, first) =>
+          reverseByReference(t.db, { originalReference: first.reference, reference: ref("vr") }),
+      },
+    ];
+    for (const path of paths) {
+      const card = await t.card(300);
+      const first = path.before ? await path.before(card) : { transferId: 0, reference: "" };
+      // Then an offline upload leaves the card owing 200 fen.
+      const free = (await getBalance(t.db, card)).available;
+      await applyOfflinePayment(t.db, {
+        cardAccountId: card,
+        merchantId: m,
+        terminalId: 1,
+        amount: free + 200,
+        reference: ref("offline"),
+        occurredAt: new Date(),
+      });
+      assert.deepEqual(
+        await getBalance(t.db, card),
+        { balance: -200, held: 0, available: 0 },
+        path.name,
+      );
+      await path.credit(card, first);
+      assert.deepEqual(
+        await getBalance(t.db, card),
+        { balance: 100, held: 0, available: 100 },
+        path.name,
+      );
+    }
+    assert.deepEqual((await verifyLedger(t.db)).problems, []);
+  } finally {
+    await t.h.close();
+  }
+});
