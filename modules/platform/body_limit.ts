@@ -60,8 +60,17 @@ function limitBody(maxSize: number): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     const body = c.req.raw.body;
     if (!body) return await next();
-    c.req.raw = new Request(c.req.raw, { body: capped(body, maxSize) });
-    return await counted(c, next);
+    const limited = capped(body, maxSize);
+    c.req.raw = new Request(c.req.raw, { body: limited.stream });
+    try {
+      return await counted(c, next);
+    } finally {
+      // A body nobody read (the request failed first, e.g. the database was away) is let go now.
+      // Held, the connection would stay open after the answer until the reader was collected:
+      // nginx's upstream requests are HTTP/1.0, whose answer ends only when the connection
+      // closes, so the person waited ~20 s for the error page.
+      limited.release();
+    }
   };
 }
 
@@ -69,20 +78,37 @@ function limitBody(maxSize: number): MiddlewareHandler<AppEnv> {
  * The body as a stream that errors with PayloadTooLargeError on the chunk that takes it past
  * `maxSize`, cancelling the source. Pulls only when its reader asks (no read-ahead).
  */
-function capped(source: ReadableStream<Uint8Array>, maxSize: number): ReadableStream<Uint8Array> {
+function capped(
+  source: ReadableStream<Uint8Array>,
+  maxSize: number,
+): { stream: ReadableStream<Uint8Array>; release(): void } {
   const reader = source.getReader();
   let size = 0;
-  return new ReadableStream<Uint8Array>({
+  let finished = false;
+  const stop = (reason: string) => {
+    finished = true;
+    return reader.cancel(reason);
+  };
+  const stream = new ReadableStream<Uint8Array>({
     async pull(controller) {
       const { done, value } = await reader.read();
-      if (done) return controller.close();
+      if (done) {
+        finished = true;
+        return controller.close();
+      }
       size += value.byteLength;
       if (size > maxSize) {
-        reader.cancel("request body over its limit").catch(() => {});
+        stop("request body over its limit").catch(() => {});
         return controller.error(new PayloadTooLargeError(maxSize));
       }
       controller.enqueue(value);
     },
-    cancel: (reason) => reader.cancel(reason),
+    cancel: (reason) => stop(String(reason ?? "request body cancelled")),
   }, { highWaterMark: 0 });
+  return {
+    stream,
+    release() {
+      if (!finished) stop("request answered without reading its body").catch(() => {});
+    },
+  };
 }
