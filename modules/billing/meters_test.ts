@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { getBalance } from "../wallet/mod.ts";
-import { assertLedgerBalanced, makeRooms, makeStudent, makeWorld } from "./_testing.ts";
+import { makeStudent, setupApp } from "../testkit/mod.ts";
+import { assertLedgerBalanced, makeRooms } from "./_testing.ts";
 import { runDueJobs } from "./delivery.ts";
 import { MeterError } from "./errors.ts";
 import { HttpMeter, type MeterOrder, signMeterRequest } from "./meters.ts";
@@ -142,7 +143,7 @@ Deno.test("the HTTP meter adapter retries 5xx and timeouts, and gives up on a re
 });
 
 Deno.test("a purchase is delivered through the vendor API, and refunded when the API stays down", async () => {
-  const w = await makeWorld();
+  await using w = await setupApp();
   const up = standIn();
   const down = standIn({ fail: 1_000 });
   try {
@@ -190,6 +191,5 @@ Deno.test("a purchase is delivered through the vendor API, and refunded when the
     await assertLedgerBalanced(w.db);
   } finally {
     await Promise.all([up.close(), down.close()]);
-    await w.close();
   }
 });

@@ -39,312 +39,296 @@ async function assertLedger(ctx: Ctx) {
 const token = () => crypto.randomUUID().replaceAll("-", "");
 
 Deno.test("finance refunds a payment in part and in full, never more than the original, once per form", async () => {
-  const ctx = await setupApp();
-  try {
-    const { student, transferId } = await fundedPurchase(ctx, 1000);
-    const fin = await makeStaff(ctx, "fin1", [ROLES.finance]);
-    assert.equal((await getBalance(ctx.db, student.cardAccountId)).balance, 4000);
-    const page = await fin.client.page(`/admin/finance/refunds?transfer=${transferId}`);
-    assert.match(page, /可退/);
-    const formToken = /name="token" value="([^"]+)"/.exec(page)![1];
+  await using ctx = await setupApp();
+  const { student, transferId } = await fundedPurchase(ctx, 1000);
+  const fin = await makeStaff(ctx, "fin1", [ROLES.finance]);
+  assert.equal((await getBalance(ctx.db, student.cardAccountId)).balance, 4000);
+  const page = await fin.client.page(`/admin/finance/refunds?transfer=${transferId}`);
+  assert.match(page, /可退/);
+  const formToken = /name="token" value="([^"]+)"/.exec(page)![1];
 
-    const first = await fin.client.post("/admin/finance/refunds", {
-      transfer_id: String(transferId),
-      amount: "3",
-      reason: "菜品售罄",
-      token: formToken,
-    });
-    assert.equal(first.status, 303);
-    // The same form submitted again: nothing more moves.
-    const again = await fin.client.post("/admin/finance/refunds", {
-      transfer_id: String(transferId),
-      amount: "3",
-      reason: "菜品售罄",
-      token: formToken,
-    });
-    assert.equal(again.status, 303);
-    assert.equal((await getBalance(ctx.db, student.cardAccountId)).balance, 4300);
+  const first = await fin.client.post("/admin/finance/refunds", {
+    transfer_id: String(transferId),
+    amount: "3",
+    reason: "菜品售罄",
+    token: formToken,
+  });
+  assert.equal(first.status, 303);
+  // The same form submitted again: nothing more moves.
+  const again = await fin.client.post("/admin/finance/refunds", {
+    transfer_id: String(transferId),
+    amount: "3",
+    reason: "菜品售罄",
+    token: formToken,
+  });
+  assert.equal(again.status, 303);
+  assert.equal((await getBalance(ctx.db, student.cardAccountId)).balance, 4300);
 
-    const over = await fin.client.post("/admin/finance/refunds", {
-      transfer_id: String(transferId),
-      amount: "7.01",
-      reason: "多退",
-      token: token(),
-    });
-    assert.equal(over.status, 422);
-    assert.match(await over.text(), /退款金额超过可退金额 ¥7\.00/);
+  const over = await fin.client.post("/admin/finance/refunds", {
+    transfer_id: String(transferId),
+    amount: "7.01",
+    reason: "多退",
+    token: token(),
+  });
+  assert.equal(over.status, 422);
+  assert.match(await over.text(), /退款金额超过可退金额 ¥7\.00/);
 
-    // Ten different forms for the rest at once: exactly ¥7.00 more comes back in total.
-    const racers = await Promise.all(
-      Array.from({ length: 10 }, () =>
-        fin.client.post("/admin/finance/refunds", {
-          transfer_id: String(transferId),
-          amount: "7",
-          reason: "整单退款",
-          token: token(),
-        })),
-    );
-    assert.equal(racers.filter((r) => r.status === 303).length, 1);
-    assert.equal((await getBalance(ctx.db, student.cardAccountId)).balance, 5000);
-    const refunds = await ctx.db.selectFrom("finance_refunds").select("amount").execute();
-    assert.equal(refunds.reduce((s, r) => s + r.amount, 0), 1000);
-    const audit = await ctx.db.selectFrom("audit_log").select("action").where(
-      "action",
-      "=",
-      "finance.refund",
-    ).execute();
-    assert.equal(audit.length, 2);
-    await assertLedger(ctx);
-  } finally {
-    await ctx.h.close();
-  }
+  // Ten different forms for the rest at once: exactly ¥7.00 more comes back in total.
+  const racers = await Promise.all(
+    Array.from({ length: 10 }, () =>
+      fin.client.post("/admin/finance/refunds", {
+        transfer_id: String(transferId),
+        amount: "7",
+        reason: "整单退款",
+        token: token(),
+      })),
+  );
+  assert.equal(racers.filter((r) => r.status === 303).length, 1);
+  assert.equal((await getBalance(ctx.db, student.cardAccountId)).balance, 5000);
+  const refunds = await ctx.db.selectFrom("finance_refunds").select("amount").execute();
+  assert.equal(refunds.reduce((s, r) => s + r.amount, 0), 1000);
+  const audit = await ctx.db.selectFrom("audit_log").select("action").where(
+    "action",
+    "=",
+    "finance.refund",
+  ).execute();
+  assert.equal(audit.length, 2);
+  await assertLedger(ctx);
 });
 
 Deno.test("the refund form refuses bad amounts, reasons, tokens and transfer ids without moving money", async () => {
-  const ctx = await setupApp();
-  try {
-    const { student, transferId } = await fundedPurchase(ctx, 1000);
-    const fin = await makeStaff(ctx, "fin1", [ROLES.finance]);
-    const cases: Array<[Record<string, string>, number, RegExp]> = [
-      [{ amount: "0" }, 422, /请输入正确的退款金额/],
-      [{ amount: "-1" }, 422, /请输入正确的退款金额/],
-      [{ amount: "0.001" }, 422, /请输入正确的退款金额/],
-      [{ amount: "1e9" }, 422, /请输入正确的退款金额/],
-      [{ amount: "abc" }, 422, /请输入正确的退款金额/],
-      [{ amount: "999999999" }, 422, /退款金额超过可退金额/],
-      [{ reason: "" }, 422, /请填写原因/],
-      [{ token: "short" }, 422, /表单已失效/],
-      [{ transfer_id: "abc" }, 422, /请选择要退款的交易/],
-      [{ transfer_id: "999999" }, 404, /页面不存在或您无权查看/],
-    ];
-    for (const [change, status, message] of cases) {
-      const fields = {
-        transfer_id: String(transferId),
-        amount: "1",
-        reason: "测试原因",
-        token: token(),
-        ...change,
-      };
-      const res = await fin.client.post("/admin/finance/refunds", fields);
-      assert.equal(res.status, status, JSON.stringify(change));
-      assert.match(await res.text(), message, JSON.stringify(change));
-    }
-    // A top-up is not a payment that can be refunded here.
-    const topup = await ctx.db.selectFrom("ledger_transfers").select("id").where(
-      "kind",
-      "=",
-      "topup",
-    ).executeTakeFirstOrThrow();
-    const res = await fin.client.post("/admin/finance/refunds", {
-      transfer_id: String(topup.id),
+  await using ctx = await setupApp();
+  const { student, transferId } = await fundedPurchase(ctx, 1000);
+  const fin = await makeStaff(ctx, "fin1", [ROLES.finance]);
+  const cases: Array<[Record<string, string>, number, RegExp]> = [
+    [{ amount: "0" }, 422, /请输入正确的退款金额/],
+    [{ amount: "-1" }, 422, /请输入正确的退款金额/],
+    [{ amount: "0.001" }, 422, /请输入正确的退款金额/],
+    [{ amount: "1e9" }, 422, /请输入正确的退款金额/],
+    [{ amount: "abc" }, 422, /请输入正确的退款金额/],
+    [{ amount: "999999999" }, 422, /退款金额超过可退金额/],
+    [{ reason: "" }, 422, /请填写原因/],
+    [{ token: "short" }, 422, /表单已失效/],
+    [{ transfer_id: "abc" }, 422, /请选择要退款的交易/],
+    [{ transfer_id: "999999" }, 404, /页面不存在或您无权查看/],
+  ];
+  for (const [change, status, message] of cases) {
+    const fields = {
+      transfer_id: String(transferId),
       amount: "1",
       reason: "测试原因",
       token: token(),
-    });
-    assert.equal(res.status, 422);
-    assert.equal((await getBalance(ctx.db, student.cardAccountId)).balance, 4000);
-    assert.equal((await ctx.db.selectFrom("finance_refunds").select("id").execute()).length, 0);
-    await assertLedger(ctx);
-  } finally {
-    await ctx.h.close();
+      ...change,
+    };
+    const res = await fin.client.post("/admin/finance/refunds", fields);
+    assert.equal(res.status, status, JSON.stringify(change));
+    assert.match(await res.text(), message, JSON.stringify(change));
   }
+  // A top-up is not a payment that can be refunded here.
+  const topup = await ctx.db.selectFrom("ledger_transfers").select("id").where(
+    "kind",
+    "=",
+    "topup",
+  ).executeTakeFirstOrThrow();
+  const res = await fin.client.post("/admin/finance/refunds", {
+    transfer_id: String(topup.id),
+    amount: "1",
+    reason: "测试原因",
+    token: token(),
+  });
+  assert.equal(res.status, 422);
+  assert.equal((await getBalance(ctx.db, student.cardAccountId)).balance, 4000);
+  assert.equal((await ctx.db.selectFrom("finance_refunds").select("id").execute()).length, 0);
+  await assertLedger(ctx);
 });
 
 Deno.test("an adjustment needs a second finance staff member: self-approval is refused", async () => {
-  const ctx = await setupApp();
-  try {
-    const s = await makeStudent(ctx);
-    const card = await ctx.db.selectFrom("card_accounts").select("student_number").where(
-      "id",
-      "=",
-      s.cardAccountId,
-    ).executeTakeFirstOrThrow();
-    const maker = await makeStaff(ctx, "maker", [ROLES.finance]);
-    const checker = await makeStaff(ctx, "checker", [ROLES.finance]);
-    for (
-      const [amount, message] of [
-        ["0", /请输入正确的调账金额/],
-        ["1e9", /请输入正确的调账金额/],
-        ["0.001", /请输入正确的调账金额/],
-        ["abc", /请输入正确的调账金额/],
-        ["20000", /单笔调账不能超过/],
-      ] as const
-    ) {
-      const bad = await maker.client.post("/admin/finance/adjustments", {
-        student_number: card.student_number,
-        amount,
-        reason: "测试",
-      });
-      assert.equal(bad.status, 422, amount);
-      assert.match(await bad.text(), message);
-    }
-    const unknown = await maker.client.post("/admin/finance/adjustments", {
-      student_number: "0000000000",
-      amount: "10",
+  await using ctx = await setupApp();
+  const s = await makeStudent(ctx);
+  const card = await ctx.db.selectFrom("card_accounts").select("student_number").where(
+    "id",
+    "=",
+    s.cardAccountId,
+  ).executeTakeFirstOrThrow();
+  const maker = await makeStaff(ctx, "maker", [ROLES.finance]);
+  const checker = await makeStaff(ctx, "checker", [ROLES.finance]);
+  for (
+    const [amount, message] of [
+      ["0", /请输入正确的调账金额/],
+      ["1e9", /请输入正确的调账金额/],
+      ["0.001", /请输入正确的调账金额/],
+      ["abc", /请输入正确的调账金额/],
+      ["20000", /单笔调账不能超过/],
+    ] as const
+  ) {
+    const bad = await maker.client.post("/admin/finance/adjustments", {
+      student_number: card.student_number,
+      amount,
       reason: "测试",
     });
-    assert.match(await unknown.text(), /未找到该学号/);
-    const noReason = await maker.client.post("/admin/finance/adjustments", {
-      student_number: card.student_number,
-      amount: "10",
-      reason: "",
-    });
-    assert.match(await noReason.text(), /请填写原因/);
-
-    assert.equal(
-      (await maker.client.post("/admin/finance/adjustments", {
-        student_number: card.student_number,
-        amount: "12.50",
-        reason: "补录食堂断网期间的充值",
-      })).status,
-      303,
-    );
-    const adj = await ctx.db.selectFrom("finance_adjustments").selectAll()
-      .executeTakeFirstOrThrow();
-    assert.equal(adj.amount, 1250);
-    assert.equal(adj.state, "proposed");
-    assert.equal((await getBalance(ctx.db, s.cardAccountId)).balance, 0);
-
-    const self = await maker.client.post(`/admin/finance/adjustments/${adj.id}/approve`);
-    assert.equal(self.status, 422);
-    assert.match(await self.text(), /不能审批自己提交的调账/);
-    assert.equal((await getBalance(ctx.db, s.cardAccountId)).balance, 0);
-
-    assert.equal(
-      (await checker.client.post(`/admin/finance/adjustments/${adj.id}/approve`)).status,
-      303,
-    );
-    assert.equal((await getBalance(ctx.db, s.cardAccountId)).balance, 1250);
-    const twice = await checker.client.post(`/admin/finance/adjustments/${adj.id}/approve`);
-    assert.match(await twice.text(), /该调账已处理/);
-    assert.equal((await getBalance(ctx.db, s.cardAccountId)).balance, 1250);
-
-    // A debit beyond the balance is refused by the ledger and stays proposed.
-    await maker.client.post("/admin/finance/adjustments", {
-      student_number: card.student_number,
-      amount: "-20",
-      reason: "误充扣回",
-    });
-    const debit = await ctx.db.selectFrom("finance_adjustments").selectAll().where(
-      "amount",
-      "=",
-      -2000,
-    ).executeTakeFirstOrThrow();
-    assert.equal(
-      (await checker.client.post(`/admin/finance/adjustments/${debit.id}/approve`)).status,
-      422,
-    );
-    assert.equal(
-      (await ctx.db.selectFrom("finance_adjustments").select("state").where("id", "=", debit.id)
-        .executeTakeFirstOrThrow()).state,
-      "proposed",
-    );
-    assert.equal(
-      (await checker.client.post(`/admin/finance/adjustments/${debit.id}/reject`)).status,
-      303,
-    );
-    assert.equal((await checker.client.post("/admin/finance/adjustments/abc/approve")).status, 404);
-    assert.equal(
-      (await checker.client.post("/admin/finance/adjustments/99999/approve")).status,
-      404,
-    );
-
-    const actions = await ctx.db.selectFrom("audit_log").select(["action", "staff_id"]).where(
-      "action",
-      "like",
-      "finance.adjustment%",
-    ).orderBy("id").execute();
-    assert.deepEqual(actions, [
-      { action: "finance.adjustment_proposed", staff_id: maker.id },
-      { action: "finance.adjustment_approved", staff_id: checker.id },
-      { action: "finance.adjustment_proposed", staff_id: maker.id },
-      { action: "finance.adjustment_rejected", staff_id: checker.id },
-    ]);
-    // The database itself refuses a decision by the proposer.
-    await assert.rejects(
-      ctx.db.updateTable("finance_adjustments").set({ decided_by: maker.id }).where(
-        "id",
-        "=",
-        debit.id,
-      ).execute(),
-    );
-    await assertLedger(ctx);
-  } finally {
-    await ctx.h.close();
+    assert.equal(bad.status, 422, amount);
+    assert.match(await bad.text(), message);
   }
+  const unknown = await maker.client.post("/admin/finance/adjustments", {
+    student_number: "0000000000",
+    amount: "10",
+    reason: "测试",
+  });
+  assert.match(await unknown.text(), /未找到该学号/);
+  const noReason = await maker.client.post("/admin/finance/adjustments", {
+    student_number: card.student_number,
+    amount: "10",
+    reason: "",
+  });
+  assert.match(await noReason.text(), /请填写原因/);
+
+  assert.equal(
+    (await maker.client.post("/admin/finance/adjustments", {
+      student_number: card.student_number,
+      amount: "12.50",
+      reason: "补录食堂断网期间的充值",
+    })).status,
+    303,
+  );
+  const adj = await ctx.db.selectFrom("finance_adjustments").selectAll()
+    .executeTakeFirstOrThrow();
+  assert.equal(adj.amount, 1250);
+  assert.equal(adj.state, "proposed");
+  assert.equal((await getBalance(ctx.db, s.cardAccountId)).balance, 0);
+
+  const self = await maker.client.post(`/admin/finance/adjustments/${adj.id}/approve`);
+  assert.equal(self.status, 422);
+  assert.match(await self.text(), /不能审批自己提交的调账/);
+  assert.equal((await getBalance(ctx.db, s.cardAccountId)).balance, 0);
+
+  assert.equal(
+    (await checker.client.post(`/admin/finance/adjustments/${adj.id}/approve`)).status,
+    303,
+  );
+  assert.equal((await getBalance(ctx.db, s.cardAccountId)).balance, 1250);
+  const twice = await checker.client.post(`/admin/finance/adjustments/${adj.id}/approve`);
+  assert.match(await twice.text(), /该调账已处理/);
+  assert.equal((await getBalance(ctx.db, s.cardAccountId)).balance, 1250);
+
+  // A debit beyond the balance is refused by the ledger and stays proposed.
+  await maker.client.post("/admin/finance/adjustments", {
+    student_number: card.student_number,
+    amount: "-20",
+    reason: "误充扣回",
+  });
+  const debit = await ctx.db.selectFrom("finance_adjustments").selectAll().where(
+    "amount",
+    "=",
+    -2000,
+  ).executeTakeFirstOrThrow();
+  assert.equal(
+    (await checker.client.post(`/admin/finance/adjustments/${debit.id}/approve`)).status,
+    422,
+  );
+  assert.equal(
+    (await ctx.db.selectFrom("finance_adjustments").select("state").where("id", "=", debit.id)
+      .executeTakeFirstOrThrow()).state,
+    "proposed",
+  );
+  assert.equal(
+    (await checker.client.post(`/admin/finance/adjustments/${debit.id}/reject`)).status,
+    303,
+  );
+  assert.equal((await checker.client.post("/admin/finance/adjustments/abc/approve")).status, 404);
+  assert.equal(
+    (await checker.client.post("/admin/finance/adjustments/99999/approve")).status,
+    404,
+  );
+
+  const actions = await ctx.db.selectFrom("audit_log").select(["action", "staff_id"]).where(
+    "action",
+    "like",
+    "finance.adjustment%",
+  ).orderBy("id").execute();
+  assert.deepEqual(actions, [
+    { action: "finance.adjustment_proposed", staff_id: maker.id },
+    { action: "finance.adjustment_approved", staff_id: checker.id },
+    { action: "finance.adjustment_proposed", staff_id: maker.id },
+    { action: "finance.adjustment_rejected", staff_id: checker.id },
+  ]);
+  // The database itself refuses a decision by the proposer.
+  await assert.rejects(
+    ctx.db.updateTable("finance_adjustments").set({ decided_by: maker.id }).where(
+      "id",
+      "=",
+      debit.id,
+    ).execute(),
+  );
+  await assertLedger(ctx);
 });
 
 Deno.test("daily reports per merchant and per terminal, with an SVG bar chart and CSV export", async () => {
-  const ctx = await setupApp();
-  try {
-    const s = await makeStudent(ctx);
-    await creditTopUp(ctx.db, {
+  await using ctx = await setupApp();
+  const s = await makeStudent(ctx);
+  await creditTopUp(ctx.db, {
+    cardAccountId: s.cardAccountId,
+    amount: 10_000,
+    method: "sandbox",
+    reference: "seed",
+  });
+  const a = await createMerchant(ctx.db, {
+    code: "CANTEEN-A",
+    name: "第一食堂",
+    category: "canteen",
+  });
+  const b = await createMerchant(ctx.db, {
+    code: "SHOP-B",
+    name: "校园超市",
+    category: "supermarket",
+  });
+  const t1 = (await registerTerminal(ctx.db, ctx.config.appSecret, {
+    merchantId: a.id,
+    kind: "canteen_pos",
+    name: "一食堂1号窗口",
+  })).terminal;
+  const t2 = (await registerTerminal(ctx.db, ctx.config.appSecret, {
+    merchantId: a.id,
+    kind: "canteen_pos",
+    name: "一食堂2号窗口",
+  })).terminal;
+  let n = 0;
+  const pay = (merchantId: number, terminalId: number | null, amount: number) =>
+    payFromCard(ctx.db, {
       cardAccountId: s.cardAccountId,
-      amount: 10_000,
-      method: "sandbox",
-      reference: "seed",
+      merchantId,
+      terminalId,
+      amount,
+      reference: `r${n++}`,
     });
-    const a = await createMerchant(ctx.db, {
-      code: "CANTEEN-A",
-      name: "第一食堂",
-      category: "canteen",
-    });
-    const b = await createMerchant(ctx.db, {
-      code: "SHOP-B",
-      name: "校园超市",
-      category: "supermarket",
-    });
-    const t1 = (await registerTerminal(ctx.db, ctx.config.appSecret, {
-      merchantId: a.id,
-      kind: "canteen_pos",
-      name: "一食堂1号窗口",
-    })).terminal;
-    const t2 = (await registerTerminal(ctx.db, ctx.config.appSecret, {
-      merchantId: a.id,
-      kind: "canteen_pos",
-      name: "一食堂2号窗口",
-    })).terminal;
-    let n = 0;
-    const pay = (merchantId: number, terminalId: number | null, amount: number) =>
-      payFromCard(ctx.db, {
-        cardAccountId: s.cardAccountId,
-        merchantId,
-        terminalId,
-        amount,
-        reference: `r${n++}`,
-      });
-    await pay(a.id, t1.id, 1200);
-    await pay(a.id, t1.id, 800);
-    await pay(a.id, t2.id, 1500);
-    await pay(b.id, null, 350);
-    const fin = await makeStaff(ctx, "fin1", [ROLES.finance]);
-    const byMerchant = await fin.client.page("/admin/finance/reports");
-    assert.match(byMerchant, /<svg class="bar-chart"/);
-    assert.equal((byMerchant.match(/<rect /g) ?? []).length, 2);
-    assert.match(byMerchant, /第一食堂：3 笔，¥35\.00/);
-    assert.match(byMerchant, /校园超市：1 笔，¥3\.50/);
-    assert.match(byMerchant, /4 笔，¥38\.50/);
-    const byTerminal = await fin.client.page("/admin/finance/reports?by=terminal");
-    assert.match(byTerminal, /一食堂1号窗口：2 笔，¥20\.00/);
-    assert.match(byTerminal, /一食堂2号窗口：1 笔，¥15\.00/);
-    const csv = await fin.client.get("/admin/finance/reports.csv?by=terminal");
-    assert.match(csv.headers.get("content-type")!, /text\/csv/);
-    assert.match(csv.headers.get("content-disposition")!, /attachment/);
-    const text = await csv.text();
-    assert.ok(text.startsWith("\uFEFF终端,商户,笔数,金额(元)"));
-    assert.match(text, /一食堂1号窗口,第一食堂,2,20\.00,0\.00/);
-    // Bad parameters fall back to today rather than failing.
-    for (const q of ["from=2026-13-45", "to=abc&by=nonsense", "from=' or 1=1"]) {
-      assert.equal((await fin.client.get(`/admin/finance/reports?${q}`)).status, 200, q);
-    }
-    const yesterday = new Date(Date.now() + 8 * 3600_000 - 86_400_000).toISOString().slice(0, 10);
-    assert.match(
-      await fin.client.page(`/admin/finance/reports?from=${yesterday}&to=${yesterday}`),
-      /该期间没有消费/,
-    );
-  } finally {
-    await ctx.h.close();
+  await pay(a.id, t1.id, 1200);
+  await pay(a.id, t1.id, 800);
+  await pay(a.id, t2.id, 1500);
+  await pay(b.id, null, 350);
+  const fin = await makeStaff(ctx, "fin1", [ROLES.finance]);
+  const byMerchant = await fin.client.page("/admin/finance/reports");
+  assert.match(byMerchant, /<svg class="bar-chart"/);
+  assert.equal((byMerchant.match(/<rect /g) ?? []).length, 2);
+  assert.match(byMerchant, /第一食堂：3 笔，¥35\.00/);
+  assert.match(byMerchant, /校园超市：1 笔，¥3\.50/);
+  assert.match(byMerchant, /4 笔，¥38\.50/);
+  const byTerminal = await fin.client.page("/admin/finance/reports?by=terminal");
+  assert.match(byTerminal, /一食堂1号窗口：2 笔，¥20\.00/);
+  assert.match(byTerminal, /一食堂2号窗口：1 笔，¥15\.00/);
+  const csv = await fin.client.get("/admin/finance/reports.csv?by=terminal");
+  assert.match(csv.headers.get("content-type")!, /text\/csv/);
+  assert.match(csv.headers.get("content-disposition")!, /attachment/);
+  const text = await csv.text();
+  assert.ok(text.startsWith("\uFEFF终端,商户,笔数,金额(元)"));
+  assert.match(text, /一食堂1号窗口,第一食堂,2,20\.00,0\.00/);
+  // Bad parameters fall back to today rather than failing.
+  for (const q of ["from=2026-13-45", "to=abc&by=nonsense", "from=' or 1=1"]) {
+    assert.equal((await fin.client.get(`/admin/finance/reports?${q}`)).status, 200, q);
   }
+  const yesterday = new Date(Date.now() + 8 * 3600_000 - 86_400_000).toISOString().slice(0, 10);
+  assert.match(
+    await fin.client.page(`/admin/finance/reports?from=${yesterday}&to=${yesterday}`),
+    /该期间没有消费/,
+  );
 });
 
 async function uploadStatement(
@@ -368,73 +352,69 @@ async function uploadStatement(
 }
 
 Deno.test("top-up reconciliation sorts a statement into matched, missing on either side and amount mismatches", async () => {
-  const ctx = await setupApp();
-  try {
-    const s = await makeStudent(ctx);
-    const open = async (amount: string) => {
-      const res = await s.client.post("/wallet/recharge", { amount, method: "sandbox" });
-      return res.headers.get("location")!.split("/").pop()!;
-    };
-    const txnOf = async (no: string) =>
-      (await ctx.db.selectFrom("sandbox_payments").select("txn_id").where("order_no", "=", no)
-        .executeTakeFirstOrThrow()).txn_id;
-    const matched = await open("10");
-    const mismatch = await open("20");
-    const oursOnly = await open("30");
-    const theirsOnly = await open("40");
-    for (const [no, amount] of [[matched, 1000], [mismatch, 2000], [oursOnly, 3000]] as const) {
-      assert.equal(
-        await settlePaid(ctx, { method: "sandbox", orderNo: no, txnId: await txnOf(no), amount }),
-        "credited",
-      );
-    }
-    const day = new Date(Date.now() + 8 * 3600_000).toISOString().slice(0, 10);
-    const csv = [
-      "\uFEFF交易时间,商户订单号,微信支付订单号,金额(元),状态",
-      `${day} 10:00:00,\`${matched},\`${await txnOf(matched)},10.00,SUCCESS`,
-      `${day} 10:01:00,${mismatch},${await txnOf(mismatch)},20.01,SUCCESS`,
-      `${day} 10:02:00,${theirsOnly},${await txnOf(theirsOnly)},"40.00",SUCCESS`,
-      `${day} 10:03:00,YXT00000000000000000099,4200000000,5.00,SUCCESS`,
-      `${day} 10:04:00,${matched},R1,10.00,REFUND`,
-      "总交易单数,4,,,",
-    ].join("\r\n");
-    const fin = await makeStaff(ctx, "fin1", [ROLES.finance]);
-    const res = await uploadStatement(ctx, fin.client, csv);
-    assert.equal(res.status, 303, await res.clone().text());
-    const page = await fin.client.page(res.headers.get("location")!);
-    const rec = await ctx.db.selectFrom("finance_reconciliations").selectAll()
-      .executeTakeFirstOrThrow();
-    assert.deepEqual([
-      rec.matched,
-      rec.missing_ours,
-      rec.missing_theirs,
-      rec.mismatched,
-      rec.rows_total,
-    ], [1, 2, 1, 1, 4]);
-    assert.match(page, new RegExp(`${oursOnly}`));
-    assert.match(page, /无此订单/);
-    assert.match(page, /¥20\.01/);
-    const audit = await ctx.db.selectFrom("audit_log").select("action").where(
-      "action",
-      "=",
-      "finance.reconciled",
-    ).execute();
-    assert.equal(audit.length, 1);
-
-    // The order list finds an order by its number and by the student's 学号.
-    const found = await fin.client.page(`/admin/finance/orders?q=${theirsOnly}`);
-    assert.match(found, new RegExp(theirsOnly));
-    assert.match(found, /待支付/);
-    assert.doesNotMatch(found, new RegExp(matched));
-    // Unusable uploads come back with a message.
-    assert.equal((await uploadStatement(ctx, fin.client, "a,b,c\n1,2,3")).status, 422);
-    assert.equal((await uploadStatement(ctx, fin.client, "")).status, 422);
-    assert.equal((await uploadStatement(ctx, fin.client, csv, "alipay")).status, 422);
-    assert.equal((await fin.client.get("/admin/finance/reconcile/999")).status, 404);
-    assert.equal((await fin.client.get("/admin/finance/reconcile/abc")).status, 404);
-  } finally {
-    await ctx.h.close();
+  await using ctx = await setupApp();
+  const s = await makeStudent(ctx);
+  const open = async (amount: string) => {
+    const res = await s.client.post("/wallet/recharge", { amount, method: "sandbox" });
+    return res.headers.get("location")!.split("/").pop()!;
+  };
+  const txnOf = async (no: string) =>
+    (await ctx.db.selectFrom("sandbox_payments").select("txn_id").where("order_no", "=", no)
+      .executeTakeFirstOrThrow()).txn_id;
+  const matched = await open("10");
+  const mismatch = await open("20");
+  const oursOnly = await open("30");
+  const theirsOnly = await open("40");
+  for (const [no, amount] of [[matched, 1000], [mismatch, 2000], [oursOnly, 3000]] as const) {
+    assert.equal(
+      await settlePaid(ctx, { method: "sandbox", orderNo: no, txnId: await txnOf(no), amount }),
+      "credited",
+    );
   }
+  const day = new Date(Date.now() + 8 * 3600_000).toISOString().slice(0, 10);
+  const csv = [
+    "\uFEFF交易时间,商户订单号,微信支付订单号,金额(元),状态",
+    `${day} 10:00:00,\`${matched},\`${await txnOf(matched)},10.00,SUCCESS`,
+    `${day} 10:01:00,${mismatch},${await txnOf(mismatch)},20.01,SUCCESS`,
+    `${day} 10:02:00,${theirsOnly},${await txnOf(theirsOnly)},"40.00",SUCCESS`,
+    `${day} 10:03:00,YXT00000000000000000099,4200000000,5.00,SUCCESS`,
+    `${day} 10:04:00,${matched},R1,10.00,REFUND`,
+    "总交易单数,4,,,",
+  ].join("\r\n");
+  const fin = await makeStaff(ctx, "fin1", [ROLES.finance]);
+  const res = await uploadStatement(ctx, fin.client, csv);
+  assert.equal(res.status, 303, await res.clone().text());
+  const page = await fin.client.page(res.headers.get("location")!);
+  const rec = await ctx.db.selectFrom("finance_reconciliations").selectAll()
+    .executeTakeFirstOrThrow();
+  assert.deepEqual([
+    rec.matched,
+    rec.missing_ours,
+    rec.missing_theirs,
+    rec.mismatched,
+    rec.rows_total,
+  ], [1, 2, 1, 1, 4]);
+  assert.match(page, new RegExp(`${oursOnly}`));
+  assert.match(page, /无此订单/);
+  assert.match(page, /¥20\.01/);
+  const audit = await ctx.db.selectFrom("audit_log").select("action").where(
+    "action",
+    "=",
+    "finance.reconciled",
+  ).execute();
+  assert.equal(audit.length, 1);
+
+  // The order list finds an order by its number and by the student's 学号.
+  const found = await fin.client.page(`/admin/finance/orders?q=${theirsOnly}`);
+  assert.match(found, new RegExp(theirsOnly));
+  assert.match(found, /待支付/);
+  assert.doesNotMatch(found, new RegExp(matched));
+  // Unusable uploads come back with a message.
+  assert.equal((await uploadStatement(ctx, fin.client, "a,b,c\n1,2,3")).status, 422);
+  assert.equal((await uploadStatement(ctx, fin.client, "")).status, 422);
+  assert.equal((await uploadStatement(ctx, fin.client, csv, "alipay")).status, 422);
+  assert.equal((await fin.client.get("/admin/finance/reconcile/999")).status, 404);
+  assert.equal((await fin.client.get("/admin/finance/reconcile/abc")).status, 404);
 });
 
 Deno.test("a statement is read with BOM, backticks, quotes, summary lines and odd rows", () => {
@@ -448,121 +428,113 @@ Deno.test("a statement is read with BOM, backticks, quotes, summary lines and od
 });
 
 Deno.test("every finance admin route answers each role as it should", async () => {
-  const ctx = await setupApp();
-  try {
-    const { transferId } = await fundedPurchase(ctx, 500);
-    const staff = {
-      finance: await makeStaff(ctx, "fin", [ROLES.finance]),
-      sysadmin: await makeStaff(ctx, "sys", [ROLES.sysadmin]),
-      card_office: await makeStaff(ctx, "card", [ROLES.cardOffice]),
-      info_centre: await makeStaff(ctx, "info", [ROLES.infoCentre]),
-    };
-    const gets = [
-      "/admin/finance",
-      "/admin/finance/refunds",
-      `/admin/finance/refunds?transfer=${transferId}`,
-      "/admin/finance/adjustments",
-      "/admin/finance/reports",
-      "/admin/finance/reports.csv",
-      "/admin/finance/orders",
-      "/admin/finance/orders?q=2024",
-      "/admin/finance/reconcile",
-      "/admin/finance/reconcile/sandbox-statement.csv",
-      "/admin/finance/flags",
-      "/admin/topup/sandbox",
-    ];
-    const posts: Array<[string, Record<string, string>]> = [
-      ["/admin/finance/refunds", {
-        transfer_id: String(transferId),
-        amount: "0.01",
-        reason: "角色测试",
-        token: "",
-      }],
-      ["/admin/finance/adjustments", { student_number: "0000", amount: "1", reason: "角色测试" }],
-      ["/admin/finance/adjustments/1/approve", {}],
-      ["/admin/finance/adjustments/1/reject", {}],
-      ["/admin/finance/reconcile", {}],
-      ["/admin/finance/flags/1/resolve", { resolution: "角色测试" }],
-      ["/admin/topup/sandbox", { mode: "normal" }],
-    ];
-    for (const path of gets) {
-      for (const [role, s] of Object.entries(staff)) {
-        const res = await s.client.get(path);
-        const expected = role === "finance" || role === "sysadmin" ? 200 : 403;
-        assert.equal(res.status, expected, `${role} GET ${path}`);
-        await res.body?.cancel();
-      }
-      const anon = await ctx.app.request(`http://localhost:8000${path}`);
-      assert.equal(anon.status, 303, `anonymous GET ${path}`);
-      assert.match(anon.headers.get("location")!, /^\/admin\/login/);
+  await using ctx = await setupApp();
+  const { transferId } = await fundedPurchase(ctx, 500);
+  const staff = {
+    finance: await makeStaff(ctx, "fin", [ROLES.finance]),
+    sysadmin: await makeStaff(ctx, "sys", [ROLES.sysadmin]),
+    card_office: await makeStaff(ctx, "card", [ROLES.cardOffice]),
+    info_centre: await makeStaff(ctx, "info", [ROLES.infoCentre]),
+  };
+  const gets = [
+    "/admin/finance",
+    "/admin/finance/refunds",
+    `/admin/finance/refunds?transfer=${transferId}`,
+    "/admin/finance/adjustments",
+    "/admin/finance/reports",
+    "/admin/finance/reports.csv",
+    "/admin/finance/orders",
+    "/admin/finance/orders?q=2024",
+    "/admin/finance/reconcile",
+    "/admin/finance/reconcile/sandbox-statement.csv",
+    "/admin/finance/flags",
+    "/admin/topup/sandbox",
+  ];
+  const posts: Array<[string, Record<string, string>]> = [
+    ["/admin/finance/refunds", {
+      transfer_id: String(transferId),
+      amount: "0.01",
+      reason: "角色测试",
+      token: "",
+    }],
+    ["/admin/finance/adjustments", { student_number: "0000", amount: "1", reason: "角色测试" }],
+    ["/admin/finance/adjustments/1/approve", {}],
+    ["/admin/finance/adjustments/1/reject", {}],
+    ["/admin/finance/reconcile", {}],
+    ["/admin/finance/flags/1/resolve", { resolution: "角色测试" }],
+    ["/admin/topup/sandbox", { mode: "normal" }],
+  ];
+  for (const path of gets) {
+    for (const [role, s] of Object.entries(staff)) {
+      const res = await s.client.get(path);
+      const expected = role === "finance" || role === "sysadmin" ? 200 : 403;
+      assert.equal(res.status, expected, `${role} GET ${path}`);
+      await res.body?.cancel();
     }
-    for (const [path, fields] of posts) {
-      for (const [role, s] of Object.entries(staff)) {
-        const res = await s.client.post(path, {
-          ...fields,
-          token: fields.token === "" ? token() : fields.token ?? "",
-        });
-        const allowed = role === "finance" ||
-          (role === "sysadmin" && path === "/admin/topup/sandbox");
-        if (allowed) assert.notEqual(res.status, 403, `${role} POST ${path}`);
-        else assert.equal(res.status, 403, `${role} POST ${path}`);
-        await res.body?.cancel();
-      }
-    }
-    const nav = await staff.card_office.client.page("/admin");
-    assert.doesNotMatch(nav, /href="\/admin\/finance"/);
-    assert.match(await staff.sysadmin.client.page("/admin"), /href="\/admin\/finance"/);
-    // sysadmin may look but not change: no refund form is shown.
-    assert.doesNotMatch(
-      await staff.sysadmin.client.page(`/admin/finance/refunds?transfer=${transferId}`),
-      /确认退款/,
-    );
-  } finally {
-    await ctx.h.close();
+    const anon = await ctx.app.request(`http://localhost:8000${path}`);
+    assert.equal(anon.status, 303, `anonymous GET ${path}`);
+    assert.match(anon.headers.get("location")!, /^\/admin\/login/);
   }
+  for (const [path, fields] of posts) {
+    for (const [role, s] of Object.entries(staff)) {
+      const res = await s.client.post(path, {
+        ...fields,
+        token: fields.token === "" ? token() : fields.token ?? "",
+      });
+      const allowed = role === "finance" ||
+        (role === "sysadmin" && path === "/admin/topup/sandbox");
+      if (allowed) assert.notEqual(res.status, 403, `${role} POST ${path}`);
+      else assert.equal(res.status, 403, `${role} POST ${path}`);
+      await res.body?.cancel();
+    }
+  }
+  const nav = await staff.card_office.client.page("/admin");
+  assert.doesNotMatch(nav, /href="\/admin\/finance"/);
+  assert.match(await staff.sysadmin.client.page("/admin"), /href="\/admin\/finance"/);
+  // sysadmin may look but not change: no refund form is shown.
+  assert.doesNotMatch(
+    await staff.sysadmin.client.page(`/admin/finance/refunds?transfer=${transferId}`),
+    /确认退款/,
+  );
 });
 
 Deno.test("finance marks a flagged notify as handled, with a note, in the audit log", async () => {
-  const ctx = await setupApp();
-  try {
-    const fin = await makeStaff(ctx, "fin1", [ROLES.finance]);
-    const forged = await ctx.app.request("http://localhost:8000/pay/notify/sandbox", {
-      method: "POST",
-      headers: {
-        "content-type": "application/json",
-        "x-sandbox-timestamp": String(Math.floor(Date.now() / 1000)),
-        "x-sandbox-signature": "0".repeat(64),
-      },
-      body: JSON.stringify({ order_no: "YXT123456", txn_id: "X", amount: 100, state: "SUCCESS" }),
-    });
-    assert.equal(forged.status, 401);
-    const page = await fin.client.page("/admin/finance/flags");
-    assert.match(page, /bad_signature/);
-    assert.match(page, /YXT123456/);
-    const flag = await ctx.db.selectFrom("topup_notifies").select("id").executeTakeFirstOrThrow();
-    assert.equal(
-      (await fin.client.post(`/admin/finance/flags/${flag.id}/resolve`, { resolution: "" })).status,
-      422,
-    );
-    assert.equal(
-      (await fin.client.post(`/admin/finance/flags/${flag.id}/resolve`, {
-        resolution: "伪造通知，已报告信息中心",
-      })).status,
-      303,
-    );
-    assert.equal(
-      (await fin.client.post(`/admin/finance/flags/${flag.id}/resolve`, { resolution: "再次处理" }))
-        .status,
-      404,
-    );
-    assert.doesNotMatch(await fin.client.page("/admin/finance/flags"), /YXT123456/);
-    const audit = await ctx.db.selectFrom("audit_log").select(["action", "staff_id"]).where(
-      "action",
-      "=",
-      "finance.notify_resolved",
-    ).execute();
-    assert.deepEqual(audit, [{ action: "finance.notify_resolved", staff_id: fin.id }]);
-  } finally {
-    await ctx.h.close();
-  }
+  await using ctx = await setupApp();
+  const fin = await makeStaff(ctx, "fin1", [ROLES.finance]);
+  const forged = await ctx.app.request("http://localhost:8000/pay/notify/sandbox", {
+    method: "POST",
+    headers: {
+      "content-type": "application/json",
+      "x-sandbox-timestamp": String(Math.floor(Date.now() / 1000)),
+      "x-sandbox-signature": "0".repeat(64),
+    },
+    body: JSON.stringify({ order_no: "YXT123456", txn_id: "X", amount: 100, state: "SUCCESS" }),
+  });
+  assert.equal(forged.status, 401);
+  const page = await fin.client.page("/admin/finance/flags");
+  assert.match(page, /bad_signature/);
+  assert.match(page, /YXT123456/);
+  const flag = await ctx.db.selectFrom("topup_notifies").select("id").executeTakeFirstOrThrow();
+  assert.equal(
+    (await fin.client.post(`/admin/finance/flags/${flag.id}/resolve`, { resolution: "" })).status,
+    422,
+  );
+  assert.equal(
+    (await fin.client.post(`/admin/finance/flags/${flag.id}/resolve`, {
+      resolution: "伪造通知，已报告信息中心",
+    })).status,
+    303,
+  );
+  assert.equal(
+    (await fin.client.post(`/admin/finance/flags/${flag.id}/resolve`, { resolution: "再次处理" }))
+      .status,
+    404,
+  );
+  assert.doesNotMatch(await fin.client.page("/admin/finance/flags"), /YXT123456/);
+  const audit = await ctx.db.selectFrom("audit_log").select(["action", "staff_id"]).where(
+    "action",
+    "=",
+    "finance.notify_resolved",
+  ).execute();
+  assert.deepEqual(audit, [{ action: "finance.notify_resolved", staff_id: fin.id }]);
 });

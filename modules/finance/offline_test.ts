@@ -45,14 +45,10 @@ async function refusedRecord(ctx: Ctx, input: { amount?: number; known?: boolean
 }
 
 async function withApp(fn: (ctx: Ctx) => Promise<void>): Promise<void> {
-  const ctx = await setupApp();
-  try {
-    await fn(ctx);
-    const books = await verifyLedger(ctx.db);
-    assert.equal(books.ok, true, books.problems.join("; "));
-  } finally {
-    await ctx.h.close();
-  }
+  await using ctx = await setupApp();
+  await fn(ctx);
+  const books = await verifyLedger(ctx.db);
+  assert.equal(books.ok, true, books.problems.join("; "));
 }
 
 async function audits(ctx: Ctx, action: string): Promise<number> {

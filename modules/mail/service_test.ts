@@ -9,24 +9,20 @@ import {
 } from "./mod.ts";
 
 Deno.test("without SMTP_URL mail goes to the development outbox", async () => {
-  const h = await createTestDatabase();
-  try {
-    const mailer = createMailer({ db: h.db, config: testConfig({ smtpUrl: null }) });
-    assert.equal(mailer.kind, "outbox");
-    await mailer.send({ to: "a@example.com", subject: "验证码", text: "您的验证码是 123456" });
-    const [m] = await listOutbox(h.db);
-    assert.equal(m.toAddress, "a@example.com");
-    assert.equal(m.subject, "验证码");
-    assert.equal(m.bodyText, "您的验证码是 123456");
-    assert.equal((await listOutbox(h.db, { to: "b@example.com" })).length, 0);
-  } finally {
-    await h.close();
-  }
+  await using h = await createTestDatabase();
+  const mailer = createMailer({ db: h.db, config: testConfig({ smtpUrl: null }) });
+  assert.equal(mailer.kind, "outbox");
+  await mailer.send({ to: "a@example.com", subject: "验证码", text: "您的验证码是 123456" });
+  const [m] = await listOutbox(h.db);
+  assert.equal(m.toAddress, "a@example.com");
+  assert.equal(m.subject, "验证码");
+  assert.equal(m.bodyText, "您的验证码是 123456");
+  assert.equal((await listOutbox(h.db, { to: "b@example.com" })).length, 0);
 });
 
 Deno.test("with SMTP_URL mail arrives at the SMTP server with subject and text intact", async () => {
   const smtp = await startTestSmtpServer();
-  const h = await createTestDatabase();
+  await using h = await createTestDatabase();
   try {
     const mailer = createMailer({ db: h.db, config: testConfig({ smtpUrl: smtp.url }) });
     assert.equal(mailer.kind, "smtp");
@@ -37,14 +33,13 @@ Deno.test("with SMTP_URL mail arrives at the SMTP server with subject and text i
     assert.equal(mail.text.trim(), text);
     assert.equal((await listOutbox(h.db)).length, 0, "SMTP mail is not kept in the outbox");
   } finally {
-    await h.close();
     await smtp.close();
   }
 });
 
 Deno.test("a mail server that refuses the recipient gives a MailDeliveryError in Chinese", async () => {
   const smtp = await startTestSmtpServer();
-  const h = await createTestDatabase();
+  await using h = await createTestDatabase();
   try {
     smtp.refuse = true;
     const mailer = createMailer({ db: h.db, config: testConfig({ smtpUrl: smtp.url }) });
@@ -56,14 +51,13 @@ Deno.test("a mail server that refuses the recipient gives a MailDeliveryError in
     assert.match(err.userMessage, /邮件发送失败/);
     assert.equal(smtp.messages.length, 0);
   } finally {
-    await h.close();
     await smtp.close();
   }
 });
 
 Deno.test("a silent mail server fails the send within the deadline instead of hanging", async () => {
   const silent = startSilentServer();
-  const h = await createTestDatabase();
+  await using h = await createTestDatabase();
   try {
     const mailer = createMailer({ db: h.db, config: testConfig({ smtpUrl: silent.url }) }, {
       timeouts: { connectMs: 300, totalMs: 800 },
@@ -77,7 +71,6 @@ Deno.test("a silent mail server fails the send within the deadline instead of ha
     assert.ok(elapsed < 3000, `took ${elapsed} ms`);
   } finally {
     silent.close();
-    await h.close();
   }
 });
 
@@ -85,17 +78,13 @@ Deno.test("an unreachable mail server gives a MailDeliveryError", async () => {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = listener.addr.port;
   listener.close();
-  const h = await createTestDatabase();
-  try {
-    const mailer = createMailer({
-      db: h.db,
-      config: testConfig({ smtpUrl: `smtp://127.0.0.1:${port}` }),
-    }, { timeouts: { connectMs: 500, totalMs: 1000 } });
-    await assert.rejects(
-      mailer.send({ to: "x@example.com", subject: "s", text: "t" }),
-      MailDeliveryError,
-    );
-  } finally {
-    await h.close();
-  }
+  await using h = await createTestDatabase();
+  const mailer = createMailer({
+    db: h.db,
+    config: testConfig({ smtpUrl: `smtp://127.0.0.1:${port}` }),
+  }, { timeouts: { connectMs: 500, totalMs: 1000 } });
+  await assert.rejects(
+    mailer.send({ to: "x@example.com", subject: "s", text: "t" }),
+    MailDeliveryError,
+  );
 });

@@ -78,15 +78,11 @@ Deno.test("china time: text forms for people, WeChat and order numbers", () => {
 });
 
 Deno.test("china time: SQL reads the day and month as TypeScript does", async () => {
-  const handle = await createTestDatabase();
-  try {
-    for (const t of [LAST, FIRST, YEAR_LAST, YEAR_FIRST]) {
-      const { rows } = await sql<{ day: string; month: string }>`
+  await using handle = await createTestDatabase();
+  for (const t of [LAST, FIRST, YEAR_LAST, YEAR_FIRST]) {
+    const { rows } = await sql<{ day: string; month: string }>`
         select ${chinaDaySql("t")} as day, ${chinaMonthSql("t")} as month
         from (select ${t}::timestamptz as t) as x`.execute(handle.db);
-      assert.deepEqual(rows[0], { day: chinaDay(t), month: chinaMonth(t) }, t.toISOString());
-    }
-  } finally {
-    await handle.close();
+    assert.deepEqual(rows[0], { day: chinaDay(t), month: chinaMonth(t) }, t.toISOString());
   }
 });

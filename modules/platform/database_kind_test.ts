@@ -14,16 +14,12 @@ Deno.test("the suite runs on the database its stage names", async () => {
   if (expected === "pglite") {
     assert.equal(url, undefined, "YXT_EXPECT_DATABASE=pglite with DATABASE_URL set");
   }
-  const handle = await createTestDatabase();
-  try {
-    const { rows } = await sql<{ version: string }>`select version() as version`.execute(handle.db);
-    const version = rows[0].version;
-    console.log(`tests run on ${handle.kind}: ${version}`);
-    assert.equal(handle.kind, url ? "postgres" : "pglite");
-    assert.equal(databaseKind(handle.db), handle.kind);
-    assert.match(version, /^PostgreSQL \d+/);
-    if (expected) assert.equal(handle.kind, expected);
-  } finally {
-    await handle.close();
-  }
+  await using handle = await createTestDatabase();
+  const { rows } = await sql<{ version: string }>`select version() as version`.execute(handle.db);
+  const version = rows[0].version;
+  console.log(`tests run on ${handle.kind}: ${version}`);
+  assert.equal(handle.kind, url ? "postgres" : "pglite");
+  assert.equal(databaseKind(handle.db), handle.kind);
+  assert.match(version, /^PostgreSQL \d+/);
+  if (expected) assert.equal(handle.kind, expected);
 });

@@ -36,48 +36,40 @@ async function coldLoadBytes(
 
 Deno.test("a cold load of /login transfers at most 40 KB compressed, assets included", async () => {
   await loadAssets();
-  const h = await createTestDatabase();
-  try {
-    const config = testConfig();
-    const app = createApp({ db: h.db, config, onShutdown: () => {} });
-    for (const path of ["/login", "/register"]) {
-      const { total, parts } = await coldLoadBytes(new TestClient(app, config), path);
-      assert.ok(total <= 40 * 1024, `${path} weighs ${total} B:\n${parts.join("\n")}`);
-    }
-  } finally {
-    await h.close();
+  await using h = await createTestDatabase();
+  const config = testConfig();
+  const app = createApp({ db: h.db, config, onShutdown: () => {} });
+  for (const path of ["/login", "/register"]) {
+    const { total, parts } = await coldLoadBytes(new TestClient(app, config), path);
+    assert.ok(total <= 40 * 1024, `${path} weighs ${total} B:\n${parts.join("\n")}`);
   }
 });
 
 Deno.test("a cold load of 智校园, 付款码 and 交易记录 transfers at most 30 KB each", async () => {
   await loadAssets();
-  const h = await createTestDatabase();
-  try {
-    const config = testConfig();
-    const app = createApp({ db: h.db, config, onShutdown: () => {} });
-    const school = await ensureSchool(h.db, "云南城市建设职业学院", "YNCJ");
-    const accountId = await registerAccount(h.db, {
-      phone: "13800000009",
-      password: "Abc12345",
-      schoolId: school.id,
-    });
-    const holder = DEMO_CARDHOLDERS[0];
-    const card = await createCardAccountForTest(h.db, { config }, {
-      schoolId: school.id,
-      studentNumber: holder.studentNumber,
-      idNumber: holder.idNumber,
-      chipNumber: holder.chipNumber,
-      name: holder.name,
-    });
-    await bindCardForTest(h.db, card.cardAccountId, accountId);
-    const client = new TestClient(app, config, "10.40.0.9");
-    const signIn = await client.post("/login", { phone: "13800000009", password: "Abc12345" });
-    assert.equal(signIn.status, 303);
-    for (const path of ["/", "/pay/code", "/wallet/transactions"]) {
-      const { total, parts } = await coldLoadBytes(client, path);
-      assert.ok(total <= 30 * 1024, `${path} weighs ${total} B:\n${parts.join("\n")}`);
-    }
-  } finally {
-    await h.close();
+  await using h = await createTestDatabase();
+  const config = testConfig();
+  const app = createApp({ db: h.db, config, onShutdown: () => {} });
+  const school = await ensureSchool(h.db, "云南城市建设职业学院", "YNCJ");
+  const accountId = await registerAccount(h.db, {
+    phone: "13800000009",
+    password: "Abc12345",
+    schoolId: school.id,
+  });
+  const holder = DEMO_CARDHOLDERS[0];
+  const card = await createCardAccountForTest(h.db, { config }, {
+    schoolId: school.id,
+    studentNumber: holder.studentNumber,
+    idNumber: holder.idNumber,
+    chipNumber: holder.chipNumber,
+    name: holder.name,
+  });
+  await bindCardForTest(h.db, card.cardAccountId, accountId);
+  const client = new TestClient(app, config, "10.40.0.9");
+  const signIn = await client.post("/login", { phone: "13800000009", password: "Abc12345" });
+  assert.equal(signIn.status, 303);
+  for (const path of ["/", "/pay/code", "/wallet/transactions"]) {
+    const { total, parts } = await coldLoadBytes(client, path);
+    assert.ok(total <= 30 * 1024, `${path} weighs ${total} B:\n${parts.join("\n")}`);
   }
 });

@@ -28,15 +28,11 @@ Deno.test("bigint values beyond the safe range are refused rather than rounded",
 });
 
 Deno.test("bigint columns come back from the database as exact numbers", async () => {
-  const h = await createTestDatabase();
-  try {
-    const r = await sql<
-      { a: number; s: number }
-    >`select 123456789012::bigint as a, sum(x)::numeric as s from (values (1::bigint), (2::bigint)) v(x)`
-      .execute(h.db);
-    assert.deepEqual(r.rows[0], { a: 123456789012, s: 3 });
-    await assert.rejects(sql`select 9007199254740993::bigint as a`.execute(h.db), RangeError);
-  } finally {
-    await h.close();
-  }
+  await using h = await createTestDatabase();
+  const r = await sql<
+    { a: number; s: number }
+  >`select 123456789012::bigint as a, sum(x)::numeric as s from (values (1::bigint), (2::bigint)) v(x)`
+    .execute(h.db);
+  assert.deepEqual(r.rows[0], { a: 123456789012, s: 3 });
+  await assert.rejects(sql`select 9007199254740993::bigint as a`.execute(h.db), RangeError);
 });

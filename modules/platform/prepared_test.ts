@@ -25,42 +25,34 @@ function select(prefix: string) {
 }
 
 Deno.test("a prepared statement gets every kind of value exactly as a plain one", async () => {
-  const h = await createTestDatabase();
-  try {
-    const plain = (await select("").execute(h.db)).rows[0];
-    for (let i = 0; i < 3; i++) {
-      const prepared = (await select(PREPARED).execute(h.db)).rows[0];
-      assert.deepEqual(prepared, plain);
-    }
-    assert.equal(plain.text, VALUES.text);
-    assert.deepEqual(plain.texts, VALUES.texts);
-    assert.deepEqual([...(plain.bytes as Uint8Array)], [...VALUES.bytes]);
-    assert.deepEqual(plain.json, { a: [1, "x'y"], b: null });
-    // A value cannot break out of its literal.
-    const evil = "x'); drop table nothing; --";
-    const r = await sql<{ v: string }>`${sql.raw(PREPARED)}select ${evil}::text as v`.execute(h.db);
-    assert.equal(r.rows[0].v, evil);
-    await assert.rejects(
-      sql`${sql.raw(PREPARED)}select ${"a\0b"}::text as v`.execute(h.db),
-    );
-  } finally {
-    await h.close();
+  await using h = await createTestDatabase();
+  const plain = (await select("").execute(h.db)).rows[0];
+  for (let i = 0; i < 3; i++) {
+    const prepared = (await select(PREPARED).execute(h.db)).rows[0];
+    assert.deepEqual(prepared, plain);
   }
+  assert.equal(plain.text, VALUES.text);
+  assert.deepEqual(plain.texts, VALUES.texts);
+  assert.deepEqual([...(plain.bytes as Uint8Array)], [...VALUES.bytes]);
+  assert.deepEqual(plain.json, { a: [1, "x'y"], b: null });
+  // A value cannot break out of its literal.
+  const evil = "x'); drop table nothing; --";
+  const r = await sql<{ v: string }>`${sql.raw(PREPARED)}select ${evil}::text as v`.execute(h.db);
+  assert.equal(r.rows[0].v, evil);
+  await assert.rejects(
+    sql`${sql.raw(PREPARED)}select ${"a\0b"}::text as v`.execute(h.db),
+  );
 });
 
 Deno.test("a prepared statement outlives a rolled-back transaction that prepared it", async () => {
-  const h = await createTestDatabase();
-  try {
-    const q = (n: number) => sql<{ n: number }>`${sql.raw(PREPARED)}select ${n}::integer + 1 as n`;
-    await assert.rejects(
-      h.db.transaction().execute(async (trx) => {
-        assert.equal((await q(2).execute(trx)).rows[0].n, 3);
-        throw new Error("roll back");
-      }),
-      /roll back/,
-    );
-    assert.equal((await q(41).execute(h.db)).rows[0].n, 42);
-  } finally {
-    await h.close();
-  }
+  await using h = await createTestDatabase();
+  const q = (n: number) => sql<{ n: number }>`${sql.raw(PREPARED)}select ${n}::integer + 1 as n`;
+  await assert.rejects(
+    h.db.transaction().execute(async (trx) => {
+      assert.equal((await q(2).execute(trx)).rows[0].n, 3);
+      throw new Error("roll back");
+    }),
+    /roll back/,
+  );
+  assert.equal((await q(41).execute(h.db)).rows[0].n, 42);
 });

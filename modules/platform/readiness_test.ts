@@ -39,21 +39,17 @@ Deno.test("/readyz says the database is unreachable when it is", async () => {
 });
 
 Deno.test("/readyz names the migrations this code needs that the database lacks", async () => {
-  const h = await createTestDatabase();
-  try {
-    const last = await sql<{ name: string }>`
+  await using h = await createTestDatabase();
+  const last = await sql<{ name: string }>`
       select name from kysely_migration order by name desc limit 1`.execute(h.db);
-    const name = last.rows[0].name;
-    await sql`delete from kysely_migration where name = ${name}`.execute(h.db);
-    const app = createBaseApp({ db: h.db });
-    const r = await readyz(app);
-    assert.equal(r.status, 503);
-    assert.deepEqual(r.body, { status: "not ready", migrations: "pending", pending: [name] });
-    // A migration of newer code (unknown here) does not make this instance unready.
-    await sql`insert into kysely_migration (name, timestamp) values (${name}, now()),
+  const name = last.rows[0].name;
+  await sql`delete from kysely_migration where name = ${name}`.execute(h.db);
+  const app = createBaseApp({ db: h.db });
+  const r = await readyz(app);
+  assert.equal(r.status, 503);
+  assert.deepEqual(r.body, { status: "not ready", migrations: "pending", pending: [name] });
+  // A migration of newer code (unknown here) does not make this instance unready.
+  await sql`insert into kysely_migration (name, timestamp) values (${name}, now()),
       ('29991231_9999_from_newer_code', now())`.execute(h.db);
-    assert.equal((await readyz(app)).status, 200);
-  } finally {
-    await h.close();
-  }
+  assert.equal((await readyz(app)).status, 200);
 });

@@ -202,9 +202,22 @@ async function resetSharedLite(s: SharedLite): Promise<void> {
   }
 }
 
-/** A fresh migrated database for one test, dropped (PostgreSQL) or reset (PGlite) on close. */
+/** A test's database: `await using h = await createTestDatabase()` closes it at the block's end. */
+export type TestDatabase = DatabaseHandle & { url: string | null } & AsyncDisposable;
+
+/**
+ * A fresh migrated database for one test, dropped (PostgreSQL) or reset (PGlite) on close, which
+ * `await using` does by itself.
+ */
 export async function createTestDatabase(
   options: { poolSize?: number } = {},
+): Promise<TestDatabase> {
+  const h = await openTestDatabase(options);
+  return { ...h, [Symbol.asyncDispose]: () => h.close() };
+}
+
+async function openTestDatabase(
+  options: { poolSize?: number },
 ): Promise<DatabaseHandle & { url: string | null }> {
   const url = Deno.env.get("DATABASE_URL");
   if (!url) {

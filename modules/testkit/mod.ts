@@ -1,15 +1,14 @@
 /** Test worlds shared by the money modules' tests: the app, students with bound cards, signed-in staff. */
 import { Hono } from "hono";
-import { createApp } from "../../main.ts";
 import type { AppEnv } from "../platform/http.ts";
 import type { Config } from "../platform/config.ts";
 import type { Db } from "../platform/database.ts";
-import { loadAssets } from "../platform/assets.ts";
-import { createTestDatabase, type Fetcher, TestClient, testConfig } from "../platform/testing.ts";
+import { type Fetcher, TestClient } from "../platform/testing.ts";
 import { signIn } from "../security/mod.ts";
 import { ensureSchool, registerAccount } from "../account/mod.ts";
 import { bindCardForTest, createCardAccountForTest, DEMO_SCHOOL } from "../card/mod.ts";
 import { createStaff, type Role } from "../staff/mod.ts";
+import { creditTopUp } from "../wallet/mod.ts";
 
 let serial = 0;
 
@@ -45,11 +44,14 @@ export async function signInStudent(
   }
 }
 
-/** A login account with a bound card account, signed in on a fresh client. */
+/**
+ * A login account with a bound card account (unbound with `bind: false`) holding `balance` fen,
+ * signed in on a fresh client.
+ */
 export async function makeStudent(
   ctx: { db: Db; config: Config; app: Fetcher },
-  options: { bind?: boolean } = {},
-): Promise<{ accountId: number; cardAccountId: number; client: TestClient }> {
+  options: { bind?: boolean; balance?: number; name?: string } = {},
+): Promise<{ accountId: number; cardAccountId: number; phone: string; client: TestClient }> {
   const n = ++serial + Math.floor(Math.random() * 1000) * 100;
   const school = await ensureSchool(ctx.db, DEMO_SCHOOL.name, DEMO_SCHOOL.code);
   const phone = `139${String(10_000_000 + n).slice(-8)}`;
@@ -61,12 +63,20 @@ export async function makeStudent(
   const card = await createCardAccountForTest(ctx.db, ctx, {
     studentNumber: `2025${String(100_000 + n).slice(-6)}`,
     idNumber: idNumberFor(`53010220050315${String(1000 + n).slice(-3)}`),
-    name: "测试学生",
+    name: options.name ?? "测试学生",
   });
   if (options.bind !== false) await bindCardForTest(ctx.db, card.cardAccountId, accountId);
+  if (options.balance) {
+    await creditTopUp(ctx.db, {
+      cardAccountId: card.cardAccountId,
+      amount: options.balance,
+      method: "test",
+      reference: `test-topup:${card.cardAccountId}`,
+    });
+  }
   const client = new TestClient(ctx.app, ctx.config, `10.1.${n % 250}.${(n >> 8) % 250}`);
   await signInStudent(ctx, client, accountId);
-  return { accountId, cardAccountId: card.cardAccountId, client };
+  return { accountId, cardAccountId: card.cardAccountId, phone, client };
 }
 
 /** A staff member with the given roles, signed in on a fresh client. */
@@ -82,14 +92,9 @@ export async function makeStaff(
   return { id, client };
 }
 
-/** The app on a fresh database with the test configuration. */
-export async function setupApp(overrides: Partial<Config> = {}) {
-  await loadAssets();
-  const h = await createTestDatabase();
-  const config = testConfig(overrides);
-  const app = createApp({ db: h.db, config, onShutdown: () => {} });
-  return { h, db: h.db, config, app };
-}
+export { setupApp, type TestWorld } from "./world.ts";
 
+/** The card module's world: two schools and 张三's card account; login accounts without a card. */
+export { cardWorld, IDS, makeAccount } from "./card_world.ts";
 /** The security suite's seeded world, crawler and page checks (modules/security/suite_*_test.ts). */
 export * from "./security_suite.ts";

@@ -307,7 +307,7 @@ async function startStandIn() {
 
 Deno.test("WeChat Pay v3 JSAPI round trip: OAuth openid, signed order, JSAPI parameters, encrypted notify, query and close", async () => {
   const standIn = await startStandIn();
-  const base = await setupApp();
+  await using base = await setupApp();
   const config = {
     ...base.config,
     paymentGateway: "wechat",
@@ -449,14 +449,13 @@ Deno.test("WeChat Pay v3 JSAPI round trip: OAuth openid, signed order, JSAPI par
     assert.equal((await getBalance(ctx.db, s.cardAccountId)).balance, 3550);
     assert.equal((await verifyLedger(ctx.db)).ok, true);
   } finally {
-    await base.h.close();
     await standIn.close();
   }
 });
 
 Deno.test("退回微信 through WeChat Pay v3: paid, processing then closed (money back on the card once), abnormal, and a lost request asked again", async () => {
   const standIn = await startStandIn();
-  const base = await setupApp();
+  await using base = await setupApp();
   const config = {
     ...base.config,
     paymentGateway: "wechat",
@@ -550,7 +549,6 @@ Deno.test("退回微信 through WeChat Pay v3: paid, processing then closed (mon
     assert.equal(report.ok, true, report.problems.join("; "));
     assert.equal(report.totals.externalIn, 1000);
   } finally {
-    await base.h.close();
     await standIn.close();
   }
 });
