@@ -226,14 +226,21 @@ export function serverEnv(options: {
   return env;
 }
 
-/** Starts main.ts with `env` and waits until /healthz answers 200. */
-export async function startServer(env: Record<string, string>, logName: string): Promise<Server> {
+/**
+ * Starts main.ts with `env` and waits until /healthz answers 200. `root` is the release to run
+ * (a copy of the repository, e.g. the drill's next release); this repository by default.
+ */
+export async function startServer(
+  env: Record<string, string>,
+  logName: string,
+  options: { root?: string } = {},
+): Promise<Server> {
   await Deno.mkdir(OUT, { recursive: true });
   const logPath = join(OUT, `${logName}.log`);
   const log = await Deno.open(logPath, { create: true, append: true, write: true });
   const proc = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", "main.ts"],
-    cwd: ROOT,
+    cwd: options.root ?? ROOT,
     env,
     clearEnv: true,
     stdin: "null",

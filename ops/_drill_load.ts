@@ -92,14 +92,19 @@ export class Load {
   readonly webUnreachable: Array<{ at: number; what: string }> = [];
   webOk = 0;
   webRequests = 0;
-  /** Reader connections opened again after one closed, and requests resent. */
-  readerReconnects = 0;
-  readerResends = 0;
+  /** Web requests the browser sent again after its connection failed before any answer. */
+  browserResends = 0;
+  /**
+   * Reader requests sent more than once (the connection closed or the reply was late, or the
+   * server was busy): what finally answered each.
+   */
+  readonly resent: Array<{ ref: string; attempts: number; answer: string }> = [];
   /** Reader payments and web pages answered successfully: when sent and when answered. */
   readonly readerAcks: Array<{ sentAt: number; ackAt: number }> = [];
   readonly webAcks: Array<{ sentAt: number; ackAt: number }> = [];
   #running = true;
   #loops: Promise<void>[] = [];
+  readonly #readers: RetryingReader[] = [];
 
   constructor(
     readonly world: World,
@@ -121,6 +126,16 @@ export class Load {
   async stop(): Promise<void> {
     this.#running = false;
     await Promise.all(this.#loops);
+  }
+
+  /** Reader connections opened again after one closed (through HAProxy: to whichever instance). */
+  get readerReconnects(): number {
+    return this.#readers.reduce((n, r) => n + Math.max(0, r.reconnects - 1), 0);
+  }
+
+  /** Requests the readers sent again (same sequence number). */
+  get readerResends(): number {
+    return this.#readers.reduce((n, r) => n + r.retries, 0);
   }
 
   /** The `n` longest reader waits, as "HH:MM:SS.mmm +N ms" (when sent, how long). */
@@ -148,6 +163,7 @@ export class Load {
 
   async #readerLoop(r: Reader, cards: Cardholder[]): Promise<void> {
     const reader = new RetryingReader(this.endpoint, r.terminalId, r.keyHex, 1000);
+    this.#readers.push(reader);
     let n = 0;
     while (this.#running) {
       const card = cards[n++ % cards.length];
@@ -159,6 +175,16 @@ export class Load {
       );
       const ref = requestReference(r.terminalId, o.sequence);
       const status = (o.reply?.message as { status?: number } | undefined)?.status;
+      if (o.attempts > 1) {
+        const answer = !o.reply
+          ? "no answer"
+          : o.reply.header.type === MessageCode.Error
+          ? `Error ${status}`
+          : status === Status.Ok
+          ? "ok"
+          : `status ${status}`;
+        this.resent.push({ ref, attempts: o.attempts, answer });
+      }
       if (!o.reply) this.unanswered.push(`reader payment ${ref}`);
       else if (o.reply.header.type === MessageCode.Error) {
         this.unanswered.push(`reader payment ${ref} answered Error ${status}`);
@@ -169,17 +195,22 @@ export class Load {
       }
       await delay(this.options.pace);
     }
-    this.readerReconnects += reader.reconnects - 1;
-    this.readerResends += reader.retries;
     await reader.close();
   }
 
-  /** One web request as a person makes it: an error page or no answer is counted. */
+  /**
+   * One web request as a person's browser makes it: an error page or no answer is counted. Like a
+   * browser, it sends the request once more when the connection fails before any answer (a
+   * kept-alive connection that nginx's old worker closed on reload, just as it was reused).
+   */
   async #web<T extends { res: Response }>(what: string, f: () => Promise<T>): Promise<T | null> {
     this.webRequests++;
     const sentAt = Date.now();
     try {
-      const r = await f();
+      const r = await f().catch(() => {
+        this.browserResends++;
+        return f();
+      });
       if (r.res.status >= 500) {
         this.webErrors.push({ at: Date.now(), what: `${what} ${r.res.status}` });
       } else {
@@ -363,8 +394,34 @@ export async function verify(
   };
 }
 
-/** Waits until no acknowledged utility purchase is still half-paid (the worker finishes it). */
-export async function settlePurchases(db: Db, load: Load, ms = 90_000): Promise<number> {
+/**
+ * Every reader request that was sent more than once was answered, and answered once: its payment
+ * is acknowledged and in the ledger exactly once. Returns the problems (none when all is well).
+ */
+export async function checkResent(db: Db, load: Load): Promise<string[]> {
+  const problems = load.resent.filter((r) => r.answer !== "ok")
+    .map((r) => `reader payment ${r.ref} sent ${r.attempts} times: ${r.answer}`);
+  const answered = load.resent.filter((r) => r.answer === "ok").map((r) => r.ref);
+  const counts = await referenceCounts(db, answered);
+  for (const ref of answered) {
+    const n = counts.get(ref) ?? 0;
+    if (n !== 1) {
+      problems.push(`reader payment ${ref}, resent and answered, is in the ledger ${n} times`);
+    }
+    if (!load.charged.has(ref)) {
+      problems.push(`reader payment ${ref}, resent, was not acknowledged`);
+    }
+  }
+  return problems;
+}
+
+/**
+ * Waits until no acknowledged utility purchase is still half-paid. A purchase whose web request
+ * failed between its row and its payment (the database went away) is acknowledged to the form's
+ * resubmission while still `paying`; the delivery worker finishes paying it once its grace has
+ * passed (2 minutes, billing's payingGraceMs), so this waits longer than that.
+ */
+export async function settlePurchases(db: Db, load: Load, ms = 180_000): Promise<number> {
   const nos = [...load.purchased.keys()];
   const until = Date.now() + ms;
   while (nos.length) {

@@ -189,8 +189,8 @@ export async function configure(c: Cluster, lines: string[]): Promise<void> {
 }
 
 /**
- * A synchronous streaming standby of the primary on `primaryPort`, made with pg_basebackup and
- * named `standby1` (its application_name on the primary).
+ * A synchronous streaming standby of the primary on `primaryPort`, made with pg_basebackup as the
+ * `replicator` role (createReplicator) and named `standby1` (its application_name on the primary).
  */
 export async function startStandby(dir: string, primaryPort: number): Promise<Cluster> {
   await postgresDir(dir);
@@ -201,7 +201,7 @@ export async function startStandby(dir: string, primaryPort: number): Promise<Cl
     "-p",
     String(primaryPort),
     "-U",
-    "postgres",
+    "replicator",
     "-D",
     standby.data,
     "-X",
@@ -399,7 +399,8 @@ export async function startHaproxy(
 /** pgbouncer running deploy/pgbouncer/pgbouncer.ini (trust on loopback) towards `target`. */
 export interface Pgbouncer {
   port: number;
-  url(database: string): string;
+  /** A connection string through pgbouncer, as `user` (the app's role by default). */
+  url(database: string, user?: string): string;
   /** Points `database` at another server and reloads (the failover step). */
   repoint(database: string, targetPort: number): Promise<void>;
   stop(): Promise<void>;
@@ -430,12 +431,12 @@ export async function startPgbouncer(
       `unix_socket_dir = ${dir}\n`;
     await Deno.writeTextFile(ini, text);
   };
-  await Deno.writeTextFile(join(dir, "userlist.txt"), `"postgres" ""\n`);
+  await Deno.writeTextFile(join(dir, "userlist.txt"), `"postgres" ""\n"${APP_ROLE}" ""\n`);
   await write(targetPort);
   if (Deno.uid() === 0) await run("chown", ["-R", "postgres:postgres", dir]);
   await runAsPostgres("pgbouncer", ["-d", ini]);
   await waitFor("pgbouncer to listen", async () => (await listening(port)) ? true : null, 15_000);
-  const url = (db: string) => `postgres://postgres@127.0.0.1:${port}/${db}`;
+  const url = (db: string, user = APP_ROLE) => `postgres://${user}@127.0.0.1:${port}/${db}`;
   return {
     port,
     url,
@@ -444,7 +445,7 @@ export async function startPgbouncer(
       await write(target);
       // The admin console speaks only the simple query protocol (no parameters).
       const { default: pg } = await import("pg");
-      const admin = new pg.Client({ connectionString: url("pgbouncer") });
+      const admin = new pg.Client({ connectionString: url("pgbouncer", "postgres") });
       await admin.connect();
       try {
         await admin.query("RELOAD");
@@ -465,4 +466,116 @@ export async function startPgbouncer(
       }
     },
   };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The app side: the systemd unit's settings, releases, `deno task migrate`, /metrics
+
+/** What the drill takes from deploy/systemd/yixintong@.service (systemd itself does not run). */
+export interface Unit {
+  /** The unit's `Environment=` settings of instance `i` (%i substituted). */
+  environment(i: number): Record<string, string>;
+  killSignal: Deno.Signal;
+  stopTimeoutMs: number;
+}
+
+/** Reads the example unit; throws when a setting the drill uses is gone from it. */
+export async function systemdUnit(): Promise<Unit> {
+  const lines = (await Deno.readTextFile(join(ROOT, "deploy/systemd/yixintong@.service")))
+    .split("\n").map((l) => l.trim()).filter((l) => l && !l.startsWith("#"));
+  const value = (key: string) => {
+    const line = lines.find((l) => l.startsWith(`${key}=`));
+    if (!line) throw new Error(`deploy example changed: no ${key}= in the systemd unit`);
+    return line.slice(key.length + 1);
+  };
+  const envLines = lines.filter((l) => l.startsWith("Environment="))
+    .map((l) => l.slice("Environment=".length));
+  const timeout = /^(\d+)s?$/.exec(value("TimeoutStopSec"));
+  if (!envLines.length || !timeout) {
+    throw new Error("deploy example changed: the unit's Environment= or TimeoutStopSec=");
+  }
+  return {
+    environment(i) {
+      const env: Record<string, string> = {};
+      for (const pair of envLines.flatMap((l) => l.split(/\s+/))) {
+        const eq = pair.indexOf("=");
+        env[pair.slice(0, eq)] = pair.slice(eq + 1).replaceAll("%i", String(i));
+      }
+      return env;
+    },
+    killSignal: value("KillSignal") as Deno.Signal,
+    stopTimeoutMs: Number(timeout[1]) * 1000,
+  };
+}
+
+/**
+ * The next release for a rolling upgrade: a copy of this one in `dir` with the `migrations` added
+ * (file name → source), sharing this one's installed dependencies.
+ */
+export async function nextRelease(
+  dir: string,
+  migrations: Record<string, string>,
+): Promise<string> {
+  await Deno.mkdir(dir, { recursive: true });
+  const parts = ["main.ts", "deno.json", "deno.lock", "modules", "terminal", "views", "static"];
+  for (const part of [...parts, "migrations"]) {
+    const r = await run("cp", ["-R", join(ROOT, part), dir]);
+    if (r.code !== 0) throw new Error(`Cannot copy the release: ${r.stderr}`);
+  }
+  await Deno.symlink(join(ROOT, "node_modules"), join(dir, "node_modules"));
+  for (const [name, source] of Object.entries(migrations)) {
+    await Deno.writeTextFile(join(dir, "migrations", name), source);
+  }
+  return dir;
+}
+
+/** `deno task migrate` of the release in `root` with `env`; its one line of output. */
+export async function migrateTask(root: string, env: Record<string, string>): Promise<string> {
+  const r = await run(Deno.execPath(), ["task", "--quiet", "migrate"], {
+    env,
+    cwd: root,
+    timeoutMs: 120_000,
+  });
+  if (r.code !== 0) throw new Error(`deno task migrate failed: ${(r.stderr || r.stdout).trim()}`);
+  return r.stdout.trim();
+}
+
+/** The reader connections an instance holds now (its /metrics, read from loopback). */
+export async function readerConnections(httpPort: number): Promise<number> {
+  const res = await fetch(`http://127.0.0.1:${httpPort}/metrics`);
+  const text = await res.text();
+  const m = /^yxt_terminal_connections (\d+)$/m.exec(text);
+  if (res.status !== 200 || !m) {
+    throw new Error(`/metrics on ${httpPort} answered ${res.status} without reader connections`);
+  }
+  return Number(m[1]);
+}
+
+/** A role that may stream WAL (for pg_basebackup), as OPERATIONS.md §7 has it. */
+export async function createReplicator(primaryUrl: string): Promise<void> {
+  await psql(primaryUrl, "create role replicator with login replication");
+}
+
+/** The app's PostgreSQL role (OPERATIONS.md §1): no superuser, owner of its database. */
+export const APP_ROLE = "yixintong";
+
+/**
+ * The app's role and database as OPERATIONS.md §1 creates them, on the server of `adminUrl` (a
+ * superuser's); returns the app's connection string (loopback trust, so no password).
+ */
+export async function appDatabase(adminUrl: string, name: string): Promise<string> {
+  await psql(
+    adminUrl,
+    `do $$ begin create role ${APP_ROLE} login; exception when duplicate_object then null; end $$`,
+  );
+  await psql(adminUrl, `drop database if exists ${name} with (force)`);
+  await psql(
+    adminUrl,
+    `create database ${name} owner ${APP_ROLE} encoding 'UTF8' template template0`,
+  );
+  await psql(adminUrl, `alter database ${name} set plan_cache_mode = force_generic_plan`);
+  const u = new URL(adminUrl);
+  u.username = APP_ROLE;
+  u.pathname = `/${name}`;
+  return u.toString();
 }
