@@ -8,7 +8,7 @@ import { formErrorsHook, runForm } from "../platform/forms.ts";
 import { render } from "../platform/views.ts";
 import { clientIp } from "../security/mod.ts";
 import { registerAdminNav, requireRole, type Role, ROLES } from "../staff/mod.ts";
-import { findAccount, listSchools } from "../account/mod.ts";
+import { findAccount, findSchool, listSchools } from "../account/mod.ts";
 import { commitImport, loadImport, MAX_IMPORT_BYTES, previewImport } from "./import.ts";
 import { cardPasswordLockedFor } from "./passwords.ts";
 import { listCardEvents, listChips, loadCardAccount } from "./repository.ts";
@@ -100,8 +100,8 @@ export function cardAdminRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> 
   const showCard = async (c: C, id: number, errors: Record<string, string> = {}, status = 200) => {
     const card = await loadCardAccount(db, id);
     if (!card) throw new NotFoundError("card account");
-    const school = await db.selectFrom("schools").select("name").where("id", "=", card.school_id)
-      .executeTakeFirstOrThrow();
+    const school = await findSchool(db, card.school_id);
+    if (!school) throw new NotFoundError("school of card account");
     const [chips, events, account, passwordLock, loginLock] = await Promise.all([
       listChips(db, id),
       listCardEvents(db, id),

@@ -10,6 +10,7 @@ import { decodeCsv, readCsv } from "../platform/csv.ts";
 import type { Db } from "../platform/database.ts";
 import { toHex } from "../security/mod.ts";
 import { writeAudit } from "../staff/mod.ts";
+import { findSchool } from "../account/mod.ts";
 import { notifyBlocklistChange } from "./blocklist.ts";
 import { CardError } from "./errors.ts";
 import { type CardDeps, defaultPasswordCheck, idNumberHash } from "./passwords.ts";
@@ -274,8 +275,7 @@ export async function previewImport(
   deps: CardDeps,
   input: { schoolId: number; staffId: number; fileName: string; bytes: Uint8Array },
 ): Promise<number> {
-  const school = await db.selectFrom("schools").select("id").where("id", "=", input.schoolId)
-    .executeTakeFirst();
+  const school = await findSchool(db, input.schoolId);
   if (!school) throw new CardError("No such school", "请选择学校", "school_id");
   const { rows, errors } = await readImportFile(deps, input.bytes);
   const row = await db.insertInto("card_imports").values({
@@ -296,11 +296,9 @@ export async function previewImport(
 /** A stored import with its plan against the database as it is now. */
 export async function loadImport(db: Db, id: number) {
   const imp = await db.selectFrom("card_imports")
-    .innerJoin("schools", "schools.id", "card_imports.school_id")
     .select([
       "card_imports.id",
       "card_imports.school_id",
-      "schools.name as school_name",
       "card_imports.file_name",
       "card_imports.rows",
       "card_imports.errors",
@@ -310,12 +308,19 @@ export async function loadImport(db: Db, id: number) {
     ])
     .where("card_imports.id", "=", id).executeTakeFirst();
   if (!imp) return null;
+  const school = await findSchool(db, imp.school_id);
+  if (!school) return null;
   const rows = imp.rows as ImportRow[];
   const plan = await planImport(db, imp.school_id, rows);
   plan.errors = [...(imp.errors as ImportRowError[]), ...plan.errors].sort((a, b) =>
     a.line - b.line
   );
-  return { ...imp, total: rows.length + (imp.errors as ImportRowError[]).length, plan };
+  return {
+    ...imp,
+    school_name: school.name,
+    total: rows.length + (imp.errors as ImportRowError[]).length,
+    plan,
+  };
 }
 
 /** Imports changing at least this many card accounts refresh the planner's statistics. */

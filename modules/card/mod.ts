@@ -10,6 +10,7 @@ export type { CardKind, CardStatus, ChipStatus } from "./tables.ts";
  */
 export {
   type BoundCard,
+  cardHoldersByIds,
   type ChipCard,
   findBoundCard,
   findCardAccount,

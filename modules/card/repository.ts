@@ -1,6 +1,7 @@
 import { type RawBuilder, sql } from "kysely";
 import type { Db } from "../platform/database.ts";
-import { escapeLike } from "../staff/mod.ts";
+import { escapeLike, staffByIds } from "../staff/mod.ts";
+import { listSchools } from "../account/mod.ts";
 import type { CardEventActor, CardStatus, ChipStatus } from "./tables.ts";
 import "./tables.ts";
 
@@ -142,20 +143,15 @@ export async function listChips(db: Db, cardAccountId: number) {
 
 /** The card account's events, newest first. */
 export async function listCardEvents(db: Db, cardAccountId: number, limit = 200) {
-  return await db.selectFrom("card_events")
-    .leftJoin("staff", "staff.id", "card_events.staff_id")
-    .select([
-      "card_events.id",
-      "card_events.at",
-      "card_events.kind",
-      "card_events.actor",
-      "card_events.chip_number",
-      "card_events.details",
-      "card_events.account_id",
-      "staff.username as staff_username",
-    ])
-    .where("card_events.card_account_id", "=", cardAccountId)
-    .orderBy("card_events.id", "desc").limit(limit).execute();
+  const rows = await db.selectFrom("card_events")
+    .select(["id", "at", "kind", "actor", "chip_number", "details", "account_id", "staff_id"])
+    .where("card_account_id", "=", cardAccountId)
+    .orderBy("id", "desc").limit(limit).execute();
+  const staff = await staffByIds(db, rows.map((r) => r.staff_id));
+  return rows.map(({ staff_id, ...r }) => ({
+    ...r,
+    staff_username: staff_id === null ? null : staff.get(staff_id)?.username ?? null,
+  }));
 }
 
 /** One entry of a card account's history. */
@@ -210,14 +206,13 @@ export async function searchCards(
   const upper = text.toUpperCase();
   const like = `%${escapeLike(text)}%`;
   const prefix = `${escapeLike(upper)}%`;
-  return await db.selectFrom("card_accounts")
-    .innerJoin("schools", "schools.id", "card_accounts.school_id")
+  const rows = await db.selectFrom("card_accounts")
     .leftJoin("card_chips", (j) =>
       j.onRef("card_chips.card_account_id", "=", "card_accounts.id")
         .on("card_chips.status", "<>", "cancelled"))
     .select([
       "card_accounts.id",
-      "schools.name as school_name",
+      "card_accounts.school_id",
       "card_accounts.student_number",
       "card_accounts.name",
       "card_accounts.kind",
@@ -238,6 +233,22 @@ export async function searchCards(
       ])
     )
     .orderBy("card_accounts.student_number").limit(50).execute();
+  const schools = new Map((await listSchools(db)).map((school) => [school.id, school.name]));
+  return rows.flatMap(({ school_id, ...r }) =>
+    schools.has(school_id) ? [{ ...r, school_name: schools.get(school_id)! }] : []
+  );
+}
+
+/** The holders of these card accounts (those that exist), by id: 学号 and name beside a list. */
+export async function cardHoldersByIds(
+  db: Db,
+  ids: Iterable<number | null>,
+): Promise<Map<number, { studentNumber: string; name: string }>> {
+  const wanted = [...new Set([...ids].filter((id): id is number => typeof id === "number"))];
+  if (wanted.length === 0) return new Map();
+  const rows = await db.selectFrom("card_accounts").select(["id", "student_number", "name"])
+    .where("id", "in", wanted).execute();
+  return new Map(rows.map((r) => [r.id, { studentNumber: r.student_number, name: r.name }]));
 }
 
 /** Card accounts with a 学号, in any school (several schools may share one deployment). */

@@ -1,6 +1,6 @@
 import type { Db } from "../platform/database.ts";
 import type { Config } from "../platform/config.ts";
-import { ALL_ROLES, createStaff } from "../staff/mod.ts";
+import { ALL_ROLES, createStaff, hasStaff } from "../staff/mod.ts";
 import { seedDemoBilling } from "../billing/mod.ts";
 import { seedDemoMerchants } from "../merchant/mod.ts";
 import { seedDemoAccount } from "../account/mod.ts";
@@ -16,8 +16,7 @@ export const DEMO_ADMIN = { username: "admin", password: "Admin12345" };
  */
 export async function seedDemoData(deps: { db: Db; config: Config }): Promise<boolean> {
   const { db } = deps;
-  const any = await db.selectFrom("staff").select("id").limit(1).executeTakeFirst();
-  if (any) return false;
+  if (await hasStaff(db)) return false;
   await createStaff(db, {
     username: DEMO_ADMIN.username,
     name: "演示管理员",

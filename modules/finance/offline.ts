@@ -6,8 +6,8 @@
  */
 import type { Db } from "../platform/database.ts";
 import { NotFoundError } from "../platform/errors.ts";
-import { writeAudit } from "../staff/mod.ts";
-import { findCardAccount } from "../card/mod.ts";
+import { staffByIds, writeAudit } from "../staff/mod.ts";
+import { cardHoldersByIds, findCardAccount } from "../card/mod.ts";
 import { applyOfflinePayment, MAX_AMOUNT } from "../wallet/mod.ts";
 import { type Actor, FinanceError } from "./service.ts";
 import "./tables.ts";
@@ -66,8 +66,6 @@ export async function fileOfflineReview(db: Db, item: OfflineReviewItem): Promis
 /** Records to review (pending first, then the latest decided ones), with the cardholder. */
 export async function listOfflineReviews(db: Db, limit = 200) {
   const rows = await db.selectFrom("finance_offline_reviews as r")
-    .leftJoin("card_accounts as c", "c.id", "r.card_account_id")
-    .leftJoin("staff as s", "s.id", "r.decided_by")
     .select([
       "r.id",
       "r.terminal_id",
@@ -84,16 +82,22 @@ export async function listOfflineReviews(db: Db, limit = 200) {
       "r.note",
       "r.transfer_id",
       "r.created_at",
-      "c.student_number",
-      "c.name as holder",
-      "s.name as decided_by_name",
+      "r.decided_by",
     ])
     .orderBy((eb) => eb.case().when("r.state", "=", "pending").then(0).else(1).end())
     .orderBy("r.id", "desc").limit(limit).execute();
-  return rows.map((r) => ({
-    ...r,
-    reasonText: OFFLINE_REVIEW_REASONS[r.reason as OfflineReviewReason] ?? r.reason,
-  }));
+  const holders = await cardHoldersByIds(db, rows.map((r) => r.card_account_id));
+  const staff = await staffByIds(db, rows.map((r) => r.decided_by));
+  return rows.map((r) => {
+    const holder = r.card_account_id === null ? undefined : holders.get(r.card_account_id);
+    return {
+      ...r,
+      student_number: holder?.studentNumber ?? null,
+      holder: holder?.name ?? null,
+      decided_by_name: r.decided_by === null ? null : staff.get(r.decided_by)?.name ?? null,
+      reasonText: OFFLINE_REVIEW_REASONS[r.reason as OfflineReviewReason] ?? r.reason,
+    };
+  });
 }
 
 function noteOf(raw: string): string {

@@ -2,7 +2,7 @@
 import { sql } from "kysely";
 import { chinaDayRange } from "../platform/china_time.ts";
 import type { Db } from "../platform/database.ts";
-import { writeAudit } from "../staff/mod.ts";
+import { staffByIds, writeAudit } from "../staff/mod.ts";
 import { ordersByNumbers, paidOrdersBetween, type TopupMethod } from "../topup/mod.ts";
 import { readStatement, reconcile, type ReconcileResult } from "./reconcile.ts";
 import { type Actor, FinanceError } from "./service.ts";
@@ -124,20 +124,21 @@ export async function getReconciliation(db: Db, id: number): Promise<StoredRecon
 
 /** Past reconciliations, newest first. */
 export async function listReconciliations(db: Db, limit = 20) {
-  return await db.selectFrom("finance_reconciliations").leftJoin(
-    "staff",
-    "staff.id",
-    "finance_reconciliations.staff_id",
-  )
+  const rows = await db.selectFrom("finance_reconciliations")
     .select([
-      "finance_reconciliations.id",
+      "id",
       "filename",
       "rows_total",
       "matched",
       "missing_ours",
       "missing_theirs",
       "mismatched",
-      "finance_reconciliations.created_at",
-      "staff.name as staff_name",
-    ]).orderBy("finance_reconciliations.id", "desc").limit(limit).execute();
+      "created_at",
+      "staff_id",
+    ]).orderBy("id", "desc").limit(limit).execute();
+  const staff = await staffByIds(db, rows.map((r) => r.staff_id));
+  return rows.map(({ staff_id, ...r }) => ({
+    ...r,
+    staff_name: staff.get(staff_id)?.name ?? null,
+  }));
 }

@@ -2,9 +2,9 @@
 import type { Db } from "../platform/database.ts";
 import { DomainError, NotFoundError } from "../platform/errors.ts";
 import { formatFen, parseYuan } from "../platform/money.ts";
-import { writeAudit } from "../staff/mod.ts";
+import { staffByIds, writeAudit } from "../staff/mod.ts";
 import { adjustBalance, listTransfers, refundTransfer, type TransferView } from "../wallet/mod.ts";
-import { findCardsByStudentNumber } from "../card/mod.ts";
+import { cardHoldersByIds, findCardsByStudentNumber } from "../card/mod.ts";
 import { resolveFlaggedNotify } from "../topup/mod.ts";
 import "./tables.ts";
 
@@ -37,20 +37,14 @@ export async function findTransfer(db: Db, id: number): Promise<TransferView | n
 
 /** The refunds finance made of one transfer, oldest first. */
 export async function refundsOf(db: Db, transferId: number) {
-  return await db.selectFrom("finance_refunds").leftJoin(
-    "staff",
-    "staff.id",
-    "finance_refunds.staff_id",
-  )
-    .select([
-      "finance_refunds.id",
-      "finance_refunds.amount",
-      "finance_refunds.reason",
-      "finance_refunds.created_at",
-      "finance_refunds.refund_transfer_id",
-      "staff.name as staff_name",
-    ])
-    .where("transfer_id", "=", transferId).orderBy("finance_refunds.id").execute();
+  const rows = await db.selectFrom("finance_refunds")
+    .select(["id", "amount", "reason", "created_at", "refund_transfer_id", "staff_id"])
+    .where("transfer_id", "=", transferId).orderBy("id").execute();
+  const staff = await staffByIds(db, rows.map((r) => r.staff_id));
+  return rows.map(({ staff_id, ...r }) => ({
+    ...r,
+    staff_name: staff.get(staff_id)?.name ?? null,
+  }));
 }
 
 /**
@@ -245,10 +239,7 @@ export async function decideAdjustment(
 
 /** Adjustments, newest first, with who proposed and decided them. */
 export async function listAdjustments(db: Db, limit = 100) {
-  return await db.selectFrom("finance_adjustments as a")
-    .leftJoin("staff as p", "p.id", "a.proposed_by")
-    .leftJoin("staff as d", "d.id", "a.decided_by")
-    .leftJoin("card_accounts as c", "c.id", "a.card_account_id")
+  const rows = await db.selectFrom("finance_adjustments as a")
     .select([
       "a.id",
       "a.card_account_id",
@@ -257,14 +248,20 @@ export async function listAdjustments(db: Db, limit = 100) {
       "a.state",
       "a.proposed_by",
       "a.proposed_at",
+      "a.decided_by",
       "a.decided_at",
       "a.transfer_id",
-      "p.name as proposer",
-      "d.name as decider",
-      "c.student_number",
-      "c.name as holder",
     ])
     .orderBy("a.id", "desc").limit(limit).execute();
+  const staff = await staffByIds(db, rows.flatMap((r) => [r.proposed_by, r.decided_by]));
+  const holders = await cardHoldersByIds(db, rows.map((r) => r.card_account_id));
+  return rows.map(({ decided_by, ...r }) => ({
+    ...r,
+    proposer: staff.get(r.proposed_by)?.name ?? null,
+    decider: decided_by === null ? null : staff.get(decided_by)?.name ?? null,
+    student_number: holders.get(r.card_account_id)?.studentNumber ?? null,
+    holder: holders.get(r.card_account_id)?.name ?? null,
+  }));
 }
 
 /**

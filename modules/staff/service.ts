@@ -88,6 +88,23 @@ export async function findActiveStaff(db: Db, id: number): Promise<CurrentStaff 
   return row ? toCurrent(row) : null;
 }
 
+/** Who these staff members are (those that exist), by id: names beside another module's list. */
+export async function staffByIds(
+  db: Db,
+  ids: Iterable<number | null>,
+): Promise<Map<number, { username: string; name: string }>> {
+  const wanted = [...new Set([...ids].filter((id): id is number => typeof id === "number"))];
+  if (wanted.length === 0) return new Map();
+  const rows = await db.selectFrom("staff").select(["id", "username", "name"])
+    .where("id", "in", wanted).execute();
+  return new Map(rows.map((r) => [r.id, { username: r.username, name: r.name }]));
+}
+
+/** Whether any staff account exists yet (the demo seeds an empty database only). */
+export async function hasStaff(db: Db): Promise<boolean> {
+  return !!(await db.selectFrom("staff").select("id").limit(1).executeTakeFirst());
+}
+
 /** Creates a staff account; the username must be new and the roles known. */
 export async function createStaff(
   db: Db,

@@ -13,7 +13,7 @@ import type { Db } from "../platform/database.ts";
 import { NotFoundError } from "../platform/errors.ts";
 import { formatFen, parseYuan } from "../platform/money.ts";
 import { logger } from "../platform/log.ts";
-import { writeAudit } from "../staff/mod.ts";
+import { staffByIds, writeAudit } from "../staff/mod.ts";
 import { refundTopUp, returnTopUpRefund } from "../wallet/mod.ts";
 import { GatewayError, type RefundStatus } from "./gateway.ts";
 import { TopupRefused } from "./errors.ts";
@@ -39,12 +39,13 @@ export async function refundsOfOrder(db: Db, orderId: number): Promise<TopupRefu
 
 /** Recent refunds with their order numbers, newest first (finance's list). */
 export async function listTopupRefunds(db: Db, limit = 100) {
-  return await db.selectFrom("topup_refunds")
+  const rows = await db.selectFrom("topup_refunds")
     .innerJoin("topup_orders", "topup_orders.id", "topup_refunds.order_id")
-    .leftJoin("staff", "staff.id", "topup_refunds.staff_id")
     .selectAll("topup_refunds")
-    .select(["topup_orders.order_no", "topup_orders.method", "staff.name as staff_name"])
+    .select(["topup_orders.order_no", "topup_orders.method"])
     .orderBy("topup_refunds.id", "desc").limit(limit).execute();
+  const staff = await staffByIds(db, rows.map((r) => r.staff_id));
+  return rows.map((r) => ({ ...r, staff_name: staff.get(r.staff_id)?.name ?? null }));
 }
 
 /** What is left to refund of an order: its amount less every refund not given back. */
