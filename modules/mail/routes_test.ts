@@ -1,15 +1,11 @@
 import assert from "node:assert/strict";
-import { createApp } from "../../main.ts";
-import { loadAssets } from "../platform/assets.ts";
-import { createTestDatabase, TestClient, testConfig } from "../platform/testing.ts";
+import { setupApp } from "../testkit/mod.ts";
 import { createStaff, ROLES } from "../staff/mod.ts";
 import { createMailer } from "./mod.ts";
 
 Deno.test("the outbox page shows development mail, escaped, newest first, filtered by address", async () => {
-  await loadAssets();
-  await using h = await createTestDatabase();
-  const config = testConfig({ smtpUrl: null });
-  const app = createApp({ db: h.db, config, onShutdown: () => {} });
+  await using h = await setupApp({ smtpUrl: null });
+  const { config } = h;
   const mailer = createMailer({ db: h.db, config });
   await mailer.send({ to: "a@qq.com", subject: "第一封", text: "验证码：111111" });
   await mailer.send({ to: "b@qq.com", subject: "<b>第二封</b>", text: "<script>x</script>" });
@@ -19,7 +15,7 @@ Deno.test("the outbox page shows development mail, escaped, newest first, filter
     password: "Info12345",
     roles: [ROLES.infoCentre],
   });
-  const c = new TestClient(app, config, "10.30.0.1");
+  const c = h.client("10.30.0.1");
   assert.equal(
     (await c.post("/admin/login", { username: "info", password: "Info12345" })).status,
     303,
