@@ -7,6 +7,7 @@
  * unframeable one (PROTOCOL.md §2.1).
  */
 import {
+  computeMac,
   encodeFrame,
   FrameError,
   HEADER_SIZE,
@@ -82,11 +83,13 @@ export interface FuzzStats {
   offlineCharged: number;
   /**
    * Well-sealed uploads answered with an Error (ServerBusy, MalformedBody, …) instead of their
-   * reply, as "sequence: status": each one is a failure. A record's content never refuses an
-   * upload (PROTOCOL.md §4.11), and an upload the server keeps failing is a reader queue that is
-   * never acknowledged. The fuzzer resends the same records, as a reader would.
+   * reply, and when (epoch ms): each one outside an outage is a failure. A record's content never
+   * refuses an upload (PROTOCOL.md §4.11), and an upload the server keeps failing is a reader
+   * queue that is never acknowledged. The fuzzer resends the same records, as a reader would.
+   * Only Errors sealed with the reader's key count: a mutated frame whose sequence bits landed on
+   * the upload's number is answered with an unsealed BadMac.
    */
-  offlineUploadErrors: string[];
+  offlineUploadErrors: Array<{ sequence: number; status: string; at: number }>;
 }
 
 /**
@@ -561,6 +564,7 @@ export async function fuzz(
       }
       stats.connections++;
       uploading = false; // an upload unanswered on a closed connection is sent again
+      uploadSequence = -1;
       let sent = 0;
       let answered = 0;
       let closed = false;
@@ -587,9 +591,18 @@ export async function fuzz(
                 offlineNext = tallyOffline(f, stats) ?? offlineNext;
                 uploading = false;
                 held = null;
-              } else if (f.type === MessageCode.Error && f.sequence === uploadSequence) {
-                stats.offlineUploadErrors.push(`${f.sequence}: ${errorStatus(f)}`);
+                uploadSequence = -1;
+              } else if (
+                f.type === MessageCode.Error && f.sequence === uploadSequence &&
+                sameBytes(computeMac(key, f.signed), f.mac)
+              ) {
+                stats.offlineUploadErrors.push({
+                  sequence: f.sequence,
+                  status: errorStatus(f),
+                  at: Date.now(),
+                });
                 uploading = false;
+                uploadSequence = -1;
               }
             });
             waiter.wake?.();
