@@ -8,6 +8,11 @@
  *   gateway's order number, a form's one-time token, …; at most 128 characters) and is idempotent
  *   on it: a retry returns the first result with `duplicate: true` and moves nothing. The same
  *   reference with a different request (other card or amount) is `ReferenceConflictError`.
+ * - Every debit of a card obeys one rule (_rules.ts, the one place to change it): refused while
+ *   an offline overdraft makes the balance negative, then (card and code payments only) above the
+ *   holder's per-payment or daily limit, then above what is available (balance less holds). Every
+ *   path composes it and explains a refusal by it, so each gives the same reason for the same card
+ *   (rules_test.ts). Credits pay off an overdraft first.
  * - Refusals are `WalletError` subclasses (errors.ts) with a stable `code` for readers and a
  *   Chinese `userMessage` for pages.
  * - The wallet does not look at a card's loss status: readers check the chip with the card module

@@ -24,13 +24,11 @@ import {
   categoryOf,
   getTransaction,
   HISTORY_TYPES,
-  type HistoryType,
   KIND_LABELS,
-  listTransactions,
-  monthTotals,
   spendingTotals,
   topupOf,
 } from "./history.ts";
+import { historyPage } from "./history_page.ts";
 import { spendingStats } from "./stats.ts";
 import { barChartSvg } from "./chart.ts";
 import { PaymentCodeFrozenError } from "./errors.ts";
@@ -40,8 +38,6 @@ import { balanceOf } from "./_rules.ts";
 import { labelRows } from "./labels.ts";
 import { historyQuery, settingsForm, statsQuery } from "./schemas.ts";
 import { barcodeSvg, groupDigits, maskDigits, qrSvg } from "./qr.ts";
-
-const PAGE_SIZE = 20;
 
 type C = Context<AppEnv>;
 
@@ -110,40 +106,18 @@ export function walletRoutes(deps: { db: Db }): Hono<AppEnv> {
     async (c) => {
       const card = await boundCard(c, db);
       if (card instanceof Response) return card;
-      const q = c.req.valid("query");
-      const type = (q.type || undefined) as HistoryType | undefined;
-      const month = q.month || undefined;
-      const beforeId = q.before ? Number(q.before) : undefined;
-      const rows = await labelRows(
-        db,
-        await listTransactions(db, card.cardAccountId, {
-          type,
-          month,
-          beforeId,
-          limit: PAGE_SIZE,
-        }),
-      );
-      const more = rows.length === PAGE_SIZE ? rows[rows.length - 1].id : null;
-      const filter = { type: type ?? "", month: month ?? "" };
-      const months = await monthTotals(db, card.cardAccountId, [
-        ...new Set(rows.map((r) => chinaMonth(r.createdAt))),
-      ], type);
+      const page = await historyPage(db, card.cardAccountId, c.req.valid("query"));
       const data = {
-        rows,
-        more,
-        filter,
-        months,
-        shown: q.shown || null,
+        ...page,
         chinaMonth,
         categoryOf,
         kindLabels: KIND_LABELS,
         types: HISTORY_TYPES,
       };
-      if (beforeId !== undefined) return render(c, "wallet/_rows", data, { layout: null });
-      const totals = await spendingTotals(db, card.cardAccountId);
+      if (page.continued) return render(c, "wallet/_rows", data, { layout: null });
       return render(c, "wallet/transactions", {
         ...data,
-        totals,
+        totals: await spendingTotals(db, card.cardAccountId),
         thisMonth: chinaMonth(new Date()),
       }, { title: "交易记录" });
     },
