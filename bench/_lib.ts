@@ -229,17 +229,18 @@ export function serverEnv(options: {
 /**
  * Starts main.ts with `env` and waits until /healthz answers 200. `root` is the release to run
  * (a copy of the repository, e.g. the drill's next release); this repository by default.
+ * `denoFlags` go before main.ts (the bench's profiling runs the server under `--cpu-prof`).
  */
 export async function startServer(
   env: Record<string, string>,
   logName: string,
-  options: { root?: string } = {},
+  options: { root?: string; denoFlags?: string[] } = {},
 ): Promise<Server> {
   await Deno.mkdir(OUT, { recursive: true });
   const logPath = join(OUT, `${logName}.log`);
   const log = await Deno.open(logPath, { create: true, append: true, write: true });
   const proc = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "main.ts"],
+    args: ["run", "-A", ...(options.denoFlags ?? []), "main.ts"],
     cwd: options.root ?? ROOT,
     env,
     clearEnv: true,

@@ -1,15 +1,41 @@
-/** The results table of `deno task bench`, written as bench/RESULTS.md. */
+/** The results of `deno task bench`, written as bench/RESULTS.md. */
 import type { Row } from "./_lib.ts";
 
-/** Collects rows and notes while the bench runs; each section fails soft into a note. */
+/** A target and where it stands. */
+export interface TargetLine {
+  figure: string;
+  target: string;
+  value: string;
+  verdict: string;
+}
+
+/** A table of its own (interleaved ratios, CPU per operation, capacity). */
+interface Table {
+  title: string;
+  intro: string;
+  columns: string[];
+  rows: string[][];
+}
+
+/** Collects rows, tables and notes while the bench runs; each section fails soft into a row. */
 export class Report {
   readonly rows: Row[] = [];
   readonly notes: string[] = [];
+  readonly targets: TargetLine[] = [];
+  readonly #tables = new Map<string, Table>();
   readonly startedAt = new Date();
 
-  /** Adds a measured figure. */
+  /** Adds a figure to the "Other figures" table (and to the targets when it has one). */
   add(row: Row): void {
     this.rows.push(row);
+    if (row.target) {
+      this.targets.push({
+        figure: `${row.section} · ${row.figure}`,
+        target: row.target,
+        value: row.value,
+        verdict: row.verdict ?? "",
+      });
+    }
     const target = row.target
       ? `  (target ${row.target}${row.verdict ? `: ${row.verdict}` : ""})`
       : "";
@@ -18,10 +44,30 @@ export class Report {
 
   /** Records a figure that could not be measured, with the reason. */
   notMeasured(section: string, figure: string, reason: string, target?: string): void {
-    this.add({ section, figure, value: `not measured: ${reason}`, target });
+    this.add({
+      section,
+      figure,
+      value: `not measured: ${reason}`,
+      target,
+      verdict: target ? "not measured" : undefined,
+    });
   }
 
-  /** A free-text observation for the notes below the table. */
+  /** Declares a table of its own; it is written in the order declared, before "Other figures". */
+  table(title: string, columns: string[], intro: string): void {
+    if (!this.#tables.has(title)) this.#tables.set(title, { title, intro, columns, rows: [] });
+  }
+
+  /** A row of a declared table; `target` also lists it among the targets. */
+  tableRow(title: string, cells: string[], target?: TargetLine): void {
+    const t = this.#tables.get(title);
+    if (!t) throw new Error(`no table ${title}`);
+    t.rows.push(cells);
+    if (target) this.targets.push(target);
+    console.log(`  ${title} · ${cells.join(" · ")}`);
+  }
+
+  /** A free-text observation for the notes below the tables. */
   note(text: string): void {
     this.notes.push(text);
     console.log(`  note: ${text}`);
@@ -44,37 +90,58 @@ export class Report {
     console.log(`  (${name}: ${((performance.now() - start) / 1000).toFixed(0)} s)`);
   }
 
-  /** The Markdown document. */
-  render(machine: Array<[string, string]>, how: string): string {
+  /** The Markdown document; `where` is the text of the "Where the time goes" section. */
+  render(machine: Array<[string, string]>, how: string, where: string[]): string {
     const esc = (s: string) => s.replaceAll("|", "\\|").replaceAll("\n", " ");
+    const md = (columns: string[], rows: string[][]) => [
+      `| ${columns.map(esc).join(" | ")} |`,
+      `|${columns.map(() => "---").join("|")}|`,
+      ...rows.map((r) => `| ${r.map(esc).join(" | ")} |`),
+    ];
+    const stamp = (d: Date) => d.toISOString().slice(0, 16).replace("T", " ");
     const lines = [
       "# Benchmark results",
       "",
-      `Run of \`deno task bench\` started ${
-        this.startedAt.toISOString().slice(0, 16).replace("T", " ")
-      } UTC` +
-      `, finished ${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC. ${how}`,
+      `Run of \`deno task bench\` started ${stamp(this.startedAt)} UTC, finished ${
+        stamp(new Date())
+      } UTC. ${how}`,
       "",
-      "Figures measured side by side in one run on one machine; where a target is a ratio, the",
-      "reference (pgbench, a bare Hono route) ran on the same server in the same run.",
+      "Every ratio comes from interleaved pairs: after a warm-up, the reference and ours run",
+      "alternately (A B A B A B, one measurement slice each), and the ratio is the median of the",
+      "pairs' ratios with their min–max. A target is **met** when the whole spread is on its side,",
+      "**missed** when the whole spread is on the other, and **not decided** when the spread",
+      "crosses it.",
       "",
       "## Machine",
       "",
-      "| | |",
-      "|---|---|",
-      ...machine.map(([k, v]) => `| ${esc(k)} | ${esc(v)} |`),
+      ...md(["", ""], machine),
       "",
-      "## Figures",
+      "## Targets",
       "",
-      "| section | figure | value | target | ratio / verdict |",
-      "|---|---|---|---|---|",
-      ...this.rows.map((r) =>
-        `| ${esc(r.section)} | ${esc(r.figure)} | ${esc(r.value)} | ${esc(r.target ?? "")} | ${
-          esc(r.verdict ?? "")
-        } |`
+      ...md(
+        ["figure", "target", "value", "verdict"],
+        this.targets.map((t) => [t.figure, t.target, t.value, t.verdict]),
       ),
       "",
     ];
+    for (const t of this.#tables.values()) {
+      lines.push(`## ${t.title}`, "", t.intro, "");
+      if (t.rows.length) lines.push(...md(t.columns, t.rows), "");
+      else lines.push("Not measured in this run (see the options above).", "");
+    }
+    lines.push(
+      "## Other figures",
+      "",
+      ...md(
+        ["section", "figure", "value", "target", "ratio / verdict"],
+        this.rows.map((r) => [r.section, r.figure, r.value, r.target ?? "", r.verdict ?? ""]),
+      ),
+      "",
+      "## Where the time goes",
+      "",
+      ...where,
+      "",
+    );
     if (this.notes.length) {
       lines.push("## Notes", "", ...this.notes.map((n) => `- ${n}`), "");
     }

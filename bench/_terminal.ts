@@ -1,16 +1,17 @@
 /**
- * Reader-side measurements: payments through the simulator's load mode, the cardholder import,
- * blocklist propagation to connected readers, and the server's memory with idle readers.
+ * Reader-side and card office measurements: readers and cards for the embedded database, the
+ * cardholder import, blocklist propagation to connected readers, and the server's memory with
+ * idle readers.
  */
 import { join } from "node:path";
 import { MessageCode, Status } from "../terminal/mod.ts";
 import { TerminalClient } from "../terminal/sim/client.ts";
-import { type LoadKind, type LoadSummary, runLoad, setupLoad } from "../terminal/sim/load.ts";
+import { setupLoad } from "../terminal/sim/load.ts";
 import { createStaff, ROLES } from "../modules/staff/mod.ts";
 import { ensureSchool } from "../modules/account/mod.ts";
 import { DEMO_SCHOOL } from "../modules/card/mod.ts";
 import { loadConfig } from "../modules/platform/mod.ts";
-import { delay, OUT, percentile, ROOT, rssBytes, run, type Server, startServer } from "./_lib.ts";
+import { delay, OUT, percentile, rssBytes, type Server, startServer } from "./_lib.ts";
 import { WebClient } from "./_http.ts";
 import {
   createCardholders,
@@ -20,64 +21,6 @@ import {
   type Secrets,
   signedInStudent,
 } from "./_world.ts";
-
-export type { LoadKind };
-
-/** Throughput and latency of one load run. */
-export interface LoadResult {
-  perSecond: number;
-  p50Ms: number;
-  p95Ms: number;
-  p99Ms: number;
-  /** Refused plus failed requests. */
-  errors: number;
-  refusals: Record<string, number>;
-}
-
-function toResult(s: LoadSummary): LoadResult {
-  return {
-    perSecond: s.perSecond,
-    p50Ms: s.p50,
-    p95Ms: s.p95,
-    p99Ms: s.p99,
-    errors: s.refused + s.failed,
-    refusals: s.refusals,
-  };
-}
-
-/**
- * Runs `deno task sim load` against the server (a separate process, as a vendor's readers would
- * be), with the server's own configuration so it can prepare readers and funded cards.
- */
-export async function simulatorLoad(
-  server: Server,
-  options: { kind: LoadKind; readers: number; seconds: number },
-): Promise<LoadResult> {
-  const r = await run(Deno.execPath(), [
-    "run",
-    "-A",
-    join(ROOT, "terminal/sim/main.ts"),
-    "load",
-    "--kind",
-    options.kind,
-    "--readers",
-    String(options.readers),
-    "--seconds",
-    String(options.seconds),
-    "--port",
-    String(server.terminalPort),
-    "--json",
-  ], { env: server.env, timeoutMs: (options.seconds + 600) * 1000 });
-  const line = r.stdout.trim().split("\n").filter((l) => l.startsWith("[")).at(-1);
-  if (r.code !== 0 || !line) {
-    throw new Error(
-      `simulator load failed (exit ${r.code}): ${(r.stderr || r.stdout).trim().slice(-300)}`,
-    );
-  }
-  const summary = (JSON.parse(line) as LoadSummary[]).find((s) => s.kind === options.kind);
-  if (!summary) throw new Error(`simulator printed no ${options.kind} summary`);
-  return toResult(summary);
-}
 
 /** Prepares card readers and funded cards in an embedded database before its server starts. */
 export async function preparePgliteLoad(
@@ -96,23 +39,6 @@ export async function preparePgliteLoad(
   } finally {
     await world.close();
   }
-}
-
-/** Runs prepared card readers against a running server, in this process. */
-export async function inProcessLoad(
-  server: Server,
-  readers: Awaited<ReturnType<typeof setupLoad>>,
-  seconds: number,
-): Promise<LoadResult> {
-  const [summary] = await runLoad({
-    hostname: "127.0.0.1",
-    port: server.terminalPort,
-    readers,
-    seconds,
-    rate: 0,
-    amount: 1,
-  });
-  return toResult(summary);
 }
 
 /**
@@ -156,7 +82,7 @@ export async function importCardholders(
     );
   }
   const csv = new TextEncoder().encode(lines.join("\r\n") + "\r\n");
-  await Deno.writeFile(join(OUT, "import-20000.csv"), csv);
+  await Deno.writeFile(join(OUT, `import-${count}.csv`), csv);
   const page = await web.get("/admin/cards/import");
   const token = /name="_csrf" value="([^"]+)"/.exec(page.text)?.[1];
   if (!token) throw new Error(`no CSRF token on /admin/cards/import (status ${page.res.status})`);
@@ -243,19 +169,25 @@ export async function blocklistPropagation(
   let student;
   try {
     readers = await createReaders(world.db, secrets, {
-      code: "BENCH-BLOCK",
+      code: `BENCH-BLOCK-${count}`,
       name: "黑名单测试",
       category: "canteen",
       kind: "canteen_pos",
       count,
     });
+    // One student per measurement (each reports a card lost once).
     const [card] = await createCardholders(world.db, secrets, {
-      first: 900_001,
+      first: 900_000 + count,
       count: 1,
       balance: 0,
-      tag: "block",
+      tag: `block-${count}`,
     });
-    student = await signedInStudent(world.db, server.url, card, "13700000001");
+    student = await signedInStudent(
+      world.db,
+      server.url,
+      card,
+      `137${String(count).padStart(8, "0")}`,
+    );
   } finally {
     await world.close();
   }
@@ -301,17 +233,20 @@ export async function blocklistPropagation(
 }
 
 /**
- * Resident memory of a fresh server process with `count` signed-on readers that then stay idle:
- * the server started with `env` (the configuration and database of the measured server, which
- * must be stopped first) so that what earlier sections left in its heap does not count. Returns
- * its RSS before and after connecting the readers.
+ * Resident memory of a fresh server process with signed-on readers that then stay idle, at each
+ * of the growing `counts` (1,000 then 5,000: the readers of the first step stay connected): the
+ * server started with `env` (the configuration and database of the measured server, which must
+ * be stopped first) so that what earlier sections left in its heap does not count. Returns its
+ * RSS before connecting and at each step.
  */
 export async function idleReadersMemory(
   env: Record<string, string>,
   databaseUrl: string,
   secrets: Secrets,
-  count: number,
-): Promise<{ rssMb: number; baselineMb: number; connected: number }> {
+  counts: number[],
+): Promise<
+  { baselineMb: number; steps: Array<{ count: number; rssMb: number; connected: number }> }
+> {
   const world = await openWorld(databaseUrl);
   let readers;
   try {
@@ -320,23 +255,26 @@ export async function idleReadersMemory(
       name: "空闲终端",
       category: "canteen",
       kind: "canteen_pos",
-      count,
+      count: Math.max(...counts),
     });
   } finally {
     await world.close();
   }
   const server = await startServer(env, "bench-idle-server");
-  let clients: TerminalClient[] = [];
+  const clients: TerminalClient[] = [];
   try {
     // The started server at rest: its start-up work (migrations check, workers' first runs) done.
     await delay(3000);
     const baseline = rssBytes(server.pid) ?? NaN;
-    clients = await connectReaders(server, readers);
-    // Let the connections settle (buffers, timers); well inside the 180 s idle limit.
-    await delay(5000);
-    const open = clients.filter((c) => !c.closed).length;
-    const rss = rssBytes(server.pid) ?? NaN;
-    return { rssMb: rss / 1024 / 1024, baselineMb: baseline / 1024 / 1024, connected: open };
+    const steps = [];
+    for (const count of [...counts].sort((a, b) => a - b)) {
+      clients.push(...await connectReaders(server, readers.slice(clients.length, count)));
+      // Let the connections settle (buffers, timers); well inside the 180 s idle limit.
+      await delay(5000);
+      const connected = clients.filter((c) => !c.closed).length;
+      steps.push({ count, rssMb: (rssBytes(server.pid) ?? NaN) / 1024 / 1024, connected });
+    }
+    return { baselineMb: baseline / 1024 / 1024, steps };
   } finally {
     await Promise.all(clients.map((c) => c.close()));
     await server.stop("SIGTERM");

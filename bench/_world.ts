@@ -14,6 +14,7 @@ import { ensureSchool, registerAccount } from "../modules/account/mod.ts";
 import { createCardAccountForTest, DEMO_SCHOOL } from "../modules/card/mod.ts";
 import { creditTopUp } from "../modules/wallet/mod.ts";
 import { createStaff, type Role } from "../modules/staff/mod.ts";
+import { sql } from "kysely";
 import type { SessionCookie } from "./_browser.ts";
 import { WebClient } from "./_http.ts";
 
@@ -123,14 +124,22 @@ export async function createReaders(
     name: options.name,
     category: options.category,
   });
-  const readers: Reader[] = [];
-  for (let i = 0; i < options.count; i++) {
+  const register = async (i: number): Promise<Reader> => {
     const { terminal, keyHex } = await registerTerminal(db, secrets.appSecret, {
       merchantId: merchant.id,
       kind: options.kind,
       name: `${options.name} ${i + 1}`,
     });
-    readers.push({ terminalId: terminal.id, keyHex, kind: options.kind, merchantId: merchant.id });
+    return { terminalId: terminal.id, keyHex, kind: options.kind, merchantId: merchant.id };
+  };
+  // Eight at a time (thousands of readers for the memory measurement), in their numbered order.
+  const readers: Reader[] = [];
+  for (let i = 0; i < options.count; i += 8) {
+    readers.push(
+      ...await Promise.all(
+        Array.from({ length: Math.min(8, options.count - i) }, (_, k) => register(i + k)),
+      ),
+    );
   }
   return readers;
 }
@@ -204,4 +213,48 @@ export async function signedInStaff(
     );
   }
   return web;
+}
+
+/**
+ * Readers of one load kind under their own merchant, each with `cardsPerReader` cards of its own
+ * (numbered from `first`) holding `balance` fen; the tables are analysed afterwards, as
+ * autovacuum long has in a real deployment (a plan made on empty statistics would be the wrong one).
+ */
+export async function createLoadReaders(
+  db: Db,
+  secrets: Secrets,
+  options: {
+    kind: "card" | "qr" | "shower";
+    count: number;
+    cardsPerReader: number;
+    first: number;
+    balance: number;
+  },
+): Promise<Array<Reader & { cards: Array<{ cardAccountId: number; chip: string }> }>> {
+  const shape = {
+    card: { category: "canteen", kind: "canteen_pos", name: "压测食堂" },
+    qr: { category: "canteen", kind: "qr_scanner", name: "压测扫码" },
+    shower: { category: "shower", kind: "shower", name: "压测浴室" },
+  } as const;
+  const readers = await createReaders(db, secrets, {
+    code: `BENCH-${options.kind.toUpperCase()}`,
+    name: shape[options.kind].name,
+    category: shape[options.kind].category,
+    kind: shape[options.kind].kind,
+    count: options.count,
+  });
+  const cards = await createCardholders(db, secrets, {
+    first: options.first,
+    count: options.count * options.cardsPerReader,
+    balance: options.balance,
+    tag: `load-${options.kind}`,
+  });
+  await sql`analyze card_accounts, card_chips, ledger_accounts, payment_codes, terminals`.execute(
+    db,
+  );
+  return readers.map((r, i) => ({
+    ...r,
+    cards: cards.slice(i * options.cardsPerReader, (i + 1) * options.cardsPerReader)
+      .map((c) => ({ cardAccountId: c.cardAccountId, chip: c.chipNumber })),
+  }));
 }

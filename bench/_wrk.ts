@@ -64,13 +64,16 @@ export async function wrk(
     "--latency",
   ];
   for (const [k, v] of Object.entries(options.headers ?? {})) args.push("-H", `${k}: ${v}`);
+  let script = "";
   if (options.method === "POST" || options.sessions?.length) {
-    const script = join(OUT, `wrk-${crypto.randomUUID().slice(0, 8)}.lua`);
+    script = join(OUT, `wrk-${crypto.randomUUID().slice(0, 8)}.lua`);
     await Deno.writeTextFile(script, luaScript(options.method ?? "GET", options.sessions ?? [{}]));
     args.push("-s", script);
   }
   args.push(url);
-  const r = await run("wrk", args, { timeoutMs: (options.seconds + 30) * 1000 });
+  const r = await run("wrk", args, { timeoutMs: (options.seconds + 30) * 1000 }).finally(() =>
+    script ? Deno.remove(script).catch(() => {}) : undefined
+  );
   if (r.code !== 0) throw new Error(`wrk failed: ${(r.stderr || r.stdout).slice(-300)}`);
   return parseWrk(r.stdout);
 }
