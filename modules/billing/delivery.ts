@@ -1,9 +1,16 @@
-import { sql } from "kysely";
 import type { Db } from "../platform/database.ts";
 import { DomainError } from "../platform/errors.ts";
 import { logger } from "../platform/log.ts";
-import { startLoop } from "../platform/loop.ts";
-import { randomToken } from "../platform/crypto.ts";
+import {
+  backoffMs as queueBackoffMs,
+  type ClaimedJob,
+  claimJobs,
+  jobQueue,
+  retryJobNow,
+  settleJob,
+  startJobWorker,
+  wakeJobWorkers,
+} from "../platform/jobs.ts";
 import { MeterError } from "./errors.ts";
 import type { MeterAdapter, MeterReceipt } from "./meters.ts";
 import type { JobState, Utility } from "./tables.ts";
@@ -72,41 +79,22 @@ export interface WorkerContext {
 
 /** Delay before retry number `attempt` (1-based): base × 2^(attempt−1), capped. */
 export function backoffMs(policy: DeliveryPolicy, attempt: number): number {
-  return Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** Math.max(0, attempt - 1));
-}
-
-interface ClaimedJob {
-  purchase_id: number;
-  state: JobState;
-  attempts: number;
-  lease_token: string;
+  return queueBackoffMs(policy, attempt);
 }
 
 /**
- * Claims due jobs for this worker: rows nobody holds (or whose holder's lease ran out), locked
- * with SKIP LOCKED so several server instances never claim the same job at once.
+ * The delivery queue (platform/jobs.ts) in billing's own table: a purchase's job is paying (the
+ * web request that opened it may not have paid yet), pending (paid, to deliver) or refunding
+ * while a worker has something to do; delivered, refunded or declined when it is over.
  */
-async function claimDueJobs(db: Db, policy: DeliveryPolicy, now: Date): Promise<ClaimedJob[]> {
-  const token = randomToken(12);
-  const leaseUntil = new Date(now.getTime() + policy.leaseMs);
-  const result = await sql<ClaimedJob>`
-    with due as (
-      select purchase_id from billing_delivery_jobs
-      where state in ('paying', 'pending', 'refunding')
-        and next_attempt_at <= ${now}
-        and (lease_expires_at is null or lease_expires_at <= ${now})
-      order by next_attempt_at
-      limit ${policy.batchSize}
-      for update skip locked
-    )
-    update billing_delivery_jobs j
-       set lease_token = ${token}, lease_expires_at = ${leaseUntil}, updated_at = ${now},
-           attempts = j.attempts + case when j.state in ('paying', 'pending', 'refunding') then 1 else 0 end
-      from due
-     where j.purchase_id = due.purchase_id
-    returning j.purchase_id, j.state, j.attempts, j.lease_token`.execute(db);
-  return result.rows;
-}
+export const DELIVERY_QUEUE = jobQueue<JobState>({
+  name: "billing.delivery",
+  table: "billing_delivery_jobs",
+  key: "purchase_id",
+  active: ["paying", "pending", "refunding"],
+});
+
+type Job = ClaimedJob<JobState>;
 
 async function loadPurchase(db: Db, id: number) {
   return await db.selectFrom("billing_purchases")
@@ -190,23 +178,17 @@ export async function markDeclined(db: Db, purchaseId: number, now: Date): Promi
 /** Records a meter receipt: the job and purchase delivered, the room's reported credit. */
 async function markDelivered(
   db: Db,
-  job: ClaimedJob,
+  job: Job,
   p: Purchase,
   receipt: MeterReceipt,
   now: Date,
 ): Promise<boolean> {
   return await db.transaction().execute(async (trx) => {
-    const r = await trx.updateTable("billing_delivery_jobs")
-      .set({
-        state: "delivered",
-        lease_token: null,
-        lease_expires_at: null,
-        last_error: null,
-        updated_at: now,
-      })
-      .where("purchase_id", "=", job.purchase_id).where("lease_token", "=", job.lease_token)
-      .where("state", "in", ["pending", "refunding"]).executeTakeFirst();
-    if (Number(r.numUpdatedRows) === 0) return false;
+    const held = await settleJob(trx, DELIVERY_QUEUE, job, {
+      state: "delivered",
+      lastError: null,
+    }, { now, states: ["pending", "refunding"] });
+    if (!held) return false;
     await trx.updateTable("billing_purchases").set({ status: "delivered", delivered_at: now })
       .where("id", "=", p.id).execute();
     await recordMeterReading(trx, p.room_id, p.utility, receipt);
@@ -238,37 +220,27 @@ export async function recordMeterReading(
 /** Leaves a job for a later attempt, recording why; only while this worker holds the lease. */
 async function postpone(
   db: Db,
-  job: ClaimedJob,
+  job: Job,
   state: JobState,
   at: Date,
   error: string,
   now: Date,
 ) {
-  await db.updateTable("billing_delivery_jobs")
-    .set({
-      state,
-      next_attempt_at: at,
-      lease_token: null,
-      lease_expires_at: null,
-      last_error: error.slice(0, 500),
-      updated_at: now,
-    })
-    .where("purchase_id", "=", job.purchase_id).where("lease_token", "=", job.lease_token)
-    .execute();
+  await settleJob(db, DELIVERY_QUEUE, job, { state, nextAttemptAt: at, lastError: error }, { now });
 }
 
 /** Gives the money back, once: the wallet refund is idempotent on the refund reference. */
-async function refund(ctx: WorkerContext, job: ClaimedJob, p: Purchase, now: Date): Promise<void> {
+async function refund(ctx: WorkerContext, job: Job, p: Purchase, now: Date): Promise<void> {
   const { transferId } = await ctx.money.refund(ctx.db, {
     originalReference: payReference(p.order_no),
     reference: refundReference(p.order_no),
   });
   await ctx.db.transaction().execute(async (trx) => {
-    const r = await trx.updateTable("billing_delivery_jobs")
-      .set({ state: "refunded", lease_token: null, lease_expires_at: null, updated_at: now })
-      .where("purchase_id", "=", job.purchase_id).where("lease_token", "=", job.lease_token)
-      .where("state", "=", "refunding").executeTakeFirst();
-    if (Number(r.numUpdatedRows) === 0) return;
+    const held = await settleJob(trx, DELIVERY_QUEUE, job, { state: "refunded" }, {
+      now,
+      states: ["refunding"],
+    });
+    if (!held) return;
     await trx.updateTable("billing_purchases")
       .set({ status: "refunded", refund_transfer_id: transferId, refunded_at: now })
       .where("id", "=", p.id).execute();
@@ -277,7 +249,7 @@ async function refund(ctx: WorkerContext, job: ClaimedJob, p: Purchase, now: Dat
 }
 
 /** Gives up on delivery: unless the meter has the order after all, switch to refunding. */
-async function giveUp(ctx: WorkerContext, job: ClaimedJob, p: Purchase, reason: string, now: Date) {
+async function giveUp(ctx: WorkerContext, job: Job, p: Purchase, reason: string, now: Date) {
   let found: MeterReceipt | null = null;
   try {
     found = await ctx.meter.lookup(p.order_no);
@@ -292,11 +264,11 @@ async function giveUp(ctx: WorkerContext, job: ClaimedJob, p: Purchase, reason: 
     await markDelivered(ctx.db, job, p, found, now);
     return;
   }
-  const r = await ctx.db.updateTable("billing_delivery_jobs")
-    .set({ state: "refunding", last_error: reason.slice(0, 500), updated_at: now })
-    .where("purchase_id", "=", job.purchase_id).where("lease_token", "=", job.lease_token)
-    .where("state", "=", "pending").executeTakeFirst();
-  if (Number(r.numUpdatedRows) === 0) return;
+  const held = await settleJob(ctx.db, DELIVERY_QUEUE, job, {
+    state: "refunding",
+    lastError: reason,
+  }, { now, states: ["pending"], keepLease: true });
+  if (!held) return;
   job.state = "refunding";
   await refund(ctx, job, p, now);
 }
@@ -304,10 +276,10 @@ async function giveUp(ctx: WorkerContext, job: ClaimedJob, p: Purchase, reason: 
 async function runJob(
   ctx: WorkerContext,
   policy: DeliveryPolicy,
-  job: ClaimedJob,
+  job: Job,
   now: Date,
 ): Promise<void> {
-  const p = await loadPurchase(ctx.db, job.purchase_id);
+  const p = await loadPurchase(ctx.db, job.key);
   if (job.state === "paying") {
     // The web request that created it never finished: finish paying with the same reference.
     try {
@@ -408,31 +380,32 @@ async function runJob(
 export async function runDueJobs(ctx: WorkerContext): Promise<number> {
   const policy = { ...DEFAULT_POLICY, ...ctx.policy };
   const now = ctx.now?.() ?? new Date();
-  const jobs = await claimDueJobs(ctx.db, policy, now);
+  const jobs = await claimJobs(ctx.db, DELIVERY_QUEUE, {
+    now,
+    leaseMs: policy.leaseMs,
+    limit: policy.batchSize,
+  });
   // All at once: each job then finishes within one meter timeout, well inside its lease.
   await Promise.all(jobs.map(async (job) => {
     try {
       await runJob(ctx, policy, job, ctx.now?.() ?? new Date());
     } catch (err) {
-      log.error("delivery job crashed", { purchaseId: job.purchase_id, err: (err as Error).stack });
+      log.error("delivery job crashed", { purchaseId: job.key, err: (err as Error).stack });
     }
   }));
   return jobs.length;
 }
 
-/** Staff: try a failed or stuck job again now, with a fresh count of attempts. */
+/** Staff: try a failed or stuck job again now (a pending one with a fresh count of attempts). */
 export async function retryJob(db: Db, purchaseId: number, now = new Date()): Promise<boolean> {
-  const r = await db.updateTable("billing_delivery_jobs")
-    .set((eb) => ({
-      next_attempt_at: now,
-      lease_token: null,
-      lease_expires_at: null,
-      attempts: eb.case().when("state", "=", "pending").then(0).else(eb.ref("attempts")).end(),
-      updated_at: now,
-    }))
-    .where("purchase_id", "=", purchaseId).where("state", "in", ["paying", "pending", "refunding"])
-    .executeTakeFirst();
-  return Number(r.numUpdatedRows) > 0;
+  return await retryJobNow(db, DELIVERY_QUEUE, purchaseId, {
+    now,
+    states: ["pending"],
+    resetAttempts: true,
+  }) || await retryJobNow(db, DELIVERY_QUEUE, purchaseId, {
+    now,
+    states: ["paying", "refunding"],
+  });
 }
 
 /**
@@ -444,24 +417,16 @@ export async function requestRefund(
   purchaseId: number,
   now = new Date(),
 ): Promise<boolean> {
-  const r = await db.updateTable("billing_delivery_jobs")
-    .set({
-      state: "refunding",
-      next_attempt_at: now,
-      lease_token: null,
-      lease_expires_at: null,
-      updated_at: now,
-    })
-    .where("purchase_id", "=", purchaseId).where("state", "=", "pending").executeTakeFirst();
-  return Number(r.numUpdatedRows) > 0;
+  return await retryJobNow(db, DELIVERY_QUEUE, purchaseId, {
+    now,
+    states: ["pending"],
+    state: "refunding",
+  });
 }
-
-type Waker = () => void;
-const wakers = new Set<Waker>();
 
 /** Wakes this process's delivery workers (after a purchase was paid). */
 export function wakeDeliveryWorkers(): void {
-  for (const w of wakers) w();
+  wakeJobWorkers(DELIVERY_QUEUE);
 }
 
 /** A running worker loop. */
@@ -470,26 +435,16 @@ export interface DeliveryWorker {
 }
 
 /**
- * Starts a loop that runs due jobs every `pollMs`, or at once when woken. Stop it on shutdown:
+ * Starts a worker that runs due jobs every `pollMs`, or at once when woken. Stop it on shutdown:
  * `stop` waits for the current run to finish.
  */
 export function startDeliveryWorker(
   ctx: WorkerContext,
   options: { pollMs?: number } = {},
 ): DeliveryWorker {
-  const loop = startLoop({
-    name: "delivery worker run",
+  return startJobWorker(DELIVERY_QUEUE, {
     log,
-    everyMs: options.pollMs ?? 1000,
-    startAtOnce: true,
-    round: async () => await runDueJobs(ctx) > 0,
+    pollMs: options.pollMs ?? 1000,
+    run: () => runDueJobs(ctx),
   });
-  const waker: Waker = () => loop.wake();
-  wakers.add(waker);
-  return {
-    async stop() {
-      wakers.delete(waker);
-      await loop.stop();
-    },
-  };
 }
