@@ -352,10 +352,10 @@ if (want("pglite")) {
 await stopAll();
 
 const how =
-  `Commit ${await commitOfTree()}. Options: ${settings.seconds} s slices, ${settings.pairs} pairs per ratio, clients ${
-    settings.clients.join("/")
-  }, ${settings.openReaders} open-loop readers, ${settings.climbs} capacity climbs${
-    ONLY.size ? `, only ${[...ONLY].join(",")}` : ""
+  `Commit ${await commitOfTree()}. Options: ${settings.seconds} s slices, ${settings.pairs} pairs per ratio; closed loop at ${
+    settings.clients.join(", ")
+  } readers (pgbench clients); open loop with ${settings.openReaders} readers (pgbench connections), ${settings.climbs} capacity climbs${
+    ONLY.size ? `; only ${[...ONLY].join(",")}` : ""
   }.`;
 const loadEnd = await Deno.readTextFile("/proc/loadavg").catch(() => "unknown");
 report.note(
