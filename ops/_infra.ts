@@ -121,8 +121,11 @@ export interface Cluster {
   url(database?: string): string;
   start(): Promise<void>;
   stop(): Promise<void>;
-  /** Every process of the cluster SIGKILLed at once: the machine died. */
-  kill(): Promise<void>;
+  /**
+   * Every process of the cluster SIGKILLed at once: the machine died. Resolves, once they are
+   * gone, with the moment the signals were sent.
+   */
+  kill(): Promise<number>;
 }
 
 /** A cluster whose data directory is (to be) at `dir/data`, serving on `port`. */
@@ -149,11 +152,13 @@ export function cluster(dir: string, port: number): Cluster {
           Deno.kill(pid, "SIGKILL");
         } catch { /* gone already */ }
       }
+      const killedAt = Date.now();
       await waitFor(
         "the killed cluster to be gone",
         () => pids.some((p) => exists(`/proc/${p}`)) ? null : true,
         10_000,
       );
+      return killedAt;
     },
   };
 }

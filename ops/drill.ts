@@ -385,9 +385,11 @@ async function failover(): Promise<void> {
   load.start();
   await delay(SIZE.seconds * 350);
 
-  const killedAt = Date.now();
+  const killStarted = Date.now();
   log("SIGKILL every process of the primary");
-  await primary.kill();
+  // Recovery counts from the signals (finding the processes first takes a moment, in which
+  // payments may still be answered).
+  const killedAt = await primary.kill();
   // The failover step an operator or a failover tool performs; the app is not told anything.
   await runAsPostgres(pgBinary("pg_ctl"), ["-D", standby.data, "promote", "-w"]);
   await bouncer.repoint("yxt", standby.port);
@@ -399,7 +401,7 @@ async function failover(): Promise<void> {
   const check = await openWorld(standby.url("yxt"));
   cleanups.push(() => check.close());
   const halfPaid = await settlePurchases(check.db, load);
-  const before = await verify(check.db, load, { before: killedAt, balances: false });
+  const before = await verify(check.db, load, { before: killStarted, balances: false });
   const v = await verify(check.db, load, { balances: true });
   const recovered = load.recoveredAfter(killedAt);
   const late = [...load.webErrors, ...load.webUnreachable].filter((e) =>
