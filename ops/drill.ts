@@ -2,12 +2,15 @@
  * `deno task drill [--short] [--only roll,failover,restore]`: what docs/OPERATIONS.md promises, done
  * for real on loopback, under load (readers paying through HAProxy, web users through nginx):
  *
- *   1. rolling restart: two instances behind nginx (TLS) and HAProxy (readers), each SIGTERMed and
- *      started again in turn. No web request may fail, no reader request go unanswered.
+ *   1. rolling upgrade and roll-back: two instances behind nginx (TLS) and HAProxy (readers); the
+ *      next release's `deno task migrate` while this one serves, each instance upgraded in turn
+ *      (out of nginx, SIGTERM, started from the next release), then one rolled back. No web
+ *      request may fail, every reader of a stopped instance must reconnect to the other, every
+ *      resent reader request be answered once.
  *   2. failover: a PostgreSQL primary with a synchronous standby (pg_basebackup,
- *      synchronous_standby_names, synchronous_commit = on) behind pgbouncer; the primary and all
- *      its processes SIGKILLed, the standby promoted, pgbouncer re-pointed and reloaded. The app
- *      only reconnects.
+ *      synchronous_standby_names, synchronous_commit = on) behind pgbouncer, two instances behind
+ *      nginx and HAProxy; the primary and all its processes SIGKILLed, the standby promoted,
+ *      pgbouncer re-pointed and reloaded. The app only reconnects, within RECOVERY_BOUND_MS.
  *   3. point-in-time restore: a base backup taken under load plus archived WAL, restored into a
  *      fresh cluster to a chosen moment.
  *
