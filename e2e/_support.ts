@@ -83,8 +83,25 @@ export interface ServerOptions {
   startTimeoutMs?: number;
 }
 
-/** Starts `deno run -A main.ts` on free ports with a fresh embedded database. */
+/**
+ * Starts `deno run -A main.ts` on free ports with a fresh embedded database. A port is free when
+ * chosen but another process may take it before the server binds it: then new ports, up to three
+ * tries.
+ */
 export async function startServer(options: ServerOptions = {}): Promise<RunningServer> {
+  for (let attempt = 1;; attempt++) {
+    try {
+      return await spawnServer(options);
+    } catch (err) {
+      if (!(err instanceof PortTaken) || attempt === 3) throw err;
+    }
+  }
+}
+
+/** The server could not bind a port chosen by `freePort` (taken in the meantime). */
+class PortTaken extends Error {}
+
+async function spawnServer(options: ServerOptions): Promise<RunningServer> {
   const port = freePort();
   const terminalPort = freePort();
   const dataDir = await Deno.makeTempDir({ prefix: "yxt-e2e-" });
@@ -127,6 +144,8 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   for (;;) {
     if (exited) {
       await drained;
+      await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+      if (/Address already in use/.test(output)) throw new PortTaken(output);
       throw new Error(`Server exited before it was ready:\n${output}`);
     }
     try {
@@ -139,6 +158,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     if (Date.now() > deadline) {
       child.kill("SIGKILL");
       await status;
+      await Deno.remove(dataDir, { recursive: true }).catch(() => {});
       throw new Error(`Server did not become healthy in time:\n${output}`);
     }
     await new Promise((r) => setTimeout(r, 200));

@@ -210,10 +210,13 @@
   });
 
   // The service worker (static/sw.js) shows our 网络不可用 page when a page cannot load; its
-  // version follows the shell's files, so a new release caches the new shell.
+  // version follows the shell's files (the layout marks them data-shell), so a new release caches
+  // the new shell. Never a page's own scripts: 充值 (quick_amount.js, topup.js) and the pages
+  // around it would each register another version, and every swap of workers could lose the
+  // navigation the old one was answering (the 确认支付 that hung in e2e/billing_test.ts).
   if ("serviceWorker" in navigator && !location.pathname.startsWith("/admin")) {
     globalThis.addEventListener("load", function () {
-      var refs = document.querySelectorAll("link[href*='?v='], script[src*='?v=']");
+      var refs = document.querySelectorAll("link[data-shell], script[data-shell]");
       var v = "";
       for (var i = 0; i < refs.length; i++) {
         v += (refs[i].href || refs[i].src).split("?v=")[1].slice(0, 4);

@@ -15,7 +15,9 @@ self.addEventListener("install", (event) => {
       .map((m) => m[1].replaceAll("&amp;", "&"));
     await cache.put(OFFLINE, res);
     await cache.addAll([...new Set(assets)]);
-    await self.skipWaiting();
+    // No skipWaiting: a new release's worker waits until no page uses the old one. Forced in,
+    // it stops the old worker even while that one is answering a navigation, and Chromium leaves
+    // that navigation hanging (the page never loads).
   })());
 });
 
