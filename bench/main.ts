@@ -289,6 +289,11 @@ if (server && want("import")) {
   });
 }
 
+// The reader fleets are done: connected, they would receive the pushes of the blocklist section
+// too, and hold memory.
+await fleets?.close();
+fleets = null;
+
 if (server && want("blocklist")) {
   const steps = [{ readers: 200, boundMs: 1000 }, { readers: 1000, boundMs: 200 }];
   const figure = (n: number) => `loss report to ${fmt(n)} connected readers`;
@@ -314,8 +319,6 @@ if (server && want("idle")) {
   await report.section("memory", counts.map(figure), async () => {
     // A fresh server process (same configuration, same database): the one measured above still
     // holds what every earlier section left in its heap.
-    await fleets?.close();
-    fleets = null;
     await server.stop("SIGTERM");
     bench.server = null;
     bench.meter.serverPid = null;
@@ -334,8 +337,6 @@ if (server && want("idle")) {
   });
 }
 
-await fleets?.close();
-fleets = null;
 if (bench.server) await bench.server.stop("SIGTERM");
 bench.server = null;
 bench.meter.serverPid = null;
