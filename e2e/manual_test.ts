@@ -50,13 +50,13 @@ async function seeBalance(page: Page, yuan: string): Promise<void> {
 }
 
 /**
- * 智校园 and 我的: the two tabs of the bottom bar where a page has it; elsewhere the student opens
- * them from the WeChat service account's menu (the stable URLs / and /me).
+ * 智校园 and 我的, by the bottom bar. Every page the manual walks through after signing in has it
+ * (issue 16): a page without it fails here rather than being reached by typing the address.
  */
 async function tab(page: Page, name: "智校园" | "我的"): Promise<void> {
   const bar = page.getByRole("navigation", { name: "主导航" });
-  if (await bar.count() > 0) await bar.getByRole("link", { name }).click();
-  else await page.goto(new URL(name === "智校园" ? "/" : "/me", page.url()).href);
+  assert.equal(await bar.count(), 1, `the bottom bar on ${new URL(page.url()).pathname}`);
+  await bar.getByRole("link", { name }).click();
   if (name === "智校园") await page.getByRole("heading", { name: "智校园" }).waitFor();
   else await page.getByRole("button", { name: "退出登录" }).waitFor();
 }
