@@ -31,8 +31,25 @@ async function digest(bytes: Uint8Array): Promise<string> {
   return Array.from(d.slice(0, 6), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
+/**
+ * Our own stylesheets and page scripts go out without their comments: the sources keep them, but
+ * a cold load on a campus 3G link pays for every byte (about 2 KB of the 30 KB budget of 付款码).
+ * Only whole-line `//` comments in scripts and `/* … *\/` blocks in stylesheets, which cannot be
+ * part of a string in these files. Vendor files come minified; the service worker is fetched
+ * once per release, not by a page's load, and stays as written.
+ */
+export function withoutComments(name: string, text: string): string {
+  if (name.startsWith("vendor/") || name === "sw.js") return text;
+  if (name.endsWith(".css")) return text.replace(/\/\*[\s\S]*?\*\//g, "").replace(/\n\s*\n/g, "\n");
+  if (name.endsWith(".js")) return text.replace(/^[ \t]*\/\/.*\n/gm, "");
+  return text;
+}
+
 async function addFile(name: string, path: string): Promise<void> {
-  const body = await Deno.readFile(path);
+  const raw = await Deno.readFile(path);
+  const body = /\.(css|js)$/.test(name)
+    ? new TextEncoder().encode(withoutComments(name, new TextDecoder().decode(raw)))
+    : raw;
   const ext = name.split(".").pop() ?? "";
   assets.set(name, {
     body,
