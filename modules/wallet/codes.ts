@@ -22,7 +22,8 @@ export const CODE_LENGTH = 18;
 /** A code is good for about a minute; the page refreshes it every 30 seconds. */
 export const CODE_TTL_MS = 60_000;
 
-function luhnDigit(body: string): string {
+/** The Luhn check digit of `body` (also the offline codes', offline_codes.ts). */
+export function luhnDigit(body: string): string {
   let sum = 0;
   for (let i = 0; i < body.length; i++) {
     let d = body.charCodeAt(body.length - 1 - i) - 48;
