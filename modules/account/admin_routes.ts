@@ -22,7 +22,13 @@ function accountId(raw: string): number {
 export function accountAdminRoutes(deps: { db: Db }): Hono<AppEnv> {
   const { db } = deps;
   const app = new Hono<AppEnv>();
-  registerAdminNav({ href: "/admin/accounts", label: "一信通账号", roles: ROLES_ALLOWED });
+  registerAdminNav({
+    href: "/admin/accounts",
+    label: "一信通账号",
+    roles: ROLES_ALLOWED,
+    group: "一卡通中心",
+    order: 20,
+  });
 
   app.get(
     "/accounts",

@@ -82,6 +82,8 @@ export function cardAdminRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> 
     href: "/admin/cards",
     label: "一卡通",
     roles: [...CARD_VIEW_ROLES, ...LOGIN_UNLOCK_ROLES],
+    group: "一卡通中心",
+    order: 10,
   });
 
   // ---- search by 学号, name, chip number or phone

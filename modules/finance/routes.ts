@@ -58,7 +58,27 @@ export function financeRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
   const gateways = buildGateways(deps);
   const statement = reconcileSchema(new Set(gateways.keys()));
   const app = new Hono<AppEnv>();
-  registerAdminNav({ href: "/admin/finance", label: "财务处", roles: [...VIEW] });
+  // Each page of 财务处 in the sidebar, in the order of a finance member's day.
+  const pages: Array<[string, string]> = [
+    ["", "概览"],
+    ["/reports", "营业日报"],
+    ["/orders", "充值订单"],
+    ["/refunds", "退款"],
+    ["/topup-refunds", "充值退回"],
+    ["/adjustments", "调账"],
+    ["/reconcile", "充值对账"],
+    ["/flags", "异常与负余额"],
+    ["/offline", "脱机复核"],
+  ];
+  pages.forEach(([path, label], i) =>
+    registerAdminNav({
+      href: `/admin/finance${path}`,
+      label,
+      roles: [...VIEW],
+      group: "财务处",
+      order: 10 + i,
+    })
+  );
   const actor = (c: Context<AppEnv>): Actor => ({ staffId: c.get("staff")!.id, ip: clientIp(c) });
 
   app.get("/", requireRole(...VIEW), async (c) => {

@@ -13,7 +13,7 @@ const outboxQuery = z.object({ to: z.string().max(254).optional().catch(undefine
 export function mailAdminRoutes(deps: { db: Db; mailer: Mailer }): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   const roles = [ROLES.infoCentre, ROLES.sysadmin];
-  registerAdminNav({ href: "/admin/outbox", label: "开发邮件箱", roles });
+  registerAdminNav({ href: "/admin/outbox", label: "开发邮件箱", roles, group: "系统", order: 90 });
 
   app.get("/outbox", requireRole(...roles), zValidator("query", outboxQuery), async (c) => {
     const { to } = c.req.valid("query");

@@ -34,8 +34,9 @@ export function merchantRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
   const { db, config } = deps;
   const app = new Hono<AppEnv>();
   const admin = requireRole(ROLES.sysadmin);
-  registerAdminNav({ href: "/admin/merchants", label: "商户", roles: [ROLES.sysadmin] });
-  registerAdminNav({ href: "/admin/terminals", label: "终端", roles: [ROLES.sysadmin] });
+  const sys = { roles: [ROLES.sysadmin], group: "系统" as const };
+  registerAdminNav({ href: "/admin/merchants", label: "商户", ...sys, order: 10 });
+  registerAdminNav({ href: "/admin/terminals", label: "终端", ...sys, order: 11 });
   const actor = (c: Context<AppEnv>) => ({ staffId: c.get("staff")!.id, ip: clientIp(c) });
   const page = { layout: "admin/layout" };
   /** A terminal's key, shown once: after registering it or rotating it. */

@@ -12,11 +12,19 @@ export interface CurrentStaff {
   mustChangePassword: boolean;
 }
 
+/** The departments the console's sidebar groups its pages under, in this order. */
+export const ADMIN_NAV_GROUPS = ["一卡通中心", "财务处", "水电", "系统"] as const;
+export type AdminNavGroup = typeof ADMIN_NAV_GROUPS[number];
+
 /** An entry of the admin console's navigation; modules register theirs. */
 export interface AdminNavItem {
   href: string;
   label: string;
   roles: string[];
+  /** Its department in the sidebar; staff's `registerAdminNav` names one by path when not given. */
+  group?: AdminNavGroup;
+  /** Order inside the department (smaller first; default 50, then the order of registration). */
+  order?: number;
 }
 
 /** Per-request values shared by middleware and handlers. */

@@ -3,7 +3,7 @@ import { fileURLToPath as fromFileUrl } from "node:url";
 import type { Context } from "hono";
 import { assetUrl } from "./assets.ts";
 import { fenToYuanText, formatFen } from "./money.ts";
-import type { AppEnv } from "./app_env.ts";
+import { ADMIN_NAV_GROUPS, type AdminNavItem, type AppEnv } from "./app_env.ts";
 
 const eta = new Eta({
   views: fromFileUrl(new URL("../../views", import.meta.url)),
@@ -36,6 +36,24 @@ export const helpers = {
     return `${get("year")}-${get("month")}-${get("day")} ${get("hour")}:${get("minute")}:${
       get("second")
     }`;
+  },
+  /**
+   * The console's navigation as the sidebar shows it: its departments in order, each with its
+   * entries, and the entry the page belongs to (the longest href the path starts with, at a "/"
+   * boundary, so /admin/finance/refunds is 退款 rather than 财务处's 概览).
+   */
+  adminNav(items: AdminNavItem[], path: string) {
+    let active: string | null = null;
+    for (const n of items) {
+      if (path === n.href || path.startsWith(`${n.href}/`)) {
+        if (active === null || n.href.length > active.length) active = n.href;
+      }
+    }
+    const groups = ADMIN_NAV_GROUPS.map((label) => ({
+      label,
+      items: items.filter((n) => (n.group ?? "系统") === label),
+    })).filter((g) => g.items.length > 0);
+    return { groups, active };
   },
   /** Masks a phone number as 138****5678. */
   maskPhone(phone: string): string {

@@ -2,14 +2,28 @@ import type { MiddlewareHandler } from "hono";
 import type { Db } from "../platform/database.ts";
 import { ForbiddenError } from "../platform/errors.ts";
 import type { AdminNavItem, AppEnv } from "../platform/http.ts";
+import { ADMIN_NAV_GROUPS, type AdminNavGroup } from "../platform/app_env.ts";
 import type { Role } from "./roles.ts";
 import { findActiveStaff } from "./service.ts";
 
-const nav: AdminNavItem[] = [];
+const nav: Array<AdminNavItem & { group: AdminNavGroup }> = [];
 
-/** Adds an entry to the admin console's navigation, shown to the given roles. */
+/** The department of a page whose module named none: 水电 for billing's, else 系统. */
+function groupByPath(href: string): AdminNavGroup {
+  return href.startsWith("/admin/billing/") ? "水电" : "系统";
+}
+
+/**
+ * Adds an entry to the admin console's navigation, shown to the given roles, under its department
+ * (`group`) in the sidebar.
+ */
 export function registerAdminNav(item: AdminNavItem): void {
-  if (!nav.some((n) => n.href === item.href)) nav.push(item);
+  if (nav.some((n) => n.href === item.href)) return;
+  nav.push({ ...item, group: item.group ?? groupByPath(item.href) });
+  const rank = (n: AdminNavItem & { group: AdminNavGroup }) =>
+    ADMIN_NAV_GROUPS.indexOf(n.group) * 1000 + (n.order ?? 50);
+  // A stable sort: registration order inside equal ranks.
+  nav.sort((a, b) => rank(a) - rank(b));
 }
 
 /** What a member whose password must change may still reach. */

@@ -48,8 +48,14 @@ const auditQuery = z.object({
 export function staffRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
   const { db } = deps;
   const app = new Hono<AppEnv>();
-  registerAdminNav({ href: "/admin/audit", label: "审计日志", roles: ALL_ROLES });
-  registerAdminNav({ href: "/admin/staff", label: "员工账号", roles: [ROLES.sysadmin] });
+  registerAdminNav({ href: "/admin/audit", label: "审计日志", roles: ALL_ROLES, group: "系统" });
+  registerAdminNav({
+    href: "/admin/staff",
+    label: "员工账号",
+    roles: [ROLES.sysadmin],
+    group: "系统",
+    order: 20,
+  });
 
   const showLogin = (
     c: Parameters<typeof render>[0],

@@ -64,6 +64,8 @@ export function topupRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
     href: "/admin/topup/sandbox",
     label: "测试支付设置",
     roles: [ROLES.finance, ROLES.sysadmin],
+    group: "财务处",
+    order: 95,
   });
 
   const methods = () => [...gateways.values()].map((g) => ({ value: g.method, label: g.label }));

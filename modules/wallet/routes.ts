@@ -296,6 +296,8 @@ export function ledgerAdminRoutes(deps: { db: Db }): Hono<AppEnv> {
     href: "/admin/ledger",
     label: "账务核验",
     roles: [ROLES.finance, ROLES.sysadmin],
+    group: "财务处",
+    order: 90,
   });
   app.get("/", requireRole(ROLES.finance, ROLES.sysadmin), async (c) => {
     const started = performance.now();
