@@ -22,6 +22,8 @@ import {
 import { writeAudit } from "../staff/mod.ts";
 import { AccountError, NoBoundEmailError } from "./errors.ts";
 import { type CodeDeps, consumeEmailCode, maskEmail, sendEmailCode } from "./email_codes.ts";
+import { recordAccountEvent } from "./events.ts";
+import { endWechatLoginOnPasswordChange } from "./wechat_login.ts";
 import { ensureSchool, findAccountByPhone, findSchool } from "./repository.ts";
 import "./tables.ts";
 
@@ -172,16 +174,43 @@ export async function changePassword(
     throw new AccountError("Same password", "新密码不能与原密码相同", "new_password");
   }
   await clearThrottle(db, key);
-  await setPassword(db, input.accountId, input.newPassword);
+  await setPassword(db, input.accountId, input.newPassword, "changed");
   await destroySessionsOf(db, "student", input.accountId, input.keepSessionId);
 }
 
-async function setPassword(db: Db, accountId: number, password: string): Promise<void> {
-  await db.updateTable("accounts").set({
-    password_hash: await hashPassword(password),
-    must_change_password: false,
+/** How a password came to change, in its security notice. */
+type PasswordChange = "changed" | "email_code" | "after_staff_reset" | "staff_reset";
+
+/** Puts `hash` in place and records the change (a security notice), in the caller's transaction. */
+async function replacePasswordHash(
+  trx: Db,
+  accountId: number,
+  hash: string,
+  how: PasswordChange,
+  mustChange = false,
+): Promise<void> {
+  await trx.updateTable("accounts").set({
+    password_hash: hash,
+    must_change_password: mustChange,
     password_changed_at: new Date(),
   }).where("id", "=", accountId).execute();
+  await recordAccountEvent(trx, {
+    accountId,
+    kind: "password_changed",
+    actor: how === "staff_reset" ? "staff" : "student",
+    details: { how },
+  });
+  await endWechatLoginOnPasswordChange(trx, accountId);
+}
+
+async function setPassword(
+  db: Db,
+  accountId: number,
+  password: string,
+  how: PasswordChange,
+): Promise<void> {
+  const hash = await hashPassword(password);
+  await db.transaction().execute((trx) => replacePasswordHash(trx, accountId, hash, how));
 }
 
 /** Sends a code to a new address for 我的 → 绑定邮箱. */
@@ -254,7 +283,7 @@ export async function resetPasswordWithCode(
     field: "code",
     device: input.device,
   });
-  await setPassword(db, account.id, input.newPassword);
+  await setPassword(db, account.id, input.newPassword, "email_code");
   await destroySessionsOf(db, "student", account.id);
   // The code proved the owner: strangers' guesses are forgotten and this address may sign in.
   await forgetSignIn(db, loginThrottleKey(account.phone));
@@ -310,7 +339,7 @@ export async function setPasswordWithTicket(
   if (await verifyPassword(row.password_hash, input.newPassword)) {
     throw new AccountError("Same as temporary", "新密码不能与临时密码相同", "new_password");
   }
-  await setPassword(db, accountId, input.newPassword);
+  await setPassword(db, accountId, input.newPassword, "after_staff_reset");
   return accountId;
 }
 
@@ -328,11 +357,7 @@ export async function staffResetPassword(
     const before = await trx.selectFrom("accounts").select(["phone", "must_change_password"])
       .where("id", "=", input.accountId).forUpdate().executeTakeFirst();
     if (!before) throw new AccountError("No such account", "账号不存在", "_form");
-    await trx.updateTable("accounts").set({
-      password_hash: hash,
-      must_change_password: true,
-      password_changed_at: new Date(),
-    }).where("id", "=", input.accountId).execute();
+    await replacePasswordHash(trx, input.accountId, hash, "staff_reset", true);
     await destroySessionsOf(trx, "student", input.accountId);
     await forgetSignIn(trx, loginThrottleKey(before.phone));
     await writeAudit(trx, {

@@ -1,4 +1,4 @@
-import type { Generated } from "kysely";
+import type { ColumnType, Generated } from "kysely";
 
 export interface SchoolsTable {
   id: Generated<number>;
@@ -39,10 +39,34 @@ export interface EmailCodesTable {
   requester: string | null;
 }
 
+export type AccountEventKind = "password_changed" | "wechat_bound" | "wechat_unbound";
+
+export interface AccountEventsTable {
+  id: Generated<number>;
+  account_id: number;
+  kind: AccountEventKind;
+  actor: "student" | "staff";
+  details: ColumnType<unknown, string | null, never>;
+  at: Generated<Date>;
+  /** The transaction that wrote it (xid8 as text), by the column's default; for feed.ts. */
+  xid: ColumnType<string, never, never>;
+}
+
+export interface AccountWechatTable {
+  account_id: number;
+  /** The 服务号 openid of the WeChat user who signs in as this account. */
+  openid: string;
+  end_on_password_change: Generated<boolean>;
+  end_on_loss: Generated<boolean>;
+  bound_at: Generated<Date>;
+}
+
 declare module "../platform/database.ts" {
   interface Database {
     schools: SchoolsTable;
     accounts: AccountsTable;
     email_codes: EmailCodesTable;
+    account_events: AccountEventsTable;
+    account_wechat: AccountWechatTable;
   }
 }

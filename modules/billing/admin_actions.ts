@@ -8,7 +8,8 @@ import { DomainError, NotFoundError } from "../platform/errors.ts";
 import { type AuditEntry, writeAudit } from "../staff/mod.ts";
 import { accountByPhone } from "./admin_reads.ts";
 import { requestRefund, retryJob, wakeDeliveryWorkers } from "./delivery.ts";
-import { setSimulatedFault } from "./meters.ts";
+import { setSimulatedFault, useSimulatedCredit } from "./meters.ts";
+import { setThreshold } from "./readings.ts";
 import {
   type Building,
   createBuilding,
@@ -25,7 +26,7 @@ import {
   updateRoom,
 } from "./rooms.ts";
 import { currentTariff, KIND_LABELS, setTariff } from "./tariffs.ts";
-import type { TariffKind, TariffUnit } from "./tables.ts";
+import type { TariffKind, TariffUnit, Utility } from "./tables.ts";
 
 /** The staff member making a change, and from where, for the audit record. */
 export interface StaffActor {
@@ -230,6 +231,45 @@ export async function switchSimulatedFault(
     await setSimulatedFault(trx, roomId, input.on);
     const action = input.on ? "billing.sim_fault_on" : "billing.sim_fault_off";
     const audit = { action, targetType: "billing_sim", targetId: roomId ?? "all" };
+    return { result: undefined, audit };
+  });
+}
+
+/** 低余量提醒: sets or removes the threshold of a utility for rooms of one size. */
+export async function changeThreshold(
+  db: Db,
+  actor: StaffActor,
+  input: { utility: Utility; capacity: number; milliUnits: number | null },
+): Promise<void> {
+  await audited(db, actor, async (trx) => {
+    const change = await setThreshold(trx, { ...input, staffId: actor.staffId });
+    const audit = {
+      action: "billing.low_credit_threshold",
+      targetType: "billing_threshold",
+      targetId: `${input.utility}:${input.capacity}`,
+      before: { milliUnits: change.before },
+      after: { milliUnits: change.after },
+    };
+    return { result: undefined, audit };
+  });
+}
+
+/** 模拟计量系统: a room uses some of its simulated credit (to rehearse 电量不足). */
+export async function useSimulated(
+  db: Db,
+  actor: StaffActor,
+  input: { building: string; room: string; utility: Utility; fen: number },
+): Promise<void> {
+  const room = await findRoomByCode(db, input.building, input.room, { all: true });
+  if (!room) throw new DomainError("No such room", "找不到该楼栋编码和房间号的房间", "room");
+  await audited(db, actor, async (trx) => {
+    const left = await useSimulatedCredit(trx, room.id, input.utility, input.fen);
+    const audit = {
+      action: "billing.sim_credit_used",
+      targetType: "billing_sim",
+      targetId: room.id,
+      after: { utility: input.utility, used: input.fen, balance: left },
+    };
     return { result: undefined, audit };
   });
 }

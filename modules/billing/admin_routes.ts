@@ -3,6 +3,7 @@ import { Hono } from "hono";
 import type { AppEnv } from "../platform/http.ts";
 import { registerAdminNav, type Role } from "../staff/mod.ts";
 import type { AdminDeps } from "./_admin.ts";
+import { alertsAdmin } from "./admin_alerts.ts";
 import { balancesAdmin } from "./admin_balances.ts";
 import { queueAdmin } from "./admin_queue.ts";
 import { reportsAdmin } from "./admin_reports.ts";
@@ -24,6 +25,7 @@ export function billingAdminRoutes(deps: AdminDeps): Hono<AppEnv> {
   nav("tariffs", "费率", BILLING_ROLES.tariffsView);
   nav("queue", "水电充值队列", BILLING_ROLES.queueView);
   nav("reports", "水电收入报表", BILLING_ROLES.reports);
+  nav("alerts", "低余量提醒", BILLING_ROLES.alertsView);
   if (deps.config.meterAdapter === "simulated") {
     nav("simulator", "模拟计量系统", BILLING_ROLES.simulator);
   }
@@ -34,5 +36,6 @@ export function billingAdminRoutes(deps: AdminDeps): Hono<AppEnv> {
     .route("/", tariffsAdmin(deps))
     .route("/", queueAdmin(deps))
     .route("/", reportsAdmin(deps))
-    .route("/", simulatorAdmin(deps));
+    .route("/", simulatorAdmin(deps))
+    .route("/", alertsAdmin(deps));
 }

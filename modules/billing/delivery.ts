@@ -13,6 +13,7 @@ import {
 } from "../platform/jobs.ts";
 import { MeterError } from "./errors.ts";
 import type { MeterAdapter, MeterReceipt } from "./meters.ts";
+import { recordMeterReading } from "./readings.ts";
 import type { JobState, Utility } from "./tables.ts";
 import "./tables.ts";
 
@@ -194,27 +195,6 @@ async function markDelivered(
     await recordMeterReading(trx, p.room_id, p.utility, receipt);
     return true;
   });
-}
-
-/** Keeps the newest reading the meter system reported for a room account. */
-export async function recordMeterReading(
-  db: Db,
-  roomId: number,
-  utility: Utility,
-  receipt: MeterReceipt,
-) {
-  await db.insertInto("billing_room_meters").values({
-    room_id: roomId,
-    utility,
-    balance: receipt.balance,
-    reported_at: receipt.reportedAt,
-  }).onConflict((oc) =>
-    oc.columns(["room_id", "utility"]).doUpdateSet({
-      balance: receipt.balance,
-      reported_at: receipt.reportedAt,
-    })
-      .where("billing_room_meters.reported_at", "<=", receipt.reportedAt)
-  ).execute();
 }
 
 /** Leaves a job for a later attempt, recording why; only while this worker holds the lease. */

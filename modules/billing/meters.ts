@@ -1,3 +1,4 @@
+import { sql } from "kysely";
 import type { Db } from "../platform/database.ts";
 import type { Config } from "../platform/config.ts";
 import { toHex } from "../platform/crypto.ts";
@@ -27,15 +28,35 @@ export interface MeterReceipt {
   reportedAt: Date;
 }
 
+/** A room account whose credit is read. */
+export interface MeterRoom {
+  roomId: number;
+  buildingCode: string;
+  roomNumber: string;
+  utility: Utility;
+}
+
+/** A room account's remaining credit as the meter system reports it (it falls as power is used). */
+export interface MeterReading {
+  roomId: number;
+  utility: Utility;
+  /** Remaining credit, fen. */
+  balance: number;
+  reportedAt: Date;
+}
+
 /**
  * A meter system. `deliver` is idempotent on `orderNo` (a repeat returns the first receipt);
- * `lookup` tells whether an order was applied. Both throw MeterError when the system cannot be
+ * `lookup` tells whether an order was applied; `readBalances` reports room accounts' remaining
+ * credit (rooms it knows nothing of are left out). All throw MeterError when the system cannot be
  * reached or refuses (`retryable` says whether trying again may help).
  */
 export interface MeterAdapter {
   readonly name: string;
   deliver(order: MeterOrder): Promise<MeterReceipt>;
   lookup(orderNo: string): Promise<MeterReceipt | null>;
+  /** Absent when the system cannot tell (then only delivery receipts report credit). */
+  readBalances?(rooms: MeterRoom[]): Promise<MeterReading[]>;
 }
 
 /**
@@ -94,6 +115,41 @@ export class SimulatedMeter implements MeterAdapter {
       .where("order_no", "=", orderNo).executeTakeFirst();
     return row ? { orderNo, balance: row.balance_after, reportedAt: row.applied_at } : null;
   }
+
+  async readBalances(rooms: MeterRoom[]): Promise<MeterReading[]> {
+    if (rooms.length === 0) return [];
+    const rows = await this.db.selectFrom("billing_sim_meters")
+      .select(["room_id", "utility", "balance", "updated_at"])
+      .where("room_id", "in", [...new Set(rooms.map((r) => r.roomId))]).execute();
+    const wanted = new Set(rooms.map((r) => `${r.roomId}:${r.utility}`));
+    return rows.filter((r) => wanted.has(`${r.room_id}:${r.utility}`)).map((r) => ({
+      roomId: r.room_id,
+      utility: r.utility as Utility,
+      balance: r.balance,
+      reportedAt: r.updated_at,
+    }));
+  }
+}
+
+/** The simulated meter system: a room uses `fen` worth of its credit (never below zero). */
+export async function useSimulatedCredit(
+  db: Db,
+  roomId: number,
+  utility: Utility,
+  fen: number,
+): Promise<number> {
+  const row = await db.insertInto("billing_sim_meters").values({ room_id: roomId, utility })
+    .onConflict((oc) => oc.columns(["room_id", "utility"]).doNothing()).execute()
+    .then(() =>
+      db.updateTable("billing_sim_meters")
+        .set((eb) => ({
+          balance: sql<number>`greatest(0, ${eb.ref("balance")} - ${fen})`,
+          updated_at: new Date(),
+        }))
+        .where("room_id", "=", roomId).where("utility", "=", utility)
+        .returning("balance").executeTakeFirstOrThrow()
+    );
+  return row.balance;
 }
 
 /** Switches a simulated meter fault on or off: `roomId` null means every room. */
@@ -152,6 +208,16 @@ export interface HttpMeterOptions {
   now?: () => Date;
 }
 
+interface VendorBalances {
+  balances?: Array<{
+    building?: unknown;
+    room?: unknown;
+    utility?: unknown;
+    balanceFen?: unknown;
+    reportedAt?: unknown;
+  }>;
+}
+
 interface VendorReceipt {
   orderNo?: unknown;
   status?: unknown;
@@ -166,6 +232,8 @@ interface VendorReceipt {
  *   account once per orderNo; 200 `{orderNo, status: "delivered", balanceFen, reportedAt}`, also for
  *   a repeat of an applied order.
  * - `POST {url}/orders/query` `{orderNo}`: 200 with the same receipt, or 404 when never applied.
+ * - `POST {url}/balances` `{rooms: [{building, room, utility}]}` (at most 200): 200 `{balances:
+ *   [{building, room, utility, balanceFen, reportedAt}]}`, rooms it does not know left out.
  * 5xx, 408, 429, timeouts and network errors are retried; other 4xx refuse the order for good.
  */
 export class HttpMeter implements MeterAdapter {
@@ -180,7 +248,7 @@ export class HttpMeter implements MeterAdapter {
   async #post(
     path: string,
     payload: Record<string, unknown>,
-  ): Promise<{ status: number; body: VendorReceipt }> {
+  ): Promise<{ status: number; body: VendorReceipt & VendorBalances }> {
     const body = JSON.stringify(payload);
     const now = this.options.now?.() ?? new Date();
     const timestamp = String(Math.floor(now.getTime() / 1000));
@@ -204,7 +272,7 @@ export class HttpMeter implements MeterAdapter {
       );
     }
     const text = (await res.text().catch(() => "")).slice(0, 10_000);
-    let parsed: VendorReceipt = {};
+    let parsed: VendorReceipt & VendorBalances = {};
     try {
       parsed = text ? JSON.parse(text) : {};
     } catch {
@@ -246,6 +314,35 @@ export class HttpMeter implements MeterAdapter {
     if (status === 200) return this.#receipt(orderNo, body);
     if (status === 404) return null;
     throw new MeterError(`Meter API query for ${orderNo} answered ${status}`, true);
+  }
+
+  async readBalances(rooms: MeterRoom[]): Promise<MeterReading[]> {
+    if (rooms.length === 0) return [];
+    const { status, body } = await this.#post("/balances", {
+      rooms: rooms.map((r) => ({
+        building: r.buildingCode,
+        room: r.roomNumber,
+        utility: r.utility,
+      })),
+    });
+    if (status !== 200 || !Array.isArray(body.balances)) {
+      throw new MeterError(`Meter API balances answered ${status}`, true);
+    }
+    const byKey = new Map(rooms.map((r) => [`${r.buildingCode}/${r.roomNumber}/${r.utility}`, r]));
+    const out: MeterReading[] = [];
+    for (const b of body.balances) {
+      const room = byKey.get(`${b.building}/${b.room}/${b.utility}`);
+      const at = typeof b.reportedAt === "string" ? new Date(b.reportedAt) : null;
+      // A reading we cannot place or read is left out, not guessed.
+      if (!room || !Number.isSafeInteger(b.balanceFen) || !at || isNaN(at.getTime())) continue;
+      out.push({
+        roomId: room.roomId,
+        utility: room.utility,
+        balance: b.balanceFen as number,
+        reportedAt: at,
+      });
+    }
+    return out;
   }
 }
 

@@ -9,6 +9,8 @@ import { logger } from "../platform/log.ts";
 import { startDeliveryWorker } from "./delivery.ts";
 import { meterAdapterFor } from "./meters.ts";
 import { walletMoney } from "./wallet_link.ts";
+import { readMeters } from "./readings.ts";
+import { startLoop } from "../platform/loop.ts";
 
 /**
  * The tariff in force: `currentShowerTariff(db)` → `{ tariffId, unit, fenPerUnit, preauthAmount }`;
@@ -34,16 +36,38 @@ export { BILLING_ROLES } from "./roles.ts";
  * `label: "电费 · 1号楼 101"`, `room`, `orderNo`.)
  */
 export { describeUtilityTransfers, type UtilityTransferLabel } from "./purchases.ts";
+/**
+ * 电量不足 / 水量不足: low-credit alerts committed after a feed position (platform/feed.ts), with
+ * the room's residents, for the notifier.
+ */
+export { type FeedLowCredit, lowCreditAlertsAfter } from "./readings.ts";
 /** Demo buildings and rooms for the embedded setup. */
 export { seedDemoBilling } from "./seed.ts";
 
 /**
- * Starts the delivery worker with the configured meter adapter (METER_ADAPTER) and returns the
- * function that stops it (for `deps.onShutdown`). Several instances may run on one database.
+ * Starts the delivery worker with the configured meter adapter (METER_ADAPTER), and the loop that
+ * reads occupied rooms' credit every METER_READ_EVERY_S (default 900; 0 turns it off), and
+ * returns the function that stops both (for `deps.onShutdown`). Several instances may run on one
+ * database.
  */
 export function startBillingWorker(deps: { db: Db; config: Config }): () => Promise<void> {
   const meter = meterAdapterFor(deps);
-  logger("billing").info("delivery worker started", { meter: meter.name });
+  const log = logger("billing");
+  log.info("delivery worker started", { meter: meter.name });
   const worker = startDeliveryWorker({ db: deps.db, meter, money: walletMoney });
-  return () => worker.stop();
+  const every = Number(deps.config.env.METER_READ_EVERY_S ?? "900");
+  const reader = Number.isFinite(every) && every > 0
+    ? startLoop({
+      name: "meter reading",
+      log,
+      everyMs: every * 1000,
+      round: async () => {
+        await readMeters(deps.db, meter);
+      },
+    })
+    : null;
+  return async () => {
+    await reader?.stop();
+    await worker.stop();
+  };
 }

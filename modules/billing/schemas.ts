@@ -98,6 +98,39 @@ export const simulatorForm = z.object({
   room: text(40),
 }).transform((f) => ({ ...f, on: f.on === "1" }));
 
+/** 模拟用电 / 模拟用水: a room (building code and number), its utility and the credit used (元). */
+export const simulatedUseForm = z.object({
+  building: text(40),
+  room: text(40),
+  utility: z.enum(["electricity", "water"], { message: "请选择类型" }),
+  amount: text(20),
+}).transform((f, ctx) => {
+  const fen = parseYuan(f.amount);
+  if (fen === null || fen <= 0) return issue(ctx, "amount", "请输入正确的金额，最多两位小数");
+  return { ...f, fen };
+});
+
+/**
+ * 低余量提醒: a room size (床位数), a utility, and the 度/吨 below which residents are told (empty
+ * removes it); at most three decimals.
+ */
+export const thresholdForm = z.object({
+  utility: z.enum(["electricity", "water"], { message: "请选择类型" }),
+  capacity: text(10),
+  units: text(20),
+}).transform((f, ctx) => {
+  const capacity = beds(f.capacity, NaN);
+  if (!Number.isSafeInteger(capacity) || capacity < 1 || capacity > 20) {
+    return issue(ctx, "capacity", "床位数需为1-20的整数");
+  }
+  const t = f.units.trim();
+  if (t === "") return { utility: f.utility, capacity, milliUnits: null, typed: f };
+  const m = /^(\d{1,6})(?:\.(\d{1,3}))?$/.exec(t);
+  const milli = m ? Number(m[1]) * 1000 + Number((m[2] ?? "").padEnd(3, "0")) : 0;
+  if (!m || milli <= 0) return issue(ctx, "units", "请输入大于0的数值，最多三位小数");
+  return { utility: f.utility, capacity, milliUnits: milli, typed: f };
+});
+
 function issue(ctx: z.RefinementCtx, field: string, message: string): never {
   ctx.addIssue({ code: "custom", path: [field], message });
   return z.NEVER;

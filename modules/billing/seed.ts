@@ -1,7 +1,11 @@
 import type { Db } from "../platform/database.ts";
 import { importRoomsCsv } from "./rooms.ts";
+import { setThreshold } from "./readings.ts";
 
-/** Three dormitory buildings with a floor of rooms each, once (skipped when any building exists). */
+/**
+ * Three dormitory buildings with a floor of rooms each and 低余量提醒 for their rooms, once (skipped
+ * when any building exists).
+ */
 export async function seedDemoBilling(db: Db): Promise<boolean> {
   const any = await db.selectFrom("billing_buildings").select("id").limit(1).executeTakeFirst();
   if (any) return false;
@@ -13,6 +17,16 @@ export async function seedDemoBilling(db: Db): Promise<boolean> {
       }
     }
   }
-  await db.transaction().execute((trx) => importRoomsCsv(trx, lines.join("\n")));
+  await db.transaction().execute(async (trx) => {
+    await importRoomsCsv(trx, lines.join("\n"));
+    // 低余量提醒 as a school might set them for its 4-person rooms: 20 度, 2 吨.
+    await setThreshold(trx, {
+      utility: "electricity",
+      capacity: 4,
+      milliUnits: 20_000,
+      staffId: null,
+    });
+    await setThreshold(trx, { utility: "water", capacity: 4, milliUnits: 2_000, staffId: null });
+  });
   return true;
 }

@@ -1,4 +1,4 @@
-import type { Generated } from "kysely";
+import type { ColumnType, Generated } from "kysely";
 
 /** A dorm utility account kind of a room. */
 export type Utility = "electricity" | "water";
@@ -50,6 +50,31 @@ export interface BillingRoomMetersTable {
   /** Remaining credit in fen, as last reported by the meter system. */
   balance: number;
   reported_at: Date;
+  /** Set when the credit crossed below the room size's threshold (one alert until it is back). */
+  low_since: Date | null;
+}
+
+export interface BillingLowCreditThresholdsTable {
+  utility: Utility;
+  /** Room size (床位数). */
+  capacity: number;
+  /** Thousandths of the tariff's unit (度 or 吨). */
+  milli_units: number;
+  updated_by_staff_id: number | null;
+  updated_at: Generated<Date>;
+}
+
+export interface BillingLowCreditAlertsTable {
+  id: Generated<number>;
+  room_id: number;
+  utility: Utility;
+  /** The reported credit, fen. */
+  balance: number;
+  remaining_milli: number;
+  threshold_milli: number;
+  at: Date;
+  /** The transaction that wrote it (xid8 as text), by the column's default; for feed.ts. */
+  xid: ColumnType<string, never, never>;
 }
 
 export interface BillingPurchasesTable {
@@ -118,6 +143,8 @@ declare module "../platform/database.ts" {
     billing_residents: BillingResidentsTable;
     billing_tariffs: BillingTariffsTable;
     billing_room_meters: BillingRoomMetersTable;
+    billing_low_credit_thresholds: BillingLowCreditThresholdsTable;
+    billing_low_credit_alerts: BillingLowCreditAlertsTable;
     billing_purchases: BillingPurchasesTable;
     billing_delivery_jobs: BillingDeliveryJobsTable;
     billing_sim_meters: BillingSimMetersTable;

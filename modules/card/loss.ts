@@ -4,24 +4,30 @@
  * transaction.
  */
 import type { Db } from "../platform/database.ts";
+import { endWechatLoginOnLoss } from "../account/mod.ts";
 import { recordBlocklistChanges } from "./blocklist.ts";
 import "./tables.ts";
 
-/** Marks the card loss-reported and puts its current chip on the blocklist (inside `trx`). */
+/**
+ * Marks the card loss-reported, puts its current chip on the blocklist and, as its holder chose,
+ * ends their WeChat sign-in (inside `trx`).
+ */
 export async function applyLoss(
   trx: Db,
   cardId: number,
   freezePaymentCode: boolean,
 ): Promise<number | null> {
   const now = new Date();
-  await trx.updateTable("card_accounts")
+  const card = await trx.updateTable("card_accounts")
     .set({
       status: "loss_reported",
       loss_reported_at: now,
       payment_code_frozen: freezePaymentCode,
       updated_at: now,
     })
-    .where("id", "=", cardId).execute();
+    .where("id", "=", cardId).returning("account_id").executeTakeFirst();
+  // The holder's WeChat sign-in ends with the loss, unless they chose to keep it (我的 → 微信登录).
+  if (card?.account_id) await endWechatLoginOnLoss(trx, card.account_id);
   const chips = await trx.updateTable("card_chips").set({ status: "lost", lost_at: now })
     .where("card_account_id", "=", cardId).where("status", "=", "active")
     .returning("chip_number").execute();

@@ -67,6 +67,11 @@ export {
   type NewCardAccount,
   seedDemoCards,
 } from "./fixtures.ts";
+/**
+ * Card events committed after a feed position (platform/feed.ts), for security notices; the login
+ * account each card is bound to (whom its notices go to).
+ */
+export { accountsOfCards, cardEventsAfter, type FeedCardEvent } from "./feed.ts";
 /** Format rules of 学号, 芯片卡号 and 身份证 numbers. */
 export { parseChipNumber, parseIdNumber, parseStudentNumber } from "./rules.ts";
 /** Student pages (mount at /security) and the card office console (mount at /admin/cards). */

@@ -1,4 +1,4 @@
-import type { Generated } from "kysely";
+import type { ColumnType, Generated } from "kysely";
 
 export type CardStatus = "normal" | "loss_reported" | "cancelled";
 export type ChipStatus = "active" | "lost" | "cancelled";
@@ -60,6 +60,8 @@ export interface CardEventsTable {
   account_id: number | null;
   chip_number: string | null;
   details: unknown | null;
+  /** The transaction that wrote it (xid8 as text), by the column's default; for feed.ts. */
+  xid: ColumnType<string | null, never, never>;
 }
 
 export interface CardImportsTable {

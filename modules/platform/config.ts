@@ -79,9 +79,12 @@ export function deployMode(config: Pick<Config, "databaseUrl">): DeployMode {
   return config.databaseUrl ? "production" : "demo";
 }
 
-/** True when WeChat Pay is configured (its WECHAT_* settings; loadWechatConfig checks them all). */
+/**
+ * True when WeChat Pay is configured: WECHAT_MCHID (loadWechatConfig then checks every WECHAT_*
+ * setting it needs). The 服务号's WECHAT_APPID and WECHAT_APP_SECRET alone are sign-in and messages.
+ */
 export function wechatConfigured(env: Env): boolean {
-  return !!(env.WECHAT_MCHID || env.WECHAT_APPID);
+  return !!env.WECHAT_MCHID;
 }
 
 type GatewaySettings = Pick<

@@ -18,6 +18,7 @@ import {
 } from "node:crypto";
 import { randomToken } from "../platform/crypto.ts";
 import { chinaRfc3339 } from "../platform/china_time.ts";
+import { oauthAuthorizeUrl, openidForCode, WechatMpError } from "../platform/wechat_mp.ts";
 import {
   GatewayError,
   type GatewayOrder,
@@ -51,12 +52,15 @@ export interface WechatConfig {
   authorizeBase: string;
 }
 
-/** Reads WECHAT_* variables; null when WeChat Pay is not configured at all. */
+/**
+ * Reads WECHAT_* variables; null when WeChat Pay is not configured (no WECHAT_MCHID: the 服务号's
+ * WECHAT_APPID and WECHAT_APP_SECRET alone serve sign-in and messages, platform/wechat_mp.ts).
+ */
 export function loadWechatConfig(
   env: Record<string, string | undefined>,
   baseUrl: string,
 ): WechatConfig | null {
-  if (!env.WECHAT_MCHID && !env.WECHAT_APPID) return null;
+  if (!env.WECHAT_MCHID) return null;
   const need = (name: string): string => {
     const v = env[name];
     if (!v) throw new Error(`Cannot configure WeChat Pay: ${name} is not set`);
@@ -442,37 +446,27 @@ export class WechatGateway implements PaymentGateway {
 
   /** Where to send the payer to learn their openid (snsapi_base, silent inside WeChat). */
   authorizeUrl(redirectUri: string, state: string): string {
-    const q = new URLSearchParams({
-      appid: this.config.appId,
-      redirect_uri: redirectUri,
-      response_type: "code",
-      scope: "snsapi_base",
-      state,
-    });
-    return `${this.config.authorizeBase}/connect/oauth2/authorize?${q}#wechat_redirect`;
+    return oauthAuthorizeUrl(this.config, redirectUri, state);
   }
 
-  /** Exchanges an OAuth code for the payer's openid. */
+  /** Exchanges an OAuth code for the payer's openid (the 服务号's OAuth, platform/wechat_mp.ts). */
   async openidForCode(code: string): Promise<string> {
     if (!this.config.appSecret) throw new GatewayError("WECHAT_APP_SECRET is not set", "NO_SECRET");
-    const q = new URLSearchParams({
-      appid: this.config.appId,
-      secret: this.config.appSecret,
-      code,
-      grant_type: "authorization_code",
-    });
-    let json: { openid?: string; errcode?: number; errmsg?: string };
     try {
-      const res = await this.fetcher(`${this.config.oauthApiBase}/sns/oauth2/access_token?${q}`, {
-        signal: AbortSignal.timeout(10_000),
-      });
-      json = await res.json();
+      return await openidForCode(
+        {
+          appId: this.config.appId,
+          appSecret: this.config.appSecret,
+          apiBase: this.config.oauthApiBase,
+          authorizeBase: this.config.authorizeBase,
+          timeoutMs: 10_000,
+        },
+        code,
+        this.fetcher,
+      );
     } catch (err) {
-      throw new GatewayError(`WeChat OAuth unreachable: ${(err as Error).message}`);
+      if (err instanceof WechatMpError) throw new GatewayError(`WeChat OAuth: ${err.message}`);
+      throw err;
     }
-    if (!json.openid) {
-      throw new GatewayError(`WeChat OAuth refused the code: ${json.errcode} ${json.errmsg}`);
-    }
-    return json.openid;
   }
 }

@@ -101,7 +101,7 @@ type TransferColumns = {
 };
 
 /** Lines of 交易记录 with their merchant's name and category (the merchant module's). */
-async function withMerchants(db: Db, rows: TransferColumns[]): Promise<HistoryRow[]> {
+export async function withMerchants(db: Db, rows: TransferColumns[]): Promise<HistoryRow[]> {
   const merchants = await merchantsByIds(db, rows.map((r) => r.merchant_id));
   return rows.map((r) => {
     const m = r.merchant_id === null ? undefined : merchants.get(r.merchant_id);

@@ -142,5 +142,11 @@ export {
   type TransferView,
 } from "./reports.ts";
 
+/**
+ * Card transfers committed after a feed position, in commit-safe order (platform/feed.ts): what the
+ * notifier turns into 消费提醒, 充值到账, 退款到账 and 余额不足.
+ */
+export { cardTransfersAfter, type FeedTransfer } from "./feed.ts";
+
 /** Other modules' labels for their transfers in 交易记录 (main.ts registers billing's). */
 export { registerTransferLabeler, type TransferLabel, type TransferLabeler } from "./labels.ts";

@@ -63,6 +63,11 @@ export interface LedgerTransfersTable {
   payment_code: string | null;
   details: ColumnType<unknown, string | null, string | null>;
   created_at: Generated<Date>;
+  /**
+   * The transaction that wrote it (xid8, read as text): filled by the column's default, never by a
+   * money path; null for transfers older than the column. For committed feeds (feed.ts).
+   */
+  xid: ColumnType<string | null, never, never>;
 }
 
 export interface LedgerHoldsTable {
