@@ -1,9 +1,30 @@
-// 付款码: keep the result long-poll alive across network hiccups, grey the code out while the
-// network is gone (a stale code may already be retired) and bring a fresh one back by itself when
-// it returns; 查看数字 shows the digits; a tap on the code refreshes it (no inline script: CSP).
+// 付款码: keep the result long-poll alive across network hiccups; while the network is gone show
+// the 离线付款码 (pay_offline.js) or, where this phone has none, grey the code out (a stale code may
+// already be retired); bring a fresh one back by itself when it returns; 查看数字 shows the
+// digits; a tap on the code refreshes it (no inline script: CSP).
 (function () {
   "use strict";
   let revealed = false;
+
+  // The offline code's scripts come after the page shows: they are not part of its cold load.
+  globalThis.addEventListener("load", function () {
+    const band = document.querySelector("[data-offline-scripts]");
+    if (!band) return;
+    for (const src of band.getAttribute("data-offline-scripts").split(" ")) {
+      const s = document.createElement("script");
+      s.src = src;
+      s.async = false;
+      document.head.appendChild(s);
+    }
+  });
+  // A frozen 付款码: this phone forgets its offline device too.
+  if (document.querySelector("[data-offline-forget]")) {
+    try {
+      localStorage.removeItem("yxt.payDevice");
+    } catch (_) {
+      // No storage: nothing to forget.
+    }
+  }
 
   function card() {
     const el = document.getElementById("paycode-card");
@@ -18,20 +39,25 @@
   function setStale(on) {
     const el = card();
     if (!el) return;
+    const offline = on && globalThis.yxtOffline && globalThis.yxtOffline.show(el);
     el.classList.toggle("is-stale", on);
     const retry = el.querySelector("[data-retry]");
-    if (retry) retry.hidden = !on;
+    if (retry) retry.hidden = !on || !!offline;
+    if (offline) showDigits(el);
   }
 
+  // The online code's digits and, while offline, the offline code's.
   function showDigits(el) {
-    const digits = el.querySelector("[data-digits]");
-    const masked = el.querySelector("[data-masked]");
-    const btn = el.querySelector("[data-reveal]");
-    if (!digits || !masked || !btn) return;
-    digits.hidden = !revealed;
-    masked.hidden = revealed;
-    btn.textContent = revealed ? "隐藏数字" : "查看数字";
-    btn.setAttribute("aria-expanded", String(revealed));
+    for (const num of el.querySelectorAll(".paycode__num")) {
+      const digits = num.querySelector("[data-digits]");
+      const masked = num.querySelector("[data-masked]");
+      const btn = num.querySelector("[data-reveal]");
+      if (!digits || !masked || !btn) continue;
+      digits.hidden = !revealed;
+      masked.hidden = revealed;
+      btn.textContent = revealed ? "隐藏数字" : "查看数字";
+      btn.setAttribute("aria-expanded", String(revealed));
+    }
   }
 
   function isPoll(el) {
@@ -75,7 +101,7 @@
     if (!t) return;
     if (t.closest("[data-reveal]")) {
       revealed = !revealed;
-      const c = card();
+      const c = card() || document.getElementById("paycode-card");
       if (c) showDigits(c);
     } else if (t.closest("[data-retry]") || t.closest("[data-refresh-tap]")) {
       refresh();

@@ -262,11 +262,23 @@ export async function findCardsByStudentNumber(
     .where("student_number", "=", s).execute();
 }
 
-/** A card account as other modules' staff pages show it, or null. */
+/** Card events after which no phone that paid for the card before may pay again. */
+const PHONES_UNTRUSTED_BY = ["loss_reported", "unbound"];
+
+/**
+ * A card account as other modules' staff pages show it, or null. `lastLossOrUnbindAt` is the
+ * latest 挂失 or 解绑 of the card (its events, so 解挂 does not undo it): the wallet's offline
+ * payment devices added before it never pay again.
+ */
 export async function findCardAccount(db: Db, id: number) {
   if (!Number.isSafeInteger(id) || id <= 0) return null;
   const row = await db.selectFrom("card_accounts")
     .select(["id", "student_number", "name", "status", "account_id", "payment_code_frozen"])
+    .select((eb) =>
+      eb.selectFrom("card_events").select((e) => e.fn.max("at").as("at"))
+        .whereRef("card_events.card_account_id", "=", "card_accounts.id")
+        .where("kind", "in", PHONES_UNTRUSTED_BY).as("last_loss_or_unbind_at")
+    )
     .where("id", "=", id).executeTakeFirst();
   return row
     ? {
@@ -276,6 +288,7 @@ export async function findCardAccount(db: Db, id: number) {
       status: row.status,
       bound: row.account_id !== null,
       paymentCodeFrozen: row.payment_code_frozen,
+      lastLossOrUnbindAt: row.last_loss_or_unbind_at ?? null,
     }
     : null;
 }

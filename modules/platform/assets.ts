@@ -22,6 +22,8 @@ const ROOT = new URL("../../", import.meta.url);
 /** Files served under /static/: our own static/ folder plus vendor files from installed packages. */
 const VENDOR: Record<string, string> = {
   "vendor/htmx.min.js": "node_modules/htmx.org/dist/htmx.min.js",
+  // Drawn in the browser only for 离线付款码 (static/pay_offline.js); online, the server draws.
+  "vendor/qrcode.js": "node_modules/qrcode-generator/dist/qrcode.js",
 };
 
 const assets = new Map<string, Asset>();

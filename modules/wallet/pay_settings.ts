@@ -3,6 +3,7 @@ import type { Db } from "../platform/database.ts";
 import { ensureCardWallet } from "./_common.ts";
 import { DEFAULT_DAILY_LIMIT, DEFAULT_PAY_LIMIT, limitSettingsProblems } from "./_rules.ts";
 import { InvalidLimitsError } from "./errors.ts";
+import { revokeDevices } from "./devices.ts";
 
 /** The student's 付款设置. */
 export interface PaySettings {
@@ -33,7 +34,7 @@ export async function getPaySettings(db: Db, cardAccountId: number): Promise<Pay
 /**
  * Changes the payment settings under the limits rule (`limitSettingsProblems`: between ¥0.01 and
  * the system ceiling, which a student may only lower, and one payment at most a day); freezing the
- * code also retires the live code at once.
+ * code also retires the live code and every 离线付款码 device at once.
  */
 export async function updatePaySettings(
   db: Db,
@@ -54,6 +55,8 @@ export async function updatePaySettings(
       await trx.updateTable("payment_codes").set({ superseded_at: new Date() })
         .where("card_account_id", "=", cardAccountId).where("superseded_at", "is", null)
         .where("used_at", "is", null).execute();
+      // 离线付款码 too: every device of the card, for good (unfrozen, a phone gets a new one).
+      await revokeDevices(trx, cardAccountId);
     }
   });
   return await getPaySettings(db, cardAccountId);

@@ -4,6 +4,7 @@ import { zValidator } from "@hono/zod-validator";
 import { type RawBuilder, sql } from "kysely";
 import { chinaMonth } from "../platform/china_time.ts";
 import type { Db } from "../platform/database.ts";
+import type { Config } from "../platform/config.ts";
 import { NotFoundError } from "../platform/errors.ts";
 import type { AppEnv } from "../platform/http.ts";
 import { formErrorsHook, runForm } from "../platform/forms.ts";
@@ -38,6 +39,9 @@ import { balanceOf } from "./_rules.ts";
 import { labelRows } from "./labels.ts";
 import { historyQuery, settingsForm, statsQuery } from "./schemas.ts";
 import { barcodeSvg, groupDigits, maskDigits, qrSvg } from "./qr.ts";
+import { listDevices } from "./devices.ts";
+import { getOfflineLimits } from "./offline_limits.ts";
+import { offlineCodeRoutes } from "./offline_routes.ts";
 
 type C = Context<AppEnv>;
 
@@ -83,10 +87,11 @@ function codeCardData(
   };
 }
 
-/** 余额, 交易记录, 付款码 and 付款码设置 (mounted at "/"). */
-export function walletRoutes(deps: { db: Db }): Hono<AppEnv> {
+/** 余额, 交易记录, 付款码 and 付款码设置 with 离线付款码's devices (mounted at "/"). */
+export function walletRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
   const { db } = deps;
   const app = new Hono<AppEnv>();
+  app.route("/", offlineCodeRoutes(deps));
 
   // The busiest student page: session check, card, committed balance and open holds in one
   // statement (the session middleware leaves this path's session to studentPageQuery).
@@ -163,7 +168,9 @@ export function walletRoutes(deps: { db: Db }): Hono<AppEnv> {
     if (!found) return render(c, "wallet/no_card", {}, { status: 200, title: "校园一信通" });
     const { card } = found;
     const frozen = () =>
-      render(c, "pay/frozen", { byLoss: card.paymentCodeFrozen }, { title: "付款码" });
+      render(c, "pay/frozen", { byLoss: card.paymentCodeFrozen, scripts: ["pay.js"] }, {
+        title: "付款码",
+      });
     if (found.extra.code_frozen || card.paymentCodeFrozen) return frozen();
     let code: string;
     try {
@@ -229,7 +236,11 @@ export function walletRoutes(deps: { db: Db }): Hono<AppEnv> {
     input: Record<string, string> | null,
     status = 200,
   ) => {
-    const settings = await getPaySettings(db, card.cardAccountId);
+    const [settings, devices, offline] = await Promise.all([
+      getPaySettings(db, card.cardAccountId),
+      listDevices(db, card.cardAccountId),
+      getOfflineLimits(db),
+    ]);
     const values = input ?? {
       pay_limit: fenToYuanText(settings.payLimit),
       daily_limit: fenToYuanText(settings.dailyLimit),
@@ -237,9 +248,12 @@ export function walletRoutes(deps: { db: Db }): Hono<AppEnv> {
     };
     return render(c, "pay/settings", {
       settings,
+      devices,
+      offline,
       errors,
       input: values,
       saved: c.req.query("saved") === "1",
+      removed: c.req.query("removed") === "1",
     }, {
       status,
       title: "付款码设置",

@@ -49,3 +49,20 @@ export const settingsForm = z.object({
     ctx.addIssue({ code: "custom", path: [field], message });
   }
 });
+
+/** 离线付款码限额 (一卡通中心): the same amounts and bounds as a student's limits. */
+export const offlineLimitsForm = z.object({
+  pay_limit: yuan("单笔限额"),
+  daily_limit: yuan("每日限额"),
+}).superRefine((form, ctx) => {
+  const problems = limitSettingsProblems({
+    payLimit: form.pay_limit,
+    dailyLimit: form.daily_limit,
+  });
+  for (const [field, message] of Object.entries(problems)) {
+    ctx.addIssue({ code: "custom", path: [field], message });
+  }
+});
+
+/** 付款码设置 → 移除 of an offline code device. */
+export const deviceParam = z.object({ id: z.string().regex(/^[1-9]\d{0,14}$/) });
