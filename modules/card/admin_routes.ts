@@ -16,7 +16,10 @@ import { importUploadSchema, reissueSchema, searchQuery } from "./schemas.ts";
 import { findCardsForStaff } from "./search.ts";
 import {
   boundLoginLockedFor,
+  checkReissue,
+  checkTypedStudentNumber,
   reissueCard,
+  type ReissuePlan,
   resetCardPassword,
   type StaffActor,
   staffLiftLoss,
@@ -31,6 +34,8 @@ type C = Context<AppEnv>;
 /** Who may look cards up and import cardholders; counter operations are the card office's. */
 export const CARD_VIEW_ROLES: Role[] = [ROLES.cardOffice, ROLES.sysadmin];
 export const CARD_COUNTER_ROLES: Role[] = [ROLES.cardOffice];
+/** Who sees a card's money on its page (the wallet's panel, wallet/close_routes.ts). */
+export const CARD_MONEY_ROLES: Role[] = [ROLES.cardOffice, ROLES.finance, ROLES.sysadmin];
 /** 图文信息中心 helps students who cannot sign in, so it may lift a login lockout too. */
 export const LOGIN_UNLOCK_ROLES: Role[] = [ROLES.cardOffice, ROLES.infoCentre];
 
@@ -99,7 +104,13 @@ export function cardAdminRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> 
   );
 
   // ---- card detail
-  const showCard = async (c: C, id: number, errors: Record<string, string> = {}, status = 200) => {
+  const showCard = async (
+    c: C,
+    id: number,
+    errors: Record<string, string> = {},
+    status = 200,
+    reissue: ReissuePlan | null = null,
+  ) => {
     const card = await loadCardAccount(db, id);
     if (!card) throw new NotFoundError("card account");
     const school = await findSchool(db, card.school_id);
@@ -132,7 +143,9 @@ export function cardAdminRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> 
       account,
       passwordLock,
       loginLock,
+      reissue,
       canCounter: CARD_COUNTER_ROLES.some((r) => staff.roles.includes(r)),
+      canSeeMoney: CARD_MONEY_ROLES.some((r) => staff.roles.includes(r)),
       canUnlockLogin: LOGIN_UNLOCK_ROLES.some((r) => staff.roles.includes(r)),
       notice: DONE[c.req.query("done") ?? ""],
       errors,
@@ -145,26 +158,23 @@ export function cardAdminRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> 
     (c) => showCard(c, cardId(c)),
   );
 
-  /** A counter operation: run it, or show the card again with the reason it was refused. */
+  /**
+   * A counter operation: run it, or show the card again with the reason it was refused (at the
+   * operation's own field when it names one: 补卡's chip number, the typed 学号 of 解绑).
+   */
   const operation = (
     path: string,
     roles: Role[],
     done: string,
     run: (c: C, id: number) => Promise<void>,
   ) =>
-    app.post(`/:id{[0-9]+}/${path}`, requireRole(...roles), async (c) => {
+    app.post(`/:id{[0-9]+}/${path}`, requireRole(...roles), (c) => {
       const id = cardId(c);
-      try {
-        await run(c, id);
-      } catch (err) {
-        if (err instanceof DomainError && !(err instanceof NotFoundError)) {
-          return showCard(c, id, {
-            [path === "reissue" ? err.field ?? "_form" : "_form"]: err.userMessage,
-          }, err.status);
-        }
-        throw err;
-      }
-      return c.redirect(`/admin/cards/${id}?done=${done}`, 303);
+      return runForm(
+        () => run(c, id),
+        (errors, err) => showCard(c, id, errors, err.status),
+        () => c.redirect(`/admin/cards/${id}?done=${done}`, 303),
+      );
     });
 
   operation("loss", CARD_COUNTER_ROLES, "loss", (c, id) => staffReportLoss(db, actor(c), id));
@@ -181,20 +191,44 @@ export function cardAdminRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> 
     "unlock",
     (c, id) => unlockCardPassword(db, actor(c), id),
   );
-  operation("unbind", CARD_COUNTER_ROLES, "unbind", (c, id) => unbindCard(db, actor(c), id));
+  operation("unbind", CARD_COUNTER_ROLES, "unbind", async (c, id) => {
+    await checkTypedStudentNumber(db, id, (await c.req.parseBody()).confirm);
+    await unbindCard(db, actor(c), id);
+  });
   operation(
     "unlock-login",
     LOGIN_UNLOCK_ROLES,
     "unlock_login",
     (c, id) => unlockBoundLogin(db, actor(c), id),
   );
-  operation("reissue", CARD_COUNTER_ROLES, "reissue", async (c, id) => {
-    const form = reissueSchema.safeParse(await c.req.parseBody());
-    if (!form.success) {
-      throw new DomainError("Bad reissue form", form.error.issues[0].message, "chip_number");
-    }
-    await reissueCard(db, actor(c), id, form.data.chip_number);
-  });
+
+  // 补卡 in two steps: the new chip's number is checked first, then the clerk confirms what the
+  // page says will happen (which chip is cancelled for good) and only that is done.
+  app.post(
+    "/:id{[0-9]+}/reissue",
+    requireRole(...CARD_COUNTER_ROLES),
+    zValidator(
+      "form",
+      reissueSchema,
+      formErrorsHook((c, errors) => showCard(c, cardId(c), errors, 422)),
+    ),
+    (c) => {
+      const id = cardId(c);
+      const form = c.req.valid("form");
+      if (!form.confirmed) {
+        return runForm(
+          () => checkReissue(db, id, form.chip_number),
+          (errors, err) => showCard(c, id, errors, err.status),
+          (plan) => showCard(c, id, {}, 200, plan),
+        );
+      }
+      return runForm(
+        () => reissueCard(db, actor(c), id, form.chip_number),
+        (errors, err) => showCard(c, id, errors, err.status),
+        () => c.redirect(`/admin/cards/${id}?done=reissue`, 303),
+      );
+    },
+  );
 
   // ---- cardholder import: upload → preview with per-row errors → commit
   const showUpload = async (c: C, errors: Record<string, string>, status = 200) =>

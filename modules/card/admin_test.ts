@@ -1,10 +1,16 @@
 import assert from "node:assert/strict";
-import { cardWorld, makeAccount, makeStaff } from "../testkit/mod.ts";
+import { cardWorld, IDS, makeAccount, makeStaff } from "../testkit/mod.ts";
 import { csrfFor, type TestClient } from "../platform/testing.ts";
 import { ALL_ROLES, listAudit, type Role, ROLES } from "../staff/mod.ts";
 import { lockedFor, recordEvent } from "../security/mod.ts";
 import { loginThrottleKey } from "../account/mod.ts";
-import { blocklistSince, checkCardPassword, findBoundCard, findCardByChip } from "./mod.ts";
+import {
+  blocklistSince,
+  checkCardPassword,
+  createCardAccountForTest,
+  findBoundCard,
+  findCardByChip,
+} from "./mod.ts";
 import { previewImport } from "./import.ts";
 
 const HEADER = "学号,姓名,身份证号,芯片卡号,类型";
@@ -121,7 +127,10 @@ Deno.test("search finds a card by 学号, name, chip number (old ones too) and b
     assert.match(html, /没有找到匹配的一卡通账户/, q);
     assert.doesNotMatch(html, /<script>/);
   }
-  await c.post(`/admin/cards/${env.zhang.cardAccountId}/reissue`, { chip_number: "4000000001" });
+  await c.post(`/admin/cards/${env.zhang.cardAccountId}/reissue`, {
+    chip_number: "4000000001",
+    confirm: "1",
+  });
   assert.match(await c.page("/admin/cards?q=3158642907"), /2024010001/);
 });
 
@@ -169,9 +178,30 @@ Deno.test("the card page shows binding, chips, lock state and history; counter o
   assert.equal(bad.status, 422);
   assert.match(bad.html, /芯片卡号格式不正确/);
   assert.doesNotMatch(bad.html, /<img src=x>/);
-  const taken = await post("reissue", { chip_number: "3158642907" });
+  const current = await post("reissue", { chip_number: "3158642907" });
+  assert.equal(current.status, 422);
+  assert.match(current.html, /这是该卡当前的芯片卡号/);
+  await createCardAccountForTest(env.db, env.deps, {
+    schoolId: env.school.id,
+    studentNumber: "2024010002",
+    idNumber: IDS.li,
+    chipNumber: "4000000009",
+    name: "李四",
+  });
+  const taken = await post("reissue", { chip_number: "4000000009" });
   assert.match(taken.html, /已被使用/);
-  assert.equal((await post("reissue", { chip_number: "4000000001" })).status, 303);
+  // First the number is checked and the page says what will happen; nothing changes yet.
+  const asked = await post("reissue", { chip_number: "4000000001" });
+  assert.equal(asked.status, 200);
+  assert.match(
+    asked.html,
+    /为 <strong>张三（2024010001）<\/strong> 补发新卡 <strong>4000000001<\/strong>。旧卡 <strong>3158642907<\/strong> 将永久注销/,
+  );
+  assert.equal(await findCardByChip(env.db, "4000000001"), null);
+  assert.equal(
+    (await post("reissue", { chip_number: "4000000001", confirm: "1" })).location,
+    `/admin/cards/${id}?done=reissue`,
+  );
   assert.equal((await post("unloss")).status, 303);
   assert.equal((await findCardByChip(env.db, "4000000001"))!.chipStatus, "active");
   assert.deepEqual((await blocklistSince(env.db, 0)).added, ["3158642907"]);
@@ -183,12 +213,19 @@ Deno.test("the card page shows binding, chips, lock state and history; counter o
   ).execute();
   assert.equal((await post("reset-password")).status, 303);
   assert.equal((await findBoundCard(env.db, accountId))!.passwordIsDefault, true);
-  assert.equal((await post("unbind")).status, 303);
+  // 解绑 is a dangerous operation: only with the card's 学号 typed.
+  for (const confirm of [undefined, "", "2024010002"]) {
+    const refused = await post("unbind", confirm === undefined ? {} : { confirm });
+    assert.equal(refused.status, 422);
+    assert.match(refused.html, /请输入该卡的学号以确认/);
+    assert.notEqual(await findBoundCard(env.db, accountId), null);
+  }
+  assert.equal((await post("unbind", { confirm: " 2024010001 " })).status, 303);
   assert.equal(await findBoundCard(env.db, accountId), null);
-  assert.equal((await post("unbind")).status, 422);
+  assert.equal((await post("unbind", { confirm: "2024010001" })).status, 422);
 
   page = await c.page(`/admin/cards/${id}`);
-  for (const text of ["补卡", "挂失", "解挂", "重置一卡通密码", "解除绑定", "已注销"]) {
+  for (const text of ["补卡", "挂失", "重置一卡通密码", "危险操作", "销户"]) {
     assert.match(page, new RegExp(text));
   }
   const audit = await listAudit(env.db, { targetType: "card_account", targetId: String(id) });

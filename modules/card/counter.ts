@@ -138,20 +138,68 @@ export async function replaceChip(trx: Db, card: CardRow, newChip: string): Prom
   return await recordBlocklistChanges(trx, changes);
 }
 
+/** What a 补卡 would do: the new chip (normalised) and the chip it cancels for good. */
+export interface ReissuePlan {
+  chipNumber: string;
+  oldChip: string | null;
+}
+
+/**
+ * Checks a 补卡 before anyone is asked to confirm it (and again inside the change): the number's
+ * format, the card still open, and the number on no card yet. Changes nothing.
+ */
+export async function checkReissue(
+  db: Db,
+  cardAccountId: number,
+  rawChip: string,
+): Promise<ReissuePlan> {
+  const chipNumber = parseChipNumber(rawChip);
+  if (!chipNumber) {
+    throw new CardError(
+      "Bad chip number",
+      "芯片卡号格式不正确，应为4-20位数字或字母",
+      "chip_number",
+    );
+  }
+  const card = await loadCardAccount(db, cardAccountId);
+  if (!card) throw new CardError("No such card account", "一卡通账户不存在", "_form");
+  if (card.status === "cancelled") {
+    throw new CardError("Card cancelled", "该一卡通账户已注销，不能补卡", "_form");
+  }
+  const chips = await listChips(db, cardAccountId);
+  if (chips.some((c) => c.chip_number === chipNumber)) {
+    throw new CardError(
+      "Chip number taken",
+      chips.some((c) => c.chip_number === chipNumber && c.status !== "cancelled")
+        ? "这是该卡当前的芯片卡号，请输入新卡的芯片卡号"
+        : "该芯片卡号是本卡已注销的旧卡，请输入新卡的芯片卡号",
+      "chip_number",
+    );
+  }
+  const taken = await db.selectFrom("card_chips").select("card_account_id")
+    .where("chip_number", "=", chipNumber).executeTakeFirst();
+  if (taken) {
+    throw new CardError(
+      "Chip number taken",
+      "该芯片卡号已被使用，请核对新卡的芯片卡号",
+      "chip_number",
+    );
+  }
+  return {
+    chipNumber,
+    oldChip: chips.find((c) => c.status !== "cancelled")?.chip_number ?? null,
+  };
+}
+
 /** 补卡 at the counter: a new chip for the same card account. */
-export function reissueCard(
+export async function reissueCard(
   db: Db,
   actor: StaffActor,
   cardAccountId: number,
   rawChip: string,
 ): Promise<void> {
-  const chipNumber = parseChipNumber(rawChip);
-  if (!chipNumber) {
-    return Promise.reject(
-      new CardError("Bad chip number", "芯片卡号格式不正确，应为4-20位数字或字母", "chip_number"),
-    );
-  }
-  return staffChange(db, actor, cardAccountId, "card.reissued", async (trx, card) => {
+  const { chipNumber } = await checkReissue(db, cardAccountId, rawChip);
+  await staffChange(db, actor, cardAccountId, "card.reissued", async (trx, card) => {
     if (card.status === "cancelled") {
       throw new CardError("Card cancelled", "该一卡通账户已注销，不能补卡", "_form");
     }
@@ -160,6 +208,23 @@ export function reissueCard(
       event: { kind: "reissued", chipNumber },
     };
   });
+}
+
+/**
+ * A dangerous counter operation (解绑, 销户) goes ahead only when the clerk typed the card's 学号:
+ * the holder in front of them is the card on screen.
+ */
+export async function checkTypedStudentNumber(
+  db: Db,
+  cardAccountId: number,
+  typed: unknown,
+): Promise<void> {
+  const card = await loadCardAccount(db, cardAccountId);
+  if (!card) throw new CardError("No such card account", "一卡通账户不存在", "_form");
+  const text = typeof typed === "string" ? typed.normalize("NFKC").trim().toUpperCase() : "";
+  if (text !== card.student_number.toUpperCase()) {
+    throw new CardError("Student number not confirmed", "请输入该卡的学号以确认", "confirm");
+  }
 }
 
 /** Resets the card password to the default (last 6 of the 身份证) and lifts its lockout. */

@@ -54,9 +54,11 @@ export const lossSchema = z.object({
 }));
 
 /** 补卡 at the counter: the new chip's number. */
+/** 补卡: the new chip's number; `confirm=1` once the clerk saw what it will cancel. */
 export const reissueSchema = z.object({
   chip_number: text("请输入新卡的芯片卡号"),
-});
+  confirm: z.string().optional(),
+}).transform((f) => ({ chip_number: f.chip_number, confirmed: f.confirm === "1" }));
 
 /**
  * 导入持卡人: the school and the CSV file (at most `maxBytes`), read into bytes for the preview.

@@ -25,7 +25,9 @@ async function fundedStudent(ctx: Ctx, amount: number) {
   const chip = `CL${String(s.cardAccountId).padStart(8, "0")}`;
   await ctx.db.insertInto("card_chips")
     .values({ card_account_id: s.cardAccountId, chip_number: chip, status: "active" }).execute();
-  return { ...s, chip };
+  const { student_number } = await ctx.db.selectFrom("card_accounts").select("student_number")
+    .where("id", "=", s.cardAccountId).executeTakeFirstOrThrow();
+  return { ...s, chip, studentNumber: student_number };
 }
 
 async function cardRow(ctx: Ctx, id: number) {
@@ -45,7 +47,7 @@ Deno.test("销户 pays the balance out in cash, cancels every chip for the reade
     const s = await fundedStudent(ctx, 12345);
     const office = await makeStaff(ctx, "office1", [ROLES.cardOffice]);
     const card = await office.client.page(`/admin/cards/${s.cardAccountId}`);
-    assert.match(card, new RegExp(`href="/admin/cards/${s.cardAccountId}/close">销户<`));
+    assert.match(card, new RegExp(`href="/admin/cards/${s.cardAccountId}/close">销户…<`));
     const page = await office.client.page(`/admin/cards/${s.cardAccountId}/close`);
     assert.match(page, /应退现金：<strong[^>]*>¥123\.45</);
     const version = await currentBlocklistVersion(ctx.db);
@@ -56,9 +58,22 @@ Deno.test("销户 pays the balance out in cash, cancels every chip for the reade
     assert.match(await bare.text(), /请填写原因/);
     assert.equal((await cardRow(ctx, s.cardAccountId)).status, "normal");
     assert.equal((await getBalance(ctx.db, s.cardAccountId)).balance, 12345);
+    // The 学号 not typed (or someone else's): refused the same way, the reason kept.
+    for (const confirm of ["", "2099999999"]) {
+      const unconfirmed = await office.client.post(`/admin/cards/${s.cardAccountId}/close`, {
+        reason: "毕业离校",
+        confirm,
+      });
+      assert.equal(unconfirmed.status, 422);
+      const text = await unconfirmed.text();
+      assert.match(text, /请输入该卡的学号以确认/);
+      assert.match(text, /value="毕业离校"/);
+      assert.equal((await cardRow(ctx, s.cardAccountId)).status, "normal");
+    }
 
     const res = await office.client.post(`/admin/cards/${s.cardAccountId}/close`, {
       reason: "毕业离校",
+      confirm: s.studentNumber,
     });
     assert.equal(res.status, 303);
     assert.equal(res.headers.get("location"), `/admin/cards/${s.cardAccountId}/close?done=1`);
@@ -94,6 +109,7 @@ Deno.test("销户 pays the balance out in cash, cancels every chip for the reade
     assert.match(await s.client.page("/wallet"), /绑定/);
     const again = await office.client.post(`/admin/cards/${s.cardAccountId}/close`, {
       reason: "毕业离校",
+      confirm: s.studentNumber,
     });
     assert.equal(again.status, 422);
     assert.match(await again.text(), /没有余额可退/);
@@ -122,6 +138,7 @@ Deno.test("销户 is refused while money is on hold or owed, and nothing changes
     });
     const held = await office.client.post(`/admin/cards/${s.cardAccountId}/close`, {
       reason: "毕业离校",
+      confirm: s.studentNumber,
     });
     assert.equal(held.status, 422);
     assert.match(await held.text(), /有进行中的热水预授权（¥10\.00）/);
@@ -139,6 +156,7 @@ Deno.test("销户 is refused while money is on hold or owed, and nothing changes
     });
     const owed = await office.client.post(`/admin/cards/${s.cardAccountId}/close`, {
       reason: "毕业离校",
+      confirm: s.studentNumber,
     });
     assert.equal(owed.status, 422);
     assert.match(await owed.text(), /欠款 ¥10\.00/);
@@ -165,7 +183,10 @@ Deno.test("money that reaches a closed card later is paid out with 退还余额;
     assert.equal((await cardRow(ctx, s.cardAccountId)).status, "normal");
 
     assert.equal(
-      (await office.client.post(`/admin/cards/${s.cardAccountId}/close`, { reason: "退学" }))
+      (await office.client.post(`/admin/cards/${s.cardAccountId}/close`, {
+        reason: "退学",
+        confirm: s.studentNumber,
+      }))
         .status,
       303,
     );
@@ -181,6 +202,7 @@ Deno.test("money that reaches a closed card later is paid out with 退还余额;
     assert.match(page, /应退现金：<strong[^>]*>¥2\.50</);
     const res = await office.client.post(`/admin/cards/${s.cardAccountId}/close`, {
       reason: "退还迟到退款",
+      confirm: s.studentNumber,
     });
     assert.equal(res.status, 303);
     assert.deepEqual((await cashOuts(ctx, s.cardAccountId)).map((o) => o.amount), [100, 250]);
