@@ -25,6 +25,11 @@ export interface ServiceContext {
    */
   lookups?: LookupAllowance;
   /**
+   * Each terminal's allowance of offline payment codes refused as no device's (PROTOCOL.md §4.4);
+   * unlimited when absent.
+   */
+  offlineCodeGuesses?: LookupAllowance;
+  /**
    * The protocol's clock (ms): server time in replies. Money and its times (holds, the ledger)
    * keep the real clock and the database's. Tests replaying PROTOCOL.md §6 fix it.
    */

@@ -12,6 +12,7 @@ const ALLOWED: Record<number, TerminalKind[]> = {
   [MessageCode.CardPayment]: POS,
   [MessageCode.OfflineUpload]: POS,
   [MessageCode.OfflineUploadItemized]: POS,
+  [MessageCode.OfflineUploadMixed]: POS,
   [MessageCode.QrPayment]: [...POS, "qr_scanner"],
   [MessageCode.BalanceInquiry]: [...POS, "shower"],
   [MessageCode.ShowerStart]: ["shower"],

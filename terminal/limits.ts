@@ -36,6 +36,12 @@ export interface ConnectionLimits {
    * balance inquiries, and refusals that say whether a chip exists (PROTOCOL.md §4.5).
    */
   lookupsPerMinute: number;
+  /**
+   * Offline payment codes one terminal may have refused as no device's (unknown, wrong, a clock
+   * off) per minute, and at once after a quiet minute: a reader guessing codes runs out here
+   * (PROTOCOL.md §4.4).
+   */
+  offlineCodeGuessesPerMinute: number;
 }
 
 /** The limits from the environment (see README), with overrides (tests). */
@@ -50,6 +56,7 @@ export function connectionLimits(
     maxUnauthenticated: envInt(env, "TERMINAL_MAX_UNAUTHENTICATED", 2_000),
     maxConnections: envInt(env, "TERMINAL_MAX_CONNECTIONS", 20_000),
     lookupsPerMinute: envInt(env, "TERMINAL_INQUIRIES_PER_MINUTE", 10),
+    offlineCodeGuessesPerMinute: envInt(env, "TERMINAL_OFFLINE_CODE_GUESSES_PER_MINUTE", 10),
     ...overrides,
   };
 }

@@ -48,6 +48,8 @@ export const MessageCode = {
   OfflineUpload: 0x50,
   /** Terminal → server (1.1): the same upload; the reply says what each record charged. */
   OfflineUploadItemized: 0x51,
+  /** Terminal → server (1.2): as 0x51, each record paid by a card or by a 离线付款码. */
+  OfflineUploadMixed: 0x52,
   /** Server → terminal: a frame was refused before it reached any service. */
   Error: 0x7f,
   SignOnReply: 0x81,
@@ -63,6 +65,7 @@ export const MessageCode = {
   BlocklistPush: 0xc1,
   OfflineUploadReply: 0xd0,
   OfflineUploadItemizedReply: 0xd1,
+  OfflineUploadMixedReply: 0xd2,
 } as const;
 
 export type MessageCode = typeof MessageCode[keyof typeof MessageCode];
@@ -113,6 +116,8 @@ export const Status = {
   CodeInvalid: 0x0301,
   CodeExpired: 0x0302,
   CodeUsed: 0x0303,
+  /** An offline code (87…) from a phone whose clock is minutes off: go online once (§4.4). */
+  CodeClockSkew: 0x0304,
   // Shower end
   HoldNotFound: 0x0401,
   // Reversal
@@ -164,6 +169,11 @@ export interface OfflineRecord {
   occurredAt: number;
   chip: string;
   amount: number;
+  /**
+   * OfflineUploadMixed (1.2) only: the payment code the reader scanned instead of a card (the
+   * record's `chip` is then empty); "" for a card's record.
+   */
+  paymentCode?: string;
 }
 
 /** What the server did with one record of an itemized offline upload. */
@@ -187,6 +197,7 @@ export type Message =
   | { code: 0x40; fromVersion: number }
   | { code: 0x50; records: OfflineRecord[] }
   | { code: 0x51; records: OfflineRecord[] }
+  | { code: 0x52; records: OfflineRecord[] }
   | { code: 0x7f; status: number; serverTime: number }
   | {
     code: 0x81;
@@ -227,7 +238,7 @@ export type Message =
   | { code: 0xc1; fromVersion: number; blocklist: BlocklistDelta }
   | { code: 0xd0; status: number; ackedSequence: number; applied: number; duplicates: number }
   | {
-    code: 0xd1;
+    code: 0xd1 | 0xd2;
     status: number;
     ackedSequence: number;
     duplicates: number;

@@ -205,7 +205,8 @@ function readMessage(code: number, reader: BufferReader): Message {
     case MessageCode.BlocklistSync:
       return { code, fromVersion: reader.uint32() };
     case MessageCode.OfflineUpload:
-    case MessageCode.OfflineUploadItemized: {
+    case MessageCode.OfflineUploadItemized:
+    case MessageCode.OfflineUploadMixed: {
       const n = reader.uint8();
       if (n === 0 || n > MAX_OFFLINE_BATCH) {
         throw new FrameError(
@@ -216,13 +217,16 @@ function readMessage(code: number, reader: BufferReader): Message {
       }
       const records: OfflineRecord[] = [];
       for (let i = 0; i < n; i++) {
-        records.push({
+        const record: OfflineRecord = {
           offlineSequence: reader.uint32(),
           occurredAt: reader.uint32(),
           // Any bytes: a record's chip outside the format is its result, UnknownChip (§4.11).
           chip: reader.looseString8(),
           amount: reader.uint32(),
-        });
+        };
+        // Any bytes too: a code that is not one of ours is its result, CodeInvalid.
+        if (code === MessageCode.OfflineUploadMixed) record.paymentCode = reader.looseString8();
+        records.push(record);
       }
       return { code, records };
     }
@@ -307,7 +311,8 @@ function readMessage(code: number, reader: BufferReader): Message {
         applied: reader.uint8(),
         duplicates: reader.uint8(),
       };
-    case MessageCode.OfflineUploadItemizedReply: {
+    case MessageCode.OfflineUploadItemizedReply:
+    case MessageCode.OfflineUploadMixedReply: {
       const head = {
         code,
         status: reader.uint16(),

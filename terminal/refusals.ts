@@ -50,6 +50,7 @@ export function walletRefusal(err: unknown): { status: number; balance: number }
       return { status: Status.InsufficientBalance, balance: e.balance ?? 0 };
     case "limit_exceeded":
     case "code_over_limit":
+    case "offline_code_over_limit":
       return {
         status: e.limit === "daily" ? Status.OverDailyLimit : Status.OverPaymentLimit,
         balance: 0,
@@ -63,7 +64,10 @@ export function walletRefusal(err: unknown): { status: number; balance: number }
       return { status: Status.CodeInvalid, balance: 0 };
     case "code_expired":
     case "code_frozen":
+    case "code_revoked":
       return { status: Status.CodeExpired, balance: 0 };
+    case "code_clock_skew":
+      return { status: Status.CodeClockSkew, balance: 0 };
     case "code_used":
       return { status: Status.CodeUsed, balance: 0 };
     case "hold_not_found":

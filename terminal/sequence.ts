@@ -19,6 +19,7 @@ const RECORDED: ReadonlySet<number> = new Set([
   MessageCode.Reversal,
   MessageCode.OfflineUpload,
   MessageCode.OfflineUploadItemized,
+  MessageCode.OfflineUploadMixed,
 ]);
 
 /** Whether requests of `code` are recorded (money-moving, §3). */

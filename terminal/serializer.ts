@@ -53,11 +53,13 @@ export function writeBody(writer: Writer, message: Message): Writer {
       return writer.addUint32(message.fromVersion);
     case MessageCode.OfflineUpload:
     case MessageCode.OfflineUploadItemized:
+    case MessageCode.OfflineUploadMixed:
       writer.addUint8(message.records.length);
       for (const r of message.records) {
         writer.addUint32(r.offlineSequence).addUint32(r.occurredAt).addString8(r.chip).addUint32(
           r.amount,
         );
+        if (message.code === MessageCode.OfflineUploadMixed) writer.addString8(r.paymentCode ?? "");
       }
       return writer;
     case MessageCode.Error:
@@ -118,6 +120,7 @@ export function writeBody(writer: Writer, message: Message): Writer {
         message.duplicates,
       );
     case MessageCode.OfflineUploadItemizedReply:
+    case MessageCode.OfflineUploadMixedReply:
       writer.addUint16(message.status).addUint32(message.ackedSequence).addUint8(
         message.duplicates,
       );

@@ -91,6 +91,7 @@ class ReaderListener implements TerminalServer, ConnectionHost {
   closing = false;
   readonly #limits: ConnectionLimits;
   readonly #lookups: LookupAllowance;
+  readonly #offlineCodeGuesses: LookupAllowance;
   readonly #clock: () => number;
   readonly #idleTimeoutMs: number;
   readonly #frameTimeoutMs: number;
@@ -118,6 +119,10 @@ class ReaderListener implements TerminalServer, ConnectionHost {
     this.#limits = connectionLimits(deps.config, options.limits);
     this.#clock = options.clock ?? Date.now;
     this.#lookups = new LookupAllowance(this.#limits.lookupsPerMinute, this.#clock);
+    this.#offlineCodeGuesses = new LookupAllowance(
+      this.#limits.offlineCodeGuessesPerMinute,
+      this.#clock,
+    );
     this.#idleTimeoutMs = options.idleTimeoutMs ?? 180_000;
     this.#frameTimeoutMs = options.frameTimeoutMs ?? 15_000;
     this.#registryTtlMs = options.registryTtlMs ?? 1_000;
@@ -161,6 +166,7 @@ class ReaderListener implements TerminalServer, ConnectionHost {
       config: this.config,
       settings: this.settings,
       lookups: this.#lookups,
+      offlineCodeGuesses: this.#offlineCodeGuesses,
       clock: this.#clock,
       pushedBlocklistVersion: () => this.#broadcaster.version,
     };

@@ -20,6 +20,7 @@ Deno.test("PROTOCOL.md has a test vector for every message type", async () => {
       0x40,
       0x50,
       0x51,
+      0x52,
       0x7f,
       0x81,
       0x82,
@@ -33,6 +34,7 @@ Deno.test("PROTOCOL.md has a test vector for every message type", async () => {
       0xc1,
       0xd0,
       0xd1,
+      0xd2,
     ]
   ) {
     assert.ok(codes.has(code as Message["code"]), `no vector for 0x${code.toString(16)}`);

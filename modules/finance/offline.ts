@@ -26,6 +26,12 @@ export const OFFLINE_REVIEW_REASONS = {
   chip_lost: "卡已挂失，终端已收到黑名单",
   chip_cancelled: "芯片已注销（补卡），终端已收到黑名单",
   listed_not_yet_known: "挂失/注销后、终端收到黑名单前",
+  code_invalid: "付款码无效（不是离线付款码，或与设备不符）",
+  code_time: "离线付款码与交易时间不符（手机时间不准）",
+  code_revoked: "离线付款码设备已移除、冻结，或卡已挂失/解绑",
+  code_used: "该离线付款码已付过款",
+  code_over_limit: "超过离线付款码限额或持卡人限额",
+  code_revoked_later: "交易后该卡曾挂失或解绑，需核实交易时设备是否有效",
 } as const;
 
 export type OfflineReviewReason = keyof typeof OFFLINE_REVIEW_REASONS;

@@ -181,6 +181,48 @@ export class PaymentCodeOverLimitError extends WalletError {
   }
 }
 
+/** An offline payment code from a phone whose clock is minutes off (docs/OFFLINE_PAYMENT_CODES.md). */
+export class PaymentCodeClockSkewError extends WalletError {
+  readonly code = "code_clock_skew";
+  override status = 422 as const;
+  constructor() {
+    super(
+      "Cannot redeem offline payment code: made with a clock minutes off",
+      "手机时间不准，请联网打开一次付款码",
+    );
+  }
+}
+
+/** An offline payment code of a device removed, frozen, or from before a 挂失 or 解绑. */
+export class PaymentCodeRevokedError extends WalletError {
+  readonly code = "code_revoked";
+  override status = 422 as const;
+  constructor() {
+    super(
+      "Cannot redeem offline payment code: its device was revoked",
+      "离线付款码已失效，请联网刷新",
+    );
+  }
+}
+
+/** The amount is above the offline limits (一卡通中心's, per payment or per China day). */
+export class OfflineCodeOverLimitError extends WalletError {
+  readonly code = "offline_code_over_limit";
+  override status = 422 as const;
+  constructor(
+    readonly limit: "per_payment" | "daily",
+    readonly limitFen: number,
+    readonly amount: number,
+  ) {
+    super(
+      `Cannot redeem offline payment code: offline ${limit} limit is ${limitFen} fen, asked ${amount} fen`,
+      limit === "per_payment"
+        ? `超过离线付款码单笔限额 ${formatFen(limitFen)}`
+        : `超过离线付款码每日限额 ${formatFen(limitFen)}`,
+    );
+  }
+}
+
 /** A payment code needs a bound card (账号绑定). */
 export class NoBoundCardError extends WalletError {
   readonly code = "no_bound_card";
