@@ -25,23 +25,11 @@ import { seedDemoData } from "./modules/demo/mod.ts";
 import { listReaderKeys, merchantRoutes } from "./modules/merchant/mod.ts";
 import { startTerminalServer } from "./terminal/mod.ts";
 import { accountAdminRoutes, accountRoutes } from "./modules/account/mod.ts";
-import {
-  createMailer,
-  mailAdminRoutes,
-  type Mailer,
-} from "./modules/mail/mod.ts";
+import { createMailer, mailAdminRoutes, type Mailer } from "./modules/mail/mod.ts";
 import { homeRoutes } from "./modules/home/mod.ts";
 import { cardAdminRoutes, cardRoutes } from "./modules/card/mod.ts";
-import {
-  billingAdminRoutes,
-  billingRoutes,
-  startBillingWorker,
-} from "./modules/billing/mod.ts";
-import {
-  loadWechatConfig,
-  startTopupLoop,
-  topupRoutes,
-} from "./modules/topup/mod.ts";
+import { billingAdminRoutes, billingRoutes, startBillingWorker } from "./modules/billing/mod.ts";
+import { loadWechatConfig, startTopupLoop, topupRoutes } from "./modules/topup/mod.ts";
 import { financeRoutes } from "./modules/finance/mod.ts";
 import {
   cardClosingRoutes,
@@ -51,7 +39,12 @@ import {
   walletRoutes,
 } from "./modules/wallet/mod.ts";
 import { describeUtilityTransfers } from "./modules/billing/mod.ts";
-import { loadTemplates, startNotifier } from "./modules/notify/mod.ts";
+import {
+  loadTemplates,
+  notifyAdminRoutes,
+  notifyRoutes,
+  startNotifier,
+} from "./modules/notify/mod.ts";
 import { operatorRoutes } from "./modules/platform/operator.ts";
 import { operatorToken } from "./modules/platform/data_dir.ts";
 import { markDraining } from "./modules/platform/readiness.ts";
@@ -111,6 +104,8 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   registerTransferLabeler(describeUtilityTransfers);
   app.route("/", walletRoutes(deps));
   app.route("/admin/ledger", ledgerAdminRoutes(deps));
+  app.route("/", notifyRoutes(deps));
+  app.route("/admin", notifyAdminRoutes(deps));
   return app;
 }
 
@@ -124,25 +119,16 @@ async function start(): Promise<void> {
   // And the 服务号's message templates (WECHAT_TEMPLATE_*).
   loadTemplates(config.env);
   log.info(`starting in ${deployMode(config)} mode`, describeMode(config));
-  const handle = await openDatabase({
-    databaseUrl: config.databaseUrl,
-    dataDir: config.dataDir,
-  });
+  const handle = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
   // Beside a newer release (a rolling upgrade, a roll-back) this applies nothing and starts as
   // long as every migration of this code is applied (docs/OPERATIONS.md §10).
   const { applied, newer } = await migrateSchema(handle.db);
   if (applied.length) log.info("migrations applied", { applied });
-  if (newer.length) {
-    log.info("the database has a newer release's migrations", { newer });
-  }
+  if (newer.length) log.info("the database has a newer release's migrations", { newer });
   await loadAssets();
 
   const stoppers: Array<() => Promise<void> | void> = [];
-  const deps: AppDeps = {
-    db: handle.db,
-    config,
-    onShutdown: (fn) => stoppers.push(fn),
-  };
+  const deps: AppDeps = { db: handle.db, config, onShutdown: (fn) => stoppers.push(fn) };
   if (config.seedDemo) {
     const seeded = await seedDemoData(deps);
     if (seeded) log.info("demo data seeded");
@@ -190,22 +176,15 @@ async function start(): Promise<void> {
     : hostname.includes(":")
     ? `[${hostname}]`
     : hostname;
-  handle.lock?.announce({
-    url: `http://${local}:${config.port}`,
-    token: opsToken,
-  });
+  handle.lock?.announce({ url: `http://${local}:${config.port}`, token: opsToken });
 
   console.log(`\n  校园一信通 is running at ${config.baseUrl}/`);
   console.log(
     `  Database: ${
-      handle.kind === "pglite"
-        ? `embedded PGlite in ${config.dataDir}/pgdata`
-        : "PostgreSQL"
+      handle.kind === "pglite" ? `embedded PGlite in ${config.dataDir}/pgdata` : "PostgreSQL"
     }`,
   );
-  console.log(
-    `  Readers: TCP port ${terminals.port}  (deno task sim --terminal 10001)`,
-  );
+  console.log(`  Readers: TCP port ${terminals.port}  (deno task sim --terminal 10001)`);
   if (config.seedDemo) {
     console.log(
       `  Staff console: ${config.baseUrl}/admin  (demo sign-in: admin / Admin12345, a new password is asked first)`,

@@ -66,7 +66,9 @@ const ROLE_MATRIX: Array<{ path: RegExp; method?: "GET" | "POST"; roles: Role[] 
   { path: /^\/admin\/(merchants|terminals)(\/|$)/, roles: [ROLES.sysadmin] },
   { path: /^\/admin\/billing\/tariffs$/, method: "GET", roles: [ROLES.sysadmin, ROLES.finance] },
   { path: /^\/admin\/billing\/tariffs$/, method: "POST", roles: [ROLES.sysadmin] },
-  { path: /^\/admin\/billing\/simulator$/, roles: [ROLES.sysadmin] },
+  { path: /^\/admin\/billing\/simulator(\/use|\/read)?$/, roles: [ROLES.sysadmin] },
+  // 消息: the notifier's queue, its failures and retries.
+  { path: /^\/admin\/notify(\/retry|\/:id\/retry)?$/, roles: [ROLES.sysadmin] },
   // 图文信息中心: login accounts and password resets, the development outbox.
   { path: /^\/admin\/accounts(\/|$)/, roles: [ROLES.infoCentre, ROLES.sysadmin] },
   { path: /^\/admin\/outbox$/, roles: [ROLES.infoCentre, ROLES.sysadmin] },
@@ -92,6 +94,9 @@ const ROLE_MATRIX: Array<{ path: RegExp; method?: "GET" | "POST"; roles: Role[] 
   },
   { path: /^\/admin\/billing\/(buildings|rooms)(\/|$)/, roles: [ROLES.cardOffice, ROLES.sysadmin] },
   { path: /^\/admin\/billing\/residents(\/|$)/, roles: [ROLES.cardOffice] },
+  // 低余量提醒: the card office sets the thresholds, the system administrator sees them.
+  { path: /^\/admin\/billing\/alerts$/, method: "GET", roles: [ROLES.cardOffice, ROLES.sysadmin] },
+  { path: /^\/admin\/billing\/alerts$/, method: "POST", roles: [ROLES.cardOffice] },
   {
     path: /^\/admin\/billing\/balances$/,
     roles: [ROLES.cardOffice, ROLES.finance, ROLES.sysadmin],

@@ -404,6 +404,14 @@ export async function seededWorld(): Promise<World> {
     body: JSON.stringify({ order_no: PAYLOAD, txn_id: PAYLOAD, amount: 100, state: "SUCCESS" }),
   });
   assert.equal(forged.status, 401);
+  // A message WeChat refused for good (消息's retry form), its values and error carrying markup;
+  // the student's 消息通知 lists it too.
+  await sql`insert into notify_messages
+      (account_id, kind, source, data, event_at, state, next_attempt_at, error_code, last_error)
+    select id, 'spend', 'suite:failed', ${
+    JSON.stringify({ amount: "¥1.00", merchant: STORED_PAYLOAD, time: "2026-12-16 12:00" })
+  }::jsonb, now(), 'failed', now(), ${SHORT_PAYLOAD}, ${STORED_PAYLOAD}
+    from accounts where phone = '13800000001'`.execute(s.db);
   // An offline record the reader server did not charge (脱机复核 accept / reject forms).
   const pos = await sql<{ id: number; name: string; merchant_id: number; merchant: string }>`
     select t.id, t.name, t.merchant_id, m.name as merchant from terminals t
