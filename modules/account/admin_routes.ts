@@ -7,6 +7,15 @@ import { render } from "../platform/views.ts";
 import { clientIp } from "../security/mod.ts";
 import { registerAdminNav, requireRole, ROLES } from "../staff/mod.ts";
 import { findAccountDetail, searchAccounts } from "./repository.ts";
+import {
+  ALL_ROWS,
+  exportLinks,
+  exportTable,
+  pager,
+  type Paging,
+  paging,
+  type Table,
+} from "../platform/listing.ts";
 import { searchSchema } from "./schemas.ts";
 import { loginLockedFor, staffResetPassword } from "./service.ts";
 
@@ -17,6 +26,17 @@ function accountId(raw: string): number {
   if (!Number.isSafeInteger(id) || id <= 0) throw new NotFoundError(`account ${raw.slice(0, 20)}`);
   return id;
 }
+
+/** 一信通账号 found by phone, as a file. */
+const ACCOUNTS_TABLE: Table<Awaited<ReturnType<typeof searchAccounts>>["rows"][number]> = {
+  name: "一信通账号",
+  columns: [
+    { header: "手机号", value: (a) => a.phone },
+    { header: "学校", value: (a) => a.schoolName },
+    { header: "邮箱", value: (a) => a.email ?? "未绑定" },
+    { header: "注册时间", value: (a) => a.createdAt, kind: "time" },
+  ],
+};
 
 /** 图文信息中心: find a login account by phone and reset its login password. */
 export function accountAdminRoutes(deps: { db: Db }): Hono<AppEnv> {
@@ -35,16 +55,25 @@ export function accountAdminRoutes(deps: { db: Db }): Hono<AppEnv> {
     requireRole(...ROLES_ALLOWED),
     zValidator("query", searchSchema),
     async (c) => {
-      const phone = c.req.valid("query").phone ?? "";
-      let error = "";
-      let rows: Awaited<ReturnType<typeof searchAccounts>> = [];
-      if (phone && !/^\d{3,11}$/.test(phone)) error = "请输入3-11位数字（手机号的全部或一部分）";
-      else if (phone) rows = await searchAccounts(db, phone);
+      const q = c.req.valid("query");
+      const phone = q.phone ?? "";
+      const error = phone && !/^\d{3,11}$/.test(phone)
+        ? "请输入3-11位数字（手机号的全部或一部分）"
+        : "";
+      if (q.export && phone && !error) {
+        const { rows } = await searchAccounts(db, phone, () => ALL_ROWS);
+        return exportTable(c, ACCOUNTS_TABLE, rows, q.export, phone);
+      }
+      const found = phone && !error
+        ? await searchAccounts(db, phone, (total) => paging(q.page, total))
+        : { rows: [], total: 0, page: paging(1, 0) };
       return render(c, "account/admin_accounts", {
         phone,
-        rows,
+        rows: found.rows,
         error,
         searched: phone !== "" && !error,
+        pager: pager("/admin/accounts", { phone }, found.total, found.page as Paging),
+        exports: exportLinks("/admin/accounts", { phone }),
       }, {
         status: error ? 422 : 200,
         layout: "admin/layout",

@@ -2,6 +2,8 @@ import assert from "node:assert/strict";
 import { createStaff, listAudit, ROLES } from "../staff/mod.ts";
 import type { TestClient } from "../platform/testing.ts";
 import { type Ctx, fieldError, registered, setup } from "./_test_support.ts";
+import { makeAccount, makeStaff, setupApp } from "../testkit/mod.ts";
+import { ensureSchool } from "./mod.ts";
 
 async function staff(ctx: Ctx, role: string, ip = "10.20.0.1"): Promise<TestClient> {
   const username = `u_${role.replace(/_/g, "")}`;
@@ -186,4 +188,24 @@ Deno.test("account search refuses odd input and unknown ids with a message, neve
   } finally {
     await ctx.close();
   }
+});
+
+Deno.test("一信通账号 search pages, counts and exports the accounts a phone fragment finds", async () => {
+  await using w = await setupApp();
+  const school = await ensureSchool(w.db, "云南城市建设职业学院", "YNCJ");
+  for (let i = 0; i < 55; i++) {
+    await makeAccount(w.db, school.id, `1371234${String(i).padStart(4, "0")}`);
+  }
+  const info = await makeStaff(w, "info2", [ROLES.infoCentre]);
+  const first = await info.client.page("/admin/accounts?phone=1371234");
+  assert.match(first, /共 <strong>55<\/strong> 条，第 1–50 条/);
+  assert.match(await info.client.page("/admin/accounts?phone=1371234&page=2"), /第 51–55 条/);
+  const csv = await (await info.client.get("/admin/accounts?phone=1371234&export=csv")).text();
+  const lines = csv.trim().split("\r\n");
+  assert.equal(lines.length, 56);
+  assert.match(lines[1], /^13712340000,云南城市建设职业学院,未绑定,/);
+  // A bad fragment exports nothing: the page says why.
+  const bad = await info.client.get("/admin/accounts?phone=abc&export=csv");
+  assert.equal(bad.status, 422);
+  assert.match(await bad.text(), /请输入3-11位数字/);
 });

@@ -69,14 +69,30 @@ export interface AccountDetail extends Account {
   passwordChangedAt: Date;
 }
 
-/** Accounts whose phone contains `digits`, by phone, at most 50. */
+/**
+ * Accounts whose phone contains `digits`, by phone: the page `page` picks from their count (the
+ * last when past the end), and how many there are.
+ */
 export async function searchAccounts(
   db: Db,
   digits: string,
-): Promise<Array<Account & { createdAt: Date }>> {
-  return await accountQuery(db).select("accounts.created_at as createdAt")
-    .where("accounts.phone", "like", `%${digits}%`)
-    .orderBy("accounts.phone").limit(50).execute();
+  page: (total: number) => { offset: number; perPage: number },
+): Promise<
+  {
+    rows: Array<Account & { createdAt: Date }>;
+    total: number;
+    page: { offset: number; perPage: number };
+  }
+> {
+  const like = `%${digits}%`;
+  const { n } = await db.selectFrom("accounts").where("phone", "like", like)
+    .select((eb) => eb.fn.countAll<number>().as("n")).executeTakeFirstOrThrow();
+  const total = Number(n);
+  const p = page(total);
+  const rows = await accountQuery(db).select("accounts.created_at as createdAt")
+    .where("accounts.phone", "like", like)
+    .orderBy("accounts.phone").limit(p.perPage).offset(p.offset).execute();
+  return { rows, total, page: p };
 }
 
 /** One account with its timestamps, or null. */

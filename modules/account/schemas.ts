@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { exportField, pageField } from "../platform/listing.ts";
 import { loginPasswordProblem } from "../security/mod.ts";
 
 /** Mainland mobile numbers: 11 ASCII digits starting 13–19. */
@@ -78,4 +79,6 @@ export const newPasswordSchema = z.object({
 export const searchSchema = z.object({
   // Checked by the page itself so that odd input gets a message instead of being dropped.
   phone: z.string().trim().optional().catch(undefined),
+  page: pageField,
+  export: exportField,
 });

@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { parseCsv } from "../platform/csv.ts";
+import { readXlsx } from "../platform/sheets.ts";
 import { getBalance } from "../wallet/mod.ts";
 import { listAudit, type Role, ROLES } from "../staff/mod.ts";
 import { makeStaff, makeStudent, setupApp } from "../testkit/mod.ts";
@@ -363,8 +365,27 @@ Deno.test("finance sees failed deliveries in the queue, retries and refunds them
   assert.match(text, /\d{4}-\d{2}-\d{2},电费,2,30\.00,1,10\.00,20\.00/);
   assert.equal((await f.get("/admin/billing/reports?from=<x>&to=2026-13-99")).status, 200);
 
+  const xlsx = await f.get("/admin/billing/reports.xlsx");
+  const sheet = await readXlsx(new Uint8Array(await xlsx.arrayBuffer()));
+  assert.deepEqual(sheet[0].cells, [
+    "日期",
+    "类别",
+    "笔数",
+    "收入(元)",
+    "退款笔数",
+    "退款(元)",
+    "净收入(元)",
+  ]);
+  assert.deepEqual(sheet[1].cells.slice(1), ["电费", "2", "30", "1", "10", "20"]);
+
   const balances = await root.page("/admin/billing/balances");
   assert.match(balances, /¥20\.00/);
+  assert.match(balances, /href="\/admin\/billing\/balances\?building=\d+&amp;export=csv"/);
+  const roomsCsv = parseCsv(
+    await (await root.get(`/admin/billing/balances?building=${r101.buildingId}&export=csv`)).text(),
+  );
+  assert.deepEqual(roomsCsv[0].slice(0, 5), ["房间", "启用", "住户", "床位", "剩余电费(元)"]);
+  assert.ok(roomsCsv.some((r) => r[0] === r101.number && r[4] === "20.00"));
   const room = await root.page(`/admin/billing/rooms/${r101.id}`);
   assert.match(room, /张三/);
   assert.match(room, new RegExp(`${a.orderNo}[\\s\\S]*已退款`));

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { exportField } from "../platform/listing.ts";
 import { parseYuan } from "../platform/money.ts";
 import { chinaDay } from "../platform/china_time.ts";
 
@@ -79,6 +80,7 @@ const idText = z.string().regex(/^\d{1,12}$/).transform(Number);
 /** 房间余额's building (none or unreadable: the first building). */
 export const balancesQuery = z.object({
   building: idText.optional().catch(undefined),
+  export: exportField,
 });
 
 const DAY = /^\d{4}-\d{2}-\d{2}$/;

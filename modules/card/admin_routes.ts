@@ -14,6 +14,8 @@ import { cardPasswordLockedFor } from "./passwords.ts";
 import { listCardEvents, listChips, loadCardAccount } from "./repository.ts";
 import { importUploadSchema, reissueSchema, searchQuery } from "./schemas.ts";
 import { findCardsForStaff } from "./search.ts";
+import type { CardSearchRow } from "./repository.ts";
+import { ALL_ROWS, exportLinks, exportTable, pager, type Table } from "../platform/listing.ts";
 import {
   boundLoginLockedFor,
   checkReissue,
@@ -40,6 +42,22 @@ export const CARD_MONEY_ROLES: Role[] = [ROLES.cardOffice, ROLES.finance, ROLES.
 export const LOGIN_UNLOCK_ROLES: Role[] = [ROLES.cardOffice, ROLES.infoCentre];
 
 const ADMIN = { layout: "admin/layout" } as const;
+
+const STATUS_LABELS = { normal: "正常", loss_reported: "已挂失", cancelled: "已注销" } as const;
+
+/** The search's results as a file. */
+const SEARCH_TABLE: Table<CardSearchRow> = {
+  name: "一卡通查询",
+  columns: [
+    { header: "学号", value: (r) => r.student_number },
+    { header: "姓名", value: (r) => r.name },
+    { header: "学校", value: (r) => r.school_name },
+    { header: "类型", value: (r) => r.kind === "staff" ? "教职工" : "学生" },
+    { header: "芯片卡号", value: (r) => r.chip_number ?? "" },
+    { header: "状态", value: (r) => STATUS_LABELS[r.status] },
+    { header: "绑定", value: (r) => r.account_id ? "已绑定" : "未绑定" },
+  ],
+};
 
 const importUpload = importUploadSchema(MAX_IMPORT_BYTES);
 
@@ -97,9 +115,18 @@ export function cardAdminRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> 
     requireRole(...CARD_VIEW_ROLES, ...LOGIN_UNLOCK_ROLES),
     zValidator("query", searchQuery),
     async (c) => {
-      const { q } = c.req.valid("query");
-      const rows = await findCardsForStaff(db, q);
-      return render(c, "card/admin_search", { q, rows }, { ...ADMIN, title: "一卡通" });
+      const { q, page, export: format } = c.req.valid("query");
+      if (format) {
+        const { rows } = await findCardsForStaff(db, q, ALL_ROWS);
+        return exportTable(c, SEARCH_TABLE, rows, format, q);
+      }
+      const { rows, total, paging } = await findCardsForStaff(db, q, page);
+      return render(c, "card/admin_search", {
+        q,
+        rows,
+        pager: pager("/admin/cards", { q }, total, paging),
+        exports: exportLinks("/admin/cards", { q }),
+      }, { ...ADMIN, title: "一卡通" });
     },
   );
 

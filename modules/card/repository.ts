@@ -196,30 +196,19 @@ export interface CardSearchRow {
 
 /**
  * Card accounts matching a 学号 (exact or prefix), a name (substring), a chip number (any chip,
- * current or old), or the given card account ids (found by phone). At most 50.
+ * current or old), or the given card account ids (found by phone): a page of them in 学号 order
+ * (all of them up to `limit` without a page), and how many match.
  */
 export async function searchCards(
   db: Db,
   text: string,
   ids: number[] = [],
-): Promise<CardSearchRow[]> {
+  page: { offset: number; perPage: number } = { offset: 0, perPage: 50 },
+): Promise<{ rows: CardSearchRow[]; total: number }> {
   const upper = text.toUpperCase();
   const like = `%${escapeLike(text)}%`;
   const prefix = `${escapeLike(upper)}%`;
-  const rows = await db.selectFrom("card_accounts")
-    .leftJoin("card_chips", (j) =>
-      j.onRef("card_chips.card_account_id", "=", "card_accounts.id")
-        .on("card_chips.status", "<>", "cancelled"))
-    .select([
-      "card_accounts.id",
-      "card_accounts.school_id",
-      "card_accounts.student_number",
-      "card_accounts.name",
-      "card_accounts.kind",
-      "card_accounts.status",
-      "card_accounts.account_id",
-      "card_chips.chip_number",
-    ])
+  const matching = db.selectFrom("card_accounts")
     .where((eb) =>
       eb.or([
         eb("card_accounts.student_number", "like", prefix),
@@ -231,12 +220,33 @@ export async function searchCards(
         ),
         ...(ids.length ? [eb("card_accounts.id", "in", ids)] : []),
       ])
-    )
-    .orderBy("card_accounts.student_number").limit(50).execute();
+    );
+  const [{ n }, rows] = await Promise.all([
+    matching.select((eb) => eb.fn.countAll<number>().as("n")).executeTakeFirstOrThrow(),
+    matching
+      .leftJoin("card_chips", (j) =>
+        j.onRef("card_chips.card_account_id", "=", "card_accounts.id")
+          .on("card_chips.status", "<>", "cancelled"))
+      .select([
+        "card_accounts.id",
+        "card_accounts.school_id",
+        "card_accounts.student_number",
+        "card_accounts.name",
+        "card_accounts.kind",
+        "card_accounts.status",
+        "card_accounts.account_id",
+        "card_chips.chip_number",
+      ])
+      .orderBy("card_accounts.student_number").orderBy("card_accounts.id")
+      .limit(page.perPage).offset(page.offset).execute(),
+  ]);
   const schools = new Map((await listSchools(db)).map((school) => [school.id, school.name]));
-  return rows.flatMap(({ school_id, ...r }) =>
-    schools.has(school_id) ? [{ ...r, school_name: schools.get(school_id)! }] : []
-  );
+  return {
+    rows: rows.flatMap(({ school_id, ...r }) =>
+      schools.has(school_id) ? [{ ...r, school_name: schools.get(school_id)! }] : []
+    ),
+    total: Number(n),
+  };
 }
 
 /** The holders of these card accounts (those that exist), by id: 学号 and name beside a list. */

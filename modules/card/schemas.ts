@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { exportField, pageField } from "../platform/listing.ts";
 
 /** Only lengths and presence here; formats are the service's rules (rules.ts). */
 const text = (empty: string, max = 64) =>
@@ -85,7 +86,13 @@ export function importUploadSchema(maxBytes: number) {
 }
 
 /** 一卡通's search box: 学号, name, chip number or 手机号 (folded to plain width, 40 at most). */
-export const searchQuery = z.object({ q: z.unknown().optional() })
+export const searchQuery = z.object({
+  q: z.unknown().optional(),
+  page: pageField,
+  export: exportField,
+})
   .transform((f) => ({
     q: (typeof f.q === "string" ? f.q : "").normalize("NFKC").trim().slice(0, 40),
+    page: f.page,
+    export: f.export,
   }));

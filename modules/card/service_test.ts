@@ -320,7 +320,7 @@ Deno.test("after a reissue the old chip stays blocked for good and the holder li
   const v1 = await currentBlocklistVersion(env.db);
   await rejects(
     reissueCard(env.db, { staffId }, env.zhang.cardAccountId, "3158642907"),
-    /已被使用/,
+    /这是该卡当前的芯片卡号/,
   );
   await rejects(
     reissueCard(env.db, { staffId }, env.zhang.cardAccountId, "<b>x</b>"),

@@ -9,6 +9,8 @@ import type { AppEnv } from "../platform/http.ts";
 import { formErrorsHook, runForm } from "../platform/forms.ts";
 import { render } from "../platform/views.ts";
 import { randomToken } from "../platform/crypto.ts";
+import { ALL_ROWS, exportLinks, exportTable, pager, paging } from "../platform/listing.ts";
+import { financeOrders, ORDER_COLUMNS } from "./order_list.ts";
 import { clientIp } from "../security/mod.ts";
 import { registerAdminNav, requireRole, ROLES } from "../staff/mod.ts";
 import { listNegativeBalances, listTransfers } from "../wallet/mod.ts";
@@ -42,6 +44,7 @@ import {
   DATE_RE,
   decideSchema,
   idParam,
+  ordersQuery,
   reconcileSchema,
   refundSchema,
   reportQuery,
@@ -265,17 +268,26 @@ export function financeRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
     return render(c, "finance/reconcile_result", { rec }, { ...ADMIN, title: "对账结果" });
   });
 
-  // 充值订单: look one up by order number or by 学号.
-  app.get("/orders", requireRole(...VIEW), async (c) => {
-    const q = (c.req.query("q") ?? "").trim().slice(0, 40);
-    let orders: Awaited<ReturnType<typeof listOrders>> = [];
-    if (/^YXT\d{10,29}$/.test(q)) orders = await listOrders(db, { orderNo: q, limit: 1 });
-    else if (q) {
-      for (const card of await findCardsByStudentNumber(db, q)) {
-        orders.push(...await listOrders(db, { cardAccountId: card.id, limit: 100 }));
-      }
-    } else orders = await listOrders(db, { limit: 50 });
-    return render(c, "finance/orders", { q, orders }, { ...ADMIN, title: "充值订单" });
+  // 充值订单: found by order number or 学号, filtered by state and days, paged, exported.
+  app.get("/orders", requireRole(...VIEW), zValidator("query", ordersQuery), async (c) => {
+    const q = c.req.valid("query");
+    if (q.export) {
+      const { rows } = await financeOrders(db, q, () => ALL_ROWS);
+      return exportTable(
+        c,
+        { name: "充值订单", columns: ORDER_COLUMNS },
+        rows,
+        q.export,
+        chinaDay(),
+      );
+    }
+    const { rows, total, page } = await financeOrders(db, q, (t) => paging(q.page, t));
+    return render(c, "finance/orders", {
+      q: q.shown,
+      orders: rows,
+      pager: pager("/admin/finance/orders", q.shown, total, page),
+      exports: exportLinks("/admin/finance/orders", q.shown),
+    }, { ...ADMIN, title: "充值订单" });
   });
 
   // 充值退回: a paid top-up paid back through its gateway (退回微信).

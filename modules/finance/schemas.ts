@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { decodeCsv } from "../platform/csv.ts";
+import { exportField, pageField } from "../platform/listing.ts";
 
 /** A China day as typed: 2026-11-25. */
 export const DATE_RE = /^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$/;
@@ -100,3 +101,18 @@ export function reconcileSchema<M extends string>(methods: ReadonlySet<M>) {
     };
   });
 }
+
+const DAY = z.string().regex(DATE_RE).optional().catch(undefined);
+
+/** 充值订单's filters: an order number or 学号, a state, a range of China days; page, export. */
+export const ordersQuery = z.object({
+  q: z.string().trim().max(40).optional().catch(undefined),
+  state: z.enum(["pending", "paid", "closed"]).optional().catch(undefined),
+  from: DAY,
+  to: DAY,
+  page: pageField,
+  export: exportField,
+}).transform((q) => {
+  const [from, to] = q.from && q.to && q.from > q.to ? [q.to, q.from] : [q.from, q.to];
+  return { ...q, from, to, shown: { q: q.q, state: q.state, from, to } };
+});

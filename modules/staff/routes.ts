@@ -6,9 +6,34 @@ import type { Config } from "../platform/config.ts";
 import { DomainError } from "../platform/errors.ts";
 import type { AppEnv } from "../platform/http.ts";
 import { formErrorsHook } from "../platform/forms.ts";
+import { chinaDay, chinaDayRange } from "../platform/china_time.ts";
+import {
+  EXPORT_MAX_ROWS,
+  exportField,
+  exportLinks,
+  exportTable,
+  pageField,
+  pager,
+  paging,
+  type Table,
+} from "../platform/listing.ts";
 import { render } from "../platform/views.ts";
 import { clientIp, safeNext, signIn, signInDevice, signOut } from "../security/mod.ts";
-import { listAudit, writeAudit } from "./audit.ts";
+import {
+  auditChoices,
+  auditDiff,
+  type AuditRow,
+  countAudit,
+  listAudit,
+  writeAudit,
+} from "./audit.ts";
+import {
+  actionLabel,
+  AUDIT_ACTIONS,
+  AUDIT_FIELDS,
+  AUDIT_MODULES,
+  AUDIT_TARGETS,
+} from "./audit_labels.ts";
 import { registerAdminNav, requireRole } from "./middleware.ts";
 import { ALL_ROLES, type Role, ROLE_LABELS, ROLES } from "./roles.ts";
 import {
@@ -36,13 +61,57 @@ const newStaffSchema = z.object({
   roles: z.union([z.string(), z.array(z.string())]).optional(),
 });
 
+const DAY = z.string().regex(/^\d{4}-\d{2}-\d{2}$/).optional().catch(undefined);
+const CODE = z.string().trim().max(64).optional().catch(undefined);
+
+/** 审计日志's filters (codes from its selects, a range of China days), page and export. */
 const auditQuery = z.object({
-  action: z.string().max(64).optional(),
-  target_type: z.string().max(64).optional(),
-  target_id: z.string().max(64).optional(),
-  staff: z.string().max(32).optional(),
-  before: z.coerce.number().int().positive().optional().catch(undefined),
+  action: CODE,
+  target_type: CODE,
+  target_id: CODE,
+  staff: z.string().trim().max(32).optional().catch(undefined),
+  from: DAY,
+  to: DAY,
+  page: pageField,
+  export: exportField,
+}).transform((q) => {
+  const [from, to] = q.from && q.to && q.from > q.to ? [q.to, q.from] : [q.from, q.to];
+  return {
+    shown: {
+      action: q.action,
+      target_type: q.target_type,
+      target_id: q.target_id,
+      staff: q.staff,
+      from,
+      to,
+    },
+    filter: {
+      action: q.action || undefined,
+      targetType: q.target_type || undefined,
+      targetId: q.target_id || undefined,
+      staffUsername: q.staff || undefined,
+      from: from ? chinaDayRange(from)[0] : undefined,
+      to: to ? chinaDayRange(to)[1] : undefined,
+    },
+    page: q.page,
+    export: q.export,
+  };
 });
+
+const AUDIT_TABLE: Table<AuditRow> = {
+  name: "审计日志",
+  columns: [
+    { header: "时间", value: (r) => r.at, kind: "time" },
+    { header: "员工", value: (r) => r.name ? `${r.name}（${r.username}）` : "系统" },
+    { header: "操作", value: (r) => actionLabel(r.action) },
+    { header: "操作代码", value: (r) => r.action },
+    { header: "对象", value: (r) => AUDIT_TARGETS[r.target_type] ?? r.target_type },
+    { header: "对象ID", value: (r) => r.target_id ?? "" },
+    { header: "变更前", value: (r) => r.before === null ? "" : JSON.stringify(r.before) },
+    { header: "变更后", value: (r) => r.after === null ? "" : JSON.stringify(r.after) },
+    { header: "地址", value: (r) => r.ip ?? "" },
+  ],
+};
 
 /** Staff sign-in, the console home, the audit log and staff accounts. */
 export function staffRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
@@ -176,15 +245,27 @@ export function staffRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
 
   app.get("/audit", requireRole(...ALL_ROLES), zValidator("query", auditQuery), async (c) => {
     const q = c.req.valid("query");
-    const rows = await listAudit(db, {
-      action: q.action || undefined,
-      targetType: q.target_type || undefined,
-      targetId: q.target_id || undefined,
-      staffUsername: q.staff || undefined,
-      beforeId: q.before,
-      limit: 100,
-    });
-    return render(c, "staff/audit", { rows, q }, { layout: "admin/layout", title: "审计日志" });
+    if (q.export) {
+      const rows = await listAudit(db, { ...q.filter, limit: EXPORT_MAX_ROWS });
+      return exportTable(c, AUDIT_TABLE, rows, q.export, chinaDay());
+    }
+    const total = await countAudit(db, q.filter);
+    const page = paging(q.page, total);
+    const rows = await listAudit(db, { ...q.filter, limit: page.perPage, offset: page.offset });
+    return render(c, "staff/audit", {
+      rows: rows.map((r) => ({ ...r, changes: auditDiff(r.before, r.after) })),
+      q: q.shown,
+      filtered: Object.values(q.shown).some((v) => v),
+      choices: await auditChoices(db),
+      labels: {
+        modules: AUDIT_MODULES,
+        actions: AUDIT_ACTIONS,
+        targets: AUDIT_TARGETS,
+        fields: AUDIT_FIELDS,
+      },
+      pager: pager("/admin/audit", q.shown, total, page),
+      exports: exportLinks("/admin/audit", q.shown),
+    }, { layout: "admin/layout", title: "审计日志" });
   });
 
   const showStaff = async (

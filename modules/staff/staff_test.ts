@@ -247,16 +247,18 @@ Deno.test("the audit log page lists records and filters them", async () => {
   try {
     const c = client();
     await c.post("/admin/login", { username: "boss", password: "Boss12345" });
-    await c.post("/admin/staff", {
-      username: "li",
-      name: "李",
-      password: "Li1234567",
+    const created = await c.post("/admin/staff", {
+      username: "lihua",
+      name: "李华",
+      password: "Qx1234567",
       roles: ROLES.finance,
     });
+    assert.equal(created.status, 303);
     const page = await c.page("/admin/audit?action=staff.created");
-    assert.match(page, /staff\.created/);
+    assert.match(page, /<small class="code">staff\.created<\/small>/);
     const none = await c.page("/admin/audit?action=nothing-like-this");
-    assert.doesNotMatch(none, /staff\.created/);
+    assert.doesNotMatch(none, /<small class="code">staff\.created<\/small>/);
+    assert.match(none, /没有符合筛选条件的记录/);
     const bad = await c.get("/admin/audit?before=abc");
     assert.equal(bad.status, 200);
   } finally {

@@ -8,7 +8,9 @@ export { findOrder, settlePaid, type TopupOrder } from "./orders.ts";
 export {
   listFlaggedOrders,
   listOrders,
+  type OrderFilter,
   ordersByNumbers,
+  pageOrders,
   paidOrdersBetween,
 } from "./order_lists.ts";
 export { listFlaggedNotifies, resolveFlaggedNotify } from "./notifies.ts";
