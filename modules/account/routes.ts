@@ -1,5 +1,6 @@
 import { type Context, Hono } from "hono";
 import { zValidator } from "@hono/zod-validator";
+import { z } from "zod";
 import type { Db } from "../platform/database.ts";
 import type { Config } from "../platform/config.ts";
 import { DomainError, TooManyAttemptsError } from "../platform/errors.ts";
@@ -38,6 +39,15 @@ import {
   sendPasswordResetCode,
   setPasswordWithTicket,
 } from "./service.ts";
+import {
+  bindPendingWechat,
+  pendingWechat,
+  wechatLoginRoutes,
+  wechatSignInFirst,
+} from "./wechat_routes.ts";
+
+/** 登录, and inside WeChat after the OAuth: keep [绑定此微信] on to bind it. */
+const loginForm = loginSchema.extend({ bind_wechat: z.string().max(5).optional() });
 
 /** What the account pages need. */
 export interface AccountDeps {
@@ -119,19 +129,33 @@ export function accountRoutes(deps: AccountDeps): Hono<AppEnv> {
   );
 
   // ---- 登录 / 退出
-  const showLogin = (c: C, errors: FieldErrors, input: Input, status = 200, notice = "") =>
-    render(c, "account/login", { errors, input, notice }, { status, title: "登录" });
+  const showLogin = async (c: C, errors: FieldErrors, input: Input, status = 200, notice = "") =>
+    render(c, "account/login", {
+      errors,
+      input,
+      notice,
+      problem: "",
+      wechat: await pendingWechat(c, config) ? { bind: input.bind_wechat !== "" } : null,
+    }, { status, title: "登录" });
 
   app.get("/login", (c) => {
     const next = c.req.query("next") ?? "";
     if (c.get("accountId") !== null) return c.redirect(safeNext(next), 303);
+    // Opened from the 服务号 menu: the silent OAuth first (sign-in without typing).
+    const first = wechatSignInFirst(c, config, next);
+    if (first) return c.redirect(first, 302);
     const notice = c.req.query("reset") === "1" ? "登录密码已重置，请使用新密码登录" : "";
     return showLogin(c, {}, { next }, 200, notice);
   });
 
   app.post(
     "/login",
-    zValidator("form", loginSchema, formErrorsHook((c, e, i) => showLogin(c, e, i, 422))),
+    zValidator(
+      "form",
+      loginForm,
+      // An unticked box is not sent: the form shows it unticked again.
+      formErrorsHook((c, e, i) => showLogin(c, e, { ...i, bind_wechat: i.bind_wechat ?? "" }, 422)),
+    ),
     async (c) => {
       const form = c.req.valid("form");
       try {
@@ -148,9 +172,15 @@ export function accountRoutes(deps: AccountDeps): Hono<AppEnv> {
           });
         }
         await signIn(c, deps, "student", who.accountId);
+        await bindPendingWechat(c, deps, who.accountId, form.bind_wechat === "1");
       } catch (err) {
         const e = asErrors(err);
-        return showLogin(c, e.errors, keep(form), e.status);
+        return showLogin(
+          c,
+          e.errors,
+          { ...keep(form), bind_wechat: form.bind_wechat ?? "" },
+          e.status,
+        );
       }
       return c.redirect(safeNext(form.next), 303);
     },
@@ -269,6 +299,8 @@ export function accountRoutes(deps: AccountDeps): Hono<AppEnv> {
 
   // ---- 我的 → 绑定邮箱
   app.use("/me/*", requireStudent);
+  // ---- 微信登录 (the 服务号's OAuth, 我的 → 微信登录)
+  app.route("/", wechatLoginRoutes(deps));
 
   const showEmail = async (
     c: C,

@@ -4,7 +4,7 @@ import type { AppEnv } from "../platform/http.ts";
 import { render } from "../platform/views.ts";
 import { serveAsset } from "../platform/assets.ts";
 import { requireStudent, signOut } from "../security/mod.ts";
-import { findAccount } from "../account/mod.ts";
+import { findAccount, wechatLoginOf } from "../account/mod.ts";
 import { findBoundCard } from "../card/mod.ts";
 import { getBalance } from "../wallet/mod.ts";
 import type { Config } from "../platform/config.ts";
@@ -60,7 +60,8 @@ export function homeRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
       await signOut(c, deps, "student");
       return c.redirect("/login", 303);
     }
-    return render(c, "home/me", { account, card }, { title: "我的", tab: "me" });
+    const wechat = await wechatLoginOf(db, account.id);
+    return render(c, "home/me", { account, card, wechat }, { title: "我的", tab: "me" });
   });
 
   return app;

@@ -36,6 +36,8 @@ const CSRF_EXEMPT = [/^\/pay\/notify\//];
 /** Pages anyone may open without signing in. Adding a page here is a security decision. */
 const PUBLIC_PAGES = [
   /^\/login$/,
+  // Sign-in from the 服务号 menu: the OAuth round trip (its state is tied to this browser).
+  /^\/login\/wechat(\/callback)?$/,
   /^\/register(\/.*)?$/,
   /^\/password\/forgot(\/.*)?$/,
   // Setting a new password after a staff reset: authorised by the signed ticket in the form.
