@@ -9,13 +9,29 @@ import { render } from "../platform/views.ts";
 import { clientIp } from "../security/mod.ts";
 import { registerAdminNav, requireRole, type Role, ROLES } from "../staff/mod.ts";
 import { findAccount, findSchool, listSchools } from "../account/mod.ts";
-import { commitImport, loadImport, MAX_IMPORT_BYTES, previewImport } from "./import.ts";
+import {
+  commitImport,
+  loadImport,
+  MAX_IMPORT_BYTES,
+  previewImport,
+  TEMPLATE_HEADER,
+  TEMPLATE_NOTES,
+} from "./import.ts";
+import { writeCsv } from "../platform/csv.ts";
+import { writeXlsx } from "../platform/sheets.ts";
 import { cardPasswordLockedFor } from "./passwords.ts";
 import { listCardEvents, listChips, loadCardAccount } from "./repository.ts";
 import { importUploadSchema, reissueSchema, searchQuery } from "./schemas.ts";
 import { findCardsForStaff } from "./search.ts";
 import type { CardSearchRow } from "./repository.ts";
-import { ALL_ROWS, exportLinks, exportTable, pager, type Table } from "../platform/listing.ts";
+import {
+  ALL_ROWS,
+  attachment,
+  exportLinks,
+  exportTable,
+  pager,
+  type Table,
+} from "../platform/listing.ts";
 import {
   boundLoginLockedFor,
   checkReissue,
@@ -270,6 +286,30 @@ export function cardAdminRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> 
     });
 
   app.get("/import", requireRole(...CARD_VIEW_ROLES), (c) => showUpload(c, {}));
+
+  // The sample template: its columns formatted as text, the rules on a second sheet.
+  app.get("/import/template.xlsx", requireRole(...CARD_VIEW_ROLES), async (c) => {
+    const bytes = await writeXlsx(
+      "持卡人",
+      TEMPLATE_HEADER.map((header) => ({ header, kind: "text" as const })),
+      [],
+      { notes: { name: "填写说明", lines: TEMPLATE_NOTES } },
+    );
+    return c.body(bytes as Uint8Array<ArrayBuffer>, 200, {
+      "content-type": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+      "content-disposition": attachment("导入持卡人模板", "xlsx"),
+    });
+  });
+
+  app.get(
+    "/import/template.csv",
+    requireRole(...CARD_VIEW_ROLES),
+    (c) =>
+      c.body(writeCsv([TEMPLATE_HEADER]), 200, {
+        "content-type": "text/csv; charset=utf-8",
+        "content-disposition": attachment("导入持卡人模板", "csv"),
+      }),
+  );
 
   app.post(
     "/import",

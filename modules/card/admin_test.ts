@@ -252,7 +252,7 @@ Deno.test("import through the console: upload, preview with per-row errors, comm
     `\ufeff${HEADER}\r\n2025000001,陈一,530102200501011233,7000000001,学生\r\n2025000002,<b>x</b>,530102200501011233,7000000002,学生\r\n`;
   const empty = await upload(c, { school_id: String(env.school.id) }, new Uint8Array());
   assert.equal(empty.status, 422);
-  assert.match(await empty.text(), /请选择CSV文件/);
+  assert.match(await empty.text(), /请选择 Excel 或 CSV 文件/);
   const noSchool = await upload(c, { school_id: "abc" }, new TextEncoder().encode(csv));
   assert.equal(noSchool.status, 422);
   assert.match(await noSchool.text(), /请选择学校/);

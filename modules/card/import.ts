@@ -1,12 +1,13 @@
 /**
- * Cardholder import from CSV (学号, 姓名, 身份证号, 芯片卡号, 类型), as the card office exports it
- * from Excel: UTF-8 with or without BOM, GBK/GB18030, or UTF-16 "Unicode text"; comma or tab
- * separated. A preview is stored (身份证 numbers already reduced to hash, mask and default-password
+ * Cardholder import (学号, 姓名, 身份证号, 芯片卡号, 类型) from an Excel workbook (.xlsx, its first
+ * sheet with data) or CSV as the card office and the 教务系统 export it: UTF-8 with or without BOM,
+ * GBK/GB18030, or UTF-16 "Unicode text"; comma or tab separated. Both go through the same rows,
+ * checks and preview. A preview is stored (身份证 numbers already reduced to hash, mask and default-password
  * check) and committed in one transaction; the plan is computed again at commit against the
  * database as it is then, so re-importing the same file changes nothing.
  */
 import { sql } from "kysely";
-import { decodeCsv, readCsv } from "../platform/csv.ts";
+import { readTable } from "../platform/sheets.ts";
 import type { Db } from "../platform/database.ts";
 import { toHex } from "../security/mod.ts";
 import { writeAudit } from "../staff/mod.ts";
@@ -73,13 +74,29 @@ const HEADERS: Record<string, keyof typeof COLUMNS> = {
   "类型": "kind",
   "人员类型": "kind",
 };
-const COLUMNS = {
+const COLUMNS: Record<"studentNumber" | "name" | "idNumber" | "chipNumber" | "kind", string> = {
   studentNumber: "学号",
   name: "姓名",
   idNumber: "身份证号",
   chipNumber: "芯片卡号",
   kind: "类型",
 };
+
+/** The template's columns, in the order the import reads best (any order is accepted). */
+export const TEMPLATE_HEADER = Object.values(COLUMNS);
+
+/** The instructions sheet of the template workbook. */
+export const TEMPLATE_NOTES = [
+  "导入持卡人模板说明",
+  "1. 在“持卡人”表中每行填写一名持卡人，第一行表头请勿修改；列的顺序可以调整。",
+  "2. 学号（或工号）：4-20位数字或字母，在本校内唯一。",
+  "3. 姓名：1-40个文字，不能含数字或符号。",
+  "4. 身份证号：18位，最后一位可以是X。模板中该列已设为文本格式；如从其他表格粘贴，请使用“选择性粘贴 → 值”，不要让 Excel 把它变成数字（会丢失末几位）。",
+  "5. 芯片卡号：卡片上印的芯片卡号，4-20位数字或字母（不是学号）。",
+  "6. 类型：填写“学生”或“教职工”。",
+  "7. 上传后先预览：有错误的行会列出行号和原因并跳过，确认无误后再导入。重复导入同一文件不会产生变化；芯片卡号变化的按补卡处理（旧卡注销）。",
+  "示例：2025090001 | 刘洋 | 530111200608084519 | 9100000001 | 学生",
+];
 
 /** Parses and validates a file's rows; file-level problems throw CardError. */
 export async function readImportFile(
@@ -90,7 +107,7 @@ export async function readImportFile(
   if (bytes.length > MAX_IMPORT_BYTES) {
     throw new CardError("Import file too large", "文件过大（最大10MB）", "file");
   }
-  const records = readCsv(decodeCsv(bytes), { field: "file" });
+  const records = await readTable(bytes, { field: "file" });
   if (records.length < 2) throw new CardError("No data rows", "文件中没有数据行", "file");
   if (records.length - 1 > MAX_IMPORT_ROWS) {
     throw new CardError("Too many rows", `一次最多导入${MAX_IMPORT_ROWS}行`, "file");
@@ -116,11 +133,21 @@ export async function readImportFile(
   const seenStudent = new Map<string, number>();
   const seenChip = new Map<string, number>();
   for (let r = 1; r < records.length; r++) {
-    const { cells, line } = records[r];
+    const { cells, line, lossy } = records[r];
     const cell = (k: keyof typeof COLUMNS) => (cells[index[k]!] ?? "").slice(0, 200);
     const studentNumber = parseStudentNumber(cell("studentNumber"));
     const shownNumber = studentNumber ?? cell("studentNumber").slice(0, 20);
     const fail = (message: string) => errors.push({ line, studentNumber: shownNumber, message });
+    // Excel keeps 15 digits of a number: an 18-digit 身份证 typed into a number cell is already
+    // wrong, and its check digit may even pass by chance.
+    const lost = (["idNumber", "chipNumber", "studentNumber"] as const)
+      .find((k) => lossy?.includes(index[k]!));
+    if (lost) {
+      fail(
+        `${COLUMNS[lost]}在 Excel 中被存成了数字，末几位已丢失：请把该列设为“文本”格式后重新填写`,
+      );
+      continue;
+    }
     if (!studentNumber) {
       fail("学号格式不正确（4-20位数字或字母）");
       continue;

@@ -62,13 +62,14 @@ export const reissueSchema = z.object({
 }).transform((f) => ({ chip_number: f.chip_number, confirmed: f.confirm === "1" }));
 
 /**
- * 导入持卡人: the school and the CSV file (at most `maxBytes`), read into bytes for the preview.
+ * 导入持卡人: the school and the file, Excel (.xlsx) or CSV (at most `maxBytes`), read into bytes for
+ * the preview.
  */
 export function importUploadSchema(maxBytes: number) {
   return z.object({ file: z.unknown().optional(), school_id: z.unknown().optional() })
     .transform(async (f, ctx) => {
       if (!(f.file instanceof File) || f.file.size === 0) {
-        ctx.addIssue({ code: "custom", path: ["file"], message: "请选择CSV文件" });
+        ctx.addIssue({ code: "custom", path: ["file"], message: "请选择 Excel 或 CSV 文件" });
         return z.NEVER;
       }
       if (f.file.size > maxBytes) {

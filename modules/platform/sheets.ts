@@ -171,12 +171,15 @@ function sheetName(name: string): string {
 
 /**
  * Writes one worksheet: a bold, frozen header row and the rows below it. Text cells are written
- * as text (a leading "=" stays text; Excel never runs it), numbers as numbers.
+ * as text (a leading "=" stays text; Excel never runs it), and a text column is formatted as text
+ * so what someone types into it later stays text too (a 身份证 keeps its 18 digits); numbers as
+ * numbers. `notes` adds a second sheet of lines (a template's instructions).
  */
 export async function writeXlsx(
   name: string,
   columns: XlsxColumn[],
   rows: Array<Array<string | number | null>>,
+  options: { notes?: { name: string; lines: string[] } } = {},
 ): Promise<Uint8Array> {
   const ExcelJS = await exceljs();
   const workbook = new ExcelJS.Workbook();
@@ -197,5 +200,11 @@ export async function writeXlsx(
   });
   sheet.getRow(1).font = { bold: true };
   for (const r of rows) sheet.addRow(r);
+  if (options.notes) {
+    const notes = workbook.addWorksheet(sheetName(options.notes.name));
+    notes.columns = [{ width: 100 }];
+    for (const line of options.notes.lines) notes.addRow([line]);
+    notes.getRow(1).font = { bold: true };
+  }
   return new Uint8Array(await workbook.xlsx.writeBuffer());
 }
