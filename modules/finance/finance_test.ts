@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { readXlsx } from "../platform/sheets.ts";
 import { createMerchant, registerTerminal } from "../merchant/mod.ts";
 import { creditTopUp, getBalance, payFromCard, verifyLedger } from "../wallet/mod.ts";
 import { csrfFor } from "../platform/testing.ts";
@@ -307,7 +308,28 @@ Deno.test("daily reports per merchant and per terminal, with an SVG bar chart an
   const fin = await makeStaff(ctx, "fin1", [ROLES.finance]);
   const byMerchant = await fin.client.page("/admin/finance/reports");
   assert.match(byMerchant, /<svg class="bar-chart"/);
-  assert.equal((byMerchant.match(/<rect /g) ?? []).length, 2);
+  assert.equal((byMerchant.match(/<rect x="220"/g) ?? []).length, 2);
+  // The days side by side: the last 7 days by default, a bar each, today's 4 payments in the last.
+  const bars = [...byMerchant.matchAll(/<rect class="trend-bar"[^>]*><title>([^<]+)<\/title>/g)];
+  assert.equal(bars.length, 7);
+  assert.match(bars[6][1], /^\d{4}-\d{2}-\d{2}：4 笔，¥38\.50$/);
+  assert.match(bars[0][1], /：0 笔，¥0\.00$/);
+  assert.match(byMerchant, /<summary>每日明细（7 天）<\/summary>/);
+  // 按商户 names the merchant once.
+  assert.match(byMerchant, /<thead><tr><th>商户<\/th><th class="num">笔数<\/th>/);
+  assert.match(byMerchant, /<tr><td>第一食堂<\/td><td class="num">3<\/td>/);
+  const merchantCsv = await (await fin.client.get("/admin/finance/reports.csv")).text();
+  assert.ok(merchantCsv.startsWith("\uFEFF商户,笔数,金额(元),退款(元),起始日期,截止日期\r\n"));
+  assert.match(merchantCsv, /\r\n第一食堂,3,35\.00,0\.00,/);
+  const xlsx = await fin.client.get("/admin/finance/reports.xlsx?by=terminal");
+  const sheet = await readXlsx(new Uint8Array(await xlsx.arrayBuffer()));
+  assert.deepEqual(sheet[0].cells.slice(0, 4), ["终端", "商户", "笔数", "金额(元)"]);
+  assert.equal(sheet.length, 4);
+  // A month's range keeps a bar for every day; a range over a year is cut to its last 366 days.
+  const month = await fin.client.page("/admin/finance/reports?from=2026-01-01&to=2026-01-31");
+  assert.equal((month.match(/<rect class="trend-bar"/g) ?? []).length, 31);
+  const years = await fin.client.page("/admin/finance/reports?from=2020-01-01&to=2026-01-31");
+  assert.match(years, /2025-01-31 至 2026-01-31/);
   assert.match(byMerchant, /第一食堂：3 笔，¥35\.00/);
   assert.match(byMerchant, /校园超市：1 笔，¥3\.50/);
   assert.match(byMerchant, /4 笔，¥38\.50/);

@@ -1,10 +1,13 @@
 import assert from "node:assert/strict";
 import { parseCsv } from "../platform/csv.ts";
-import { reportCsv } from "./reports.ts";
+import { tableCsv } from "../platform/listing.ts";
+import { reportTable } from "./reports.ts";
 
 Deno.test("the finance report CSV neutralises names a spreadsheet would run, tab and CR too", () => {
   const names = ['=HYPERLINK("http://x")', "+A1", "-1+1", "@SUM(A1)", "\t=cmd", "\r=cmd"];
-  const csv = reportCsv(
+  const range = { from: "2026-11-01", to: "2026-11-30", by: "terminal" as const };
+  const csv = tableCsv(
+    reportTable(range),
     names.map((label, i) => ({
       key: String(i),
       label,
@@ -13,7 +16,6 @@ Deno.test("the finance report CSV neutralises names a spreadsheet would run, tab
       amount: 1250,
       returned: 0,
     })),
-    { from: "2026-11-01", to: "2026-11-30", by: "terminal" },
   );
   assert.ok(csv.startsWith("\uFEFF终端,商户,笔数,金额(元),退款(元),起始日期,截止日期\r\n"));
   const rows = parseCsv(csv).slice(1);

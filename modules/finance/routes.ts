@@ -36,7 +36,14 @@ import {
   refundsOf,
   resolveFlag,
 } from "./service.ts";
-import { dailyReport, reportChart, reportCsv, reportRange } from "./reports.ts";
+import {
+  dailyReport,
+  quickRanges,
+  reportChart,
+  reportRange,
+  reportTable,
+  trendChart,
+} from "./reports.ts";
 import { getReconciliation, listReconciliations, reconcileStatement } from "./reconciliations.ts";
 import { acceptOfflineReview, listOfflineReviews, rejectOfflineReview } from "./offline.ts";
 import {
@@ -205,24 +212,34 @@ export function financeRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
     });
   }
 
-  // 日报
+  // 营业日报: the days side by side, and merchants or terminals ranked; CSV and Excel.
   app.get("/reports", requireRole(...VIEW), zValidator("query", reportQuery), async (c) => {
     const range = reportRange(c.req.valid("query"));
-    const rows = await dailyReport(db, range);
+    const { rows, days } = await dailyReport(db, range);
     const query = new URLSearchParams(range).toString();
-    const data = { range, rows, ...reportChart(rows), query };
-    return render(c, "finance/reports", data, { ...ADMIN, title: "营业日报" });
+    return render(c, "finance/reports", {
+      range,
+      rows,
+      days,
+      ...reportChart(rows),
+      trend: trendChart(days),
+      quick: quickRanges(),
+      query,
+    }, { ...ADMIN, title: "营业日报" });
   });
 
-  app.get("/reports.csv", requireRole(...VIEW), zValidator("query", reportQuery), async (c) => {
-    const range = reportRange(c.req.valid("query"));
-    const csv = reportCsv(await dailyReport(db, range), range);
-    return c.body(csv, 200, {
-      "content-type": "text/csv; charset=utf-8",
-      "content-disposition":
-        `attachment; filename="report-${range.by}-${range.from}-${range.to}.csv"`,
-    });
-  });
+  for (const format of ["csv", "xlsx"] as const) {
+    app.get(
+      `/reports.${format}`,
+      requireRole(...VIEW),
+      zValidator("query", reportQuery),
+      async (c) => {
+        const range = reportRange(c.req.valid("query"));
+        const { rows } = await dailyReport(db, range);
+        return exportTable(c, reportTable(range), rows, format, `${range.from}-${range.to}`);
+      },
+    );
+  }
 
   // 充值对账
   const showReconcile = async (c: Context<AppEnv>, errors: Record<string, string>, status = 200) =>

@@ -146,7 +146,7 @@ export function merchantRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
       input,
     };
     if (c.req.header("hx-request") === "true" && c.req.query("live") === "1") {
-      return render(c, "merchant/_terminal_rows", data, { layout: null });
+      return render(c, "merchant/_terminals_live", data, { layout: null });
     }
     return render(c, "merchant/terminals", data, { ...page, status, title: "终端" });
   };

@@ -93,6 +93,20 @@ Deno.test("an administrator creates a merchant, registers a terminal and sees it
   const live = await admin.page("/admin/terminals?live=1", { "hx-request": "true" });
   assert.match(live, /已停用/);
   assert.doesNotMatch(live, /<html/);
+  // Online or offline in colour and in words, and how many of each.
+  assert.match(
+    live,
+    /<span class="conn conn--offline"><span class="conn__dot" aria-hidden="true"><\/span>离线<\/span>/,
+  );
+  assert.match(live, /在线 <strong>0<\/strong><\/span> <span class="conn conn--offline">/);
+  await h.db.updateTable("terminals").set({ last_seen_at: new Date() }).where("id", "=", id)
+    .execute();
+  const seen = await admin.page("/admin/terminals?live=1", { "hx-request": "true" });
+  assert.match(seen, /<tr class="is-online">/);
+  assert.match(
+    seen,
+    /<span class="conn conn--online"><span class="conn__dot" aria-hidden="true"><\/span>在线<\/span>/,
+  );
   const actions = (await listAudit(h.db, { targetType: "terminal" })).map((a) => a.action).sort();
   assert.deepEqual(actions, ["terminal.disabled", "terminal.key_rotated", "terminal.registered"]);
 });
