@@ -291,6 +291,17 @@
     save(keep);
   }
 
+  // Back to the online 付款码 once the server answers (the network may come back in steps).
+  function backOnline() {
+    if (!g.navigator.onLine) return;
+    fetch("/healthz", { cache: "no-store" }).then(function (r) {
+      if (r.ok) g.location.replace("/pay/code");
+      else setTimeout(backOnline, 3000);
+    }, function () {
+      setTimeout(backOnline, 3000);
+    });
+  }
+
   function start() {
     var band = doc.querySelector("[data-offline-sync]");
     if (band && g.crypto && g.crypto.subtle && g.fetch) {
@@ -306,9 +317,9 @@
         var none = doc.querySelector("[data-offline-none]");
         if (none) none.hidden = false;
       }
-      g.addEventListener("online", function () {
-        g.location.replace("/pay/code");
-      });
+      g.addEventListener("online", backOnline);
+      // Shown while the phone says it is online: the server was out of reach; look again later.
+      if (g.navigator.onLine) setTimeout(backOnline, 3000);
     }
   }
   if (doc.readyState === "loading") doc.addEventListener("DOMContentLoaded", start);
