@@ -238,7 +238,14 @@ export type Message =
   | { code: 0xc1; fromVersion: number; blocklist: BlocklistDelta }
   | { code: 0xd0; status: number; ackedSequence: number; applied: number; duplicates: number }
   | {
-    code: 0xd1 | 0xd2;
+    code: 0xd1;
+    status: number;
+    ackedSequence: number;
+    duplicates: number;
+    results: OfflineResult[];
+  }
+  | {
+    code: 0xd2;
     status: number;
     ackedSequence: number;
     duplicates: number;
