@@ -122,6 +122,31 @@ Deno.test("docs/OFFLINE_PAYMENT_CODES.md's vectors are the codes server and page
   assert.equal(toHex(key), derivation.keyHex);
 });
 
+Deno.test("terminal/PROTOCOL.md §6.4's offline codes are the document's device's codes at their moments", async () => {
+  const text = await Deno.readTextFile(new URL("../../terminal/PROTOCOL.md", import.meta.url));
+  const section = text.slice(text.indexOf("### 6.4"), text.indexOf("## 7."));
+  const metas = [...section.matchAll(/```vector\n(\{.*\})\n/g)].map((m) => JSON.parse(m[1]));
+  const scans = metas.filter((v) => v.message.code === 0x11);
+  assert.equal(scans.length, 3);
+  const [paid, again, slow] = scans;
+  const codeAt = (unix: number) => offlineCode("0012345", totp(VECTOR_KEY, stepOf(unix * 1000)));
+  assert.equal(paid.message.paymentCode, codeAt(paid.timestamp));
+  assert.equal(again.message.paymentCode, paid.message.paymentCode);
+  // The slow phone's code is of five minutes before the scan: ten steps, a clock off.
+  assert.equal(slow.message.paymentCode, codeAt(slow.timestamp - 310));
+  assert.deepEqual(
+    matchStep(
+      VECTOR_KEY,
+      parseOfflineCode(slow.message.paymentCode)!.otp,
+      stepOf(slow.timestamp * 1000),
+    ),
+    { kind: "skewed", step: stepOf((slow.timestamp - 310) * 1000) },
+  );
+  const upload = metas.find((v) => v.message.code === 0x52)!;
+  const [byCode] = upload.message.records;
+  assert.equal(byCode.paymentCode, codeAt(byCode.occurredAt));
+});
+
 Deno.test("an offline code is told from online, WeChat and Alipay codes and from a misread", () => {
   const code = offlineCode("0012345", "66879360");
   assert.ok(isOfflineCodeShape(code));
