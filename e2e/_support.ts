@@ -287,6 +287,22 @@ export function journey(
   });
 }
 
+/**
+ * The code of the next mail to `to` that carries one. The notifier's mails (security notices and
+ * other 消息通知 for a student without a WeChat) may arrive in between: they are read and skipped.
+ */
+export async function nextCode(
+  smtp: TestSmtpServer,
+  to: string,
+  timeoutMs = 20_000,
+): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const mail = await smtp.nextMail(to, Math.max(1, deadline - Date.now()));
+    if (/验证码：\d{6}/.test(mail.text)) return codeFrom(mail.text);
+  }
+}
+
 /** The 6-digit code of a mail sent by 一信通 (“验证码：123456”). */
 export function codeFrom(text: string): string {
   const m = /验证码：(\d{6})/.exec(text);

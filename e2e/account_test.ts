@@ -3,7 +3,7 @@
  * SMTP, sign out, reset the forgotten password by email code, and sign in with the new one.
  */
 import assert from "node:assert/strict";
-import { codeFrom, journey } from "./_support.ts";
+import { journey, nextCode } from "./_support.ts";
 
 const PHONE = "13912345678";
 const EMAIL = "student42@qq.com";
@@ -48,7 +48,7 @@ journey("account: register, bind email, reset password by email", { smtp: true }
   await page.getByRole("link", { name: /绑定邮箱/ }).click();
   await page.waitForURL(/\/me\/email$/);
   await page.getByLabel("邮箱").fill(EMAIL);
-  const mailWait = smtp.nextMail(EMAIL, 20_000);
+  const mailWait = nextCode(smtp, EMAIL);
   await page.getByRole("button", { name: "发送验证码" }).click();
   await page.getByText(`验证码已发送至 ${EMAIL}`).waitFor();
   await page.locator("#send-code", { hasText: /秒后重发/ }).waitFor();
@@ -59,7 +59,7 @@ journey("account: register, bind email, reset password by email", { smtp: true }
   );
   assert.equal(page.url(), server.url("/me/email"), "htmx swapped the form in place");
   await shot("email-code-sent");
-  const bindCode = codeFrom((await mailWait).text);
+  const bindCode = await mailWait;
   await page.getByLabel("验证码").fill(bindCode);
   await page.getByRole("button", { name: "确定" }).click();
   await page.getByText("邮箱绑定成功").waitFor();
@@ -75,11 +75,11 @@ journey("account: register, bind email, reset password by email", { smtp: true }
   await page.getByRole("link", { name: "忘记密码" }).click();
   await page.waitForURL(/\/password\/forgot$/);
   await page.getByLabel("手机号").fill(PHONE);
-  const resetWait = smtp.nextMail(EMAIL, 20_000);
+  const resetWait = nextCode(smtp, EMAIL);
   await page.getByRole("button", { name: "发送验证码" }).click();
   await page.getByText(/验证码已发送至绑定邮箱 st\*\*\*@qq\.com/).waitFor();
   await shot("forgot-code-sent");
-  const resetCode = codeFrom((await resetWait).text);
+  const resetCode = await resetWait;
   assert.notEqual(resetCode, "", "a code arrived");
   await page.getByLabel("邮箱验证码").fill(resetCode);
   await page.getByLabel("新密码").fill("Fresh5678");

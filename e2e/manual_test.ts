@@ -12,7 +12,7 @@
  * email is sent to 教学楼 503 图文信息中心 (温馨提示).
  */
 import assert from "node:assert/strict";
-import { codeFrom, journey, type Page } from "./_support.ts";
+import { journey, nextCode, type Page } from "./_support.ts";
 import { acceptConfirm, assertAccessible } from "./_ui.ts";
 import { MessageCode, Status, TerminalClient } from "../terminal/mod.ts";
 import { terminalKeyHex } from "../modules/merchant/mod.ts";
@@ -262,10 +262,10 @@ journey("manual: 校园一信通使用手册 from top to bottom", {
   await page.getByRole("link", { name: /绑定邮箱/ }).click();
   await page.getByRole("heading", { name: "绑定邮箱" }).waitFor();
   await page.getByLabel("邮箱", { exact: true }).fill(EMAIL);
-  const bindMail = smtp!.nextMail(EMAIL, 60_000);
+  const bindMail = nextCode(smtp!, EMAIL, 60_000);
   await page.getByRole("button", { name: "发送验证码" }).click();
   await page.getByText(`验证码已发送至 ${EMAIL}`).waitFor();
-  await page.getByLabel("验证码", { exact: true }).fill(codeFrom((await bindMail).text));
+  await page.getByLabel("验证码", { exact: true }).fill(await bindMail);
   await shot("7-email");
   await page.getByRole("button", { name: "确定" }).click();
   await page.getByText("邮箱绑定成功").waitFor();
@@ -315,10 +315,10 @@ journey("manual: 校园一信通使用手册 from top to bottom", {
   await signOut(page);
   await page.getByRole("link", { name: "忘记密码" }).click();
   await page.getByLabel("手机号").fill(PHONE);
-  const resetMail = smtp!.nextMail(EMAIL, 60_000);
+  const resetMail = nextCode(smtp!, EMAIL, 60_000);
   await page.getByRole("button", { name: "发送验证码" }).click();
   await page.getByText(/验证码已发送至绑定邮箱/).waitFor();
-  await page.getByLabel("邮箱验证码").fill(codeFrom((await resetMail).text));
+  await page.getByLabel("邮箱验证码").fill(await resetMail);
   await page.getByLabel("新密码").fill(NEW_LOGIN_PASSWORD);
   await shot("9-forgot-password");
   await page.getByRole("button", { name: "确认" }).click();

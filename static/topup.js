@@ -1,5 +1,5 @@
-// 充值: [充值] echoes the amount (quick amounts: quick_amount.js); the WeChat page starts JSAPI
-// payment in the webview.
+// 充值 and 代充: [充值] echoes the amount (quick amounts: quick_amount.js); the WeChat page starts
+// JSAPI payment in the webview; 请家人代充 copies its link.
 (function () {
   "use strict";
 
@@ -38,8 +38,25 @@
     });
   }
 
+  // 请家人代充: [复制链接] copies the link (or selects it where the webview will not copy).
+  function copy(btn) {
+    const input = document.getElementById(btn.getAttribute("data-copy"));
+    if (!input) return;
+    const done = () => {
+      btn.textContent = "已复制";
+    };
+    input.select();
+    if (navigator.clipboard && navigator.clipboard.writeText) {
+      navigator.clipboard.writeText(input.value).then(done, () => {});
+    } else if (document.execCommand && document.execCommand("copy")) {
+      done();
+    }
+  }
+
   document.addEventListener("click", (e) => {
     const btn = e.target && e.target.closest ? e.target.closest("#wxpay") : null;
     if (btn) pay(btn);
+    const copier = e.target && e.target.closest ? e.target.closest("[data-copy]") : null;
+    if (copier) copy(copier);
   });
 })();

@@ -15,74 +15,47 @@ import type { Config } from "../platform/config.ts";
 import { DomainError, TooManyAttemptsError } from "../platform/errors.ts";
 import { logger } from "../platform/log.ts";
 import {
+  checkOauthState,
   isOauthCode,
+  OAUTH_STATE_TTL_S,
+  oauthState,
   openidForCode,
   type WechatMpConfig,
   WechatMpError,
 } from "../platform/wechat_mp.ts";
-import {
-  keyedHash,
-  randomToken,
-  recordEvent,
-  sha256Hex,
-  timingSafeEqual,
-  toBase64Url,
-} from "../security/mod.ts";
+import { keyedHash, recordEvent, sha256Hex, timingSafeEqual } from "../security/mod.ts";
 import { findAccount } from "./repository.ts";
 import { accountOfOpenid } from "./wechat_login.ts";
 
 const log = logger("account.wechat");
 
 /** How long an OAuth round trip (and a remembered openid) lasts. */
-export const WECHAT_SIGNIN_TTL_S = 600;
+export const WECHAT_SIGNIN_TTL_S = OAUTH_STATE_TTL_S;
 
 /** Callbacks per client address in ten minutes (each costs a call to WeChat). */
 const CALLBACK_IP_RULE = { limit: 30, windowSeconds: 600 };
-
-const enc = new TextEncoder();
-const dec = new TextDecoder();
-
-function fromBase64Url(s: string): string | null {
-  try {
-    const bin = atob(s.replace(/-/g, "+").replace(/_/g, "/"));
-    return dec.decode(Uint8Array.from(bin, (ch) => ch.charCodeAt(0)));
-  } catch {
-    return null;
-  }
-}
 
 async function mac(config: Config, purpose: string, text: string): Promise<string> {
   return (await keyedHash(config.appSecret, purpose, text)).slice(0, 32);
 }
 
 /** A fresh OAuth state and the cookie that ties it (and `next`) to this browser. */
-export async function startState(
+export function startState(
   config: Config,
   next: string,
   now = Date.now(),
 ): Promise<{ state: string; cookie: string }> {
-  const state = randomToken(16);
-  const body = `${state}.${Math.floor(now / 1000) + WECHAT_SIGNIN_TTL_S}.${
-    toBase64Url(enc.encode(next.slice(0, 300)))
-  }`;
-  return { state, cookie: `${body}.${await mac(config, "wechat-state", body)}` };
+  return oauthState(config.appSecret, "wechat-signin", next, now);
 }
 
 /** Where to go after the callback, when `state` is the one this browser's cookie holds. */
-export async function checkState(
+export function checkState(
   config: Config,
   cookie: string | undefined,
   state: string,
   now = Date.now(),
 ): Promise<{ next: string } | null> {
-  const parts = (cookie ?? "").split(".");
-  if (parts.length !== 4 || !state) return null;
-  const [nonce, expires, next64, sig] = parts;
-  const body = `${nonce}.${expires}.${next64}`;
-  if (!timingSafeEqual(sig, await mac(config, "wechat-state", body))) return null;
-  if (!timingSafeEqual(nonce, state) || Number(expires) * 1000 < now) return null;
-  const next = fromBase64Url(next64);
-  return next === null ? null : { next };
+  return checkOauthState(config.appSecret, "wechat-signin", cookie, state, now);
 }
 
 /**

@@ -13,6 +13,8 @@
  * Errors come as HTTP 200 with `{errcode, errmsg}`.
  */
 
+import { keyedHash, randomToken, timingSafeEqual, toBase64Url } from "./crypto.ts";
+
 /** Settings of the 服务号: WECHAT_APPID and WECHAT_APP_SECRET (both, or the 服务号 is off). */
 export interface WechatMpConfig {
   appId: string;
@@ -147,4 +149,60 @@ export async function fetchAccessToken(
   }
   const expiresIn = typeof json.expires_in === "number" ? json.expires_in : 7200;
   return { token: json.access_token, expiresIn };
+}
+
+/** How long an OAuth round trip may take (its state cookie lives this long). */
+export const OAUTH_STATE_TTL_S = 600;
+
+const enc = new TextEncoder();
+
+function fromBase64Url(s: string): string | null {
+  try {
+    const bin = atob(s.replace(/-/g, "+").replace(/_/g, "/"));
+    return new TextDecoder().decode(Uint8Array.from(bin, (ch) => ch.charCodeAt(0)));
+  } catch {
+    return null;
+  }
+}
+
+async function stateMac(secret: string, purpose: string, body: string): Promise<string> {
+  return (await keyedHash(secret, `oauth-state:${purpose}`, body)).slice(0, 32);
+}
+
+/**
+ * A fresh OAuth `state` and the cookie value that ties it to this browser, with where to go after
+ * (signed under `secret` for `purpose`; ten minutes). Send the state to WeChat, keep the cookie.
+ */
+export async function oauthState(
+  secret: string,
+  purpose: string,
+  next: string,
+  now = Date.now(),
+): Promise<{ state: string; cookie: string }> {
+  const state = randomToken(16);
+  const body = `${state}.${Math.floor(now / 1000) + OAUTH_STATE_TTL_S}.${
+    toBase64Url(enc.encode(next.slice(0, 300)))
+  }`;
+  return { state, cookie: `${body}.${await stateMac(secret, purpose, body)}` };
+}
+
+/**
+ * Where to go after an OAuth callback, when `state` is the one this browser's cookie holds and
+ * the cookie is ours and fresh; else null (someone else's callback, or a stale one).
+ */
+export async function checkOauthState(
+  secret: string,
+  purpose: string,
+  cookie: string | undefined,
+  state: string,
+  now = Date.now(),
+): Promise<{ next: string } | null> {
+  const parts = (cookie ?? "").split(".");
+  if (parts.length !== 4 || !state) return null;
+  const [nonce, expires, next64, sig] = parts;
+  const body = `${nonce}.${expires}.${next64}`;
+  if (!timingSafeEqual(sig, await stateMac(secret, purpose, body))) return null;
+  if (!timingSafeEqual(nonce, state) || Number(expires) * 1000 < now) return null;
+  const next = fromBase64Url(next64);
+  return next === null ? null : { next };
 }

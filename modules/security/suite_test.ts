@@ -38,6 +38,8 @@ const PUBLIC_PAGES = [
   /^\/login$/,
   // Sign-in from the 服务号 menu: the OAuth round trip (its state is tied to this browser).
   /^\/login\/wechat(\/callback)?$/,
+  // 代充: payers have no account here; a payer's order pages answer only that browser's payer.
+  /^\/topup\/proxy(\/.*)?$/,
   /^\/register(\/.*)?$/,
   /^\/password\/forgot(\/.*)?$/,
   // Setting a new password after a staff reset: authorised by the signed ticket in the form.

@@ -283,6 +283,24 @@ async function worldStudent(
     visited.push(to);
     markers.push(to.split("/").pop()!);
   }
+  // 代充 from this browser for its own card: a payer's pages, known only to the browser that paid.
+  const found = await c.post("/topup/proxy", {
+    school_id: String(school.id),
+    student_number: studentNumber,
+    name,
+  });
+  const ticket = new URL(found.headers.get("location") ?? "/", "http://x").searchParams.get("t");
+  await found.body?.cancel();
+  const proxy = await c.post("/topup/proxy/pay", {
+    ticket: ticket ?? "",
+    amount: "5",
+    method: "sandbox",
+  });
+  const sandboxPage = proxy.headers.get("location") ?? "";
+  assert.match(sandboxPage, /^\/topup\/proxy\/orders\/YXT\d+\/sandbox$/, `代充: ${proxy.status}`);
+  await proxy.body?.cancel();
+  visited.push(sandboxPage, sandboxPage.replace(/\/sandbox$/, ""));
+  markers.push(sandboxPage.split("/")[4]);
   const order = await c.post("/wallet/recharge", { amount: "10", quick: "", method: "sandbox" });
   const to = order.headers.get("location") ?? "";
   const orderNo = (/\/pay\/sandbox\/([^/?]+)/.exec(to) ?? /\/orders\/([^/?]+)/.exec(to))?.[1];

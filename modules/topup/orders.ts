@@ -63,14 +63,30 @@ export async function remainingToday(
   return Math.max(0, limits.daily - Number(row.used));
 }
 
+/** A new order: for which card, opened by whom (or paid by whom, for 代充), how. */
+export interface NewOrder {
+  card: { cardAccountId: number };
+  /** The login account opening it; null for 代充. */
+  accountId: number | null;
+  /** 代充's payer key; null otherwise. */
+  payerKey: string | null;
+  amountText: string;
+  method: string;
+  openid?: string | null;
+  /** What the payer sees in the gateway's bill. */
+  description: string;
+  /** Further checks run under the card's lock before the order is written (代充's limits). */
+  check?: (trx: Db, amount: number, now: Date) => Promise<void>;
+}
+
 /**
  * Opens a top-up: checks the amount and the limits, records the order, and asks the gateway to
  * open the payment. Returns the order and how the payer continues.
  */
-export async function createOrder(
+export async function openOrder(
   deps: TopupDeps,
   gateways: Gateways,
-  input: { accountId: number; amountText: string; method: string; openid?: string | null },
+  input: NewOrder,
 ): Promise<{ order: TopupOrder; start: PaymentStart }> {
   const { db } = deps;
   const limits = topupLimits(deps.config);
@@ -106,7 +122,7 @@ export async function createOrder(
   if (gateway.method === "wechat" && !input.openid) {
     throw new TopupRefused("No openid for JSAPI", "请在微信中打开本页面后使用微信支付", "method");
   }
-  const card = await cardFor(db, input.accountId);
+  const card = input.card;
   const now = new Date();
   const order = await db.transaction().execute(async (trx) => {
     // One card account's top-ups are checked against the daily limit one at a time.
@@ -127,6 +143,7 @@ export async function createOrder(
     if (open.n >= limits.maxOpen) {
       throw new TopupRefused("Too many open orders", "未完成的充值订单过多，请稍后再试", "amount");
     }
+    await input.check?.(trx, amount, now);
     return await trx.insertInto("topup_orders").values({
       order_no: newOrderNo(now),
       account_id: input.accountId,
@@ -141,12 +158,14 @@ export async function createOrder(
       closed_at: null,
       last_checked_at: null,
       flag_reason: null,
+      proxy: input.payerKey !== null,
+      payer_key: input.payerKey,
     }).returningAll().executeTakeFirstOrThrow();
   });
   const gatewayOrder: GatewayOrder = {
     orderNo: order.order_no,
     amount,
-    description: `校园一信通充值-${card.studentNumber}`,
+    description: input.description,
     expiresAt: order.expires_at,
     openid: input.openid ?? null,
   };
@@ -167,6 +186,21 @@ export async function createOrder(
     ).execute();
   }
   return { order: { ...order, prepay_id: start.reference }, start };
+}
+
+/** Opens a top-up of the signed-in account's own bound card (the 充值 form). */
+export async function createOrder(
+  deps: TopupDeps,
+  gateways: Gateways,
+  input: { accountId: number; amountText: string; method: string; openid?: string | null },
+): Promise<{ order: TopupOrder; start: PaymentStart }> {
+  const card = await cardFor(deps.db, input.accountId);
+  return await openOrder(deps, gateways, {
+    ...input,
+    card,
+    payerKey: null,
+    description: `校园一信通充值-${card.studentNumber}`,
+  });
 }
 
 /**
@@ -259,7 +293,12 @@ export async function settlePaid(
       amount: order.amount,
       method: order.method,
       reference: `topup:${order.order_no}`,
-      details: { orderNo: order.order_no, txnId: report.txnId },
+      details: {
+        orderNo: order.order_no,
+        txnId: report.txnId,
+        // 代充: the student's 充值到账 says who paid (someone else), nothing more.
+        ...(order.proxy ? { proxy: true } : {}),
+      },
     });
     await trx.updateTable("topup_orders").set({
       state: "paid",
@@ -333,7 +372,7 @@ export async function orderResult(
     now - order.last_checked_at.getTime() > POLL_CHECK_AFTER_MS;
   if (order.state === "pending" && due && now - order.created_at.getTime() > POLL_CHECK_AFTER_MS) {
     await checkOrder(deps, gateways, order);
-    order = (await findOwnOrder(deps.db, order.account_id, order.order_no))!;
+    order = (await findOrder(deps.db, order.order_no))!;
   }
   const credit = order.state === "paid" && order.transfer_id !== null
     ? await getTransaction(deps.db, order.card_account_id, order.transfer_id)

@@ -23,6 +23,7 @@ import {
   type TopupOrder,
 } from "./orders.ts";
 import { oauthStartUrl, rememberPayerFromCallback } from "./payer_oauth.ts";
+import { proxyRoutes } from "./proxy_routes.ts";
 import type { TopupMethod } from "./tables.ts";
 
 /**
@@ -69,6 +70,8 @@ export function topupRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
   });
 
   const methods = () => [...gateways.values()].map((g) => ({ value: g.method, label: g.label }));
+  // 代充: payers' pages and the student's link to share.
+  app.route("/", proxyRoutes(deps, gateways));
 
   const showForm = async (
     c: Context<AppEnv>,

@@ -7,7 +7,8 @@ export interface TopupOrdersTable {
   id: Generated<number>;
   /** Our order number, sent to the gateway as out_trade_no. */
   order_no: string;
-  account_id: number;
+  /** Who opened it; null for 代充 (paid by someone without an account here). */
+  account_id: number | null;
   card_account_id: number;
   amount: number;
   method: TopupMethod;
@@ -22,6 +23,17 @@ export interface TopupOrdersTable {
   last_checked_at: Date | null;
   flagged: Generated<boolean>;
   flag_reason: string | null;
+  /** 代充: paid by someone else for this card account. */
+  proxy: Generated<boolean>;
+  /** 代充's payer ("wx:<openid>" or "web:<hash of a browser token>"), for limits and its page. */
+  payer_key: string | null;
+}
+
+/** A card account's 代充 link: whoever has it may pay into that card, and learns nothing else. */
+export interface TopupProxyLinksTable {
+  card_account_id: number;
+  token: string;
+  created_at: Generated<Date>;
 }
 
 export interface TopupNotifiesTable {
@@ -103,6 +115,7 @@ export interface SandboxRefundsTable {
 declare module "../platform/database.ts" {
   interface Database {
     topup_orders: TopupOrdersTable;
+    topup_proxy_links: TopupProxyLinksTable;
     topup_notifies: TopupNotifiesTable;
     topup_wechat_payers: TopupWechatPayersTable;
     sandbox_payments: SandboxPaymentsTable;

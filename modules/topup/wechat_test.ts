@@ -561,3 +561,84 @@ async function staffId(ctx: { db: Parameters<typeof createStaff>[0] }): Promise<
     roles: [ROLES.finance],
   });
 }
+
+Deno.test("代充 through WeChat Pay: the payer's own openid, JSAPI, one credit, the payer's page only", async () => {
+  const standIn = await startStandIn();
+  await using base = await setupApp();
+  const config = {
+    ...base.config,
+    paymentGateway: "wechat",
+    env: { ...base.config.env, ...standIn.env },
+  };
+  const { createApp } = await import("../../main.ts");
+  const app = createApp({ db: base.db, config, onShutdown: () => {} });
+  const ctx = { ...base, config, app };
+  const WX = {
+    "user-agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) MicroMessenger/8.0.50",
+  };
+  try {
+    const s = await makeStudent(ctx, { name: "张三丰" });
+    const { studentNumber, schoolId } = await ctx.db.selectFrom("card_accounts")
+      .select(["student_number as studentNumber", "school_id as schoolId"])
+      .where("id", "=", s.cardAccountId).executeTakeFirstOrThrow();
+    const { TestClient } = await import("../platform/testing.ts");
+    const payer = new TestClient(app, config, "10.6.0.1");
+    const found = await payer.post("/topup/proxy", {
+      school_id: String(schoolId),
+      student_number: studentNumber,
+      name: "张三丰",
+    }, { headers: WX });
+    const confirm = found.headers.get("location")!;
+    // Inside WeChat the payer's openid is learnt first (snsapi_base), the state tied to this browser.
+    const first = await payer.get(confirm, WX);
+    assert.equal(first.status, 302);
+    const go = await payer.get(first.headers.get("location")!, WX);
+    const authorize = new URL(go.headers.get("location")!);
+    assert.equal(authorize.searchParams.get("scope"), "snsapi_base");
+    assert.equal(
+      authorize.searchParams.get("redirect_uri"),
+      "http://localhost:8000/topup/proxy/wechat/callback",
+    );
+    const state = authorize.searchParams.get("state")!;
+    const stranger = new TestClient(app, config, "10.6.0.2");
+    assert.equal(
+      (await stranger.get(`/topup/proxy/wechat/callback?code=CODE123&state=${state}`, WX)).status,
+      400,
+      "another browser cannot use the state",
+    );
+    const back = await payer.get(`/topup/proxy/wechat/callback?code=CODE123&state=${state}`, WX);
+    assert.equal(back.status, 303);
+    assert.equal(back.headers.get("location"), confirm);
+    const page = await payer.page(confirm, WX);
+    assert.match(page, /张\*\*/);
+    const ticket = /name="ticket" value="([^"]+)"/.exec(page)![1];
+    const res = await payer.post("/topup/proxy/pay", { ticket, amount: "88", method: "wechat" }, {
+      headers: WX,
+    });
+    assert.equal(res.status, 303);
+    const orderNo = /\/topup\/proxy\/orders\/(YXT\d+)\/pay$/.exec(res.headers.get("location")!)![1];
+    const remote = standIn.orders.get(orderNo)!;
+    assert.equal(remote.payer.openid, "oOPENID_student_1", "the payer's own WeChat pays");
+    assert.match(remote.description, /^校园一信通代充-\d{4}\*\*\*\*\d\d$/);
+    assert.match(await payer.page(`/topup/proxy/orders/${orderNo}/pay`, WX), /立即支付/);
+    const order = await ctx.db.selectFrom("topup_orders").select(["payer_key", "account_id"])
+      .where("order_no", "=", orderNo).executeTakeFirstOrThrow();
+    assert.deepEqual(order, { payer_key: "wx:oOPENID_student_1", account_id: null });
+    standIn.pay(orderNo);
+    const n = await standIn.notify(orderNo);
+    const post = () =>
+      app.request(`http://localhost:8000${new URL(n.url).pathname}`, {
+        method: "POST",
+        headers: n.headers,
+        body: n.body,
+      });
+    await Promise.all([post(), post(), post()]);
+    assert.equal((await getBalance(ctx.db, s.cardAccountId)).balance, 88_00);
+    const result = await payer.page(`/topup/proxy/orders/${orderNo}`, WX);
+    assert.match(result, /代充成功/);
+    assert.doesNotMatch(result, /余额|张三丰/);
+    assert.equal((await stranger.get(`/topup/proxy/orders/${orderNo}`, WX)).status, 404);
+  } finally {
+    await standIn.close();
+  }
+});
