@@ -55,6 +55,9 @@ const PUBLIC_PAGES = [
   /^\/favicon\.ico$/,
   /^\/sw\.js$/,
   /^\/offline$/,
+  // What the service worker keeps for 付款码 offline: the page's frame, nothing of any student's
+  // (the phone's own script fills in the code it derives).
+  /^\/pay\/code\/offline$/,
 ];
 
 /**
@@ -90,6 +93,14 @@ const ROLE_MATRIX: Array<{ path: RegExp; method?: "GET" | "POST"; roles: Role[] 
   // 销户 pays the balance out in cash at the counter.
   { path: /^\/admin\/cards\/:id[^/]*\/close$/, roles: [ROLES.cardOffice] },
   { path: /^\/admin\/cards\/import(\/|$)/, roles: [ROLES.cardOffice, ROLES.sysadmin] },
+  // The card page's money panel and the card's transactions: whoever answers for its money.
+  {
+    path: /^\/admin\/cards\/:id[^/]*\/(money|transactions)$/,
+    method: "GET",
+    roles: [ROLES.cardOffice, ROLES.finance, ROLES.sysadmin],
+  },
+  // 离线付款码限额: the card office sets them, the system administrator too.
+  { path: /^\/admin\/offline-codes$/, roles: [ROLES.cardOffice, ROLES.sysadmin] },
   // The room page (who paid what) is read by whoever reads the utility balances.
   {
     path: /^\/admin\/billing\/rooms\/:id$/,
@@ -109,7 +120,7 @@ const ROLE_MATRIX: Array<{ path: RegExp; method?: "GET" | "POST"; roles: Role[] 
   { path: /^\/admin\/billing\/queue$/, roles: [ROLES.finance, ROLES.sysadmin] },
   { path: /^\/admin\/billing\/queue\/:id\/retry$/, roles: [ROLES.finance, ROLES.sysadmin] },
   { path: /^\/admin\/billing\/queue\/:id\/refund$/, roles: [ROLES.finance] },
-  { path: /^\/admin\/billing\/reports(\.csv)?$/, roles: [ROLES.finance] },
+  { path: /^\/admin\/billing\/reports(\.csv|\.xlsx)?$/, roles: [ROLES.finance] },
   { path: /^\/admin\/topup\/sandbox$/, roles: [ROLES.finance, ROLES.sysadmin] },
   { path: /^\/admin\/ledger(\/|$)/, roles: [ROLES.finance, ROLES.sysadmin] },
   { path: /^\/admin\/finance(\/.*)?$/, method: "GET", roles: [ROLES.finance, ROLES.sysadmin] },
@@ -266,7 +277,7 @@ Deno.test("every staff route, with real ids, is refused to the signed-out, to st
     const anon = new TestClient(w.app, w.config, "10.3.0.1");
     const problems: string[] = [];
     const toLogin = (res: Response) =>
-      res.status === 303 && /login/.test(res.headers.get("location") ?? "");
+      res.status === 303 && /^\/(admin\/)?login(\?|$)/.test(res.headers.get("location") ?? "");
     // A refusal must not be a missing record, a sign-in page or a crash.
     const used = (res: Response) =>
       res.status !== 403 && res.status !== 404 && res.status < 500 && !toLogin(res);

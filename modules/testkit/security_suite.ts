@@ -260,6 +260,10 @@ async function worldStudent(
   assert.equal(login.status, 303, `student ${phone} could not sign in`);
   const visited: string[] = [];
   const markers = [name, studentNumber];
+  // A phone checked in for 离线付款码: 付款码设置 lists it with its 移除 form.
+  const device = await c.post("/pay/devices", {});
+  assert.equal(device.status, 200, `离线付款码 check-in: ${device.status}`);
+  await device.body?.cancel();
 
   // A room of its own (A and B are not roommates: roommates rightly see each other's payments).
   const rooms = await sql<{ id: number; building_id: number }>`
