@@ -154,12 +154,14 @@ Deno.test("the token endpoint refusing (40125, a wrong secret) sends by email, t
   await w.pay(s.cardAccountId, 1_00);
   const ctx = { ...w.ctx, wechat: buildMessenger(w) };
   const { deriveMessages } = await import("./derive.ts");
+  await w.caughtUp();
   await deriveMessages(w.db, NOON);
   await deliverDue({ ...ctx, now: () => NOON });
   const m = await spendOf(w, s.accountId);
   assert.deepEqual([m.state, m.channel, m.error_code], ["sent", "email", "40125"]);
   // Once the secret is right again, WeChat is used.
   await w.pay(s.cardAccountId, 1_00);
+  await w.caughtUp();
   await deriveMessages(w.db, NOON);
   await deliverDue({ ...ctx, now: () => NOON });
   const channels = await w.db.selectFrom("notify_messages").select("channel")

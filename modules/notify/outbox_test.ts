@@ -116,6 +116,7 @@ Deno.test("a transfer that commits after a later one is still announced, once (P
     assert.equal(await deriveMessages(w.db, NOON), 0);
     release();
     await slow;
+    await w.caughtUp();
     await deriveMessages(w.db, NOON);
     const spends = await w.db.selectFrom("notify_messages").select(["account_id", "source"])
       .where("kind", "=", "spend").execute();
@@ -226,6 +227,7 @@ Deno.test("a worker that stalls past its lease cannot record; the one that took 
   await w.settle(NOON);
   const before = w.standin.messages.length;
   await w.pay(s.cardAccountId, 4_00);
+  await w.caughtUp();
   await deriveMessages(w.db, NOON);
   // The first worker is answered only after its lease ran out (a lost reply, then a timeout).
   w.standin.control.lostReplies = 1;
