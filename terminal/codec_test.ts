@@ -302,8 +302,11 @@ Deno.test("fuzz: mutated valid frames and random bytes only ever throw FrameErro
       fc.array(fc.tuple(fc.nat(), u8), { minLength: 1, maxLength: 8 }),
       fc.array(fc.nat({ max: 64 }), { maxLength: 4 }),
       (m, flips, cuts) => {
-        const frame = encodeFrame(KEY, HEADER, m);
+        const pristine = encodeFrame(KEY, HEADER, m);
+        const frame = pristine.slice();
         for (const [at, value] of flips) frame[at % frame.length] = value;
+        // Judged on the frame as sent: a later flip of the same byte may put it back.
+        const changed = frame.some((b, i) => b !== pristine[i]);
         const chunks: Uint8Array[] = [];
         let from = 0;
         for (const c of cuts) {
@@ -321,10 +324,7 @@ Deno.test("fuzz: mutated valid frames and random bytes only ever throw FrameErro
               if (!(err instanceof FrameError)) throw err;
             }
             // A flipped byte anywhere in header or body breaks the MAC.
-            const original = flips.every(([at, v]) =>
-              encodeFrame(KEY, HEADER, m)[at % frame.length] === v
-            );
-            if (!original) assert.notDeepEqual(computeMac(KEY, f.signed), f.mac);
+            if (changed) assert.notDeepEqual(computeMac(KEY, f.signed), f.mac);
           }
         } catch (err) {
           if (!(err instanceof FrameError)) throw err;
