@@ -5,7 +5,7 @@ import type { Db } from "../platform/database.ts";
 import type { Config } from "../platform/config.ts";
 import { DomainError, TooManyAttemptsError } from "../platform/errors.ts";
 import type { AppEnv } from "../platform/http.ts";
-import { formErrorsHook } from "../platform/forms.ts";
+import { formErrorsHook, runForm } from "../platform/forms.ts";
 import { type FieldErrors, render } from "../platform/views.ts";
 import {
   clientIp,
@@ -138,6 +138,19 @@ export function accountRoutes(deps: AccountDeps): Hono<AppEnv> {
       wechat: await pendingWechat(c, config) ? { bind: input.bind_wechat !== "" } : null,
     }, { status, title: "登录" });
 
+  // 设置新登录密码: after a staff reset, authorised by the signed ticket the form carries.
+  const showNewPassword = (
+    c: C,
+    errors: FieldErrors,
+    ticket: string,
+    next: string | undefined,
+    status = 200,
+  ) =>
+    render(c, "account/password_new", { errors, ticket, next: next ?? "" }, {
+      status,
+      title: "设置新登录密码",
+    });
+
   app.get("/login", (c) => {
     const next = c.req.query("next") ?? "";
     if (c.get("accountId") !== null) return c.redirect(safeNext(next), 303);
@@ -158,31 +171,26 @@ export function accountRoutes(deps: AccountDeps): Hono<AppEnv> {
     ),
     async (c) => {
       const form = c.req.valid("form");
-      try {
-        const who = await authenticate(db, {
-          phone: form.phone,
-          password: form.password,
-          ip: clientIp(c),
-          device: signInDevice(c, deps, "student"),
-        });
-        if (who.mustChangePassword) {
-          const ticket = await passwordTicket(db, config, who.accountId);
-          return render(c, "account/password_new", { errors: {}, ticket, next: form.next ?? "" }, {
-            title: "设置新登录密码",
-          });
-        }
-        await signIn(c, deps, "student", who.accountId);
-        await bindPendingWechat(c, deps, who.accountId, form.bind_wechat === "1");
-      } catch (err) {
-        const e = asErrors(err);
-        return showLogin(
-          c,
-          e.errors,
-          { ...keep(form), bind_wechat: form.bind_wechat ?? "" },
-          e.status,
-        );
-      }
-      return c.redirect(safeNext(form.next), 303);
+      const kept = { ...keep(form), bind_wechat: form.bind_wechat ?? "" };
+      return await runForm(
+        () =>
+          authenticate(db, {
+            phone: form.phone,
+            password: form.password,
+            ip: clientIp(c),
+            device: signInDevice(c, deps, "student"),
+          }),
+        (errors, err) => showLogin(c, errors, kept, err.status),
+        async (who) => {
+          if (who.mustChangePassword) {
+            const ticket = await passwordTicket(db, config, who.accountId);
+            return showNewPassword(c, {}, ticket, form.next);
+          }
+          await signIn(c, deps, "student", who.accountId);
+          await bindPendingWechat(c, deps, who.accountId, form.bind_wechat === "1");
+          return c.redirect(safeNext(form.next), 303);
+        },
+      );
     },
   );
 
@@ -192,36 +200,23 @@ export function accountRoutes(deps: AccountDeps): Hono<AppEnv> {
       "form",
       newPasswordSchema,
       formErrorsHook((c, errors, input) =>
-        render(c, "account/password_new", {
-          errors,
-          ticket: input.ticket ?? "",
-          next: input.next ?? "",
-        }, {
-          status: 422,
-          title: "设置新登录密码",
-        })
+        showNewPassword(c, errors, input.ticket ?? "", input.next, 422)
       ),
     ),
     async (c) => {
       const form = c.req.valid("form");
-      try {
-        const id = await setPasswordWithTicket(db, config, {
-          ticket: form.ticket,
-          newPassword: form.new_password,
-        });
-        await signIn(c, deps, "student", id);
-      } catch (err) {
-        const e = asErrors(err);
-        return render(c, "account/password_new", {
-          errors: e.errors,
-          ticket: form.ticket,
-          next: form.next ?? "",
-        }, {
-          status: e.status,
-          title: "设置新登录密码",
-        });
-      }
-      return c.redirect(safeNext(form.next), 303);
+      return await runForm(
+        () =>
+          setPasswordWithTicket(db, config, {
+            ticket: form.ticket,
+            newPassword: form.new_password,
+          }),
+        (errors, err) => showNewPassword(c, errors, form.ticket, form.next, err.status),
+        async (id) => {
+          await signIn(c, deps, "student", id);
+          return c.redirect(safeNext(form.next), 303);
+        },
+      );
     },
   );
 

@@ -5,7 +5,7 @@ import type { Db } from "../platform/database.ts";
 import type { Config } from "../platform/config.ts";
 import { DomainError } from "../platform/errors.ts";
 import type { AppEnv } from "../platform/http.ts";
-import { formErrorsHook } from "../platform/forms.ts";
+import { formErrorsHook, runForm } from "../platform/forms.ts";
 import { chinaDay, chinaDayRange } from "../platform/china_time.ts";
 import {
   EXPORT_MAX_ROWS,
@@ -35,11 +35,11 @@ import {
   AUDIT_TARGETS,
 } from "./audit_labels.ts";
 import { registerAdminNav, requireRole } from "./middleware.ts";
-import { ALL_ROLES, type Role, ROLE_LABELS, ROLES } from "./roles.ts";
+import { ALL_ROLES, ROLE_LABELS, ROLES } from "./roles.ts";
 import {
+  addStaffMember,
   authenticateStaff,
   changeStaffPassword,
-  createStaff,
   resetStaffPassword,
 } from "./service.ts";
 
@@ -113,6 +113,14 @@ const AUDIT_TABLE: Table<AuditRow> = {
   ],
 };
 
+type C = Parameters<typeof render>[0];
+
+/** Where a staff sign-in goes next: the asked-for console page, else the console home. */
+function adminNext(next: string | undefined): string {
+  const to = safeNext(next, "/admin");
+  return to.startsWith("/admin") ? to : "/admin";
+}
+
 /** Staff sign-in, the console home, the audit log and staff accounts. */
 export function staffRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
   const { db } = deps;
@@ -127,7 +135,7 @@ export function staffRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
   });
 
   const showLogin = (
-    c: Parameters<typeof render>[0],
+    c: C,
     errors: Record<string, string>,
     input: Record<string, string>,
     status = 200,
@@ -149,27 +157,19 @@ export function staffRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
     ),
     async (c) => {
       const form = c.req.valid("form");
-      try {
-        const staff = await authenticateStaff(db, form.username, form.password, {
-          ip: clientIp(c),
-          device: signInDevice(c, deps, "staff"),
-        });
-        await signIn(c, deps, "staff", staff.id);
-        return c.redirect(
-          safeNext(form.next, "/admin").startsWith("/admin")
-            ? safeNext(form.next, "/admin")
-            : "/admin",
-          303,
-        );
-      } catch (err) {
-        if (err instanceof DomainError) {
-          return showLogin(c, { [err.field ?? "_form"]: err.userMessage }, {
-            username: form.username,
-            next: form.next ?? "",
-          }, err.status);
-        }
-        throw err;
-      }
+      return await runForm(
+        () =>
+          authenticateStaff(db, form.username, form.password, {
+            ip: clientIp(c),
+            device: signInDevice(c, deps, "staff"),
+          }),
+        (errors, err) =>
+          showLogin(c, errors, { username: form.username, next: form.next ?? "" }, err.status),
+        async (staff) => {
+          await signIn(c, deps, "staff", staff.id);
+          return c.redirect(adminNext(form.next), 303);
+        },
+      );
     },
   );
 
@@ -188,12 +188,10 @@ export function staffRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
       }),
   );
 
-  app.get(
-    "/password",
-    requireRole(),
-    (c) =>
-      render(c, "staff/password", { errors: {} }, { layout: "admin/layout", title: "修改密码" }),
-  );
+  const showPassword = (c: C, errors: Record<string, string>, status = 200) =>
+    render(c, "staff/password", { errors }, { status, layout: "admin/layout", title: "修改密码" });
+
+  app.get("/password", requireRole(), (c) => showPassword(c, {}));
 
   app.post(
     "/password",
@@ -201,45 +199,22 @@ export function staffRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
     zValidator(
       "form",
       passwordSchema,
-      formErrorsHook((c, errors) =>
-        render(c, "staff/password", { errors }, {
-          status: 422,
-          layout: "admin/layout",
-          title: "修改密码",
-        })
-      ),
+      formErrorsHook((c, errors) => showPassword(c, errors, 422)),
     ),
     async (c) => {
       const form = c.req.valid("form");
-      const staff = c.get("staff")!;
-      try {
-        await changeStaffPassword(db, {
-          staffId: staff.id,
-          oldPassword: form.old_password,
-          newPassword: form.new_password,
-          keepSessionId: c.get("staffSessionId"),
-        });
-      } catch (err) {
-        if (err instanceof DomainError) {
-          return render(c, "staff/password", {
-            errors: { [err.field ?? "_form"]: err.userMessage },
-          }, {
-            status: err.status === 429 ? 429 : 422,
-            layout: "admin/layout",
-            title: "修改密码",
-          });
-        }
-        throw err;
-      }
-      await writeAudit(db, {
-        staffId: staff.id,
-        action: "staff.password_changed",
-        targetType: "staff",
-        targetId: staff.id,
-        after: { otherSessionsEnded: true },
-        ip: clientIp(c),
-      });
-      return c.redirect("/admin", 303);
+      return await runForm(
+        () =>
+          changeStaffPassword(db, {
+            staffId: c.get("staff")!.id,
+            oldPassword: form.old_password,
+            newPassword: form.new_password,
+            keepSessionId: c.get("staffSessionId"),
+            ip: clientIp(c),
+          }),
+        (errors, err) => showPassword(c, errors, err.status === 429 ? 429 : 422),
+        () => c.redirect("/admin", 303),
+      );
     },
   );
 
@@ -269,7 +244,7 @@ export function staffRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
   });
 
   const showStaff = async (
-    c: Parameters<typeof render>[0],
+    c: C,
     errors: Record<string, string>,
     input: Record<string, string>,
     status = 200,
@@ -308,34 +283,11 @@ export function staffRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
     ),
     async (c) => {
       const form = c.req.valid("form");
-      const roles =
-        (Array.isArray(form.roles) ? form.roles : form.roles ? [form.roles] : []) as Role[];
-      try {
-        const id = await createStaff(db, {
-          username: form.username,
-          name: form.name,
-          password: form.password,
-          roles,
-          mustChangePassword: true,
-        });
-        await writeAudit(db, {
-          staffId: c.get("staff")!.id,
-          action: "staff.created",
-          targetType: "staff",
-          targetId: id,
-          after: { username: form.username, name: form.name, roles },
-          ip: clientIp(c),
-        });
-      } catch (err) {
-        if (err instanceof DomainError) {
-          return showStaff(c, { [err.field ?? "_form"]: err.userMessage }, {
-            username: form.username,
-            name: form.name,
-          }, 422);
-        }
-        throw err;
-      }
-      return c.redirect("/admin/staff", 303);
+      return await runForm(
+        () => addStaffMember(db, { staffId: c.get("staff")!.id, ip: clientIp(c) }, form),
+        (errors) => showStaff(c, errors, { username: form.username, name: form.name }, 422),
+        () => c.redirect("/admin/staff", 303),
+      );
     },
   );
 

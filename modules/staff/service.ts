@@ -142,6 +142,30 @@ export async function createStaff(
 }
 
 /**
+ * 员工账号 → 添加: a system administrator adds a member, who must change the initial password at
+ * the first sign-in; audited with the actor. `roles` is the form's value (one role or several).
+ */
+export async function addStaffMember(
+  db: Db,
+  actor: { staffId: number; ip: string | null },
+  input: { username: string; name: string; password: string; roles?: string | string[] },
+): Promise<number> {
+  const roles = [input.roles ?? []].flat() as Role[];
+  return await db.transaction().execute(async (trx) => {
+    const id = await createStaff(trx, { ...input, roles, mustChangePassword: true });
+    await writeAudit(trx, {
+      staffId: actor.staffId,
+      action: "staff.created",
+      targetType: "staff",
+      targetId: id,
+      after: { username: input.username, name: input.name, roles },
+      ip: actor.ip,
+    });
+    return id;
+  });
+}
+
+/**
  * Changes a staff member's own password: the old one must be right (5 wrong in 15 minutes wait),
  * the new one differ from it; every other session of the member ends.
  */
@@ -152,6 +176,8 @@ export async function changeStaffPassword(
     oldPassword: string;
     newPassword: string;
     keepSessionId: string | null;
+    /** Where the change came from, for the audit log. */
+    ip: string | null;
   },
 ): Promise<void> {
   const row = await db.selectFrom("staff").select("password_hash").where("id", "=", input.staffId)
@@ -185,6 +211,14 @@ export async function changeStaffPassword(
     await trx.updateTable("staff").set({ password_hash: hash, must_change_password: false })
       .where("id", "=", input.staffId).execute();
     await destroySessionsOf(trx, "staff", input.staffId, input.keepSessionId);
+    await writeAudit(trx, {
+      staffId: input.staffId,
+      action: "staff.password_changed",
+      targetType: "staff",
+      targetId: input.staffId,
+      after: { otherSessionsEnded: true },
+      ip: input.ip,
+    });
   });
 }
 
