@@ -110,6 +110,21 @@ export {
 export { redeemPaymentCode, redeemPaymentCodeRecorded, type RedeemResult } from "./redeem.ts";
 export { getPaySettings, type PaySettings, updatePaySettings } from "./pay_settings.ts";
 
+/**
+ * 离线付款码 (docs/OFFLINE_PAYMENT_CODES.md): `isOfflineCodeShape` (18 digits starting 87, Luhn
+ * check digit); `redeemOfflineCode` for a reader's QrPayment (verified from the code at the
+ * server's time, once per device and time step, the offline limits first); `applyOfflineCodePayment`
+ * for a reader's offline record of a code (verified at the time it was paid, charged even below
+ * zero, or refused with the reason for finance's review); `syncDevice` for the page's check-in.
+ */
+export { isOfflineCodeShape } from "./offline_codes.ts";
+export {
+  applyOfflineCodePayment,
+  type OfflineCodeCharge,
+  redeemOfflineCode,
+} from "./offline_redeem.ts";
+export { type DeviceSync, syncDevice } from "./device_checkin.ts";
+
 /** The ledger verifier: each rule of the books that a corrupted row can break (verify.ts). */
 export { type LedgerReport, verifyLedger } from "./verify.ts";
 
