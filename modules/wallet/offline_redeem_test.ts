@@ -307,3 +307,68 @@ Deno.test({
     assert.equal((await verifyLedger(w.db)).ok, true);
   },
 });
+
+Deno.test({
+  name: "one step of a device paid at once by readers online and by offline records charges once",
+  ignore: !onPostgres,
+  async fn() {
+    await using w = await world({ poolSize: 20 });
+    const p = await w.phone(10_000);
+    const now = Date.now();
+    const code = p.code(now);
+    const online = Array.from({ length: 10 }, (_, i) => w.redeem(code, 100, `qr-${i}`, now));
+    const records = Array.from({ length: 10 }, (_, i) =>
+      applyOfflineCodePayment(w.db, {
+        code,
+        amount: 100,
+        merchantId: w.merchant.id,
+        terminalId: 7,
+        reference: `rec-${i}`,
+        occurredAt: new Date(now),
+        appSecret: w.config.appSecret,
+      }));
+    const paidOnline = await Promise.allSettled(online);
+    const paidOffline = await Promise.all(records);
+    const paid = paidOnline.filter((r) => r.status === "fulfilled").length +
+      paidOffline.filter((r) => r.paid).length;
+    assert.equal(paid, 1);
+    for (const r of paidOnline) {
+      if (r.status === "rejected") {
+        assert.ok(r.reason instanceof PaymentCodeUsedError, String(r.reason));
+      }
+    }
+    for (const r of paidOffline) {
+      if (!r.paid) assert.ok(r.refusal instanceof PaymentCodeUsedError, String(r.refusal));
+    }
+    assert.equal((await getBalance(w.db, p.cardAccountId)).balance, 9_900);
+    const uses = await w.db.selectFrom("offline_code_uses").selectAll().execute();
+    assert.equal(uses.length, 1);
+    assert.equal((await verifyLedger(w.db)).ok, true);
+  },
+});
+
+Deno.test({
+  name: "four phones of one card paying at once keep the day's offline limit",
+  ignore: !onPostgres,
+  async fn() {
+    await using w = await world({ poolSize: 20 });
+    const p = await w.phone(50_000);
+    const phones = [p, await w.device(p.cardAccountId), await w.device(p.cardAccountId)];
+    phones.push(await w.device(p.cardAccountId));
+    const now = Date.now();
+    // 12 codes of ¥10.00 (each phone's three steps around now) against ¥100.00 a day.
+    const results = await Promise.allSettled(
+      phones.flatMap((phone, i) =>
+        [-1, 0, 1].map((d) => w.redeem(phone.code(now + d * 30_000), 1_000, `day-${i}${d}`, now))
+      ),
+    );
+    const refused = results.filter((r) => r.status === "rejected");
+    assert.equal(results.length - refused.length, 10);
+    for (const r of refused) {
+      const e = (r as PromiseRejectedResult).reason;
+      assert.ok(e instanceof OfflineCodeOverLimitError && e.limit === "daily", String(e));
+    }
+    assert.equal((await getBalance(w.db, p.cardAccountId)).balance, 40_000);
+    assert.equal((await verifyLedger(w.db)).ok, true);
+  },
+});
