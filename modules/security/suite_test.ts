@@ -123,6 +123,18 @@ const ROLE_MATRIX: Array<{ path: RegExp; method?: "GET" | "POST"; roles: Role[] 
   { path: /^\/admin\/billing\/reports(\.csv|\.xlsx)?$/, roles: [ROLES.finance] },
   { path: /^\/admin\/topup\/sandbox$/, roles: [ROLES.finance, ROLES.sysadmin] },
   { path: /^\/admin\/ledger(\/|$)/, roles: [ROLES.finance, ROLES.sysadmin] },
+  // 商户结算: finance prepares, a second finance member approves, finance pays; the system
+  // administrator reads the statements and 结算条件.
+  {
+    path: /^\/admin\/finance\/settlements(\/.*)?$/,
+    method: "GET",
+    roles: [ROLES.finance, ROLES.sysadmin],
+  },
+  {
+    path: /^\/admin\/finance\/settlements\/(prepare|terms\/:merchant|:id\/(approve|reject|pay))$/,
+    method: "POST",
+    roles: [ROLES.finance],
+  },
   { path: /^\/admin\/finance(\/.*)?$/, method: "GET", roles: [ROLES.finance, ROLES.sysadmin] },
   { path: /^\/admin\/finance\/.*$/, method: "POST", roles: [ROLES.finance] },
 ];

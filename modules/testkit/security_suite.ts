@@ -18,7 +18,8 @@ import {
   createCardAccountForTest,
   DEMO_SCHOOL,
 } from "../card/mod.ts";
-import { creditTopUp } from "../wallet/mod.ts";
+import { creditTopUp, seedDemoTakings } from "../wallet/mod.ts";
+import { createMerchant } from "../merchant/mod.ts";
 import { seedDemoData } from "../demo/mod.ts";
 import { fileOfflineReview } from "../finance/mod.ts";
 import { SIGN_IN_RULE } from "../security/mod.ts";
@@ -483,6 +484,39 @@ export async function seededWorld(): Promise<World> {
   });
   assert.equal(imp.status, 303, `import: ${imp.status} ${await imp.text()}`);
   adminVisited.push(imp.headers.get("location")!);
+  // 商户结算: a second outsourced window (its 结算条件 set through the page) with last month's
+  // takings; the maker prepares both windows' statements, the admin approves one (付款 form) and
+  // leaves the other for review (复核通过 / 退回 forms).
+  const window2 = await createMerchant(s.db, {
+    code: "OUT-2",
+    name: "外包窗口二",
+    category: "canteen",
+  });
+  const terms = await admin.post(`/admin/finance/settlements/terms/${window2.id}`, {
+    settles: "1",
+    period: "monthly",
+    fee_rate: "3.5",
+    payee_name: PAYLOAD.slice(0, 60),
+  });
+  assert.equal(terms.status, 303, `settlement terms: ${terms.status}`);
+  await terms.body?.cancel();
+  await seedDemoTakings(s.db, {
+    merchantId: window2.id,
+    chipNumbers: ["7700000002"],
+    amounts: [990],
+  });
+  const prepared = await maker.post("/admin/finance/settlements/prepare", { merchant: "all" });
+  assert.equal(prepared.status, 303, `settlement prepare: ${prepared.status}`);
+  await prepared.body?.cancel();
+  const statements = await sql<{ id: number }>`
+    select id from settlement_statements order by id`.execute(s.db);
+  assert.equal(statements.rows.length, 2, "the maker prepared two statements");
+  const approved = await admin.post(
+    `/admin/finance/settlements/${statements.rows[0].id}/approve`,
+    {},
+  );
+  assert.equal(approved.status, 303, `settlement approve: ${approved.status}`);
+  await approved.body?.cancel();
 
   const tainted = await taintStoredTexts(s);
   return { ...s, admin, byRole, a, b, adminVisited, tainted };

@@ -125,6 +125,12 @@ export {
 } from "./offline_redeem.ts";
 export { type DeviceSync, syncDevice } from "./device_checkin.ts";
 
+/**
+ * 商户结算: a merchant's movements for its statements (`merchantMovements`), what each merchant is
+ * owed (`merchantBalances`), and a statement's payout and fee booked once (`payMerchantStatement`).
+ */
+export { merchantBalances, merchantMovements, payMerchantStatement } from "./settlement.ts";
+
 /** The ledger verifier: each rule of the books that a corrupted row can break (verify.ts). */
 export { type LedgerReport, verifyLedger } from "./verify.ts";
 
@@ -146,8 +152,8 @@ export {
   spendingTotals,
 } from "./history.ts";
 
-/** Demo opening balances (调账 transfers) for the embedded setup. */
-export { seedDemoWallet } from "./demo.ts";
+/** Demo opening balances (调账 transfers) and last month's takings of the outsourced window. */
+export { seedDemoTakings, seedDemoWallet } from "./demo.ts";
 
 /** For finance: transfers with what was already refunded, and daily totals per merchant and terminal. */
 export {
