@@ -10,9 +10,17 @@
  *   reference with a different request (other card or amount) is `ReferenceConflictError`.
  * - Every debit of a card obeys one rule (_rules.ts, the one place to change it): refused while
  *   an offline overdraft makes the balance negative, then (card and code payments only) above the
- *   holder's per-payment or daily limit, then above what is available (balance less holds). Every
- *   path composes it and explains a refusal by it, so each gives the same reason for the same card
- *   (rules_test.ts). Credits pay off an overdraft first.
+ *   holder's per-payment or daily limit, then above what is available where it is spent (the cash
+ *   purse less holds, plus the 补助 lots that may be spent there). Every path composes it and
+ *   explains a refusal by it, so each gives the same reason for the same card (rules_test.ts).
+ *   Credits pay off an overdraft first.
+ * - Purses (the purse rule, _purses.ts): a card's money is cash and lots of 补助 (or another purse
+ *   kind, data in `purse_kinds`). A payment draws the lots that may be spent at its merchant's
+ *   category (or "utilities") first, the soonest to expire first, then cash; one payment may take
+ *   from both. Refunds and reversals go back to the purses that paid; money back to a gateway,
+ *   adjustments and 销户's cash go to and from cash only; lots go back to their funding account
+ *   when they expire, are reversed or the card is closed. `getBalance(db, id, at)` is what a
+ *   place sees; `PaymentResult.balanceHere` what a reader shows after a payment.
  * - Refusals are `WalletError` subclasses (errors.ts) with a stable `code` for readers and a
  *   Chinese `userMessage` for pages.
  * - The wallet does not look at a card's loss status: readers check the chip with the card module
@@ -47,7 +55,13 @@ export { MAX_AMOUNT } from "./_rules.ts";
  * tombstone when the original has not arrived); `creditTopUp`, `refundTransfer`, `adjustBalance`;
  * `refundTopUp` / `returnTopUpRefund` for a top-up paid back through its gateway.
  */
-export { type Balance, getBalance, listNegativeBalances, type PaymentResult } from "./ledger.ts";
+export {
+  type Balance,
+  balanceAtMerchant,
+  getBalance,
+  listNegativeBalances,
+  type PaymentResult,
+} from "./ledger.ts";
 export {
   adjustBalance,
   creditTopUp,
@@ -126,6 +140,35 @@ export {
 export { type DeviceSync, syncDevice } from "./device_checkin.ts";
 
 /**
+ * 补助 lots: `subsidyFundingAccount` (a school's 补助资金), `grantLots` (a batch's grants, in the
+ * caller's transaction, idempotent per reference), `reverseGrant` (one card's grant undone by a
+ * new transfer), `expireLots` (one round of the expiry worker, audited), `listPurseKinds`; the
+ * pages' reads: `purseLines` (a card's purses), `lotTotalsByBatch`, `lotsOfBatch`, and the place
+ * of a utility payment (`UTILITIES`).
+ */
+export {
+  expireLots,
+  GrantError,
+  grantLots,
+  type GrantTerms,
+  listPurseKinds,
+  type LotReturn,
+  type PurseKind,
+  reverseGrant,
+  subsidyFundingAccount,
+} from "./lots.ts";
+export {
+  type BatchLot,
+  lotsOfBatch,
+  type LotTotals,
+  lotTotalsByBatch,
+  type PurseLine,
+  purseLines,
+  type TransferSplit,
+} from "./purses.ts";
+export { type SpendAt, UTILITIES } from "./_rules.ts";
+
+/**
  * 商户结算: a merchant's movements for its statements (`merchantMovements`), what each merchant is
  * owed (`merchantBalances`), and a statement's payout and fee booked once (`payMerchantStatement`).
  */
@@ -140,7 +183,10 @@ export { ledgerAdminRoutes, walletRoutes } from "./routes.ts";
 export { CannotCloseError, closeCardWithPayout, closingState, payOutClosedCard } from "./close.ts";
 export { cardClosingRoutes } from "./close_routes.ts";
 
-/** The background loop that releases timed-out holds; main.ts registers its stop with onShutdown. */
+/**
+ * The background loop that releases timed-out holds and sends expired 补助 back (`expireLots`);
+ * main.ts registers its stop with onShutdown.
+ */
 export { startHoldExpiryLoop } from "./loop.ts";
 
 /** 交易记录 queries, also for other modules' pages that show a card's movements. */
