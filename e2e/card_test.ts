@@ -143,9 +143,15 @@ journey(
     await staff.getByRole("link", { name: STUDENT_NUMBER }).click();
     assert.match(await staff.locator("#card-status").textContent() ?? "", /已挂失/);
     assert.match(await body(staff), /139\d{8}/);
+    // 补卡 checks the new number first, then names the chip it cancels for good.
     await staff.getByLabel("补卡：新卡芯片卡号").fill(NEW_CHIP);
-    await staff.getByRole("button", { name: "补卡", exact: true }).click();
-    await acceptConfirm(staff);
+    await staff.getByRole("button", { name: "下一步" }).click();
+    const asked = staff.getByRole("region", { name: "确认补卡" });
+    assert.match(
+      await asked.textContent() ?? "",
+      new RegExp(`补发新卡 ${NEW_CHIP}。旧卡 ${CHIP} 将永久注销`),
+    );
+    await asked.getByRole("button", { name: "确认补卡" }).click();
     await staff.getByText("补卡完成，旧卡已注销").waitFor();
 
     await page.goto(server.url("/security/unloss"));

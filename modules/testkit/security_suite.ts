@@ -518,6 +518,37 @@ export async function seededWorld(): Promise<World> {
   assert.equal(approved.status, 303, `settlement approve: ${approved.status}`);
   await approved.body?.cancel();
 
+  // 毕业离校: a draft batch from a 学号 list (notice, confirm, cancel forms; its preview) and a
+  // confirmed one of the world's two students, due tomorrow (its live progress), one of its cards
+  // failed (重试 form).
+  const tomorrow = new Date(Date.now() + 32 * 3_600_000).toISOString().slice(0, 10);
+  const todayChina = new Date(Date.now() + 8 * 3_600_000).toISOString().slice(0, 10);
+  const batches: number[] = [];
+  for (
+    const [list, closeOn] of [
+      ["学号\n2024010001\n2024010002\n2024010003\n", todayChina],
+      ["学号\n7700000001\n7700000002\n", tomorrow],
+    ]
+  ) {
+    const made = await upload(admin, "/admin/closeout/new", {
+      name: PAYLOAD.slice(0, 60),
+      school_id: String(school.id),
+      kind: "",
+      close_on: closeOn,
+      refund_rule: "origin_first",
+      payout_method: "bank",
+      threshold: "0",
+    }, { field: "file", name: `${SHORT_PAYLOAD}.csv`, text: list });
+    assert.equal(made.status, 303, `closeout batch: ${made.status} ${await made.text()}`);
+    batches.push(Number(/\/admin\/closeout\/(\d+)/.exec(made.headers.get("location")!)![1]));
+  }
+  const confirmed = await admin.post(`/admin/closeout/${batches[1]}/confirm`, {});
+  assert.equal(confirmed.status, 303, `closeout confirm: ${confirmed.status}`);
+  await confirmed.body?.cancel();
+  await sql`update closeout_cards set state = 'failed', last_error = ${STORED_PAYLOAD}
+    where id = (select min(id) from closeout_cards where batch_id = ${batches[1]})`.execute(s.db);
+  adminVisited.push("/admin/closeout");
+
   const tainted = await taintStoredTexts(s);
   return { ...s, admin, byRole, a, b, adminVisited, tainted };
 }
