@@ -35,4 +35,5 @@ export {
   prepareStatements,
   settlementOverview,
   STATEMENT_STATES,
+  verifySettlements,
 } from "./settlement.ts";

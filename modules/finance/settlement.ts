@@ -18,6 +18,7 @@ import {
 } from "../platform/china_time.ts";
 import type { Db } from "../platform/database.ts";
 import { NotFoundError } from "../platform/errors.ts";
+import { formatFen } from "../platform/money.ts";
 import type { Paging } from "../platform/listing.ts";
 import { writeAudit } from "../staff/mod.ts";
 import {
@@ -26,7 +27,12 @@ import {
   type SettlementTerms,
   settlementTerms,
 } from "../merchant/mod.ts";
-import { merchantBalances, merchantMovements, payMerchantStatement } from "../wallet/mod.ts";
+import {
+  merchantBalances,
+  merchantMovements,
+  payMerchantStatement,
+  settlementTransfers,
+} from "../wallet/mod.ts";
 import { type Actor, FinanceError } from "./service.ts";
 import type { SettlementStatementsTable } from "./tables.ts";
 import "./tables.ts";
@@ -370,4 +376,42 @@ export async function listStatements(
     total: Number(total.n),
     rows: rows.map((r) => ({ ...r, merchantName: names.get(r.merchant_id)?.name ?? "" })),
   };
+}
+
+/**
+ * The statements checked against the ledger: each paid statement's payout and fee were booked for
+ * its merchant at its amounts, and nothing was booked for a statement not paid. Empty when all
+ * agree (what a merchant is owed is then its account's balance, less what was paid out).
+ */
+export async function verifySettlements(db: Db): Promise<string[]> {
+  const booked = await settlementTransfers(db);
+  const statements = await db.selectFrom("settlement_statements")
+    .select(["id", "merchant_id", "state", "payable", "fee"])
+    .where((eb) =>
+      eb.or([
+        eb("state", "=", "paid"),
+        ...(booked.size ? [eb("id", "in", [...booked.keys()])] : []),
+      ])
+    ).execute();
+  const problems: string[] = [];
+  const seen = new Set<number>();
+  for (const s of statements) {
+    seen.add(s.id);
+    const b = booked.get(s.id) ?? { payout: 0, fee: 0, merchantId: s.merchant_id };
+    if (s.state !== "paid") {
+      problems.push(`结算单 #${s.id} 未登记付款，但账上已付 ${formatFen(b.payout + b.fee)}`);
+    } else if (b.payout !== s.payable || b.fee !== s.fee || b.merchantId !== s.merchant_id) {
+      problems.push(
+        `结算单 #${s.id}：应付 ${formatFen(s.payable)}、管理费 ${formatFen(s.fee)}，账上付款 ${
+          formatFen(b.payout)
+        }、管理费 ${formatFen(b.fee)}`,
+      );
+    }
+  }
+  for (const [id, b] of booked) {
+    if (!seen.has(id)) {
+      problems.push(`账上有结算单 #${id} 的付款 ${formatFen(b.payout + b.fee)}，但没有该结算单`);
+    }
+  }
+  return problems;
 }

@@ -40,6 +40,7 @@ import {
   type Statement,
   STATEMENT_STATES,
   statementLines,
+  verifySettlements,
 } from "./settlement.ts";
 import {
   idParam,
@@ -139,6 +140,7 @@ export function settlementRoutes(deps: { db: Db }): Hono<AppEnv> {
     const done = c.req.query("done") ?? "";
     return render(c, "finance/settlements", {
       merchants: await settlementOverview(db),
+      problems: await verifySettlements(db),
       rows: rows.map((r) => ({ ...shown(r), merchantName: r.merchantName })),
       q: shownQuery,
       stateLabels: STATEMENT_STATES,

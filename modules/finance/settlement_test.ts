@@ -4,7 +4,7 @@ import { createMerchant, setSettlementTerms } from "../merchant/mod.ts";
 import { merchantBalances, payFromCard, refundTransfer, verifyLedger } from "../wallet/mod.ts";
 import { ROLES } from "../staff/mod.ts";
 import { makeStaff, makeStudent, setupApp, type TestWorld } from "../testkit/mod.ts";
-import { feeOf, payStatement, periodOf, prepareStatements } from "./mod.ts";
+import { feeOf, payStatement, periodOf, prepareStatements, verifySettlements } from "./mod.ts";
 
 const DAY = 86_400_000;
 
@@ -198,6 +198,20 @@ Deno.test("maker-checker: the preparer cannot approve; a second member approves;
   assert.deepEqual(rows[0].cells, ["流水号", "时间", "类型", "终端", "金额"]);
   assert.equal(rows.length, 2);
   assert.equal(rows[1].cells[4], "100");
+
+  // The check of statements against the ledger agrees, and catches a statement changed after it
+  // was paid.
+  assert.deepEqual(await verifySettlements(w.db), []);
+  assert.match(
+    await maker.client.page("/admin/finance/settlements"),
+    /结算核对：已付款的结算单与账上付款一致/,
+  );
+  await w.db.updateTable("settlement_statements").set({ payable: 95_50, fee: 4_50 })
+    .where("id", "=", s.id).execute();
+  assert.deepEqual(await verifySettlements(w.db), [
+    `结算单 #${s.id}：应付 ¥95.50、管理费 ¥4.50，账上付款 ¥96.50、管理费 ¥3.50`,
+  ]);
+  assert.match(await maker.client.page("/admin/finance/settlements"), /结算核对发现问题/);
 });
 
 Deno.test("approved is frozen: a refund made after it lands in the next period's statement", async () => {

@@ -170,9 +170,15 @@ export { type SpendAt, UTILITIES } from "./_rules.ts";
 
 /**
  * 商户结算: a merchant's movements for its statements (`merchantMovements`), what each merchant is
- * owed (`merchantBalances`), and a statement's payout and fee booked once (`payMerchantStatement`).
+ * owed (`merchantBalances`), a statement's payout and fee booked once (`payMerchantStatement`),
+ * and what the ledger holds of each statement's payment (`settlementTransfers`, for the check).
  */
-export { merchantBalances, merchantMovements, payMerchantStatement } from "./settlement.ts";
+export {
+  merchantBalances,
+  merchantMovements,
+  payMerchantStatement,
+  settlementTransfers,
+} from "./settlement.ts";
 
 /** The ledger verifier: each rule of the books that a corrupted row can break (verify.ts). */
 export { type LedgerReport, verifyLedger } from "./verify.ts";

@@ -180,3 +180,22 @@ export async function payMerchantStatement(
     : null;
   return { payoutTransferId, feeTransferId };
 }
+
+/** Every statement payout and fee booked so far, by statement: what the ledger says was paid. */
+export async function settlementTransfers(
+  db: Db,
+): Promise<Map<number, { payout: number; fee: number; merchantId: number | null }>> {
+  const { rows } = await sql<{ reference: string; amount: number; merchant_id: number | null }>`
+    select reference, amount, merchant_id from ledger_transfers
+    where kind in ('settlement_payout', 'settlement_fee')`.execute(db);
+  const out = new Map<number, { payout: number; fee: number; merchantId: number | null }>();
+  for (const r of rows) {
+    const m = /^settlement-(payout|fee):(\d+)$/.exec(r.reference);
+    if (!m) continue;
+    const id = Number(m[2]);
+    const t = out.get(id) ?? { payout: 0, fee: 0, merchantId: r.merchant_id };
+    t[m[1] === "payout" ? "payout" : "fee"] += Number(r.amount);
+    out.set(id, t);
+  }
+  return out;
+}
