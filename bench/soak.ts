@@ -47,6 +47,8 @@ import type { WebClient } from "./_http.ts";
 import { type Outcome, RetryingReader, withTimeout } from "./_reader.ts";
 import { TerminalClient } from "../terminal/sim/client.ts";
 import { fuzz, type FuzzStats, Random } from "./_fuzz.ts";
+// The phone's own script for 离线付款码 (as the page runs it), for the QR loop's offline codes.
+import "../static/pay_offline.js";
 
 const { values: opts } = parseArgs({
   args: Deno.args,
@@ -375,16 +377,27 @@ async function main(): Promise<number> {
     const reader = new RetryingReader(endpoint, r.terminalId, r.keyHex, seqBase);
     while (loadGoesOn()) {
       const student = students[(idx + rnd.int(students.length)) % students.length];
-      const code = await paymentCode(student);
+      // About one scan in four is of a 离线付款码 the phone made itself.
+      const code = rnd.next() < 0.25 ? await offlineCode(student) : await paymentCode(student);
       if (!code) continue;
       const amount = 1 + rnd.int(30);
-      record(
-        reader,
-        await reader.call({ code: MessageCode.QrPayment, paymentCode: code, amount }, grace()),
-        "qr",
-        student.card,
-        amount,
-      );
+      const scan = { code: MessageCode.QrPayment, paymentCode: code, amount } as const;
+      const o = await reader.call(scan, grace());
+      record(reader, o, "qr", student.card, amount);
+      const paid = (o.reply?.message as { status?: number } | undefined)?.status === Status.Ok;
+      // A paid 离线付款码 scanned again (a screenshot, a second reader) never pays twice.
+      if (paid && code.startsWith("87") && rnd.next() < 0.2) {
+        const again = await reader.call(scan, grace());
+        const ref = requestReference(reader.terminalId, again.sequence);
+        if (!again.reply) unanswered.push(`qr ${ref}`);
+        else {
+          acknowledged++;
+          const status = (again.reply.message as { status?: number }).status;
+          if (status !== Status.CodeUsed) {
+            failures.push(`offline code scanned again as ${ref} answered ${status}, not CodeUsed`);
+          }
+        }
+      }
     }
     await reader.close();
   };
@@ -451,6 +464,42 @@ async function main(): Promise<number> {
       return;
     }
     if (m.status === Status.Ok) charged.set(ref, { card: card.cardAccountId, amount, kind });
+  }
+
+  /** Each student's phone device (its check-in, once) and the last step it paid a code of. */
+  const devices = new Map<Student, { handle: string; key: string; offset: number; step: number }>();
+  const phone = (globalThis as unknown as {
+    yxtOffline: {
+      totp(key: Uint8Array, step: number): Promise<string>;
+      code(handle: string, otp: string): string;
+      stepOf(ms: number): number;
+      fromBase64Url(s: string): Uint8Array;
+    };
+  }).yxtOffline;
+
+  /** A 离线付款码 of the student's phone, at most one a 30-second step (each pays once). */
+  async function offlineCode(student: Student): Promise<string | null> {
+    let d = devices.get(student);
+    try {
+      if (!d) {
+        const sent = Date.now();
+        const r = await student.web.post("/pay/devices", {}, {
+          headers: { "x-csrf-token": student.csrf },
+        });
+        const sync = r.res.status === 200 ? JSON.parse(r.text) : null;
+        if (sync?.state !== "new") throw new Error(`check-in answered ${r.res.status}`);
+        d = { handle: sync.handle, key: sync.key, offset: sync.serverTime - sent, step: 0 };
+        devices.set(student, d);
+      }
+    } catch { /* server down */ }
+    if (!d) {
+      await delay(200);
+      return null;
+    }
+    const step = phone.stepOf(Date.now() + d.offset);
+    if (step === d.step) return await paymentCode(student);
+    d.step = step;
+    return phone.code(d.handle, await phone.totp(phone.fromBase64Url(d.key), step));
   }
 
   async function paymentCode(student: Student): Promise<string | null> {
