@@ -110,6 +110,13 @@ Deno.test("closing a batch refunds WeChat top-ups first, pays the rest out, keep
     payoutMethod: "bank",
     threshold: 1_00,
   });
+  // The preview: A's ¥50.00 can go back through its WeChat order, ¥100.00 to the payout list;
+  // B's ¥0.50 is under the threshold.
+  const preview = await clerk.client.page(`/admin/closeout/${id}`);
+  assert.match(
+    preview,
+    /余额合计<\/dt><dd>¥150\.50<\/dd>[\s\S]*预计原路退回微信<\/dt><dd>¥50\.00<\/dd>[\s\S]*预计列入退款名单<\/dt><dd>¥100\.00<\/dd>[\s\S]*小额留存<\/dt><dd>¥0\.50/,
+  );
   // Not confirmed: the worker leaves it alone.
   await runAll(w);
   assert.equal((await getBalance(w.db, a.cardAccountId)).balance, 150_00);

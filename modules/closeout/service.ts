@@ -15,7 +15,7 @@ import { readTable } from "../platform/sheets.ts";
 import { wakeJobWorkers } from "../platform/jobs.ts";
 import { writeAudit } from "../staff/mod.ts";
 import { cardsForCloseout, MAX_CLOSEOUT_CARDS, noticeCloseout } from "../card/mod.ts";
-import { closingState } from "../wallet/mod.ts";
+import { closingMoney } from "../wallet/mod.ts";
 import { type Gateways, refundableByCard } from "../topup/mod.ts";
 import { CLOSEOUT_QUEUE } from "./queue.ts";
 import type { CloseoutBatchesTable, CloseoutCardsTable, Disposition } from "./tables.ts";
@@ -199,12 +199,14 @@ export async function previewBatch(
   batch: Batch,
   paging: Paging,
 ) {
-  const ids = (await db.selectFrom("closeout_cards").select(["card_account_id"])
-    .where("batch_id", "=", batch.id).orderBy("student_number").execute())
-    .map((r) => r.card_account_id);
+  const rows = await db.selectFrom("closeout_cards")
+    .select(["card_account_id", "student_number", "name"])
+    .where("batch_id", "=", batch.id).orderBy("student_number").execute();
+  const ids = rows.map((r) => r.card_account_id);
   const refundable = batch.refund_rule === "origin_first"
     ? await refundableByCard(db, gateways, ids)
     : new Map<number, number>();
+  const money = await closingMoney(db, ids);
   const totals = {
     cards: ids.length,
     balance: 0,
@@ -216,15 +218,14 @@ export async function previewBatch(
     debts: 0,
     debt: 0,
   };
-  const onPage = new Set(ids.slice(paging.offset, paging.offset + paging.perPage));
+  const nothing = { balance: 0, cash: 0, lots: 0, held: 0, overdraft: 0 };
   const cards = [];
-  for (const id of ids) {
-    const s = await closingState(db, id);
-    if (!s) continue;
+  for (const [i, r] of rows.entries()) {
+    const s = money.get(r.card_account_id) ?? nothing;
     const plan = planOf(batch, {
       cash: s.cash,
       overdraft: s.overdraft,
-      refundable: refundable.get(id) ?? 0,
+      refundable: refundable.get(r.card_account_id) ?? 0,
     });
     totals.balance += s.balance;
     totals.refunded += plan.refunded;
@@ -238,11 +239,11 @@ export async function previewBatch(
       totals.debts++;
       totals.debt += plan.debt;
     }
-    if (onPage.has(id)) {
+    if (i >= paging.offset && i < paging.offset + paging.perPage) {
       cards.push({
-        id,
-        studentNumber: s.card.studentNumber,
-        name: s.card.name,
+        id: r.card_account_id,
+        studentNumber: r.student_number,
+        name: r.name,
         balance: s.balance,
         held: s.held,
         plan,

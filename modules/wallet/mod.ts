@@ -187,6 +187,8 @@ export { type LedgerReport, verifyLedger } from "./verify.ts";
 export { ledgerAdminRoutes, walletRoutes } from "./routes.ts";
 /** 销户 at the counter: the balance paid out in cash, the card account closed (card's side). */
 export { CannotCloseError, closeCardWithPayout, closingState, payOutClosedCard } from "./close.ts";
+/** 毕业离校's preview: `closingState`'s money of many cards at once. */
+export { type ClosingMoney, closingMoney } from "./closing_money.ts";
 export { cardClosingRoutes } from "./close_routes.ts";
 
 /**
