@@ -31,6 +31,7 @@ import { cardAdminRoutes, cardRoutes } from "./modules/card/mod.ts";
 import { billingAdminRoutes, billingRoutes, startBillingWorker } from "./modules/billing/mod.ts";
 import { loadWechatConfig, startTopupLoop, topupRoutes } from "./modules/topup/mod.ts";
 import { financeRoutes } from "./modules/finance/mod.ts";
+import { closeoutRoutes, startCloseoutWorker } from "./modules/closeout/mod.ts";
 import {
   cardClosingRoutes,
   ledgerAdminRoutes,
@@ -63,11 +64,13 @@ export interface AppDeps {
 const CSRF_EXEMPT = ["/pay/notify/"];
 
 /**
- * The forms that upload a file (导入持卡人, 充值对账's statement, 从CSV导入房间): their bodies may
- * reach UPLOAD_BODY_LIMIT; every other body is refused above FORM_BODY_LIMIT.
+ * The forms that upload a file (导入持卡人, 充值对账's statement, 从CSV导入房间, 毕业离校's 学号
+ * list): their bodies may reach UPLOAD_BODY_LIMIT; every other body is refused above
+ * FORM_BODY_LIMIT.
  */
 export const UPLOAD_PATHS = [
   "/admin/cards/import",
+  "/admin/closeout/new",
   "/admin/finance/reconcile",
   "/admin/billing/buildings/import",
 ];
@@ -100,6 +103,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.route("/security", cardRoutes(deps));
   app.route("/admin/cards", cardAdminRoutes(deps));
   app.route("/admin/cards", cardClosingRoutes(deps));
+  app.route("/admin/closeout", closeoutRoutes(deps));
   // 交易记录 shows 电费/冷水 purchases with their room and delivery state.
   registerTransferLabeler(describeUtilityTransfers);
   app.route("/", walletRoutes(deps));
@@ -136,6 +140,7 @@ async function start(): Promise<void> {
   const app = createApp(deps);
   // Delivers paid utility purchases to the meter system; refunds what cannot be delivered.
   deps.onShutdown(startBillingWorker(deps));
+  deps.onShutdown(startCloseoutWorker(deps));
   // Sandbox notifies, queries of pending top-ups, closing expired ones.
   deps.onShutdown(startTopupLoop(deps, app));
   // Releases shower holds whose end never arrived.

@@ -7,7 +7,9 @@
  * At the end: every request was answered; every payment acknowledged to a reader exists exactly
  * once in the ledger; each card's balance equals what its acknowledgements add up to; the ledger
  * verifier passes; the sum of card balances equals money in (top-ups) minus money out
- * (acknowledged charges); the fuzzer moved no money and the server's memory stayed bounded.
+ * (acknowledged charges); every acknowledged card, QR and shower payment produced exactly one
+ * 消费提醒, delivered once to the payer's WeChat (a stand-in in this process, _notify_check.ts);
+ * the fuzzer moved no money and the server's memory stayed bounded.
  *
  * Options: --duration 10m (or 60s) · --fuzz 1000000 (frames) · --seed N. Exit 0 only when every
  * check holds. Everything runs on loopback.
@@ -47,6 +49,9 @@ import type { WebClient } from "./_http.ts";
 import { type Outcome, RetryingReader, withTimeout } from "./_reader.ts";
 import { TerminalClient } from "../terminal/sim/client.ts";
 import { fuzz, type FuzzStats, Random } from "./_fuzz.ts";
+import { type NotifyCheck, startNotifyCheck } from "./_notify_check.ts";
+// The phone's own script for 离线付款码 (as the page runs it), for the QR loop's offline codes.
+import "../static/pay_offline.js";
 
 const { values: opts } = parseArgs({
   args: Deno.args,
@@ -106,6 +111,8 @@ const cardPepper = randomHex();
 let pg = null as Postgres | null;
 let server = null as Server | null;
 let serverEnvVars: Record<string, string> = {};
+/** The WeChat stand-in every server delivers its messages to, and the check of 消费提醒. */
+let notify = null as NotifyCheck | null;
 let killing = false;
 let kills = 0;
 let crashes = 0;
@@ -150,12 +157,14 @@ async function main(): Promise<number> {
   const url = await pg.createDatabase("yxt");
   const dataDir = join(OUT, "soak-data");
   await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+  // Started first and kept to the end: it outlives every server it serves.
+  notify = startNotifyCheck();
   serverEnvVars = serverEnv({
     databaseUrl: url,
     dataDir,
     appSecret,
     cardPepper,
-    extra: { SANDBOX_NOTIFY_MODE: "duplicate", METER_SIM_DELAY_MS: "300" },
+    extra: { SANDBOX_NOTIFY_MODE: "duplicate", METER_SIM_DELAY_MS: "300", ...notify.env },
   });
   await launch();
 
@@ -265,6 +274,8 @@ async function main(): Promise<number> {
   if (!await meterFault(admin, { scope: "room", on: "1", building: "B01", room: "101" })) {
     throw new Error("Cannot switch on the meter fault of B01-101");
   }
+  // Every soak cardholder (the web users already signed in and bound) gets a WeChat to be told on.
+  await notify.bind(world.db, cards.map((c) => c.cardAccountId));
   const initialBalances = new Map<number, number>();
   for (const c of [...cards, fuzzCard, ...refusedCards]) {
     initialBalances.set(c.cardAccountId, (await getBalance(world.db, c.cardAccountId)).balance);
@@ -375,16 +386,27 @@ async function main(): Promise<number> {
     const reader = new RetryingReader(endpoint, r.terminalId, r.keyHex, seqBase);
     while (loadGoesOn()) {
       const student = students[(idx + rnd.int(students.length)) % students.length];
-      const code = await paymentCode(student);
+      // About one scan in four is of a 离线付款码 the phone made itself.
+      const code = rnd.next() < 0.25 ? await offlineCode(student) : await paymentCode(student);
       if (!code) continue;
       const amount = 1 + rnd.int(30);
-      record(
-        reader,
-        await reader.call({ code: MessageCode.QrPayment, paymentCode: code, amount }, grace()),
-        "qr",
-        student.card,
-        amount,
-      );
+      const scan = { code: MessageCode.QrPayment, paymentCode: code, amount } as const;
+      const o = await reader.call(scan, grace());
+      record(reader, o, "qr", student.card, amount);
+      const paid = (o.reply?.message as { status?: number } | undefined)?.status === Status.Ok;
+      // A paid 离线付款码 scanned again (a screenshot, a second reader) never pays twice.
+      if (paid && code.startsWith("87") && rnd.next() < 0.2) {
+        const again = await reader.call(scan, grace());
+        const ref = requestReference(reader.terminalId, again.sequence);
+        if (!again.reply) unanswered.push(`qr ${ref}`);
+        else {
+          acknowledged++;
+          const status = (again.reply.message as { status?: number }).status;
+          if (status !== Status.CodeUsed) {
+            failures.push(`offline code scanned again as ${ref} answered ${status}, not CodeUsed`);
+          }
+        }
+      }
     }
     await reader.close();
   };
@@ -451,6 +473,42 @@ async function main(): Promise<number> {
       return;
     }
     if (m.status === Status.Ok) charged.set(ref, { card: card.cardAccountId, amount, kind });
+  }
+
+  /** Each student's phone device (its check-in, once) and the last step it paid a code of. */
+  const devices = new Map<Student, { handle: string; key: string; offset: number; step: number }>();
+  const phone = (globalThis as unknown as {
+    yxtOffline: {
+      totp(key: Uint8Array, step: number): Promise<string>;
+      code(handle: string, otp: string): string;
+      stepOf(ms: number): number;
+      fromBase64Url(s: string): Uint8Array;
+    };
+  }).yxtOffline;
+
+  /** A 离线付款码 of the student's phone, at most one a 30-second step (each pays once). */
+  async function offlineCode(student: Student): Promise<string | null> {
+    let d = devices.get(student);
+    try {
+      if (!d) {
+        const sent = Date.now();
+        const r = await student.web.post("/pay/devices", {}, {
+          headers: { "x-csrf-token": student.csrf },
+        });
+        const sync = r.res.status === 200 ? JSON.parse(r.text) : null;
+        if (sync?.state !== "new") throw new Error(`check-in answered ${r.res.status}`);
+        d = { handle: sync.handle, key: sync.key, offset: sync.serverTime - sent, step: 0 };
+        devices.set(student, d);
+      }
+    } catch { /* server down */ }
+    if (!d) {
+      await delay(200);
+      return null;
+    }
+    const step = phone.stepOf(Date.now() + d.offset);
+    if (step === d.step) return await paymentCode(student);
+    d.step = step;
+    return phone.code(d.handle, await phone.totp(phone.fromBase64Url(d.key), step));
   }
 
   async function paymentCode(student: Student): Promise<string | null> {
@@ -885,6 +943,12 @@ async function main(): Promise<number> {
         `the verifier's card balance total ${ledger.totals.cardBalances} ≠ the soak's cards ${sumActual}`,
       );
     }
+    // Each acknowledged card, QR and shower payment: one 消费提醒, delivered once on WeChat.
+    const spend = await notify.check(
+      check.db,
+      [...charged.keys()].map((k) => k.replace(/^shower:/, "")),
+    );
+    failures.push(...spend.failures);
     if (kills < 2 && DURATION >= 30) failures.push(`only ${kills} SIGKILLs happened`);
     const baseline = 400 * 1024 * 1024;
     if (maxRss > baseline) {
@@ -951,6 +1015,7 @@ async function main(): Promise<number> {
         ledger.ok ? "verified" : "FAILED"
       }; card balances ${sumActual} = in ${moneyIn} − out ${moneyOut}`,
     );
+    console.log(`消费提醒               ${spend.summary}`);
   } finally {
     await check.close();
     await world.close();
@@ -1333,6 +1398,7 @@ try {
   killing = true;
   await server?.stop("SIGTERM").catch(() => {});
   await pg?.stop().catch(() => {});
+  await notify?.close().catch(() => {});
 }
 if (failures.length) {
   console.log(`\nFAILED: ${failures.length} problems`);

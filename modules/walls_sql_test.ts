@@ -62,6 +62,14 @@ const SQL_DOORS: Array<{ owner: string; names: string[]; users: string[]; reason
       "money: one round trip and one commit per request, or per batch of card payments",
   },
   {
+    owner: "wallet",
+    names: ["merchantMovements"],
+    users: ["finance"],
+    reason: "商户结算 reads a merchant's movements except those its statements hold already " +
+      "(finance's SQL of its own lines, taken into the wallet's query): a statement never " +
+      "fetches a whole history of payments to drop what was settled",
+  },
+  {
     owner: "card",
     names: ["boundCardSql", "findBoundCardWith", "readBoundCard"],
     users: ["wallet"],

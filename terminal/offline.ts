@@ -3,13 +3,14 @@
  * server, acknowledged in the reader's own offline sequence, each once. The server trusts none of
  * them beyond its key: each record is checked against what SignOn announced (per-record limit,
  * password threshold, what the reader held at once), against time, and against the chip's state
- * when it was paid. A record that passes is charged; one that fails is acknowledged, charged
- * nothing, and filed for 财务处's review (finance may still charge it, under the same reference).
+ * when it was paid, or (1.2) the 离线付款码 it carries, verified by the wallet at the time it was
+ * paid. A record that passes is charged; one that fails is acknowledged, charged nothing, and
+ * filed for 财务处's review (finance may still charge it, under the same reference).
  */
 import { logger } from "../modules/platform/log.ts";
 import type { Terminal } from "../modules/merchant/mod.ts";
 import { blocklistedAt, findCardByChip } from "../modules/card/mod.ts";
-import { applyOfflinePayment } from "../modules/wallet/mod.ts";
+import { applyOfflineCodePayment, applyOfflinePayment } from "../modules/wallet/mod.ts";
 import { fileOfflineReview, type OfflineReviewReason } from "../modules/finance/mod.ts";
 import {
   isChipNumber,
@@ -32,6 +33,7 @@ import {
 import type { ServiceContext } from "./context.ts";
 import type { MoneyRequest, Outcome } from "./once.ts";
 import type { ProtocolSettings } from "./settings.ts";
+import { walletRefusal } from "./refusals.ts";
 
 const log = logger("terminal.offline");
 
@@ -59,9 +61,50 @@ interface Refusal {
 const refusal = (status: number, reason: OfflineReviewReason): Refusal => ({ status, reason });
 
 /**
- * The checks of §4.11 in their order; null when the record may be charged. `uploadedAt` is the
- * upload frame's timestamp (already within the clock window of server time); `ackedBefore` the
- * acknowledgement when this upload began.
+ * The checks of §4.11 that hold for every record, card or code (steps 1 to 6; step 3, the card
+ * password, for cards only), in their order; null when they pass.
+ */
+async function readerLimitsRefusal(
+  ctx: ServiceContext,
+  terminal: Terminal,
+  record: OfflineRecord,
+  input: { uploadedAt: number; ackedBefore: number; byCode: boolean },
+): Promise<Refusal | null> {
+  const s = ctx.settings;
+  if (record.amount === 0) return refusal(Status.InvalidAmount, "invalid_amount");
+  if (record.amount > s.offlinePaymentLimit) {
+    return refusal(Status.OfflineOverPaymentLimit, "over_payment_limit");
+  }
+  // A card's password cannot be checked offline; a code needs none.
+  if (!input.byCode && record.amount > s.passwordThreshold) {
+    return refusal(Status.OfflinePasswordRequired, "over_password_threshold");
+  }
+  if (record.occurredAt > input.uploadedAt + s.timestampWindowSeconds) {
+    return refusal(Status.OfflineTimeAhead, "future_time");
+  }
+  if (record.occurredAt < input.uploadedAt - s.offlineMaxAgeSeconds) {
+    return refusal(Status.OfflineTooOld, "too_old");
+  }
+  // What the reader held when it took this one: everything after the last record acknowledged
+  // by then, this one included.
+  const held = await offlineHeldAt(ctx.db, {
+    terminalId: terminal.id,
+    at: new Date(record.occurredAt * 1000),
+    ackedBefore: input.ackedBefore,
+  });
+  if (record.offlineSequence - held.from > s.offlineMaxRecords) {
+    return refusal(Status.OfflineOverRecordLimit, "over_record_limit");
+  }
+  if (held.charged + record.amount > s.offlineTotalLimit) {
+    return refusal(Status.OfflineOverTotalLimit, "over_total_limit");
+  }
+  return null;
+}
+
+/**
+ * The checks of §4.11 in their order for a card's record; null when the record may be charged.
+ * `uploadedAt` is the upload frame's timestamp (already within the clock window of server time);
+ * `ackedBefore` the acknowledgement when this upload began.
  */
 async function judge(
   ctx: ServiceContext,
@@ -69,40 +112,15 @@ async function judge(
   record: OfflineRecord,
   input: { uploadedAt: number; ackedBefore: number },
 ): Promise<{ refusal: Refusal | null; cardAccountId: number | null }> {
-  const s = ctx.settings;
   // Looked up first: finance needs the card of any refused record to charge it on review. A chip
   // outside the format (a NUL, lower case, …) is no card's and is never looked up: lower case is
   // not upper-cased into someone's card, and a NUL never reaches the database.
   const card = isChipNumber(record.chip) ? await findCardByChip(ctx.db, record.chip) : null;
   const cardAccountId = card?.cardAccountId ?? null;
   const none = (x: Refusal) => ({ refusal: x, cardAccountId });
-  if (record.amount === 0) return none(refusal(Status.InvalidAmount, "invalid_amount"));
-  if (record.amount > s.offlinePaymentLimit) {
-    return none(refusal(Status.OfflineOverPaymentLimit, "over_payment_limit"));
-  }
-  if (record.amount > s.passwordThreshold) {
-    return none(refusal(Status.OfflinePasswordRequired, "over_password_threshold"));
-  }
-  if (record.occurredAt > input.uploadedAt + s.timestampWindowSeconds) {
-    return none(refusal(Status.OfflineTimeAhead, "future_time"));
-  }
-  if (record.occurredAt < input.uploadedAt - s.offlineMaxAgeSeconds) {
-    return none(refusal(Status.OfflineTooOld, "too_old"));
-  }
+  const limits = await readerLimitsRefusal(ctx, terminal, record, { ...input, byCode: false });
+  if (limits) return none(limits);
   const at = new Date(record.occurredAt * 1000);
-  // What the reader held when it took this one: everything after the last record acknowledged
-  // by then, this one included.
-  const held = await offlineHeldAt(ctx.db, {
-    terminalId: terminal.id,
-    at,
-    ackedBefore: input.ackedBefore,
-  });
-  if (record.offlineSequence - held.from > s.offlineMaxRecords) {
-    return none(refusal(Status.OfflineOverRecordLimit, "over_record_limit"));
-  }
-  if (held.charged + record.amount > s.offlineTotalLimit) {
-    return none(refusal(Status.OfflineOverTotalLimit, "over_total_limit"));
-  }
   if (!card) return none(refusal(Status.UnknownChip, "unknown_chip"));
   const found = (x: Refusal | null) => ({ refusal: x, cardAccountId: card.cardAccountId });
   // A closed account's balance was paid out: nothing is charged to it without finance.
@@ -122,15 +140,92 @@ async function judge(
   return found(refusal(status, status === Status.ChipLost ? "chip_lost" : "chip_cancelled"));
 }
 
-/** OfflineUpload `0x50` and OfflineUploadItemized `0x51`: recorded once, as any money request. */
-export const offlineUpload: MoneyRequest<MessageOf<0x50 | 0x51>> = { handle: acknowledge };
+/** A card's record: charged when its checks (`judge`) pass. */
+async function chargeCard(
+  ctx: ServiceContext,
+  terminal: Terminal,
+  record: OfflineRecord,
+  input: { uploadedAt: number; ackedBefore: number; reference: string },
+): Promise<
+  { refusal: Refusal | null; cardAccountId: number | null; balanceAfter: number | null }
+> {
+  const verdict = await judge(ctx, terminal, record, input);
+  if (verdict.refusal !== null) return { ...verdict, balanceAfter: null };
+  const paid = await applyOfflinePayment(ctx.db, {
+    cardAccountId: verdict.cardAccountId!,
+    merchantId: terminal.merchantId,
+    terminalId: terminal.id,
+    amount: record.amount,
+    reference: input.reference,
+    occurredAt: new Date(record.occurredAt * 1000),
+  });
+  return { ...verdict, balanceAfter: paid.balanceAfter };
+}
+
+/** Why the wallet did not charge a code's record, as finance reads it. */
+const CODE_REVIEW_REASONS: Record<string, OfflineReviewReason> = {
+  code_unknown: "code_invalid",
+  code_clock_skew: "code_time",
+  code_revoked: "code_revoked",
+  code_frozen: "code_revoked",
+  code_used: "code_used",
+  offline_code_over_limit: "code_over_limit",
+  code_over_limit: "code_over_limit",
+  limit_exceeded: "code_over_limit",
+  code_revoked_later: "code_revoked_later",
+};
+
+/**
+ * A record paid with a 离线付款码 (1.2): the reader's limits as for a card, then the wallet verifies
+ * the code at the time it was paid and charges it (even below zero, as any offline record) or says
+ * why not; the card is known whenever the code names a device.
+ */
+async function chargeCode(
+  ctx: ServiceContext,
+  terminal: Terminal,
+  record: OfflineRecord,
+  input: { uploadedAt: number; ackedBefore: number; reference: string },
+): Promise<
+  { refusal: Refusal | null; cardAccountId: number | null; balanceAfter: number | null }
+> {
+  const limits = await readerLimitsRefusal(ctx, terminal, record, { ...input, byCode: true });
+  if (limits) return { refusal: limits, cardAccountId: null, balanceAfter: null };
+  const r = await applyOfflineCodePayment(ctx.db, {
+    code: record.paymentCode ?? "",
+    amount: record.amount,
+    merchantId: terminal.merchantId,
+    terminalId: terminal.id,
+    reference: input.reference,
+    occurredAt: new Date(record.occurredAt * 1000),
+    appSecret: ctx.config.appSecret,
+  });
+  if (r.paid) {
+    return { refusal: null, cardAccountId: r.cardAccountId, balanceAfter: r.balanceAfter };
+  }
+  const status = walletRefusal(r.refusal)?.status ?? Status.CodeInvalid;
+  const reason = CODE_REVIEW_REASONS[r.refusal.code] ?? "code_invalid";
+  return { refusal: refusal(status, reason), cardAccountId: r.cardAccountId, balanceAfter: null };
+}
+
+/** How a code's record is filed: the device's part of the code, never the whole code. */
+function storedCode(code: string): string {
+  return `付款码 ${storedChip(code.slice(0, 9))}…`;
+}
+
+/**
+ * OfflineUpload `0x50`, OfflineUploadItemized `0x51` and OfflineUploadMixed `0x52`: recorded once,
+ * as any money request.
+ */
+export const offlineUpload: MoneyRequest<MessageOf<0x50 | 0x51 | 0x52>> = {
+  handle: acknowledge,
+};
 
 /** Acknowledges an upload's records (inside the request's transaction) and returns its reply. */
 async function acknowledge(
   ctx: ServiceContext,
   terminal: Terminal,
   frame: RawFrame,
-  upload: MessageOf<0x50 | 0x51>,
+  upload: MessageOf<0x50 | 0x51 | 0x52>,
 ): Promise<Outcome> {
   const ackedBefore = await offlineAcked(ctx.db, terminal.id);
   let acked = ackedBefore;
@@ -165,20 +260,16 @@ async function acknowledge(
       });
       continue;
     }
-    const verdict = await judge(ctx, terminal, r, { uploadedAt: frame.timestamp, ackedBefore });
     const reference = offlineReference(terminal.id, r.offlineSequence);
     const occurredAt = new Date(r.occurredAt * 1000);
-    let balanceAfter: number | null = null;
+    const byCode = !!r.paymentCode;
+    const input = { uploadedAt: frame.timestamp, ackedBefore, reference };
+    const verdict = byCode
+      ? await chargeCode(ctx, terminal, r, input)
+      : await chargeCard(ctx, terminal, r, input);
+    const chip = byCode ? storedCode(r.paymentCode!) : storedChip(r.chip);
+    const balanceAfter = verdict.balanceAfter;
     if (verdict.refusal === null) {
-      const paid = await applyOfflinePayment(ctx.db, {
-        cardAccountId: verdict.cardAccountId!,
-        merchantId: terminal.merchantId,
-        terminalId: terminal.id,
-        amount: r.amount,
-        reference,
-        occurredAt,
-      });
-      balanceAfter = paid.balanceAfter;
       applied++;
       total += r.amount;
     } else {
@@ -189,7 +280,7 @@ async function acknowledge(
         merchantId: terminal.merchantId,
         merchantName: terminal.merchantName,
         offlineSequence: r.offlineSequence,
-        chip: storedChip(r.chip),
+        chip,
         cardAccountId: verdict.cardAccountId,
         amount: r.amount,
         occurredAt,
@@ -207,7 +298,7 @@ async function acknowledge(
       terminalId: terminal.id,
       offlineSequence: r.offlineSequence,
       occurredAt,
-      chip: storedChip(r.chip),
+      chip,
       amount: r.amount,
       cardAccountId: verdict.cardAccountId,
       outcome: verdict.refusal === null ? "applied" : "held",
@@ -227,7 +318,9 @@ async function acknowledge(
       duplicates,
     }
     : {
-      code: MessageCode.OfflineUploadItemizedReply,
+      code: upload.code === MessageCode.OfflineUploadMixed
+        ? MessageCode.OfflineUploadMixedReply
+        : MessageCode.OfflineUploadItemizedReply,
       status: Status.Ok,
       ackedSequence: acked,
       duplicates,

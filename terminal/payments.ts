@@ -115,7 +115,7 @@ export const cardPayment: MoneyRequest<CardPayment> = {
         channel: "card",
       });
       return {
-        message: cardReply(request, Status.Ok, { balance: paid.balanceAfter }),
+        message: cardReply(request, Status.Ok, { balance: paid.balanceHere }),
         amount: request.amount,
         cardAccountId: card.cardAccountId,
       };
@@ -202,7 +202,7 @@ async function payCardBatch(db: Db, items: CardBatchItem[]): Promise<Array<numbe
           rows,
         ),
     });
-    return paid.map((p) => p?.balanceAfter ?? null);
+    return paid.map((p) => p?.balanceHere ?? null);
   } catch (err) {
     if (!isDatabaseError(err)) {
       log.error("card payment batch failed", { size: items.length, err: String(err) });
@@ -247,7 +247,7 @@ export const qrPayment: MoneyRequest<QrPayment> = {
       if (isDatabaseError(err)) return null;
       throw err;
     }
-    return paid ? qrReply(request, Status.Ok, paid.balanceAfter) : null;
+    return paid ? qrReply(request, Status.Ok, paid.balanceHere) : null;
   },
 
   async handle(ctx, terminal, frame, request) {
@@ -260,7 +260,7 @@ export const qrPayment: MoneyRequest<QrPayment> = {
         reference: requestReference(terminal.id, frame.sequence),
       });
       return {
-        message: qrReply(request, Status.Ok, paid.balanceAfter),
+        message: qrReply(request, Status.Ok, paid.balanceHere),
         amount: request.amount,
         cardAccountId: paid.cardAccountId ?? null,
       };

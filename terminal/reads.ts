@@ -4,7 +4,7 @@
  */
 import type { Terminal } from "../modules/merchant/mod.ts";
 import { blocklistSince, currentBlocklistVersion, findCardByChip } from "../modules/card/mod.ts";
-import { getBalance } from "../modules/wallet/mod.ts";
+import { balanceAtMerchant } from "../modules/wallet/mod.ts";
 import { currentShowerTariff } from "../modules/billing/mod.ts";
 import {
   type BlocklistDelta,
@@ -99,7 +99,8 @@ export async function balanceInquiry(
   const card = await findCardByChip(ctx.db, request.chip);
   const refusal = cardRefusal(card);
   if (refusal !== null || !card) return refuse(refusal ?? Status.UnknownChip);
-  const b = await getBalance(ctx.db, card.cardAccountId);
+  // What this merchant sees: cash and the 补助 that may be spent here (§4.5).
+  const b = await balanceAtMerchant(ctx.db, card.cardAccountId, terminal.merchantId);
   return replyOf({
     code: MessageCode.BalanceInquiryReply,
     status: Status.Ok,

@@ -65,6 +65,7 @@ export function walletRefusal(err: unknown): { status: number; balance: number }
     case "code_expired":
     case "code_frozen":
     case "code_revoked":
+    case "code_revoked_later":
       return { status: Status.CodeExpired, balance: 0 };
     case "code_clock_skew":
       return { status: Status.CodeClockSkew, balance: 0 };

@@ -4,7 +4,12 @@
  * (its late original is refused `Reversed`). The reply says what this Reversal gave back: never
  * the same money twice.
  */
-import { getBalance, releaseHold, reverseByReference, WalletError } from "../modules/wallet/mod.ts";
+import {
+  balanceAtMerchant,
+  releaseHold,
+  reverseByReference,
+  WalletError,
+} from "../modules/wallet/mod.ts";
 import { MessageCode, type MessageOf, Status } from "./messages.ts";
 import { requestReference } from "./context.ts";
 import type { MoneyRequest, Outcome } from "./once.ts";
@@ -42,7 +47,7 @@ export const reversal: MoneyRequest<Reversal> = {
       });
       // Already ended or released: nothing comes back now.
       if (released.released === 0) return done(Status.Ok);
-      const b = await getBalance(ctx.db, shower.card_account_id);
+      const b = await balanceAtMerchant(ctx.db, shower.card_account_id, terminal.merchantId);
       return done(Status.Ok, released.released, b.balance, shower.card_account_id);
     }
     if (
@@ -66,7 +71,11 @@ export const reversal: MoneyRequest<Reversal> = {
       ) {
         return done(Status.Ok);
       }
-      return done(Status.Ok, r.amount, r.balanceAfter ?? 0);
+      // The balance this merchant sees, as every reply says it (§4.3).
+      const b = r.cardAccountId === null
+        ? r.balanceAfter ?? 0
+        : (await balanceAtMerchant(ctx.db, r.cardAccountId, terminal.merchantId)).balance;
+      return done(Status.Ok, r.amount, b);
     } catch (err) {
       if (
         err instanceof WalletError &&

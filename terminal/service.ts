@@ -10,6 +10,7 @@ import type { RawFrame } from "./parser.ts";
 import { type Reply, replyOf, serverTime, type ServiceContext } from "./context.ts";
 import { handleMoneyRequest } from "./once.ts";
 import { cardPayment, qrPayment } from "./payments.ts";
+import { isOfflineCode, offlineCodePayment } from "./offline_codes.ts";
 import { showerEnd, showerStart } from "./showers.ts";
 import { reversal } from "./reversal.ts";
 import { blocklistAcksWritten, offlineUpload } from "./offline.ts";
@@ -34,8 +35,11 @@ export async function handleRequest(
       return await balanceInquiry(ctx, terminal, request);
     case MessageCode.CardPayment:
       return await handleMoneyRequest(cardPayment, ctx, terminal, frame, request);
-    case MessageCode.QrPayment:
-      return await handleMoneyRequest(qrPayment, ctx, terminal, frame, request);
+    case MessageCode.QrPayment: {
+      // 离线付款码 (87…) are verified from the code; online codes (88…) are looked up.
+      const kind = isOfflineCode(request.paymentCode) ? offlineCodePayment : qrPayment;
+      return await handleMoneyRequest(kind, ctx, terminal, frame, request);
+    }
     case MessageCode.ShowerStart:
       return await handleMoneyRequest(showerStart, ctx, terminal, frame, request);
     case MessageCode.ShowerEnd:
@@ -44,6 +48,7 @@ export async function handleRequest(
       return await handleMoneyRequest(reversal, ctx, terminal, frame, request);
     case MessageCode.OfflineUpload:
     case MessageCode.OfflineUploadItemized:
+    case MessageCode.OfflineUploadMixed:
       // Outside the request's transaction: the writes may need its connection.
       await blocklistAcksWritten(terminal.id);
       return await handleMoneyRequest(offlineUpload, ctx, terminal, frame, request);

@@ -6,7 +6,7 @@
 import { sql } from "kysely";
 import { findCardByChip, payableChipSql } from "../modules/card/mod.ts";
 import {
-  getBalance,
+  balanceAtMerchant,
   holdFunds,
   holdFundsRecorded,
   settleHold,
@@ -129,7 +129,7 @@ export const showerStart: MoneyRequest<ShowerStart> = {
         tariffId: tariff.tariffId,
         fenPerUnit: tariff.fenPerUnit,
       });
-      const b = await getBalance(ctx.db, card.cardAccountId);
+      const b = await balanceAtMerchant(ctx.db, card.cardAccountId, terminal.merchantId);
       return {
         message: startReply(Status.Ok, {
           holdId: hold.holdId,

@@ -90,6 +90,7 @@ const EVENT_LABELS: Record<string, string> = {
   loss_lifted: "解挂",
   reissued: "补卡",
   closed: "销户",
+  closeout_notice: "毕业离校通知",
 };
 
 /** Messages after a counter operation: a fixed set, so the query cannot inject text. */

@@ -46,8 +46,12 @@ export {
 /** The holder's operations in 安全中心: 绑定, the card password, 挂失 and 解挂. */
 export { bindCard } from "./bind.ts";
 export { changeCardPassword, liftLoss, reportLoss } from "./holder.ts";
-/** The card office's counter operations (each audited). */
+/**
+ * The card office's counter operations (each audited); `checkTypedStudentNumber`, the 学号 typed
+ * to confirm a dangerous one (解绑, 销户).
+ */
 export {
+  checkTypedStudentNumber,
   closeCardAccount,
   reissueCard,
   resetCardPassword,
@@ -72,6 +76,14 @@ export {
  * account each card is bound to (whom its notices go to).
  */
 export { accountsOfCards, cardEventsAfter, type FeedCardEvent } from "./feed.ts";
+/** 毕业离校: a graduating class's open cards and the notice to their holders. */
+export {
+  cardsForCloseout,
+  type CloseoutCard,
+  type CloseoutCriteria,
+  MAX_CLOSEOUT_CARDS,
+  noticeCloseout,
+} from "./closeout.ts";
 /** Format rules of 学号, 芯片卡号 and 身份证 numbers. */
 export { parseChipNumber, parseIdNumber, parseStudentNumber } from "./rules.ts";
 /** Student pages (mount at /security) and the card office console (mount at /admin/cards). */

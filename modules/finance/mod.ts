@@ -23,3 +23,17 @@ export {
   type OfflineReviewReason,
   rejectOfflineReview,
 } from "./offline.ts";
+/**
+ * 商户结算: statements of the merchants run by outside operators, per ended period, prepared,
+ * approved by a second finance member, paid once (the payout booked in the ledger).
+ */
+export {
+  decideStatement,
+  feeOf,
+  payStatement,
+  periodOf,
+  prepareStatements,
+  settlementOverview,
+  STATEMENT_STATES,
+  verifySettlements,
+} from "./settlement.ts";

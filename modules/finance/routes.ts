@@ -46,6 +46,7 @@ import {
 } from "./reports.ts";
 import { getReconciliation, listReconciliations, reconcileStatement } from "./reconciliations.ts";
 import { acceptOfflineReview, listOfflineReviews, rejectOfflineReview } from "./offline.ts";
+import { settlementRoutes } from "./settlement_routes.ts";
 import {
   adjustSchema,
   DATE_RE,
@@ -77,6 +78,7 @@ export function financeRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
     ["/topup-refunds", "充值退回"],
     ["/adjustments", "调账"],
     ["/reconcile", "充值对账"],
+    ["/settlements", "商户结算"],
     ["/flags", "异常与负余额"],
     ["/offline", "脱机复核"],
   ];
@@ -90,6 +92,7 @@ export function financeRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
     })
   );
   const actor = (c: Context<AppEnv>): Actor => ({ staffId: c.get("staff")!.id, ip: clientIp(c) });
+  app.route("/settlements", settlementRoutes(deps));
 
   app.get("/", requireRole(...VIEW), async (c) => {
     const [notifies, orders, negative] = await Promise.all([

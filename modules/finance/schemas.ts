@@ -116,3 +116,56 @@ export const ordersQuery = z.object({
   const [from, to] = q.from && q.to && q.from > q.to ? [q.to, q.from] : [q.from, q.to];
   return { ...q, from, to, shown: { q: q.q, state: q.state, from, to } };
 });
+
+/** 商户结算's list: a merchant, a state; page, export. */
+export const settlementsQuery = z.object({
+  merchant: z.coerce.number().int().positive().optional().catch(undefined),
+  state: z.enum(["prepared", "approved", "rejected", "paid"]).optional().catch(undefined),
+  page: pageField,
+  export: exportField,
+});
+
+/** 编制结算单: one merchant, or every settled one. */
+export const prepareSchema = z.object({
+  merchant: z.string().regex(/^(all|\d{1,15})$/, "请选择商户"),
+}).transform((f) => ({ merchantId: f.merchant === "all" ? "all" as const : Number(f.merchant) }));
+
+/** 复核: an optional note (a rejection's reason). */
+export const settlementDecisionSchema = z.object({
+  note: z.string().trim().max(200, "说明不超过200字").default(""),
+});
+
+/** 付款: the bank's reference of the transfer to the operator. */
+export const settlementPaySchema = z.object({
+  bank_reference: z.string().trim().max(64, "银行流水号不超过64个字符").default(""),
+});
+
+/** A percentage typed with at most two decimals ("3.5", "3.50"), as basis points. */
+const PERCENT = /^(\d{1,3})(?:\.(\d{1,2}))?$/;
+
+/** 结算条件 of a merchant. */
+export const termsSchema = z.object({
+  settles: z.string().optional(),
+  period: z.enum(["daily", "weekly", "monthly"], { error: "请选择结算周期" }),
+  fee_rate: z.string().trim().regex(PERCENT, "管理费率为0到100之间的百分数，最多两位小数"),
+  payee_name: z.string().trim().max(60, "收款户名不超过60字").default(""),
+  payee_bank: z.string().trim().max(60, "开户行不超过60字").default(""),
+  payee_account: z.string().trim().max(40, "收款账号不超过40个字符")
+    .regex(/^[0-9 -]*$/, "收款账号只能包含数字、空格和横线").default(""),
+}).transform((f, ctx) => {
+  const [, whole, part] = PERCENT.exec(f.fee_rate)!;
+  const feeRateBp = Number(whole) * 100 + Number((part ?? "").padEnd(2, "0"));
+  if (feeRateBp > 10_000) {
+    ctx.addIssue({ code: "custom", path: ["fee_rate"], message: "管理费率不能超过100%" });
+    return z.NEVER;
+  }
+  return {
+    settles: f.settles === "1",
+    period: f.period,
+    feeRateBp,
+    payeeName: f.payee_name || null,
+    payeeBank: f.payee_bank || null,
+    payeeAccount: f.payee_account || null,
+    typed: f,
+  };
+});

@@ -71,3 +71,50 @@ declare module "../platform/database.ts" {
     finance_reconciliations: FinanceReconciliationsTable;
   }
 }
+
+/** 商户结算's statements (migration 20261221_0386). */
+export interface SettlementStatementsTable {
+  id: Generated<number>;
+  merchant_id: number;
+  period: "daily" | "weekly" | "monthly";
+  /** China days, both inclusive. */
+  period_start: string;
+  period_end: string;
+  cutoff: Date;
+  gross: number;
+  gross_count: number;
+  refunds: number;
+  refund_count: number;
+  net: number;
+  fee_rate_bp: number;
+  fee: number;
+  payable: number;
+  state: Generated<"prepared" | "approved" | "rejected" | "paid">;
+  prepared_by: number;
+  prepared_at: Generated<Date>;
+  decided_by: number | null;
+  decided_at: Date | null;
+  decision_note: string | null;
+  paid_by: number | null;
+  paid_at: Date | null;
+  bank_reference: string | null;
+  payout_transfer_id: number | null;
+  fee_transfer_id: number | null;
+}
+
+/** The merchant's transfers a statement covers, each in one live statement at most. */
+export interface SettlementLinesTable {
+  transfer_id: number;
+  statement_id: number;
+  merchant_delta: number;
+  kind: string;
+  terminal_id: number | null;
+  created_at: Date;
+}
+
+declare module "../platform/database.ts" {
+  interface Database {
+    settlement_statements: SettlementStatementsTable;
+    settlement_lines: SettlementLinesTable;
+  }
+}

@@ -32,6 +32,14 @@ export {
   TERMINAL_KIND_LABELS,
   terminalKeyHex,
 } from "./terminals.ts";
+/** 商户结算's terms of each merchant: settled or not, how often, the fee, the payee. */
+export {
+  PERIOD_LABELS,
+  setSettlementTerms,
+  type SettlementPeriod,
+  type SettlementTerms,
+  settlementTerms,
+} from "./settlement_terms.ts";
 /** Reader activity the protocol server provides to the staff pages. */
 export {
   provideTerminalActivity,
@@ -41,4 +49,9 @@ export {
 /** Staff pages for merchants and terminals, mounted under /admin. */
 export { merchantRoutes } from "./routes.ts";
 /** Demo merchants and readers for the embedded setup. */
-export { DEMO_TERMINALS, seedDemoMerchants } from "./demo.ts";
+export {
+  DEMO_SETTLED_MERCHANT,
+  DEMO_TERMINALS,
+  seedDemoMerchants,
+  seedDemoSettlementTerms,
+} from "./demo.ts";

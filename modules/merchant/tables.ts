@@ -37,9 +37,23 @@ export interface TerminalErrorsTable {
   address: string | null;
 }
 
+/** 商户结算's terms of a merchant run by an outside operator (migration 20261221_0060). */
+export interface MerchantSettlementTermsTable {
+  merchant_id: number;
+  settles: boolean;
+  period: "daily" | "weekly" | "monthly";
+  /** The management fee the school keeps, in basis points of the net (350 = 3.50%). */
+  fee_rate_bp: number;
+  payee_name: string | null;
+  payee_bank: string | null;
+  payee_account: string | null;
+  updated_at: Generated<Date>;
+}
+
 declare module "../platform/database.ts" {
   interface Database {
     merchants: MerchantsTable;
+    merchant_settlement_terms: MerchantSettlementTermsTable;
     terminals: TerminalsTable;
     terminal_errors: TerminalErrorsTable;
   }

@@ -176,6 +176,19 @@ const CARD_EVENTS: Record<string, { event: string; detail: (e: FeedCardEvent) =>
     event: "一卡通解挂",
     detail: (e) => (e.actor === "staff" ? "卡务中心已办理解挂" : "已在一卡通安全中心解挂"),
   },
+  closeout_notice: {
+    event: "毕业离校销户通知",
+    detail: (e) => {
+      const d = (e.details ?? {}) as { closeOn?: string; refund?: string };
+      return `一卡通将于 ${d.closeOn ?? ""} 起办理毕业离校销户：${
+        d.refund ?? "余额将按学校规定退还"
+      }。销户后卡片和付款码停止使用`;
+    },
+  },
+  closed: {
+    event: "一卡通销户",
+    detail: () => "一卡通已销户，卡片和付款码已停止使用；余额退还情况见交易记录",
+  },
   reissued: {
     event: "补卡",
     detail: (e) => `新卡已启用${e.chipNumber ? `（芯片卡号 ${e.chipNumber}）` : ""}，旧卡已作废`,

@@ -99,6 +99,19 @@ const ROLE_MATRIX: Array<{ path: RegExp; method?: "GET" | "POST"; roles: Role[] 
     method: "GET",
     roles: [ROLES.cardOffice, ROLES.finance, ROLES.sysadmin],
   },
+  // 毕业离校: the card office makes, announces, confirms and cancels batches; finance and the
+  // system administrator follow them.
+  {
+    path: /^\/admin\/closeout(\/:id(\/progress)?)?$/,
+    method: "GET",
+    roles: [ROLES.cardOffice, ROLES.finance, ROLES.sysadmin],
+  },
+  { path: /^\/admin\/closeout\/new$/, roles: [ROLES.cardOffice] },
+  {
+    path: /^\/admin\/closeout\/:id\/(notify|confirm|cancel|retry)$/,
+    method: "POST",
+    roles: [ROLES.cardOffice],
+  },
   // 离线付款码限额: the card office sets them, the system administrator too.
   { path: /^\/admin\/offline-codes$/, roles: [ROLES.cardOffice, ROLES.sysadmin] },
   // The room page (who paid what) is read by whoever reads the utility balances.
@@ -123,6 +136,18 @@ const ROLE_MATRIX: Array<{ path: RegExp; method?: "GET" | "POST"; roles: Role[] 
   { path: /^\/admin\/billing\/reports(\.csv|\.xlsx)?$/, roles: [ROLES.finance] },
   { path: /^\/admin\/topup\/sandbox$/, roles: [ROLES.finance, ROLES.sysadmin] },
   { path: /^\/admin\/ledger(\/|$)/, roles: [ROLES.finance, ROLES.sysadmin] },
+  // 商户结算: finance prepares, a second finance member approves, finance pays; the system
+  // administrator reads the statements and 结算条件.
+  {
+    path: /^\/admin\/finance\/settlements(\/.*)?$/,
+    method: "GET",
+    roles: [ROLES.finance, ROLES.sysadmin],
+  },
+  {
+    path: /^\/admin\/finance\/settlements\/(prepare|terms\/:merchant|:id\/(approve|reject|pay))$/,
+    method: "POST",
+    roles: [ROLES.finance],
+  },
   { path: /^\/admin\/finance(\/.*)?$/, method: "GET", roles: [ROLES.finance, ROLES.sysadmin] },
   { path: /^\/admin\/finance\/.*$/, method: "POST", roles: [ROLES.finance] },
 ];

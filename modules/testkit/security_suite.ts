@@ -18,7 +18,8 @@ import {
   createCardAccountForTest,
   DEMO_SCHOOL,
 } from "../card/mod.ts";
-import { creditTopUp } from "../wallet/mod.ts";
+import { creditTopUp, seedDemoTakings } from "../wallet/mod.ts";
+import { createMerchant } from "../merchant/mod.ts";
 import { seedDemoData } from "../demo/mod.ts";
 import { fileOfflineReview } from "../finance/mod.ts";
 import { SIGN_IN_RULE } from "../security/mod.ts";
@@ -483,6 +484,70 @@ export async function seededWorld(): Promise<World> {
   });
   assert.equal(imp.status, 303, `import: ${imp.status} ${await imp.text()}`);
   adminVisited.push(imp.headers.get("location")!);
+  // 商户结算: a second outsourced window (its 结算条件 set through the page) with last month's
+  // takings; the maker prepares both windows' statements, the admin approves one (付款 form) and
+  // leaves the other for review (复核通过 / 退回 forms).
+  const window2 = await createMerchant(s.db, {
+    code: "OUT-2",
+    name: "外包窗口二",
+    category: "canteen",
+  });
+  const terms = await admin.post(`/admin/finance/settlements/terms/${window2.id}`, {
+    settles: "1",
+    period: "monthly",
+    fee_rate: "3.5",
+    payee_name: PAYLOAD.slice(0, 60),
+  });
+  assert.equal(terms.status, 303, `settlement terms: ${terms.status}`);
+  await terms.body?.cancel();
+  await seedDemoTakings(s.db, {
+    merchantId: window2.id,
+    chipNumbers: ["7700000002"],
+    amounts: [990],
+  });
+  const prepared = await maker.post("/admin/finance/settlements/prepare", { merchant: "all" });
+  assert.equal(prepared.status, 303, `settlement prepare: ${prepared.status}`);
+  await prepared.body?.cancel();
+  const statements = await sql<{ id: number }>`
+    select id from settlement_statements order by id`.execute(s.db);
+  assert.equal(statements.rows.length, 2, "the maker prepared two statements");
+  const approved = await admin.post(
+    `/admin/finance/settlements/${statements.rows[0].id}/approve`,
+    {},
+  );
+  assert.equal(approved.status, 303, `settlement approve: ${approved.status}`);
+  await approved.body?.cancel();
+
+  // 毕业离校: a draft batch from a 学号 list (notice, confirm, cancel forms; its preview) and a
+  // confirmed one of the world's two students, due tomorrow (its live progress), one of its cards
+  // failed (重试 form).
+  const tomorrow = new Date(Date.now() + 32 * 3_600_000).toISOString().slice(0, 10);
+  const todayChina = new Date(Date.now() + 8 * 3_600_000).toISOString().slice(0, 10);
+  const batches: number[] = [];
+  for (
+    const [list, closeOn] of [
+      ["学号\n2024010001\n2024010002\n2024010003\n", todayChina],
+      ["学号\n7700000001\n7700000002\n", tomorrow],
+    ]
+  ) {
+    const made = await upload(admin, "/admin/closeout/new", {
+      name: PAYLOAD.slice(0, 60),
+      school_id: String(school.id),
+      kind: "",
+      close_on: closeOn,
+      refund_rule: "origin_first",
+      payout_method: "bank",
+      threshold: "0",
+    }, { field: "file", name: `${SHORT_PAYLOAD}.csv`, text: list });
+    assert.equal(made.status, 303, `closeout batch: ${made.status} ${await made.text()}`);
+    batches.push(Number(/\/admin\/closeout\/(\d+)/.exec(made.headers.get("location")!)![1]));
+  }
+  const confirmed = await admin.post(`/admin/closeout/${batches[1]}/confirm`, {});
+  assert.equal(confirmed.status, 303, `closeout confirm: ${confirmed.status}`);
+  await confirmed.body?.cancel();
+  await sql`update closeout_cards set state = 'failed', last_error = ${STORED_PAYLOAD}
+    where id = (select min(id) from closeout_cards where batch_id = ${batches[1]})`.execute(s.db);
+  adminVisited.push("/admin/closeout");
 
   const tainted = await taintStoredTexts(s);
   return { ...s, admin, byRole, a, b, adminVisited, tainted };

@@ -22,8 +22,12 @@ export {
   checkRefunds,
   listTopupRefunds,
   refundable,
+  REFUNDABLE_DAYS,
+  refundableByCard,
   refundsOfOrder,
+  refundToOrigin,
   requestTopupRefund,
+  submitRefunds,
   type TopupRefund,
 } from "./refunds.ts";
 export { type PaymentGateway, type RefundStatus } from "./gateway.ts";

@@ -8,7 +8,7 @@
  * merchant platform), or no answer yet (processing: the top-up loop asks again, and asks for the
  * refund again with the same refund number when the gateway never heard of it).
  */
-import type { Selectable } from "kysely";
+import { type Selectable, sql } from "kysely";
 import type { Db } from "../platform/database.ts";
 import { NotFoundError } from "../platform/errors.ts";
 import { formatFen, parseYuan } from "../platform/money.ts";
@@ -18,7 +18,7 @@ import { refundTopUp, returnTopUpRefund } from "../wallet/mod.ts";
 import { GatewayError, type RefundStatus } from "./gateway.ts";
 import { TopupRefused } from "./errors.ts";
 import type { Gateways, TopupDeps } from "./deployment.ts";
-import type { TopupRefundsTable } from "./tables.ts";
+import type { TopupOrdersTable, TopupRefundsTable } from "./tables.ts";
 import "./tables.ts";
 
 const log = logger("topup-refund");
@@ -104,34 +104,14 @@ export async function requestTopupRefund(
           "amount",
         );
       }
-      const refundNo = `${order.order_no}R${earlier.length + 1}`;
-      // The wallet refuses when the card no longer holds the money (spent since the top-up).
-      const debit = await refundTopUp(trx, {
-        cardAccountId: order.card_account_id,
-        amount,
-        method: order.method,
-        reference: `topup-refund:${refundNo}`,
-        details: { orderNo: order.order_no, refundNo },
-      });
-      const row = await trx.insertInto("topup_refunds").values({
-        refund_no: refundNo,
-        reference,
-        order_id: order.id,
+      return await openRefund(trx, order, earlier.length, {
         amount,
         reason,
-        staff_id: actor.staffId,
-        transfer_id: debit.transferId,
-      }).returningAll().executeTakeFirstOrThrow();
-      await writeAudit(trx, {
+        reference,
         staffId: actor.staffId,
-        action: "finance.topup_refund",
-        targetType: "topup_order",
-        targetId: order.id,
-        before: { amount: order.amount, refundable: left },
-        after: { refundNo, amount, reason },
         ip: actor.ip,
+        audit: { refundable: left },
       });
-      return row;
     });
   } catch (err) {
     // The same form submitted twice at once: the second loses on the unique reference.
@@ -142,6 +122,123 @@ export async function requestTopupRefund(
     return { refund: again, duplicate: true };
   }
   return { refund: await submitRefund(deps, gateways, refund), duplicate: false };
+}
+
+/**
+ * Inside `trx` (the order locked, `earlier` refunds of it before this one): takes `amount` off the
+ * card to the gateway's clearing account and records the refund as processing, audited. The
+ * gateway is asked once the caller committed (`submitRefund`, or the top-up loop).
+ */
+async function openRefund(
+  trx: Db,
+  order: Selectable<TopupOrdersTable>,
+  earlier: number,
+  input: {
+    amount: number;
+    reason: string;
+    reference: string;
+    staffId: number;
+    ip: string | null;
+    audit: Record<string, unknown>;
+  },
+): Promise<TopupRefund> {
+  const refundNo = `${order.order_no}R${earlier + 1}`;
+  // The wallet refuses when the card no longer holds the money (spent since the top-up).
+  const debit = await refundTopUp(trx, {
+    cardAccountId: order.card_account_id,
+    amount: input.amount,
+    method: order.method,
+    reference: `topup-refund:${refundNo}`,
+    details: { orderNo: order.order_no, refundNo },
+  });
+  const row = await trx.insertInto("topup_refunds").values({
+    refund_no: refundNo,
+    reference: input.reference,
+    order_id: order.id,
+    amount: input.amount,
+    reason: input.reason,
+    staff_id: input.staffId,
+    transfer_id: debit.transferId,
+  }).returningAll().executeTakeFirstOrThrow();
+  await writeAudit(trx, {
+    staffId: input.staffId,
+    action: "finance.topup_refund",
+    targetType: "topup_order",
+    targetId: order.id,
+    before: { amount: order.amount, ...input.audit },
+    after: { refundNo, amount: input.amount, reason: input.reason },
+    ip: input.ip,
+  });
+  return row;
+}
+
+/** How long after a top-up its gateway still takes a refund of it (WeChat Pay: a year). */
+export const REFUNDABLE_DAYS = 360;
+
+/**
+ * 原路退回 for a card being closed (毕业离校), inside the caller's transaction: up to `amount` of
+ * the card's money back through its paid top-ups, newest first, each as far as what is left of it
+ * and only through a gateway this deployment has, within REFUNDABLE_DAYS. Returns the refunds
+ * opened (processing: `submitRefunds` asks the gateway after the commit) and what they cover; the
+ * rest is the caller's to pay out otherwise. References derive from `reference` and the order, so
+ * a repeat of the same close-out opens nothing twice.
+ */
+export async function refundToOrigin(
+  trx: Db,
+  gateways: Gateways,
+  input: {
+    cardAccountId: number;
+    amount: number;
+    reason: string;
+    reference: string;
+    staffId: number;
+    now?: Date;
+  },
+): Promise<{ refunds: TopupRefund[]; refunded: number }> {
+  const since = new Date((input.now ?? new Date()).getTime() - REFUNDABLE_DAYS * 86_400_000);
+  const orders = await trx.selectFrom("topup_orders").selectAll()
+    .where("card_account_id", "=", input.cardAccountId).where("state", "=", "paid")
+    .where("paid_at", ">=", since).where("method", "in", [...gateways.keys()])
+    .orderBy("paid_at", "desc").orderBy("id", "desc").forUpdate().execute();
+  const refunds: TopupRefund[] = [];
+  let left = input.amount;
+  for (const order of orders) {
+    if (left <= 0) break;
+    const reference = `${input.reference}:${order.order_no}`;
+    const first = await trx.selectFrom("topup_refunds").selectAll()
+      .where("reference", "=", reference).executeTakeFirst();
+    if (first) {
+      refunds.push(first);
+      left -= first.amount;
+      continue;
+    }
+    const earlier = await refundsOfOrder(trx, order.id);
+    const amount = Math.min(left, refundable(order.amount, earlier));
+    if (amount <= 0) continue;
+    refunds.push(
+      await openRefund(trx, order, earlier.length, {
+        amount,
+        reason: input.reason,
+        reference,
+        staffId: input.staffId,
+        ip: null,
+        audit: { refundable: refundable(order.amount, earlier), closeout: input.reference },
+      }),
+    );
+    left -= amount;
+  }
+  return { refunds, refunded: input.amount - left };
+}
+
+/** Asks the gateway for each processing refund (after the transaction that opened them committed). */
+export async function submitRefunds(
+  deps: TopupDeps,
+  gateways: Gateways,
+  refunds: TopupRefund[],
+): Promise<void> {
+  for (const refund of refunds) {
+    if (refund.state === "processing") await submitRefund(deps, gateways, refund);
+  }
 }
 
 /** Asks the gateway to pay a processing refund (again, with the same number) and applies the answer. */
@@ -264,4 +361,33 @@ export async function checkRefunds(
         .where("id", "=", refund.id).execute();
     }
   }
+}
+
+/**
+ * How much of each card's money could go back to where it came from now (`refundToOrigin`'s
+ * reach): what is left of its paid top-ups through these gateways within REFUNDABLE_DAYS.
+ */
+export async function refundableByCard(
+  db: Db,
+  gateways: Gateways,
+  cardAccountIds: number[],
+  now = new Date(),
+): Promise<Map<number, number>> {
+  const out = new Map<number, number>();
+  const methods = [...gateways.keys()];
+  if (methods.length === 0) return out;
+  const since = new Date(now.getTime() - REFUNDABLE_DAYS * 86_400_000);
+  for (let i = 0; i < cardAccountIds.length; i += 5000) {
+    const ids = cardAccountIds.slice(i, i + 5000);
+    const { rows } = await sql<{ card_account_id: number; left: number }>`
+      select o.card_account_id,
+        sum(greatest(0, o.amount - coalesce((select sum(r.amount) from topup_refunds r
+          where r.order_id = o.id and r.state <> 'failed'), 0))) as left
+      from topup_orders o
+      where o.card_account_id = any(${ids}::bigint[]) and o.state = 'paid'
+        and o.paid_at >= ${since} and o.method = any(${methods}::text[])
+      group by o.card_account_id`.execute(db);
+    for (const r of rows) out.set(Number(r.card_account_id), Number(r.left));
+  }
+  return out;
 }

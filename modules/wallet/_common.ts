@@ -113,7 +113,7 @@ export async function ensureMerchantAccount(
 export async function ensureSystemAccount(
   db: Db,
   code: string,
-  kind: "gateway" | "utility" | "adjustment" | "void",
+  kind: "gateway" | "utility" | "adjustment" | "void" | "subsidy",
   name: string,
 ): Promise<number> {
   await db.insertInto("ledger_accounts").values({ kind, code, name })

@@ -1,19 +1,19 @@
 /**
  * The wallet's money rules, each written once. Every path that moves a card's money composes
  * these rather than restating them: card payments one at a time and group-committed
- * (ledger.ts, batch.ts), payment codes (redeem.ts), shower holds and their settlement
- * (holds.ts, holds_recorded.ts), offline uploads (offline.ts), utilities, top-up refunds and
+ * (ledger.ts, batch.ts), payment codes (redeem.ts, offline_redeem.ts), shower holds and their
+ * settlement (holds.ts, holds_recorded.ts), offline uploads (offline.ts), utilities, top-up refunds and
  * adjustments (ledger.ts), and the credits of top-ups, refunds and reversals. rules_test.ts runs
  * every debit path against one table of cases.
  *
  * The SQL below reads a card's wallet row under the alias `la` (`ledger_accounts la`).
  *
- * A card has one purse today: its wallet row's `balance` (less `held`, less any offline
- * `overdraft`). A second purse (补助, spent first where its batch allows) changes what a card may
- * spend at a merchant and which purse a payment takes from: `availableSql`/`available`,
- * `refusalSql`, `takeSql`, `reserveSql`/`holdable`, `settleSetSql`/`lateCharge`,
- * `offlineTakeSql` and `creditSql` are where that goes, and each path
- * follows.
+ * A card's money is in purses (the purse rule, _purses.ts): the cash purse and lots of 补助 (or
+ * another purse kind), spent first where they may be. What a card may spend depends on where:
+ * `available` at a place is the cash purse's free money (balance less holds, less the lots'
+ * free money) plus the free money of the lots that may be spent there. The debit rule
+ * (`refusalSql`) refuses by it; `debitSql`, `reserveSql`, `offlineSql`, `settleSetSql` and
+ * `creditSql` move each purse's part, and every path follows.
  */
 import { type RawBuilder, sql } from "kysely";
 import type { Db } from "../platform/database.ts";
@@ -24,9 +24,23 @@ import {
   InvalidAmountError,
   LimitExceededError,
   NegativeBalanceError,
+  OfflineCodeOverLimitError,
   type WalletError,
 } from "./errors.ts";
+import {
+  drawn,
+  heldLotsSql,
+  lockLotsSql,
+  lotDrawsSql,
+  type LotMoney,
+  lotTakesSql,
+  spendableLotsQuery,
+  type SpendAt,
+  unchangedSql,
+} from "./_purses.ts";
 import "./tables.ts";
+
+export { type SpendAt, UTILITIES } from "./_purses.ts";
 
 /** ¥1,000,000: far above any real movement, far below the safe-integer edge. */
 export const MAX_AMOUNT = 100_000_000;
@@ -37,35 +51,72 @@ export const DEFAULT_DAILY_LIMIT = 50_000;
 
 /** A card account's money: `balance` may be negative only after offline uploads. */
 export interface Balance {
-  /** Signed balance in fen: what the card account holds, minus any offline overdraft. */
+  /** Signed balance in fen, all purses: what the card account holds, less any offline overdraft. */
   balance: number;
   /** Held by unfinished shower pre-authorisations. */
   held: number;
-  /** What an online payment may take now (0 while the balance is negative). */
+  /**
+   * What an online payment may take now (0 while the balance is negative): at the place asked,
+   * or, asked nowhere, anywhere (cash and every lot valid now).
+   */
   available: number;
 }
 
-/** The money columns of a card's wallet row (all null when the card never had money). */
+/**
+ * The money columns of a card's wallet row (all null when the card never had money). A read that
+ * needs only the signed balance (the 付款码 page) may leave the lots' columns out; anything that
+ * splits purses or tells what is available reads them.
+ */
 export interface WalletMoney {
   balance: number | null;
   held: number | null;
   overdraft: number | null;
+  lots?: number | null;
+  lots_held?: number | null;
 }
 
-/** What an online payment may take from a wallet row now: nothing while it owes offline money. */
-export function available(w: WalletMoney): number {
-  return (w.overdraft ?? 0) > 0 ? 0 : (w.balance ?? 0) - (w.held ?? 0);
+/** What the lots that may pay at a place hold: `free` (not held) and `remaining` (all). */
+export interface Spendable {
+  free: number;
+  remaining: number;
 }
 
-/** A wallet row's money as 余额 and `getBalance` show it; zero for a card that never had money. */
-export function balanceOf(w: WalletMoney | null | undefined): Balance {
+const NOTHING: Spendable = { free: 0, remaining: 0 };
+
+/** The cash purse's money not set aside by a hold (never negative: a CHECK keeps it so). */
+function cashFree(w: WalletMoney): number {
+  return (w.balance ?? 0) - (w.held ?? 0) - ((w.lots ?? 0) - (w.lots_held ?? 0));
+}
+
+/**
+ * What an online payment may take from a wallet row now at a place whose lots hold `spendable`:
+ * nothing while it owes offline money.
+ */
+export function available(w: WalletMoney, spendable: Spendable = NOTHING): number {
+  return (w.overdraft ?? 0) > 0 ? 0 : cashFree(w) + spendable.free;
+}
+
+/**
+ * A wallet row's money as 余额, `getBalance` and readers show it (zero for a card that never had
+ * money); at a place, `balance` is what that place sees: the cash purse and its lots there.
+ */
+export function balanceOf(
+  w: WalletMoney | null | undefined,
+  spendable?: Spendable,
+): Balance {
   if (!w || w.balance === null) return { balance: 0, held: 0, available: 0 };
-  return { balance: w.balance - (w.overdraft ?? 0), held: w.held ?? 0, available: available(w) };
+  const signed = w.balance - (w.overdraft ?? 0);
+  return {
+    balance: spendable ? signed - (w.lots ?? 0) + spendable.remaining : signed,
+    held: w.held ?? 0,
+    available: available(w, spendable),
+  };
 }
 
-/** `available` in SQL. */
-export function availableSql(): RawBuilder<number> {
-  return sql<number>`(case when la.overdraft > 0 then 0 else la.balance - la.held end)`;
+/** `available` in SQL, where the lots that may pay hold `spendableFree`. */
+export function availableSql(spendableFree: RawBuilder<number>): RawBuilder<number> {
+  return sql<number>`(case when la.overdraft > 0 then 0
+    else la.balance - la.held - (la.lots - la.lots_held) + ${spendableFree} end)`;
 }
 
 /** The signed balance of `la` (`balanceOf(…).balance`) in SQL: after an update, the new one. */
@@ -84,37 +135,93 @@ export interface DebitRule {
   limits: boolean;
   /** The China day the daily limit counts in (`chinaDay()`). */
   today: string;
+  /** A payment by 离线付款码: the offline limits first (`offlineCodeWhenSql`). */
+  offlineCode?: OfflineCodeRule;
+}
+
+/**
+ * 离线付款码's own limits (离线付款码限额, set by 一卡通中心 in `offline_code_limits`): one payment at
+ * most its `pay_limit`, and the card's offline code payments of one China day (`offline_code_uses`)
+ * at most its `daily_limit`. They come before the holder's own limits (PROTOCOL.md §4.4).
+ */
+export interface OfflineCodeRule {
+  /** The China day they count in: today's, or for a reader's offline record, the day it was paid. */
+  day: string;
+}
+
+const OFFLINE_PAY_LIMIT = sql<number>`(select pay_limit from offline_code_limits where id = 1)`;
+const OFFLINE_DAILY_LIMIT = sql<number>`(select daily_limit from offline_code_limits where id = 1)`;
+
+/** The offline limits as `when … then …` arms of a refusal's CASE over `la`. */
+function offlineCodeWhenSql(
+  amount: RawBuilder<number>,
+  rule: OfflineCodeRule,
+): RawBuilder<unknown> {
+  return sql`when ${amount} > ${OFFLINE_PAY_LIMIT} then 'offline_per_payment'
+    when (select coalesce(sum(u.amount), 0) from offline_code_uses u
+      where u.card_account_id = la.card_account_id and u.china_day = ${rule.day}::date)
+      + ${amount} > ${OFFLINE_DAILY_LIMIT} then 'offline_daily'`;
+}
+
+/**
+ * Why a reader's offline record paid by 离线付款码 may not be charged `amount` to `la`, or NULL: the
+ * offline limits of the day it was paid, then the holder's per-payment limit. Funds and an
+ * overdraft do not stop it (a record is a fact, `offlineSql`).
+ */
+export function offlineRecordRefusalSql(
+  amount: RawBuilder<number>,
+  rule: OfflineCodeRule,
+): RawBuilder<Refusal | null> {
+  return sql<Refusal | null>`(case ${offlineCodeWhenSql(amount, rule)}
+    when ${amount} > la.pay_limit then 'per_payment' end)`;
 }
 
 /** A hold is not spending: the debit rule without the holder's limits. */
 export const NO_LIMITS: DebitRule = { limits: false, today: "" };
 
 /** Why a card may not pay an amount now, in the order a reader or a page is told. */
-export type Refusal = "negative_balance" | "per_payment" | "daily" | "insufficient_funds";
+export type Refusal =
+  | "negative_balance"
+  | "offline_per_payment"
+  | "offline_daily"
+  | "per_payment"
+  | "daily"
+  | "insufficient_funds";
 
 /**
- * THE debit rule: why `la` may not pay `amount` now, or NULL when it may. A debit takes the
- * money only where this is NULL, and a refused one is explained by reading it (`whyRefused`),
- * so the condition and its explanation cannot drift apart.
+ * THE debit rule: why `la` may not pay `amount` now where its lots that may pay hold
+ * `spendableFree`, or NULL when it may. A debit takes the money only where this is NULL, and a
+ * refused one is explained by reading it (`whyRefused`), so the condition and its explanation
+ * cannot drift apart.
  */
 export function refusalSql(
   amount: RawBuilder<number>,
   rule: DebitRule,
+  spendableFree: RawBuilder<number>,
 ): RawBuilder<Refusal | null> {
   const limits = rule.limits
     ? sql`when ${amount} > la.pay_limit then 'per_payment'
         when ${spentTodaySql(rule.today)} + ${amount} > la.daily_limit then 'daily'`
     : sql``;
-  return sql<Refusal | null>`(case when la.overdraft > 0 then 'negative_balance' ${limits}
-      when ${availableSql()} < ${amount} then 'insufficient_funds' end)`;
+  const offline = rule.offlineCode ? offlineCodeWhenSql(amount, rule.offlineCode) : sql``;
+  return sql<Refusal | null>`(case when la.overdraft > 0 then 'negative_balance' ${offline}
+      ${limits}
+      when ${availableSql(spendableFree)} < ${amount} then 'insufficient_funds' end)`;
 }
 
-/** The SET of a debit: the amount leaves the balance and, under the limits, counts as spent today. */
-function takeSql(amount: RawBuilder<number>, rule: DebitRule): RawBuilder<unknown> {
+/**
+ * The SET of a debit: `amount` leaves the balance, `lots` of it from the lots (the rest from
+ * cash) and, under the limits, counts as spent today.
+ */
+function takeSql(
+  amount: RawBuilder<number>,
+  lots: RawBuilder<number>,
+  rule: DebitRule,
+): RawBuilder<unknown> {
   const spend = rule.limits
     ? sql`, spent_day = ${rule.today}::date, spent_today = ${spentTodaySql(rule.today)} + ${amount}`
     : sql``;
-  return sql`balance = la.balance - ${amount}${spend}`;
+  return sql`balance = la.balance - ${amount}, lots = la.lots - ${lots}${spend}`;
 }
 
 /** Conditions joined with `and` (none: true). */
@@ -122,95 +229,154 @@ function allOf(conditions: RawBuilder<unknown>[] = []): RawBuilder<unknown> {
   return conditions.length ? sql`and ${sql.join(conditions, sql` and `)}` : sql``;
 }
 
-/** Where the asks of a statement come from, and what more each path requires of them. */
+/**
+ * What a statement that moves a card's money asks. It names its asks in a CTE `ask`, one row per
+ * payment: `ord` (unique), `card_account_id` (NULL pays nothing), `amount`, `at` (where: a
+ * merchant's category, `UTILITIES`, or NULL for cash only) and `reference`; more columns are the
+ * path's own.
+ */
 interface Asks {
-  /** SQL for the paying card account; NULL pays nothing. */
-  card: RawBuilder<number | null>;
-  /** A relation the `card` and amounts read from (`sql\`input i\``), when not plain values. */
-  from?: RawBuilder<unknown>;
-  /** The path's own conditions (a new reference, a live code, a merchant account). */
+  /** The path's own conditions on `la` and the ask `a` (a new reference, a live code, …). */
   also?: RawBuilder<unknown>[];
-  /** More columns to return beside `account_id`, `card_account_id` and `after`. */
+  /** More columns of `a` or `la` to return. */
   returning?: RawBuilder<unknown>;
 }
 
 /**
- * A card debit as an UPDATE for a CTE: takes `amount` from the card's wallet row where the debit
- * rule allows it. Returns `account_id` (the wallet's ledger account), `card_account_id` and
- * `after` (the signed balance after) for the transfer the caller records from it.
+ * The columns every card movement's `w` returns, from the updated row: `here` is the balance its
+ * place sees after, where its lots there hold `remaining` after.
  */
-export function debitSql(
-  p: Asks & { amount: RawBuilder<number>; rule: DebitRule },
+function returningSql(
+  remaining: RawBuilder<number>,
+  more?: RawBuilder<unknown>,
 ): RawBuilder<unknown> {
-  return sql`update ledger_accounts la set ${takeSql(p.amount, p.rule)}
-    ${p.from ? sql`from ${p.from}` : sql``}
-    where la.card_account_id = ${p.card} and ${refusalSql(p.amount, p.rule)} is null ${
-    allOf(p.also)
-  }
-    returning la.id as account_id, la.card_account_id, ${signedBalanceSql()} as after ${
-    p.returning ?? sql``
-  }`;
+  return sql`returning la.id as account_id, la.card_account_id, a.ord, a.reference, a.amount,
+      ${signedBalanceSql()} as after, la.balance - la.overdraft - la.lots + ${remaining} as here
+      ${more ?? sql``}`;
 }
 
 /**
- * A shower pre-authorisation of the whole `amount` as an UPDATE for a CTE, where the card could
- * pay it under the debit rule (no limits: a hold is not spending). `amount` reads from the asks,
- * not from `la`. Returns `account_id`, `card_account_id` and `after`.
+ * The UPDATE of the asks' wallet rows `la` from `ak a`, where the draw may be made
+ * (`unchangedSql`).
  */
-export function reserveSql(p: Asks & { amount: RawBuilder<number> }): RawBuilder<unknown> {
-  return sql`update ledger_accounts la set ${reserveSetSql(p.amount)}
-    ${p.from ? sql`from ${p.from}` : sql``}
-    where la.card_account_id = ${p.card} and ${refusalSql(p.amount, NO_LIMITS)} is null ${
-    allOf(p.also)
-  }
-    returning la.id as account_id, la.card_account_id, ${signedBalanceSql()} as after ${
-    p.returning ?? sql``
-  }`;
+function updateCards(set: RawBuilder<unknown>): RawBuilder<unknown> {
+  return sql`update ledger_accounts la set ${set}
+      from ak a
+      where la.card_account_id = a.card_account_id and ${unchangedSql()}`;
 }
 
-/** The SET of a hold: `amount` is set aside (held), still the card's but no payment's. */
-export function reserveSetSql(amount: RawBuilder<number>): RawBuilder<unknown> {
-  return sql`held = la.held + ${amount}`;
+/**
+ * A card debit as CTEs (`lk`, `lt`, `dr`, `ak`, `w`, `lu`) over the asks `ask`: takes each
+ * `amount` from its card where the debit rule allows it, its lots that may pay there first
+ * (`lu`), then cash. `w` returns `account_id` (the wallet's ledger account), `card_account_id`,
+ * `ord`, `reference`, `amount`, `after` (the signed balance after) and `here` (the balance its
+ * place sees after) for the transfer the caller records from it as `t` (returning `id` and
+ * `reference`), followed by `debitLegsSql()`. A payment whose card's row changed since the
+ * statement began is not made (see _purses.ts): the caller goes the ordinary way.
+ */
+export function debitSql(p: Asks & { rule: DebitRule }): RawBuilder<unknown> {
+  return sql`${lotDrawsSql()}, w as (
+      ${updateCards(takeSql(sql`a.amount`, drawn.take, p.rule))}
+        and ${refusalSql(sql`a.amount`, p.rule, drawn.free)} is null ${allOf(p.also)}
+      ${returningSql(sql`${drawn.remaining} - ${drawn.take}`, p.returning)}
+    ), ${lotTakesSql("remaining")}`;
+}
+
+/**
+ * A shower pre-authorisation of the whole `amount` as CTEs (`lk`, `lt`, `dr`, `ak`, `w`, `lu`)
+ * over the asks `ask`, where the card could pay it under the debit rule (no limits: a hold is not
+ * spending): the lots that may pay there set aside first, then cash. `w` returns as `debitSql`'s
+ * and `lots`, what it set aside of each lot (`ledger_holds.lots`).
+ */
+export function reserveSql(p: Asks): RawBuilder<unknown> {
+  return sql`${lotDrawsSql()}, w as (
+      ${updateCards(sql`held = la.held + a.amount, lots_held = la.lots_held + ${drawn.take}`)}
+        and ${refusalSql(sql`a.amount`, NO_LIMITS, drawn.free)} is null ${allOf(p.also)}
+      ${
+    returningSql(
+      drawn.remaining,
+      sql`, ${heldLotsSql(sql`a.ord`)} as lots ${p.returning ?? sql``}`,
+    )
+  }
+    ), ${lotTakesSql("held")}`;
 }
 
 /** What a hold asked for `amount` takes: all of it, or what is available if less. */
-export function holdable(w: WalletMoney, amount: number): number {
-  return Math.min(amount, available(w));
+export function holdable(w: WalletMoney, amount: number, spendable: Spendable): number {
+  return Math.min(amount, available(w, spendable));
 }
 
-/** The SET of a hold's end: `charged` leaves the balance and the whole hold `held` is freed. */
+/**
+ * The SET of a hold's end: `charged` leaves the balance (`lotsCharged` of it from the hold's
+ * lots), and the whole hold `held` (`lotsHeld` of it in lots) is freed.
+ */
 export function settleSetSql(
   charged: RawBuilder<number>,
   held: RawBuilder<number>,
+  lotsCharged: RawBuilder<number>,
+  lotsHeld: RawBuilder<number>,
 ): RawBuilder<unknown> {
-  return sql`balance = la.balance - ${charged}, held = la.held - ${held}`;
+  return sql`balance = la.balance - ${charged}, held = la.held - ${held},
+    lots = la.lots - ${lotsCharged}, lots_held = la.lots_held - ${lotsHeld}`;
+}
+
+/**
+ * A hold's end as CTEs over `h` (the hold's row, updated, with `amount`, `charged` and `lots`):
+ * `hc` what each lot it set aside gives back and pays (its lots first, in the order it drew
+ * them, then cash), `hs` their sums. Lots are updated by `hu` once the card's row `w` is.
+ */
+export function holdLotsSql(): RawBuilder<unknown> {
+  return sql`hc as (
+      select x.lot, x.amount as reserved,
+        least(x.amount, greatest(0, h.charged - coalesce(sum(x.amount) over (order by x.n
+          rows between unbounded preceding and 1 preceding), 0))) as charge
+      from h cross join lateral rows from (
+        jsonb_to_recordset(coalesce(h.lots, '[]'::jsonb)) as (lot bigint, amount bigint)
+      ) with ordinality as x(lot, amount, n)
+    ), hs as (
+      select coalesce(sum(reserved), 0) as reserved, coalesce(sum(charge), 0) as charge from hc
+    )`;
 }
 
 /** What a hold's late end (after it timed out) may still charge of `wanted`: only what is free. */
-export function lateCharge(w: WalletMoney, wanted: number): number {
-  return Math.min(wanted, Math.max(0, available(w)));
+export function lateCharge(w: WalletMoney, wanted: number, spendable: Spendable): number {
+  return Math.min(wanted, Math.max(0, available(w, spendable)));
 }
 
 /**
- * The SET of an offline reader's payment, the only debit below zero: it takes what is free of
- * holds and books the rest as overdraft, which every online debit then refuses.
+ * An offline reader's payment as CTEs (`lt`, `dr`, `ak`, `w`, `lu`) over the asks `ask`, the only
+ * debit below zero: the lots that may pay there first, then what is free in cash, and the rest
+ * booked as overdraft, which every online debit then refuses. `w` returns as `debitSql`'s.
  */
-export function offlineTakeSql(amount: RawBuilder<number>): RawBuilder<unknown> {
-  const free = sql`least(${amount}, la.balance - la.held)`;
-  return sql`balance = la.balance - ${free}, overdraft = la.overdraft + (${amount} - ${free})`;
+export function offlineSql(p: Asks): RawBuilder<unknown> {
+  const rest = sql`(a.amount - ${drawn.take})`;
+  const cash = sql`least(${rest}, la.balance - la.held - (la.lots - la.lots_held))`;
+  return sql`${lotDrawsSql()}, w as (
+      ${
+    updateCards(sql`balance = la.balance - ${drawn.take} - ${cash},
+        lots = la.lots - ${drawn.take}, overdraft = la.overdraft + (${rest} - ${cash})`)
+  } ${allOf(p.also)}
+      ${returningSql(sql`${drawn.remaining} - ${drawn.take}`, p.returning)}
+    ), ${lotTakesSql("remaining")}`;
 }
 
 /**
- * The SET of a credit to a card: it pays off an offline overdraft first, then adds to the
- * balance; `undoSpendOn` gives the amount back to that China day's spending (a reversal).
+ * The SET of a credit to a card: `cash` pays off an offline overdraft first, then adds to the
+ * balance; `lots` goes back to lots (they owe nothing); `undoSpendOn` gives the amount back to
+ * that China day's spending (a reversal).
  */
-export function creditSql(amount: RawBuilder<number>, undoSpendOn?: string | null) {
+export function creditSql(
+  cash: RawBuilder<number>,
+  lots: RawBuilder<number>,
+  undoSpendOn?: string | null,
+) {
   const undo = undoSpendOn
     ? sql`, spent_today = case when la.spent_day = ${undoSpendOn}::date
-        then greatest(la.spent_today - ${amount}, 0) else la.spent_today end`
+        then greatest(la.spent_today - (${cash} + ${lots}), 0) else la.spent_today end`
     : sql``;
-  return sql`overdraft = greatest(la.overdraft - ${amount}, 0),
-    balance = la.balance + greatest(${amount} - la.overdraft, 0)${undo}`;
+  return sql`overdraft = greatest(la.overdraft - ${cash}, 0),
+    balance = la.balance + greatest(${cash} - la.overdraft, 0) + ${lots},
+    lots = la.lots + ${lots}${undo}`;
 }
 
 /**
@@ -232,23 +398,33 @@ export function merchantAccountSql(
     where ma.merchant_id = ${merchantId} and m.active)`;
 }
 
+/** Where a payment to `merchantId` is spent (its category), for the purse rule. */
+export function merchantPlaceSql(merchantId: RawBuilder<number>): RawBuilder<SpendAt> {
+  return sql<SpendAt>`(select m.category::text from ${merchantRowSql(merchantId)} m)`;
+}
+
 /** The reason of `refusalSql` as the error a reader's status and a page's message come from. */
 function refusalError(
   reason: Refusal,
-  w: WalletMoney & { pay_limit: number; daily_limit: number },
+  w: WalletRow,
+  spendable: Spendable,
   amount: number,
 ): WalletError {
   switch (reason) {
     case "negative_balance":
-      return new NegativeBalanceError((w.balance ?? 0) - (w.overdraft ?? 0));
+      return new NegativeBalanceError(w.balance - w.overdraft);
+    case "offline_per_payment":
+      return new OfflineCodeOverLimitError("per_payment", w.offline_pay_limit, amount);
+    case "offline_daily":
+      return new OfflineCodeOverLimitError("daily", w.offline_daily_limit, amount);
     case "per_payment":
       return new LimitExceededError("per_payment", w.pay_limit, amount);
     case "daily":
       return new LimitExceededError("daily", w.daily_limit, amount);
     case "insufficient_funds":
       return new InsufficientFundsError(
-        (w.balance ?? 0) - (w.overdraft ?? 0),
-        available(w),
+        balanceOf(w, spendable).balance,
+        available(w, spendable),
         amount,
       );
   }
@@ -260,42 +436,92 @@ export interface WalletRow extends WalletMoney {
   balance: number;
   held: number;
   overdraft: number;
+  lots: number;
+  lots_held: number;
   pay_limit: number;
   daily_limit: number;
+  /** 离线付款码限额 (`OfflineCodeRule`), read with the row. */
+  offline_pay_limit: number;
+  offline_daily_limit: number;
 }
 
 /**
- * The card's wallet row (locked for update with `lock`, inside a transaction) and why it may not
- * pay `amount` now under `rule`, by `refusalSql`: null when nothing stops it. A card that never
- * had money has no row and nothing available.
+ * The card's wallet row, its lots that may pay at `rule.at` (in draw order) and why it may not pay
+ * `amount` there now under `rule`, by `refusalSql` (null when nothing stops it). With `lock`
+ * (inside a transaction) the card's row, then its lots, are locked for update: the order every
+ * path takes. A card that never had money has no row and nothing available.
  */
 export async function readWallet(
   db: Db,
   cardAccountId: number,
   amount: number,
-  rule: DebitRule,
+  rule: DebitRule & { at: SpendAt },
   options: { lock?: boolean } = {},
-): Promise<{ wallet: WalletRow | null; refusal: WalletError | null }> {
+): Promise<
+  { wallet: WalletRow | null; lots: LotMoney[]; spendable: Spendable; refusal: WalletError | null }
+> {
+  if (options.lock) {
+    // The row, then its lots: the purse rule's lock order.
+    await sql`select id from ledger_accounts where card_account_id = ${cardAccountId} for update`
+      .execute(db);
+    await lockLotsSql(cardAccountId).execute(db);
+  }
+  const { rows } = await spendableLotsQuery(cardAccountId, rule.at).execute(db);
+  const lots = rows.map((r) => ({
+    lotId: Number(r.lot_id),
+    purse: r.purse,
+    remaining: Number(r.remaining),
+    free: Number(r.free),
+    validUntil: r.valid_until,
+  }));
+  const spendable = {
+    free: lots.reduce((s, l) => s + l.free, 0),
+    remaining: lots.reduce((s, l) => s + l.remaining, 0),
+  };
   const { rows: [w] } = await sql<WalletRow & { reason: Refusal | null }>`
-    select la.id, la.balance, la.held, la.overdraft, la.pay_limit, la.daily_limit,
-      ${refusalSql(sql<number>`${amount}::bigint`, rule)} as reason
-    from ledger_accounts la where la.card_account_id = ${cardAccountId}
-    ${options.lock ? sql`for update` : sql``}`.execute(db);
-  if (!w) return { wallet: null, refusal: new InsufficientFundsError(0, 0, amount) };
-  return { wallet: w, refusal: w.reason ? refusalError(w.reason, w, amount) : null };
+    select la.id, la.balance, la.held, la.overdraft, la.lots, la.lots_held, la.pay_limit,
+      la.daily_limit, ${OFFLINE_PAY_LIMIT} as offline_pay_limit,
+      ${OFFLINE_DAILY_LIMIT} as offline_daily_limit, ${
+    refusalSql(sql<number>`${amount}::bigint`, rule, sql<number>`${spendable.free}::bigint`)
+  } as reason
+    from ledger_accounts la where la.card_account_id = ${cardAccountId}`.execute(db);
+  if (!w) {
+    return { wallet: null, lots, spendable, refusal: new InsufficientFundsError(0, 0, amount) };
+  }
+  const refusal = w.reason ? refusalError(w.reason, w, spendable, amount) : null;
+  return { wallet: w, lots, spendable, refusal };
 }
 
 /**
- * Why the card may not pay `amount` now under `rule` (`readWallet`'s answer); null when nothing
- * stops it (a race: the caller goes again).
+ * Why the card may not pay `amount` at `at` now under `rule` (`readWallet`'s answer); null when
+ * nothing stops it (a race: the caller goes again).
  */
 export async function whyRefused(
   db: Db,
   cardAccountId: number,
   amount: number,
-  rule: DebitRule,
+  rule: DebitRule & { at: SpendAt },
 ): Promise<WalletError | null> {
   return (await readWallet(db, cardAccountId, amount, rule)).refusal;
+}
+
+/**
+ * Why a reader's offline record paid by 离线付款码 may not be charged (`offlineRecordRefusalSql`'s
+ * answer), or null.
+ */
+export async function whyOfflineRecordRefused(
+  db: Db,
+  cardAccountId: number,
+  amount: number,
+  rule: OfflineCodeRule,
+): Promise<WalletError | null> {
+  const { rows: [w] } = await sql<WalletRow & { reason: Refusal | null }>`
+    select la.id, la.balance, la.held, la.overdraft, la.lots, la.lots_held, la.pay_limit,
+      la.daily_limit, ${OFFLINE_PAY_LIMIT} as offline_pay_limit,
+      ${OFFLINE_DAILY_LIMIT} as offline_daily_limit,
+      ${offlineRecordRefusalSql(sql<number>`${amount}::bigint`, rule)} as reason
+    from ledger_accounts la where la.card_account_id = ${cardAccountId}`.execute(db);
+  return w?.reason ? refusalError(w.reason, w, NOTHING, amount) : null;
 }
 
 /** Throws unless `amount` is a whole number of fen in (0, MAX_AMOUNT]. */

@@ -8,6 +8,31 @@ import { ensureSchool } from "../account/mod.ts";
 import { createMerchant } from "../merchant/mod.ts";
 import { bindCardForTest, createCardAccountForTest, DEMO_SCHOOL } from "../card/mod.ts";
 import { creditTopUp } from "./payments.ts";
+import { grantLots, subsidyFundingAccount } from "./lots.ts";
+
+let grantSeq = 0;
+
+/** A 补助 lot of `amount` on a card: where (default everywhere) and when (ms from now) it may be spent. */
+export async function grantLot(
+  db: Db,
+  cardAccountId: number,
+  amount: number,
+  options: { categories?: string[]; from?: number; until?: number; batchId?: number } = {},
+): Promise<string> {
+  const school = await ensureSchool(db, DEMO_SCHOOL.name, DEMO_SCHOOL.code);
+  const reference = `test-grant-${cardAccountId}-${++grantSeq}-${randomDigits(6)}`;
+  await db.transaction().execute(async (trx) => {
+    await grantLots(trx, {
+      purse: "subsidy",
+      fundingAccountId: await subsidyFundingAccount(trx, { id: school.id, name: school.name }),
+      batchId: options.batchId ?? null,
+      validFrom: new Date(Date.now() + (options.from ?? -3600_000)),
+      validUntil: new Date(Date.now() + (options.until ?? 30 * 86400_000)),
+      categories: options.categories ?? ["canteen", "supermarket", "shower", "utilities"],
+    }, [{ cardAccountId, amount, reference }]);
+  });
+  return reference;
+}
 
 /** Valid made-up 身份证 numbers (check characters computed). */
 const IDS = [
@@ -69,6 +94,9 @@ export async function setup(options: { poolSize?: number } = {}) {
     merchant,
     shower,
     card: (balance = 0) => makeCardAccount(h.db, deps, balance),
+    /** A 补助 lot on a card (`grantLot`). */
+    lot: (card: number, amount: number, options?: Parameters<typeof grantLot>[3]) =>
+      grantLot(h.db, card, amount, options),
     /** A signed-in student whose login account is bound to a card with `balance`. */
     async student(balance = 0, ip = "10.2.0.1") {
       const cardAccountId = await makeCardAccount(h.db, deps, balance);

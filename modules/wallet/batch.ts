@@ -6,7 +6,8 @@
 import { type RawBuilder, sql } from "kysely";
 import { type Db, PREPARED } from "../platform/database.ts";
 import { checkReference, chinaDay } from "./_common.ts";
-import { checkAmount, debitSql, merchantAccountSql } from "./_rules.ts";
+import { checkAmount, debitSql, merchantAccountSql, merchantPlaceSql } from "./_rules.ts";
+import { debitLegsSql } from "./_purses.ts";
 import { InvalidAmountError } from "./errors.ts";
 import type { PaymentResult } from "./ledger.ts";
 
@@ -32,7 +33,9 @@ function checkId(value: number | null, what: string): number | null {
  * nothing), e.g. card's payable chip.
  * `record(paid)` returns an `insert … select … from ${paid}`: `paid` holds one row per payment
  * that moved money, with `ord` (the payment's 1-based position in `payments`), `id`,
- * `card_account_id` and `balance_after`; the record commits with the money or not at all.
+ * `card_account_id` and `balance_after` (the balance its merchant sees after it: the card's
+ * cash and the lots that may pay there, what a reader shows); the record commits with the money
+ * or not at all.
  *
  * Returns, per payment, its result or null when it did not pay (refused by its card row, the
  * reference already used, no card, no active merchant account); the caller takes the ordinary path
@@ -64,28 +67,25 @@ export async function payFromCardsRecorded(
     terminals.push(checkId(p.terminalId, "terminalId"));
   }
   const today = chinaDay();
-  const result = await sql<{ reference: string; id: number; balance_after: number }>`${
-    sql.raw(PREPARED)
-  }
-    with input as materialized (
+  const result = await sql<
+    { reference: string; id: number; balance_after: number; here: number }
+  >`${sql.raw(PREPARED)}
+    with ask as materialized (
       select i.ord, i.amount, i.reference, i.merchant_id, i.terminal_id,
         ${input.cardAccountOf(sql.raw("i.payer"))} as card_account_id,
         ${merchantAccountSql(sql`i.merchant_id`)} as merchant_account,
+        ${merchantPlaceSql(sql`i.merchant_id`)} as at,
         exists (select 1 from ledger_transfers t where t.reference = i.reference) as used
       from unnest(${payers}::text[], ${merchants}::bigint[], ${amounts}::bigint[],
         ${references}::text[], ${terminals}::bigint[])
         with ordinality as i(payer, merchant_id, amount, reference, terminal_id, ord)
-    ), w as (${
+    ), ${
     debitSql({
-      card: sql`i.card_account_id`,
-      amount: sql`i.amount`,
       rule: { limits: true, today },
-      from: sql`input i`,
-      also: [sql`i.merchant_account is not null`, sql`not i.used`],
-      returning: sql`, i.ord, i.reference, i.amount, i.merchant_id, i.terminal_id,
-        i.merchant_account`,
+      also: [sql`a.merchant_account is not null`, sql`not a.used`],
+      returning: sql`, a.merchant_id, a.terminal_id, a.merchant_account`,
     })
-  }), inserted as (
+  }, t as (
       insert into ledger_transfers (reference, kind, channel, debit_account_id, credit_account_id,
         amount, card_account_id, card_delta, balance_after, merchant_id, terminal_id, details)
       select w.reference, 'purchase', ${input.channel}::text, w.account_id, w.merchant_account,
@@ -93,10 +93,12 @@ export async function payFromCardsRecorded(
         'null'::jsonb
       from w
       returning id, reference, balance_after
-    ), paid as (
-      select w.ord, w.card_account_id, w.after as balance_after from w
+    ), ${debitLegsSql()}, paid as (
+      select w.ord, t.id, w.card_account_id, w.here as balance_after
+      from w join t on t.reference = w.reference
     ), recorded as (${input.record(sql.raw("paid"))})
-    select reference, id, balance_after from inserted`.execute(db);
+    select t.reference, t.id, t.balance_after, w.here
+    from t join w on w.reference = t.reference`.execute(db);
   // Data-modifying CTEs run to completion whether read or not: every debited row has its
   // transfer and its record. Results are matched back by reference (unique in a batch).
   const position = new Map(references.map((r, i) => [r, i]));
@@ -104,7 +106,12 @@ export async function payFromCardsRecorded(
   for (const row of result.rows) {
     const i = position.get(row.reference);
     if (i !== undefined) {
-      out[i] = { transferId: row.id, balanceAfter: row.balance_after, duplicate: false };
+      out[i] = {
+        transferId: row.id,
+        balanceAfter: row.balance_after,
+        balanceHere: row.here,
+        duplicate: false,
+      };
     }
   }
   return out;

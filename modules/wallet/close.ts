@@ -1,14 +1,19 @@
 /**
- * 销户: the card office closes a card account and pays its balance out in cash. The balance
+ * 销户: the card office closes a card account and pays its cash purse out in cash. The cash
  * leaves through a `cash_out` transfer to the cash account "柜台现金" (money out of the system, as a
- * gateway top-up is money in). Money that reaches a closed account later (a refund of a failed
- * utility delivery, a reader's late reversal) is paid out the same way.
+ * gateway top-up is money in), a debit under the debit rule (cash only); the money of its lots
+ * (补助) goes back to their funding accounts, never paid out. Money that reaches a closed account
+ * later (a refund of a failed utility delivery, a reader's late reversal) is paid out the same way.
  */
 import { sql } from "kysely";
 import type { Db } from "../platform/database.ts";
 import { formatFen } from "../platform/money.ts";
 import { writeAudit } from "../staff/mod.ts";
 import { closeCardAccount, findCardAccount, type StaffActor } from "../card/mod.ts";
+import { chinaDay, type Trx } from "./_common.ts";
+import { NO_LIMITS, readWallet } from "./_rules.ts";
+import { debitCard } from "./ledger.ts";
+import { returnLotsOfCard } from "./lots.ts";
 import { WalletError } from "./errors.ts";
 import "./tables.ts";
 
@@ -24,8 +29,11 @@ export class CannotCloseError extends WalletError {
 /** What a card account holds now, as the 销户 page shows it. */
 export interface ClosingState {
   card: NonNullable<Awaited<ReturnType<typeof findCardAccount>>>;
-  /** Money there (never negative). */
+  /** Money there (never negative), all purses. */
   balance: number;
+  /** Of it, the cash purse (paid out) and the lots (back to their funding accounts). */
+  cash: number;
+  lots: number;
   held: number;
   /** What offline payments took beyond the balance: owed by the holder. */
   overdraft: number;
@@ -36,7 +44,8 @@ export interface ClosingState {
 export async function closingState(db: Db, cardAccountId: number): Promise<ClosingState | null> {
   const card = await findCardAccount(db, cardAccountId);
   if (!card) return null;
-  const wallet = await db.selectFrom("ledger_accounts").select(["balance", "held", "overdraft"])
+  const wallet = await db.selectFrom("ledger_accounts")
+    .select(["balance", "held", "overdraft", "lots"])
     .where("card_account_id", "=", card.id).executeTakeFirst();
   const payouts = await db.selectFrom("ledger_transfers")
     .select(["id", "amount", "created_at"])
@@ -45,6 +54,8 @@ export async function closingState(db: Db, cardAccountId: number): Promise<Closi
   return {
     card,
     balance: wallet?.balance ?? 0,
+    cash: (wallet?.balance ?? 0) - (wallet?.lots ?? 0),
+    lots: wallet?.lots ?? 0,
     held: wallet?.held ?? 0,
     overdraft: wallet?.overdraft ?? 0,
     payouts: payouts.map((p) => ({ id: p.id, amount: p.amount, createdAt: p.created_at })),
@@ -52,20 +63,21 @@ export async function closingState(db: Db, cardAccountId: number): Promise<Closi
 }
 
 /**
- * Pays the whole balance of a card account out in cash inside `trx`; refused while money is on
- * hold or owed. Returns the amount (0 when there was nothing to pay). The reference names the
- * card's last transfer, so a second submit of the same state is the same payout, never two.
+ * Pays the cash purse of a card account out in cash inside `trx` and sends its lots back to their
+ * funding accounts; refused while money is on hold or owed. Returns the cash paid and the lots'
+ * money sent back (0 when there was none). The reference names the card's last transfer, so a second submit of the same state
+ * is the same payout, never two.
  */
 async function payOutInTrx(
-  trx: Db,
+  trx: Trx,
   cardAccountId: number,
   details: { staffId: number; reason: string; ip: string | null },
-): Promise<number> {
-  const wallet = await sql<{ id: number; balance: number; held: number; overdraft: number }>`
-    select id, balance, held, overdraft from ledger_accounts
-    where card_account_id = ${cardAccountId} for update`.execute(trx);
-  const w = wallet.rows[0];
-  if (!w) return 0;
+): Promise<{ cash: number; lots: number }> {
+  // The card's lots, then its row, locked: the purse rule's order.
+  const { wallet: w } = await readWallet(trx, cardAccountId, 1, { ...NO_LIMITS, at: null }, {
+    lock: true,
+  });
+  if (!w) return { cash: 0, lots: 0 };
   if (w.held > 0) {
     throw new CannotCloseError(
       "money on hold",
@@ -78,29 +90,40 @@ async function payOutInTrx(
       `账户余额为负（欠款 ${formatFen(w.overdraft)}），请先补足欠款再办理`,
     );
   }
-  if (w.balance === 0) return 0;
-  const last = await sql<{ id: number | null }>`
-    select max(id) as id from ledger_transfers where card_account_id = ${cardAccountId}`
-    .execute(trx);
-  const reference = `cash-out:${cardAccountId}:after:${last.rows[0]?.id ?? 0}`;
-  await sql`update ledger_accounts set balance = 0 where id = ${w.id}`.execute(trx);
-  await sql`insert into ledger_transfers (reference, kind, debit_account_id, credit_account_id,
-      amount, card_account_id, card_delta, balance_after, details)
-    select ${reference}, 'cash_out', ${w.id}, la.id, ${w.balance}, ${cardAccountId},
-      ${-w.balance}, 0, ${
-    JSON.stringify({ staffId: details.staffId, reason: details.reason })
-  }::jsonb
-    from ledger_accounts la where la.code = 'cash:counter'`.execute(trx);
+  const returned = await returnLotsOfCard(trx, cardAccountId, {
+    staffId: details.staffId,
+    reason: details.reason,
+  });
+  const cash = w.balance - w.lots;
+  if (cash > 0) {
+    const last = await sql<{ id: number | null }>`
+      select max(id) as id from ledger_transfers where card_account_id = ${cardAccountId}`
+      .execute(trx);
+    await debitCard(trx, {
+      cardAccountId,
+      amount: cash,
+      reference: `cash-out:${cardAccountId}:after:${last.rows[0]?.id ?? 0}`,
+      kind: "cash_out",
+      channel: null,
+      at: sql`null`,
+      counterAccount: sql<number>`select id from ledger_accounts where code = 'cash:counter'`,
+      merchantId: null,
+      terminalId: null,
+      details: { staffId: details.staffId, reason: details.reason },
+      rule: { ...NO_LIMITS, today: chinaDay() },
+    }, () => Promise.resolve());
+  }
+  if (cash === 0 && returned === 0) return { cash, lots: returned };
   await writeAudit(trx, {
     staffId: details.staffId,
     action: "wallet.cash_out",
     targetType: "card_account",
     targetId: cardAccountId,
-    before: { balance: w.balance },
-    after: { balance: 0, paidOut: w.balance, reason: details.reason },
+    before: { balance: w.balance, cash, lots: w.lots },
+    after: { balance: 0, paidOut: cash, lotsReturned: returned, reason: details.reason },
     ip: details.ip,
   });
-  return w.balance;
+  return { cash, lots: returned };
 }
 
 /**
@@ -119,7 +142,12 @@ export async function closeCardWithPayout(
     actor,
     cardAccountId,
     reason,
-    (trx, id) => payOutInTrx(trx, id, { staffId: actor.staffId, reason, ip: actor.ip ?? null }),
+    async (trx, id) =>
+      (await payOutInTrx(trx as Trx, id, {
+        staffId: actor.staffId,
+        reason,
+        ip: actor.ip ?? null,
+      })).cash,
   );
 }
 
@@ -135,12 +163,14 @@ export async function payOutClosedCard(
     if (!card || card.status !== "cancelled") {
       throw new CannotCloseError("not closed", "该一卡通账户尚未销户");
     }
-    const amount = await payOutInTrx(trx, card.id, {
+    const paid = await payOutInTrx(trx, card.id, {
       staffId: actor.staffId,
       reason,
       ip: actor.ip ?? null,
     });
-    if (amount === 0) throw new CannotCloseError("nothing to pay", "该账户没有余额可退");
-    return amount;
+    if (paid.cash === 0 && paid.lots === 0) {
+      throw new CannotCloseError("nothing to pay", "该账户没有余额可退");
+    }
+    return paid.cash;
   });
 }

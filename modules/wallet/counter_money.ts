@@ -1,7 +1,8 @@
 /**
  * A card's money as the card office's counter screen shows it: the balance (the wallet's own
- * `getBalance`, whatever purses it counts), what is held and by whom, the last transactions, and
- * every transaction a page at a time for the staff list. Reads only.
+ * `getBalance`, all purses) and each purse (现金, 补助, …), what is held and by whom, the last
+ * transactions with the purses that paid them, and every transaction a page at a time for the
+ * staff list. Reads only.
  */
 import type { Db } from "../platform/database.ts";
 import { type Paging, paging } from "../platform/listing.ts";
@@ -9,36 +10,44 @@ import { merchantsByIds } from "../merchant/mod.ts";
 import { type Balance, getBalance } from "./ledger.ts";
 import { activeHolds } from "./holds.ts";
 import { type HistoryRow, KIND_LABELS, listTransactions, withMerchants } from "./history.ts";
+import { type PurseLine, purseLines, splitsOf, type TransferSplit } from "./purses.ts";
 import type { TransferKind } from "./tables.ts";
 import "./tables.ts";
 
 /** The counter screen's money panel of one card. */
 export interface CounterMoney {
   balance: Balance;
+  /** Each purse: cash first, then those with money (补助 with when it ends). */
+  purses: PurseLine[];
   /** Shower pre-authorisations in progress, with the merchant that holds each. */
   holds: Array<{ id: number; amount: number; merchantName: string; createdAt: Date }>;
-  /** The last 10 transactions, newest first. */
-  recent: HistoryRow[];
+  /** The last 10 transactions, newest first, with the purses that paid (null: cash only). */
+  recent: Array<HistoryRow & { split: TransferSplit | null }>;
   kindLabels: Record<TransferKind, string>;
 }
 
 /** The balance, the holds and the last 10 transactions of a card account. */
 export async function counterMoney(db: Db, cardAccountId: number): Promise<CounterMoney> {
-  const [balance, holds, recent] = await Promise.all([
+  const [balance, purses, holds, recent] = await Promise.all([
     getBalance(db, cardAccountId),
+    purseLines(db, cardAccountId),
     activeHolds(db, cardAccountId),
     listTransactions(db, cardAccountId, { limit: 10 }),
   ]);
-  const merchants = await merchantsByIds(db, holds.map((h) => h.merchantId));
+  const [merchants, splits] = await Promise.all([
+    merchantsByIds(db, holds.map((h) => h.merchantId)),
+    splitsOf(db, recent),
+  ]);
   return {
     balance,
+    purses,
     holds: holds.map((h) => ({
       id: h.id,
       amount: h.amount,
       merchantName: merchants.get(h.merchantId)?.name ?? `商户 #${h.merchantId}`,
       createdAt: h.createdAt,
     })),
-    recent,
+    recent: recent.map((r) => ({ ...r, split: splits.get(r.id) ?? null })),
     kindLabels: KIND_LABELS,
   };
 }

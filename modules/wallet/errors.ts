@@ -205,6 +205,21 @@ export class PaymentCodeRevokedError extends WalletError {
   }
 }
 
+/**
+ * A reader's offline record of a 离线付款码 whose card was reported lost or unbound after it was paid:
+ * whether the device was still trusted then is finance's call (PROTOCOL.md §4.11).
+ */
+export class OfflineCodeRevokedLaterError extends WalletError {
+  readonly code = "code_revoked_later";
+  override status = 422 as const;
+  constructor() {
+    super(
+      "Cannot charge offline payment code: its card was reported lost or unbound after it was paid",
+      "交易后该卡曾挂失或解绑，需财务处核实",
+    );
+  }
+}
+
 /** The amount is above the offline limits (一卡通中心's, per payment or per China day). */
 export class OfflineCodeOverLimitError extends WalletError {
   readonly code = "offline_code_over_limit";

@@ -18,6 +18,10 @@ export const HISTORY_TYPES = {
   water: { label: "冷水", kinds: ["water"] },
   shower: { label: "热水", kinds: ["shower"] },
   refund: { label: "退款", kinds: ["refund", "utility_refund", "reversal"] },
+  subsidy: {
+    label: "补助",
+    kinds: ["subsidy", "subsidy_reversal", "subsidy_expiry", "subsidy_return"],
+  },
 } as const satisfies Record<string, { label: string; kinds: TransferKind[] }>;
 
 export type HistoryType = keyof typeof HISTORY_TYPES;
@@ -37,6 +41,10 @@ export const KIND_LABELS: Record<TransferKind, string> = {
   cash_out: "销户退款",
   topup_refund: "充值退回",
   topup_refund_return: "退回失败返还",
+  subsidy: "补助发放",
+  subsidy_reversal: "补助冲正",
+  subsidy_expiry: "补助到期退回",
+  subsidy_return: "销户补助退回",
 };
 
 /** One line of 交易记录. */
@@ -172,6 +180,7 @@ const CATEGORIES: Record<string, Category> = {
   water: { key: "water", label: "冷水", glyph: "水" },
   topup: { key: "topup", label: "充值", glyph: "充" },
   refund: { key: "refund", label: "退款", glyph: "退" },
+  subsidy: { key: "subsidy", label: "补助", glyph: "补" },
   other: { key: "other", label: "其他", glyph: "其" },
 };
 
@@ -195,6 +204,11 @@ export function categoryOf(kind: TransferKind, merchantCategory: string | null):
     case "reversal":
     case "void":
       return CATEGORIES.refund;
+    case "subsidy":
+    case "subsidy_reversal":
+    case "subsidy_expiry":
+    case "subsidy_return":
+      return CATEGORIES.subsidy;
     default:
       return CATEGORIES.other;
   }

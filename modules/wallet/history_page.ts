@@ -2,7 +2,7 @@
 import type { z } from "zod";
 import { chinaMonth } from "../platform/china_time.ts";
 import type { Db } from "../platform/database.ts";
-import { type HistoryRow, type HistoryType, listTransactions, monthTotals } from "./history.ts";
+import { type HistoryType, listTransactions, monthTotals } from "./history.ts";
 import { labelRows } from "./labels.ts";
 import type { historyQuery } from "./schemas.ts";
 
@@ -15,7 +15,7 @@ export async function historyPage(
   q: z.infer<typeof historyQuery>,
 ): Promise<{
   continued: boolean;
-  rows: Array<HistoryRow & { label: string | null; note: string | null }>;
+  rows: Awaited<ReturnType<typeof labelRows>>;
   more: number | null;
   filter: { type: string; month: string };
   months: Map<string, { spent: number; received: number }>;

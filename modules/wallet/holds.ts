@@ -5,18 +5,30 @@
  */
 import { sql } from "kysely";
 import type { Db } from "../platform/database.ts";
-import { checkReference, ensureMerchantAccount, inTransaction, type Trx } from "./_common.ts";
+import { getMerchant } from "../merchant/mod.ts";
+import {
+  checkReference,
+  ensureMerchantAccount,
+  inTransaction,
+  transferByReference,
+  type Trx,
+} from "./_common.ts";
 import {
   balanceOf,
   checkAmount,
   holdable,
   lateCharge,
+  merchantAccountSql,
+  merchantPlaceSql,
   NO_LIMITS,
   readWallet,
-  reserveSetSql,
+  reserveSql,
   settleSetSql,
-  signedBalanceSql,
+  type SpendAt,
 } from "./_rules.ts";
+import { debitCard, oneAskSql } from "./ledger.ts";
+import { settleStatement } from "./holds_recorded.ts";
+import type { HoldLot } from "./tables.ts";
 import {
   HoldAlreadySettledError,
   HoldBelowMinimumError,
@@ -37,9 +49,15 @@ export interface HoldResult {
   duplicate: boolean;
 }
 
+/** Where a payment to a merchant is spent (its category), for the purse rule. */
+async function placeOf(db: Db, merchantId: number): Promise<SpendAt> {
+  return (await getMerchant(db, merchantId))?.category ?? null;
+}
+
 /**
- * Holds money on a card for a shower: up to `amount`, or what is available if less, but refused
- * below `minimum` (default ¥1). The held money shows on 余额 and no payment can take it.
+ * Holds money on a card for a shower: up to `amount`, or what is available there if less, but
+ * refused below `minimum` (default ¥1); the lots that may pay at the shower are set aside first.
+ * The held money shows on 余额 and no payment can take it.
  */
 export async function holdFunds(
   db: Db,
@@ -79,27 +97,39 @@ export async function holdFunds(
   const first = await existing();
   if (first) return first;
   await ensureMerchantAccount(db, input.merchantId);
+  const at = await placeOf(db, input.merchantId);
   const hold = async (trx: Trx): Promise<HoldResult> => {
-    const { wallet, refusal } = await readWallet(trx, input.cardAccountId, minimum, NO_LIMITS, {
-      lock: true,
-    });
+    const { wallet, spendable, refusal } = await readWallet(
+      trx,
+      input.cardAccountId,
+      minimum,
+      { ...NO_LIMITS, at },
+      { lock: true },
+    );
     if (refusal) {
       throw refusal instanceof InsufficientFundsError
         ? new HoldBelowMinimumError(refusal.available, minimum)
         : refusal;
     }
-    const authorised = holdable(wallet!, amount);
-    await sql`update ledger_accounts la set ${reserveSetSql(sql`${authorised}`)}
-      where la.id = ${wallet!.id}`.execute(trx);
-    const row = await trx.insertInto("ledger_holds").values({
-      reference,
-      card_account_id: input.cardAccountId,
-      merchant_id: input.merchantId,
-      terminal_id: input.terminalId ?? null,
-      requested: amount,
-      amount: authorised,
-      expires_at: input.expiresAt,
-    }).returning("id").executeTakeFirstOrThrow();
+    const authorised = holdable(wallet!, amount, spendable);
+    const { rows: [row] } = await sql<{ id: number }>`
+      with ${
+      oneAskSql({
+        cardAccountId: sql`${input.cardAccountId}`,
+        amount: authorised,
+        at: sql`${at}`,
+        reference,
+      })
+    }, ${reserveSql({})}, h as (
+        insert into ledger_holds (reference, card_account_id, merchant_id, terminal_id,
+          requested, amount, expires_at, lots)
+        select w.reference, w.card_account_id, ${input.merchantId}, ${input.terminalId ?? null},
+          ${amount}, w.amount, ${input.expiresAt}, w.lots
+        from w
+        returning id
+      )
+      select id from h`.execute(trx);
+    if (!row) throw new Error(`Cannot hold on card account ${input.cardAccountId}: row refused`);
     return { holdId: row.id, authorised, duplicate: false };
   };
   return await inTransaction(db, hold, async (_own, err) => {
@@ -115,7 +145,7 @@ export interface SettleResult {
   charged: number;
   /** Given back from the hold by this settle (0 when the hold had already timed out). */
   released: number;
-  /** The card's signed balance after. */
+  /** The balance the shower sees after (its cash and the lots that may pay there). */
   balanceAfter: number;
   /** Usage the card could not cover after a timed-out hold (written off, recorded on the hold). */
   uncollected: number;
@@ -150,7 +180,8 @@ export async function settleHold(
       if (hold.settle_reference !== reference) throw new HoldAlreadySettledError(hold.id);
       const t = hold.settle_transfer_id === null ? null : await trx.selectFrom("ledger_transfers")
         .select("balance_after").where("id", "=", hold.settle_transfer_id).executeTakeFirst();
-      const b = await trx.selectFrom("ledger_accounts").select(["balance", "held", "overdraft"])
+      const b = await trx.selectFrom("ledger_accounts")
+        .select(["balance", "held", "overdraft", "lots", "lots_held"])
         .where("card_account_id", "=", hold.card_account_id).executeTakeFirstOrThrow();
       return {
         charged: hold.charged ?? 0,
@@ -161,46 +192,57 @@ export async function settleHold(
         duplicate: true,
       };
     }
-    // Locked: the card's transfer ids must follow the order its balance changed in.
-    const { wallet: w } = await readWallet(trx, hold.card_account_id, wanted, NO_LIMITS, {
+    const at = await placeOf(trx, hold.merchant_id);
+    if (hold.state === "active" && wanted > 0) {
+      // The common case, as a reader's one statement does it (the hold is locked: it settles).
+      const done = await settleStatement(trx, {
+        holdId: hold.id,
+        usage: sql`${wanted}`,
+        reference,
+        records: [],
+      });
+      if (!done) {
+        if (await transferByReference(trx, reference)) throw new ReferenceConflictError(reference);
+        throw new Error(`Cannot settle hold ${hold.id}: its card has no wallet row`);
+      }
+      return {
+        charged: done.charged,
+        released: done.released,
+        balanceAfter: done.here,
+        uncollected: 0,
+        transferId: done.transfer_id,
+        duplicate: false,
+      };
+    }
+    // Locked (lots, then the row): a card's transfer ids follow the order its balance changed in.
+    const read = await readWallet(trx, hold.card_account_id, wanted || 1, { ...NO_LIMITS, at }, {
       lock: true,
     });
-    if (!w) throw new Error(`Cannot settle hold ${hold.id}: its card has no wallet row`);
+    if (!read.wallet) throw new Error(`Cannot settle hold ${hold.id}: its card has no wallet row`);
     const active = hold.state === "active";
     // A timed-out hold gave its money back: its late end takes only what is free now.
-    const charged = active ? wanted : lateCharge(w, wanted);
-    const released = active ? hold.amount - charged : 0;
+    const charged = active ? 0 : lateCharge(read.wallet, wanted, read.spendable);
+    const released = active ? hold.amount : 0;
+    if (active) await releaseStatement(trx, hold);
     let transferId: number | null = null;
-    const { rows: [after] } = await sql<{ after: number }>`
-      update ledger_accounts la set ${
-      settleSetSql(sql`${charged}`, sql`${active ? hold.amount : 0}`)
-    }
-      where la.id = ${w.id} returning ${signedBalanceSql()} as after`.execute(trx);
-    const balanceAfter = after.after;
+    let balanceAfter = balanceOf(read.wallet, read.spendable).balance;
     if (charged > 0) {
-      const merchantAccount = await ensureMerchantAccount(trx, hold.merchant_id, {
-        allowInactive: true,
-      });
-      const t = await trx.insertInto("ledger_transfers").values({
+      await ensureMerchantAccount(trx, hold.merchant_id, { allowInactive: true });
+      const paid = await debitCard(trx, {
+        cardAccountId: hold.card_account_id,
+        amount: charged,
         reference,
         kind: "shower",
         channel: "card",
-        debit_account_id: w.id,
-        credit_account_id: merchantAccount,
-        amount: charged,
-        card_account_id: hold.card_account_id,
-        card_delta: -charged,
-        balance_after: balanceAfter,
-        merchant_id: hold.merchant_id,
-        terminal_id: hold.terminal_id,
-        details: JSON.stringify({
-          holdId: hold.id,
-          authorised: hold.amount,
-          usage,
-          late: !active,
-        }),
-      }).returning("id").executeTakeFirstOrThrow();
-      transferId = t.id;
+        at: merchantPlaceSql(sql`${hold.merchant_id}`),
+        counterAccount: merchantAccountSql(sql`${hold.merchant_id}`, { allowInactive: true }),
+        merchantId: hold.merchant_id,
+        terminalId: hold.terminal_id,
+        details: { holdId: hold.id, authorised: hold.amount, usage, late: true },
+        rule: NO_LIMITS,
+      }, () => Promise.resolve());
+      transferId = paid.transferId;
+      balanceAfter = paid.balanceHere;
     }
     await trx.updateTable("ledger_holds").set({
       state: "settled",
@@ -226,6 +268,39 @@ export async function settleHold(
   });
 }
 
+/**
+ * Gives an active hold (locked by the caller) back to its card: its lots' parts back to them,
+ * the rest to cash. The lots, then the card's row, are locked in that order.
+ */
+async function releaseStatement(
+  trx: Trx,
+  hold: { card_account_id: number; amount: number; lots: HoldLot[] | null },
+): Promise<void> {
+  const parts = hold.lots ?? [];
+  const ids = parts.map((p) => p.lot);
+  const amounts = parts.map((p) => p.amount);
+  const reserved = amounts.reduce((a, b) => a + b, 0);
+  // The card's row, then the hold's lots, locked (the purse rule's order); written relative to the
+  // rows, by the hold's own parts.
+  await sql`
+    with lk as (
+      select id from ledger_accounts where card_account_id = ${hold.card_account_id} for update
+    ), ll as (
+      select id from purse_lots
+      where id = any(${ids}::bigint[]) and (select count(*) from lk) >= 0
+      order by id for update
+    ), w as (
+      update ledger_accounts la set ${
+    settleSetSql(sql`0`, sql`${hold.amount}`, sql`0`, sql`${reserved}`)
+  }
+      where la.card_account_id = ${hold.card_account_id} and (select count(*) from ll) >= 0
+      returning la.id
+    )
+    update purse_lots l set held = l.held - p.amount
+    from unnest(${ids}::bigint[], ${amounts}::bigint[]) as p(lot, amount), w
+    where l.id = p.lot`.execute(trx);
+}
+
 /** Ends a hold without charging (a shower that never ran). Returns what it gave back. */
 export async function releaseHold(
   db: Db,
@@ -237,12 +312,12 @@ export async function releaseHold(
       "state",
       "amount",
       "card_account_id",
+      "lots",
     ])
       .where("id", "=", input.holdId).forUpdate().executeTakeFirst();
     if (!hold) throw new HoldNotFoundError(input.holdId);
     if (hold.state !== "active") return { released: 0 };
-    await sql`update ledger_accounts la set ${settleSetSql(sql`0`, sql`${hold.amount}`)}
-      where la.card_account_id = ${hold.card_account_id}`.execute(trx);
+    await releaseStatement(trx, hold);
     await trx.updateTable("ledger_holds").set({
       state: "released",
       closed_at: new Date(),
@@ -259,6 +334,7 @@ export async function releaseHold(
 export async function expireHolds(db: Db, now: Date = new Date()): Promise<number> {
   let total = 0;
   for (;;) {
+    // The holds, then their cards' rows, then their lots: the purse rule's lock order.
     const result = await sql<{ n: number }>`
       with due as (
         select id from ledger_holds where state = 'active' and expires_at <= ${now}
@@ -266,13 +342,36 @@ export async function expireHolds(db: Db, now: Date = new Date()): Promise<numbe
       ), expired as (
         update ledger_holds h set state = 'expired', closed_at = now(), close_reason = 'timeout'
         from due where h.id = due.id
-        returning h.card_account_id, h.amount
+        returning h.card_account_id, h.amount, h.lots
+      ), parts as (
+        select e.card_account_id, x.lot, x.amount
+        from expired e cross join lateral
+          jsonb_to_recordset(coalesce(e.lots, '[]'::jsonb)) as x(lot bigint, amount bigint)
       ), per_card as (
-        select card_account_id, sum(amount) as total, count(*) as n from expired group by card_account_id
+        select e.card_account_id, sum(e.amount) as total, count(*) as n,
+          coalesce((select sum(p.amount) from parts p
+            where p.card_account_id = e.card_account_id), 0) as lots
+        from expired e group by e.card_account_id
+      ), lk as (
+        select id from ledger_accounts
+        where card_account_id in (select card_account_id from per_card)
+        order by id for update
+      ), ll as (
+        select id from purse_lots
+        where id in (select lot from parts) and (select count(*) from lk) >= 0
+        order by id for update
       ), unheld as (
-        update ledger_accounts la set ${settleSetSql(sql`0`, sql`per_card.total`)}
+        update ledger_accounts la set ${
+      settleSetSql(sql`0`, sql`per_card.total`, sql`0`, sql`per_card.lots`)
+    }
         from per_card where la.card_account_id = per_card.card_account_id
+          and (select count(*) from ll) >= 0
         returning per_card.n
+      ), lots_unheld as (
+        update purse_lots l set held = l.held - p.amount
+        from (select lot, sum(amount) as amount from parts group by lot) p
+        where l.id = p.lot and exists (select 1 from unheld)
+        returning 1
       )
       select coalesce(sum(n), 0)::int as n from unheld`.execute(db);
     const n = Number(result.rows[0]?.n ?? 0);

@@ -5,6 +5,7 @@
  */
 import { type RawBuilder, sql } from "kysely";
 import type { Db } from "../platform/database.ts";
+import { getMerchant } from "../merchant/mod.ts";
 import {
   ensureCardWallet,
   isNotNullViolation,
@@ -19,9 +20,12 @@ import {
   creditSql,
   type DebitRule,
   debitSql,
+  readWallet,
   signedBalanceSql,
+  type SpendAt,
   whyRefused,
 } from "./_rules.ts";
+import { debitLegsSql, type LotParts } from "./_purses.ts";
 import { InvalidAmountError, PaymentReversedError, ReferenceConflictError } from "./errors.ts";
 import type { Channel, TransferKind } from "./tables.ts";
 
@@ -30,16 +34,53 @@ export type { Balance } from "./_rules.ts";
 /** The outcome of a debit or credit of a card: the transfer and the card's balance after it. */
 export interface PaymentResult {
   transferId: number;
+  /** The card's signed balance after it, all purses (the transfer's balance-after). */
   balanceAfter: number;
+  /**
+   * The balance the payment's place sees after it (its cash and the lots that may pay there: what
+   * a reader shows); `balanceAfter` for a credit, a retry, or a debit of cash only.
+   */
+  balanceHere: number;
   /** True when this reference had already been applied: nothing moved this time. */
   duplicate: boolean;
 }
 
-/** The balance of a card account; zero for a card account that never had money. */
-export async function getBalance(db: Db, cardAccountId: number): Promise<Balance> {
-  const row = await db.selectFrom("ledger_accounts").select(["balance", "held", "overdraft"])
+/**
+ * The balance of a card account (zero for a card account that never had money). At a place
+ * (`at`: a merchant's category, "utilities") `balance` and `available` are what it sees: cash and
+ * the lots that may pay there; without, `available` counts every lot valid now.
+ */
+export async function getBalance(
+  db: Db,
+  cardAccountId: number,
+  at?: SpendAt,
+): Promise<Balance> {
+  if (at !== undefined) {
+    const r = await readWallet(db, cardAccountId, 1, { limits: false, today: "", at });
+    return balanceOf(r.wallet, r.spendable);
+  }
+  const row = await db.selectFrom("ledger_accounts")
+    .select(["balance", "held", "overdraft", "lots", "lots_held"])
     .where("card_account_id", "=", cardAccountId).executeTakeFirst();
-  return balanceOf(row);
+  const b = balanceOf(row);
+  if (!row || row.lots === 0) return b;
+  const { rows: [v] } = await sql<{ free: number }>`
+    select coalesce(sum(remaining - held), 0) as free from purse_lots
+    where card_account_id = ${cardAccountId} and remaining > held
+      and valid_from <= now() and now() < valid_until`.execute(db);
+  return { ...b, available: balanceOf(row, { free: Number(v.free), remaining: 0 }).available };
+}
+
+/**
+ * The balance of a card account as a merchant sees it (a reader's BalanceInquiry, a reply's
+ * balance): its cash and the lots that may be spent at the merchant's category.
+ */
+export async function balanceAtMerchant(
+  db: Db,
+  cardAccountId: number,
+  merchantId: number,
+): Promise<Balance> {
+  return await getBalance(db, cardAccountId, (await getMerchant(db, merchantId))?.category ?? null);
 }
 
 /** Card accounts whose balance went below zero through offline uploads, most negative first. */
@@ -47,7 +88,7 @@ export async function listNegativeBalances(
   db: Db,
 ): Promise<Array<{ cardAccountId: number; balance: number; overdraft: number }>> {
   const rows = await db.selectFrom("ledger_accounts")
-    .select(["card_account_id", "balance", "held", "overdraft"])
+    .select(["card_account_id", "balance", "held", "overdraft", "lots", "lots_held"])
     .where("kind", "=", "card").where("overdraft", ">", 0).orderBy("overdraft", "desc").execute();
   return rows.map((r) => ({
     cardAccountId: r.card_account_id!,
@@ -72,7 +113,8 @@ export function sameRequest(t: TransferRow, e: Expect): PaymentResult {
   ) {
     throw new ReferenceConflictError(t.reference);
   }
-  return { transferId: t.id, balanceAfter: t.balance_after ?? 0, duplicate: true };
+  const balanceAfter = t.balance_after ?? 0;
+  return { transferId: t.id, balanceAfter, balanceHere: balanceAfter, duplicate: true };
 }
 
 /** A positive id or null; anything else is refused. */
@@ -94,6 +136,8 @@ export interface DebitSpec {
   reference: string;
   kind: TransferKind;
   channel: Channel | null;
+  /** Where it is spent (SQL: a merchant's category, "utilities"; NULL: cash only). */
+  at: RawBuilder<SpendAt>;
   /** SQL for the id of the account the money goes to; NULL makes the insert fail (missing account). */
   counterAccount: RawBuilder<number | null>;
   merchantId: number | null;
@@ -102,32 +146,43 @@ export interface DebitSpec {
   rule: DebitRule;
 }
 
+/** The asks CTE of one card's movement: `ord` 1 (see _rules.ts `Asks`). */
+export function oneAskSql(p: {
+  cardAccountId: RawBuilder<number | null>;
+  amount: number;
+  at: RawBuilder<SpendAt>;
+  reference: string;
+}): RawBuilder<unknown> {
+  return sql`ask as materialized (
+      select 1 as ord, (${p.cardAccountId})::bigint as card_account_id,
+        ${p.amount}::bigint as amount, (${p.at})::text as at, ${p.reference}::text as reference
+    )`;
+}
+
 /**
- * One statement, one round trip: take the money from the card row where the debit rule allows it
- * (and the reference is new), and record the transfer. Returns null when the row refused; a
- * concurrent duplicate reference fails on the unique index and rolls the whole statement back.
+ * One statement, one round trip: take the money from the card's purses where the debit rule
+ * allows it (and the reference is new), and record the transfer with its legs. Returns null when
+ * the row refused; a concurrent duplicate reference fails on the unique index and rolls the whole
+ * statement back.
  */
 async function debitStatement(
   db: Db,
   s: DebitSpec,
-): Promise<{ id: number; balance_after: number } | null> {
-  const result = await sql<{ id: number; balance_after: number }>`
-    with w as (${
-    debitSql({
-      card: sql`${s.cardAccountId}`,
-      amount: sql`${s.amount}`,
-      rule: s.rule,
-      also: [unusedReferenceSql(s.reference)],
-    })
-  })
-    insert into ledger_transfers (reference, kind, channel, debit_account_id, credit_account_id, amount,
-      card_account_id, card_delta, balance_after, merchant_id, terminal_id, details)
-    select ${s.reference}, ${s.kind}, ${s.channel}, w.account_id, (${s.counterAccount}), ${s.amount},
-      ${s.cardAccountId}, ${-s.amount}, w.after, ${s.merchantId}, ${s.terminalId}, ${
+): Promise<{ id: number; balance_after: number; here: number } | null> {
+  const result = await sql<{ id: number; balance_after: number; here: number }>`
+    with ${oneAskSql({ ...s, cardAccountId: sql`${s.cardAccountId}` })}, ${
+    debitSql({ rule: s.rule, also: [unusedReferenceSql(s.reference)] })
+  }, t as (
+      insert into ledger_transfers (reference, kind, channel, debit_account_id, credit_account_id,
+        amount, card_account_id, card_delta, balance_after, merchant_id, terminal_id, details)
+      select w.reference, ${s.kind}, ${s.channel}, w.account_id, (${s.counterAccount}), w.amount,
+        w.card_account_id, -w.amount, w.after, ${s.merchantId}, ${s.terminalId}, ${
     JSON.stringify(s.details ?? null)
   }::jsonb
-    from w
-    returning id, balance_after`.execute(db);
+      from w
+      returning id, reference, balance_after
+    ), ${debitLegsSql()}
+    select t.id, t.balance_after, w.here from t, w`.execute(db);
   return result.rows[0] ?? null;
 }
 
@@ -154,10 +209,15 @@ async function debitAttempts(
   ensureCounter: ((db: Db) => Promise<unknown>) | null,
 ): Promise<PaymentResult> {
   const expect = { cardAccountId: s.cardAccountId, amount: s.amount, kinds: [s.kind] };
+  // After an unexplained miss (the card's row changed meanwhile, see _purses.ts), the row is
+  // locked by a statement of its own first.
+  let locked = false;
   for (let attempt = 0; attempt < 5; attempt++) {
     let row;
     try {
-      row = await debitStatement(db, s);
+      row = locked
+        ? await withCardLocked(db, s.cardAccountId, (trx) => debitStatement(trx, s))
+        : await debitStatement(db, s);
     } catch (err) {
       if (ensureCounter && isUniqueViolation(err)) {
         const first = await transferByReference(db, s.reference);
@@ -170,13 +230,46 @@ async function debitAttempts(
       }
       throw err;
     }
-    if (row) return { transferId: row.id, balanceAfter: row.balance_after, duplicate: false };
+    if (row) {
+      return {
+        transferId: row.id,
+        balanceAfter: row.balance_after,
+        balanceHere: row.here,
+        duplicate: false,
+      };
+    }
     const first = await transferByReference(db, s.reference);
     if (first) return sameRequest(first, expect);
-    const refusal = await whyRefused(db, s.cardAccountId, s.amount, s.rule);
+    const at = await placeOf(db, s.at);
+    const refusal = await whyRefused(db, s.cardAccountId, s.amount, { ...s.rule, at });
     if (refusal) throw refusal;
+    locked = true;
   }
   throw new Error(`Cannot debit card account ${s.cardAccountId}: gave up after repeated conflicts`);
+}
+
+/**
+ * Runs `fn` with the card's wallet row locked by a statement before it (in the caller's
+ * transaction, or one of its own): `fn`'s statements then begin after every change to the card
+ * and its lots, so a draw from its lots is never refused as changed (_purses.ts).
+ */
+export async function withCardLocked<T>(
+  db: Db,
+  card: number | RawBuilder<number | null>,
+  fn: (trx: Db) => Promise<T>,
+): Promise<T> {
+  const run = async (trx: Db) => {
+    await sql`select id from ledger_accounts where card_account_id = ${card} for update`
+      .execute(trx);
+    return await fn(trx);
+  };
+  return await joinedOrOwn(db, { joined: run, own: (own) => own.transaction().execute(run) });
+}
+
+/** The place a debit's SQL names, read (for explaining a refusal). */
+async function placeOf(db: Db, at: RawBuilder<SpendAt>): Promise<SpendAt> {
+  const { rows: [r] } = await sql<{ at: SpendAt }>`select (${at})::text as at`.execute(db);
+  return r?.at ?? null;
 }
 
 /** A credit of one card. */
@@ -193,26 +286,75 @@ export interface CreditSpec {
   details: unknown;
   /** Give the amount back to today's spending (a reversal of today's payment). */
   undoSpendOn?: string | null;
+  /** The part of `amount` that goes back to lots (a give-back of a payment they paid); the rest is cash. */
+  lots?: LotParts;
 }
 
-/** Credits a card in one statement (the credit rule of _rules.ts) and records the transfer. */
+/** The CTE `t`: the transfer of a credit `w` (returning `account_id`, `after`). */
+function creditTransferSql(s: CreditSpec): RawBuilder<unknown> {
+  return sql`t as (
+      insert into ledger_transfers (reference, kind, channel, debit_account_id, credit_account_id,
+        amount, card_account_id, card_delta, balance_after, merchant_id, terminal_id,
+        related_transfer_id, details)
+      select ${s.reference}, ${s.kind}, ${s.channel}, ${s.counterAccountId}, w.account_id,
+        ${s.amount}, ${s.cardAccountId}, ${s.amount}, w.after, ${s.merchantId}, ${s.terminalId},
+        ${s.relatedTransferId}, ${JSON.stringify(s.details ?? null)}::jsonb
+      from w
+      returning id, balance_after
+    )`;
+}
+
+/**
+ * Credits a card in one statement (the credit rule of _rules.ts) and records the transfer; parts
+ * that go back to lots (the card's row, then the lots, locked: the purse rule's order) are added
+ * and given their legs.
+ */
 async function creditStatement(
   db: Db,
   s: CreditSpec,
 ): Promise<{ id: number; balance_after: number } | null> {
+  const parts = s.lots ?? [];
+  const toLots = parts.reduce((sum, p) => sum + p.amount, 0);
+  const ids = parts.map((p) => p.lotId);
+  const amounts = parts.map((p) => p.amount);
+  if (!parts.length) {
+    const result = await sql<{ id: number; balance_after: number }>`
+      with w as (
+        update ledger_accounts la set ${creditSql(sql`${s.amount}::bigint`, sql`0`, s.undoSpendOn)}
+        where la.card_account_id = ${s.cardAccountId} and ${unusedReferenceSql(s.reference)}
+        returning la.id as account_id, ${signedBalanceSql()} as after
+      ), ${creditTransferSql(s)}
+      select id, balance_after from t`.execute(db);
+    return result.rows[0] ?? null;
+  }
+  // Back to lots: the card's row, then the lots, locked (the purse rule's order); written
+  // relative to the rows, by the parts given.
   const result = await sql<{ id: number; balance_after: number }>`
-    with w as (
-      update ledger_accounts la set ${creditSql(sql`${s.amount}`, s.undoSpendOn)}
+    with lk as (
+      select id from ledger_accounts where card_account_id = ${s.cardAccountId} for update
+    ), ll as (
+      select id from purse_lots
+      where id = any(${ids}::bigint[]) and (select count(*) from lk) > 0
+      order by id for update
+    ), w as (
+      update ledger_accounts la set ${
+    creditSql(sql`${s.amount - toLots}::bigint`, sql`${toLots}::bigint`, s.undoSpendOn)
+  }
       where la.card_account_id = ${s.cardAccountId} and ${unusedReferenceSql(s.reference)}
+        and (select count(*) from ll) = ${parts.length}
       returning la.id as account_id, ${signedBalanceSql()} as after
+    ), ${creditTransferSql(s)}, lu as (
+      update purse_lots l set remaining = l.remaining + p.amount
+      from unnest(${ids}::bigint[], ${amounts}::bigint[]) as p(lot_id, amount), w
+      where l.id = p.lot_id
+      returning l.id
+    ), legs as (
+      insert into purse_legs (transfer_id, lot_id, amount)
+      select t.id, p.lot_id, p.amount
+      from unnest(${ids}::bigint[], ${amounts}::bigint[]) as p(lot_id, amount), t
+      returning 1
     )
-    insert into ledger_transfers (reference, kind, channel, debit_account_id, credit_account_id, amount,
-      card_account_id, card_delta, balance_after, merchant_id, terminal_id, related_transfer_id, details)
-    select ${s.reference}, ${s.kind}, ${s.channel}, ${s.counterAccountId}, w.account_id, ${s.amount},
-      ${s.cardAccountId}, ${s.amount}, w.after, ${s.merchantId}, ${s.terminalId}, ${s.relatedTransferId},
-      ${JSON.stringify(s.details ?? null)}::jsonb
-    from w
-    returning id, balance_after`.execute(db);
+    select id, balance_after from t`.execute(db);
   return result.rows[0] ?? null;
 }
 
@@ -226,7 +368,14 @@ export async function creditCard(db: Db, s: CreditSpec): Promise<PaymentResult> 
   const attempt = async (db: Db, concurrentFirst: boolean) => {
     try {
       const row = await creditStatement(db, s);
-      if (row) return { transferId: row.id, balanceAfter: row.balance_after, duplicate: false };
+      if (row) {
+        return {
+          transferId: row.id,
+          balanceAfter: row.balance_after,
+          balanceHere: row.balance_after,
+          duplicate: false,
+        };
+      }
     } catch (err) {
       if (!concurrentFirst || !isUniqueViolation(err, "ledger_transfers_reference_key")) throw err;
     }

@@ -10,9 +10,17 @@
  *   reference with a different request (other card or amount) is `ReferenceConflictError`.
  * - Every debit of a card obeys one rule (_rules.ts, the one place to change it): refused while
  *   an offline overdraft makes the balance negative, then (card and code payments only) above the
- *   holder's per-payment or daily limit, then above what is available (balance less holds). Every
- *   path composes it and explains a refusal by it, so each gives the same reason for the same card
- *   (rules_test.ts). Credits pay off an overdraft first.
+ *   holder's per-payment or daily limit, then above what is available where it is spent (the cash
+ *   purse less holds, plus the 补助 lots that may be spent there). Every path composes it and
+ *   explains a refusal by it, so each gives the same reason for the same card (rules_test.ts).
+ *   Credits pay off an overdraft first.
+ * - Purses (the purse rule, _purses.ts): a card's money is cash and lots of 补助 (or another purse
+ *   kind, data in `purse_kinds`). A payment draws the lots that may be spent at its merchant's
+ *   category (or "utilities") first, the soonest to expire first, then cash; one payment may take
+ *   from both. Refunds and reversals go back to the purses that paid; money back to a gateway,
+ *   adjustments and 销户's cash go to and from cash only; lots go back to their funding account
+ *   when they expire, are reversed or the card is closed. `getBalance(db, id, at)` is what a
+ *   place sees; `PaymentResult.balanceHere` what a reader shows after a payment.
  * - Refusals are `WalletError` subclasses (errors.ts) with a stable `code` for readers and a
  *   Chinese `userMessage` for pages.
  * - The wallet does not look at a card's loss status: readers check the chip with the card module
@@ -47,7 +55,13 @@ export { MAX_AMOUNT } from "./_rules.ts";
  * tombstone when the original has not arrived); `creditTopUp`, `refundTransfer`, `adjustBalance`;
  * `refundTopUp` / `returnTopUpRefund` for a top-up paid back through its gateway.
  */
-export { type Balance, getBalance, listNegativeBalances, type PaymentResult } from "./ledger.ts";
+export {
+  type Balance,
+  balanceAtMerchant,
+  getBalance,
+  listNegativeBalances,
+  type PaymentResult,
+} from "./ledger.ts";
 export {
   adjustBalance,
   creditTopUp,
@@ -110,6 +124,62 @@ export {
 export { redeemPaymentCode, redeemPaymentCodeRecorded, type RedeemResult } from "./redeem.ts";
 export { getPaySettings, type PaySettings, updatePaySettings } from "./pay_settings.ts";
 
+/**
+ * 离线付款码 (docs/OFFLINE_PAYMENT_CODES.md): `isOfflineCodeShape` (18 digits starting 87, Luhn
+ * check digit); `redeemOfflineCode` for a reader's QrPayment (verified from the code at the
+ * server's time, once per device and time step, the offline limits first); `applyOfflineCodePayment`
+ * for a reader's offline record of a code (verified at the time it was paid, charged even below
+ * zero, or refused with the reason for finance's review); `syncDevice` for the page's check-in.
+ */
+export { isOfflineCodeShape } from "./offline_codes.ts";
+export {
+  applyOfflineCodePayment,
+  type OfflineCodeCharge,
+  redeemOfflineCode,
+} from "./offline_redeem.ts";
+export { type DeviceSync, syncDevice } from "./device_checkin.ts";
+
+/**
+ * 补助 lots: `subsidyFundingAccount` (a school's 补助资金), `grantLots` (a batch's grants, in the
+ * caller's transaction, idempotent per reference), `reverseGrant` (one card's grant undone by a
+ * new transfer), `expireLots` (one round of the expiry worker, audited), `listPurseKinds`; the
+ * pages' reads: `purseLines` (a card's purses), `lotTotalsByBatch`, `lotsOfBatch`, and the place
+ * of a utility payment (`UTILITIES`).
+ */
+export {
+  expireLots,
+  GrantError,
+  grantLots,
+  type GrantTerms,
+  listPurseKinds,
+  type LotReturn,
+  type PurseKind,
+  reverseGrant,
+  subsidyFundingAccount,
+} from "./lots.ts";
+export {
+  type BatchLot,
+  lotsOfBatch,
+  type LotTotals,
+  lotTotalsByBatch,
+  type PurseLine,
+  purseLines,
+  type TransferSplit,
+} from "./purses.ts";
+export { type SpendAt, UTILITIES } from "./_rules.ts";
+
+/**
+ * 商户结算: a merchant's movements for its statements (`merchantMovements`), what each merchant is
+ * owed (`merchantBalances`), a statement's payout and fee booked once (`payMerchantStatement`),
+ * and what the ledger holds of each statement's payment (`settlementTransfers`, for the check).
+ */
+export {
+  merchantBalances,
+  merchantMovements,
+  payMerchantStatement,
+  settlementTransfers,
+} from "./settlement.ts";
+
 /** The ledger verifier: each rule of the books that a corrupted row can break (verify.ts). */
 export { type LedgerReport, verifyLedger } from "./verify.ts";
 
@@ -117,9 +187,14 @@ export { type LedgerReport, verifyLedger } from "./verify.ts";
 export { ledgerAdminRoutes, walletRoutes } from "./routes.ts";
 /** 销户 at the counter: the balance paid out in cash, the card account closed (card's side). */
 export { CannotCloseError, closeCardWithPayout, closingState, payOutClosedCard } from "./close.ts";
+/** 毕业离校's preview: `closingState`'s money of many cards at once. */
+export { type ClosingMoney, closingMoney } from "./closing_money.ts";
 export { cardClosingRoutes } from "./close_routes.ts";
 
-/** The background loop that releases timed-out holds; main.ts registers its stop with onShutdown. */
+/**
+ * The background loop that releases timed-out holds and sends expired 补助 back (`expireLots`);
+ * main.ts registers its stop with onShutdown.
+ */
 export { startHoldExpiryLoop } from "./loop.ts";
 
 /** 交易记录 queries, also for other modules' pages that show a card's movements. */
@@ -131,8 +206,8 @@ export {
   spendingTotals,
 } from "./history.ts";
 
-/** Demo opening balances (调账 transfers) for the embedded setup. */
-export { seedDemoWallet } from "./demo.ts";
+/** Demo opening balances (调账 transfers) and last month's takings of the outsourced window. */
+export { seedDemoTakings, seedDemoWallet } from "./demo.ts";
 
 /** For finance: transfers with what was already refunded, and daily totals per merchant and terminal. */
 export {

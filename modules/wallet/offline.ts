@@ -10,13 +10,22 @@ import {
   joinedOrOwn,
   transferByReference,
 } from "./_common.ts";
-import { checkAmount, merchantAccountSql, offlineTakeSql, signedBalanceSql } from "./_rules.ts";
-import { optionalId, type PaymentResult, sameRequest, unusedReferenceSql } from "./ledger.ts";
+import { checkAmount, merchantAccountSql, merchantPlaceSql, offlineSql } from "./_rules.ts";
+import { debitLegsSql } from "./_purses.ts";
+import {
+  oneAskSql,
+  optionalId,
+  type PaymentResult,
+  sameRequest,
+  unusedReferenceSql,
+  withCardLocked,
+} from "./ledger.ts";
 import type { TransferKind } from "./tables.ts";
 
 /**
  * Records a payment an offline reader accepted without the server: the only path that may take a
- * balance below zero. Takes what is free of holds first and books the rest as overdraft.
+ * balance below zero. Takes the lots that may pay at the merchant now, then what is free of holds
+ * in cash, and books the rest as overdraft.
  */
 export async function applyOfflinePayment(
   db: Db,
@@ -42,27 +51,48 @@ export async function applyOfflinePayment(
   };
   // An offline record is a fact: the merchant must exist, but may have been deactivated since.
   const counter = merchantAccountSql(sql`${input.merchantId}`, { allowInactive: true });
+  // The card's row locked first after a miss: the row changed while the statement ran (_purses.ts).
+  let locked = false;
+  const statement = async (db: Db) => {
+    const result = await sql<{ id: number; balance_after: number; here: number }>`
+          with ${
+      oneAskSql({
+        cardAccountId: sql`${input.cardAccountId}`,
+        amount,
+        at: merchantPlaceSql(sql`${input.merchantId}`),
+        reference,
+      })
+    }, ${offlineSql({ also: [unusedReferenceSql(reference)] })}, t as (
+            insert into ledger_transfers (reference, kind, channel, debit_account_id,
+              credit_account_id, amount, card_account_id, card_delta, balance_after, merchant_id,
+              terminal_id, details)
+            select w.reference, 'purchase', 'offline', w.account_id, ${counter}, w.amount,
+              w.card_account_id, -w.amount, w.after, ${input.merchantId}, ${terminalId},
+              ${JSON.stringify({ occurredAt })}::jsonb
+            from w
+            returning id, reference, balance_after
+          ), ${debitLegsSql()}
+          select t.id, t.balance_after, w.here from t, w`.execute(db);
+    return result.rows[0];
+  };
   const attempts = async (db: Db, recover: boolean): Promise<PaymentResult> => {
     for (let attempt = 0; attempt < 5; attempt++) {
       try {
-        const result = await sql<{ id: number; balance_after: number }>`
-          with w as (
-            update ledger_accounts la set ${offlineTakeSql(sql`${amount}`)}
-            where la.card_account_id = ${input.cardAccountId} and ${unusedReferenceSql(reference)}
-            returning la.id as account_id, ${signedBalanceSql()} as after
-          )
-          insert into ledger_transfers (reference, kind, channel, debit_account_id, credit_account_id, amount,
-            card_account_id, card_delta, balance_after, merchant_id, terminal_id, details)
-          select ${reference}, 'purchase', 'offline', w.account_id, ${counter}, ${amount},
-            ${input.cardAccountId}, ${-amount}, w.after, ${input.merchantId}, ${terminalId},
-            ${JSON.stringify({ occurredAt })}::jsonb
-          from w
-          returning id, balance_after`.execute(db);
-        const row = result.rows[0];
-        if (row) return { transferId: row.id, balanceAfter: row.balance_after, duplicate: false };
+        const row = locked
+          ? await withCardLocked(db, input.cardAccountId, statement)
+          : await statement(db);
+        if (row) {
+          return {
+            transferId: row.id,
+            balanceAfter: row.balance_after,
+            balanceHere: row.here,
+            duplicate: false,
+          };
+        }
         const first = await transferByReference(db, reference);
         if (first) return sameRequest(first, expect);
         await ensureCardWallet(db, input.cardAccountId);
+        locked = true;
       } catch (err) {
         if (recover && isUniqueViolation(err)) {
           const first = await transferByReference(db, reference);

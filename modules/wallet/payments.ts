@@ -5,7 +5,7 @@
 import { sql } from "kysely";
 import type { Db } from "../platform/database.ts";
 import { checkReference, chinaDay, ensureMerchantAccount, ensureSystemAccount } from "./_common.ts";
-import { checkAmount, merchantAccountSql } from "./_rules.ts";
+import { checkAmount, merchantAccountSql, merchantPlaceSql, UTILITIES } from "./_rules.ts";
 import { InvalidAmountError } from "./errors.ts";
 import { creditCard, debitCard, optionalId, type PaymentResult } from "./ledger.ts";
 
@@ -35,6 +35,7 @@ export async function payFromCard(
     reference,
     kind: "purchase",
     channel: input.channel ?? "card",
+    at: merchantPlaceSql(sql`${merchantId}`),
     counterAccount: merchantAccountSql(sql`${merchantId}`),
     merchantId,
     terminalId: optionalId(input.terminalId, "terminalId"),
@@ -66,6 +67,7 @@ export async function payUtility(
     reference,
     kind: input.utility,
     channel: null,
+    at: sql`${UTILITIES}`,
     counterAccount: sql<number>`select id from ledger_accounts where code = ${code}`,
     merchantId: null,
     terminalId: null,
@@ -135,6 +137,8 @@ export async function refundTopUp(
     reference,
     kind: "topup_refund",
     channel: null,
+    // Money back to a gateway is cash: lots are never paid out.
+    at: sql`null`,
     counterAccount: sql<number>`select ${gateway}::bigint`,
     merchantId: null,
     terminalId: null,
@@ -213,6 +217,8 @@ export async function adjustBalance(
     reference,
     kind: "adjustment",
     channel: null,
+    // An adjustment corrects cash; a grant is undone by its own reversal (lots.ts).
+    at: sql`null`,
     counterAccount: sql<number>`select ${adjustment}::bigint`,
     merchantId: null,
     terminalId: null,

@@ -15,7 +15,14 @@ import {
   joinedOrOwn,
   transferByReference,
 } from "./_common.ts";
-import { checkAmount, debitSql, merchantAccountSql, whyRefused } from "./_rules.ts";
+import {
+  checkAmount,
+  debitSql,
+  merchantAccountSql,
+  merchantPlaceSql,
+  whyRefused,
+} from "./_rules.ts";
+import { debitLegsSql } from "./_purses.ts";
 import { type CodeRedeemed, emit, isPaymentCodeShape } from "./codes.ts";
 import {
   InvalidAmountError,
@@ -27,13 +34,16 @@ import {
   PaymentCodeUsedError,
   ReferenceConflictError,
 } from "./errors.ts";
-import { unusedReferenceSql } from "./ledger.ts";
+import { oneAskSql, unusedReferenceSql, withCardLocked } from "./ledger.ts";
 
 /** The result of redeeming a code at a reader. */
 export interface RedeemResult {
   cardAccountId: number;
   transferId: number;
+  /** The card's signed balance after, all purses. */
   balanceAfter: number;
+  /** The balance the merchant sees after (see `PaymentResult`): what the reader shows. */
+  balanceHere: number;
   merchantName: string;
   duplicate: boolean;
 }
@@ -41,15 +51,16 @@ export interface RedeemResult {
 type RedeemRow = {
   id: number;
   balance_after: number;
+  here: number;
   card_account_id: number;
   merchant_name: string;
 };
 
 /**
- * The redemption as the CTEs of one statement: `t` is the new transfer (`id`, `balance_after`,
- * `card_account_id`), present only when the code was live and not frozen, the debit rule (with
- * the holder's limits) allowed it and the reference was new. The caller appends its own
- * `select … from t`.
+ * The redemption as the CTEs of one statement: `paid` is the new transfer (`id`,
+ * `card_account_id`, `balance_after`: the balance the merchant sees after), present only when the
+ * code was live and not frozen, the debit rule (with the holder's limits) allowed it and the
+ * reference was new. The caller appends its own `select … from paid`.
  */
 function redeemStatement(p: {
   code: string;
@@ -64,10 +75,15 @@ function redeemStatement(p: {
     with pc as (
       select card_account_id from payment_codes
       where code = ${code} and used_at is null and superseded_at is null and expires_at > now()
-    ), w as (${
+    ), ${
+    oneAskSql({
+      cardAccountId: sql`(select card_account_id from pc)`,
+      amount,
+      at: merchantPlaceSql(sql`${merchantId}`),
+      reference,
+    })
+  }, ${
     debitSql({
-      card: sql`(select card_account_id from pc)`,
-      amount: sql`${amount}`,
       rule: { limits: true, today },
       also: [
         sql`not la.code_frozen`,
@@ -75,26 +91,29 @@ function redeemStatement(p: {
         unusedReferenceSql(reference),
       ],
     })
-  }), t as (
+  }, t as (
       insert into ledger_transfers (reference, kind, channel, debit_account_id, credit_account_id, amount,
         card_account_id, card_delta, balance_after, merchant_id, terminal_id, payment_code)
-      select ${reference}, 'purchase', 'qr', w.account_id, ${
-    merchantAccountSql(sql`${merchantId}`)
-  },
-        ${amount}, w.card_account_id, ${-amount}, w.after, ${merchantId}, ${terminalId}, ${code}
+      select w.reference, 'purchase', 'qr', w.account_id, ${merchantAccountSql(sql`${merchantId}`)},
+        w.amount, w.card_account_id, -w.amount, w.after, ${merchantId}, ${terminalId}, ${code}
       from w
-      returning id, balance_after, card_account_id
-    ), used as (
+      returning id, reference, balance_after, card_account_id
+    ), ${debitLegsSql()}, used as (
       update payment_codes set used_at = now(), transfer_id = t.id from t where payment_codes.code = ${code}
       returning 1
+    ), paid as (
+      select t.id, t.card_account_id, w.here as balance_after, t.balance_after as after
+      from t, w
     )`;
 }
 
-/** The columns the redemption's caller reads from `t`, with the merchant's name. */
+/** The columns the redemption's caller reads from `paid`, with the merchant's name. */
 function resultOf(merchantId: number): RawBuilder<RedeemRow> {
-  return sql<RedeemRow>`select t.id, t.balance_after, t.card_account_id,
-      (select m.name from ${merchantRowSql(sql`${merchantId}`)} m) as merchant_name
-    from t`;
+  return sql<RedeemRow>`select paid.id, paid.after as balance_after, paid.balance_after as here,
+      paid.card_account_id, (select m.name from ${
+    merchantRowSql(sql`${merchantId}`)
+  } m) as merchant_name
+    from paid`;
 }
 
 /** The redemption as the reader is told; the 付款码 page hears of it once it is committed. */
@@ -108,6 +127,7 @@ async function redeemed(
     cardAccountId: row.card_account_id,
     transferId: row.id,
     balanceAfter: row.balance_after,
+    balanceHere: row.here,
     merchantName: row.merchant_name,
     duplicate: false,
   };
@@ -154,14 +174,24 @@ export async function redeemPaymentCode(
     throw new InvalidAmountError(terminalId, "terminalId");
   }
   const merchantId = input.merchantId;
+  // After an unexplained miss (the card's row changed meanwhile, see _purses.ts), the code's
+  // card row is locked by a statement of its own first.
+  let locked = false;
   for (let attempt = 0; attempt < 5; attempt++) {
     const today = chinaDay();
     let row: RedeemRow | undefined;
-    try {
-      const result = await sql<RedeemRow>`${
+    const run = async (db: Db) =>
+      (await sql<RedeemRow>`${
         redeemStatement({ code, amount, merchantId, terminalId, reference, today })
-      } ${resultOf(merchantId)}`.execute(db);
-      row = result.rows[0];
+      } ${resultOf(merchantId)}`.execute(db)).rows[0];
+    try {
+      row = locked
+        ? await withCardLocked(
+          db,
+          sql<number | null>`(select card_account_id from payment_codes where code = ${code})`,
+          run,
+        )
+        : await run(db);
     } catch (err) {
       if (isUniqueViolation(err)) {
         const first = await duplicateRedeem(db, reference, code, amount);
@@ -177,7 +207,8 @@ export async function redeemPaymentCode(
     if (row) return await redeemed(db, row, code, amount);
     const first = await duplicateRedeem(db, reference, code, amount);
     if (first) return first;
-    await explainRefusal(db, code, amount, today);
+    await explainRefusal(db, code, amount, merchantId, today);
+    locked = true;
   }
   throw new Error("Cannot redeem payment code: gave up after repeated conflicts");
 }
@@ -185,8 +216,8 @@ export async function redeemPaymentCode(
 /**
  * `redeemPaymentCode` and the caller's own record of it in one statement: one round trip and one
  * commit, for a reader's hot path. `record(paid)` returns an `insert … select … from ${paid}`;
- * `paid` has the new transfer's `id`, `card_account_id` and `balance_after`, and a row only when
- * the money moved, so the record commits with the money or not at all. Returns null, nothing
+ * `paid` has the new transfer's `id`, `card_account_id` and `balance_after` (the balance the
+ * merchant sees after), and a row only when the money moved, so the record commits with the money or not at all. Returns null, nothing
  * written, for anything else (a refusal, a retry, a conflict, a missing merchant account): the
  * caller then runs `redeemPaymentCode`, which says why. The 付款码 page hears of a redemption
  * here as it does there.
@@ -212,7 +243,7 @@ export async function redeemPaymentCodeRecorded(
   const merchantId = input.merchantId;
   const result = await sql<RedeemRow>`${sql.raw(PREPARED)}${
     redeemStatement({ code, amount, merchantId, terminalId, reference, today: chinaDay() })
-  }, recorded as (${input.record(sql.raw("t"))})
+  }, recorded as (${input.record(sql.raw("paid"))})
     ${resultOf(merchantId)}`.execute(db);
   const row = result.rows[0];
   return row ? await redeemed(db, row, code, amount) : null;
@@ -232,6 +263,7 @@ async function duplicateRedeem(
     cardAccountId: t.card_account_id!,
     transferId: t.id,
     balanceAfter: t.balance_after ?? 0,
+    balanceHere: t.balance_after ?? 0,
     merchantName: merchant?.name ?? "",
     duplicate: true,
   };
@@ -241,7 +273,13 @@ async function duplicateRedeem(
  * Throws the reason a redemption was refused: the code's own state first, then the debit rule's
  * (`whyRefused`, its limits told as the code's); returns when nothing is wrong (a race: go again).
  */
-async function explainRefusal(db: Db, code: string, amount: number, today: string): Promise<void> {
+async function explainRefusal(
+  db: Db,
+  code: string,
+  amount: number,
+  merchantId: number,
+  today: string,
+): Promise<void> {
   const c = await db.selectFrom("payment_codes")
     .select(["card_account_id", "used_at", "superseded_at", "expires_at"])
     .where("code", "=", code).executeTakeFirst();
@@ -254,7 +292,12 @@ async function explainRefusal(db: Db, code: string, amount: number, today: strin
   if (w?.code_frozen || (await findCardAccount(db, c.card_account_id))?.paymentCodeFrozen) {
     throw new PaymentCodeFrozenError();
   }
-  const refusal = await whyRefused(db, c.card_account_id, amount, { limits: true, today });
+  const merchant = await getMerchant(db, merchantId);
+  const refusal = await whyRefused(db, c.card_account_id, amount, {
+    limits: true,
+    today,
+    at: merchant?.category ?? null,
+  });
   if (refusal instanceof LimitExceededError) {
     throw new PaymentCodeOverLimitError(refusal.limit, refusal.limitFen, refusal.amount);
   }

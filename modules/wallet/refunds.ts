@@ -2,6 +2,9 @@
  * Money back to a card: refunds of payments (partial or full, never more than the original),
  * the one refund of a utility payment, and a reader's reversal of a payment whose reply it lost.
  * Each locks its original in a transaction; on its own a concurrent duplicate returns the first.
+ * Money goes back to the purses that paid (`giveBackParts`, _purses.ts): cash first, then the
+ * lots; a lot that has expired meanwhile takes it back and the expiry worker returns it to its
+ * funding account.
  */
 import { sql } from "kysely";
 import type { Db } from "../platform/database.ts";
@@ -14,6 +17,7 @@ import {
   type Trx,
 } from "./_common.ts";
 import { checkAmount } from "./_rules.ts";
+import { giveBackParts, type LotParts } from "./_purses.ts";
 import {
   NotRefundableError,
   ReferenceConflictError,
@@ -21,15 +25,50 @@ import {
   TransferNotFoundError,
 } from "./errors.ts";
 import { creditCard, getBalance, type PaymentResult, sameRequest } from "./ledger.ts";
-import type { Channel } from "./tables.ts";
+import type { Channel, TransferKind } from "./tables.ts";
 
-/** Sum already given back (refunds and reversals) of a transfer. */
-async function returnedOf(trx: Trx, transferId: number): Promise<number> {
+/** Sum already given back (refunds and reversals, or the kinds named) of a transfer. */
+async function returnedOf(
+  trx: Trx,
+  transferId: number,
+  kinds: TransferKind[] = ["refund", "reversal"],
+): Promise<number> {
   const row = await trx.selectFrom("ledger_transfers")
     .select((eb) => eb.fn.coalesce(eb.fn.sum<number>("amount"), sql<number>`0`).as("total"))
-    .where("related_transfer_id", "=", transferId).where("kind", "in", ["refund", "reversal"])
+    .where("related_transfer_id", "=", transferId).where("kind", "in", kinds)
     .executeTakeFirstOrThrow();
   return Number(row.total);
+}
+
+/** What of `amount` given back of transfer `original` goes back to each lot (the rest is cash). */
+async function giveBackLots(
+  trx: Trx,
+  original: { id: number; amount: number },
+  amount: number,
+): Promise<LotParts> {
+  const { rows: paid } = await sql<{ lot_id: number; amount: number }>`
+    select pl.lot_id, -pl.amount as amount
+    from purse_legs pl join purse_lots l on l.id = pl.lot_id
+    join purse_kinds pk on pk.code = l.purse
+    where pl.transfer_id = ${original.id}
+    order by pk.spend_order, l.valid_until, l.id`.execute(trx);
+  if (paid.length === 0) return [];
+  const { rows: back } = await sql<{ lot_id: number | null; amount: number }>`
+    select pl.lot_id, coalesce(sum(pl.amount), 0) as amount from ledger_transfers r
+    left join purse_legs pl on pl.transfer_id = r.id
+    where r.related_transfer_id = ${original.id} and r.kind in ('refund', 'reversal', 'utility_refund')
+    group by pl.lot_id`.execute(trx);
+  const returned = await returnedOf(trx, original.id, ["refund", "reversal", "utility_refund"]);
+  const lots = new Map<number, number>();
+  for (const b of back) if (b.lot_id !== null) lots.set(Number(b.lot_id), Number(b.amount));
+  const toLots = [...lots.values()].reduce((a, b) => a + b, 0);
+  const parts = paid.map((p) => ({ lotId: Number(p.lot_id), amount: Number(p.amount) }));
+  const fromLots = parts.reduce((a, p) => a + p.amount, 0);
+  return giveBackParts(
+    { cash: original.amount - fromLots, lots: parts },
+    { cash: returned - toLots, lots },
+    amount,
+  ).lots;
 }
 
 /**
@@ -79,6 +118,7 @@ export async function refundTransfer(
       cardAccountId: original.card_account_id,
       amount,
       reference,
+      lots: await giveBackLots(trx, original, amount),
       kind: "refund",
       channel: null,
       counterAccountId: original.credit_account_id,
@@ -90,7 +130,8 @@ export async function refundTransfer(
   }, async (own, err) => {
     const first = await transferByReference(own, reference);
     if (!first || first.related_transfer_id !== input.transferId) throw err;
-    return { transferId: first.id, balanceAfter: first.balance_after ?? 0, duplicate: true };
+    const balanceAfter = first.balance_after ?? 0;
+    return { transferId: first.id, balanceAfter, balanceHere: balanceAfter, duplicate: true };
   });
 }
 
@@ -116,12 +157,14 @@ export async function refundUtility(
       .where("related_transfer_id", "=", original.id).where("kind", "=", "utility_refund")
       .executeTakeFirst();
     if (done) {
-      return { transferId: done.id, balanceAfter: done.balance_after ?? 0, duplicate: true };
+      const balanceAfter = done.balance_after ?? 0;
+      return { transferId: done.id, balanceAfter, balanceHere: balanceAfter, duplicate: true };
     }
     return await creditCard(trx, {
       cardAccountId: original.card_account_id!,
       amount: original.amount,
       reference,
+      lots: await giveBackLots(trx, original, original.amount),
       kind: "utility_refund",
       channel: null,
       counterAccountId: original.credit_account_id,
@@ -148,6 +191,8 @@ export interface ReversalResult {
   transferId: number | null;
   amount: number;
   balanceAfter: number | null;
+  /** The card given back to (null for a tombstone). */
+  cardAccountId: number | null;
   duplicate: boolean;
 }
 
@@ -176,6 +221,7 @@ export async function reverseByReference(
           transferId: mine.id,
           amount: mine.amount,
           balanceAfter: mine.balance_after,
+          cardAccountId: mine.card_account_id,
           duplicate: true,
         };
       }
@@ -210,6 +256,7 @@ export async function reverseByReference(
           transferId: null,
           amount: 0,
           balanceAfter: null,
+          cardAccountId: null,
           duplicate: false,
         };
       }
@@ -219,6 +266,7 @@ export async function reverseByReference(
           transferId: null,
           amount: 0,
           balanceAfter: null,
+          cardAccountId: null,
           duplicate: true,
         };
       }
@@ -241,6 +289,7 @@ export async function reverseByReference(
           transferId: done.id,
           amount: done.amount,
           balanceAfter: done.balance_after,
+          cardAccountId: original.card_account_id,
           duplicate: true,
         };
       }
@@ -252,6 +301,7 @@ export async function reverseByReference(
           transferId: null,
           amount: 0,
           balanceAfter: b.balance,
+          cardAccountId: original.card_account_id,
           duplicate: false,
         };
       }
@@ -259,6 +309,7 @@ export async function reverseByReference(
         cardAccountId: original.card_account_id,
         amount,
         reference,
+        lots: await giveBackLots(trx, original, amount),
         kind: "reversal",
         channel: original.channel as Channel,
         counterAccountId: original.credit_account_id,
@@ -273,6 +324,7 @@ export async function reverseByReference(
         transferId: r.transferId,
         amount,
         balanceAfter: r.balanceAfter,
+        cardAccountId: original.card_account_id,
         duplicate: false,
       };
     }, () => Promise.resolve(null));

@@ -1,7 +1,8 @@
 /**
  * One table of cards and amounts, run through every path that debits or credits a card: each path
  * pays or refuses exactly as the debit rule (_rules.ts) says, for the same reason, and moves
- * nothing when it refuses. Runs on PGlite, and on PostgreSQL with DATABASE_URL.
+ * nothing when it refuses; where a card has 补助 lots, each path takes from them exactly what the
+ * purse rule (_purses.ts) says for its place. Runs on PGlite, and on PostgreSQL with DATABASE_URL.
  */
 import assert from "node:assert/strict";
 import { sql } from "kysely";
@@ -38,11 +39,38 @@ import {
 
 type Outcome = "paid" | "negative_balance" | "per_payment" | "daily" | "insufficient_funds";
 
+/**
+ * Where a path spends: a canteen (card and code payments), a utility, a shower (holds), or
+ * nowhere (cash only: money back to a gateway, a negative adjustment).
+ */
+type Place = "canteen" | "utilities" | "shower" | "cash";
+
+const PLACE_AT: Record<Place, string | null> = {
+  canteen: "canteen",
+  utilities: "utilities",
+  shower: "shower",
+  cash: null,
+};
+
+/** A 补助 lot on the card: where (default everywhere) and from/until when (ms from now). */
+interface Lot {
+  amount: number;
+  categories?: string[];
+  from?: number;
+  until?: number;
+}
+
 /** A card's state before the payment, and what paths with and without the holder's limits do. */
 interface Case {
   name: string;
-  /** What is on the card (after today's earlier spending). */
+  /** What is on the card in cash (after today's earlier spending). */
   balance: number;
+  /** 补助 lots on the card besides its cash. */
+  lots?: Lot[];
+  /** Where the outcome differs from `limited`/`unlimited` (the lots that may pay there). */
+  at?: Partial<Record<Place, Outcome>>;
+  /** What a paid payment takes from the lots, by place (default nothing). */
+  fromLots?: Partial<Record<Place, number>>;
   held?: number;
   /** An offline upload takes this much beyond what is free. */
   overdraft?: number;
@@ -141,6 +169,98 @@ const CASES: Case[] = [
     limited: "insufficient_funds",
     unlimited: "insufficient_funds",
   },
+  {
+    name: "补助 pays first where it may",
+    balance: 1000,
+    lots: [{ amount: 500 }],
+    amount: 300,
+    limited: "paid",
+    unlimited: "paid",
+    fromLots: { canteen: 300, utilities: 300, shower: 300 },
+  },
+  {
+    name: "a mixed payment: 补助, then cash",
+    balance: 1000,
+    lots: [{ amount: 500 }],
+    amount: 800,
+    limited: "paid",
+    unlimited: "paid",
+    fromLots: { canteen: 500, utilities: 500, shower: 500 },
+  },
+  {
+    name: "补助 covers what cash cannot, but never money back to a gateway",
+    balance: 100,
+    lots: [{ amount: 500 }],
+    amount: 550,
+    limited: "paid",
+    unlimited: "paid",
+    at: { cash: "insufficient_funds" },
+    fromLots: { canteen: 500, utilities: 500, shower: 500 },
+  },
+  {
+    name: "补助 only where its batch allows",
+    balance: 100,
+    lots: [{ amount: 500, categories: ["supermarket"] }],
+    amount: 300,
+    limited: "insufficient_funds",
+    unlimited: "insufficient_funds",
+  },
+  {
+    name: "a shower-only 补助 pays at the shower alone",
+    balance: 100,
+    lots: [{ amount: 500, categories: ["shower"] }],
+    amount: 300,
+    limited: "insufficient_funds",
+    unlimited: "insufficient_funds",
+    at: { shower: "paid" },
+    fromLots: { shower: 300 },
+  },
+  {
+    name: "补助 past its end is not money any more",
+    balance: 100,
+    lots: [{ amount: 500, from: -7200_000, until: -1000 }],
+    amount: 300,
+    limited: "insufficient_funds",
+    unlimited: "insufficient_funds",
+  },
+  {
+    name: "补助 before its start is not money yet",
+    balance: 100,
+    lots: [{ amount: 500, from: 3600_000, until: 7200_000 }],
+    amount: 300,
+    limited: "insufficient_funds",
+    unlimited: "insufficient_funds",
+  },
+  {
+    name: "the limits count a mixed payment whole",
+    balance: 1000,
+    lots: [{ amount: 500 }],
+    payLimit: 300,
+    amount: 400,
+    limited: "per_payment",
+    unlimited: "paid",
+    fromLots: { utilities: 400, shower: 400 },
+  },
+  {
+    name: "an offline overdraft refuses even with 补助",
+    balance: 500,
+    lots: [{ amount: 500, categories: ["supermarket"] }],
+    overdraft: 100,
+    amount: 1,
+    limited: "negative_balance",
+    unlimited: "negative_balance",
+  },
+  {
+    name: "held cash is not available, 补助 still is",
+    balance: 400,
+    held: 400,
+    lots: [{ amount: 300, categories: ["canteen", "utilities"] }],
+    amount: 300,
+    limited: "paid",
+    unlimited: "paid",
+    at: { cash: "insufficient_funds", shower: "insufficient_funds" },
+    fromLots: { canteen: 300, utilities: 300 },
+  },
 ];
 
 /** The reason a path's refusal gives, in the rule's words. */
@@ -156,6 +276,17 @@ function outcomeOf(err: unknown): Outcome {
 }
 
 type World = Awaited<ReturnType<typeof setup>>;
+
+/** What a card's lots hold free (remaining less held): all of them, or those valid now at `at`. */
+async function lotsFree(db: Db, card: number, at?: string): Promise<number> {
+  const where = at
+    ? sql`and ${at} = any(categories) and valid_from <= now() and now() < valid_until`
+    : sql``;
+  const { rows: [r] } = await sql<{ free: number }>`
+    select coalesce(sum(remaining - held), 0) as free from purse_lots
+    where card_account_id = ${card} ${where}`.execute(db);
+  return Number(r.free);
+}
 let seq = 0;
 const ref = (what: string) => `rules-${what}-${++seq}`;
 
@@ -164,6 +295,18 @@ async function cardIn(t: World, c: Case): Promise<number> {
   const spent = c.spent ?? 0;
   const overdraft = c.overdraft ?? 0;
   const card = await t.card(c.balance + spent);
+  // A hold before the lots are granted: it holds cash only.
+  if (c.held && c.lots) {
+    await holdFunds(t.db, {
+      cardAccountId: card,
+      amount: c.held,
+      minimum: c.held,
+      merchantId: t.shower.id,
+      reference: ref("held"),
+      expiresAt: new Date(Date.now() + 3600_000),
+    });
+  }
+  for (const lot of c.lots ?? []) await t.lot(card, lot.amount, lot);
   if (c.payLimit || c.dailyLimit) {
     await updatePaySettings(t.db, card, {
       payLimit: c.payLimit ?? Math.min(20_000, c.dailyLimit ?? 20_000),
@@ -179,7 +322,7 @@ async function cardIn(t: World, c: Case): Promise<number> {
       reference: ref("spent"),
     });
   }
-  if (c.held) {
+  if (c.held && !c.lots) {
     await holdFunds(t.db, {
       cardAccountId: card,
       amount: c.held,
@@ -190,9 +333,10 @@ async function cardIn(t: World, c: Case): Promise<number> {
     });
   }
   if (overdraft) {
+    // At a merchant where the lots may not pay: the cash free and the overdraft.
     await applyOfflinePayment(t.db, {
       cardAccountId: card,
-      merchantId: t.merchant.id,
+      merchantId: t.shower.id,
       terminalId: 1,
       amount: c.balance - (c.held ?? 0) + overdraft,
       reference: ref("offline"),
@@ -206,6 +350,7 @@ async function cardIn(t: World, c: Case): Promise<number> {
 interface Path {
   name: string;
   limits: boolean;
+  place: Place;
   pay(t: World, card: number, amount: number): Promise<unknown>;
 }
 
@@ -227,6 +372,7 @@ const PATHS: Path[] = [
   {
     name: "card payment",
     limits: true,
+    place: "canteen",
     pay: (t, card, amount) =>
       payFromCard(t.db, {
         cardAccountId: card,
@@ -238,6 +384,7 @@ const PATHS: Path[] = [
   {
     name: "group-committed card payment (ordinary path says why)",
     limits: true,
+    place: "canteen",
     async pay(t, card, amount) {
       const [paid] = await batch(t.db, card, amount, t.merchant.id);
       if (paid) return paid;
@@ -252,6 +399,7 @@ const PATHS: Path[] = [
   {
     name: "payment code",
     limits: true,
+    place: "canteen",
     async pay(t, card, amount) {
       const { code } = await issuePaymentCode(t.db, card);
       return await redeemPaymentCode(t.db, {
@@ -265,6 +413,7 @@ const PATHS: Path[] = [
   {
     name: "payment code with the reader's record (ordinary path says why)",
     limits: true,
+    place: "canteen",
     async pay(t, card, amount) {
       const { code } = await issuePaymentCode(t.db, card);
       const input = {
@@ -284,6 +433,7 @@ const PATHS: Path[] = [
   {
     name: "utility payment",
     limits: false,
+    place: "utilities",
     pay: (t, card, amount) =>
       payUtility(t.db, {
         cardAccountId: card,
@@ -295,12 +445,14 @@ const PATHS: Path[] = [
   {
     name: "top-up paid back to its gateway",
     limits: false,
+    place: "cash",
     pay: (t, card, amount) =>
       refundTopUp(t.db, { cardAccountId: card, amount, method: "sandbox", reference: ref("back") }),
   },
   {
     name: "negative adjustment",
     limits: false,
+    place: "cash",
     pay: (t, card, amount) =>
       adjustBalance(t.db, {
         cardAccountId: card,
@@ -313,6 +465,7 @@ const PATHS: Path[] = [
   {
     name: "shower hold of the whole amount",
     limits: false,
+    place: "shower",
     pay: (t, card, amount) =>
       holdFunds(t.db, {
         cardAccountId: card,
@@ -326,6 +479,7 @@ const PATHS: Path[] = [
   {
     name: "shower hold with the controller's record (ordinary path says why)",
     limits: false,
+    place: "shower",
     async pay(t, card, amount) {
       const input = {
         cardAccountId: card,
@@ -354,8 +508,10 @@ Deno.test("every debit path pays or refuses each case as the debit rule says, fo
     for (const path of PATHS) {
       for (const c of CASES) {
         const card = await cardIn(t, c);
-        const before = await getBalance(t.db, card);
-        const expected = path.limits ? c.limited : c.unlimited;
+        const at = PLACE_AT[path.place];
+        const before = await getBalance(t.db, card, at);
+        const lotsBefore = await lotsFree(t.db, card);
+        const expected = c.at?.[path.place] ?? (path.limits ? c.limited : c.unlimited);
         let got: Outcome;
         try {
           await path.pay(t, card, c.amount);
@@ -363,12 +519,18 @@ Deno.test("every debit path pays or refuses each case as the debit rule says, fo
         } catch (err) {
           got = outcomeOf(err);
         }
-        const after = await getBalance(t.db, card);
+        const after = await getBalance(t.db, card, at);
         const moved = before.available - after.available;
+        const fromLots = lotsBefore - await lotsFree(t.db, card);
+        const expectLots = got === "paid" ? c.fromLots?.[path.place] ?? 0 : 0;
         if (got !== expected) {
           failures.push(`${path.name}, ${c.name}: ${got}, expected ${expected}`);
         } else if (moved !== (got === "paid" ? c.amount : 0)) {
           failures.push(`${path.name}, ${c.name}: ${got} but ${moved} fen left what is available`);
+        } else if (fromLots !== expectLots) {
+          failures.push(
+            `${path.name}, ${c.name}: ${fromLots} fen from 补助, expected ${expectLots}`,
+          );
         }
       }
     }
@@ -384,8 +546,11 @@ Deno.test("the debits that cannot be refused take what the rule leaves free", as
   try {
     for (const c of CASES) {
       // An offline record is a fact: it always pays, taking what is free and owing the rest.
+      // At the canteen: its lots first, then free cash, then an overdraft.
       const card = await cardIn(t, c);
-      const before = await getBalance(t.db, card);
+      const before = await getBalance(t.db, card, "canteen");
+      const lotsBefore = await lotsFree(t.db, card);
+      const canteenLots = await lotsFree(t.db, card, "canteen");
       await applyOfflinePayment(t.db, {
         cardAccountId: card,
         merchantId: t.merchant.id,
@@ -394,9 +559,11 @@ Deno.test("the debits that cannot be refused take what the rule leaves free", as
         reference: ref("offline"),
         occurredAt: new Date(),
       });
-      const after = await getBalance(t.db, card);
+      const after = await getBalance(t.db, card, "canteen");
       assert.equal(after.balance, before.balance - c.amount, c.name);
       assert.equal(after.available, Math.max(0, before.available - c.amount), c.name);
+      const fromLots = lotsBefore - await lotsFree(t.db, card);
+      assert.equal(fromLots, Math.min(c.amount, canteenLots), c.name);
 
       // A shower's late end, after its hold timed out, charges only what is available then.
       const shower = await cardIn(t, { ...c, balance: c.balance + 100 });
@@ -410,14 +577,18 @@ Deno.test("the debits that cannot be refused take what the rule leaves free", as
       }).catch(() => null);
       if (!hold) continue;
       await expireHolds(t.db, new Date());
-      const free = (await getBalance(t.db, shower)).available;
+      const free = (await getBalance(t.db, shower, "shower")).available;
       const settled = await settleHold(t.db, {
         holdId: hold.holdId,
         amount: hold.authorised,
         reference: ref("late-end"),
       });
       assert.equal(settled.charged, Math.min(hold.authorised, free), c.name);
-      assert.equal((await getBalance(t.db, shower)).available, free - settled.charged, c.name);
+      assert.equal(
+        (await getBalance(t.db, shower, "shower")).available,
+        free - settled.charged,
+        c.name,
+      );
     }
     assert.deepEqual((await verifyLedger(t.db)).problems, []);
   } finally {

@@ -7,7 +7,8 @@ export type LedgerAccountKind =
   | "utility"
   | "adjustment"
   | "void"
-  | "cash";
+  | "cash"
+  | "subsidy";
 
 export type TransferKind =
   | "purchase"
@@ -22,7 +23,11 @@ export type TransferKind =
   | "void"
   | "cash_out"
   | "topup_refund"
-  | "topup_refund_return";
+  | "topup_refund_return"
+  | "subsidy"
+  | "subsidy_reversal"
+  | "subsidy_expiry"
+  | "subsidy_return";
 
 export type Channel = "card" | "qr" | "offline";
 
@@ -43,6 +48,9 @@ export interface LedgerAccountsTable {
   code_frozen: Generated<boolean>;
   spent_day: ColumnType<string | null, string | null, string | null>;
   spent_today: Generated<number>;
+  /** Card wallets only: the money of its lots (purses other than cash), and what holds set aside of it. */
+  lots: Generated<number>;
+  lots_held: Generated<number>;
   created_at: Generated<Date>;
 }
 
@@ -86,7 +94,51 @@ export interface LedgerHoldsTable {
   uncollected: number | null;
   closed_at: Date | null;
   close_reason: string | null;
+  /** What the hold set aside of each lot, in the order it drew them; null: cash only. */
+  lots: ColumnType<HoldLot[] | null, string | null, string | null>;
   created_at: Generated<Date>;
+}
+
+/** One lot's part of a hold. */
+export interface HoldLot {
+  lot: number;
+  amount: number;
+}
+
+/** A purse kind: cash (the one without lots) or one whose money comes in lots (补助, …). */
+export interface PurseKindsTable {
+  code: string;
+  name: string;
+  /** Lots of a lower order are spent first; cash always last. */
+  spend_order: number;
+  /** Where its money may be spent (merchant categories and "utilities"); null: anywhere. */
+  categories: string[] | null;
+  lots: boolean;
+}
+
+/** One grant of one batch to one card: money of a purse, where and until when it may be spent. */
+export interface PurseLotsTable {
+  id: Generated<number>;
+  card_account_id: number;
+  purse: string;
+  reference: string;
+  grant_transfer_id: number;
+  funding_account_id: number;
+  batch_id: number | null;
+  granted: number;
+  remaining: number;
+  held: Generated<number>;
+  valid_from: Date;
+  valid_until: Date;
+  categories: string[];
+  created_at: Generated<Date>;
+}
+
+/** A transfer's movement of one lot's money (signed: positive into the lot). */
+export interface PurseLegsTable {
+  transfer_id: number;
+  lot_id: number;
+  amount: number;
 }
 
 export interface PaymentCodesTable {
@@ -105,5 +157,8 @@ declare module "../platform/database.ts" {
     ledger_transfers: LedgerTransfersTable;
     ledger_holds: LedgerHoldsTable;
     payment_codes: PaymentCodesTable;
+    purse_kinds: PurseKindsTable;
+    purse_lots: PurseLotsTable;
+    purse_legs: PurseLegsTable;
   }
 }

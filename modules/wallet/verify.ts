@@ -18,6 +18,11 @@ export interface LedgerReport {
     externalIn: number;
     /** Money paid out in cash (销户退款: what the cash accounts took in). */
     externalOut: number;
+    /** Of the card balances, the money of lots (补助 and other purses), held parts included. */
+    lots: number;
+    /** What the subsidy funding accounts granted, and what came back (expired, reversed, returned). */
+    subsidyIssued: number;
+    subsidyReturned: number;
   };
 }
 
@@ -177,6 +182,118 @@ const CHECKS: Check[] = [
     say: (r) => `transfer ${r.id}: ${n(r.returned)} fen given back of ${n(r.amount)} fen`,
   },
   {
+    // Each purse's balance is its entries: a lot's remaining is the sum of its legs.
+    name: "a lot is its legs",
+    query: sql`
+      select l.id, l.remaining, coalesce(g.net, 0) as net from purse_lots l
+      left join (select lot_id, sum(amount) as net from purse_legs group by lot_id) g
+        on g.lot_id = l.id
+      where l.remaining <> coalesce(g.net, 0)
+      order by l.id limit ${LIMIT}`,
+    say: (r) => `lot ${r.id}: remaining ${n(r.remaining)} fen, its legs sum to ${n(r.net)} fen`,
+  },
+  {
+    // The cash purse is the card's entries less its lots' legs (balance - overdraft - lots).
+    name: "the cash purse is its entries",
+    query: sql`
+      with card_net as (
+        select card_account_id, sum(card_delta) as net from ledger_transfers
+        where card_account_id is not null group by card_account_id
+      ), lot_net as (
+        select l.card_account_id, sum(g.amount) as net from purse_legs g
+        join purse_lots l on l.id = g.lot_id group by l.card_account_id
+      )
+      select a.card_account_id, a.balance - a.overdraft - a.lots as cash,
+        coalesce(c.net, 0) - coalesce(ln.net, 0) as entries
+      from ledger_accounts a
+      left join card_net c on c.card_account_id = a.card_account_id
+      left join lot_net ln on ln.card_account_id = a.card_account_id
+      where a.kind = 'card'
+        and a.balance - a.overdraft - a.lots <> coalesce(c.net, 0) - coalesce(ln.net, 0)
+      order by a.card_account_id limit ${LIMIT}`,
+    say: (r) =>
+      `card account ${r.card_account_id}: cash purse ${n(r.cash)} fen, its entries sum to ${
+        n(r.entries)
+      } fen`,
+  },
+  {
+    name: "the wallet row's lots are its lots",
+    query: sql`
+      select a.card_account_id, a.lots, a.lots_held, coalesce(l.remaining, 0) as remaining,
+        coalesce(l.held, 0) as held
+      from ledger_accounts a
+      left join (select card_account_id, sum(remaining) as remaining, sum(held) as held
+        from purse_lots group by card_account_id) l on l.card_account_id = a.card_account_id
+      where a.kind = 'card' and (a.lots <> coalesce(l.remaining, 0)
+        or a.lots_held <> coalesce(l.held, 0))
+      order by a.card_account_id limit ${LIMIT}`,
+    say: (r) =>
+      `card account ${r.card_account_id}: lots ${n(r.lots)} (held ${
+        n(r.lots_held)
+      }) fen on its row, its lots hold ${n(r.remaining)} (held ${n(r.held)}) fen`,
+  },
+  {
+    name: "a lot's held is its active holds",
+    query: sql`
+      select l.id, l.held, coalesce(h.total, 0) as active from purse_lots l
+      left join (
+        select x.lot, sum(x.amount) as total from ledger_holds h
+        cross join lateral jsonb_to_recordset(h.lots) as x(lot bigint, amount bigint)
+        where h.state = 'active' and h.lots is not null group by x.lot
+      ) h on h.lot = l.id
+      where l.held <> coalesce(h.total, 0)
+      order by l.id limit ${LIMIT}`,
+    say: (r) => `lot ${r.id}: held ${n(r.held)} fen, active holds set aside ${n(r.active)} fen`,
+  },
+  {
+    // A leg moves money of its transfer's card, on its card side, never more than the transfer.
+    name: "legs follow their transfer",
+    query: sql`
+      select g.transfer_id as id from purse_legs g
+      left join purse_lots l on l.id = g.lot_id
+      left join ledger_transfers t on t.id = g.transfer_id
+      group by g.transfer_id, t.card_account_id, t.card_delta, t.kind, t.amount
+      having bool_or(l.id is null) or bool_or(t.id is null)
+        or bool_or(l.card_account_id is distinct from t.card_account_id)
+        or sum(g.amount) * sign(coalesce(t.card_delta, 0)) < 0
+        or abs(sum(g.amount)) > coalesce(t.amount, 0)
+        or (t.kind in ('subsidy', 'subsidy_reversal', 'subsidy_expiry', 'subsidy_return')
+          and abs(sum(g.amount)) <> t.amount)
+      order by g.transfer_id limit ${LIMIT}`,
+    say: (r) => `transfer ${r.id}: its legs do not follow its card side`,
+  },
+  {
+    // issued - spent - expired - returned = what its lots still hold, per funding account; and
+    // nothing but grants and their give-backs moves its money.
+    name: "a subsidy funding account is its grants",
+    query: sql`
+      with f as (
+        select a.id, a.code,
+          coalesce((select sum(amount) from ledger_transfers where debit_account_id = a.id
+            and kind = 'subsidy'), 0) as issued,
+          coalesce((select sum(amount) from ledger_transfers where credit_account_id = a.id
+            and kind in ('subsidy_expiry', 'subsidy_reversal', 'subsidy_return')), 0) as back,
+          coalesce((select sum(amount) from ledger_transfers where credit_account_id = a.id), 0)
+            - coalesce((select sum(amount) from ledger_transfers where debit_account_id = a.id), 0)
+            as net,
+          coalesce((select -sum(g.amount) from purse_legs g
+            join purse_lots l on l.id = g.lot_id
+            join ledger_transfers t on t.id = g.transfer_id
+            where l.funding_account_id = a.id and t.kind not in
+              ('subsidy', 'subsidy_expiry', 'subsidy_reversal', 'subsidy_return')), 0) as spent,
+          coalesce((select sum(remaining) from purse_lots where funding_account_id = a.id), 0)
+            as remaining
+        from ledger_accounts a where a.kind = 'subsidy'
+      )
+      select * from f
+      where issued - spent - back <> remaining or -net <> issued - back
+      order by id limit ${LIMIT}`,
+    say: (r) =>
+      `${r.code}: issued ${n(r.issued)} - spent ${n(r.spent)} - expired and returned ${
+        n(r.back)
+      } fen, its lots hold ${n(r.remaining)} fen; the account moved ${-n(r.net)} fen out`,
+  },
+  {
     name: "a used payment code is its transfer",
     query: sql`
       select pc.code, pc.transfer_id from payment_codes pc
@@ -210,6 +327,9 @@ export async function verifyLedger(db: Db): Promise<LedgerReport> {
       overdraft: number;
       external_in: number;
       external_out: number;
+      lots: number;
+      subsidy_issued: number;
+      subsidy_returned: number;
     }
   >`
     with nets as (
@@ -225,7 +345,13 @@ export async function verifyLedger(db: Db): Promise<LedgerReport> {
       (select coalesce(sum(held), 0) from ledger_accounts where kind = 'card') as held,
       (select coalesce(sum(overdraft), 0) from ledger_accounts where kind = 'card') as overdraft,
       (select coalesce(-sum(net), 0) from nets where kind = 'gateway') as external_in,
-      (select coalesce(sum(net), 0) from nets where kind = 'cash') as external_out`.execute(db);
+      (select coalesce(sum(net), 0) from nets where kind = 'cash') as external_out,
+      (select coalesce(sum(lots), 0) from ledger_accounts where kind = 'card') as lots,
+      (select coalesce(sum(amount), 0) from ledger_transfers where kind = 'subsidy')
+        as subsidy_issued,
+      (select coalesce(sum(amount), 0) from ledger_transfers
+        where kind in ('subsidy_expiry', 'subsidy_reversal', 'subsidy_return')) as subsidy_returned`
+    .execute(db);
   const s = sums.rows[0];
   return {
     ok: problems.length === 0,
@@ -239,6 +365,9 @@ export async function verifyLedger(db: Db): Promise<LedgerReport> {
       overdraft: n(s.overdraft),
       externalIn: n(s.external_in),
       externalOut: n(s.external_out),
+      lots: n(s.lots),
+      subsidyIssued: n(s.subsidy_issued),
+      subsidyReturned: n(s.subsidy_returned),
     },
   };
 }

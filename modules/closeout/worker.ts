@@ -1,0 +1,191 @@
+/**
+ * 毕业离校's worker: closes each queued card of a confirmed batch once, on any instance, resuming
+ * after a crash (platform/jobs.ts: a card is claimed with a lease; a worker that lost it changes
+ * nothing). A card is closed in two steps, each a transaction that records what it did:
+ * 1. its money's plan is fixed (the cash purse then) with the refunds back to its recent WeChat
+ *    top-ups (topup's `refundToOrigin`, references derived from the batch and the card, so a
+ *    repeat opens nothing twice), committed only while this worker holds the card;
+ * 2. the card is closed (card's `closeCardAccount`: chips cancelled and blocklisted, the login
+ *    account unbound) with what is left paid out for the payout list (wallet's
+ *    `closeCardWithPayout`, 补助 back to the school), or kept on the closed account when the
+ *    balance was below the batch's threshold, or owed when offline payments overdrew it.
+ * A card with a shower hold running waits (retried later); one closed before the batch is
+ * recorded as such.
+ */
+import type { Config } from "../platform/config.ts";
+import type { Db } from "../platform/database.ts";
+import { DomainError } from "../platform/errors.ts";
+import {
+  backoffMs,
+  type ClaimedJob,
+  claimJobs,
+  type RetryPolicy,
+  settleJob,
+  startJobWorker,
+} from "../platform/jobs.ts";
+import { logger } from "../platform/log.ts";
+import { closeCardAccount } from "../card/mod.ts";
+import { closeCardWithPayout, closingState } from "../wallet/mod.ts";
+import { buildGateways, type Gateways, refundToOrigin, submitRefunds } from "../topup/mod.ts";
+import { CLOSEOUT_QUEUE } from "./queue.ts";
+import { type Batch, type BatchCard, getBatch, planOf } from "./service.ts";
+import "./tables.ts";
+
+const log = logger("closeout");
+
+const RETRY: RetryPolicy = { baseDelayMs: 30_000, maxDelayMs: 30 * 60_000 };
+/** After this many attempts a card is failed (staff: 重试失败的卡). */
+const MAX_ATTEMPTS = 8;
+const LEASE_MS = 120_000;
+
+/** The card is not ready yet (a shower hold running): try again later. */
+class NotYet extends Error {}
+/** Another worker took the card over: this one stops without changing anything. */
+class LeaseLost extends Error {}
+
+type Deps = { db: Db; config: Config };
+
+/** Runs one round: claims up to `limit` due cards and closes each. Returns how many it claimed. */
+export async function runCloseoutRound(
+  deps: Deps,
+  options: { gateways?: Gateways; now?: Date; limit?: number; leaseMs?: number } = {},
+): Promise<number> {
+  const now = options.now ?? new Date();
+  const gateways = options.gateways ?? buildGateways(deps);
+  const jobs = await claimJobs(deps.db, CLOSEOUT_QUEUE, {
+    now,
+    leaseMs: options.leaseMs ?? LEASE_MS,
+    limit: options.limit ?? 20,
+  });
+  const batches = new Map<number, Batch | null>();
+  for (const job of jobs) {
+    const row = await deps.db.selectFrom("closeout_cards").selectAll().where("id", "=", job.key)
+      .executeTakeFirst();
+    if (!row) continue;
+    if (!batches.has(row.batch_id)) {
+      batches.set(row.batch_id, await getBatch(deps.db, row.batch_id));
+    }
+    const batch = batches.get(row.batch_id)!;
+    try {
+      if (!batch || batch.state !== "scheduled") throw new Error("batch not scheduled");
+      const done = await closeOne(deps, gateways, batch, row, job);
+      await settleJob(deps.db, CLOSEOUT_QUEUE, job, {
+        state: "done",
+        lastError: null,
+        set: { ...done, finished_at: new Date() },
+      }, { now: new Date(), states: ["queued"] });
+    } catch (err) {
+      if (err instanceof LeaseLost) continue;
+      const why = err instanceof NotYet
+        ? err.message
+        : err instanceof DomainError
+        ? err.userMessage
+        : "系统错误，稍后自动重试";
+      if (!(err instanceof NotYet) && !(err instanceof DomainError)) {
+        log.error("closing a card failed", { cardJob: job.key, err: String(err) });
+      }
+      const last = job.attempts >= MAX_ATTEMPTS;
+      await settleJob(deps.db, CLOSEOUT_QUEUE, job, {
+        state: last ? "failed" : "queued",
+        nextAttemptAt: new Date(Date.now() + backoffMs(RETRY, job.attempts)),
+        lastError: why,
+      }, { now: new Date(), states: ["queued"] });
+    }
+  }
+  return jobs.length;
+}
+
+async function closeOne(
+  deps: Deps,
+  gateways: Gateways,
+  batch: Batch,
+  row: BatchCard,
+  job: ClaimedJob,
+): Promise<Partial<BatchCard>> {
+  const { db } = deps;
+  const actor = { staffId: batch.scheduled_by!, ip: null };
+  const reason = `毕业离校：${batch.name}`;
+  const s = await closingState(db, row.card_account_id);
+  if (!s) throw new DomainError("No card", "一卡通账户不存在");
+  if (s.card.status === "cancelled") {
+    if (row.balance === null) {
+      // Closed before the batch came to it (at the counter, say): nothing of ours to do.
+      return { outcome: "already_closed", disposition: "none", balance: 0, refunded: 0 };
+    }
+    // This batch closed it and the worker stopped before it wrote so: record what was done.
+    const plan = planOf(batch, { cash: row.balance, overdraft: 0, refundable: row.refunded ?? 0 });
+    const paid = s.payouts.find((p) => batch.scheduled_at && p.createdAt >= batch.scheduled_at);
+    return paid
+      ? { outcome: "closed", disposition: "payout", left_on_card: paid.amount }
+      : { outcome: "closed", disposition: plan.disposition, left_on_card: plan.left };
+  }
+  if (s.held > 0) throw new NotYet("有进行中的热水预授权，结束后自动办理");
+
+  let cash = row.balance;
+  let refunded = row.refunded ?? 0;
+  if (cash === null) {
+    // Step 1: the plan's money is the cash purse now; refunds to origin in the same commit.
+    cash = s.cash;
+    const plan = planOf(batch, {
+      cash,
+      overdraft: s.overdraft,
+      refundable: Number.MAX_SAFE_INTEGER,
+    });
+    const opened = await db.transaction().execute(async (trx) => {
+      const r = plan.refunded > 0
+        ? await refundToOrigin(trx, gateways, {
+          cardAccountId: row.card_account_id,
+          amount: plan.refunded,
+          reason,
+          reference: `closeout:${batch.id}:${row.card_account_id}`,
+          staffId: actor.staffId,
+        })
+        : { refunds: [], refunded: 0 };
+      const held = await trx.updateTable("closeout_cards").set({
+        balance: cash!,
+        refunded: r.refunded,
+        refund_nos: r.refunds.map((x) => x.refund_no),
+      }).where("id", "=", job.key).where("lease_token", "=", job.leaseToken).executeTakeFirst();
+      if (Number(held.numUpdatedRows ?? 0) !== 1) throw new LeaseLost();
+      return r;
+    });
+    refunded = opened.refunded;
+    try {
+      await submitRefunds(deps, gateways, opened.refunds);
+    } catch (err) {
+      // The refunds are recorded as processing: the top-up loop asks the gateway again.
+      log.warn("a close-out refund waits for the gateway", { err: String(err) });
+    }
+  }
+
+  // Step 2: close the card with what is left.
+  const now = await closingState(db, row.card_account_id);
+  if (!now) throw new DomainError("No card", "一卡通账户不存在");
+  if (now.overdraft > 0) {
+    await closeCardAccount(db, actor, row.card_account_id, reason, () => Promise.resolve(0));
+    return { outcome: "closed", disposition: "debt", debt: now.overdraft, refunded };
+  }
+  if (cash > 0 && cash < Number(batch.threshold)) {
+    await closeCardAccount(db, actor, row.card_account_id, reason, () => Promise.resolve(0));
+    return { outcome: "closed", disposition: "kept", left_on_card: now.cash, refunded };
+  }
+  const paid = await closeCardWithPayout(db, actor, row.card_account_id, reason);
+  return {
+    outcome: "closed",
+    disposition: paid > 0 ? "payout" : refunded > 0 ? "refunded" : "none",
+    left_on_card: paid,
+    refunded,
+  };
+}
+
+/** Starts the worker (main.ts registers its stop with onShutdown). */
+export function startCloseoutWorker(deps: Deps): () => Promise<void> {
+  const gateways = buildGateways(deps);
+  const pollMs = Number(deps.config.env.CLOSEOUT_POLL_MS ?? "10000");
+  const worker = startJobWorker(CLOSEOUT_QUEUE, {
+    log,
+    pollMs: Number.isFinite(pollMs) && pollMs > 0 ? pollMs : 10_000,
+    run: () => runCloseoutRound(deps, { gateways }),
+  });
+  return () => worker.stop();
+}
