@@ -34,7 +34,12 @@ export const ORDER_TTL_MS = 15 * 60_000;
 /** Quick amounts offered on the 充值 page, in yuan. */
 export const QUICK_AMOUNTS = [10, 20, 50, 100, 200, 500];
 
-function yuanVar(env: Record<string, string | undefined>, name: string, fallback: number): number {
+/** An amount setting in yuan, as fen (`fallback` when unset); a start-up error when it is not one. */
+export function yuanVar(
+  env: Record<string, string | undefined>,
+  name: string,
+  fallback: number,
+): number {
   const raw = env[name];
   if (!raw) return fallback;
   const fen = parseYuan(raw);

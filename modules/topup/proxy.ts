@@ -12,7 +12,7 @@ import type { Db } from "../platform/database.ts";
 import type { Config } from "../platform/config.ts";
 import { DomainError, TooManyAttemptsError } from "../platform/errors.ts";
 import { chinaDayStart } from "../platform/china_time.ts";
-import { formatFen, parseYuan } from "../platform/money.ts";
+import { formatFen } from "../platform/money.ts";
 import {
   assertNotLocked,
   keyedHash,
@@ -22,7 +22,7 @@ import {
 } from "../security/mod.ts";
 import { findSchool } from "../account/mod.ts";
 import { findCardAccount, findCardsByStudentNumber, parseStudentNumber } from "../card/mod.ts";
-import type { Gateways, TopupDeps } from "./deployment.ts";
+import { type Gateways, type TopupDeps, yuanVar } from "./deployment.ts";
 import { TopupRefused } from "./errors.ts";
 import { findOrder, openOrder, type TopupOrder } from "./orders.ts";
 import type { PaymentStart } from "./gateway.ts";
@@ -36,16 +36,6 @@ export interface ProxyLimits {
   cardDaily: number;
   /** Unpaid 代充 orders one payer may have open at once. */
   payerOpen: number;
-}
-
-function yuanVar(env: Record<string, string | undefined>, name: string, fallback: number): number {
-  const raw = env[name];
-  if (!raw) return fallback;
-  const fen = parseYuan(raw);
-  if (fen === null || fen <= 0) {
-    throw new Error(`Cannot read configuration: ${name} must be an amount in yuan`);
-  }
-  return fen;
 }
 
 /** PROXY_TOPUP_PAYER_DAILY_YUAN (500) and PROXY_TOPUP_CARD_DAILY_YUAN (1000). */
