@@ -6,16 +6,26 @@
   "use strict";
   let revealed = false;
 
-  // The offline code's scripts come after the page shows: they are not part of its cold load.
-  globalThis.addEventListener("load", function () {
+  // The offline code's scripts come after the page shows. The service worker keeps them (it
+  // caches the 离线付款码 shell's files when it installs), so where there is one they are taken from
+  // its cache once it controls the page: a first visit does not download them twice. Where there
+  // is none (WKWebView), or it never takes over, they come from the network.
+  function loadOfflineScripts() {
     const band = document.querySelector("[data-offline-scripts]");
-    if (!band) return;
+    if (!band || band.hasAttribute("data-loading")) return;
+    band.setAttribute("data-loading", "");
     for (const src of band.getAttribute("data-offline-scripts").split(" ")) {
       const s = document.createElement("script");
       s.src = src;
       s.async = false;
       document.head.appendChild(s);
     }
+  }
+  globalThis.addEventListener("load", function () {
+    const sw = navigator.serviceWorker;
+    if (!sw || sw.controller) return loadOfflineScripts();
+    sw.addEventListener("controllerchange", loadOfflineScripts, { once: true });
+    setTimeout(loadOfflineScripts, 15000);
   });
   // A frozen 付款码: this phone forgets its offline device too.
   if (document.querySelector("[data-offline-forget]")) {

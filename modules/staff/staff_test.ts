@@ -197,7 +197,7 @@ Deno.test("state-changing requests without the CSRF token or from another origin
   }
 });
 
-Deno.test("every response carries the security headers; static assets are cached and gzipped", async () => {
+Deno.test("every page carries the security headers, stylesheets and scripts nosniff only; static assets are cached and gzipped", async () => {
   const { h, client } = await setup();
   try {
     const c = client();
@@ -214,8 +214,19 @@ Deno.test("every response carries the security headers; static assets are cached
     assert.equal(css.status, 200);
     assert.equal(css.headers.get("content-encoding"), "gzip");
     assert.match(css.headers.get("cache-control")!, /immutable/);
+    // A stylesheet or script has no document of its own: nosniff, and no policy to carry.
+    assert.equal(css.headers.get("x-content-type-options"), "nosniff");
+    assert.equal(css.headers.get("content-security-policy"), null);
+    await css.body?.cancel();
     const htmx = await c.get("/static/vendor/htmx.min.js", { "accept-encoding": "gzip" });
     assert.equal(htmx.status, 200);
+    assert.equal(htmx.headers.get("x-content-type-options"), "nosniff");
+    assert.equal(htmx.headers.get("x-frame-options"), null);
+    await htmx.body?.cancel();
+    // The service worker's script is its worker's document: it keeps the policy.
+    const sw = await c.get("/sw.js");
+    assert.match(sw.headers.get("content-security-policy") ?? "", /script-src 'self'/);
+    await sw.body?.cancel();
     assert.equal((await c.get("/static/../deno.json")).status, 404);
   } finally {
     await h.close();
