@@ -14,7 +14,7 @@ import { sql } from "kysely";
 import type { Db } from "../modules/platform/mod.ts";
 import { testConfig } from "../modules/platform/testing.ts";
 import { startWechatStandIn, type WechatStandIn } from "../modules/platform/wechat_standin.ts";
-import { feedHorizon } from "../modules/platform/feed.ts";
+import { horizonPassesNow } from "../modules/platform/feed.ts";
 import { createMailer } from "../modules/mail/mod.ts";
 import {
   buildMessenger,
@@ -26,21 +26,6 @@ import {
 const TEMPLATE = "SOAK_SPEND";
 /** How long the check's instance may take to settle what the soak's servers left. */
 const SETTLE_MS = 90_000;
-
-/**
- * Waits until the feeds' horizon (platform/feed.ts) has passed every transaction that began before
- * this call, as modules/notify/_testing.ts does: a round run before it passes rightly sees nothing
- * of the last payments yet, and would look like a round with nothing left to do.
- */
-async function horizonPassesNow(db: Db): Promise<void> {
-  const { rows } = await sql<{ xid: string }>`select pg_current_xact_id()::text as xid`.execute(db);
-  const mark = BigInt(rows[0].xid);
-  const deadline = Date.now() + 30_000;
-  while (BigInt(await feedHorizon(db)) <= mark) {
-    if (Date.now() > deadline) throw new Error("the feeds' horizon stayed behind for 30 s");
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 /** The spend transfers of these references and their 消费提醒 (none: a row with id null). */
 function spendRows(db: Db, references: string[]) {

@@ -6,9 +6,7 @@ import { createMailer, listOutbox } from "../mail/mod.ts";
 import { bindWechatLogin } from "../account/mod.ts";
 import { createMerchant } from "../merchant/mod.ts";
 import { payFromCard } from "../wallet/mod.ts";
-import { feedHorizon } from "../platform/feed.ts";
-import type { Db } from "../platform/database.ts";
-import { sql } from "kysely";
+import { horizonPassesNow } from "../platform/feed.ts";
 import { buildMessenger, runNotifierRound } from "./loop.ts";
 import type { DeliveryContext } from "./deliver.ts";
 
@@ -23,22 +21,6 @@ export const TEMPLATES = {
   WECHAT_TEMPLATE_SECURITY: "TPL_SECURITY",
   WECHAT_TEMPLATE_SUMMARY: "TPL_SUMMARY",
 };
-
-/**
- * Waits until the feeds' horizon has passed every transaction that began before this call. The
- * horizon is the server's (transaction ids are per cluster): on a PostgreSQL shared by a parallel
- * test suite, another database's transaction holds it back for a moment, and a round run before
- * it passes would rightly see nothing yet.
- */
-async function horizonPassesNow(db: Db): Promise<void> {
-  const { rows } = await sql<{ xid: string }>`select pg_current_xact_id()::text as xid`.execute(db);
-  const mark = BigInt(rows[0].xid);
-  const deadline = Date.now() + 30_000;
-  while (BigInt(await feedHorizon(db)) <= mark) {
-    if (Date.now() > deadline) throw new Error("the feeds' horizon stayed behind for 30 s");
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 /** Noon in China on a weekday: outside the default quiet hours. */
 export const NOON = new Date("2026-12-16T12:00:00+08:00");

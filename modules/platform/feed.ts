@@ -35,6 +35,24 @@ export async function feedHorizon(db: Db): Promise<string> {
 }
 
 /**
+ * Waits until the horizon has passed every transaction that began before this call (at most
+ * `timeoutMs`): a reader run before then rightly sees nothing of the latest rows yet. The horizon
+ * is the server's (transaction ids are per cluster), so another database's open transaction on the
+ * same server holds it back too.
+ */
+export async function horizonPassesNow(db: Db, timeoutMs = 30_000): Promise<void> {
+  const { rows } = await sql<{ xid: string }>`select pg_current_xact_id()::text as xid`.execute(db);
+  const mark = BigInt(rows[0].xid);
+  const deadline = Date.now() + timeoutMs;
+  while (BigInt(await feedHorizon(db)) <= mark) {
+    if (Date.now() > deadline) {
+      throw new Error(`the feeds' horizon stayed behind for ${timeoutMs} ms`);
+    }
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/**
  * The rows of a feed after `from` and below `horizon`, as a condition on the owner's `xid` and
  * `id` columns (order the rows by both and move the position to the last one taken).
  */
