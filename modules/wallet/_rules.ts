@@ -16,38 +16,18 @@
  * `creditSql` move each purse's part, and every path follows.
  */
 import { type RawBuilder, sql } from "kysely";
-import type { Db } from "../platform/database.ts";
-import { fenToYuanText } from "../platform/money.ts";
 import { merchantRowSql } from "../merchant/mod.ts";
-import {
-  InsufficientFundsError,
-  InvalidAmountError,
-  LimitExceededError,
-  NegativeBalanceError,
-  OfflineCodeOverLimitError,
-  type WalletError,
-} from "./errors.ts";
 import {
   drawn,
   heldLotsSql,
-  lockLotsSql,
   lotDrawsSql,
-  type LotMoney,
   lotTakesSql,
-  spendableLotsQuery,
   type SpendAt,
   unchangedSql,
 } from "./_purses.ts";
 import "./tables.ts";
 
 export { type SpendAt, UTILITIES } from "./_purses.ts";
-
-/** ¥1,000,000: far above any real movement, far below the safe-integer edge. */
-export const MAX_AMOUNT = 100_000_000;
-
-/** System ceilings of the student's 付款设置; the student may only lower them. */
-export const DEFAULT_PAY_LIMIT = 20_000;
-export const DEFAULT_DAILY_LIMIT = 50_000;
 
 /** A card account's money: `balance` may be negative only after offline uploads. */
 export interface Balance {
@@ -81,7 +61,7 @@ export interface Spendable {
   remaining: number;
 }
 
-const NOTHING: Spendable = { free: 0, remaining: 0 };
+export const NOTHING: Spendable = { free: 0, remaining: 0 };
 
 /** The cash purse's money not set aside by a hold (never negative: a CHECK keeps it so). */
 function cashFree(w: WalletMoney): number {
@@ -149,8 +129,12 @@ export interface OfflineCodeRule {
   day: string;
 }
 
-const OFFLINE_PAY_LIMIT = sql<number>`(select pay_limit from offline_code_limits where id = 1)`;
-const OFFLINE_DAILY_LIMIT = sql<number>`(select daily_limit from offline_code_limits where id = 1)`;
+export const OFFLINE_PAY_LIMIT = sql<
+  number
+>`(select pay_limit from offline_code_limits where id = 1)`;
+export const OFFLINE_DAILY_LIMIT = sql<
+  number
+>`(select daily_limit from offline_code_limits where id = 1)`;
 
 /** The offline limits as `when … then …` arms of a refusal's CASE over `la`. */
 function offlineCodeWhenSql(
@@ -401,168 +385,4 @@ export function merchantAccountSql(
 /** Where a payment to `merchantId` is spent (its category), for the purse rule. */
 export function merchantPlaceSql(merchantId: RawBuilder<number>): RawBuilder<SpendAt> {
   return sql<SpendAt>`(select m.category::text from ${merchantRowSql(merchantId)} m)`;
-}
-
-/** The reason of `refusalSql` as the error a reader's status and a page's message come from. */
-function refusalError(
-  reason: Refusal,
-  w: WalletRow,
-  spendable: Spendable,
-  amount: number,
-): WalletError {
-  switch (reason) {
-    case "negative_balance":
-      return new NegativeBalanceError(w.balance - w.overdraft);
-    case "offline_per_payment":
-      return new OfflineCodeOverLimitError("per_payment", w.offline_pay_limit, amount);
-    case "offline_daily":
-      return new OfflineCodeOverLimitError("daily", w.offline_daily_limit, amount);
-    case "per_payment":
-      return new LimitExceededError("per_payment", w.pay_limit, amount);
-    case "daily":
-      return new LimitExceededError("daily", w.daily_limit, amount);
-    case "insufficient_funds":
-      return new InsufficientFundsError(
-        balanceOf(w, spendable).balance,
-        available(w, spendable),
-        amount,
-      );
-  }
-}
-
-/** A card's wallet row as a debit reads it. */
-export interface WalletRow extends WalletMoney {
-  id: number;
-  balance: number;
-  held: number;
-  overdraft: number;
-  lots: number;
-  lots_held: number;
-  pay_limit: number;
-  daily_limit: number;
-  /** 离线付款码限额 (`OfflineCodeRule`), read with the row. */
-  offline_pay_limit: number;
-  offline_daily_limit: number;
-}
-
-/**
- * The card's wallet row, its lots that may pay at `rule.at` (in draw order) and why it may not pay
- * `amount` there now under `rule`, by `refusalSql` (null when nothing stops it). With `lock`
- * (inside a transaction) the card's row, then its lots, are locked for update: the order every
- * path takes. A card that never had money has no row and nothing available.
- */
-export async function readWallet(
-  db: Db,
-  cardAccountId: number,
-  amount: number,
-  rule: DebitRule & { at: SpendAt },
-  options: { lock?: boolean } = {},
-): Promise<
-  { wallet: WalletRow | null; lots: LotMoney[]; spendable: Spendable; refusal: WalletError | null }
-> {
-  if (options.lock) {
-    // The row, then its lots: the purse rule's lock order.
-    await sql`select id from ledger_accounts where card_account_id = ${cardAccountId} for update`
-      .execute(db);
-    await lockLotsSql(cardAccountId).execute(db);
-  }
-  const { rows } = await spendableLotsQuery(cardAccountId, rule.at).execute(db);
-  const lots = rows.map((r) => ({
-    lotId: Number(r.lot_id),
-    purse: r.purse,
-    remaining: Number(r.remaining),
-    free: Number(r.free),
-    validUntil: r.valid_until,
-  }));
-  const spendable = {
-    free: lots.reduce((s, l) => s + l.free, 0),
-    remaining: lots.reduce((s, l) => s + l.remaining, 0),
-  };
-  const { rows: [w] } = await sql<WalletRow & { reason: Refusal | null }>`
-    select la.id, la.balance, la.held, la.overdraft, la.lots, la.lots_held, la.pay_limit,
-      la.daily_limit, ${OFFLINE_PAY_LIMIT} as offline_pay_limit,
-      ${OFFLINE_DAILY_LIMIT} as offline_daily_limit, ${
-    refusalSql(sql<number>`${amount}::bigint`, rule, sql<number>`${spendable.free}::bigint`)
-  } as reason
-    from ledger_accounts la where la.card_account_id = ${cardAccountId}`.execute(db);
-  if (!w) {
-    return { wallet: null, lots, spendable, refusal: new InsufficientFundsError(0, 0, amount) };
-  }
-  const refusal = w.reason ? refusalError(w.reason, w, spendable, amount) : null;
-  return { wallet: w, lots, spendable, refusal };
-}
-
-/**
- * Why the card may not pay `amount` at `at` now under `rule` (`readWallet`'s answer); null when
- * nothing stops it (a race: the caller goes again).
- */
-export async function whyRefused(
-  db: Db,
-  cardAccountId: number,
-  amount: number,
-  rule: DebitRule & { at: SpendAt },
-): Promise<WalletError | null> {
-  return (await readWallet(db, cardAccountId, amount, rule)).refusal;
-}
-
-/**
- * Why a reader's offline record paid by 离线付款码 may not be charged (`offlineRecordRefusalSql`'s
- * answer), or null.
- */
-export async function whyOfflineRecordRefused(
-  db: Db,
-  cardAccountId: number,
-  amount: number,
-  rule: OfflineCodeRule,
-): Promise<WalletError | null> {
-  const { rows: [w] } = await sql<WalletRow & { reason: Refusal | null }>`
-    select la.id, la.balance, la.held, la.overdraft, la.lots, la.lots_held, la.pay_limit,
-      la.daily_limit, ${OFFLINE_PAY_LIMIT} as offline_pay_limit,
-      ${OFFLINE_DAILY_LIMIT} as offline_daily_limit,
-      ${offlineRecordRefusalSql(sql<number>`${amount}::bigint`, rule)} as reason
-    from ledger_accounts la where la.card_account_id = ${cardAccountId}`.execute(db);
-  return w?.reason ? refusalError(w.reason, w, NOTHING, amount) : null;
-}
-
-/** Throws unless `amount` is a whole number of fen in (0, MAX_AMOUNT]. */
-export function checkAmount(amount: unknown, field = "amount"): number {
-  if (
-    typeof amount !== "number" || !Number.isSafeInteger(amount) || amount <= 0 ||
-    amount > MAX_AMOUNT
-  ) {
-    throw new InvalidAmountError(amount, field);
-  }
-  return amount;
-}
-
-/** A student's 付款设置 as asked: limits in fen. */
-export interface LimitSettings {
-  payLimit: number;
-  dailyLimit: number;
-}
-
-/**
- * What is wrong with the limits a student asks for, per field, in Chinese (empty when nothing):
- * each between ¥0.01 and its system ceiling, and one payment no more than a day.
- */
-export function limitSettingsProblems(
-  s: LimitSettings,
-): Partial<Record<"pay_limit" | "daily_limit", string>> {
-  const out: Partial<Record<"pay_limit" | "daily_limit", string>> = {};
-  if (!isAmount(s.payLimit)) out.pay_limit = "单笔限额需为大于0、最多两位小数的金额";
-  else if (s.payLimit > DEFAULT_PAY_LIMIT) {
-    out.pay_limit = `单笔限额不能超过 ¥${fenToYuanText(DEFAULT_PAY_LIMIT)}`;
-  }
-  if (!isAmount(s.dailyLimit)) out.daily_limit = "每日限额需为大于0、最多两位小数的金额";
-  else if (s.dailyLimit > DEFAULT_DAILY_LIMIT) {
-    out.daily_limit = `每日限额不能超过 ¥${fenToYuanText(DEFAULT_DAILY_LIMIT)}`;
-  }
-  if (!out.pay_limit && !out.daily_limit && s.payLimit > s.dailyLimit) {
-    out.pay_limit = "单笔限额不能超过每日限额";
-  }
-  return out;
-}
-
-function isAmount(fen: unknown): boolean {
-  return typeof fen === "number" && Number.isSafeInteger(fen) && fen > 0;
 }

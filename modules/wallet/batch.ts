@@ -6,7 +6,8 @@
 import { type RawBuilder, sql } from "kysely";
 import { type Db, PREPARED } from "../platform/database.ts";
 import { checkReference, chinaDay } from "./_common.ts";
-import { checkAmount, debitSql, merchantAccountSql, merchantPlaceSql } from "./_rules.ts";
+import { checkAmount } from "./_amounts.ts";
+import { debitSql, merchantAccountSql, merchantPlaceSql } from "./_rules.ts";
 import { debitLegsSql } from "./_purses.ts";
 import { InvalidAmountError } from "./errors.ts";
 import type { PaymentResult } from "./ledger.ts";

@@ -13,15 +13,15 @@ import {
   transferByReference,
   type Trx,
 } from "./_common.ts";
+import { checkAmount } from "./_amounts.ts";
+import { readWallet } from "./_refusals.ts";
 import {
   balanceOf,
-  checkAmount,
   holdable,
   lateCharge,
   merchantAccountSql,
   merchantPlaceSql,
   NO_LIMITS,
-  readWallet,
   reserveSql,
   settleSetSql,
   type SpendAt,

@@ -6,9 +6,9 @@
 import { type RawBuilder, sql } from "kysely";
 import { type Db, PREPARED } from "../platform/database.ts";
 import { checkReference } from "./_common.ts";
+import { MAX_AMOUNT } from "./_amounts.ts";
 import {
   holdLotsSql,
-  MAX_AMOUNT,
   merchantAccountSql,
   merchantPlaceSql,
   reserveSql,

@@ -14,16 +14,15 @@ import {
   transferByReference,
   type TransferRow,
 } from "./_common.ts";
+import { readWallet, whyRefused } from "./_refusals.ts";
 import {
   type Balance,
   balanceOf,
   creditSql,
   type DebitRule,
   debitSql,
-  readWallet,
   signedBalanceSql,
   type SpendAt,
-  whyRefused,
 } from "./_rules.ts";
 import { debitLegsSql, type LotParts } from "./_purses.ts";
 import { InvalidAmountError, PaymentReversedError, ReferenceConflictError } from "./errors.ts";

@@ -11,7 +11,8 @@ import { sql } from "kysely";
 import type { Db } from "../platform/database.ts";
 import { writeAudit } from "../staff/mod.ts";
 import { checkReference, ensureCardWallet, ensureSystemAccount, type Trx } from "./_common.ts";
-import { checkAmount, creditSql, signedBalanceSql } from "./_rules.ts";
+import { checkAmount } from "./_amounts.ts";
+import { creditSql, signedBalanceSql } from "./_rules.ts";
 import { InvalidAmountError, WalletError } from "./errors.ts";
 import type { TransferKind } from "./tables.ts";
 

@@ -45,7 +45,7 @@ import "./tables.ts";
 export type { Channel, TransferKind } from "./tables.ts";
 export * from "./errors.ts";
 /** The largest amount any call moves (¥1,000,000): the one home of that bound (_rules.ts). */
-export { MAX_AMOUNT } from "./_rules.ts";
+export { MAX_AMOUNT } from "./_amounts.ts";
 
 /**
  * `getBalance(db, cardAccountId)` → `{ balance, held, available }`; `payFromCard` debits a card

@@ -10,7 +10,8 @@ import {
   joinedOrOwn,
   transferByReference,
 } from "./_common.ts";
-import { checkAmount, merchantAccountSql, merchantPlaceSql, offlineSql } from "./_rules.ts";
+import { checkAmount } from "./_amounts.ts";
+import { merchantAccountSql, merchantPlaceSql, offlineSql } from "./_rules.ts";
 import { debitLegsSql } from "./_purses.ts";
 import {
   oneAskSql,

@@ -5,7 +5,7 @@
 import type { Db } from "../platform/database.ts";
 import { writeAudit } from "../staff/mod.ts";
 import { getPaySettings } from "./pay_settings.ts";
-import { limitSettingsProblems } from "./_rules.ts";
+import { limitSettingsProblems } from "./_amounts.ts";
 import { InvalidLimitsError } from "./errors.ts";
 import "./offline_tables.ts";
 

@@ -26,15 +26,14 @@ import {
   joinedOrOwn,
   transferByReference,
 } from "./_common.ts";
+import { checkAmount } from "./_amounts.ts";
+import { whyOfflineRecordRefused, whyRefused } from "./_refusals.ts";
 import {
-  checkAmount,
   debitSql,
   merchantAccountSql,
   merchantPlaceSql,
   offlineRecordRefusalSql,
   offlineSql,
-  whyOfflineRecordRefused,
-  whyRefused,
 } from "./_rules.ts";
 import { debitLegsSql } from "./_purses.ts";
 import { cardTrust, deviceRefusal } from "./devices.ts";

@@ -1,7 +1,7 @@
 /** 付款设置: the student's per-payment and daily limits and the payment code's freeze. */
 import type { Db } from "../platform/database.ts";
 import { ensureCardWallet } from "./_common.ts";
-import { DEFAULT_DAILY_LIMIT, DEFAULT_PAY_LIMIT, limitSettingsProblems } from "./_rules.ts";
+import { DEFAULT_DAILY_LIMIT, DEFAULT_PAY_LIMIT, limitSettingsProblems } from "./_amounts.ts";
 import { InvalidLimitsError } from "./errors.ts";
 import { revokeDevices } from "./devices.ts";
 

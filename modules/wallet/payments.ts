@@ -5,7 +5,8 @@
 import { sql } from "kysely";
 import type { Db } from "../platform/database.ts";
 import { checkReference, chinaDay, ensureMerchantAccount, ensureSystemAccount } from "./_common.ts";
-import { checkAmount, merchantAccountSql, merchantPlaceSql, UTILITIES } from "./_rules.ts";
+import { checkAmount } from "./_amounts.ts";
+import { merchantAccountSql, merchantPlaceSql, UTILITIES } from "./_rules.ts";
 import { InvalidAmountError } from "./errors.ts";
 import { creditCard, debitCard, optionalId, type PaymentResult } from "./ledger.ts";
 

@@ -15,13 +15,9 @@ import {
   joinedOrOwn,
   transferByReference,
 } from "./_common.ts";
-import {
-  checkAmount,
-  debitSql,
-  merchantAccountSql,
-  merchantPlaceSql,
-  whyRefused,
-} from "./_rules.ts";
+import { checkAmount } from "./_amounts.ts";
+import { whyRefused } from "./_refusals.ts";
+import { debitSql, merchantAccountSql, merchantPlaceSql } from "./_rules.ts";
 import { debitLegsSql } from "./_purses.ts";
 import { type CodeRedeemed, emit, isPaymentCodeShape } from "./codes.ts";
 import {

@@ -16,7 +16,7 @@ import {
   transferByReference,
   type Trx,
 } from "./_common.ts";
-import { checkAmount } from "./_rules.ts";
+import { checkAmount } from "./_amounts.ts";
 import { giveBackParts, type LotParts } from "./_purses.ts";
 import {
   NotRefundableError,

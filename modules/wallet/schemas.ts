@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { parseYuan } from "../platform/money.ts";
-import { limitSettingsProblems } from "./_rules.ts";
+import { limitSettingsProblems } from "./_amounts.ts";
 import { HISTORY_TYPES } from "./history.ts";
 
 /** The filters of 交易记录; anything else is refused with a message rather than ignored. */

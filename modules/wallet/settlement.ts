@@ -9,7 +9,7 @@ import { type RawBuilder, sql } from "kysely";
 import type { Db } from "../platform/database.ts";
 import { checkReference, ensureMerchantAccount, type Trx } from "./_common.ts";
 import { InvalidAmountError, ReferenceConflictError } from "./errors.ts";
-import { MAX_AMOUNT } from "./_rules.ts";
+import { MAX_AMOUNT } from "./_amounts.ts";
 import "./tables.ts";
 
 /** Where a statement's payable goes (money paid out to operators' banks). */
