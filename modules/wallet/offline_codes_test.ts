@@ -17,7 +17,7 @@ import {
   type TotpHash,
 } from "./offline_codes.ts";
 import { isPaymentCodeShape } from "./codes.ts";
-import { qrSvg } from "./qr.ts";
+import { barcodeSvg, qrSvg } from "./qr.ts";
 import { toHex } from "../platform/crypto.ts";
 
 interface BrowserOffline {
@@ -186,7 +186,7 @@ Deno.test("a code matches its own step or one either side; further out, within t
   assert.deepEqual(matchStep(other, otp, step), { kind: "none" });
 });
 
-Deno.test("the page draws the offline code as the server draws codes: Code 128 of bwip-js, the same QR", async () => {
+Deno.test("the page draws the offline code as the server draws codes: Code 128 of bwip-js, the same barcode and QR", async () => {
   const web = await browserOffline();
   for (const code of ["870012345668793608", "879876543668793604", "870000000043095583"]) {
     // deno-lint-ignore no-explicit-any
@@ -194,6 +194,7 @@ Deno.test("the page draws the offline code as the server draws codes: Code 128 o
     assert.deepEqual(web.code128(code), raw, `${code}: the library's encoding`);
     assert.equal(web.qrSvg(code), qrSvg(code), `${code}: the server's QR`);
     const svg = web.barcodeSvg(code);
+    assert.equal(svg, barcodeSvg(code), `${code}: the server's barcode`);
     assert.match(svg, /^<svg class="paycode__bar"[^>]*aria-hidden="true"/);
     assert.doesNotMatch(svg, /style=/, "no inline style (CSP)");
     assert.match(svg, /fill="#FFFFFF"/);

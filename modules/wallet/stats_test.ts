@@ -154,15 +154,13 @@ Deno.test("categories and a top-up's channel and order number", () => {
 
 /** The bar and space widths an SVG from barcodeSvg draws, left to right (scale 1: modules). */
 function widthsOf(svg: string): number[] {
-  const bars: Array<[number, number]> = [];
-  for (const m of svg.matchAll(/stroke-width="(\d+)" d="([^"]+)"/g)) {
-    const w = Number(m[1]);
-    for (const x of m[2].matchAll(/M([\d.]+) /g)) bars.push([Number(x[1]) - w / 2, w]);
-  }
+  const bars = [...svg.matchAll(/M(\d+) 2h(\d+)v41h-\2z/g)].map((
+    m,
+  ) => [Number(m[1]), Number(m[2])]);
   bars.sort((a, b) => a[0] - b[0]);
   const out: number[] = [];
   bars.forEach(([left, w], i) => {
-    if (i > 0) out.push(Math.round(left - (bars[i - 1][0] + bars[i - 1][1])));
+    if (i > 0) out.push(left - (bars[i - 1][0] + bars[i - 1][1]));
     out.push(w);
   });
   return out;
