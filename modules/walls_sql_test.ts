@@ -77,6 +77,14 @@ const SQL_DOORS: Array<{ owner: string; names: string[]; users: string[]; reason
       "deno task bench measures, read the bound card and its money in one statement",
   },
   {
+    owner: "card",
+    names: ["priceInForceSql", "cardTypeLimitSql"],
+    users: ["wallet"],
+    reason: "a reader's payment is priced (卡类别, 餐次) and held to its type's limits in the " +
+      "statement that takes the money: one round trip per group-committed batch, and the " +
+      "meal period's cap counted on the row the payment locks",
+  },
+  {
     owner: "security",
     names: ["studentPageQuery"],
     users: ["wallet"],

@@ -1,4 +1,5 @@
 /** Card accounts for seeding and for other modules' tests, built through the real rules. */
+import { sql } from "kysely";
 import type { Db } from "../platform/database.ts";
 import { ensureSchool, findAccountByPhone } from "../account/mod.ts";
 import { CardError } from "./errors.ts";
@@ -27,6 +28,8 @@ export interface NewCardAccount {
   chipNumber?: string | null;
   name?: string;
   kind?: "student" | "staff";
+  /** Its 卡类别; by default the first type of its kind. */
+  cardTypeId?: number;
 }
 
 /**
@@ -57,6 +60,8 @@ export async function createCardAccountForTest(
       student_number: studentNumber,
       name,
       kind: input.kind ?? "student",
+      card_type_id: input.cardTypeId ??
+        sql<number>`(select min(id) from card_types where kind = ${input.kind ?? "student"})`,
       id_number_hash: idHash,
       id_number_masked: maskIdNumber(idNumber),
       default_password_check: check,

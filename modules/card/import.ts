@@ -21,12 +21,12 @@ import {
   maskIdNumber,
   parseChipNumber,
   parseIdNumber,
-  parseKind,
   parseName,
   parseStudentNumber,
 } from "./rules.ts";
 import { replaceChip } from "./counter.ts";
 import type { CardKind } from "./tables.ts";
+import { cardTypesByName, typeNamed } from "./types.ts";
 
 /** Files above this size are refused before parsing. */
 export const MAX_IMPORT_BYTES = 10 * 1024 * 1024;
@@ -39,6 +39,8 @@ export interface ImportRow {
   studentNumber: string;
   name: string;
   kind: CardKind;
+  /** Its 卡类别 (by the 类型 column's name). */
+  typeId: number;
   idHash: string;
   idMasked: string;
   defaultCheck: string;
@@ -93,7 +95,7 @@ export const TEMPLATE_NOTES = [
   "3. 姓名：1-40个文字，不能含数字或符号。",
   "4. 身份证号：18位，最后一位可以是X。模板中该列已设为文本格式；如从其他表格粘贴，请使用“选择性粘贴 → 值”，不要让 Excel 把它变成数字（会丢失末几位）。",
   "5. 芯片卡号：卡片上印的芯片卡号，4-20位数字或字母（不是学号）。",
-  "6. 类型：填写“学生”或“教职工”。",
+  "6. 类型：填写卡类别的名称，如“学生”“教职工”“临时卡”（系统 › 卡类别中列出的名称）。",
   "7. 上传后先预览：有错误的行会列出行号和原因并跳过，确认无误后再导入。重复导入同一文件不会产生变化；芯片卡号变化的按补卡处理（旧卡注销）。",
   "示例：2025090001 | 刘洋 | 530111200608084519 | 9100000001 | 学生",
 ];
@@ -102,6 +104,7 @@ export const TEMPLATE_NOTES = [
 export async function readImportFile(
   deps: CardDeps,
   bytes: Uint8Array,
+  types: Map<string, { id: number; kind: CardKind }>,
 ): Promise<{ rows: ImportRow[]; errors: ImportRowError[] }> {
   if (bytes.length === 0) throw new CardError("Empty import file", "文件为空", "file");
   if (bytes.length > MAX_IMPORT_BYTES) {
@@ -167,9 +170,9 @@ export async function readImportFile(
       fail("芯片卡号格式不正确（4-20位数字或字母）");
       continue;
     }
-    const kind = parseKind(cell("kind"));
-    if (!kind) {
-      fail("类型不正确（学生 或 教职工）");
+    const type = typeNamed(types, cell("kind"));
+    if (!type) {
+      fail(`类型不正确：没有名为“${cell("kind").trim().slice(0, 20)}”的卡类别`);
       continue;
     }
     if (seenStudent.has(studentNumber)) {
@@ -187,7 +190,8 @@ export async function readImportFile(
       line,
       studentNumber,
       name,
-      kind,
+      kind: type.kind,
+      typeId: type.id,
       idHash,
       idMasked: maskIdNumber(idNumber),
       defaultCheck: await defaultPasswordCheck(deps, idHash, defaultCardPassword(idNumber)),
@@ -203,6 +207,7 @@ export async function planImport(db: Db, schoolId: number, rows: ImportRow[]): P
     id: number;
     name: string;
     kind: CardKind;
+    card_type_id: number;
     id_number_hash: string;
     status: string;
     chip: string | null;
@@ -224,6 +229,7 @@ export async function planImport(db: Db, schoolId: number, rows: ImportRow[]): P
         "card_accounts.student_number",
         "card_accounts.name",
         "card_accounts.kind",
+        "card_accounts.card_type_id",
         "card_accounts.id_number_hash",
         "card_accounts.status",
         "card_chips.chip_number",
@@ -266,7 +272,7 @@ export async function planImport(db: Db, schoolId: number, rows: ImportRow[]): P
     }
     const changes: string[] = [];
     if (card.name !== row.name) changes.push("姓名");
-    if (card.kind !== row.kind) changes.push("类型");
+    if (card.kind !== row.kind || Number(card.card_type_id) !== row.typeId) changes.push("类型");
     if (card.id_number_hash !== row.idHash) changes.push("身份证号");
     if (card.chip !== row.chipNumber) {
       if (owner && owner.cardAccountId !== card.id) {
@@ -304,7 +310,7 @@ export async function previewImport(
 ): Promise<number> {
   const school = await findSchool(db, input.schoolId);
   if (!school) throw new CardError("No such school", "请选择学校", "school_id");
-  const { rows, errors } = await readImportFile(deps, input.bytes);
+  const { rows, errors } = await readImportFile(deps, input.bytes, await cardTypesByName(db));
   const row = await db.insertInto("card_imports").values({
     school_id: input.schoolId,
     staff_id: input.staffId,
@@ -388,6 +394,7 @@ export async function commitImport(
         student_number: r.studentNumber,
         name: r.name,
         kind: r.kind,
+        card_type_id: r.typeId,
         id_number_hash: r.idHash,
         id_number_masked: r.idMasked,
         default_password_check: r.defaultCheck,
@@ -419,6 +426,7 @@ export async function commitImport(
       await trx.updateTable("card_accounts").set({
         name: u.row.name,
         kind: u.row.kind,
+        card_type_id: u.row.typeId,
         id_number_hash: u.row.idHash,
         id_number_masked: u.row.idMasked,
         default_password_check: u.row.defaultCheck,

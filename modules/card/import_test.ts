@@ -3,6 +3,7 @@ import iconv from "iconv-lite";
 import { cardWorld } from "../testkit/mod.ts";
 import { commitImport, loadImport, previewImport, readImportFile } from "./import.ts";
 import { idCheckChar } from "./rules.ts";
+import { cardTypesByName } from "./types.ts";
 import { blocklistSince, checkCardPassword, findCardByChip } from "./mod.ts";
 import { createStaff, listAudit, ROLES } from "../staff/mod.ts";
 import { DomainError } from "../platform/errors.ts";
@@ -47,7 +48,11 @@ Deno.test("every bad row is reported with its line and a reason; good rows still
     `2025000011,孙十一,${idFor(11)},70000\u200b00011,学生`,
     `2025000012,周十二,${idFor(12)},,学生`,
   ].join("\n");
-  const { rows, errors } = await readImportFile(env.deps, new TextEncoder().encode(bad));
+  const { rows, errors } = await readImportFile(
+    env.deps,
+    new TextEncoder().encode(bad),
+    await cardTypesByName(env.db),
+  );
   assert.deepEqual(rows.map((r) => r.studentNumber), ["2025000001", "2025000010"]);
   assert.deepEqual(errors.map((e) => [e.line, e.message]), [
     [3, "学号与第2行重复"],
@@ -55,7 +60,7 @@ Deno.test("every bad row is reported with its line and a reason; good rows still
     [5, "姓名格式不正确（1-40个文字，不能含数字或符号）"],
     [6, "学号格式不正确（4-20位数字或字母）"],
     [7, "身份证号不正确（18位，校验位需正确）"],
-    [8, "类型不正确（学生 或 教职工）"],
+    [8, "类型不正确：没有名为“研究员”的卡类别"],
     [10, "芯片卡号格式不正确（4-20位数字或字母）"],
     [11, "芯片卡号格式不正确（4-20位数字或字母）"],
   ]);
@@ -93,11 +98,14 @@ Deno.test("file-level problems are refused with a clear message", async () => {
     ["学号,姓名,芯片卡号\n1,2,3\n", /表头缺少列：身份证号、类型/],
   ];
   for (const [text, message] of cases) {
-    await assert.rejects(readImportFile(env.deps, new TextEncoder().encode(text)), (err) => {
-      assert.ok(err instanceof DomainError);
-      assert.match(err.userMessage, message);
-      return true;
-    });
+    await assert.rejects(
+      readImportFile(env.deps, new TextEncoder().encode(text), new Map()),
+      (err) => {
+        assert.ok(err instanceof DomainError);
+        assert.match(err.userMessage, message);
+        return true;
+      },
+    );
   }
 });
 

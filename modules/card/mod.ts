@@ -89,3 +89,31 @@ export { parseChipNumber, parseIdNumber, parseStudentNumber } from "./rules.ts";
 /** Student pages (mount at /security) and the card office console (mount at /admin/cards). */
 export { cardRoutes } from "./routes.ts";
 export { cardAdminRoutes } from "./admin_routes.ts";
+/**
+ * 卡类别: the types a card account refers to (limits, 补助, price rules), the open cards of a
+ * type (补助发放), the 付款设置 ceilings of a card; the system administrator's changes (audited).
+ */
+export {
+  cardLimitCeilings,
+  cardsOfType,
+  type CardType,
+  type CardTypeInput,
+  cardTypeLimitSql,
+  type Discount,
+  findCardType,
+  listCardTypes,
+  PRICED_CATEGORIES,
+  type PricedCategory,
+  saveCardType,
+} from "./types.ts";
+/**
+ * The price in force of a reader's list price (卡类别 and 餐次 rules) as SQL for the wallet's
+ * debit statements (a listed hot-path door, modules/walls_sql_test.ts), and read on its own.
+ */
+export {
+  type AppliedPrice,
+  chinaTimeOfDay,
+  type PriceInForce,
+  priceInForce,
+  priceInForceSql,
+} from "./pricing.ts";

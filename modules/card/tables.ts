@@ -11,6 +11,8 @@ export interface CardAccountsTable {
   student_number: string;
   name: string;
   kind: CardKind;
+  /** Its 卡类别 (card_types): limits, subsidies and price rules. */
+  card_type_id: number;
   /** Keyed hash (APP_SECRET) of the 身份证 number; the number itself is never stored. */
   id_number_hash: string;
   /** e.g. 5301**********123X, for display. */
@@ -77,6 +79,49 @@ export interface CardImportsTable {
   result: unknown | null;
 }
 
+/** 卡类别 (migration 20261222_0900). */
+export interface CardTypesTable {
+  id: Generated<number>;
+  name: string;
+  /** Whom it is for: the holder's 身份 that 毕业离校 and 补助发放 select by. */
+  kind: CardKind;
+  /** Ceilings of a card's 付款设置, in fen. */
+  pay_limit: number;
+  daily_limit: number;
+  /** Whether 补助 may be issued to its cards. */
+  subsidies: boolean;
+  created_at: Generated<Date>;
+  updated_at: Generated<Date>;
+}
+
+/** A card type's price rule at a merchant category. */
+export interface CardTypePricesTable {
+  card_type_id: number;
+  category: string;
+  percent_off: number;
+  fen_off: number;
+}
+
+/** 餐次 of a canteen merchant, China times of day "HH:MM:SS" [starts, ends). */
+export interface MealPeriodsTable {
+  id: Generated<number>;
+  merchant_id: number;
+  name: string;
+  starts: string;
+  ends: string;
+  max_count: number | null;
+  max_amount: number | null;
+  updated_at: Generated<Date>;
+}
+
+/** A card type's discount in a meal period. */
+export interface MealPeriodPricesTable {
+  meal_period_id: number;
+  card_type_id: number;
+  percent_off: number;
+  fen_off: number;
+}
+
 declare module "../platform/database.ts" {
   interface Database {
     card_accounts: CardAccountsTable;
@@ -85,5 +130,9 @@ declare module "../platform/database.ts" {
     card_blocklist_changes: CardBlocklistChangesTable;
     card_events: CardEventsTable;
     card_imports: CardImportsTable;
+    card_types: CardTypesTable;
+    card_type_prices: CardTypePricesTable;
+    meal_periods: MealPeriodsTable;
+    meal_period_prices: MealPeriodPricesTable;
   }
 }
