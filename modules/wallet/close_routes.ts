@@ -3,7 +3,8 @@ import { zValidator } from "@hono/zod-validator";
 import { z } from "zod";
 import { chinaDay, chinaDayRange } from "../platform/china_time.ts";
 import type { Db } from "../platform/database.ts";
-import { DomainError, NotFoundError } from "../platform/errors.ts";
+import { NotFoundError } from "../platform/errors.ts";
+import { runForm } from "../platform/forms.ts";
 import type { AppEnv } from "../platform/http.ts";
 import {
   ALL_ROWS,
@@ -50,6 +51,33 @@ function typedStudentNumber(body: Record<string, unknown>, studentNumber: string
   return typed.normalize("NFKC").trim().toUpperCase() === studentNumber.toUpperCase();
 }
 
+/**
+ * 销户's form: the reason and the 学号 typed to confirm, or the errors to show with what was typed.
+ */
+function readCloseForm(
+  body: Record<string, unknown>,
+  studentNumber: string,
+): { reason: string; typed: { reason: string } } | {
+  errors: FieldErrors;
+  typed: { reason: string };
+} {
+  const typed = { reason: String(body.reason ?? "").slice(0, 200) };
+  const reason = readReason(body);
+  if (typeof reason !== "string") return { errors: { reason: reason.error }, typed };
+  if (!typedStudentNumber(body, studentNumber)) {
+    return { errors: { confirm: "请输入该卡的学号以确认" }, typed };
+  }
+  return { reason, typed };
+}
+
+/** The card of the counter page's path, or 404. */
+async function counterCard(c: C, db: Db) {
+  const id = cardId(c);
+  const card = await findCardAccount(db, id);
+  if (!card) throw new NotFoundError("card account");
+  return { id, card };
+}
+
 const DATE = z.string().regex(/^\d{4}-\d{2}-\d{2}$/).optional().catch(undefined);
 
 /** 全部交易's filters: a kind, a range of China days, the page, an export. */
@@ -88,9 +116,7 @@ export function cardClosingRoutes(deps: { db: Db }): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
 
   app.get("/:id{[0-9]+}/money", MONEY, async (c) => {
-    const id = cardId(c);
-    const card = await findCardAccount(db, id);
-    if (!card) throw new NotFoundError("card account");
+    const { id, card } = await counterCard(c, db);
     return render(c, "wallet/_counter_money", { card, ...await counterMoney(db, id) }, {
       layout: null,
     });
@@ -101,34 +127,24 @@ export function cardClosingRoutes(deps: { db: Db }): Hono<AppEnv> {
     MONEY,
     zValidator("query", transfersQuery),
     async (c) => {
-      const id = cardId(c);
-      const card = await findCardAccount(db, id);
-      if (!card) throw new NotFoundError("card account");
+      const { id, card } = await counterCard(c, db);
       const q = c.req.valid("query");
       const filter = { kind: q.kind, ...q.range };
       if (q.export) {
-        const all = await cardTransfers(db, id, filter, ALL_ROWS);
-        return exportTable(
-          c,
-          {
-            name: `交易记录-${card.studentNumber}`,
-            columns: TRANSFER_COLUMNS,
-          },
-          all.rows,
-          q.export,
-          chinaDay(),
-        );
+        const { rows } = await cardTransfers(db, id, filter, ALL_ROWS);
+        const sheet = { name: `交易记录-${card.studentNumber}`, columns: TRANSFER_COLUMNS };
+        return exportTable(c, sheet, rows, q.export, chinaDay());
       }
       const { rows, total, paging } = await cardTransfers(db, id, filter, q.page);
       const path = `/admin/cards/${id}/transactions`;
       const query = { kind: q.kind, from: q.from, to: q.to };
+      const pages = { pager: pager(path, query, total, paging), exports: exportLinks(path, query) };
       return render(c, "wallet/admin_transactions", {
         card,
         rows,
         q: query,
         kindLabels: KIND_LABELS,
-        pager: pager(path, query, total, paging),
-        exports: exportLinks(path, query),
+        ...pages,
       }, { layout: "admin/layout", title: `交易记录 · ${card.name}` });
     },
   );
@@ -154,27 +170,19 @@ export function cardClosingRoutes(deps: { db: Db }): Hono<AppEnv> {
 
   app.post("/:id{[0-9]+}/close", COUNTER, async (c) => {
     const id = cardId(c);
-    const body = await c.req.parseBody();
     const state = await closingState(db, id);
     if (!state) throw new NotFoundError("card account");
-    const reason = readReason(body);
-    const typed = { reason: String(body.reason ?? "").slice(0, 200) };
-    if (typeof reason !== "string") return await show(c, id, { reason: reason.error }, typed, 422);
-    if (!typedStudentNumber(body, state.card.studentNumber)) {
-      return await show(c, id, { confirm: "请输入该卡的学号以确认" }, typed, 422);
-    }
+    const form = readCloseForm(await c.req.parseBody(), state.card.studentNumber);
+    if ("errors" in form) return await show(c, id, form.errors, form.typed, 422);
     const actor = { staffId: c.get("staff")!.id, ip: clientIp(c) };
-    try {
-      await (state.card.status === "cancelled"
-        ? payOutClosedCard(db, actor, id, reason)
-        : closeCardWithPayout(db, actor, id, reason));
-    } catch (err) {
-      if (err instanceof DomainError && !(err instanceof NotFoundError)) {
-        return await show(c, id, { [err.field ?? "_form"]: err.userMessage }, typed, err.status);
-      }
-      throw err;
-    }
-    return c.redirect(`/admin/cards/${id}/close?done=1`, 303);
+    return await runForm(
+      () =>
+        state.card.status === "cancelled"
+          ? payOutClosedCard(db, actor, id, form.reason)
+          : closeCardWithPayout(db, actor, id, form.reason),
+      (errors, err) => show(c, id, errors, form.typed, err.status),
+      () => c.redirect(`/admin/cards/${id}/close?done=1`, 303),
+    );
   });
 
   return app;

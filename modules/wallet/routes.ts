@@ -241,11 +241,7 @@ export function walletRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
       listDevices(db, card.cardAccountId),
       getOfflineLimits(db),
     ]);
-    const values = input ?? {
-      pay_limit: fenToYuanText(settings.payLimit),
-      daily_limit: fenToYuanText(settings.dailyLimit),
-      code_frozen: settings.codeFrozen ? "1" : "",
-    };
+    const values = input ?? settingsInput(settings);
     return render(c, "pay/settings", {
       settings,
       devices,
@@ -280,26 +276,27 @@ export function walletRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
     async (c) => {
       const card = await boundCard(c, db);
       if (card instanceof Response) return card;
-      const form = c.req.valid("form");
-      const settings = {
-        payLimit: form.pay_limit,
-        dailyLimit: form.daily_limit,
-        codeFrozen: form.code_frozen === "1",
-      };
+      const settings = c.req.valid("form");
       return await runForm(
         () => updatePaySettings(db, card.cardAccountId, settings),
-        (errors) =>
-          showSettings(c, card, errors, {
-            pay_limit: fenToYuanText(settings.payLimit),
-            daily_limit: fenToYuanText(settings.dailyLimit),
-            code_frozen: settings.codeFrozen ? "1" : "",
-          }, 422),
+        (errors) => showSettings(c, card, errors, settingsInput(settings), 422),
         () => c.redirect("/pay/settings?saved=1", 303),
       );
     },
   );
 
   return app;
+}
+
+/** 付款码设置's fields as the form shows them. */
+function settingsInput(
+  s: { payLimit: number; dailyLimit: number; codeFrozen: boolean },
+): Record<string, string> {
+  return {
+    pay_limit: fenToYuanText(s.payLimit),
+    daily_limit: fenToYuanText(s.dailyLimit),
+    code_frozen: s.codeFrozen ? "1" : "",
+  };
 }
 
 /** The ledger verifier page for 财务处 and system administrators (mounted at "/admin/ledger"). */

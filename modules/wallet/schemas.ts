@@ -48,7 +48,11 @@ export const settingsForm = z.object({
   for (const [field, message] of Object.entries(problems)) {
     ctx.addIssue({ code: "custom", path: [field], message });
   }
-});
+}).transform((form) => ({
+  payLimit: form.pay_limit,
+  dailyLimit: form.daily_limit,
+  codeFrozen: form.code_frozen === "1",
+}));
 
 /** 离线付款码限额 (一卡通中心): the same amounts and bounds as a student's limits. */
 export const offlineLimitsForm = z.object({
