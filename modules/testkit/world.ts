@@ -7,11 +7,15 @@ import { createTestDatabase, TestClient, testConfig } from "../platform/testing.
 /**
  * The app on a fresh database with the test configuration: `await using w = await setupApp()`
  * closes the database at the block's end. `url` is the PostgreSQL URL of the test's database
- * (null on PGlite), for a second "instance" to connect to.
+ * (null on PGlite), for a second "instance" to connect to; `poolSize` sizes the app's pool (race
+ * tests on PostgreSQL want several connections).
  */
-export async function setupApp(overrides: Partial<Config> = {}) {
+export async function setupApp(
+  overrides: Partial<Config> = {},
+  options: { poolSize?: number } = {},
+) {
   await loadAssets();
-  const h = await createTestDatabase();
+  const h = await createTestDatabase(options);
   const config = testConfig(overrides);
   const app = createApp({ db: h.db, config, onShutdown: () => {} });
   return {

@@ -1,9 +1,8 @@
 /** Shared setup of the wallet's tests: an app, a merchant, students with bound cards. */
-import { createApp } from "../../main.ts";
-import { loadAssets } from "../platform/assets.ts";
 import type { Db } from "../platform/database.ts";
-import { createTestDatabase, TestClient, testConfig } from "../platform/testing.ts";
-import { randomDigits, randomToken, sha256Hex, STUDENT_SESSION } from "../security/mod.ts";
+import type { testConfig } from "../platform/testing.ts";
+import { randomDigits } from "../security/mod.ts";
+import { makeAccount, setupApp, signInStudent } from "../testkit/mod.ts";
 import { ensureSchool } from "../account/mod.ts";
 import { createMerchant } from "../merchant/mod.ts";
 import { bindCardForTest, createCardAccountForTest, DEMO_SCHOOL } from "../card/mod.ts";
@@ -70,11 +69,9 @@ export async function makeCardAccount(
 
 /** A fresh database with the app, one canteen merchant and helpers. */
 export async function setup(options: { poolSize?: number } = {}) {
-  await loadAssets();
-  const h = await createTestDatabase(options);
-  const config = testConfig();
+  const w = await setupApp({}, options);
+  const { h, config, app } = w;
   const deps = { db: h.db, config, onShutdown: () => {} };
-  const app = createApp(deps);
   const merchant = await createMerchant(h.db, {
     code: `CANTEEN-${seq++}`,
     name: "第一食堂",
@@ -100,10 +97,10 @@ export async function setup(options: { poolSize?: number } = {}) {
     /** A signed-in student whose login account is bound to a card with `balance`. */
     async student(balance = 0, ip = "10.2.0.1") {
       const cardAccountId = await makeCardAccount(h.db, deps, balance);
-      const accountId = await makeAccount(h.db, school(h.db));
+      const accountId = await makeAccount(h.db, await school(h.db));
       await bindCardForTest(h.db, cardAccountId, accountId);
-      const client = new TestClient(app, config, ip);
-      await signInAs(h.db, client, accountId);
+      const client = w.client(ip);
+      await signInStudent(deps, client, accountId);
       return { client, cardAccountId, accountId };
     },
   };
@@ -111,36 +108,6 @@ export async function setup(options: { poolSize?: number } = {}) {
 
 async function school(db: Db): Promise<number> {
   return (await ensureSchool(db, DEMO_SCHOOL.name, DEMO_SCHOOL.code)).id;
-}
-
-let phoneSeq = 0;
-
-/** A login account (tests sign in by session row; the password hash is a placeholder). */
-export async function makeAccount(db: Db, schoolId: number | Promise<number>): Promise<number> {
-  const row = await db.insertInto("accounts").values({
-    phone: `137${String(Date.now() % 100000).padStart(5, "0")}${
-      String(phoneSeq++ % 1000).padStart(3, "0")
-    }`,
-    school_id: await schoolId,
-    password_hash: "not-a-real-hash",
-  }).returning("id").executeTakeFirstOrThrow();
-  return row.id;
-}
-
-/** Signs a test client in by writing its session row. */
-export async function signInAs(db: Db, client: TestClient, accountId: number): Promise<void> {
-  const token = randomToken(32);
-  const now = Date.now();
-  await db.insertInto("sessions").values({
-    id: await sha256Hex(token),
-    kind: "student",
-    subject_id: accountId,
-    idle_expires_at: new Date(now + STUDENT_SESSION.idleSeconds * 1000),
-    absolute_expires_at: new Date(now + STUDENT_SESSION.absoluteSeconds * 1000),
-    ip: null,
-    user_agent: null,
-  }).execute();
-  client.cookies.set("yxt_sid", token);
 }
 
 /** Whether tests run on a PostgreSQL server (concurrency tests need real connections). */

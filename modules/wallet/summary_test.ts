@@ -4,7 +4,8 @@ import { openDatabase } from "../platform/database.ts";
 import { csrfFor, TestClient } from "../platform/testing.ts";
 import { findBoundCard } from "../card/mod.ts";
 import { destroySessionsOf } from "../security/mod.ts";
-import { onPostgres, setup, signInAs } from "./_test_support.ts";
+import { onPostgres, setup } from "./_test_support.ts";
+import { signInStudent } from "../testkit/mod.ts";
 import {
   getBalance,
   holdFunds,
@@ -198,9 +199,9 @@ Deno.test("sign-out and a password change end a session at once on every server 
 
     // Two sessions of one account; ending the others (a password change or reset) ends B's.
     const phone = new TestClient(t.app, t.config);
-    await signInAs(t.db, phone, s.accountId);
+    await signInStudent(t.deps, phone, s.accountId);
     const laptop = new TestClient(appB, t.config);
-    await signInAs(t.db, laptop, s.accountId);
+    await signInStudent(t.deps, laptop, s.accountId);
     assert.match(await laptop.page("/wallet"), /100\.00/);
     await destroySessionsOf(t.db, "student", s.accountId, null);
     assert.equal((await laptop.get("/wallet")).status, 303);
