@@ -112,6 +112,8 @@ export const Status = {
   Reversed: 0x020d,
   /** Balance inquiries of one terminal above their rate (PROTOCOL.md §4.5). */
   RateLimited: 0x020e,
+  /** 1.3: a meal period's cap per card (餐次限次/限额) would be passed; nothing charged. */
+  OverMealPeriodLimit: 0x020f,
   // Payment codes
   CodeInvalid: 0x0301,
   CodeExpired: 0x0302,

@@ -55,6 +55,8 @@ export function walletRefusal(err: unknown): { status: number; balance: number }
         status: e.limit === "daily" ? Status.OverDailyLimit : Status.OverPaymentLimit,
         balance: 0,
       };
+    case "meal_period_cap":
+      return { status: Status.OverMealPeriodLimit, balance: 0 };
     case "invalid_amount":
       return { status: Status.InvalidAmount, balance: 0 };
     case "reversed":

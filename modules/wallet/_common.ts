@@ -156,6 +156,7 @@ export interface TransferRow {
   debit_account_id: number;
   credit_account_id: number;
   created_at: Date;
+  details: unknown;
 }
 
 /** The transfer recorded under a reference, if any. */
@@ -177,6 +178,7 @@ export async function transferByReference(db: Db, reference: string): Promise<Tr
       "debit_account_id",
       "credit_account_id",
       "created_at",
+      "details",
     ])
     .where("reference", "=", reference).executeTakeFirst();
   return row ?? null;

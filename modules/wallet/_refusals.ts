@@ -9,6 +9,7 @@ import type { Db } from "../platform/database.ts";
 import {
   InsufficientFundsError,
   LimitExceededError,
+  MealPeriodCapError,
   NegativeBalanceError,
   OfflineCodeOverLimitError,
   type WalletError,
@@ -18,6 +19,7 @@ import {
   available,
   balanceOf,
   type DebitRule,
+  limitInForceSql,
   NOTHING,
   OFFLINE_DAILY_LIMIT,
   OFFLINE_PAY_LIMIT,
@@ -47,6 +49,10 @@ function refusalError(
       return new LimitExceededError("per_payment", w.pay_limit, amount);
     case "daily":
       return new LimitExceededError("daily", w.daily_limit, amount);
+    case "meal_count":
+      return new MealPeriodCapError("count", w.meal_max_count, amount);
+    case "meal_amount":
+      return new MealPeriodCapError("amount", w.meal_max_amount, amount);
     case "insufficient_funds":
       return new InsufficientFundsError(
         balanceOf(w, spendable).balance,
@@ -69,6 +75,9 @@ export interface WalletRow extends WalletMoney {
   /** 离线付款码限额 (`OfflineCodeRule`), read with the row. */
   offline_pay_limit: number;
   offline_daily_limit: number;
+  /** The meal period's caps the debit was asked under (`DebitRule.meal`), if any. */
+  meal_max_count: number | null;
+  meal_max_amount: number | null;
 }
 
 /**
@@ -105,9 +114,13 @@ export async function readWallet(
     remaining: lots.reduce((s, l) => s + l.remaining, 0),
   };
   const { rows: [w] } = await sql<WalletRow & { reason: Refusal | null }>`
-    select la.id, la.balance, la.held, la.overdraft, la.lots, la.lots_held, la.pay_limit,
-      la.daily_limit, ${OFFLINE_PAY_LIMIT} as offline_pay_limit,
-      ${OFFLINE_DAILY_LIMIT} as offline_daily_limit, ${
+    select la.id, la.balance, la.held, la.overdraft, la.lots, la.lots_held,
+      ${limitInForceSql("pay_limit")} as pay_limit, ${
+    limitInForceSql("daily_limit")
+  } as daily_limit,
+      ${OFFLINE_PAY_LIMIT} as offline_pay_limit, ${OFFLINE_DAILY_LIMIT} as offline_daily_limit,
+      (${rule.meal?.maxCount ?? null})::int as meal_max_count,
+      (${rule.meal?.maxAmount ?? null})::bigint as meal_max_amount, ${
     refusalSql(sql<number>`${amount}::bigint`, rule, sql<number>`${spendable.free}::bigint`)
   } as reason
     from ledger_accounts la where la.card_account_id = ${cardAccountId}`.execute(db);
@@ -142,8 +155,12 @@ export async function whyOfflineRecordRefused(
   rule: OfflineCodeRule,
 ): Promise<WalletError | null> {
   const { rows: [w] } = await sql<WalletRow & { reason: Refusal | null }>`
-    select la.id, la.balance, la.held, la.overdraft, la.lots, la.lots_held, la.pay_limit,
-      la.daily_limit, ${OFFLINE_PAY_LIMIT} as offline_pay_limit,
+    select la.id, la.balance, la.held, la.overdraft, la.lots, la.lots_held,
+      ${limitInForceSql("pay_limit")} as pay_limit, ${
+    limitInForceSql("daily_limit")
+  } as daily_limit,
+      null::int as meal_max_count, null::bigint as meal_max_amount,
+      ${OFFLINE_PAY_LIMIT} as offline_pay_limit,
       ${OFFLINE_DAILY_LIMIT} as offline_daily_limit,
       ${offlineRecordRefusalSql(sql<number>`${amount}::bigint`, rule)} as reason
     from ledger_accounts la where la.card_account_id = ${cardAccountId}`.execute(db);

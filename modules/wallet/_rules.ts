@@ -17,6 +17,8 @@
  */
 import { type RawBuilder, sql } from "kysely";
 import { merchantRowSql } from "../merchant/mod.ts";
+import { cardTypeLimitSql, chinaTimeOfDay, priceInForceSql } from "../card/mod.ts";
+import { chinaDay } from "../platform/china_time.ts";
 import {
   drawn,
   heldLotsSql,
@@ -117,6 +119,45 @@ export interface DebitRule {
   today: string;
   /** A payment by 离线付款码: the offline limits first (`offlineCodeWhenSql`). */
   offlineCode?: OfflineCodeRule;
+  /** A payment priced at a merchant (card/pricing.ts): the caps of the meal period it is in. */
+  meal?: MealCap;
+}
+
+/**
+ * The meal period (餐次) a payment falls in, as SQL (NULL: none) with its caps per card and China
+ * day (NULL: no cap): at most `maxCount` payments, at most `maxAmount` fen. Counted on the wallet
+ * row (`meal_uses`), which the payment updates, so concurrent payments are counted as the daily
+ * limit is.
+ */
+export interface MealCap {
+  period: RawBuilder<number | null>;
+  maxCount: RawBuilder<number | null>;
+  maxAmount: RawBuilder<number | null>;
+}
+
+/** The card's payments (`i` 0) or fen (`i` 1) in the meal period `period` of the China day. */
+function mealUsedSql(period: RawBuilder<unknown>, today: string, i: 0 | 1): RawBuilder<number> {
+  return sql<number>`(case when la.meal_uses ->> 'd' = ${today}
+    then coalesce((la.meal_uses -> ((${period})::text) ->> ${i}::int)::bigint, 0) else 0 end)`;
+}
+
+/** The caps of a meal period as `when … then …` arms of a refusal's CASE over `la`. */
+function mealWhenSql(
+  amount: RawBuilder<number>,
+  today: string,
+  m: MealCap,
+): RawBuilder<unknown> {
+  return sql`when ${m.period} is not null and ${m.maxCount} is not null
+      and ${mealUsedSql(m.period, today, 0)} + 1 > ${m.maxCount} then 'meal_count'
+    when ${m.period} is not null and ${m.maxAmount} is not null
+      and ${mealUsedSql(m.period, today, 1)} + ${amount} > ${m.maxAmount} then 'meal_amount'`;
+}
+
+/** The holder's limit in force: the card's own 付款设置, never above its 卡类别's. */
+export function limitInForceSql(which: "pay_limit" | "daily_limit"): RawBuilder<number> {
+  return sql<number>`least(la.${sql.ref(which)}, ${
+    cardTypeLimitSql(sql`la.card_account_id`, which)
+  })`;
 }
 
 /**
@@ -157,7 +198,7 @@ export function offlineRecordRefusalSql(
   rule: OfflineCodeRule,
 ): RawBuilder<Refusal | null> {
   return sql<Refusal | null>`(case ${offlineCodeWhenSql(amount, rule)}
-    when ${amount} > la.pay_limit then 'per_payment' end)`;
+    when ${amount} > ${limitInForceSql("pay_limit")} then 'per_payment' end)`;
 }
 
 /** A hold is not spending: the debit rule without the holder's limits. */
@@ -170,6 +211,8 @@ export type Refusal =
   | "offline_daily"
   | "per_payment"
   | "daily"
+  | "meal_count"
+  | "meal_amount"
   | "insufficient_funds";
 
 /**
@@ -184,8 +227,10 @@ export function refusalSql(
   spendableFree: RawBuilder<number>,
 ): RawBuilder<Refusal | null> {
   const limits = rule.limits
-    ? sql`when ${amount} > la.pay_limit then 'per_payment'
-        when ${spentTodaySql(rule.today)} + ${amount} > la.daily_limit then 'daily'`
+    ? sql`when ${amount} > ${limitInForceSql("pay_limit")} then 'per_payment'
+        when ${spentTodaySql(rule.today)} + ${amount} > ${limitInForceSql("daily_limit")}
+          then 'daily'
+        ${rule.meal ? mealWhenSql(amount, rule.today, rule.meal) : sql``}`
     : sql``;
   const offline = rule.offlineCode ? offlineCodeWhenSql(amount, rule.offlineCode) : sql``;
   return sql<Refusal | null>`(case when la.overdraft > 0 then 'negative_balance' ${offline}
@@ -205,7 +250,16 @@ function takeSql(
   const spend = rule.limits
     ? sql`, spent_day = ${rule.today}::date, spent_today = ${spentTodaySql(rule.today)} + ${amount}`
     : sql``;
-  return sql`balance = la.balance - ${amount}, lots = la.lots - ${lots}${spend}`;
+  const m = rule.limits ? rule.meal : undefined;
+  const meal = m
+    ? sql`, meal_uses = case when ${m.period} is null then la.meal_uses else jsonb_set(
+        case when la.meal_uses ->> 'd' = ${rule.today} then la.meal_uses
+          else jsonb_build_object('d', ${rule.today}::text) end,
+        array[(${m.period})::text],
+        jsonb_build_array(${mealUsedSql(m.period, rule.today, 0)} + 1,
+          ${mealUsedSql(m.period, rule.today, 1)} + ${amount})) end`
+    : sql``;
+  return sql`balance = la.balance - ${amount}, lots = la.lots - ${lots}${spend}${meal}`;
 }
 
 /** Conditions joined with `and` (none: true). */
@@ -385,4 +439,42 @@ export function merchantAccountSql(
 /** Where a payment to `merchantId` is spent (its category), for the purse rule. */
 export function merchantPlaceSql(merchantId: RawBuilder<number>): RawBuilder<SpendAt> {
   return sql<SpendAt>`(select m.category::text from ${merchantRowSql(merchantId)} m)`;
+}
+
+/**
+ * A payment priced at a merchant (卡类别 and 餐次, card/pricing.ts) at `at`, for a statement whose
+ * listed payments `i` have `card_account_id`, `merchant_id`, `at` (the category) and `amount` (the
+ * reader's list price): the ask's `columns` (`amount`, the price in force: never above the list
+ * price nor below one fen; `list_amount`; `price`, the rule applied; the meal period and its
+ * caps), the lateral `join` that reads them, the debit `rule` (the holder's limits and the
+ * period's caps), and the transfer's `details` with the rule recorded (`details.price`) from `w`,
+ * which returns `a.price`, so a later change of rules never changes history.
+ */
+export function pricedAskSql(at: Date): {
+  columns: RawBuilder<unknown>;
+  join: RawBuilder<unknown>;
+  rule: DebitRule;
+  details: (d: RawBuilder<unknown>) => RawBuilder<unknown>;
+} {
+  const price = priceInForceSql({
+    card: sql`i.card_account_id`,
+    merchant: sql`i.merchant_id`,
+    category: sql`i.at`,
+    list: sql`i.amount`,
+    time: chinaTimeOfDay(at),
+  });
+  return {
+    columns: sql`coalesce(pr.amount, i.amount) as amount, i.amount as list_amount, pr.price,
+      pr.period_id, pr.max_count, pr.max_amount`,
+    join: sql`left join lateral (${price}) pr on true`,
+    rule: {
+      limits: true,
+      today: chinaDay(at),
+      meal: { period: sql`a.period_id`, maxCount: sql`a.max_count`, maxAmount: sql`a.max_amount` },
+    },
+    details: (d) =>
+      sql`case when w.price is null then ${d}
+        else coalesce(nullif(${d}, 'null'::jsonb), '{}'::jsonb) || jsonb_build_object('price', w.price)
+      end`,
+  };
 }

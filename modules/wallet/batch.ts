@@ -5,9 +5,9 @@
  */
 import { type RawBuilder, sql } from "kysely";
 import { type Db, PREPARED } from "../platform/database.ts";
-import { checkReference, chinaDay } from "./_common.ts";
+import { checkReference } from "./_common.ts";
 import { checkAmount } from "./_amounts.ts";
-import { debitSql, merchantAccountSql, merchantPlaceSql } from "./_rules.ts";
+import { debitSql, merchantAccountSql, merchantPlaceSql, pricedAskSql } from "./_rules.ts";
 import { debitLegsSql } from "./_purses.ts";
 import { InvalidAmountError } from "./errors.ts";
 import type { PaymentResult } from "./ledger.ts";
@@ -67,11 +67,12 @@ export async function payFromCardsRecorded(
     references.push(checkReference(p.reference));
     terminals.push(checkId(p.terminalId, "terminalId"));
   }
-  const today = chinaDay();
+  const now = new Date();
+  const priced = pricedAskSql(now);
   const result = await sql<
-    { reference: string; id: number; balance_after: number; here: number }
+    { reference: string; id: number; balance_after: number; here: number; amount: number }
   >`${sql.raw(PREPARED)}
-    with ask as materialized (
+    with listed as materialized (
       select i.ord, i.amount, i.reference, i.merchant_id, i.terminal_id,
         ${input.cardAccountOf(sql.raw("i.payer"))} as card_account_id,
         ${merchantAccountSql(sql`i.merchant_id`)} as merchant_account,
@@ -80,25 +81,29 @@ export async function payFromCardsRecorded(
       from unnest(${payers}::text[], ${merchants}::bigint[], ${amounts}::bigint[],
         ${references}::text[], ${terminals}::bigint[])
         with ordinality as i(payer, merchant_id, amount, reference, terminal_id, ord)
+    ), ask as materialized (
+      select ${priced.columns}, i.ord, i.reference, i.merchant_id, i.terminal_id,
+        i.card_account_id, i.merchant_account, i.at, i.used
+      from listed i ${priced.join}
     ), ${
     debitSql({
-      rule: { limits: true, today },
+      rule: priced.rule,
       also: [sql`a.merchant_account is not null`, sql`not a.used`],
-      returning: sql`, a.merchant_id, a.terminal_id, a.merchant_account`,
+      returning: sql`, a.merchant_id, a.terminal_id, a.merchant_account, a.price`,
     })
   }, t as (
       insert into ledger_transfers (reference, kind, channel, debit_account_id, credit_account_id,
         amount, card_account_id, card_delta, balance_after, merchant_id, terminal_id, details)
       select w.reference, 'purchase', ${input.channel}::text, w.account_id, w.merchant_account,
         w.amount, w.card_account_id, -w.amount, w.after, w.merchant_id, w.terminal_id,
-        'null'::jsonb
+        ${priced.details(sql`'null'::jsonb`)}
       from w
       returning id, reference, balance_after
     ), ${debitLegsSql()}, paid as (
-      select w.ord, t.id, w.card_account_id, w.here as balance_after
+      select w.ord, t.id, w.card_account_id, w.here as balance_after, w.amount
       from w join t on t.reference = w.reference
     ), recorded as (${input.record(sql.raw("paid"))})
-    select t.reference, t.id, t.balance_after, w.here
+    select t.reference, t.id, t.balance_after, w.here, w.amount
     from t join w on w.reference = t.reference`.execute(db);
   // Data-modifying CTEs run to completion whether read or not: every debited row has its
   // transfer and its record. Results are matched back by reference (unique in a batch).
@@ -112,6 +117,7 @@ export async function payFromCardsRecorded(
         balanceAfter: row.balance_after,
         balanceHere: row.here,
         duplicate: false,
+        charged: Number(row.amount),
       };
     }
   }

@@ -63,6 +63,25 @@ export class LimitExceededError extends WalletError {
   }
 }
 
+/** A meal period's cap per card (餐次限次 / 限额) would be passed by this payment. */
+export class MealPeriodCapError extends WalletError {
+  readonly code = "meal_period_cap";
+  override status = 422 as const;
+  constructor(
+    readonly cap: "count" | "amount",
+    readonly capValue: number | null,
+    readonly amount: number,
+  ) {
+    super(
+      `Cannot debit card account: meal period ${cap} cap is ${capValue}, asked ${amount} fen`,
+      cap === "count"
+        ? `本餐次消费次数已达上限${capValue === null ? "" : `（${capValue}次）`}`
+        : `超过本餐次消费限额${capValue === null ? "" : ` ${formatFen(capValue)}`}`,
+      "amount",
+    );
+  }
+}
+
 /** Offline uploads took the balance below zero: refused online until topped up. */
 export class NegativeBalanceError extends WalletError {
   readonly code = "negative_balance";

@@ -6,6 +6,7 @@
 import { type RawBuilder, sql } from "kysely";
 import type { Db } from "../platform/database.ts";
 import { getMerchant } from "../merchant/mod.ts";
+import { priceInForce } from "../card/mod.ts";
 import {
   ensureCardWallet,
   isNotNullViolation,
@@ -21,6 +22,7 @@ import {
   creditSql,
   type DebitRule,
   debitSql,
+  pricedAskSql,
   signedBalanceSql,
   type SpendAt,
 } from "./_rules.ts";
@@ -42,6 +44,8 @@ export interface PaymentResult {
   balanceHere: number;
   /** True when this reference had already been applied: nothing moved this time. */
   duplicate: boolean;
+  /** A debit: what it took (priced, 卡类别 and 餐次: at most the list price asked). */
+  charged?: number;
 }
 
 /**
@@ -106,14 +110,22 @@ export interface Expect {
 /** The first result of a reference, if it was the same request; else why not. */
 export function sameRequest(t: TransferRow, e: Expect): PaymentResult {
   if (t.kind === "void") throw new PaymentReversedError(t.reference);
+  // A priced payment was asked its list price (`details.price.list`).
+  const asked = (t.details as { price?: { list?: number } } | null)?.price?.list ?? t.amount;
   if (
-    t.card_account_id !== e.cardAccountId || t.amount !== e.amount ||
+    t.card_account_id !== e.cardAccountId || Number(asked) !== e.amount ||
     !e.kinds.includes(t.kind as TransferKind)
   ) {
     throw new ReferenceConflictError(t.reference);
   }
   const balanceAfter = t.balance_after ?? 0;
-  return { transferId: t.id, balanceAfter, balanceHere: balanceAfter, duplicate: true };
+  return {
+    transferId: t.id,
+    balanceAfter,
+    balanceHere: balanceAfter,
+    duplicate: true,
+    charged: Number(t.amount),
+  };
 }
 
 /** A positive id or null; anything else is refused. */
@@ -143,18 +155,28 @@ export interface DebitSpec {
   terminalId: number | null;
   details: unknown;
   rule: DebitRule;
+  /**
+   * A payment to `merchantId` priced at this moment (卡类别, 餐次; `pricedAskSql`): `amount` is
+   * the list price, and `rule` gives way to the priced rule (the limits and the period's caps).
+   */
+  pricedAt?: Date;
 }
 
-/** The asks CTE of one card's movement: `ord` 1 (see _rules.ts `Asks`). */
+/**
+ * The asks CTE of one card's movement: `ord` 1 (see _rules.ts `Asks`); named `name` (the listed
+ * payment a priced ask reads).
+ */
 export function oneAskSql(p: {
   cardAccountId: RawBuilder<number | null>;
   amount: number;
   at: RawBuilder<SpendAt>;
   reference: string;
-}): RawBuilder<unknown> {
-  return sql`ask as materialized (
+  merchantId?: number | null;
+}, name = "ask"): RawBuilder<unknown> {
+  return sql`${sql.raw(name)} as materialized (
       select 1 as ord, (${p.cardAccountId})::bigint as card_account_id,
-        ${p.amount}::bigint as amount, (${p.at})::text as at, ${p.reference}::text as reference
+        ${p.amount}::bigint as amount, (${p.at})::text as at, ${p.reference}::text as reference,
+        ${p.merchantId ?? null}::bigint as merchant_id
     )`;
 }
 
@@ -167,21 +189,33 @@ export function oneAskSql(p: {
 async function debitStatement(
   db: Db,
   s: DebitSpec,
-): Promise<{ id: number; balance_after: number; here: number } | null> {
-  const result = await sql<{ id: number; balance_after: number; here: number }>`
-    with ${oneAskSql({ ...s, cardAccountId: sql`${s.cardAccountId}` })}, ${
-    debitSql({ rule: s.rule, also: [unusedReferenceSql(s.reference)] })
+): Promise<{ id: number; balance_after: number; here: number; amount: number } | null> {
+  const priced = s.pricedAt ? pricedAskSql(s.pricedAt) : null;
+  const details = sql`${JSON.stringify(s.details ?? null)}::jsonb`;
+  const ask = (name?: string) => oneAskSql({ ...s, cardAccountId: sql`${s.cardAccountId}` }, name);
+  const result = await sql<{ id: number; balance_after: number; here: number; amount: number }>`
+    with ${
+    priced
+      ? sql`${ask("listed")}, ask as materialized (
+          select ${priced.columns}, i.ord, i.card_account_id, i.merchant_id, i.at, i.reference
+          from listed i ${priced.join})`
+      : ask()
+  }, ${
+    debitSql({
+      rule: priced?.rule ?? s.rule,
+      also: [unusedReferenceSql(s.reference)],
+      returning: priced ? sql`, a.price` : undefined,
+    })
   }, t as (
       insert into ledger_transfers (reference, kind, channel, debit_account_id, credit_account_id,
         amount, card_account_id, card_delta, balance_after, merchant_id, terminal_id, details)
       select w.reference, ${s.kind}, ${s.channel}, w.account_id, (${s.counterAccount}), w.amount,
-        w.card_account_id, -w.amount, w.after, ${s.merchantId}, ${s.terminalId}, ${
-    JSON.stringify(s.details ?? null)
-  }::jsonb
+        w.card_account_id, -w.amount, w.after, ${s.merchantId}, ${s.terminalId},
+        ${priced ? priced.details(details) : details}
       from w
       returning id, reference, balance_after
     ), ${debitLegsSql()}
-    select t.id, t.balance_after, w.here from t, w`.execute(db);
+    select t.id, t.balance_after, w.here, w.amount from t, w`.execute(db);
   return result.rows[0] ?? null;
 }
 
@@ -235,12 +269,15 @@ async function debitAttempts(
         balanceAfter: row.balance_after,
         balanceHere: row.here,
         duplicate: false,
+        charged: Number(row.amount),
       };
     }
     const first = await transferByReference(db, s.reference);
     if (first) return sameRequest(first, expect);
     const at = await placeOf(db, s.at);
-    const refusal = await whyRefused(db, s.cardAccountId, s.amount, { ...s.rule, at });
+    const refusal = s.pricedAt && s.merchantId !== null
+      ? await whyPricedRefused(db, s, at)
+      : await whyRefused(db, s.cardAccountId, s.amount, { ...s.rule, at });
     if (refusal) throw refusal;
     locked = true;
   }
@@ -266,6 +303,26 @@ export async function withCardLocked<T>(
 }
 
 /** The place a debit's SQL names, read (for explaining a refusal). */
+/** Why a priced payment was refused: the debit rule read at its price in force and period. */
+async function whyPricedRefused(db: Db, s: DebitSpec, at: SpendAt) {
+  const p = await priceInForce(db, {
+    cardAccountId: s.cardAccountId,
+    merchantId: s.merchantId!,
+    category: at,
+    list: s.amount,
+  }, s.pricedAt);
+  const constant = (v: number | null) => sql<number | null>`${v}::bigint`;
+  return await whyRefused(db, s.cardAccountId, p.amount, {
+    ...pricedAskSql(s.pricedAt!).rule,
+    meal: {
+      period: constant(p.periodId),
+      maxCount: constant(p.maxCount),
+      maxAmount: constant(p.maxAmount),
+    },
+    at,
+  });
+}
+
 async function placeOf(db: Db, at: RawBuilder<SpendAt>): Promise<SpendAt> {
   const { rows: [r] } = await sql<{ at: SpendAt }>`select (${at})::text as at`.execute(db);
   return r?.at ?? null;

@@ -11,8 +11,9 @@ import { InvalidAmountError } from "./errors.ts";
 import { creditCard, debitCard, optionalId, type PaymentResult } from "./ledger.ts";
 
 /**
- * Pays a merchant from a card (a canteen or supermarket swipe, or a scanned code): refused for
- * insufficient funds, the student's per-payment or daily limit, or a negative balance.
+ * Pays a merchant from a card (a canteen or supermarket swipe, or a scanned code) the price in
+ * force of `amount` (卡类别, 餐次: never above it; `charged`): refused for insufficient funds, the
+ * holder's per-payment or daily limit, a meal period's cap, or a negative balance.
  */
 export async function payFromCard(
   db: Db,
@@ -42,6 +43,7 @@ export async function payFromCard(
     terminalId: optionalId(input.terminalId, "terminalId"),
     details: input.details ?? null,
     rule: { limits: true, today: chinaDay() },
+    pricedAt: new Date(),
   }, (own) => ensureMerchantAccount(own, merchantId));
 }
 

@@ -51,6 +51,8 @@ export interface LedgerAccountsTable {
   /** Card wallets only: the money of its lots (purses other than cash), and what holds set aside of it. */
   lots: Generated<number>;
   lots_held: Generated<number>;
+  /** Card wallets only: payments per meal period of one China day, {"d": day, "<period>": [n, fen]}. */
+  meal_uses: ColumnType<unknown | null, never, never>;
   created_at: Generated<Date>;
 }
 
