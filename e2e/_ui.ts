@@ -26,8 +26,11 @@ interface AxeViolation {
   nodes: { target: string[]; failureSummary?: string }[];
 }
 
-/** Runs axe on the current page; throws when it finds a serious or critical violation. */
-export async function assertAccessible(page: Page, label: string): Promise<void> {
+/**
+ * Runs axe on the current page: its serious and critical violations, each as the rule, its
+ * impact and help, then the offending nodes (selector and why), one per line.
+ */
+export async function axeProblems(page: Page): Promise<string[]> {
   const already = await page.evaluate(() => "axe" in globalThis);
   // Evaluated over the DevTools protocol: the page's CSP (script-src 'self') stays as it is.
   if (!already) await page.evaluate(await source());
@@ -38,13 +41,18 @@ export async function assertAccessible(page: Page, label: string): Promise<void>
     return result.violations as AxeViolation[];
   }) as AxeViolation[];
   const bad = violations.filter((v) => v.impact === "serious" || v.impact === "critical");
-  if (bad.length === 0) return;
-  const lines = bad.map((v) =>
+  return bad.map((v) =>
     `${v.id} (${v.impact}): ${v.help}\n` +
     v.nodes.slice(0, 5).map((n) => `    ${n.target.join(" ")}: ${n.failureSummary ?? ""}`).join(
       "\n",
     )
   );
+}
+
+/** Runs axe on the current page; throws when it finds a serious or critical violation. */
+export async function assertAccessible(page: Page, label: string): Promise<void> {
+  const lines = await axeProblems(page);
+  if (lines.length === 0) return;
   throw new Error(`axe on ${label} (${page.url()}):\n${lines.join("\n")}`);
 }
 
