@@ -5,25 +5,27 @@ import type { AppEnv } from "../platform/http.ts";
 import { STUDENT_SESSION, TOUCH_EVERY_MS } from "./sessions.ts";
 
 /**
- * The hottest student pages (余额) check the session inside their own statement instead of a
- * lookup of their own first: one round trip per page view. Such a page registers its GET path
- * here, and its handler calls `studentPageQuery` (not `requireStudent`). The session middleware
- * then only hashes the cookie token for it; nothing is cached, so a session ended anywhere (sign
- * out, a password change or reset, on any server) is refused by the page's very next statement.
+ * The hottest student pages (余额, the 付款码 refresh) check the session inside their own statement
+ * instead of a lookup of their own first: one round trip fewer per request. Such a page registers
+ * its method and path here, and its handler calls `studentPageQuery` (not `requireStudent`) before
+ * anything else. The session middleware then only hashes the cookie token for it (a POST's CSRF
+ * token is still checked: it is bound to that token); nothing is cached, so a session ended
+ * anywhere (sign out, a password change or reset, on any server) is refused by the page's very
+ * next statement.
  */
 const paths = new Set<string>();
 
 /** Requests whose student cookie the page's statement will check (the session's id). */
 const pending = new WeakMap<Request, string>();
 
-/** Registers a GET path whose handler checks the student session with `studentPageQuery`. */
-export function checkSessionInPageQuery(path: string): void {
-  paths.add(path);
+/** Registers a path whose handler checks the student session with `studentPageQuery`. */
+export function checkSessionInPageQuery(path: string, method: "GET" | "POST" = "GET"): void {
+  paths.add(`${method} ${path}`);
 }
 
 /** For the session middleware: whether this request's session is left to its page's statement. */
 export function leavesSessionToPage(c: Context<AppEnv>): boolean {
-  return c.req.method === "GET" && paths.has(c.req.path);
+  return paths.has(`${c.req.method} ${c.req.path}`);
 }
 
 /** For the session middleware: the session id (token hash) the page's statement will check. */

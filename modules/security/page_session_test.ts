@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import type { Context } from "hono";
 import { sql } from "kysely";
+import { loadAssets } from "../platform/assets.ts";
 import { sha256Hex } from "../platform/crypto.ts";
 import type { Db } from "../platform/database.ts";
 import { type AppEnv, createBaseApp } from "../platform/http.ts";
@@ -155,6 +156,44 @@ Deno.test("the in-statement check refuses expired and ended sessions at once", a
     assert.equal((await b.client.get("/t/page")).status, 303);
     await destroySessionsOf(h.db, "student", 9);
     assert.equal((await a.client.get("/t/page")).status, 303);
+  } finally {
+    await h.close();
+  }
+});
+
+Deno.test("a POST that checks the session in its statement still needs its CSRF token, and the middleware leaves the session to it", async () => {
+  const h = await createTestDatabase();
+  try {
+    await loadAssets(); // the 403 page's layout
+    const config = testConfig();
+    const app = createBaseApp({ db: h.db });
+    app.use("*", sessionMiddleware({ db: h.db, config }));
+    checkSessionInPageQuery("/t/post", "POST");
+    app.post("/t/post", async (c) => {
+      // Set only by the middleware's own lookup, which this path is left without.
+      const before = c.get("accountId");
+      const row = await studentPageQuery(
+        c,
+        h.db,
+        (a) => sql<{ acct: number }>`select ${a} as acct`,
+      );
+      if (!row) return sendToSignIn(c);
+      return c.json({ before, acct: Number(row.acct), accountId: c.get("accountId") });
+    });
+    const client = new TestClient(app, config);
+    client.cookies.set(
+      "yxt_sid",
+      await createSession(h.db, "student", 7, { policy: STUDENT_SESSION }),
+    );
+    const ok = await client.post("/t/post");
+    assert.equal(ok.status, 200);
+    assert.deepEqual(await ok.json(), { before: null, acct: 7, accountId: 7 });
+    assert.equal((await client.post("/t/post", {}, { csrf: false })).status, 403);
+    // A session ended elsewhere: the statement refuses it, and the request changes nothing.
+    await destroySessionsOf(h.db, "student", 7);
+    const ended = await client.post("/t/post", {}, { headers: { "hx-request": "true" } });
+    assert.equal(ended.status, 204);
+    assert.equal(ended.headers.get("hx-redirect"), "/login?next=%2F");
   } finally {
     await h.close();
   }

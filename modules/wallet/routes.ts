@@ -17,7 +17,13 @@ import {
   studentPageQuery,
 } from "../security/mod.ts";
 import { registerAdminNav, requireRole, ROLES } from "../staff/mod.ts";
-import { type BoundCard, findBoundCard, findBoundCardWith } from "../card/mod.ts";
+import {
+  type BoundCard,
+  boundCardSql,
+  findBoundCard,
+  findBoundCardWith,
+  readBoundCard,
+} from "../card/mod.ts";
 import { listNegativeBalances } from "./ledger.ts";
 import { issuePaymentCode, paymentCodeState, waitForPaymentCode } from "./codes.ts";
 import { getPaySettings, updatePaySettings } from "./pay_settings.ts";
@@ -64,11 +70,23 @@ async function boundCard(c: C, db: Db): Promise<BoundCard | Response> {
   return card;
 }
 
+interface PaycodeColumns extends Record<string, unknown> {
+  code_frozen: boolean;
+  balance: number;
+  held: number;
+  overdraft: number;
+}
+
 /** The student's 付款码 freeze (付款码设置) and the balance it pays from, beside the bound card. */
-function paycodeExtraOf(cardAccountId: RawBuilder<number>) {
-  return sql<{ code_frozen: boolean; balance: number; held: number; overdraft: number }>`
+function paycodeExtraOf(cardAccountId: RawBuilder<number>): RawBuilder<PaycodeColumns> {
+  return sql<PaycodeColumns>`
     select code_frozen, balance, held, overdraft from ledger_accounts
     where card_account_id = ${cardAccountId}`;
+}
+
+/** The bound card of a login account with `paycodeExtraOf`'s columns (the refresh's statement). */
+function paycodeCardSql(accountId: RawBuilder<number>) {
+  return boundCardSql(accountId, paycodeExtraOf);
 }
 
 /** What the 付款码 card shows: the code as barcode and QR, and where the money comes from. */
@@ -188,10 +206,13 @@ export function walletRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
     });
   });
 
-  // A new code (every 30 seconds and on tap); retires the old one.
-  app.post("/pay/code/refresh", requireStudent, async (c) => {
-    // The card with the student's freeze setting and balance: one prepared statement.
-    const found = await findBoundCardWith(db, c.get("accountId")!, paycodeExtraOf);
+  // A new code (every 30 seconds and on tap); retires the old one. The session check, the card,
+  // the student's freeze setting and balance in one prepared statement, then the code in another.
+  checkSessionInPageQuery("/pay/code/refresh", "POST");
+  app.post("/pay/code/refresh", async (c) => {
+    const row = await studentPageQuery(c, db, paycodeCardSql);
+    if (!row) return sendToSignIn(c);
+    const found = readBoundCard<{ [K in keyof PaycodeColumns]: PaycodeColumns[K] | null }>(row);
     if (!found) return render(c, "wallet/no_card", {}, { status: 200, title: "校园一信通" });
     const { card } = found;
     if (c.req.header("hx-request") !== "true") return c.redirect("/pay/code", 303);
