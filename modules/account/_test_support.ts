@@ -1,17 +1,16 @@
 /** Shared set-up for the account module's tests: an app on a fresh database, clients, mail. */
 import assert from "node:assert/strict";
-import { createApp } from "../../main.ts";
-import { loadAssets } from "../platform/assets.ts";
 import type { Config } from "../platform/config.ts";
 import type { DatabaseHandle } from "../platform/database.ts";
-import { createTestDatabase, TestClient, testConfig } from "../platform/testing.ts";
+import type { TestClient } from "../platform/testing.ts";
+import { setupApp, type TestWorld } from "../testkit/mod.ts";
 import { type ReceivedMail, startTestSmtpServer, type TestSmtpServer } from "../mail/mod.ts";
 import { ensureSchool } from "./mod.ts";
 
 export interface Ctx {
   h: DatabaseHandle;
   config: Config;
-  app: ReturnType<typeof createApp>;
+  app: TestWorld["app"];
   schoolId: number;
   smtp: TestSmtpServer | null;
   client(ip?: string): TestClient;
@@ -20,11 +19,9 @@ export interface Ctx {
 
 /** An app on a fresh database with the demo school; `smtp: true` sends mail to a loopback server. */
 export async function setup(options: { smtp?: boolean } = {}): Promise<Ctx> {
-  await loadAssets();
-  const h = await createTestDatabase();
   const smtp = options.smtp ? await startTestSmtpServer() : null;
-  const config = testConfig({ smtpUrl: smtp?.url ?? null });
-  const app = createApp({ db: h.db, config, onShutdown: () => {} });
+  const w = await setupApp({ smtpUrl: smtp?.url ?? null });
+  const { h, config, app } = w;
   const school = await ensureSchool(h.db, "云南城市建设职业学院", "YNCJ");
   await ensureSchool(h.db, "昆明测试学院", "KMCS");
   return {
@@ -33,7 +30,7 @@ export async function setup(options: { smtp?: boolean } = {}): Promise<Ctx> {
     app,
     schoolId: school.id,
     smtp,
-    client: (ip = "10.1.0.1") => new TestClient(app, config, ip),
+    client: w.client,
     async close() {
       await h.close();
       await smtp?.close();
