@@ -175,7 +175,9 @@ export class Connection {
         counted: false,
       });
     }
-    await this.#noteSeen(terminal);
+    // The liveness write runs beside the request, not before it: its own commit is not added to
+    // the reply's time (it never fails; the reply still waits for it, below).
+    const seen = this.#noteSeen(terminal);
     let reply: Reply;
     let busy = false;
     try {
@@ -190,6 +192,7 @@ export class Connection {
       reply = this.#errorReply(Status.ServerBusy);
       busy = true;
     }
+    await seen;
     // A request the server could not handle keeps its number open for the reader's retry.
     sequenceAnswered(this.#sequences, frame.sequence, busy);
     await this.write(sealFrame(key, {

@@ -8,17 +8,13 @@ import type { Config } from "../modules/platform/config.ts";
 import type { Db } from "../modules/platform/database.ts";
 import { logger } from "../modules/platform/log.ts";
 import { Counter, Gauge, register } from "../modules/platform/metrics.ts";
-import {
-  deriveTerminalKey,
-  findTerminal,
-  recordTerminalError,
-  type Terminal,
-} from "../modules/merchant/mod.ts";
+import { recordTerminalError, type Terminal } from "../modules/merchant/mod.ts";
 import type { ServiceContext } from "./context.ts";
 import { type ProtocolSettings, protocolSettings } from "./settings.ts";
 import { BlocklistBroadcaster } from "./push.ts";
 import { type ConnectionLimits, connectionLimits, LookupAllowance } from "./limits.ts";
 import { Connection, type ConnectionHost, type RegisteredTerminal } from "./connection.ts";
+import { TerminalRegistry } from "./registry.ts";
 
 const log = logger("terminal");
 
@@ -77,11 +73,6 @@ export function startTerminalServer(
   return new ReaderListener(deps, options);
 }
 
-/** A terminal as the registry knows it, until when. */
-interface CachedTerminal extends RegisteredTerminal {
-  until: number;
-}
-
 class ReaderListener implements TerminalServer, ConnectionHost {
   readonly db: Db;
   readonly config: Config;
@@ -95,7 +86,6 @@ class ReaderListener implements TerminalServer, ConnectionHost {
   readonly #clock: () => number;
   readonly #idleTimeoutMs: number;
   readonly #frameTimeoutMs: number;
-  readonly #registryTtlMs: number;
   readonly #listener: Deno.TcpListener;
   readonly #connections = new Set<Connection>();
   /** The connection each terminal is served on (the newest that sent an accepted frame). */
@@ -105,7 +95,7 @@ class ReaderListener implements TerminalServer, ConnectionHost {
   #unauthenticatedTotal = 0;
   #refusedSinceLogged = 0;
   #refusedLoggedAt = 0;
-  readonly #registry = new Map<number, CachedTerminal>();
+  readonly #registry: TerminalRegistry;
   readonly #inFlight = new Set<Promise<void>>();
   readonly #broadcaster: BlocklistBroadcaster<Connection>;
   readonly #sweeper: ReturnType<typeof setInterval>;
@@ -125,7 +115,11 @@ class ReaderListener implements TerminalServer, ConnectionHost {
     );
     this.#idleTimeoutMs = options.idleTimeoutMs ?? 180_000;
     this.#frameTimeoutMs = options.frameTimeoutMs ?? 15_000;
-    this.#registryTtlMs = options.registryTtlMs ?? 1_000;
+    this.#registry = new TerminalRegistry(
+      this.db,
+      this.config.appSecret,
+      options.registryTtlMs ?? 1_000,
+    );
     this.#listener = Deno.listen({
       port: options.port,
       hostname: options.hostname ?? "0.0.0.0",
@@ -181,22 +175,8 @@ class ReaderListener implements TerminalServer, ConnectionHost {
     }
   }
 
-  async registered(terminalId: number): Promise<RegisteredTerminal> {
-    const now = Date.now();
-    const hit = this.#registry.get(terminalId);
-    if (hit && hit.until > now) return hit;
-    const terminal = await findTerminal(this.db, terminalId);
-    const entry: CachedTerminal = {
-      terminal,
-      key: terminal
-        ? deriveTerminalKey(this.config.appSecret, terminal.id, terminal.keyVersion)
-        : null,
-      until: now + this.#registryTtlMs,
-    };
-    // Random ids from garbage must not grow the cache without bound.
-    if (this.#registry.size > 50_000) this.#registry.clear();
-    this.#registry.set(terminalId, entry);
-    return entry;
+  registered(terminalId: number): Promise<RegisteredTerminal> {
+    return this.#registry.get(terminalId);
   }
 
   /**
@@ -236,6 +216,7 @@ class ReaderListener implements TerminalServer, ConnectionHost {
     if (this.closing) return;
     this.closing = true;
     clearInterval(this.#sweeper);
+    await this.#registry.stop();
     this.#broadcaster.stop();
     try {
       this.#listener.close();

@@ -20,6 +20,7 @@ export {
   type Actor,
   deriveTerminalKey,
   findTerminal,
+  findTerminals,
   listReaderKeys,
   listTerminalErrors,
   listTerminals,

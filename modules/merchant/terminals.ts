@@ -79,6 +79,13 @@ export async function findTerminal(db: Db, id: number): Promise<Terminal | null>
   return (await baseQuery(db).where("terminals.id", "=", id).executeTakeFirst()) ?? null;
 }
 
+/** The terminals of `ids` that exist, with their merchants' names (the reader registry's refresh). */
+export async function findTerminals(db: Db, ids: number[]): Promise<Terminal[]> {
+  const wanted = ids.filter((id) => Number.isSafeInteger(id) && id > 0);
+  if (!wanted.length) return [];
+  return await baseQuery(db).where("terminals.id", "in", wanted).execute();
+}
+
 /** Terminals, newest first, optionally of one merchant. */
 export async function listTerminals(
   db: Db,
