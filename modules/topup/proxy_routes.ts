@@ -277,29 +277,13 @@ export function proxyRoutes(deps: { db: Db; config: Config }, gateways: Gateways
     );
     setCookie(c, STATE_COOKIE, "", { path: BASE, maxAge: 0 });
     if (!wechat || !back || !back.next.startsWith(`${BASE}/`) || !isOauthCode(code)) {
-      return render(c, "topup/proxy_gone", { problem: "微信授权已过期，请重新打开代充链接" }, {
-        status: 400,
-        title: "代充",
-        tab: null,
-      });
+      return proxyGone(c, "微信授权已过期，请重新打开代充链接", 400);
     }
     try {
-      const openid = await wechat.openidForCode(code);
-      const body = `${openid}.${Math.floor(Date.now() / 1000) + 30 * 86400}`;
-      setCookie(c, PAYER_WX_COOKIE, `${body}.${await payerWxMac(config, body)}`, {
-        httpOnly: true,
-        sameSite: "Lax",
-        secure: config.secureCookies,
-        path: BASE,
-        maxAge: 30 * 86400,
-      });
+      await rememberPayerOpenid(c, config, await wechat.openidForCode(code));
     } catch (err) {
       if (!(err instanceof GatewayError)) throw err;
-      return render(c, "topup/proxy_gone", { problem: "微信授权失败，请稍后再试" }, {
-        status: 502,
-        title: "代充",
-        tab: null,
-      });
+      return proxyGone(c, "微信授权失败，请稍后再试", 502);
     }
     return c.redirect(back.next, 303);
   });
@@ -408,4 +392,25 @@ async function maskedOf(db: Db, order: TopupOrder) {
     maskedName: card ? maskName(card.name) : "",
     maskedStudentNumber: card ? maskStudentNumber(card.studentNumber) : "",
   };
+}
+
+/** The page that says a 代充 link or its WeChat sign-in cannot go on, and why. */
+function proxyGone(c: Context<AppEnv>, problem: string, status: 400 | 502) {
+  return render(c, "topup/proxy_gone", { problem }, { status, title: "代充", tab: null });
+}
+
+/** Remembers the payer's WeChat openid for 30 days in a cookie sealed with the app's secret. */
+async function rememberPayerOpenid(
+  c: Context<AppEnv>,
+  config: Config,
+  openid: string,
+): Promise<void> {
+  const body = `${openid}.${Math.floor(Date.now() / 1000) + 30 * 86400}`;
+  setCookie(c, PAYER_WX_COOKIE, `${body}.${await payerWxMac(config, body)}`, {
+    httpOnly: true,
+    sameSite: "Lax",
+    secure: config.secureCookies,
+    path: BASE,
+    maxAge: 30 * 86400,
+  });
 }
