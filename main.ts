@@ -32,6 +32,7 @@ import { billingAdminRoutes, billingRoutes, startBillingWorker } from "./modules
 import { loadWechatConfig, startTopupLoop, topupRoutes } from "./modules/topup/mod.ts";
 import { financeRoutes } from "./modules/finance/mod.ts";
 import { closeoutRoutes, startCloseoutWorker } from "./modules/closeout/mod.ts";
+import { startSubsidyWorker, subsidyRoutes } from "./modules/subsidy/mod.ts";
 import {
   cardClosingRoutes,
   ledgerAdminRoutes,
@@ -65,12 +66,13 @@ const CSRF_EXEMPT = ["/pay/notify/"];
 
 /**
  * The forms that upload a file (导入持卡人, 充值对账's statement, 从CSV导入房间, 毕业离校's 学号
- * list): their bodies may reach UPLOAD_BODY_LIMIT; every other body is refused above
+ * list, 补助发放's list): their bodies may reach UPLOAD_BODY_LIMIT; every other body is refused above
  * FORM_BODY_LIMIT.
  */
 export const UPLOAD_PATHS = [
   "/admin/cards/import",
   "/admin/closeout/new",
+  "/admin/subsidy/new",
   "/admin/finance/reconcile",
   "/admin/billing/buildings/import",
 ];
@@ -104,6 +106,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.route("/admin/cards", cardAdminRoutes(deps));
   app.route("/admin/cards", cardClosingRoutes(deps));
   app.route("/admin/closeout", closeoutRoutes(deps));
+  app.route("/admin/subsidy", subsidyRoutes(deps));
   // 交易记录 shows 电费/冷水 purchases with their room and delivery state.
   registerTransferLabeler(describeUtilityTransfers);
   app.route("/", walletRoutes(deps));
@@ -141,6 +144,7 @@ async function start(): Promise<void> {
   // Delivers paid utility purchases to the meter system; refunds what cannot be delivered.
   deps.onShutdown(startBillingWorker(deps));
   deps.onShutdown(startCloseoutWorker(deps));
+  deps.onShutdown(startSubsidyWorker(deps));
   // Sandbox notifies, queries of pending top-ups, closing expired ones.
   deps.onShutdown(startTopupLoop(deps, app));
   // Releases shower holds whose end never arrived.

@@ -85,6 +85,8 @@ export {
   noticeCloseout,
 } from "./closeout.ts";
 /** Format rules of 学号, 芯片卡号 and 身份证 numbers. */
+/** Cards named by 学号 in a school, closed ones too (补助发放's rows, refused with the reason). */
+export { cardsByStudentNumbers, type RosterCard } from "./roster.ts";
 export { parseChipNumber, parseIdNumber, parseStudentNumber } from "./rules.ts";
 /** Student pages (mount at /security) and the card office console (mount at /admin/cards). */
 export { cardRoutes } from "./routes.ts";

@@ -112,6 +112,19 @@ const ROLE_MATRIX: Array<{ path: RegExp; method?: "GET" | "POST"; roles: Role[] 
     method: "POST",
     roles: [ROLES.cardOffice],
   },
+  // 补助发放: finance prepares, approves (another member), withdraws and reverses; the system
+  // administrator may look.
+  {
+    path: /^\/admin\/subsidy(\/:id|\/template\.(csv|xlsx))?$/,
+    method: "GET",
+    roles: [ROLES.finance, ROLES.sysadmin],
+  },
+  { path: /^\/admin\/subsidy\/new$/, roles: [ROLES.finance] },
+  {
+    path: /^\/admin\/subsidy\/:id\/(approve|withdraw|reverse)$/,
+    method: "POST",
+    roles: [ROLES.finance],
+  },
   // 离线付款码限额: the card office sets them, the system administrator too.
   { path: /^\/admin\/offline-codes$/, roles: [ROLES.cardOffice, ROLES.sysadmin] },
   // The room page (who paid what) is read by whoever reads the utility balances.

@@ -549,6 +549,31 @@ export async function seededWorld(): Promise<World> {
     where id = (select min(id) from closeout_cards where batch_id = ${batches[1]})`.execute(s.db);
   adminVisited.push("/admin/closeout");
 
+  // 补助发放: two batches the maker prepared from a list (one row refused): a draft (审核发放,
+  // 撤回 forms, its preview) and one the administrator approved (冲回 form, its report).
+  const subsidies: number[] = [];
+  for (let i = 0; i < 2; i++) {
+    const made = await upload(maker, "/admin/subsidy/new", {
+      name: PAYLOAD.slice(0, 60),
+      purpose: PAYLOAD,
+      school_id: String(school.id),
+      source: "list",
+      valid_from: todayChina,
+      valid_until: tomorrow,
+      categories: "canteen",
+    }, {
+      field: "file",
+      name: `${SHORT_PAYLOAD}.csv`,
+      text: `学号,金额\n7700000001,5\n7700000002,3\n"${SHORT_PAYLOAD.replaceAll('"', '""')}",1\n`,
+    });
+    assert.equal(made.status, 303, `subsidy batch: ${made.status} ${await made.text()}`);
+    subsidies.push(Number(/\/admin\/subsidy\/(\d+)/.exec(made.headers.get("location")!)![1]));
+  }
+  const granted = await admin.post(`/admin/subsidy/${subsidies[1]}/approve`, {});
+  assert.equal(granted.status, 303, `subsidy approve: ${granted.status}`);
+  await granted.body?.cancel();
+  adminVisited.push("/admin/subsidy");
+
   const tainted = await taintStoredTexts(s);
   return { ...s, admin, byRole, a, b, adminVisited, tainted };
 }
