@@ -28,7 +28,7 @@ import { closeCardAccount } from "../card/mod.ts";
 import { closeCardWithPayout, closingState } from "../wallet/mod.ts";
 import { buildGateways, type Gateways, refundToOrigin, submitRefunds } from "../topup/mod.ts";
 import { CLOSEOUT_QUEUE } from "./queue.ts";
-import { type Batch, type BatchCard, getBatch, planOf } from "./service.ts";
+import { type Batch, type BatchCard, planOf } from "./service.ts";
 import "./tables.ts";
 
 const log = logger("closeout");
@@ -45,54 +45,87 @@ class LeaseLost extends Error {}
 
 type Deps = { db: Db; config: Config };
 
-/** Runs one round: claims up to `limit` due cards and closes each. Returns how many it claimed. */
+/** Cards closed at once by one worker: each is a few short transactions of its own. */
+const CONCURRENCY = 8;
+
+/**
+ * Runs one round: claims up to `limit` due cards and closes them, `concurrency` at a time. Returns
+ * how many it claimed.
+ */
 export async function runCloseoutRound(
   deps: Deps,
-  options: { gateways?: Gateways; now?: Date; limit?: number; leaseMs?: number } = {},
+  options: {
+    gateways?: Gateways;
+    now?: Date;
+    limit?: number;
+    leaseMs?: number;
+    concurrency?: number;
+  } = {},
 ): Promise<number> {
   const now = options.now ?? new Date();
   const gateways = options.gateways ?? buildGateways(deps);
   const jobs = await claimJobs(deps.db, CLOSEOUT_QUEUE, {
     now,
     leaseMs: options.leaseMs ?? LEASE_MS,
-    limit: options.limit ?? 20,
+    limit: options.limit ?? 64,
   });
-  const batches = new Map<number, Batch | null>();
-  for (const job of jobs) {
-    const row = await deps.db.selectFrom("closeout_cards").selectAll().where("id", "=", job.key)
-      .executeTakeFirst();
-    if (!row) continue;
-    if (!batches.has(row.batch_id)) {
-      batches.set(row.batch_id, await getBatch(deps.db, row.batch_id));
+  if (jobs.length === 0) return 0;
+  const rows = new Map(
+    (await deps.db.selectFrom("closeout_cards").selectAll()
+      .where("id", "in", jobs.map((j) => j.key)).execute()).map((r) => [r.id, r]),
+  );
+  const batchIds = [...new Set([...rows.values()].map((r) => r.batch_id))];
+  const batches = new Map(
+    (await deps.db.selectFrom("closeout_batches").selectAll().where("id", "in", batchIds)
+      .execute()).map((b) => [b.id, b]),
+  );
+  let next = 0;
+  const lane = async () => {
+    while (next < jobs.length) {
+      const job = jobs[next++];
+      const row = rows.get(job.key);
+      if (row) await settleCard(deps, gateways, batches.get(row.batch_id), row, job);
     }
-    const batch = batches.get(row.batch_id)!;
-    try {
-      if (!batch || batch.state !== "scheduled") throw new Error("batch not scheduled");
-      const done = await closeOne(deps, gateways, batch, row, job);
-      await settleJob(deps.db, CLOSEOUT_QUEUE, job, {
-        state: "done",
-        lastError: null,
-        set: { ...done, finished_at: new Date() },
-      }, { now: new Date(), states: ["queued"] });
-    } catch (err) {
-      if (err instanceof LeaseLost) continue;
-      const why = err instanceof NotYet
-        ? err.message
-        : err instanceof DomainError
-        ? err.userMessage
-        : "系统错误，稍后自动重试";
-      if (!(err instanceof NotYet) && !(err instanceof DomainError)) {
-        log.error("closing a card failed", { cardJob: job.key, err: String(err) });
-      }
-      const last = job.attempts >= MAX_ATTEMPTS;
-      await settleJob(deps.db, CLOSEOUT_QUEUE, job, {
-        state: last ? "failed" : "queued",
-        nextAttemptAt: new Date(Date.now() + backoffMs(RETRY, job.attempts)),
-        lastError: why,
-      }, { now: new Date(), states: ["queued"] });
-    }
-  }
+  };
+  await Promise.all(
+    Array.from({ length: Math.min(options.concurrency ?? CONCURRENCY, jobs.length) }, lane),
+  );
   return jobs.length;
+}
+
+/** Closes one claimed card and records the outcome, or when it is tried again and why. */
+async function settleCard(
+  deps: Deps,
+  gateways: Gateways,
+  batch: Batch | undefined,
+  row: BatchCard,
+  job: ClaimedJob,
+): Promise<void> {
+  try {
+    if (!batch || batch.state !== "scheduled") throw new Error("batch not scheduled");
+    const done = await closeOne(deps, gateways, batch, row, job);
+    await settleJob(deps.db, CLOSEOUT_QUEUE, job, {
+      state: "done",
+      lastError: null,
+      set: { ...done, finished_at: new Date() },
+    }, { now: new Date(), states: ["queued"] });
+  } catch (err) {
+    if (err instanceof LeaseLost) return;
+    const why = err instanceof NotYet
+      ? err.message
+      : err instanceof DomainError
+      ? err.userMessage
+      : "系统错误，稍后自动重试";
+    if (!(err instanceof NotYet) && !(err instanceof DomainError)) {
+      log.error("closing a card failed", { cardJob: job.key, err: String(err) });
+    }
+    const last = job.attempts >= MAX_ATTEMPTS;
+    await settleJob(deps.db, CLOSEOUT_QUEUE, job, {
+      state: last ? "failed" : "queued",
+      nextAttemptAt: new Date(Date.now() + backoffMs(RETRY, job.attempts)),
+      lastError: why,
+    }, { now: new Date(), states: ["queued"] });
+  }
 }
 
 async function closeOne(
@@ -181,11 +214,16 @@ async function closeOne(
 /** Starts the worker (main.ts registers its stop with onShutdown). */
 export function startCloseoutWorker(deps: Deps): () => Promise<void> {
   const gateways = buildGateways(deps);
-  const pollMs = Number(deps.config.env.CLOSEOUT_POLL_MS ?? "10000");
+  const setting = (name: string, fallback: number) => {
+    const n = Number(deps.config.env[name] ?? fallback);
+    return Number.isFinite(n) && n > 0 ? n : fallback;
+  };
+  const pollMs = setting("CLOSEOUT_POLL_MS", 10_000);
+  const leaseMs = setting("CLOSEOUT_LEASE_MS", LEASE_MS);
   const worker = startJobWorker(CLOSEOUT_QUEUE, {
     log,
-    pollMs: Number.isFinite(pollMs) && pollMs > 0 ? pollMs : 10_000,
-    run: () => runCloseoutRound(deps, { gateways }),
+    pollMs,
+    run: () => runCloseoutRound(deps, { gateways, leaseMs }),
   });
   return () => worker.stop();
 }
