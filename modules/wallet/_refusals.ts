@@ -6,6 +6,7 @@
  */
 import { sql } from "kysely";
 import type { Db } from "../platform/database.ts";
+import { priceInForce } from "../card/mod.ts";
 import {
   InsufficientFundsError,
   LimitExceededError,
@@ -25,6 +26,7 @@ import {
   OFFLINE_PAY_LIMIT,
   type OfflineCodeRule,
   offlineRecordRefusalSql,
+  pricedAskSql,
   type Refusal,
   refusalSql,
   type Spendable,
@@ -142,6 +144,32 @@ export async function whyRefused(
   rule: DebitRule & { at: SpendAt },
 ): Promise<WalletError | null> {
   return (await readWallet(db, cardAccountId, amount, rule)).refusal;
+}
+
+/**
+ * Why a payment of the list price `amount` at a merchant, priced at `pricedAt` (`pricedAskSql`),
+ * was refused: the debit rule read at its price in force and with its meal period's caps.
+ */
+export async function whyPricedRefused(
+  db: Db,
+  p: { cardAccountId: number; merchantId: number; amount: number; at: SpendAt; pricedAt: Date },
+): Promise<WalletError | null> {
+  const price = await priceInForce(db, {
+    cardAccountId: p.cardAccountId,
+    merchantId: p.merchantId,
+    category: p.at,
+    list: p.amount,
+  }, p.pricedAt);
+  const constant = (v: number | null) => sql<number | null>`${v}::bigint`;
+  return await whyRefused(db, p.cardAccountId, price.amount, {
+    ...pricedAskSql(p.pricedAt).rule,
+    meal: {
+      period: constant(price.periodId),
+      maxCount: constant(price.maxCount),
+      maxAmount: constant(price.maxAmount),
+    },
+    at: p.at,
+  });
 }
 
 /**

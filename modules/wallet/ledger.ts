@@ -6,7 +6,6 @@
 import { type RawBuilder, sql } from "kysely";
 import type { Db } from "../platform/database.ts";
 import { getMerchant } from "../merchant/mod.ts";
-import { priceInForce } from "../card/mod.ts";
 import {
   ensureCardWallet,
   isNotNullViolation,
@@ -15,7 +14,7 @@ import {
   transferByReference,
   type TransferRow,
 } from "./_common.ts";
-import { readWallet, whyRefused } from "./_refusals.ts";
+import { readWallet, whyPricedRefused, whyRefused } from "./_refusals.ts";
 import {
   type Balance,
   balanceOf,
@@ -276,7 +275,7 @@ async function debitAttempts(
     if (first) return sameRequest(first, expect);
     const at = await placeOf(db, s.at);
     const refusal = s.pricedAt && s.merchantId !== null
-      ? await whyPricedRefused(db, s, at)
+      ? await whyPricedRefused(db, { ...s, merchantId: s.merchantId, pricedAt: s.pricedAt, at })
       : await whyRefused(db, s.cardAccountId, s.amount, { ...s.rule, at });
     if (refusal) throw refusal;
     locked = true;
@@ -303,26 +302,6 @@ export async function withCardLocked<T>(
 }
 
 /** The place a debit's SQL names, read (for explaining a refusal). */
-/** Why a priced payment was refused: the debit rule read at its price in force and period. */
-async function whyPricedRefused(db: Db, s: DebitSpec, at: SpendAt) {
-  const p = await priceInForce(db, {
-    cardAccountId: s.cardAccountId,
-    merchantId: s.merchantId!,
-    category: at,
-    list: s.amount,
-  }, s.pricedAt);
-  const constant = (v: number | null) => sql<number | null>`${v}::bigint`;
-  return await whyRefused(db, s.cardAccountId, p.amount, {
-    ...pricedAskSql(s.pricedAt!).rule,
-    meal: {
-      period: constant(p.periodId),
-      maxCount: constant(p.maxCount),
-      maxAmount: constant(p.maxAmount),
-    },
-    at,
-  });
-}
-
 async function placeOf(db: Db, at: RawBuilder<SpendAt>): Promise<SpendAt> {
   const { rows: [r] } = await sql<{ at: SpendAt }>`select (${at})::text as at`.execute(db);
   return r?.at ?? null;

@@ -9,7 +9,13 @@ import { sql } from "kysely";
 import type { Db } from "../platform/database.ts";
 import { priceInForce } from "../card/mod.ts";
 import { onPostgres, setup } from "./_test_support.ts";
-import { MealPeriodCapError, payFromCard, payFromCardsRecorded } from "./mod.ts";
+import {
+  issuePaymentCode,
+  MealPeriodCapError,
+  payFromCard,
+  payFromCardsRecorded,
+  redeemPaymentCode,
+} from "./mod.ts";
 
 async function typeId(db: Db, name: string): Promise<number> {
   const r = await db.selectFrom("card_types").select("id").where("name", "=", name)
@@ -144,6 +150,34 @@ Deno.test("a type's canteen rule is charged and recorded; a later edit leaves hi
       reference: "price-1",
     });
     assert.equal(again.duplicate, true);
+  } finally {
+    await t.h.close();
+  }
+});
+
+Deno.test("a 付款码 pays the price in force and obeys the meal period's cap", async () => {
+  const t = await setup();
+  try {
+    const card = await t.card(10_000);
+    await setType(t.db, card, "教职工");
+    await t.db.insertInto("card_type_prices").values({
+      card_type_id: await typeId(t.db, "教职工"),
+      category: "canteen",
+      percent_off: 20,
+      fen_off: 0,
+    }).execute();
+    await period(t.db, t.merchant.id, { starts: "00:00", ends: "23:59:59.999999", maxCount: 1 });
+    const redeem = async (reference: string) =>
+      redeemPaymentCode(t.db, {
+        code: (await issuePaymentCode(t.db, card)).code,
+        amount: 1000,
+        merchantId: t.merchant.id,
+        reference,
+      });
+    const paid = await redeem("qr-price-1");
+    assert.equal(paid.charged, 800);
+    assert.equal((await details(t.db, "qr-price-1")).details.price?.list, 1000);
+    await assert.rejects(redeem("qr-price-2"), (e) => e instanceof MealPeriodCapError);
   } finally {
     await t.h.close();
   }

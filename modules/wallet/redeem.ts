@@ -8,7 +8,6 @@ import { findCardAccount, paymentCodeFrozenSql } from "../card/mod.ts";
 import { getMerchant, merchantRowSql } from "../merchant/mod.ts";
 import {
   checkReference,
-  chinaDay,
   ensureMerchantAccount,
   isNotNullViolation,
   isUniqueViolation,
@@ -16,8 +15,8 @@ import {
   transferByReference,
 } from "./_common.ts";
 import { checkAmount } from "./_amounts.ts";
-import { whyRefused } from "./_refusals.ts";
-import { debitSql, merchantAccountSql, merchantPlaceSql } from "./_rules.ts";
+import { whyPricedRefused } from "./_refusals.ts";
+import { debitSql, merchantAccountSql, merchantPlaceSql, pricedAskSql } from "./_rules.ts";
 import { debitLegsSql } from "./_purses.ts";
 import { type CodeRedeemed, emit, isPaymentCodeShape } from "./codes.ts";
 import {
@@ -42,10 +41,16 @@ export interface RedeemResult {
   balanceHere: number;
   merchantName: string;
   duplicate: boolean;
+  /**
+   * What it took: for a 付款码, the price in force of the amount asked (卡类别, 餐次), at most
+   * that; a 离线付款码 is charged as asked.
+   */
+  charged?: number;
 }
 
 type RedeemRow = {
   id: number;
+  amount: number;
   balance_after: number;
   here: number;
   card_account_id: number;
@@ -64,9 +69,10 @@ function redeemStatement(p: {
   merchantId: number;
   terminalId: number | null;
   reference: string;
-  today: string;
+  pricedAt: Date;
 }): RawBuilder<unknown> {
-  const { code, amount, merchantId, terminalId, reference, today } = p;
+  const { code, amount, merchantId, terminalId, reference } = p;
+  const priced = pricedAskSql(p.pricedAt);
   return sql`
     with pc as (
       select card_account_id from payment_codes
@@ -77,10 +83,15 @@ function redeemStatement(p: {
       amount,
       at: merchantPlaceSql(sql`${merchantId}`),
       reference,
-    })
-  }, ${
+      merchantId,
+    }, "listed")
+  }, ask as materialized (
+      select ${priced.columns}, i.ord, i.card_account_id, i.merchant_id, i.at, i.reference
+      from listed i ${priced.join}
+    ), ${
     debitSql({
-      rule: { limits: true, today },
+      rule: priced.rule,
+      returning: sql`, a.price`,
       also: [
         sql`not la.code_frozen`,
         sql`not ${paymentCodeFrozenSql(sql`la.card_account_id`)}`,
@@ -89,16 +100,17 @@ function redeemStatement(p: {
     })
   }, t as (
       insert into ledger_transfers (reference, kind, channel, debit_account_id, credit_account_id, amount,
-        card_account_id, card_delta, balance_after, merchant_id, terminal_id, payment_code)
+        card_account_id, card_delta, balance_after, merchant_id, terminal_id, payment_code, details)
       select w.reference, 'purchase', 'qr', w.account_id, ${merchantAccountSql(sql`${merchantId}`)},
-        w.amount, w.card_account_id, -w.amount, w.after, ${merchantId}, ${terminalId}, ${code}
+        w.amount, w.card_account_id, -w.amount, w.after, ${merchantId}, ${terminalId}, ${code},
+        ${priced.details(sql`'null'::jsonb`)}
       from w
       returning id, reference, balance_after, card_account_id
     ), ${debitLegsSql()}, used as (
       update payment_codes set used_at = now(), transfer_id = t.id from t where payment_codes.code = ${code}
       returning 1
     ), paid as (
-      select t.id, t.card_account_id, w.here as balance_after, t.balance_after as after
+      select t.id, t.card_account_id, w.here as balance_after, t.balance_after as after, w.amount
       from t, w
     )`;
 }
@@ -106,6 +118,7 @@ function redeemStatement(p: {
 /** The columns the redemption's caller reads from `paid`, with the merchant's name. */
 function resultOf(merchantId: number): RawBuilder<RedeemRow> {
   return sql<RedeemRow>`select paid.id, paid.after as balance_after, paid.balance_after as here,
+      paid.amount,
       paid.card_account_id, (select m.name from ${
     merchantRowSql(sql`${merchantId}`)
   } m) as merchant_name
@@ -117,7 +130,6 @@ async function redeemed(
   db: Db,
   row: RedeemRow,
   code: string,
-  amount: number,
 ): Promise<RedeemResult> {
   const result: RedeemResult = {
     cardAccountId: row.card_account_id,
@@ -126,11 +138,12 @@ async function redeemed(
     balanceHere: row.here,
     merchantName: row.merchant_name,
     duplicate: false,
+    charged: Number(row.amount),
   };
   const event: CodeRedeemed = {
     cardAccountId: row.card_account_id,
     code,
-    amount,
+    amount: Number(row.amount),
     merchantName: row.merchant_name,
     transferId: row.id,
     balanceAfter: row.balance_after,
@@ -174,11 +187,11 @@ export async function redeemPaymentCode(
   // card row is locked by a statement of its own first.
   let locked = false;
   for (let attempt = 0; attempt < 5; attempt++) {
-    const today = chinaDay();
+    const pricedAt = new Date();
     let row: RedeemRow | undefined;
     const run = async (db: Db) =>
       (await sql<RedeemRow>`${
-        redeemStatement({ code, amount, merchantId, terminalId, reference, today })
+        redeemStatement({ code, amount, merchantId, terminalId, reference, pricedAt })
       } ${resultOf(merchantId)}`.execute(db)).rows[0];
     try {
       row = locked
@@ -200,10 +213,10 @@ export async function redeemPaymentCode(
       }
       throw err;
     }
-    if (row) return await redeemed(db, row, code, amount);
+    if (row) return await redeemed(db, row, code);
     const first = await duplicateRedeem(db, reference, code, amount);
     if (first) return first;
-    await explainRefusal(db, code, amount, merchantId, today);
+    await explainRefusal(db, code, amount, merchantId, pricedAt);
     locked = true;
   }
   throw new Error("Cannot redeem payment code: gave up after repeated conflicts");
@@ -238,11 +251,11 @@ export async function redeemPaymentCodeRecorded(
   }
   const merchantId = input.merchantId;
   const result = await sql<RedeemRow>`${sql.raw(PREPARED)}${
-    redeemStatement({ code, amount, merchantId, terminalId, reference, today: chinaDay() })
+    redeemStatement({ code, amount, merchantId, terminalId, reference, pricedAt: new Date() })
   }, recorded as (${input.record(sql.raw("paid"))})
     ${resultOf(merchantId)}`.execute(db);
   const row = result.rows[0];
-  return row ? await redeemed(db, row, code, amount) : null;
+  return row ? await redeemed(db, row, code) : null;
 }
 
 async function duplicateRedeem(
@@ -253,7 +266,11 @@ async function duplicateRedeem(
 ): Promise<RedeemResult | null> {
   const t = await transferByReference(db, reference);
   if (!t) return null;
-  if (t.payment_code !== code || t.amount !== amount) throw new ReferenceConflictError(reference);
+  // A priced redemption was asked its list price (`details.price.list`).
+  const asked = (t.details as { price?: { list?: number } } | null)?.price?.list ?? t.amount;
+  if (t.payment_code !== code || Number(asked) !== amount) {
+    throw new ReferenceConflictError(reference);
+  }
   const merchant = t.merchant_id === null ? null : await getMerchant(db, t.merchant_id);
   return {
     cardAccountId: t.card_account_id!,
@@ -262,6 +279,7 @@ async function duplicateRedeem(
     balanceHere: t.balance_after ?? 0,
     merchantName: merchant?.name ?? "",
     duplicate: true,
+    charged: Number(t.amount),
   };
 }
 
@@ -274,7 +292,7 @@ async function explainRefusal(
   code: string,
   amount: number,
   merchantId: number,
-  today: string,
+  pricedAt: Date,
 ): Promise<void> {
   const c = await db.selectFrom("payment_codes")
     .select(["card_account_id", "used_at", "superseded_at", "expires_at"])
@@ -289,10 +307,12 @@ async function explainRefusal(
     throw new PaymentCodeFrozenError();
   }
   const merchant = await getMerchant(db, merchantId);
-  const refusal = await whyRefused(db, c.card_account_id, amount, {
-    limits: true,
-    today,
+  const refusal = await whyPricedRefused(db, {
+    cardAccountId: c.card_account_id,
+    merchantId,
+    amount,
     at: merchant?.category ?? null,
+    pricedAt,
   });
   if (refusal instanceof LimitExceededError) {
     throw new PaymentCodeOverLimitError(refusal.limit, refusal.limitFen, refusal.amount);
