@@ -6,8 +6,8 @@
  *
  * At the end: every request was answered; every payment acknowledged to a reader exists exactly
  * once in the ledger; each card's balance equals what its acknowledgements add up to; the ledger
- * verifier passes; the sum of card balances equals money in (top-ups) minus money out
- * (acknowledged charges); every acknowledged card, QR and shower payment produced exactly one
+ * verifier passes; the sum of card balances equals money in (top-ups, 补助) minus money out
+ * (acknowledged charges, 补助 gone back at its end, bench/_soak_subsidy.ts); every acknowledged card, QR and shower payment produced exactly one
  * 消费提醒, delivered once to the payer's WeChat (a stand-in in this process, _notify_check.ts);
  * the fuzzer moved no money and the server's memory stayed bounded.
  *
@@ -49,6 +49,7 @@ import type { WebClient } from "./_http.ts";
 import { type Outcome, RetryingReader, withTimeout } from "./_reader.ts";
 import { TerminalClient } from "../terminal/sim/client.ts";
 import { fuzz, type FuzzStats, Random } from "./_fuzz.ts";
+import { checkSoakSubsidies, grantSoakSubsidies } from "./_soak_subsidy.ts";
 import { type NotifyCheck, startNotifyCheck } from "./_notify_check.ts";
 // The phone's own script for 离线付款码 (as the page runs it), for the QR loop's offline codes.
 import "../static/pay_offline.js";
@@ -276,6 +277,12 @@ async function main(): Promise<number> {
   }
   // Every soak cardholder (the web users already signed in and bound) gets a WeChat to be told on.
   await notify.bind(world.db, cards.map((c) => c.cardAccountId));
+  // 补助: two lots a card, one ending mid-run (the expiry worker runs through the faults).
+  const subsidies = await grantSoakSubsidies(
+    world.db,
+    cards.map((c) => c.cardAccountId),
+    new Date(Date.now() + DURATION * 500),
+  );
   const initialBalances = new Map<number, number>();
   for (const c of [...cards, fuzzCard, ...refusedCards]) {
     initialBalances.set(c.cardAccountId, (await getBalance(world.db, c.cardAccountId)).balance);
@@ -911,6 +918,8 @@ async function main(): Promise<number> {
     const expected = new Map(initialBalances);
     for (const c of charged.values()) expected.set(c.card, expected.get(c.card)! - c.amount);
     for (const t of toppedUp.values()) expected.set(t.card, expected.get(t.card)! + t.amount);
+    const lots = await checkSoakSubsidies(check.db, subsidies, failures);
+    for (const [card, gone] of lots.expiredByCard) expected.set(card, expected.get(card)! - gone);
     const utility = await checkUtilities(check.db, students, expected);
     const refundedByFinance = await checkFinanceRefunds(check.db, expected);
     let sumExpected = 0;
@@ -934,7 +943,7 @@ async function main(): Promise<number> {
     const moneyIn = [...initialBalances.values()].reduce((a, b) => a + b, 0) +
       [...toppedUp.values()].reduce((a, t) => a + t.amount, 0);
     const moneyOut = [...charged.values()].reduce((a, c) => a + c.amount, 0) -
-      refundedByFinance + utility.paid;
+      refundedByFinance + utility.paid + lots.expired;
     if (sumActual !== moneyIn - moneyOut) {
       failures.push(`sum of balances ${sumActual} ≠ money in ${moneyIn} − out ${moneyOut}`);
     }
@@ -1014,6 +1023,9 @@ async function main(): Promise<number> {
       `ledger                 ${
         ledger.ok ? "verified" : "FAILED"
       }; card balances ${sumActual} = in ${moneyIn} − out ${moneyOut}`,
+    );
+    console.log(
+      `补助                   payments took ${lots.spentFromLots} fen from the lots; ${lots.expired} went back at their end`,
     );
     console.log(`消费提醒               ${spend.summary}`);
   } finally {

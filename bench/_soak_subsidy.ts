@@ -1,0 +1,137 @@
+/**
+ * The soak's 补助: before the load, every soak card gets two lots from the school's 补助资金 — one
+ * that may be spent anywhere and ends in the middle of the run (while the server is being SIGKILLed
+ * and PostgreSQL restarted), one for the canteen that lasts past it. Readers then pay with them
+ * (a payment takes the lots first), and the server's expiry worker sends the first lot's rest back.
+ *
+ * At the end: every lot that ended holds nothing, and what went back by 到期 transfers (none before
+ * its end; a refund into an ended lot goes back again) is exactly what payments left of it; the lasting lots never expired;
+ * payments did draw on the lots; and each card's expected balance loses what expired (the caller
+ * subtracts `expiredByCard`).
+ */
+import { sql } from "kysely";
+import type { Db } from "../modules/platform/mod.ts";
+import { ensureSchool } from "../modules/account/mod.ts";
+import { DEMO_SCHOOL } from "../modules/card/mod.ts";
+import { grantLots, subsidyFundingAccount } from "../modules/wallet/mod.ts";
+
+/** What each soak card is granted, in fen. */
+export const ENDING_LOT = 3_000;
+export const LASTING_LOT = 2_000;
+
+/** The soak's grants: when the ending lots end. */
+export interface SoakSubsidies {
+  cards: number[];
+  endsAt: Date;
+}
+
+/** Grants every card its two lots (idempotent on their references); the first ends at `endsAt`. */
+export async function grantSoakSubsidies(
+  db: Db,
+  cards: number[],
+  endsAt: Date,
+): Promise<SoakSubsidies> {
+  const school = await ensureSchool(db, DEMO_SCHOOL.name, DEMO_SCHOOL.code);
+  const now = Date.now();
+  await db.transaction().execute(async (trx) => {
+    const fundingAccountId = await subsidyFundingAccount(trx, school);
+    const validFrom = new Date(now - 3600_000);
+    await grantLots(trx, {
+      purse: "subsidy",
+      fundingAccountId,
+      batchId: null,
+      validFrom,
+      validUntil: endsAt,
+      categories: ["canteen", "supermarket", "shower", "utilities"],
+    }, cards.map((c) => ({ cardAccountId: c, amount: ENDING_LOT, reference: `soak-ending-${c}` })));
+    await grantLots(
+      trx,
+      {
+        purse: "subsidy",
+        fundingAccountId,
+        batchId: null,
+        validFrom,
+        validUntil: new Date(now + 30 * 86400_000),
+        categories: ["canteen"],
+      },
+      cards.map((c) => ({ cardAccountId: c, amount: LASTING_LOT, reference: `soak-lasting-${c}` })),
+    );
+  });
+  return { cards, endsAt };
+}
+
+interface LotRow {
+  id: string;
+  card_account_id: string;
+  reference: string;
+  granted: string;
+  remaining: string;
+  held: string;
+  valid_until: Date;
+  spent: string;
+  expiries: string;
+  expired: string;
+  first_expiry_at: Date | null;
+}
+
+/**
+ * Checks the soak's lots (pushing what is wrong onto `failures`) and returns what expired per card
+ * and in all, and what payments took from lots.
+ */
+export async function checkSoakSubsidies(
+  db: Db,
+  plan: SoakSubsidies,
+  failures: string[],
+): Promise<{ expiredByCard: Map<number, number>; expired: number; spentFromLots: number }> {
+  const { rows } = await sql<LotRow>`
+    select l.id, l.card_account_id, l.reference, l.granted, l.remaining, l.held, l.valid_until,
+      coalesce(-sum(g.amount) filter (where t.kind not like 'subsidy%'), 0) as spent,
+      count(*) filter (where t.kind = 'subsidy_expiry') as expiries,
+      coalesce(-sum(g.amount) filter (where t.kind = 'subsidy_expiry'), 0) as expired,
+      min(t.created_at) filter (where t.kind = 'subsidy_expiry') as first_expiry_at
+    from purse_lots l
+    left join purse_legs g on g.lot_id = l.id
+    left join ledger_transfers t on t.id = g.transfer_id
+    where l.card_account_id = any(${plan.cards}::bigint[]) and l.reference like 'soak-%'
+    group by l.id order by l.id`.execute(db);
+  if (rows.length !== plan.cards.length * 2) {
+    failures.push(`补助: ${rows.length} soak lots, granted ${plan.cards.length * 2}`);
+  }
+  const expiredByCard = new Map<number, number>();
+  let expired = 0;
+  let spentFromLots = 0;
+  for (const r of rows) {
+    const lot = `补助 lot ${r.reference}`;
+    const [granted, remaining, spent, expiries, gone] = [
+      Number(r.granted),
+      Number(r.remaining),
+      Number(r.spent),
+      Number(r.expiries),
+      Number(r.expired),
+    ];
+    spentFromLots += spent;
+    if (Number(r.held) !== 0) failures.push(`${lot}: ${r.held} still held after every shower`);
+    if (r.reference.startsWith("soak-ending-")) {
+      if (remaining !== 0) {
+        failures.push(`${lot}: ended at ${r.valid_until.toISOString()}, still holds ${remaining}`);
+      }
+      if (gone !== granted - spent) {
+        failures.push(
+          `${lot}: ${gone} went back, but payments left ${granted - spent} of ${granted}`,
+        );
+      }
+      if (r.first_expiry_at && r.first_expiry_at.getTime() < r.valid_until.getTime()) {
+        failures.push(`${lot}: went back at ${r.first_expiry_at.toISOString()}, before its end`);
+      }
+      const card = Number(r.card_account_id);
+      expiredByCard.set(card, (expiredByCard.get(card) ?? 0) + gone);
+      expired += gone;
+    } else if (expiries > 0 || remaining !== granted - spent) {
+      failures.push(
+        `${lot}: lasts a month, yet ${gone} went back and ${remaining} remains of ${granted} (spent ${spent})`,
+      );
+    }
+  }
+  if (spentFromLots === 0) failures.push("补助: no payment drew on the soak's lots");
+  return { expiredByCard, expired, spentFromLots };
+}
