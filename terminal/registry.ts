@@ -25,6 +25,12 @@ interface Entry extends RegisteredTerminal {
   usedAt: number;
 }
 
+/**
+ * A terminal counts as in use, and is kept fresh, for this long after a request asked for it: a
+ * paying reader asks every few seconds at most, an idle one only with its heartbeat (30 s), and
+ * waits for a lookup then.
+ */
+const IN_USE_MS = 10_000;
 /** Most terminals read in one refresh statement. */
 const REFRESH_CHUNK = 1000;
 /** Unknown ids from garbage must not grow the registry without bound. */
@@ -95,13 +101,13 @@ export class TerminalRegistry {
     });
   }
 
-  /** Reads again the known terminals asked for within the last two `ttlMs`. */
+  /** Reads again the known terminals in use (asked for within `IN_USE_MS`, or two `ttlMs`). */
   async #refresh(): Promise<void> {
     try {
       const readAt = Date.now();
       const ids: number[] = [];
       for (const [id, e] of this.#entries) {
-        if (e.terminal && readAt - e.usedAt < 2 * this.ttlMs) ids.push(id);
+        if (e.terminal && readAt - e.usedAt < Math.max(IN_USE_MS, 2 * this.ttlMs)) ids.push(id);
       }
       for (let i = 0; i < ids.length; i += REFRESH_CHUNK) {
         const chunk = ids.slice(i, i + REFRESH_CHUNK);
