@@ -109,6 +109,14 @@ export function transferMessages(
         fen: amount,
       },
     });
+  } else if (t.kind === "subsidy" && t.cardDelta > 0) {
+    // 补助发放's grant reached the card (its 补助 purse).
+    out.push({
+      ...base,
+      kind: "subsidy",
+      source: `ledger:${t.id}`,
+      data: { amount: formatFen(amount), time, balance, fen: amount },
+    });
   } else if (REFUND_WHAT[t.kind] && t.cardDelta !== 0) {
     out.push({
       ...base,

@@ -42,6 +42,16 @@ export const KINDS: Record<MessageKind, KindInfo> = {
       ["balance", "账户余额"],
     ],
   },
+  subsidy: {
+    label: "补助到账",
+    switchable: true,
+    path: "/wallet",
+    lines: [
+      ["amount", "补助金额"],
+      ["time", "到账时间"],
+      ["balance", "账户余额"],
+    ],
+  },
   refund: {
     label: "退款到账",
     switchable: true,
@@ -98,7 +108,14 @@ export const KINDS: Record<MessageKind, KindInfo> = {
 };
 
 /** The kinds a student may switch off, in the order 消息通知 lists them. */
-export const SWITCHABLE: MessageKind[] = ["spend", "topup", "refund", "low_balance", "utility_low"];
+export const SWITCHABLE: MessageKind[] = [
+  "spend",
+  "topup",
+  "subsidy",
+  "refund",
+  "low_balance",
+  "utility_low",
+];
 
 /** How a message's state reads in 消息通知's list and the staff page. */
 export const STATE_LABELS: Record<MessageState, string> = {

@@ -6,7 +6,9 @@ import assert from "node:assert/strict";
 import { sql } from "kysely";
 import { makeStudent } from "../testkit/mod.ts";
 import { openDatabase } from "../platform/database.ts";
-import { creditTopUp, payFromCard } from "../wallet/mod.ts";
+import { ensureSchool } from "../account/mod.ts";
+import { DEMO_SCHOOL } from "../card/mod.ts";
+import { creditTopUp, grantLots, payFromCard, subsidyFundingAccount } from "../wallet/mod.ts";
 import { NOON, notifyWorld } from "./_testing.ts";
 import { deriveMessages } from "./derive.ts";
 import { deliverDue } from "./deliver.ts";
@@ -80,6 +82,34 @@ Deno.test("top-ups and refunds are announced; a top-up paid by someone else name
     "¥50.00",
     "代充（微信支付）",
   ]);
+});
+
+Deno.test("a 补助 reaching the card is one 补助到账 with the 补助 and the new balance", async () => {
+  await using w = await notifyWorld();
+  const s = await makeStudent(w, { balance: 10_00 });
+  await w.bindWechat(s.accountId);
+  const school = await ensureSchool(w.db, DEMO_SCHOOL.name, DEMO_SCHOOL.code);
+  const grant = () =>
+    w.db.transaction().execute(async (trx) =>
+      grantLots(trx, {
+        purse: "subsidy",
+        fundingAccountId: await subsidyFundingAccount(trx, school),
+        batchId: null,
+        validFrom: new Date(NOON.getTime() - 3600_000),
+        validUntil: new Date(NOON.getTime() + 30 * 86_400_000),
+        categories: ["canteen"],
+      }, [{ cardAccountId: s.cardAccountId, amount: 15_00, reference: "subsidy-notice-1" }])
+    );
+  await grant();
+  await grant(); // the same grant again credits nothing and announces nothing
+  await w.settle(NOON);
+  const sent = w.standin.messages.filter((m) => m.template_id === "TPL_SUBSIDY");
+  assert.equal(sent.length, 1);
+  const values = Object.values(sent[0].data).map((v) => v.value);
+  assert.equal(values[0], "¥15.00");
+  assert.equal(values.at(-1), "¥25.00");
+  const kinds = (await messagesOf(w.db, s.accountId)).map((m) => m.kind);
+  assert.deepEqual(kinds.filter((k) => k === "subsidy"), ["subsidy"]);
 });
 
 Deno.test("a transfer that commits after a later one is still announced, once (PostgreSQL)", {

@@ -13,7 +13,14 @@ import "./tables.ts";
 
 /** "消费 3 笔 共¥35.00；充值到账 1 笔 共¥100.00；余额不足 1 条" for the held messages. */
 export function summaryDetail(held: Array<{ kind: MessageKind; data: MessageData }>): string {
-  const order: MessageKind[] = ["spend", "topup", "refund", "low_balance", "utility_low"];
+  const order: MessageKind[] = [
+    "spend",
+    "topup",
+    "subsidy",
+    "refund",
+    "low_balance",
+    "utility_low",
+  ];
   const parts: string[] = [];
   for (const kind of order) {
     const of = held.filter((m) => m.kind === kind);

@@ -4,6 +4,7 @@ import type { ColumnType, Generated } from "kysely";
 export type MessageKind =
   | "spend"
   | "topup"
+  | "subsidy"
   | "refund"
   | "low_balance"
   | "utility_low"

@@ -35,6 +35,7 @@ export interface Template {
 const KIND_NAMES: Record<MessageKind, string> = {
   spend: "SPEND",
   topup: "TOPUP",
+  subsidy: "SUBSIDY",
   refund: "REFUND",
   low_balance: "LOW_BALANCE",
   utility_low: "UTILITY_LOW",
