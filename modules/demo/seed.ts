@@ -3,9 +3,10 @@ import type { Config } from "../platform/config.ts";
 import { ALL_ROLES, createStaff, hasStaff } from "../staff/mod.ts";
 import { seedDemoBilling } from "../billing/mod.ts";
 import { seedDemoMerchants, seedDemoSettlementTerms } from "../merchant/mod.ts";
-import { seedDemoAccount } from "../account/mod.ts";
-import { DEMO_CARDHOLDERS, seedDemoCards } from "../card/mod.ts";
+import { ensureSchool, seedDemoAccount } from "../account/mod.ts";
+import { DEMO_CARDHOLDERS, DEMO_SCHOOL, seedDemoCards } from "../card/mod.ts";
 import { seedDemoTakings, seedDemoWallet } from "../wallet/mod.ts";
+import { seedDemoSubsidy } from "../subsidy/mod.ts";
 
 /** The demo staff sign-in printed at start. */
 export const DEMO_ADMIN = { username: "admin", password: "Admin12345" };
@@ -17,7 +18,7 @@ export const DEMO_ADMIN = { username: "admin", password: "Admin12345" };
 export async function seedDemoData(deps: { db: Db; config: Config }): Promise<boolean> {
   const { db } = deps;
   if (await hasStaff(db)) return false;
-  await createStaff(db, {
+  const admin = await createStaff(db, {
     username: DEMO_ADMIN.username,
     name: "演示管理员",
     password: DEMO_ADMIN.password,
@@ -44,6 +45,13 @@ export async function seedDemoData(deps: { db: Db; config: Config }): Promise<bo
     merchantId: outsourced,
     chipNumbers: [DEMO_CARDHOLDERS[2].chipNumber, DEMO_CARDHOLDERS[3].chipNumber],
     amounts: [1580, 2150],
+  });
+  // 补助发放: the admin's batch of ¥50.00 for each demo student (食堂, 超市, to the end of next
+  // month), prepared, waiting for another finance member's approval; nothing credited.
+  await seedDemoSubsidy(db, {
+    staffId: admin,
+    schoolId: (await ensureSchool(db, DEMO_SCHOOL.name, DEMO_SCHOOL.code)).id,
+    studentNumbers: DEMO_CARDHOLDERS.slice(0, 3).map((c) => c.studentNumber),
   });
   return true;
 }

@@ -21,5 +21,7 @@ export {
 export { type Approval, approveBatch, CHUNK, creditBatch, startSubsidyWorker } from "./approve.ts";
 /** The row checks of a list (amounts in yuan) and their bounds. */
 export { amountOf, MAX_GRANT, MAX_ROWS, SubsidyError } from "./recipients.ts";
+/** The demo's batch awaiting approval (demo/seed.ts). */
+export { seedDemoSubsidy } from "./demo.ts";
 /** The staff pages, mounted at /admin/subsidy. */
 export { subsidyRoutes } from "./routes.ts";
