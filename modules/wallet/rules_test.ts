@@ -20,6 +20,7 @@ import {
   InsufficientFundsError,
   issuePaymentCode,
   LimitExceededError,
+  MealPeriodCapError,
   NegativeBalanceError,
   payFromCard,
   payFromCardsRecorded,
@@ -37,7 +38,14 @@ import {
   verifyLedger,
 } from "./mod.ts";
 
-type Outcome = "paid" | "negative_balance" | "per_payment" | "daily" | "insufficient_funds";
+type Outcome =
+  | "paid"
+  | "negative_balance"
+  | "per_payment"
+  | "daily"
+  | "meal_count"
+  | "meal_amount"
+  | "insufficient_funds";
 
 /**
  * Where a path spends: a canteen (card and code payments), a utility, a shower (holds), or
@@ -78,6 +86,12 @@ interface Case {
   dailyLimit?: number;
   /** Spent earlier today (counts against the daily limit). */
   spent?: number;
+  /** The card's own 卡类别 with these ceilings and canteen rule (default: 学生). */
+  type?: { payLimit?: number; dailyLimit?: number; percentOff?: number; fenOff?: number };
+  /** A meal period at the canteen now with these caps, and the card's payments in it earlier. */
+  meal?: { maxCount?: number; maxAmount?: number; paid: number[] };
+  /** What a priced payment (card and code payments at the canteen) takes, if not `amount`. */
+  charged?: number;
   amount: number;
   /** Card and code payments at a merchant. */
   limited: Outcome;
@@ -261,11 +275,81 @@ const CASES: Case[] = [
     at: { cash: "insufficient_funds", shower: "insufficient_funds" },
     fromLots: { canteen: 300, utilities: 300 },
   },
+  {
+    name: "the card type's limit bounds the holder's own",
+    balance: 1000,
+    type: { payLimit: 300, dailyLimit: 5000 },
+    amount: 301,
+    limited: "per_payment",
+    unlimited: "paid",
+  },
+  {
+    name: "the card type's daily limit counts today's spending",
+    balance: 1000,
+    type: { payLimit: 1000, dailyLimit: 1000 },
+    spent: 800,
+    amount: 201,
+    limited: "daily",
+    unlimited: "paid",
+  },
+  {
+    name: "a meal period's count cap reached",
+    balance: 1000,
+    meal: { maxCount: 2, paid: [100, 100] },
+    amount: 1,
+    limited: "meal_count",
+    unlimited: "paid",
+  },
+  {
+    name: "a meal period's amount cap passed by a fen",
+    balance: 2000,
+    meal: { maxAmount: 1000, paid: [600] },
+    amount: 401,
+    limited: "meal_amount",
+    unlimited: "paid",
+  },
+  {
+    name: "up to a meal period's amount cap",
+    balance: 2000,
+    meal: { maxCount: 2, maxAmount: 1000, paid: [600] },
+    amount: 400,
+    limited: "paid",
+    unlimited: "paid",
+  },
+  {
+    name: "a limit is told before a meal period's cap, the cap before the funds",
+    balance: 100,
+    type: { payLimit: 300, dailyLimit: 5000 },
+    meal: { maxCount: 1, paid: [] },
+    amount: 301,
+    limited: "per_payment",
+    unlimited: "insufficient_funds",
+  },
+  {
+    name: "a type's canteen discount: the price in force is what leaves the card",
+    balance: 1000,
+    type: { percentOff: 10, fenOff: 50 },
+    amount: 1000,
+    charged: 850,
+    limited: "paid",
+    unlimited: "paid",
+  },
+  {
+    name: "the cap counts the price charged, not the list price",
+    balance: 2000,
+    type: { percentOff: 50 },
+    meal: { maxAmount: 500, paid: [] },
+    amount: 1000,
+    charged: 500,
+    limited: "paid",
+    unlimited: "paid",
+  },
 ];
 
 /** The reason a path's refusal gives, in the rule's words. */
 function outcomeOf(err: unknown): Outcome {
   if (err instanceof NegativeBalanceError) return "negative_balance";
+  if (err instanceof MealPeriodCapError) return `meal_${err.cap}`;
   if (err instanceof LimitExceededError || err instanceof PaymentCodeOverLimitError) {
     return err.limit;
   }
@@ -290,11 +374,55 @@ async function lotsFree(db: Db, card: number, at?: string): Promise<number> {
 let seq = 0;
 const ref = (what: string) => `rules-${what}-${++seq}`;
 
+/** The case's 卡类别 on `card` and its meal period at the canteen (only this case's). */
+async function pricesIn(t: World, c: Case, card: number): Promise<void> {
+  await t.db.deleteFrom("meal_periods").where("merchant_id", "=", t.merchant.id).execute();
+  if (c.type) {
+    const { id } = await t.db.insertInto("card_types").values({
+      name: ref("type"),
+      kind: "student",
+      pay_limit: c.type.payLimit ?? 20_000,
+      daily_limit: c.type.dailyLimit ?? 50_000,
+      subsidies: true,
+    }).returning("id").executeTakeFirstOrThrow();
+    if (c.type.percentOff || c.type.fenOff) {
+      await t.db.insertInto("card_type_prices").values({
+        card_type_id: id,
+        category: "canteen",
+        percent_off: c.type.percentOff ?? 0,
+        fen_off: c.type.fenOff ?? 0,
+      }).execute();
+    }
+    await t.db.updateTable("card_accounts").set({ card_type_id: id }).where("id", "=", card)
+      .execute();
+  }
+  if (c.meal) {
+    await t.db.insertInto("meal_periods").values({
+      merchant_id: t.merchant.id,
+      name: "午餐",
+      starts: "00:00",
+      ends: "23:59:59.999999",
+      max_count: c.meal.maxCount ?? null,
+      max_amount: c.meal.maxAmount ?? null,
+    }).execute();
+  }
+}
+
 /** A card in the case's state. */
 async function cardIn(t: World, c: Case): Promise<number> {
   const spent = c.spent ?? 0;
   const overdraft = c.overdraft ?? 0;
-  const card = await t.card(c.balance + spent);
+  const earlier = (c.meal?.paid ?? []).reduce((a, b) => a + b, 0);
+  const card = await t.card(c.balance + spent + earlier);
+  await pricesIn(t, c, card);
+  for (const amount of c.meal?.paid ?? []) {
+    await payFromCard(t.db, {
+      cardAccountId: card,
+      merchantId: t.merchant.id,
+      amount,
+      reference: ref("meal"),
+    });
+  }
   // A hold before the lots are granted: it holds cash only.
   if (c.held && c.lots) {
     await holdFunds(t.db, {
@@ -525,7 +653,9 @@ Deno.test("every debit path pays or refuses each case as the debit rule says, fo
         const expectLots = got === "paid" ? c.fromLots?.[path.place] ?? 0 : 0;
         if (got !== expected) {
           failures.push(`${path.name}, ${c.name}: ${got}, expected ${expected}`);
-        } else if (moved !== (got === "paid" ? c.amount : 0)) {
+        } else if (
+          moved !== (got === "paid" ? (path.limits ? c.charged ?? c.amount : c.amount) : 0)
+        ) {
           failures.push(`${path.name}, ${c.name}: ${got} but ${moved} fen left what is available`);
         } else if (fromLots !== expectLots) {
           failures.push(
