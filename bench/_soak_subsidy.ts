@@ -11,9 +11,7 @@
  */
 import { sql } from "kysely";
 import type { Db } from "../modules/platform/mod.ts";
-import { ensureSchool } from "../modules/account/mod.ts";
-import { DEMO_SCHOOL } from "../modules/card/mod.ts";
-import { grantLots, subsidyFundingAccount } from "../modules/wallet/mod.ts";
+import { grantSubsidy } from "./_world.ts";
 
 /** What each soak card is granted, in fen. */
 export const ENDING_LOT = 3_000;
@@ -31,31 +29,17 @@ export async function grantSoakSubsidies(
   cards: number[],
   endsAt: Date,
 ): Promise<SoakSubsidies> {
-  const school = await ensureSchool(db, DEMO_SCHOOL.name, DEMO_SCHOOL.code);
-  const now = Date.now();
-  await db.transaction().execute(async (trx) => {
-    const fundingAccountId = await subsidyFundingAccount(trx, school);
-    const validFrom = new Date(now - 3600_000);
-    await grantLots(trx, {
-      purse: "subsidy",
-      fundingAccountId,
-      batchId: null,
-      validFrom,
-      validUntil: endsAt,
-      categories: ["canteen", "supermarket", "shower", "utilities"],
-    }, cards.map((c) => ({ cardAccountId: c, amount: ENDING_LOT, reference: `soak-ending-${c}` })));
-    await grantLots(
-      trx,
-      {
-        purse: "subsidy",
-        fundingAccountId,
-        batchId: null,
-        validFrom,
-        validUntil: new Date(now + 30 * 86400_000),
-        categories: ["canteen"],
-      },
-      cards.map((c) => ({ cardAccountId: c, amount: LASTING_LOT, reference: `soak-lasting-${c}` })),
-    );
+  await grantSubsidy(db, cards, {
+    amount: ENDING_LOT,
+    until: endsAt,
+    categories: ["canteen", "supermarket", "shower", "utilities"],
+    tag: "soak-ending",
+  });
+  await grantSubsidy(db, cards, {
+    amount: LASTING_LOT,
+    until: new Date(Date.now() + 30 * 86400_000),
+    categories: ["canteen"],
+    tag: "soak-lasting",
   });
   return { cards, endsAt };
 }
@@ -92,7 +76,7 @@ export async function checkSoakSubsidies(
     from purse_lots l
     left join purse_legs g on g.lot_id = l.id
     left join ledger_transfers t on t.id = g.transfer_id
-    where l.card_account_id = any(${plan.cards}::bigint[]) and l.reference like 'soak-%'
+    where l.card_account_id = any(${plan.cards}::bigint[]) and l.reference like 'bench-subsidy-soak-%'
     group by l.id order by l.id`.execute(db);
   if (rows.length !== plan.cards.length * 2) {
     failures.push(`补助: ${rows.length} soak lots, granted ${plan.cards.length * 2}`);
@@ -111,7 +95,7 @@ export async function checkSoakSubsidies(
     ];
     spentFromLots += spent;
     if (Number(r.held) !== 0) failures.push(`${lot}: ${r.held} still held after every shower`);
-    if (r.reference.startsWith("soak-ending-")) {
+    if (r.reference.startsWith("bench-subsidy-soak-ending-")) {
       if (remaining !== 0) {
         failures.push(`${lot}: ended at ${r.valid_until.toISOString()}, still holds ${remaining}`);
       }

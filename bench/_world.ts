@@ -12,7 +12,7 @@ import {
 import { type Db, migrateToLatest, openDatabase } from "../modules/platform/mod.ts";
 import { ensureSchool, registerAccount } from "../modules/account/mod.ts";
 import { createCardAccountForTest, DEMO_SCHOOL } from "../modules/card/mod.ts";
-import { creditTopUp } from "../modules/wallet/mod.ts";
+import { creditTopUp, grantLots, subsidyFundingAccount } from "../modules/wallet/mod.ts";
 import { createStaff, type Role } from "../modules/staff/mod.ts";
 import { sql } from "kysely";
 import type { SessionCookie } from "./_browser.ts";
@@ -249,12 +249,52 @@ export async function createLoadReaders(
     balance: options.balance,
     tag: `load-${options.kind}`,
   });
-  await sql`analyze card_accounts, card_chips, ledger_accounts, payment_codes, terminals`.execute(
-    db,
-  );
+  // Both purses in play: half of each card's money is 补助 (spent first), the rest cash.
+  await grantSubsidy(db, cards.map((c) => c.cardAccountId), {
+    amount: Math.floor(options.balance / 2),
+    until: new Date(Date.now() + 30 * 86400_000),
+    categories: [shape[options.kind].category],
+    tag: `load-${options.kind}`,
+  });
+  await sql`analyze card_accounts, card_chips, ledger_accounts, payment_codes, terminals, purse_lots`
+    .execute(
+      db,
+    );
   return readers.map((r, i) => ({
     ...r,
     cards: cards.slice(i * options.cardsPerReader, (i + 1) * options.cardsPerReader)
       .map((c) => ({ cardAccountId: c.cardAccountId, chip: c.chipNumber })),
   }));
+}
+
+/**
+ * Grants each card a 补助 lot of `amount` from the demo school's 补助资金, spendable at
+ * `categories` from an hour ago until `until` (references `bench-subsidy-<tag>-<card>`: granted
+ * once).
+ */
+export async function grantSubsidy(
+  db: Db,
+  cards: number[],
+  grant: { amount: number; until: Date; categories: string[]; tag: string },
+): Promise<void> {
+  if (grant.amount <= 0 || cards.length === 0) return;
+  const school = await ensureSchool(db, DEMO_SCHOOL.name, DEMO_SCHOOL.code);
+  await db.transaction().execute(async (trx) => {
+    await grantLots(
+      trx,
+      {
+        purse: "subsidy",
+        fundingAccountId: await subsidyFundingAccount(trx, school),
+        batchId: null,
+        validFrom: new Date(Date.now() - 3600_000),
+        validUntil: grant.until,
+        categories: grant.categories,
+      },
+      cards.map((c) => ({
+        cardAccountId: c,
+        amount: grant.amount,
+        reference: `bench-subsidy-${grant.tag}-${c}`,
+      })),
+    );
+  });
 }
