@@ -215,6 +215,9 @@ export async function signedInStaff(
   return web;
 }
 
+/** The load cards' purses: `cashOnly` (bench --cash-only) leaves out their 补助 lots. */
+export const loadPurses = { cashOnly: false };
+
 /**
  * Readers of one load kind under their own merchant, each with `cardsPerReader` cards of its own
  * (numbered from `first`) holding `balance` fen; the tables are analysed afterwards, as
@@ -249,13 +252,16 @@ export async function createLoadReaders(
     balance: options.balance,
     tag: `load-${options.kind}`,
   });
-  // Both purses in play: half of each card's money is 补助 (spent first), the rest cash.
-  await grantSubsidy(db, cards.map((c) => c.cardAccountId), {
-    amount: Math.floor(options.balance / 2),
-    until: new Date(Date.now() + 30 * 86400_000),
-    categories: [shape[options.kind].category],
-    tag: `load-${options.kind}`,
-  });
+  // Both purses in play: half of each card's money is 补助 (spent first), the rest cash — unless
+  // the run compares with a release that had no 补助 (`--cash-only`).
+  if (!loadPurses.cashOnly) {
+    await grantSubsidy(db, cards.map((c) => c.cardAccountId), {
+      amount: Math.floor(options.balance / 2),
+      until: new Date(Date.now() + 30 * 86400_000),
+      categories: [shape[options.kind].category],
+      tag: `load-${options.kind}`,
+    });
+  }
   await sql`analyze card_accounts, card_chips, ledger_accounts, payment_codes, terminals, purse_lots`
     .execute(
       db,

@@ -13,8 +13,9 @@
  * Options: --seconds N (one measurement slice, default 3) · --pairs N (interleaved pairs per
  * ratio, 3) · --clients 8,64,256 (closed-loop readers and pgbench clients) · --open-readers 64
  * (open-loop readers and pgbench connections) · --climbs 2 (capacity searches) ·
- * --only pgbench,http,pages,terminal,capacity,import,blocklist,idle,pglite · --out
- * bench/RESULTS.md · --profile card,qr,shower,wallet,refresh,simple-update (instead of the
+ * --only pgbench,http,pages,terminal,capacity,import,closeout,blocklist,idle,pglite · --out
+ * bench/RESULTS.md · --cash-only (the load cards without their 补助 lots, to compare with a release
+ * that had no purses) · --profile card,qr,shower,wallet,refresh,simple-update (instead of the
  * measurements: "where the time goes", written to bench/out/; see bench/_where.ts).
  */
 import { parseArgs } from "node:util";
@@ -35,7 +36,7 @@ import {
 import { machineFacts } from "./_machine.ts";
 import { pgbenchInit, pgbenchWindow } from "./_pgbench.ts";
 import { Report } from "./_report.ts";
-import { createCardholders, openWorld, signedInStudent } from "./_world.ts";
+import { createCardholders, loadPurses, openWorld, signedInStudent } from "./_world.ts";
 import { blocklistPropagation, idleReadersMemory, importCardholders } from "./_terminal.ts";
 import { CpuMeter } from "./_cpu.ts";
 import { type Fleets, openFleets } from "./_fleet.ts";
@@ -57,6 +58,7 @@ import {
   pgliteSection,
 } from "./_sections_readers.ts";
 import { commitOfTree, profileRun, whereSection } from "./_where.ts";
+import { CLOSEOUT_FIGURE, closeoutSection } from "./_sections_closeout.ts";
 
 const { values: opts } = parseArgs({
   args: Deno.args,
@@ -69,8 +71,10 @@ const { values: opts } = parseArgs({
     only: { type: "string", default: "" },
     out: { type: "string", default: "bench/RESULTS.md" },
     profile: { type: "string", default: "" },
+    "cash-only": { type: "boolean", default: false },
   },
 });
+loadPurses.cashOnly = opts["cash-only"]!;
 const settings: Settings = {
   seconds: Math.max(1, Number(opts.seconds)),
   pairs: Math.max(1, Math.floor(Number(opts.pairs))),
@@ -201,7 +205,9 @@ if (want("pgbench")) {
 }
 
 // --- the server on PostgreSQL --------------------------------------------------------------------
-if (["http", "pages", "terminal", "capacity", "import", "blocklist", "idle"].some(want)) {
+if (
+  ["http", "pages", "terminal", "capacity", "import", "closeout", "blocklist", "idle"].some(want)
+) {
   await report.section("server", ["start on PostgreSQL"], async () => {
     await pg.createDatabase("yxt");
     const dataDir = join(OUT, "server-data");
@@ -287,6 +293,10 @@ if (server && want("import")) {
       "Import: a CSV uploaded on the card office's import page, its preview, then the commit; the time from upload to committed. 50,000 rows (issue 20) in place of the 20,000 of issue 7, within the same 10 s.",
     );
   });
+}
+
+if (server && want("closeout")) {
+  await report.section("closeout", [CLOSEOUT_FIGURE], () => closeoutSection(bench));
 }
 
 // The reader fleets are done: connected, they would receive the pushes of the blocklist section

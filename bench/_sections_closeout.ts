@@ -1,0 +1,191 @@
+/**
+ * The bench's 毕业离校 section (issue 19): a graduation batch of 20,000 cards on the running
+ * server, from 确认办理 on the batch page to the progress fragment's 已完成 (target ≤ 60 s).
+ *
+ * The cards are imported through the card office's import page and funded from the bench's own
+ * connection beforehand (cash top-ups, a tenth of them under the batch's ¥1.00 threshold, a tenth
+ * empty, a quarter with a 补助 lot); the batch is made from their 学号 list and confirmed over
+ * HTTP. The cash goes to the payout list (no WeChat top-up to refund: the bench has no paid
+ * orders), the lots back to the school. Afterwards every card must be closed once and the books
+ * balance (the ledger verifier), or the figure is reported as failed.
+ */
+import { join } from "node:path";
+import { sql } from "kysely";
+import { ensureSchool } from "../modules/account/mod.ts";
+import { DEMO_SCHOOL } from "../modules/card/mod.ts";
+import { createStaff, ROLES } from "../modules/staff/mod.ts";
+import {
+  creditTopUp,
+  grantLots,
+  subsidyFundingAccount,
+  verifyLedger,
+} from "../modules/wallet/mod.ts";
+import { createBatch } from "../modules/closeout/mod.ts";
+import type { Bench } from "./_bench.ts";
+import { WebClient } from "./_http.ts";
+import { fmt, OUT, verdict } from "./_lib.ts";
+import { idNumberFor, openWorld } from "./_world.ts";
+
+export const CLOSEOUT_CARDS = 20_000;
+export const CLOSEOUT_FIGURE = `${fmt(CLOSEOUT_CARDS)}-card graduation batch`;
+/** Card numbers of this section (the import section's are 500,000 on). */
+const FIRST = 800_000;
+
+/** Imports the section's cardholders through the import page; returns their 学号. */
+async function importGraduates(web: WebClient, schoolId: number): Promise<string[]> {
+  const numbers: string[] = [];
+  const lines = ["学号,姓名,身份证号,芯片卡号,类型"];
+  for (let i = 0; i < CLOSEOUT_CARDS; i++) {
+    const n = FIRST + i;
+    const number = `G${String(n).padStart(9, "0")}`;
+    numbers.push(number);
+    lines.push(`${number},毕业生,${idNumberFor(n)},6${String(n).padStart(9, "0")},学生`);
+  }
+  const csv = new TextEncoder().encode(lines.join("\r\n") + "\r\n");
+  await Deno.writeFile(join(OUT, `closeout-${CLOSEOUT_CARDS}.csv`), csv);
+  const page = await web.get("/admin/cards/import");
+  const token = /name="_csrf" value="([^"]+)"/.exec(page.text)?.[1];
+  if (!token) throw new Error(`no CSRF token on /admin/cards/import (${page.res.status})`);
+  const form = new FormData();
+  form.set("_csrf", token);
+  form.set("school_id", String(schoolId));
+  form.set("file", new File([csv], "graduates.csv", { type: "text/csv" }));
+  const upload = await fetch(`${web.baseUrl}/admin/cards/import`, {
+    method: "POST",
+    body: form,
+    headers: { cookie: web.cookieHeader },
+    redirect: "manual",
+  });
+  await upload.body?.cancel();
+  const preview = upload.headers.get("location");
+  if (upload.status !== 303 || !preview) throw new Error(`import answered ${upload.status}`);
+  const shown = await web.get(preview);
+  const commit = await web.post(`${preview}/commit`, {}, { csrfFrom: shown.text });
+  if (commit.res.status !== 303) throw new Error(`import commit answered ${commit.res.status}`);
+  return numbers;
+}
+
+/** Runs the section: seeds, then times the batch from 确认办理 to 已完成. */
+export async function closeoutSection(bench: Bench): Promise<void> {
+  const server = bench.server!;
+  const world = await openWorld(bench.yxtUrl);
+  try {
+    const school = await ensureSchool(world.db, DEMO_SCHOOL.name, DEMO_SCHOOL.code);
+    const username = `biye${Date.now() % 100000}`;
+    const staffId = await createStaff(world.db, {
+      username,
+      name: "离校经办",
+      password: "Biye123456",
+      roles: [ROLES.cardOffice],
+    });
+    const web = new WebClient(server.url);
+    const login = await web.submit("/admin/login", "/admin/login", {
+      username,
+      password: "Biye123456",
+    });
+    if (login.res.status !== 303) throw new Error(`staff sign-in answered ${login.res.status}`);
+
+    const seedStart = performance.now();
+    const numbers = await importGraduates(web, school.id);
+    const cards = await world.db.selectFrom("card_accounts").select(["id", "student_number"])
+      .where("school_id", "=", school.id).where("student_number", ">=", numbers[0])
+      .where("student_number", "<=", numbers[numbers.length - 1]).orderBy("student_number")
+      .execute();
+    if (cards.length !== CLOSEOUT_CARDS) throw new Error(`${cards.length} cards imported`);
+    const cashOf = (i: number) => i % 10 === 0 ? 0 : i % 10 === 1 ? 50 : 10_00 + (i % 90) * 1_00;
+    for (let i = 0; i < cards.length; i += 16) {
+      await Promise.all(
+        cards.slice(i, i + 16).map((c, k) =>
+          cashOf(i + k) > 0
+            ? creditTopUp(world.db, {
+              cardAccountId: c.id,
+              amount: cashOf(i + k),
+              method: "bench",
+              reference: `bench-closeout:${c.id}`,
+            })
+            : null
+        ),
+      );
+    }
+    await world.db.transaction().execute(async (trx) => {
+      await grantLots(
+        trx,
+        {
+          purse: "subsidy",
+          fundingAccountId: await subsidyFundingAccount(trx, school),
+          batchId: null,
+          validFrom: new Date(Date.now() - 60_000),
+          validUntil: new Date(Date.now() + 90 * 86_400_000),
+          categories: ["canteen"],
+        },
+        cards.filter((_, i) => i % 4 === 0).map((c) => ({
+          cardAccountId: c.id,
+          amount: 20_00,
+          reference: `bench-closeout-lot:${c.id}`,
+        })),
+      );
+    });
+    await sql`analyze`.execute(world.db);
+    const today = new Date(Date.now() + 8 * 3_600_000).toISOString().slice(0, 10);
+    const batchId = await createBatch(world.db, { staffId, ip: null }, {
+      name: "压测离校批次",
+      schoolId: school.id,
+      list: new TextEncoder().encode(`学号\n${numbers.join("\n")}\n`),
+      closeOn: today,
+      refundRule: "origin_first",
+      payoutMethod: "bank",
+      threshold: 1_00,
+    });
+    const seedSeconds = (performance.now() - seedStart) / 1000;
+
+    const batchPage = await web.get(`/admin/closeout/${batchId}`);
+    const start = performance.now();
+    const confirmed = await web.post(`/admin/closeout/${batchId}/confirm`, {}, {
+      csrfFrom: batchPage.text,
+    });
+    if (confirmed.res.status !== 303) throw new Error(`confirm answered ${confirmed.res.status}`);
+    let seconds = 0;
+    for (;;) {
+      const p = await web.get(`/admin/closeout/${batchId}/progress`);
+      if (/已完成|部分失败/.test(p.text)) {
+        seconds = (performance.now() - start) / 1000;
+        if (/部分失败/.test(p.text)) throw new Error("cards failed");
+        break;
+      }
+      if ((performance.now() - start) / 1000 > 900) throw new Error("not done in 15 minutes");
+      await new Promise((r) => setTimeout(r, 250));
+    }
+
+    const { rows: [c] } = await sql<{ done: number; closed: number; twice: number }>`
+      select (select count(*)::int from closeout_cards where batch_id = ${batchId}
+                and state = 'done' and outcome = 'closed') as done,
+             (select count(distinct e.card_account_id)::int from card_events e
+                join closeout_cards k on k.card_account_id = e.card_account_id
+               where k.batch_id = ${batchId} and e.kind = 'closed') as closed,
+             (select count(*)::int from (select e.card_account_id from card_events e
+                join closeout_cards k on k.card_account_id = e.card_account_id
+               where k.batch_id = ${batchId} and e.kind = 'closed'
+               group by e.card_account_id having count(*) > 1) t) as twice`.execute(world.db);
+    const books = await verifyLedger(world.db);
+    const right = c.done === CLOSEOUT_CARDS && c.closed === CLOSEOUT_CARDS && c.twice === 0 &&
+      books.ok;
+    bench.report.add({
+      section: "closeout",
+      figure: CLOSEOUT_FIGURE,
+      value: `${fmt(seconds, 1)} s (${fmt(CLOSEOUT_CARDS / seconds)} cards/s); ${
+        fmt(c.done)
+      } closed once${books.ok ? ", books balance" : `; ledger: ${books.problems[0]}`}`,
+      target: "≤ 60 s",
+      verdict: verdict(right && seconds <= 60),
+    });
+    bench.report.note(
+      `毕业离校: ${
+        fmt(CLOSEOUT_CARDS)
+      } cards imported through the import page and funded (cash, a tenth under the ¥1.00 threshold, a tenth empty, a quarter with a ¥20.00 补助 lot) in ${
+        fmt(seedSeconds)
+      } s, not timed; the time is from 确认办理 (POST) to the progress fragment's 已完成, one server's worker (64 cards a round, 8 at a time), then checked: each card closed once, the ledger verifier.`,
+    );
+  } finally {
+    await world.close();
+  }
+}
