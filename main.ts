@@ -27,7 +27,12 @@ import { startTerminalServer } from "./terminal/mod.ts";
 import { accountAdminRoutes, accountRoutes } from "./modules/account/mod.ts";
 import { createMailer, mailAdminRoutes, type Mailer } from "./modules/mail/mod.ts";
 import { homeRoutes } from "./modules/home/mod.ts";
-import { cardAdminRoutes, cardRoutes } from "./modules/card/mod.ts";
+import {
+  cardAdminRoutes,
+  cardRoutes,
+  cardTypeRoutes,
+  mealPeriodRoutes,
+} from "./modules/card/mod.ts";
 import { billingAdminRoutes, billingRoutes, startBillingWorker } from "./modules/billing/mod.ts";
 import { loadWechatConfig, startTopupLoop, topupRoutes } from "./modules/topup/mod.ts";
 import { financeRoutes } from "./modules/finance/mod.ts";
@@ -105,6 +110,8 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.route("/security", cardRoutes(deps));
   app.route("/admin/cards", cardAdminRoutes(deps));
   app.route("/admin/cards", cardClosingRoutes(deps));
+  app.route("/admin/card-types", cardTypeRoutes(deps));
+  app.route("/admin/meal-periods", mealPeriodRoutes(deps));
   app.route("/admin/closeout", closeoutRoutes(deps));
   app.route("/admin/subsidy", subsidyRoutes(deps));
   // 交易记录 shows 电费/冷水 purchases with their room and delivery state.

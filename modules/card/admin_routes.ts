@@ -23,6 +23,7 @@ import { cardPasswordLockedFor } from "./passwords.ts";
 import { listCardEvents, listChips, loadCardAccount } from "./repository.ts";
 import { importUploadSchema, reissueSchema, searchQuery } from "./schemas.ts";
 import { findCardsForStaff } from "./search.ts";
+import { listCardTypes } from "./types.ts";
 import type { CardSearchRow } from "./repository.ts";
 import {
   ALL_ROWS,
@@ -34,6 +35,7 @@ import {
 } from "../platform/listing.ts";
 import {
   boundLoginLockedFor,
+  changeCardType,
   checkReissue,
   checkTypedStudentNumber,
   reissueCard,
@@ -91,6 +93,7 @@ const EVENT_LABELS: Record<string, string> = {
   reissued: "补卡",
   closed: "销户",
   closeout_notice: "毕业离校通知",
+  type_changed: "更改卡类别",
 };
 
 /** Messages after a counter operation: a fixed set, so the query cannot inject text. */
@@ -102,6 +105,7 @@ const DONE: Record<string, string> = {
   unlock: "一卡通密码锁定已解除",
   unlock_login: "登录锁定已解除",
   unbind: "已解除绑定",
+  card_type: "卡类别已更改，自下一笔消费起按新卡类别的限额和价格",
 };
 
 function cardId(c: C): number {
@@ -159,12 +163,13 @@ export function cardAdminRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> 
     if (!card) throw new NotFoundError("card account");
     const school = await findSchool(db, card.school_id);
     if (!school) throw new NotFoundError("school of card account");
-    const [chips, events, account, passwordLock, loginLock] = await Promise.all([
+    const [chips, events, account, passwordLock, loginLock, types] = await Promise.all([
       listChips(db, id),
       listCardEvents(db, id),
       card.account_id === null ? null : findAccount(db, card.account_id),
       cardPasswordLockedFor(db, id),
       boundLoginLockedFor(db, card.account_id),
+      listCardTypes(db),
     ]);
     const staff = c.get("staff")!;
     return render(c, "card/admin_card", {
@@ -174,6 +179,7 @@ export function cardAdminRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> 
         studentNumber: card.student_number,
         name: card.name,
         kind: card.kind,
+        cardTypeId: Number(card.card_type_id),
         idMasked: card.id_number_masked,
         status: card.status,
         passwordIsDefault: card.password_hash === null,
@@ -183,6 +189,7 @@ export function cardAdminRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> 
       },
       chips,
       events,
+      types,
       eventLabels: EVENT_LABELS,
       account,
       passwordLock,
@@ -238,6 +245,10 @@ export function cardAdminRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> 
   operation("unbind", CARD_COUNTER_ROLES, "unbind", async (c, id) => {
     await checkTypedStudentNumber(db, id, (await c.req.parseBody()).confirm);
     await unbindCard(db, actor(c), id);
+  });
+  operation("card-type", CARD_COUNTER_ROLES, "card_type", async (c, id) => {
+    const typeId = Number((await c.req.parseBody()).card_type_id);
+    await changeCardType(db, actor(c), id, typeId);
   });
   operation(
     "unlock-login",

@@ -36,6 +36,7 @@ async function snapshot(db: Db, cardId: number) {
     accountId: card.account_id,
     passwordIsDefault: card.password_hash === null,
     paymentCodeFrozen: card.payment_code_frozen,
+    cardTypeId: Number(card.card_type_id),
     chips: chips.map((c) => ({ chipNumber: c.chip_number, status: c.status })),
   };
 }
@@ -248,6 +249,35 @@ export function unlockCardPassword(
     if (wait === 0) throw new CardError("Not locked", "该卡的一卡通密码未被锁定", "_form");
     await clearThrottle(trx, cardPasswordKey(card.id));
     return { event: { kind: "password_unlocked" } };
+  });
+}
+
+/**
+ * Moves the card to another 卡类别 (its limits, 补助 and prices from the next payment on; the
+ * holder's 身份 follows the type). Payments already made keep the price they were charged.
+ */
+export function changeCardType(
+  db: Db,
+  actor: StaffActor,
+  cardAccountId: number,
+  cardTypeId: number,
+): Promise<void> {
+  return staffChange(db, actor, cardAccountId, "card.type_changed", async (trx, card) => {
+    if (card.status === "cancelled") {
+      throw new CardError("Card cancelled", "该一卡通账户已注销", "card_type_id");
+    }
+    const type = Number.isSafeInteger(cardTypeId)
+      ? await trx.selectFrom("card_types").select(["id", "name", "kind"])
+        .where("id", "=", cardTypeId).executeTakeFirst()
+      : undefined;
+    if (!type) throw new CardError("No such card type", "请选择卡类别", "card_type_id");
+    if (Number(card.card_type_id) === Number(type.id)) {
+      throw new CardError("Same card type", `该卡已是${type.name}`, "card_type_id");
+    }
+    await trx.updateTable("card_accounts")
+      .set({ card_type_id: Number(type.id), kind: type.kind, updated_at: new Date() })
+      .where("id", "=", card.id).execute();
+    return { event: { kind: "type_changed", details: { cardType: type.name } } };
   });
 }
 

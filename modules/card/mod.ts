@@ -51,6 +51,7 @@ export { changeCardPassword, liftLoss, reportLoss } from "./holder.ts";
  * to confirm a dangerous one (解绑, 销户).
  */
 export {
+  changeCardType,
   checkTypedStudentNumber,
   closeCardAccount,
   reissueCard,
@@ -91,16 +92,20 @@ export { parseChipNumber, parseIdNumber, parseStudentNumber } from "./rules.ts";
 /** Student pages (mount at /security) and the card office console (mount at /admin/cards). */
 export { cardRoutes } from "./routes.ts";
 export { cardAdminRoutes } from "./admin_routes.ts";
+/** 卡类别 and 餐次 pages (mount at /admin/card-types and /admin/meal-periods). */
+export { cardTypeRoutes, mealPeriodRoutes } from "./admin_types.ts";
 /**
  * 卡类别: the types a card account refers to (limits, 补助, price rules), the open cards of a
  * type (补助发放), the 付款设置 ceilings of a card; the system administrator's changes (audited).
  */
 export {
+  cardCountsByType,
   cardLimitCeilings,
   cardsOfType,
   type CardType,
   type CardTypeInput,
   cardTypeLimitSql,
+  deleteCardType,
   type Discount,
   findCardType,
   listCardTypes,
@@ -108,6 +113,15 @@ export {
   type PricedCategory,
   saveCardType,
 } from "./types.ts";
+/** 餐次: a canteen's meal periods with their caps and discounts by card type (audited changes). */
+export {
+  deleteMealPeriod,
+  listMealPeriods,
+  type MealPeriod,
+  type MealPeriodInput,
+  saveMealPeriod,
+  seedDemoMealPeriods,
+} from "./meal_periods.ts";
 /**
  * The price in force of a reader's list price (卡类别 and 餐次 rules) as SQL for the wallet's
  * debit statements (a listed hot-path door, modules/walls_sql_test.ts), and read on its own.

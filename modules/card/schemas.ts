@@ -1,5 +1,8 @@
 import { z } from "zod";
 import { exportField, pageField } from "../platform/listing.ts";
+import { parseYuan } from "../platform/money.ts";
+import { type CardTypeInput, cardTypeProblems, type Discount, PRICED_CATEGORIES } from "./types.ts";
+import { type MealPeriodInput, mealPeriodProblems } from "./meal_periods.ts";
 
 /** Only lengths and presence here; formats are the service's rules (rules.ts). */
 const text = (empty: string, max = 64) =>
@@ -97,3 +100,87 @@ export const searchQuery = z.object({
     page: f.page,
     export: f.export,
   }));
+
+/** A form's fields as text (a repeated field keeps its last value). */
+const fields = z.record(z.string(), z.unknown()).transform((f) => {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(f)) {
+    const last = Array.isArray(v) ? v.at(-1) : v;
+    if (typeof last === "string" && k !== "_csrf") out[k] = last.normalize("NFKC").trim();
+  }
+  return out;
+});
+
+/** 元 as fen; an empty field is `empty`, anything else unreadable NaN (the rule says why). */
+function fenOf(text: string | undefined, empty: number | null): number | null {
+  if (!text) return empty;
+  return parseYuan(text) ?? NaN;
+}
+
+/** A discount's two fields (`<prefix>_percent`, `<prefix>_fen` in 元); both empty: none. */
+function discountOf(f: Record<string, string>, prefix: string): Discount | undefined {
+  const pct = f[`${prefix}_percent`] ?? "";
+  const fen = f[`${prefix}_fen`] ?? "";
+  if (pct === "" && fen === "") return undefined;
+  return {
+    percentOff: pct === "" ? 0 : /^\d{1,3}$/.test(pct) ? Number(pct) : NaN,
+    fenOff: fenOf(fen, 0)!,
+  };
+}
+
+/** Every problem the rule finds, as zod issues at their fields. */
+function report(ctx: z.RefinementCtx, problems: Record<string, string>): boolean {
+  for (const [field, message] of Object.entries(problems)) {
+    ctx.addIssue({ code: "custom", path: [field], message });
+  }
+  return Object.keys(problems).length === 0;
+}
+
+/**
+ * 卡类别's form: [名称], [持卡人身份], [单笔限额], [每日限额] (元), [可发放补助], and per merchant
+ * category [折扣 %] and [立减 元]; checked by the type's own rule (`cardTypeProblems`).
+ */
+export const cardTypeSchema = fields.transform((f, ctx) => {
+  const kind = f.kind === "staff" || f.kind === "student" ? f.kind : null;
+  if (!kind) ctx.addIssue({ code: "custom", path: ["kind"], message: "请选择持卡人身份" });
+  const input: CardTypeInput = {
+    name: f.name ?? "",
+    kind: kind ?? "student",
+    payLimit: fenOf(f.pay_limit, NaN)!,
+    dailyLimit: fenOf(f.daily_limit, NaN)!,
+    subsidies: f.subsidies === "1",
+    prices: Object.fromEntries(
+      PRICED_CATEGORIES.map((c) => [c, discountOf(f, c)]).filter(([, d]) => d),
+    ),
+  };
+  if (!report(ctx, cardTypeProblems(input)) || !kind) return z.NEVER;
+  return { input, typed: f };
+});
+
+/**
+ * 餐次's form: [餐次] name, [开始时间], [结束时间] (HH:MM, China time), [每餐次笔数上限],
+ * [每餐次金额上限] (元; empty: no cap), per card type [折扣 %] and [立减 元] (`type_<id>_…`);
+ * `period_id` names the period changed (empty: a new one). Overlaps are the service's to find.
+ */
+export const mealPeriodSchema = fields.transform((f, ctx) => {
+  const typeIds = [...new Set(Object.keys(f).map((k) => /^type_(\d{1,15})_/.exec(k)?.[1]))]
+    .filter((id): id is string => id !== undefined).map(Number);
+  const count = f.max_count ?? "";
+  const input: MealPeriodInput = {
+    name: f.name ?? "",
+    starts: f.starts ?? "",
+    ends: f.ends ?? "",
+    maxCount: count === "" ? null : /^\d{1,9}$/.test(count) ? Number(count) : NaN,
+    maxAmount: fenOf(f.max_amount, null),
+    prices: Object.fromEntries(
+      typeIds.map((id) => [id, discountOf(f, `type_${id}`)]).filter(([, d]) => d),
+    ),
+  };
+  if (!report(ctx, mealPeriodProblems(input, [], typeIds))) return z.NEVER;
+  const periodId = /^\d{1,15}$/.test(f.period_id ?? "") ? Number(f.period_id) : null;
+  return { periodId, input, typed: f };
+});
+
+/** A record named by a hidden field (`period_id`, `card_type_id`), or null. */
+export const idField = (name: string) =>
+  fields.transform((f) => (/^\d{1,15}$/.test(f[name] ?? "") ? Number(f[name]) : null));

@@ -132,7 +132,7 @@ export function discountProblem(d: Discount | undefined): string | null {
     return "折扣比例为0-99之间的整数（%）";
   }
   if (!Number.isSafeInteger(d.fenOff) || d.fenOff < 0 || d.fenOff > MAX_LIMIT) {
-    return "立减金额不能为负数";
+    return "立减金额需为不小于0的金额（元）";
   }
   return null;
 }
@@ -189,6 +189,51 @@ export async function saveCardType(
       ip: actor.ip ?? null,
     });
     return typeId;
+  });
+}
+
+/** How many card accounts (closed ones too) refer to each type, by type id. */
+export async function cardCountsByType(db: Db): Promise<Map<number, number>> {
+  const rows = await db.selectFrom("card_accounts")
+    .select(["card_type_id", sql<string>`count(*)`.as("n")]).groupBy("card_type_id").execute();
+  return new Map(rows.map((r) => [Number(r.card_type_id), Number(r.n)]));
+}
+
+/**
+ * Removes a card type no card account refers to (closed ones keep theirs, for their history),
+ * with its price rules and its meal-period discounts; audited.
+ */
+export async function deleteCardType(
+  db: Db,
+  actor: { staffId: number; ip?: string | null },
+  id: number,
+): Promise<void> {
+  await db.transaction().execute(async (trx) => {
+    const before = await findCardType(trx, id);
+    if (!before) throw new CardError("No such card type", "卡类别不存在", "_form");
+    // The lock on the type's row keeps a card from being moved to it while it goes.
+    await trx.selectFrom("card_types").select("id").where("id", "=", id).forUpdate().execute();
+    const used = await trx.selectFrom("card_accounts").select("id")
+      .where("card_type_id", "=", id).limit(1).executeTakeFirst();
+    if (used) {
+      throw new CardError(
+        "Card type in use",
+        `仍有一卡通账户属于“${before.name}”，不能删除；可先将这些卡改为其他卡类别`,
+        "_form",
+      );
+    }
+    await trx.deleteFrom("meal_period_prices").where("card_type_id", "=", id).execute();
+    await trx.deleteFrom("card_type_prices").where("card_type_id", "=", id).execute();
+    await trx.deleteFrom("card_types").where("id", "=", id).execute();
+    await writeAudit(trx, {
+      staffId: actor.staffId,
+      action: "card.type_delete",
+      targetType: "card_type",
+      targetId: id,
+      before,
+      after: null,
+      ip: actor.ip ?? null,
+    });
   });
 }
 

@@ -4,7 +4,7 @@ import { ALL_ROLES, createStaff, hasStaff } from "../staff/mod.ts";
 import { seedDemoBilling } from "../billing/mod.ts";
 import { seedDemoMerchants, seedDemoSettlementTerms } from "../merchant/mod.ts";
 import { ensureSchool, seedDemoAccount } from "../account/mod.ts";
-import { DEMO_CARDHOLDERS, DEMO_SCHOOL, seedDemoCards } from "../card/mod.ts";
+import { DEMO_CARDHOLDERS, DEMO_SCHOOL, seedDemoCards, seedDemoMealPeriods } from "../card/mod.ts";
 import { seedDemoTakings, seedDemoWallet } from "../wallet/mod.ts";
 import { seedDemoSubsidy } from "../subsidy/mod.ts";
 
@@ -46,6 +46,8 @@ export async function seedDemoData(deps: { db: Db; config: Config }): Promise<bo
     chipNumbers: [DEMO_CARDHOLDERS[2].chipNumber, DEMO_CARDHOLDERS[3].chipNumber],
     amounts: [1580, 2150],
   });
+  // 餐次 at the outsourced window (早餐, 午餐, 晚餐; no caps or discounts yet), after its takings.
+  await seedDemoMealPeriods(db, outsourced);
   // 补助发放: the admin's batch of ¥50.00 for each demo student (食堂, 超市, to the end of next
   // month), prepared, waiting for another finance member's approval; nothing credited.
   await seedDemoSubsidy(db, {

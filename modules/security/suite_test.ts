@@ -86,10 +86,23 @@ const ROLE_MATRIX: Array<{ path: RegExp; method?: "GET" | "POST"; roles: Role[] 
     roles: [ROLES.cardOffice, ROLES.sysadmin, ROLES.infoCentre],
   },
   {
-    path: /^\/admin\/cards\/:id[^/]*\/(loss|unloss|reset-password|unlock|unbind|reissue)$/,
+    path:
+      /^\/admin\/cards\/:id[^/]*\/(loss|unloss|reset-password|unlock|unbind|reissue|card-type)$/,
     roles: [ROLES.cardOffice],
   },
   { path: /^\/admin\/cards\/:id[^/]*\/unlock-login$/, roles: [ROLES.cardOffice, ROLES.infoCentre] },
+  // 卡类别 and 餐次: the system administrator edits types, periods and price rules; finance looks.
+  {
+    path: /^\/admin\/(card-types|meal-periods)(\/:id[^/]*)?$/,
+    method: "GET",
+    roles: [ROLES.sysadmin, ROLES.finance],
+  },
+  { path: /^\/admin\/card-types\/new$/, roles: [ROLES.sysadmin] },
+  {
+    path: /^\/admin\/(card-types|meal-periods)\/:id[^/]*(\/delete)?$/,
+    method: "POST",
+    roles: [ROLES.sysadmin],
+  },
   // 销户 pays the balance out in cash at the counter.
   { path: /^\/admin\/cards\/:id[^/]*\/close$/, roles: [ROLES.cardOffice] },
   { path: /^\/admin\/cards\/import(\/|$)/, roles: [ROLES.cardOffice, ROLES.sysadmin] },
@@ -161,6 +174,8 @@ const ROLE_MATRIX: Array<{ path: RegExp; method?: "GET" | "POST"; roles: Role[] 
     method: "POST",
     roles: [ROLES.finance],
   },
+  // 本商户: a merchant operator's read-only page of its own merchant, nobody else's.
+  { path: /^\/admin\/my-merchant(\/statement)?$/, roles: [ROLES.merchantOperator] },
   { path: /^\/admin\/finance(\/.*)?$/, method: "GET", roles: [ROLES.finance, ROLES.sysadmin] },
   { path: /^\/admin\/finance\/.*$/, method: "POST", roles: [ROLES.finance] },
 ];
