@@ -9,7 +9,8 @@ import { cardWorld, makeStaff } from "../testkit/mod.ts";
 import { listAudit, ROLES } from "../staff/mod.ts";
 import { createMerchant } from "../merchant/mod.ts";
 import { creditTopUp, payFromCard } from "../wallet/mod.ts";
-import { listCardTypes, listMealPeriods } from "./mod.ts";
+import { listCardTypes, listMealPeriods, saveMealPeriod } from "./mod.ts";
+import { CardError } from "./errors.ts";
 
 type World = Awaited<ReturnType<typeof cardWorld>>;
 
@@ -340,4 +341,35 @@ Deno.test("the card office moves a card to another 卡类别 on its page, audite
     ],
     [await typeIdOf(w, "学生"), temp],
   );
+});
+
+Deno.test("two administrators adding overlapping 餐次 at once: one is saved, the other refused with the overlap", async () => {
+  await using w = await cardWorld();
+  const canteen = await createMerchant(w.db, { code: "C-1", name: "一食堂", category: "canteen" });
+  const { id: staffId } = await makeStaff(w, "sys", [ROLES.sysadmin]);
+  const period = (name: string, starts: string, ends: string) =>
+    saveMealPeriod(w.db, { staffId }, canteen.id, null, {
+      name,
+      starts,
+      ends,
+      maxCount: null,
+      maxAmount: null,
+      prices: {},
+    });
+  for (let round = 0; round < 5; round++) {
+    const hour = String(6 + round * 3).padStart(2, "0");
+    const results = await Promise.allSettled([
+      period(`甲${round}`, `${hour}:00`, `${hour}:40`),
+      period(`乙${round}`, `${hour}:30`, `${hour}:50`),
+    ]);
+    const refused = results.filter((r) => r.status === "rejected");
+    assert.equal(refused.length, 1, `round ${round}`);
+    assert.ok(
+      (refused[0] as PromiseRejectedResult).reason instanceof CardError &&
+        /时间重叠/.test((refused[0] as PromiseRejectedResult).reason.userMessage),
+    );
+  }
+  const periods = await listMealPeriods(w.db, canteen.id);
+  assert.equal(periods.length, 5);
+  for (let i = 1; i < periods.length; i++) assert.ok(periods[i - 1].ends <= periods[i].starts);
 });
