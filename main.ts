@@ -35,7 +35,7 @@ import {
 } from "./modules/card/mod.ts";
 import { billingAdminRoutes, billingRoutes, startBillingWorker } from "./modules/billing/mod.ts";
 import { loadWechatConfig, startTopupLoop, topupRoutes } from "./modules/topup/mod.ts";
-import { financeRoutes } from "./modules/finance/mod.ts";
+import { financeRoutes, merchantPortalRoutes } from "./modules/finance/mod.ts";
 import { closeoutRoutes, startCloseoutWorker } from "./modules/closeout/mod.ts";
 import { startSubsidyWorker, subsidyRoutes } from "./modules/subsidy/mod.ts";
 import {
@@ -107,6 +107,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.route("/admin/billing", billingAdminRoutes(deps));
   app.route("/", topupRoutes(deps));
   app.route("/admin/finance", financeRoutes(deps));
+  app.route("/admin/my-merchant", merchantPortalRoutes(deps));
   app.route("/security", cardRoutes(deps));
   app.route("/admin/cards", cardAdminRoutes(deps));
   app.route("/admin/cards", cardClosingRoutes(deps));

@@ -200,7 +200,11 @@ async function financeMember(
   await admin.getByRole("checkbox", { name: "财务处" }).check();
   await admin.getByRole("button", { name: "创建" }).click();
   await admin.getByRole("cell", { name: username, exact: true }).waitFor();
-  // A browser of their own: each member's sign-in is their own cookie.
+  return await signInFirstTime(admin, server, username);
+}
+
+/** Signs a new member in on a browser of their own (their own cookie), setting a password. */
+async function signInFirstTime(admin: Page, server: RunningServer, username: string) {
   const own = await admin.context().browser()!.newContext({
     viewport: DESK,
     locale: "zh-CN",
@@ -220,7 +224,7 @@ async function financeMember(
 }
 
 journey(
-  "console: a merchant's statement from preparation to paid, by two finance members",
+  "console: a merchant's statement from preparation to paid, by two finance members, seen by its operator",
   {},
   async ({ page, server, shot }) => {
     await desk(page, server);
@@ -260,6 +264,25 @@ journey(
     // The books still balance, the merchant now owed nothing of last month.
     await maker.goto(server.url("/admin/ledger"));
     await maker.getByText(/账务平衡/).waitFor();
+
+    // The window's operator gets a read-only sign-in on the merchant's page and sees it paid.
+    await page.goto(server.url("/admin/merchants"));
+    await page.getByRole("row", { name: /二食堂风味窗口（外包）/ })
+      .getByRole("link", { name: "编辑 / 终端" }).click();
+    await page.getByLabel("经营者用户名").fill("fengwei");
+    await page.getByLabel("经营者姓名").fill("风味窗口经营者");
+    await page.getByLabel("初始密码").fill("Start12345");
+    await page.getByRole("button", { name: "开设经营者账号" }).click();
+    await page.getByText("已开设经营者账号").waitFor();
+    const operator = await signInFirstTime(page, server, "fengwei");
+    await operator.getByRole("navigation", { name: "管理后台导航" })
+      .getByRole("link", { name: "本商户结算" }).click();
+    const mine = await text(operator, "#portal-statements");
+    assert.match(mine, /¥70\.87[\s\S]*已付款[\s\S]*ABC2026120700017/);
+    assert.equal(await operator.getByRole("link", { name: "商户结算", exact: true }).count(), 0);
+    await assertAccessible(operator, "本商户结算");
+    const denied = await operator.goto(server.url("/admin/finance/settlements"));
+    assert.equal(denied?.status(), 403);
   },
 );
 

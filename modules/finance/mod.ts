@@ -1,5 +1,7 @@
 /** 财务处: refunds, maker-checker adjustments, merchant reports, top-up reconciliation, flags. */
 export { financeRoutes } from "./routes.ts";
+/** 本商户: a merchant operator's read-only page of its merchant (mount at "/admin/my-merchant"). */
+export { merchantPortalRoutes } from "./portal_routes.ts";
 export {
   type Actor,
   decideAdjustment,

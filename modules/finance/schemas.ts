@@ -169,3 +169,11 @@ export const termsSchema = z.object({
     typed: f,
   };
 });
+
+/** 本商户: a page of the statements, or the list as a file. */
+export const portalQuery = z.object({ page: pageField, export: exportField });
+
+/** 本商户 → 打印: the statement's number. */
+export const portalStatementQuery = z.object({
+  id: z.coerce.number().int().positive().max(Number.MAX_SAFE_INTEGER),
+});

@@ -359,15 +359,19 @@ export async function statementLines(db: Db, id: number, paging: Paging) {
   };
 }
 
-/** Statements, newest first, of a merchant and a state; `paging` of them and how many. */
+/**
+ * Statements, newest first, of a merchant and a state (or any of `states`); `paging` of them and
+ * how many.
+ */
 export async function listStatements(
   db: Db,
-  filter: { merchantId?: number; state?: Statement["state"] },
+  filter: { merchantId?: number; state?: Statement["state"]; states?: Statement["state"][] },
   paging: Paging,
 ) {
   let q = db.selectFrom("settlement_statements");
   if (filter.merchantId) q = q.where("merchant_id", "=", filter.merchantId);
   if (filter.state) q = q.where("state", "=", filter.state);
+  if (filter.states) q = q.where("state", "in", filter.states);
   const total = await q.select((eb) => eb.fn.countAll<string>().as("n")).executeTakeFirstOrThrow();
   const rows = await q.selectAll().orderBy("period_start", "desc").orderBy("id", "desc")
     .limit(paging.perPage).offset(paging.offset).execute();

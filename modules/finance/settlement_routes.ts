@@ -64,9 +64,10 @@ const NOTICES: Record<string, string> = {
   none: "没有可编制的结算单：已结束的周期都已编制，或没有交易",
 };
 
-type Row = Statement & { merchantName: string };
+export type Row = Statement & { merchantName: string };
 
-const LIST_COLUMNS: Column<Row>[] = [
+/** The statements list as a file (finance's and the merchant operator's). */
+export const LIST_COLUMNS: Column<Row>[] = [
   { header: "结算单号", value: (s) => s.id, kind: "int" },
   { header: "商户", value: (s) => s.merchantName },
   { header: "周期开始", value: (s) => s.period_start },
@@ -94,8 +95,31 @@ const LINE_COLUMNS: Column<Line>[] = [
   { header: "金额", value: (l) => l.delta, kind: "yuan" },
 ];
 
+/**
+ * A statement as its page and its printable view read it: with its merchant, terms, and the
+ * names of who prepared, approved and paid it (the merchant's operator prints the same view).
+ */
+export async function statementView(db: Db, s: Statement) {
+  const merchant = await getMerchant(db, s.merchant_id);
+  const terms = (await settlementTerms(db, [s.merchant_id])).get(s.merchant_id) ?? null;
+  const staff = await staffByIds(db, [s.prepared_by, s.decided_by, s.paid_by]);
+  const name = (id: number | null) => (id === null ? "" : staff.get(id)?.name ?? `#${id}`);
+  return {
+    s: shown(s),
+    merchant: merchant ?? { id: s.merchant_id, name: `#${s.merchant_id}` },
+    terms,
+    names: {
+      preparedBy: name(s.prepared_by),
+      decidedBy: name(s.decided_by),
+      paidBy: name(s.paid_by),
+    },
+    stateLabels: STATEMENT_STATES,
+    periodLabels: PERIOD_LABELS,
+  };
+}
+
 /** A statement in the shape the views read (camelCase). */
-function shown(s: Statement) {
+export function shown(s: Statement) {
   return {
     id: s.id,
     period: s.period,
@@ -224,22 +248,7 @@ export function settlementRoutes(deps: { db: Db }): Hono<AppEnv> {
     const id = idParam.safeParse(c.req.param("id"));
     const s = id.success ? await getStatement(db, Number(id.data)) : null;
     if (!s) throw new NotFoundError("settlement statement");
-    const merchant = await getMerchant(db, s.merchant_id);
-    const terms = (await settlementTerms(db, [s.merchant_id])).get(s.merchant_id) ?? null;
-    const staff = await staffByIds(db, [s.prepared_by, s.decided_by, s.paid_by]);
-    const name = (id: number | null) => (id === null ? "" : staff.get(id)?.name ?? `#${id}`);
-    return {
-      s: shown(s),
-      merchant: merchant ?? { id: s.merchant_id, name: `#${s.merchant_id}` },
-      terms,
-      names: {
-        preparedBy: name(s.prepared_by),
-        decidedBy: name(s.decided_by),
-        paidBy: name(s.paid_by),
-      },
-      stateLabels: STATEMENT_STATES,
-      periodLabels: PERIOD_LABELS,
-    };
+    return await statementView(db, s);
   };
 
   const showStatement = async (

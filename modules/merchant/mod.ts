@@ -41,6 +41,13 @@ export {
   type SettlementTerms,
   settlementTerms,
 } from "./settlement_terms.ts";
+/** 商户经营者: an outside operator's read-only sign-in, tied to the merchant it runs. */
+export {
+  addMerchantOperator,
+  merchantOfOperator,
+  type MerchantOperator,
+  merchantOperators,
+} from "./operators.ts";
 /** Reader activity the protocol server provides to the staff pages. */
 export {
   provideTerminalActivity,

@@ -21,7 +21,8 @@ import {
   TERMINAL_KIND_LABELS,
 } from "./terminals.ts";
 import { isOnline, terminalActivity } from "./activity.ts";
-import { merchantSchema, terminalSchema, terminalStatusForm } from "./schemas.ts";
+import { addMerchantOperator, merchantOperators } from "./operators.ts";
+import { merchantSchema, operatorSchema, terminalSchema, terminalStatusForm } from "./schemas.ts";
 
 function idParam(c: Context<AppEnv>): number {
   const id = Number(c.req.param("id"));
@@ -90,6 +91,7 @@ export function merchantRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
     id: number,
     errors: Record<string, string>,
     status = 200,
+    operator: { errors?: Record<string, string>; typed?: Record<string, string> } = {},
   ) => {
     const merchant = await getMerchant(db, id);
     if (!merchant) throw new NotFoundError(`merchant ${id}`);
@@ -97,6 +99,10 @@ export function merchantRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
     return render(c, "merchant/merchant", {
       merchant,
       terminals,
+      operators: await merchantOperators(db, id),
+      operatorErrors: operator.errors ?? {},
+      operatorInput: operator.typed ?? {},
+      added: c.req.query("done") === "operator",
       labels: CATEGORY_LABELS,
       kindLabels: TERMINAL_KIND_LABELS,
       errors,
@@ -123,6 +129,30 @@ export function merchantRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
         () => updateMerchant(db, id, { ...form, actor: actor(c) }),
         (errors) => showMerchant(c, id, errors, 422),
         () => c.redirect(`/admin/merchants/${id}`, 303),
+      );
+    },
+  );
+
+  // 经营者账号: an outside operator's read-only sign-in to this merchant's statements.
+  app.post(
+    "/merchants/:id/operators",
+    admin,
+    zValidator(
+      "form",
+      operatorSchema,
+      formErrorsHook((c, errors, input) =>
+        showMerchant(c, idParam(c), {}, 422, {
+          errors,
+          typed: { username: input.username ?? "", name: input.name ?? "" },
+        })
+      ),
+    ),
+    (c) => {
+      const [id, { typed, ...form }] = [idParam(c), c.req.valid("form")];
+      return runForm(
+        () => addMerchantOperator(db, actor(c), { merchantId: id, ...form }),
+        (errors) => showMerchant(c, id, {}, 422, { errors, typed }),
+        () => c.redirect(`/admin/merchants/${id}?done=operator#operators`, 303),
       );
     },
   );

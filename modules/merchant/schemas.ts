@@ -31,3 +31,10 @@ export const terminalStatusForm = z.object({ status: z.unknown().optional() })
   .transform((f) => ({
     status: f.status === "disabled" ? "disabled" as const : "active" as const,
   }));
+
+/** 开设经营者账号: [用户名], [姓名], [初始密码]; `typed` (no password) is what the form shows again. */
+export const operatorSchema = z.object({
+  username: z.string().trim().min(1, "请输入用户名").max(32, "用户名过长"),
+  name: z.string().trim().min(1, "请输入姓名").max(40, "姓名过长"),
+  password: z.string().min(1, "请输入初始密码").max(72, "密码过长"),
+}).transform((f) => ({ ...f, typed: { username: f.username, name: f.name } }));

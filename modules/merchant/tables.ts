@@ -50,10 +50,18 @@ export interface MerchantSettlementTermsTable {
   updated_at: Generated<Date>;
 }
 
+/** 商户经营者: a staff sign-in tied to the merchant it runs (migration 20261223_0061). */
+export interface MerchantOperatorsTable {
+  staff_id: number;
+  merchant_id: number;
+  created_at: Generated<Date>;
+}
+
 declare module "../platform/database.ts" {
   interface Database {
     merchants: MerchantsTable;
     merchant_settlement_terms: MerchantSettlementTermsTable;
+    merchant_operators: MerchantOperatorsTable;
     terminals: TerminalsTable;
     terminal_errors: TerminalErrorsTable;
   }

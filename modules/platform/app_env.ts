@@ -13,7 +13,7 @@ export interface CurrentStaff {
 }
 
 /** The departments the console's sidebar groups its pages under, in this order. */
-export const ADMIN_NAV_GROUPS = ["一卡通中心", "财务处", "水电", "系统"] as const;
+export const ADMIN_NAV_GROUPS = ["一卡通中心", "财务处", "水电", "系统", "商户"] as const;
 export type AdminNavGroup = typeof ADMIN_NAV_GROUPS[number];
 
 /** An entry of the admin console's navigation; modules register theirs. */

@@ -84,6 +84,7 @@ export const AUDIT_ACTIONS: Record<string, string> = {
   "merchant.created": "新建商户",
   "merchant.updated": "修改商户",
   "merchant.settlement_terms": "设置结算条件",
+  "merchant.operator_added": "开设商户经营者账号",
   "terminal.registered": "登记终端",
   "terminal.key_rotated": "更换终端密钥",
   "terminal.disabled": "停用终端",

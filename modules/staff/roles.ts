@@ -8,6 +8,11 @@ export const ROLES = {
   finance: "finance",
   /** 系统管理员: staff accounts, terminals, merchants, tariffs. */
   sysadmin: "sysadmin",
+  /**
+   * 商户经营者: an outside operator's read-only sign-in to its own merchant's statements and
+   * takings. No department: given only with its merchant, alone (modules/merchant, operators.ts).
+   */
+  merchantOperator: "merchant_operator",
 } as const;
 
 export type Role = typeof ROLES[keyof typeof ROLES];
@@ -17,6 +22,13 @@ export const ROLE_LABELS: Record<Role, string> = {
   info_centre: "图文信息中心",
   finance: "财务处",
   sysadmin: "系统管理员",
+  merchant_operator: "商户经营者",
 };
 
-export const ALL_ROLES = Object.values(ROLES) as Role[];
+/** The school's departments: what a staff account is given on 员工账号 (not 商户经营者). */
+export const ALL_ROLES: Role[] = [
+  ROLES.cardOffice,
+  ROLES.infoCentre,
+  ROLES.finance,
+  ROLES.sysadmin,
+];

@@ -14,7 +14,7 @@ import {
 } from "../security/mod.ts";
 import { writeAudit } from "./audit.ts";
 import type { CurrentStaff } from "../platform/http.ts";
-import { ALL_ROLES, type Role } from "./roles.ts";
+import { ALL_ROLES, type Role, ROLES } from "./roles.ts";
 import "./tables.ts";
 
 /** Wrong old passwords on 修改密码: 5 per staff member in 15 minutes. */
@@ -105,7 +105,10 @@ export async function hasStaff(db: Db): Promise<boolean> {
   return !!(await db.selectFrom("staff").select("id").limit(1).executeTakeFirst());
 }
 
-/** Creates a staff account; the username must be new and the roles known. */
+/**
+ * Creates a staff account; the username must be new and the roles known: departments, or
+ * 商户经营者 alone (whose merchant the caller records with it, in the same transaction).
+ */
 export async function createStaff(
   db: Db,
   input: {
@@ -125,7 +128,8 @@ export async function createStaff(
   }
   const problem = loginPasswordProblem(input.password);
   if (problem) throw new DomainError("Weak staff password", problem, "password");
-  if (input.roles.length === 0 || input.roles.some((r) => !ALL_ROLES.includes(r))) {
+  const operator = input.roles.length === 1 && input.roles[0] === ROLES.merchantOperator;
+  if (!operator && (input.roles.length === 0 || input.roles.some((r) => !ALL_ROLES.includes(r)))) {
     throw new DomainError("Bad staff roles", "请至少选择一个有效角色", "roles");
   }
   const exists = await db.selectFrom("staff").select("id").where("username", "=", input.username)
@@ -151,6 +155,10 @@ export async function addStaffMember(
   input: { username: string; name: string; password: string; roles?: string | string[] },
 ): Promise<number> {
   const roles = [input.roles ?? []].flat() as Role[];
+  // 商户经营者 is given on its merchant's page, with the merchant; never here.
+  if (roles.some((r) => !ALL_ROLES.includes(r))) {
+    throw new DomainError("Bad staff roles", "请至少选择一个有效角色", "roles");
+  }
   return await db.transaction().execute(async (trx) => {
     const id = await createStaff(trx, { ...input, roles, mustChangePassword: true });
     await writeAudit(trx, {
