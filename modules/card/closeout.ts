@@ -11,10 +11,15 @@ import { parseStudentNumber } from "./rules.ts";
 import type { CardKind, CardStatus } from "./tables.ts";
 import "./tables.ts";
 
-/** Which cards a batch takes: one school's, optionally of one type, a 学号 prefix, a list. */
+/**
+ * Which cards a batch takes: one school's, optionally of one kind (学生/教职工), one 卡类别, a 学号
+ * prefix, a list.
+ */
 export interface CloseoutCriteria {
   schoolId: number;
   kind?: CardKind;
+  /** Of this 卡类别 (card_types) only. */
+  cardTypeId?: number;
   /** 学号 starting with this (a class year: "2022"). */
   prefix?: string;
   /** Exactly these 学号 (a list from the 教务系统). */
@@ -46,6 +51,7 @@ export async function cardsForCloseout(
     .select(["id", "student_number", "name", "kind", "status", "account_id"])
     .where("school_id", "=", criteria.schoolId).where("status", "<>", "cancelled");
   if (criteria.kind) q = q.where("kind", "=", criteria.kind);
+  if (criteria.cardTypeId) q = q.where("card_type_id", "=", criteria.cardTypeId);
   if (criteria.prefix) {
     q = q.where(sql<boolean>`starts_with(student_number, ${criteria.prefix.toUpperCase()})`);
   }

@@ -4,6 +4,7 @@ import { ROLES } from "../staff/mod.ts";
 import { buildGateways, runTopupTick } from "../topup/mod.ts";
 import { getBalance, holdFunds, releaseHold, verifyLedger } from "../wallet/mod.ts";
 import { createMerchant } from "../merchant/mod.ts";
+import { saveCardType } from "../card/mod.ts";
 import { makeStaff, makeStudent, setupApp, type TestWorld } from "../testkit/mod.ts";
 import { confirmBatch, createBatch, runCloseoutRound } from "./mod.ts";
 
@@ -92,6 +93,53 @@ Deno.test("a 学号 list with a line that is not a 学号 comes back with that l
   assert.match(page, /名单中有 1 个学号没有找到未注销的一卡通账户：9999999999/);
   // Nothing about the card changed.
   assert.equal((await getBalance(w.db, s.cardAccountId)).balance, 10_00);
+});
+
+Deno.test("a batch by 卡类别 takes the open cards of that type only; an unknown type or no narrowing at all comes back with its message", async () => {
+  await using w = await setupApp();
+  const clerk = await makeStaff(w, "co1", [ROLES.cardOffice]);
+  const [a, b, c] = [await holder(w, {}), await holder(w, {}), await holder(w, {})];
+  const school = await schoolOf(w, a.cardAccountId);
+  assert.equal(await schoolOf(w, c.cardAccountId), school);
+  const graduate = await saveCardType(w.db, { staffId: clerk.id }, null, {
+    name: "研究生",
+    kind: "student",
+    payLimit: 500_00,
+    dailyLimit: 1000_00,
+    subsidies: true,
+    prices: {},
+  });
+  await w.db.updateTable("card_accounts").set({ card_type_id: graduate })
+    .where("id", "in", [a.cardAccountId, c.cardAccountId]).execute();
+  const fields = {
+    name: "2026届研究生",
+    school_id: String(school),
+    kind: "student",
+    close_on: today(),
+    refund_rule: "origin_first",
+    payout_method: "bank",
+    threshold: "0",
+  };
+  const nothing = await upload(clerk.client, fields, "");
+  assert.equal(nothing.status, 422);
+  assert.match(await nothing.text(), /请填写学号前缀、选择卡类别或上传学号名单/);
+  const unknown = await upload(clerk.client, { ...fields, card_type: "999999" }, "");
+  assert.equal(unknown.status, 422);
+  assert.match(await unknown.text(), /请选择有效的卡类别/);
+  assert.equal((await w.db.selectFrom("closeout_batches").selectAll().execute()).length, 0);
+
+  const ok = await upload(clerk.client, { ...fields, card_type: String(graduate) }, "");
+  assert.equal(ok.status, 303);
+  const page = await clerk.client.page(ok.headers.get("location")!);
+  assert.match(page, /学生，卡类别 研究生/);
+  assert.match(page, /卡数<\/dt><dd>2<\/dd>/);
+  const taken = await w.db.selectFrom("closeout_cards").select("card_account_id")
+    .orderBy("card_account_id").execute();
+  assert.deepEqual(
+    taken.map((r) => r.card_account_id),
+    [a.cardAccountId, c.cardAccountId].sort((x, y) => x - y),
+  );
+  assert.notEqual(b.cardAccountId, a.cardAccountId);
 });
 
 Deno.test("closing a batch refunds WeChat top-ups first, pays the rest out, keeps a small balance, and moves money once", async () => {

@@ -23,6 +23,7 @@ import { render } from "../platform/views.ts";
 import { clientIp } from "../security/mod.ts";
 import { registerAdminNav, requireRole, ROLES, staffByIds } from "../staff/mod.ts";
 import { listSchools } from "../account/mod.ts";
+import { listCardTypes } from "../card/mod.ts";
 import { buildGateways } from "../topup/mod.ts";
 import { batchQuery, batchSchema, MAX_LIST_BYTES } from "./schemas.ts";
 import {
@@ -113,6 +114,7 @@ export function closeoutRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
       errors,
       input,
       schools: await listSchools(db),
+      cardTypes: await listCardTypes(db),
       today: chinaDay(),
       maxMb: MAX_LIST_BYTES >> 20,
     }, { ...ADMIN, status, title: "新建离校批次" });

@@ -12,6 +12,7 @@ export const batchSchema = z.object({
   name: z.string().trim().min(1, "请填写批次名称").max(60, "批次名称不超过60字"),
   school_id: z.string().regex(/^\d{1,15}$/, "请选择学校"),
   kind: z.enum(["", "student", "staff"], { error: "请选择类型" }).default(""),
+  card_type: z.string().regex(/^\d{0,15}$/, "请选择卡类别").default(""),
   prefix: z.string().trim().max(20, "学号前缀不超过20个字符")
     .regex(/^[0-9A-Za-z]*$/, "学号前缀只能包含字母和数字").default(""),
   file: z.unknown().optional(),
@@ -41,8 +42,12 @@ export const batchSchema = z.object({
     }
     list = new Uint8Array(await f.file.arrayBuffer());
   }
-  if (!f.prefix && !list) {
-    ctx.addIssue({ code: "custom", path: ["prefix"], message: "请填写学号前缀或上传学号名单" });
+  if (!f.prefix && !list && !f.card_type) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["prefix"],
+      message: "请填写学号前缀、选择卡类别或上传学号名单",
+    });
     return z.NEVER;
   }
   const { file: _file, ...typed } = f;
@@ -50,6 +55,7 @@ export const batchSchema = z.object({
     name: f.name,
     schoolId: Number(f.school_id),
     kind: f.kind || undefined,
+    cardTypeId: f.card_type ? Number(f.card_type) : undefined,
     prefix: f.prefix.toUpperCase() || undefined,
     list,
     closeOn: f.close_on,

@@ -14,7 +14,7 @@ import type { Paging } from "../platform/listing.ts";
 import { readTable } from "../platform/sheets.ts";
 import { wakeJobWorkers } from "../platform/jobs.ts";
 import { writeAudit } from "../staff/mod.ts";
-import { cardsForCloseout, MAX_CLOSEOUT_CARDS, noticeCloseout } from "../card/mod.ts";
+import { cardsForCloseout, findCardType, MAX_CLOSEOUT_CARDS, noticeCloseout } from "../card/mod.ts";
 import { closingMoney } from "../wallet/mod.ts";
 import { type Gateways, refundableByCard } from "../topup/mod.ts";
 import { CLOSEOUT_QUEUE } from "./queue.ts";
@@ -80,6 +80,7 @@ export async function createBatch(
     name: string;
     schoolId: number;
     kind?: "student" | "staff";
+    cardTypeId?: number;
     prefix?: string;
     list: Uint8Array | null;
     closeOn: string;
@@ -92,10 +93,15 @@ export async function createBatch(
   if (input.closeOn < chinaDay(input.now ?? new Date())) {
     throw new CloseoutError("Close-out day past", "离校日期不能早于今天", "close_on");
   }
+  const cardType = input.cardTypeId ? await findCardType(db, input.cardTypeId) : null;
+  if (input.cardTypeId && !cardType) {
+    throw new CloseoutError("Unknown card type", "请选择有效的卡类别", "card_type");
+  }
   const listed = input.list ? await studentNumbersOf(input.list) : undefined;
   const { cards, missing } = await cardsForCloseout(db, {
     schoolId: input.schoolId,
     kind: input.kind,
+    cardTypeId: cardType?.id,
     prefix: input.prefix,
     studentNumbers: listed,
   });
@@ -123,6 +129,7 @@ export async function createBatch(
     }
     const criteria = {
       kind: input.kind ?? null,
+      cardType: cardType ? { id: cardType.id, name: cardType.name } : null,
       prefix: input.prefix ?? null,
       listed: listed?.length ?? null,
       missing: missing.slice(0, 500),
