@@ -35,7 +35,11 @@ import {
 } from "./modules/card/mod.ts";
 import { billingAdminRoutes, billingRoutes, startBillingWorker } from "./modules/billing/mod.ts";
 import { loadWechatConfig, startTopupLoop, topupRoutes } from "./modules/topup/mod.ts";
-import { financeRoutes, merchantPortalRoutes } from "./modules/finance/mod.ts";
+import {
+  financeRoutes,
+  merchantPortalRoutes,
+  settlementLedgerCheck,
+} from "./modules/finance/mod.ts";
 import { closeoutRoutes, startCloseoutWorker } from "./modules/closeout/mod.ts";
 import { startSubsidyWorker, subsidyRoutes } from "./modules/subsidy/mod.ts";
 import {
@@ -118,7 +122,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   // 交易记录 shows 电费/冷水 purchases with their room and delivery state.
   registerTransferLabeler(describeUtilityTransfers);
   app.route("/", walletRoutes(deps));
-  app.route("/admin/ledger", ledgerAdminRoutes(deps));
+  app.route("/admin/ledger", ledgerAdminRoutes({ ...deps, checks: [settlementLedgerCheck] }));
   app.route("/", notifyRoutes(deps));
   app.route("/admin", notifyAdminRoutes(deps));
   return app;

@@ -35,6 +35,7 @@ export {
   payStatement,
   periodOf,
   prepareStatements,
+  settlementLedgerCheck,
   settlementOverview,
   STATEMENT_STATES,
   verifySettlements,

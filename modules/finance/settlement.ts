@@ -28,6 +28,7 @@ import {
   settlementTerms,
 } from "../merchant/mod.ts";
 import {
+  type LedgerCheck,
   merchantBalances,
   merchantMovements,
   payMerchantStatement,
@@ -419,3 +420,9 @@ export async function verifySettlements(db: Db): Promise<string[]> {
   }
   return problems;
 }
+
+/** 商户结算's rule of the books, for the ledger verifier (账务核验, `deno task verify-ledger`). */
+export const settlementLedgerCheck: LedgerCheck = {
+  name: "商户结算",
+  problems: verifySettlements,
+};

@@ -4,7 +4,14 @@ import { createMerchant, setSettlementTerms } from "../merchant/mod.ts";
 import { merchantBalances, payFromCard, refundTransfer, verifyLedger } from "../wallet/mod.ts";
 import { ROLES } from "../staff/mod.ts";
 import { makeStaff, makeStudent, setupApp, type TestWorld } from "../testkit/mod.ts";
-import { feeOf, payStatement, periodOf, prepareStatements, verifySettlements } from "./mod.ts";
+import {
+  feeOf,
+  payStatement,
+  periodOf,
+  prepareStatements,
+  settlementLedgerCheck,
+  verifySettlements,
+} from "./mod.ts";
 
 const DAY = 86_400_000;
 
@@ -206,12 +213,21 @@ Deno.test("maker-checker: the preparer cannot approve; a second member approves;
     await maker.client.page("/admin/finance/settlements"),
     /结算核对：已付款的结算单与账上付款一致/,
   );
+  assert.match(await maker.client.page("/admin/ledger"), /账务平衡[\s\S]*商户结算核对一致/);
   await w.db.updateTable("settlement_statements").set({ payable: 95_50, fee: 4_50 })
     .where("id", "=", s.id).execute();
   assert.deepEqual(await verifySettlements(w.db), [
     `结算单 #${s.id}：应付 ¥95.50、管理费 ¥4.50，账上付款 ¥96.50、管理费 ¥3.50`,
   ]);
   assert.match(await maker.client.page("/admin/finance/settlements"), /结算核对发现问题/);
+  // The ledger verifier (账务核验, deno task verify-ledger) reports it too.
+  assert.equal((await verifyLedger(w.db)).ok, true, "the wallet's own rules still hold");
+  const books = await verifyLedger(w.db, [settlementLedgerCheck]);
+  assert.deepEqual(books.problems, [
+    `商户结算: 结算单 #${s.id}：应付 ¥95.50、管理费 ¥4.50，账上付款 ¥96.50、管理费 ¥3.50`,
+  ]);
+  const ledgerPage = await maker.client.page("/admin/ledger");
+  assert.match(ledgerPage, /发现 1 个问题[\s\S]*商户结算: 结算单 #\d+：应付 ¥95\.50/);
 });
 
 Deno.test("approved is frozen: a refund made after it lands in the next period's statement", async () => {

@@ -150,7 +150,7 @@ Deno.test("verify-ledger, migrate and create-admin refuse a data directory a ser
     const env = { DATA_DIR: dir, DATABASE_URL: "" };
     for (
       const args of [
-        ["modules/wallet/verify_cli.ts"],
+        ["modules/finance/verify_cli.ts"],
         ["modules/platform/migrate_cli.ts"],
         ["modules/staff/create_admin_cli.ts", "ops", "运维", "Ops-Pass-2026"],
       ]

@@ -181,7 +181,7 @@ export {
 } from "./settlement.ts";
 
 /** The ledger verifier: each rule of the books that a corrupted row can break (verify.ts). */
-export { type LedgerReport, verifyLedger } from "./verify.ts";
+export { type LedgerCheck, type LedgerReport, verifyLedger } from "./verify.ts";
 
 /** 余额, 交易记录, 付款码, 付款码设置 (mount at "/") and the staff 账务核验 page (mount at "/admin/ledger"). */
 export { ledgerAdminRoutes, walletRoutes } from "./routes.ts";

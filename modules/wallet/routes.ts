@@ -39,7 +39,7 @@ import { historyPage } from "./history_page.ts";
 import { spendingStats } from "./stats.ts";
 import { barChartSvg } from "./chart.ts";
 import { PaymentCodeFrozenError } from "./errors.ts";
-import { verifyLedger } from "./verify.ts";
+import { type LedgerCheck, verifyLedger } from "./verify.ts";
 import { readWalletSummary, walletSummarySql } from "./summary.ts";
 import { balanceOf } from "./_rules.ts";
 import { labelRows } from "./labels.ts";
@@ -320,9 +320,12 @@ function settingsInput(
   };
 }
 
-/** The ledger verifier page for 财务处 and system administrators (mounted at "/admin/ledger"). */
-export function ledgerAdminRoutes(deps: { db: Db }): Hono<AppEnv> {
-  const { db } = deps;
+/**
+ * The ledger verifier page for 财务处 and system administrators (mounted at "/admin/ledger"), with
+ * the checks of the books other modules own (`checks`, composed in main.ts).
+ */
+export function ledgerAdminRoutes(deps: { db: Db; checks?: LedgerCheck[] }): Hono<AppEnv> {
+  const { db, checks = [] } = deps;
   const app = new Hono<AppEnv>();
   registerAdminNav({
     href: "/admin/ledger",
@@ -333,9 +336,13 @@ export function ledgerAdminRoutes(deps: { db: Db }): Hono<AppEnv> {
   });
   app.get("/", requireRole(ROLES.finance, ROLES.sysadmin), async (c) => {
     const started = performance.now();
-    const [report, negatives] = await Promise.all([verifyLedger(db), listNegativeBalances(db)]);
+    const [report, negatives] = await Promise.all([
+      verifyLedger(db, checks),
+      listNegativeBalances(db),
+    ]);
     const ms = Math.round(performance.now() - started);
-    return render(c, "wallet/admin_ledger", { report, negatives, ms }, {
+    const names = checks.map((k) => k.name);
+    return render(c, "wallet/admin_ledger", { report, negatives, ms, checks: names }, {
       layout: "admin/layout",
       title: "账务核验",
     });

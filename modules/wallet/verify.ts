@@ -306,16 +306,29 @@ const CHECKS: Check[] = [
 ];
 
 /**
- * Proves the ledger against the rules above (each listed with the rows that break it) and sums
- * what the books hold: card balances, held, overdrafts, money in through gateways, out in cash.
+ * A rule of the books whose records another module owns (商户结算's statements against the payouts
+ * booked for them): what breaks it, one line each. The composing code hands these in.
  */
-export async function verifyLedger(db: Db): Promise<LedgerReport> {
+export interface LedgerCheck {
+  name: string;
+  problems(db: Db): Promise<string[]>;
+}
+
+/**
+ * Proves the ledger against the rules above and the `more` checks handed in (each listed with the
+ * rows that break it) and sums what the books hold: card balances, held, overdrafts, money in
+ * through gateways, out in cash.
+ */
+export async function verifyLedger(db: Db, more: LedgerCheck[] = []): Promise<LedgerReport> {
   const problems: string[] = [];
   for (const check of CHECKS) {
     const { rows } = await check.query.execute(db);
     for (const row of rows as Record<string, unknown>[]) {
       problems.push(`${check.name}: ${check.say(row)}`);
     }
+  }
+  for (const check of more) {
+    for (const p of await check.problems(db)) problems.push(`${check.name}: ${p}`);
   }
   const sums = await sql<
     {

@@ -1,14 +1,17 @@
 /**
  * `deno task verify-ledger [--from BACKUP.tar.gz]`: checks the books of the configured database
- * (or of a copy made by `deno task backup`, opened in memory); exit code 1 on a problem. On the
- * embedded database it refuses while a server holds DATA_DIR: back up, then verify the copy.
+ * (or of a copy made by `deno task backup`, opened in memory): the wallet's rules and 商户结算's
+ * statements against their payouts (so it lives here, where both are in reach); exit code 1 on a
+ * problem. On the embedded database it refuses while a server holds DATA_DIR: back up, then
+ * verify the copy.
  */
 import { loadConfig } from "../platform/config.ts";
 import { openDatabase } from "../platform/database.ts";
 import { migrateToLatest } from "../platform/migrate.ts";
 import { formatFen } from "../platform/money.ts";
 import { DataDirBusyError } from "../platform/data_dir.ts";
-import { verifyLedger } from "./verify.ts";
+import { verifyLedger } from "../wallet/mod.ts";
+import { settlementLedgerCheck } from "./settlement.ts";
 
 const from = Deno.args[0] === "--from" ? Deno.args[1] : null;
 let handle;
@@ -29,7 +32,7 @@ try {
 }
 try {
   if (!from) await migrateToLatest(handle.db);
-  const report = await verifyLedger(handle.db);
+  const report = await verifyLedger(handle.db, [settlementLedgerCheck]);
   const t = report.totals;
   console.log(`accounts ${t.accounts}, transfers ${t.transfers}`);
   console.log(`moved ${formatFen(t.moved)} between accounts`);
