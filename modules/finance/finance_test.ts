@@ -143,6 +143,53 @@ Deno.test("the refund form refuses bad amounts, reasons, tokens and transfer ids
   await assertLedger(ctx);
 });
 
+Deno.test("调账 pages past its first screen with its count, filters by state and exports; 概览 counts every pending one", async () => {
+  await using ctx = await setupApp();
+  const s = await makeStudent(ctx);
+  const maker = await makeStaff(ctx, "maker", [ROLES.finance]);
+  const checker = await makeStaff(ctx, "checker", [ROLES.finance]);
+  const rows = Array.from({ length: 265 }, (_, i) => ({
+    card_account_id: s.cardAccountId,
+    amount: 100 + i,
+    reason: `补录 ${i + 1}`,
+    proposed_by: maker.id,
+    ...(i < 5
+      ? { state: "rejected" as const, decided_by: checker.id, decided_at: new Date() }
+      : {}),
+  }));
+  await ctx.db.insertInto("finance_adjustments").values(rows).execute();
+
+  const home = await checker.client.page("/admin/finance");
+  assert.match(
+    home,
+    /待审批调账<\/dt><dd><a href="\/admin\/finance\/adjustments\?state=proposed">260 笔/,
+  );
+  const first = await checker.client.page("/admin/finance/adjustments");
+  assert.match(first, /共 <strong>265<\/strong> 条，第 1–50 条/);
+  assert.match(first, /补录 265/);
+  const last = await checker.client.page("/admin/finance/adjustments?page=6");
+  assert.match(last, /第 251–265 条/);
+  assert.match(last, /补录 1</);
+  const rejected = await checker.client.page("/admin/finance/adjustments?state=rejected");
+  assert.match(rejected, /共 <strong>5<\/strong> 条/);
+  assert.doesNotMatch(rejected, /补录 6</);
+  const none = await checker.client.page("/admin/finance/adjustments?state=approved");
+  assert.match(none, /没有符合条件的调账/);
+
+  const file = await checker.client.get("/admin/finance/adjustments?state=rejected&export=xlsx");
+  const sheet = await readXlsx(new Uint8Array(await file.arrayBuffer()));
+  assert.deepEqual(sheet[0].cells.slice(0, 4), ["编号", "学号", "姓名", "金额(元)"]);
+  assert.equal(sheet.length, 6);
+  assert.deepEqual(sheet.slice(1).map((r) => r.cells[7]), Array(5).fill("已驳回"));
+  assert.deepEqual(sheet.slice(1).map((r) => r.cells[4]).sort(), [
+    "补录 1",
+    "补录 2",
+    "补录 3",
+    "补录 4",
+    "补录 5",
+  ]);
+});
+
 Deno.test("an adjustment needs a second finance staff member: self-approval is refused", async () => {
   await using ctx = await setupApp();
   const s = await makeStudent(ctx);

@@ -5,6 +5,7 @@
  * reader or a second finance member tries again) or rejects it; both are audited.
  */
 import type { Db } from "../platform/database.ts";
+import type { Column, Paging } from "../platform/listing.ts";
 import { NotFoundError } from "../platform/errors.ts";
 import { staffByIds, writeAudit } from "../staff/mod.ts";
 import { cardHoldersByIds, findCardAccount } from "../card/mod.ts";
@@ -69,9 +70,21 @@ export async function fileOfflineReview(db: Db, item: OfflineReviewItem): Promis
   }).onConflict((oc) => oc.column("reference").doNothing()).execute();
 }
 
-/** Records to review (pending first, then the latest decided ones), with the cardholder. */
-export async function listOfflineReviews(db: Db, limit = 200) {
-  const rows = await db.selectFrom("finance_offline_reviews as r")
+/**
+ * Records to review of a state (or all: pending first, then the latest decided ones), with the
+ * cardholder: a page of them (the last when past the end) and how many there are.
+ */
+export async function listOfflineReviews(
+  db: Db,
+  filter: { state?: "pending" | "accepted" | "rejected" },
+  page: (total: number) => Paging,
+) {
+  let q = db.selectFrom("finance_offline_reviews as r");
+  if (filter.state) q = q.where("r.state", "=", filter.state);
+  const count = await q.select((eb) => eb.fn.countAll<string>().as("n")).executeTakeFirstOrThrow();
+  const total = Number(count.n);
+  const p = page(total);
+  const rows = await q
     .select([
       "r.id",
       "r.terminal_id",
@@ -91,20 +104,51 @@ export async function listOfflineReviews(db: Db, limit = 200) {
       "r.decided_by",
     ])
     .orderBy((eb) => eb.case().when("r.state", "=", "pending").then(0).else(1).end())
-    .orderBy("r.id", "desc").limit(limit).execute();
+    .orderBy("r.id", "desc").limit(p.perPage).offset(p.offset).execute();
   const holders = await cardHoldersByIds(db, rows.map((r) => r.card_account_id));
   const staff = await staffByIds(db, rows.map((r) => r.decided_by));
-  return rows.map((r) => {
-    const holder = r.card_account_id === null ? undefined : holders.get(r.card_account_id);
-    return {
-      ...r,
-      student_number: holder?.studentNumber ?? null,
-      holder: holder?.name ?? null,
-      decided_by_name: r.decided_by === null ? null : staff.get(r.decided_by)?.name ?? null,
-      reasonText: OFFLINE_REVIEW_REASONS[r.reason as OfflineReviewReason] ?? r.reason,
-    };
-  });
+  return {
+    total,
+    page: p,
+    rows: rows.map((r) => {
+      const holder = r.card_account_id === null ? undefined : holders.get(r.card_account_id);
+      return {
+        ...r,
+        student_number: holder?.studentNumber ?? null,
+        holder: holder?.name ?? null,
+        decided_by_name: r.decided_by === null ? null : staff.get(r.decided_by)?.name ?? null,
+        reasonText: OFFLINE_REVIEW_REASONS[r.reason as OfflineReviewReason] ?? r.reason,
+      };
+    }),
+  };
 }
+
+type ReviewRow = Awaited<ReturnType<typeof listOfflineReviews>>["rows"][number];
+
+export const OFFLINE_REVIEW_STATES = {
+  pending: "待复核",
+  accepted: "已确认扣款",
+  rejected: "已驳回",
+};
+
+/** The columns of 脱机复核 as a file. */
+export const OFFLINE_REVIEW_COLUMNS: Column<ReviewRow>[] = [
+  { header: "上传时间", value: (r) => r.created_at, kind: "time" },
+  { header: "终端号", value: (r) => r.terminal_id, kind: "int" },
+  { header: "终端", value: (r) => r.terminal_name },
+  { header: "商户", value: (r) => r.merchant_name },
+  { header: "脱机流水", value: (r) => r.offline_sequence, kind: "int" },
+  { header: "芯片卡号", value: (r) => r.chip },
+  { header: "学号", value: (r) => r.student_number ?? "" },
+  { header: "姓名", value: (r) => r.holder ?? "" },
+  { header: "金额(元)", value: (r) => r.amount, kind: "yuan" },
+  { header: "交易时间", value: (r) => r.occurred_at, kind: "time" },
+  { header: "未扣款原因", value: (r) => r.reasonText },
+  { header: "状态", value: (r) => OFFLINE_REVIEW_STATES[r.state] },
+  { header: "处理人", value: (r) => r.decided_by_name ?? "" },
+  { header: "处理时间", value: (r) => r.decided_at, kind: "time" },
+  { header: "处理说明", value: (r) => r.note ?? "" },
+];
 
 function noteOf(raw: string): string {
   const note = raw.trim();

@@ -183,3 +183,38 @@ Deno.test("two finance members accepting the same record at once charge it once"
     assert.equal(transfers.length, 1);
     assert.equal(await audits(ctx, "finance.offline_accepted"), 1);
   }));
+
+Deno.test("脱机复核 pages past its first screen with its count, filters by state and exports", async () => {
+  await withApp(async (ctx) => {
+    const { student, merchant, terminal } = await refusedRecord(ctx);
+    for (let seq = 100; seq < 160; seq++) {
+      await fileOfflineReview(ctx.db, {
+        reference: `T${terminal.id}:O${seq}`,
+        terminalId: terminal.id,
+        terminalName: terminal.name,
+        merchantId: merchant.id,
+        merchantName: merchant.name,
+        offlineSequence: seq,
+        chip: "A1B2C3D4",
+        cardAccountId: student.cardAccountId,
+        amount: 1500,
+        occurredAt: new Date(Date.now() - 3_600_000),
+        reason: "over_payment_limit",
+      });
+    }
+    const finance = await makeStaff(ctx, "fin1", [ROLES.finance]);
+    const first = await finance.client.page("/admin/finance/offline");
+    assert.match(first, /共 <strong>61<\/strong> 条，第 1–50 条/);
+    const second = await finance.client.page("/admin/finance/offline?page=2");
+    assert.match(second, /第 51–61 条/);
+    assert.match(second, /脱机流水 7</);
+    const rejected = await finance.client.page("/admin/finance/offline?state=rejected");
+    assert.match(rejected, /共 <strong>0<\/strong> 条/);
+    assert.match(rejected, /没有符合条件的脱机记录/);
+    const file = await finance.client.get("/admin/finance/offline?state=pending&export=csv");
+    const lines = (await file.text()).replace(/^\uFEFF/, "").trim().split("\r\n");
+    assert.equal(lines.length, 62);
+    assert.match(lines[0], /^上传时间,终端号,终端,商户,脱机流水,芯片卡号,学号,姓名,金额\(元\)/);
+    assert.match(lines[1], /超市2号收银,学生超市,159,A1B2C3D4,.*,15\.00,.*待复核/);
+  });
+});

@@ -27,6 +27,9 @@ import {
 } from "../topup/mod.ts";
 import {
   type Actor,
+  ADJUSTMENT_COLUMNS,
+  ADJUSTMENT_STATES,
+  countPendingAdjustments,
   decideAdjustment,
   findCardsByStudentNumber,
   findTransfer,
@@ -45,13 +48,21 @@ import {
   trendChart,
 } from "./reports.ts";
 import { getReconciliation, listReconciliations, reconcileStatement } from "./reconciliations.ts";
-import { acceptOfflineReview, listOfflineReviews, rejectOfflineReview } from "./offline.ts";
+import {
+  acceptOfflineReview,
+  listOfflineReviews,
+  OFFLINE_REVIEW_COLUMNS,
+  OFFLINE_REVIEW_STATES,
+  rejectOfflineReview,
+} from "./offline.ts";
 import { settlementRoutes } from "./settlement_routes.ts";
 import {
+  adjustmentsQuery,
   adjustSchema,
   DATE_RE,
   decideSchema,
   idParam,
+  offlineReviewsQuery,
   ordersQuery,
   reconcileSchema,
   refundSchema,
@@ -104,7 +115,7 @@ export function financeRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
       flaggedNotifies: notifies.length,
       flaggedOrders: orders.length,
       negative,
-      pending: (await listAdjustments(db, 200)).filter((a) => a.state === "proposed").length,
+      pending: await countPendingAdjustments(db),
     }, { ...ADMIN, title: "财务处" });
   });
 
@@ -174,14 +185,26 @@ export function financeRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
     errors: Record<string, string>,
     input: Record<string, string>,
     status = 200,
-  ) =>
-    render(c, "finance/adjustments", {
-      list: await listAdjustments(db),
+  ) => {
+    const q = adjustmentsQuery.parse(c.req.query());
+    const shown = { state: q.state };
+    if (q.export) {
+      const { rows } = await listAdjustments(db, shown, () => ALL_ROWS);
+      return exportTable(c, { name: "调账", columns: ADJUSTMENT_COLUMNS }, rows, q.export);
+    }
+    const { rows, total, page } = await listAdjustments(db, shown, (t) => paging(q.page, t));
+    return render(c, "finance/adjustments", {
+      list: rows,
+      q: shown,
+      stateLabels: ADJUSTMENT_STATES,
+      pager: pager("/admin/finance/adjustments", shown, total, page),
+      exports: exportLinks("/admin/finance/adjustments", shown),
       errors,
       input,
       me: c.get("staff")!.id,
       canEdit: c.get("staff")!.roles.includes(ROLES.finance),
     }, { ...ADMIN, status, title: "调账" });
+  };
 
   app.get("/adjustments", requireRole(...VIEW), (c) => showAdjustments(c, {}, {}));
 
@@ -382,12 +405,24 @@ export function financeRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
   );
 
   // 脱机复核
-  const showOffline = async (c: Context<AppEnv>, errors: Record<string, string>, status = 200) =>
-    render(c, "finance/offline", {
-      records: await listOfflineReviews(db),
+  const showOffline = async (c: Context<AppEnv>, errors: Record<string, string>, status = 200) => {
+    const q = offlineReviewsQuery.parse(c.req.query());
+    const shown = { state: q.state };
+    if (q.export) {
+      const { rows } = await listOfflineReviews(db, shown, () => ALL_ROWS);
+      return exportTable(c, { name: "脱机复核", columns: OFFLINE_REVIEW_COLUMNS }, rows, q.export);
+    }
+    const { rows, total, page } = await listOfflineReviews(db, shown, (t) => paging(q.page, t));
+    return render(c, "finance/offline", {
+      records: rows,
+      q: shown,
+      stateLabels: OFFLINE_REVIEW_STATES,
+      pager: pager("/admin/finance/offline", shown, total, page),
+      exports: exportLinks("/admin/finance/offline", shown),
       errors,
       canEdit: c.get("staff")!.roles.includes(ROLES.finance),
     }, { ...ADMIN, status, title: "脱机复核" });
+  };
 
   app.get("/offline", requireRole(...VIEW), (c) => showOffline(c, {}));
 

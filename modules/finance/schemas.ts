@@ -170,6 +170,20 @@ export const termsSchema = z.object({
   };
 });
 
+/** 调账's list: a state, a page, or the list as a file. */
+export const adjustmentsQuery = z.object({
+  state: z.enum(["proposed", "approved", "rejected"]).optional().catch(undefined),
+  page: pageField,
+  export: exportField,
+});
+
+/** 脱机复核's list: a state, a page, or the list as a file. */
+export const offlineReviewsQuery = z.object({
+  state: z.enum(["pending", "accepted", "rejected"]).optional().catch(undefined),
+  page: pageField,
+  export: exportField,
+});
+
 /** 本商户: a page of the statements, or the list as a file. */
 export const portalQuery = z.object({ page: pageField, export: exportField });
 

@@ -2,6 +2,7 @@
 import type { Db } from "../platform/database.ts";
 import { DomainError, NotFoundError } from "../platform/errors.ts";
 import { formatFen, parseYuan } from "../platform/money.ts";
+import type { Column, Paging } from "../platform/listing.ts";
 import { staffByIds, writeAudit } from "../staff/mod.ts";
 import { adjustBalance, listTransfers, refundTransfer, type TransferView } from "../wallet/mod.ts";
 import { cardHoldersByIds, findCardsByStudentNumber } from "../card/mod.ts";
@@ -237,9 +238,28 @@ export async function decideAdjustment(
   });
 }
 
-/** Adjustments, newest first, with who proposed and decided them. */
-export async function listAdjustments(db: Db, limit = 100) {
-  const rows = await db.selectFrom("finance_adjustments as a")
+/** Adjustments waiting for a second finance member. */
+export async function countPendingAdjustments(db: Db): Promise<number> {
+  const r = await db.selectFrom("finance_adjustments").where("state", "=", "proposed")
+    .select((eb) => eb.fn.countAll<string>().as("n")).executeTakeFirstOrThrow();
+  return Number(r.n);
+}
+
+/**
+ * Adjustments of a state (or all), newest first, with who proposed and decided them: a page of
+ * them (the last when past the end) and how many there are.
+ */
+export async function listAdjustments(
+  db: Db,
+  filter: { state?: "proposed" | "approved" | "rejected" },
+  page: (total: number) => Paging,
+) {
+  let q = db.selectFrom("finance_adjustments as a");
+  if (filter.state) q = q.where("a.state", "=", filter.state);
+  const count = await q.select((eb) => eb.fn.countAll<string>().as("n")).executeTakeFirstOrThrow();
+  const total = Number(count.n);
+  const p = page(total);
+  const rows = await q
     .select([
       "a.id",
       "a.card_account_id",
@@ -252,17 +272,41 @@ export async function listAdjustments(db: Db, limit = 100) {
       "a.decided_at",
       "a.transfer_id",
     ])
-    .orderBy("a.id", "desc").limit(limit).execute();
+    .orderBy("a.id", "desc").limit(p.perPage).offset(p.offset).execute();
   const staff = await staffByIds(db, rows.flatMap((r) => [r.proposed_by, r.decided_by]));
   const holders = await cardHoldersByIds(db, rows.map((r) => r.card_account_id));
-  return rows.map(({ decided_by, ...r }) => ({
-    ...r,
-    proposer: staff.get(r.proposed_by)?.name ?? null,
-    decider: decided_by === null ? null : staff.get(decided_by)?.name ?? null,
-    student_number: holders.get(r.card_account_id)?.studentNumber ?? null,
-    holder: holders.get(r.card_account_id)?.name ?? null,
-  }));
+  return {
+    total,
+    page: p,
+    rows: rows.map(({ decided_by, ...r }) => ({
+      ...r,
+      proposer: staff.get(r.proposed_by)?.name ?? null,
+      decider: decided_by === null ? null : staff.get(decided_by)?.name ?? null,
+      student_number: holders.get(r.card_account_id)?.studentNumber ?? null,
+      holder: holders.get(r.card_account_id)?.name ?? null,
+    })),
+  };
 }
+
+/** An adjustment as its list shows it. */
+export type AdjustmentRow = Awaited<ReturnType<typeof listAdjustments>>["rows"][number];
+
+export const ADJUSTMENT_STATES = { proposed: "待审批", approved: "已入账", rejected: "已驳回" };
+
+/** The columns of 调账 as a file. */
+export const ADJUSTMENT_COLUMNS: Column<AdjustmentRow>[] = [
+  { header: "编号", value: (a) => a.id, kind: "int" },
+  { header: "学号", value: (a) => a.student_number ?? "" },
+  { header: "姓名", value: (a) => a.holder ?? "" },
+  { header: "金额(元)", value: (a) => a.amount, kind: "yuan" },
+  { header: "原因", value: (a) => a.reason },
+  { header: "提交人", value: (a) => a.proposer ?? "" },
+  { header: "提交时间", value: (a) => a.proposed_at, kind: "time" },
+  { header: "状态", value: (a) => ADJUSTMENT_STATES[a.state] },
+  { header: "审批人", value: (a) => a.decider ?? "" },
+  { header: "审批时间", value: (a) => a.decided_at, kind: "time" },
+  { header: "流水号", value: (a) => a.transfer_id, kind: "int" },
+];
 
 /**
  * Marks a flagged notify as looked at, with what finance decided, and its audit record; a notify
