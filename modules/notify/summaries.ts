@@ -5,7 +5,7 @@
  */
 import type { Db } from "../platform/database.ts";
 import { formatFen } from "../platform/money.ts";
-import { KINDS, type MessageData } from "./kinds.ts";
+import { KINDS, type MessageData, SWITCHABLE } from "./kinds.ts";
 import { minuteOf } from "./derive.ts";
 import { minuteText, settingsOf } from "./settings.ts";
 import type { MessageKind } from "./tables.ts";
@@ -13,16 +13,9 @@ import "./tables.ts";
 
 /** "消费 3 笔 共¥35.00；充值到账 1 笔 共¥100.00；余额不足 1 条" for the held messages. */
 export function summaryDetail(held: Array<{ kind: MessageKind; data: MessageData }>): string {
-  const order: MessageKind[] = [
-    "spend",
-    "topup",
-    "subsidy",
-    "refund",
-    "low_balance",
-    "utility_low",
-  ];
+  // Security notices never wait, so the held ones are of the kinds a student may switch off.
   const parts: string[] = [];
-  for (const kind of order) {
+  for (const kind of SWITCHABLE) {
     const of = held.filter((m) => m.kind === kind);
     if (of.length === 0) continue;
     const money = of.every((m) => typeof m.data.fen === "number");
