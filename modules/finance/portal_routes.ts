@@ -12,8 +12,8 @@ import { render } from "../platform/views.ts";
 import { ALL_ROWS, exportLinks, exportTable, pager, paging } from "../platform/listing.ts";
 import { registerAdminNav, requireRole, ROLES } from "../staff/mod.ts";
 import { type Merchant, merchantOfOperator, PERIOD_LABELS } from "../merchant/mod.ts";
-import { STATEMENT_STATES } from "./settlement.ts";
-import { LIST_COLUMNS, shown, statementView } from "./settlement_routes.ts";
+import { STATEMENT_STATES, statementLines } from "./settlement.ts";
+import { LINE_COLUMNS, LIST_COLUMNS, shown, statementView } from "./settlement_routes.ts";
 import { merchantToday, operatorStatement, operatorStatements } from "./portal.ts";
 import { portalQuery, portalStatementQuery } from "./schemas.ts";
 
@@ -72,6 +72,16 @@ export function merchantPortalRoutes(deps: { db: Db }): Hono<AppEnv> {
     const q = portalStatementQuery.safeParse(c.req.query());
     if (!q.success) throw new NotFoundError("settlement statement");
     const s = await operatorStatement(db, await merchantOf(c), q.data.id);
+    if (q.data.export) {
+      const { lines } = await statementLines(db, s.id, ALL_ROWS);
+      return exportTable(
+        c,
+        { name: `结算单${s.id}`, columns: LINE_COLUMNS },
+        lines,
+        q.data.export,
+        `${s.period_start}_${s.period_end}`,
+      );
+    }
     return render(c, "finance/settlement_print", {
       ...await statementView(db, s),
       printedAt: new Date(),

@@ -153,6 +153,13 @@ Deno.test("a merchant operator opened on its merchant's page reads its approved 
     await other.body?.cancel();
     assert.equal(other.status, 404, `statement ${id}`);
   }
+  // Its lines, to match against the window's own till.
+  const lines = await op.get(`/admin/my-merchant/statement?id=${ourStatement}&export=xlsx`);
+  const sheet = await readXlsx(new Uint8Array(await lines.arrayBuffer()));
+  assert.deepEqual(sheet.map((r) => r.cells[4]), ["金额", "12", "8.5"]);
+  const theirLines = await op.get(`/admin/my-merchant/statement?id=${theirStatement}&export=csv`);
+  await theirLines.body?.cancel();
+  assert.equal(theirLines.status, 404);
   const xlsx = await op.get("/admin/my-merchant?export=xlsx");
   const rows = await readXlsx(new Uint8Array(await xlsx.arrayBuffer()));
   assert.deepEqual(rows.map((r) => [r.cells[0], r.cells[1]]), [

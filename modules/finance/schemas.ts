@@ -190,4 +190,5 @@ export const portalQuery = z.object({ page: pageField, export: exportField });
 /** 本商户 → 打印: the statement's number. */
 export const portalStatementQuery = z.object({
   id: z.coerce.number().int().positive().max(Number.MAX_SAFE_INTEGER),
+  export: exportField,
 });

@@ -87,7 +87,8 @@ export const LIST_COLUMNS: Column<Row>[] = [
 
 type Line = Awaited<ReturnType<typeof statementLines>>["lines"][number];
 
-const LINE_COLUMNS: Column<Line>[] = [
+/** A statement's lines as a file (finance's and the merchant operator's). */
+export const LINE_COLUMNS: Column<Line>[] = [
   { header: "流水号", value: (l) => l.transferId, kind: "int" },
   { header: "时间", value: (l) => l.createdAt, kind: "time" },
   { header: "类型", value: (l) => (KIND_LABELS as Record<string, string>)[l.kind] ?? l.kind },
