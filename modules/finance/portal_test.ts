@@ -7,6 +7,7 @@ import { ROLES } from "../staff/mod.ts";
 import {
   makeStaff,
   makeStudent,
+  routesOf,
   setupApp,
   signInStaffSettingPassword,
   type TestWorld,
@@ -202,4 +203,30 @@ Deno.test("a statement waiting for its second finance member is not shown to the
   const draft = await op.get(`/admin/my-merchant/statement?id=${id}`);
   await draft.body?.cancel();
   assert.equal(draft.status, 404);
+});
+
+Deno.test("a merchant operator is refused every other console route, GET and POST", async () => {
+  await using w = await setupApp();
+  const ours = await windowWithTakings(w, "外包窗口", [10_00]);
+  const sys = await makeStaff(w, "sys1", [ROLES.sysadmin]);
+  const made = await sys.client.post(`/admin/merchants/${ours.id}/operators`, {
+    username: "op1",
+    name: "经营者",
+    password: "Start12345",
+  });
+  assert.equal(made.status, 303);
+  const op = new TestClient(w.app, w.config, "10.9.79.1");
+  await signInStaffSettingPassword(op, { username: "op1", password: "Start12345" });
+  const its = /^\/admin(\/?|\/password|\/login|\/logout|\/my-merchant(\/statement)?)$/;
+  const others = routesOf(w.app).filter((r) => r.path.startsWith("/admin") && !its.test(r.path));
+  assert.ok(others.length > 50, `console routes (${others.length})`);
+  const answered: string[] = [];
+  for (const r of others) {
+    const path = r.path.replace(/:[A-Za-z_]+(\{[^}]*\})?/g, "1");
+    const res = r.method === "GET" ? await op.get(path) : await op.post(path, {});
+    await res.body?.cancel();
+    if (res.status !== 403) answered.push(`${r.method} ${r.path}: ${res.status}`);
+  }
+  assert.deepEqual(answered, []);
+  assert.equal((await op.get("/admin/my-merchant")).status, 200);
 });
