@@ -6,6 +6,8 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { chinaDay } from "../modules/platform/china_time.ts";
+import { MessageCode, Status, TerminalClient } from "../terminal/mod.ts";
+import { terminalKeyHex } from "../modules/merchant/mod.ts";
 import { acceptConfirm, assertAccessible } from "./_ui.ts";
 import {
   journey,
@@ -17,6 +19,33 @@ import {
 } from "./_support.ts";
 
 const DESK = { width: 1366, height: 768 };
+const APP_SECRET = "subsidy-journey-app-secret-0123456789abcdef";
+/** The demo's QR scanner at 第一食堂 (a canteen: 补助 may be spent there). */
+const QR_TERMINAL = 10003;
+
+/** The student's 付款码 scanned at 第一食堂 for `amount` fen (scanned again if it was retired). */
+async function payAtCanteen(page: Page, port: number, amount: number): Promise<void> {
+  const reader = await TerminalClient.connect({
+    port,
+    terminalId: QR_TERMINAL,
+    key: terminalKeyHex(APP_SECRET, QR_TERMINAL, 1),
+  });
+  try {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const code = (await page.locator(".paycode__digits").textContent() ?? "").replace(/\D/g, "");
+      const reply = await reader.request({
+        code: MessageCode.QrPayment,
+        paymentCode: code,
+        amount,
+      });
+      const status = (reply.message as { status: number }).status;
+      if (status === Status.Ok) return;
+      assert.ok(attempt < 2, `the scanner was refused: status ${status}`);
+    }
+  } finally {
+    await reader.close();
+  }
+}
 
 /** A finance member made by the admin, signed in on a browser context of their own. */
 async function financeMember(admin: Page, server: RunningServer, username: string, name: string) {
@@ -46,8 +75,8 @@ async function financeMember(admin: Page, server: RunningServer, username: strin
 }
 
 journey(
-  "补助发放: finance prepares, a second member approves, the student's 余额 shows the 补助 and its end",
-  {},
+  "补助发放: finance prepares, a second member approves; the student sees the 补助 and its end on 余额, and a canteen payment takes it first",
+  { server: { env: { APP_SECRET } } },
   async ({ page, server }) => {
     await page.setViewportSize(DESK);
     await signInDemoAdmin(page, server);
@@ -99,5 +128,17 @@ journey(
     await student.goto(server.url("/wallet"));
     const dayAfter = chinaDay(new Date(`${until}T00:00:00+08:00`).getTime() + 86_400_000);
     await student.getByText(new RegExp(`补助将于${dayAfter}[^（]*到期（¥12\\.50）`)).waitFor();
+
+    // ¥15.00 at 第一食堂's scanner: the 补助 first (¥12.50), the rest (¥2.50) from cash — one
+    // payment, shown once in 交易记录 with its split.
+    await student.goto(server.url("/pay/code"));
+    await student.getByRole("img", { name: "付款二维码" }).waitFor();
+    await payAtCanteen(student, server.terminalPort, 1500);
+    await student.getByRole("heading", { name: "支付成功" }).waitFor();
+    await student.goto(server.url("/wallet/transactions"));
+    const paid = student.locator(".tx", { hasText: "-15.00" });
+    assert.equal(await paid.count(), 1);
+    assert.equal(await paid.locator(".tx__split").textContent(), "补助 ¥12.50 + 现金 ¥2.50");
+    await assertAccessible(student, "交易记录（补助）");
   },
 );
