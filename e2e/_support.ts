@@ -328,3 +328,55 @@ export async function signInDemoAdmin(page: Page, server: RunningServer): Promis
   await page.getByRole("button", { name: "确认" }).click();
   await page.waitForURL(server.url("/admin"));
 }
+
+/** The console's desk: the office's 1366×768 screens. */
+export const DESK = { width: 1366, height: 768 };
+
+/** The initial password `staffMember` gives (the member replaces it at the first sign-in). */
+export const STAFF_START_PASSWORD = "Start12345";
+
+/**
+ * Adds a staff member on 员工账号 as the signed-in `admin`, with one role (its label, e.g. 财务处),
+ * and signs them in on a browser context of their own.
+ */
+export async function staffMember(
+  admin: Page,
+  server: RunningServer,
+  member: { username: string; name: string; role: string },
+): Promise<Page> {
+  await admin.goto(server.url("/admin/staff"));
+  await admin.getByLabel("用户名", { exact: true }).fill(member.username);
+  await admin.getByLabel("姓名", { exact: true }).fill(member.name);
+  await admin.getByLabel("初始密码").fill(STAFF_START_PASSWORD);
+  await admin.getByRole("checkbox", { name: member.role, exact: true }).check();
+  await admin.getByRole("button", { name: "创建" }).click();
+  await admin.getByRole("cell", { name: member.username, exact: true }).waitFor();
+  return await signInFirstTime(admin, server, member.username);
+}
+
+/**
+ * Signs a new console user (given STAFF_START_PASSWORD) in on a browser context of their own (their
+ * own cookie), setting `${username}Pw2026` as the console asks the first time.
+ */
+export async function signInFirstTime(
+  admin: Page,
+  server: RunningServer,
+  username: string,
+): Promise<Page> {
+  const own = await admin.context().browser()!.newContext({
+    viewport: DESK,
+    locale: "zh-CN",
+    timezoneId: "Asia/Shanghai",
+  });
+  const page = await own.newPage();
+  await page.goto(server.url("/admin/login"));
+  await page.getByLabel("用户名").fill(username);
+  await page.getByLabel("密码").fill(STAFF_START_PASSWORD);
+  await page.getByRole("button", { name: "登录" }).click();
+  await page.waitForURL(/\/admin\/password$/);
+  await page.getByLabel("原密码").fill(STAFF_START_PASSWORD);
+  await page.getByLabel("新密码").fill(`${username}Pw2026`);
+  await page.getByRole("button", { name: "确认" }).click();
+  await page.waitForURL(server.url("/admin"));
+  return page;
+}

@@ -19,9 +19,15 @@ import { testConfig } from "../modules/platform/testing.ts";
 import { routeRegex, routesOf } from "../modules/testkit/security_suite.ts";
 import { ALL_ROLES, type Role, ROLE_LABELS } from "../modules/staff/mod.ts";
 import { axeProblems } from "./_ui.ts";
-import { journey, type Page, type RunningServer, signInDemoAdmin } from "./_support.ts";
-
-const DESK = { width: 1366, height: 768 };
+import {
+  DESK,
+  journey,
+  type Page,
+  type RunningServer,
+  signInDemoAdmin,
+  signInFirstTime,
+  staffMember,
+} from "./_support.ts";
 
 /** GET routes under /admin that are not pages of their own, and why. */
 const NOT_PAGES: Array<[RegExp, string]> = [
@@ -126,16 +132,9 @@ class Crawl {
 }
 
 /** Makes a staff member with one role (as the admin) and signs them in on a page of their own. */
-async function memberOf(admin: Page, server: RunningServer, role: Role): Promise<Page> {
-  const username = `axe_${role}`;
-  await admin.goto(server.url("/admin/staff"));
-  await admin.getByLabel("用户名", { exact: true }).fill(username);
-  await admin.getByLabel("姓名", { exact: true }).fill(`${ROLE_LABELS[role]}职员`);
-  await admin.getByLabel("初始密码").fill("Start12345");
-  await admin.getByRole("checkbox", { name: ROLE_LABELS[role], exact: true }).check();
-  await admin.getByRole("button", { name: "创建" }).click();
-  await admin.getByRole("cell", { name: username, exact: true }).waitFor();
-  return await signInFirstTime(admin, server, username);
+function memberOf(admin: Page, server: RunningServer, role: Role): Promise<Page> {
+  const label = ROLE_LABELS[role];
+  return staffMember(admin, server, { username: `axe_${role}`, name: `${label}职员`, role: label });
 }
 
 /** Opens a sign-in for the demo outsourced window's operator (as the admin) and signs it in. */
@@ -149,26 +148,6 @@ async function operatorOf(admin: Page, server: RunningServer): Promise<Page> {
   await admin.getByRole("button", { name: "开设经营者账号" }).click();
   await admin.getByRole("cell", { name: "axe_operator", exact: true }).waitFor();
   return await signInFirstTime(admin, server, "axe_operator");
-}
-
-/** Signs a new member in on a browser of their own, setting the password asked for. */
-async function signInFirstTime(admin: Page, server: RunningServer, username: string) {
-  const own = await admin.context().browser()!.newContext({
-    viewport: DESK,
-    locale: "zh-CN",
-    timezoneId: "Asia/Shanghai",
-  });
-  const page = await own.newPage();
-  await page.goto(server.url("/admin/login"));
-  await page.getByLabel("用户名").fill(username);
-  await page.getByLabel("密码").fill("Start12345");
-  await page.getByRole("button", { name: "登录" }).click();
-  await page.waitForURL(/\/admin\/password$/);
-  await page.getByLabel("原密码").fill("Start12345");
-  await page.getByLabel("新密码").fill(`${username}Pw2026`);
-  await page.getByRole("button", { name: "确认" }).click();
-  await page.waitForURL(server.url("/admin"));
-  return page;
 }
 
 /** The records the detail pages show, made through the console as a clerk would. */

@@ -10,9 +10,15 @@ import { Buffer } from "node:buffer";
 import ExcelJS from "exceljs";
 import { readXlsx } from "../modules/platform/sheets.ts";
 import { acceptConfirm, assertAccessible } from "./_ui.ts";
-import { journey, type Page, type RunningServer, signInDemoAdmin } from "./_support.ts";
-
-const DESK = { width: 1366, height: 768 };
+import {
+  DESK,
+  journey,
+  type Page,
+  type RunningServer,
+  signInDemoAdmin,
+  signInFirstTime,
+  staffMember,
+} from "./_support.ts";
 
 async function desk(page: Page, server: RunningServer): Promise<void> {
   await page.setViewportSize(DESK);
@@ -187,40 +193,10 @@ journey(
   },
 );
 
-/** Creates a finance member as the admin and signs them in on a page of their own. */
-async function financeMember(
-  admin: Page,
-  server: RunningServer,
-  username: string,
-): Promise<Page> {
-  await admin.goto(server.url("/admin/staff"));
-  await admin.getByLabel("用户名", { exact: true }).fill(username);
-  await admin.getByLabel("姓名", { exact: true }).fill(username === "caiwu1" ? "财务甲" : "财务乙");
-  await admin.getByLabel("初始密码").fill("Start12345");
-  await admin.getByRole("checkbox", { name: "财务处" }).check();
-  await admin.getByRole("button", { name: "创建" }).click();
-  await admin.getByRole("cell", { name: username, exact: true }).waitFor();
-  return await signInFirstTime(admin, server, username);
-}
-
-/** Signs a new member in on a browser of their own (their own cookie), setting a password. */
-async function signInFirstTime(admin: Page, server: RunningServer, username: string) {
-  const own = await admin.context().browser()!.newContext({
-    viewport: DESK,
-    locale: "zh-CN",
-    timezoneId: "Asia/Shanghai",
-  });
-  const page = await own.newPage();
-  await page.goto(server.url("/admin/login"));
-  await page.getByLabel("用户名").fill(username);
-  await page.getByLabel("密码").fill("Start12345");
-  await page.getByRole("button", { name: "登录" }).click();
-  await page.waitForURL(/\/admin\/password$/);
-  await page.getByLabel("原密码").fill("Start12345");
-  await page.getByLabel("新密码").fill(`${username}Pw2026`);
-  await page.getByRole("button", { name: "确认" }).click();
-  await page.waitForURL(server.url("/admin"));
-  return page;
+/** A finance member (财务处) made by the admin, signed in on a page of their own. */
+function financeMember(admin: Page, server: RunningServer, username: string): Promise<Page> {
+  const name = username === "caiwu1" ? "财务甲" : "财务乙";
+  return staffMember(admin, server, { username, name, role: "财务处" });
 }
 
 journey(

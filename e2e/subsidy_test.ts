@@ -10,15 +10,15 @@ import { MessageCode, Status, TerminalClient } from "../terminal/mod.ts";
 import { terminalKeyHex } from "../modules/merchant/mod.ts";
 import { acceptConfirm, assertAccessible } from "./_ui.ts";
 import {
+  DESK,
   journey,
   type Page,
-  type RunningServer,
   signInDemoAdmin,
+  staffMember,
   VIEWPORT,
   WECHAT_USER_AGENT,
 } from "./_support.ts";
 
-const DESK = { width: 1366, height: 768 };
 const APP_SECRET = "subsidy-journey-app-secret-0123456789abcdef";
 /** The demo's QR scanner at 第一食堂 (a canteen: 补助 may be spent there). */
 const QR_TERMINAL = 10003;
@@ -47,41 +47,22 @@ async function payAtCanteen(page: Page, port: number, amount: number): Promise<v
   }
 }
 
-/** A finance member made by the admin, signed in on a browser context of their own. */
-async function financeMember(admin: Page, server: RunningServer, username: string, name: string) {
-  await admin.goto(server.url("/admin/staff"));
-  await admin.getByLabel("用户名", { exact: true }).fill(username);
-  await admin.getByLabel("姓名", { exact: true }).fill(name);
-  await admin.getByLabel("初始密码").fill("Start12345");
-  await admin.getByRole("checkbox", { name: "财务处" }).check();
-  await admin.getByRole("button", { name: "创建" }).click();
-  await admin.getByRole("cell", { name: username, exact: true }).waitFor();
-  const own = await admin.context().browser()!.newContext({
-    viewport: DESK,
-    locale: "zh-CN",
-    timezoneId: "Asia/Shanghai",
-  });
-  const page = await own.newPage();
-  await page.goto(server.url("/admin/login"));
-  await page.getByLabel("用户名").fill(username);
-  await page.getByLabel("密码").fill("Start12345");
-  await page.getByRole("button", { name: "登录" }).click();
-  await page.waitForURL(/\/admin\/password$/);
-  await page.getByLabel("原密码").fill("Start12345");
-  await page.getByLabel("新密码").fill(`${username}Pw2026`);
-  await page.getByRole("button", { name: "确认" }).click();
-  await page.waitForURL(server.url("/admin"));
-  return page;
-}
-
 journey(
   "补助发放: finance prepares, a second member approves; the student sees the 补助 and its end on 余额, and a canteen payment takes it first",
   { server: { env: { APP_SECRET } } },
   async ({ page, server }) => {
     await page.setViewportSize(DESK);
     await signInDemoAdmin(page, server);
-    const maker = await financeMember(page, server, "caiwu1", "财务甲");
-    const checker = await financeMember(page, server, "caiwu2", "财务乙");
+    const maker = await staffMember(page, server, {
+      username: "caiwu1",
+      name: "财务甲",
+      role: "财务处",
+    });
+    const checker = await staffMember(page, server, {
+      username: "caiwu2",
+      name: "财务乙",
+      role: "财务处",
+    });
 
     await maker.getByRole("navigation", { name: "管理后台导航" })
       .getByRole("link", { name: "补助发放" }).click();
