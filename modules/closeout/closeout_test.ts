@@ -319,3 +319,30 @@ Deno.test("workers racing for the same cards, one taking over the other's leases
   for (const h of holders) assert.equal((await getBalance(w.db, h.cardAccountId)).balance, 0);
   await assertLedger(w);
 });
+
+Deno.test("the batches list pages past its first screen and says how many there are", async () => {
+  await using w = await setupApp();
+  const s = await holder(w, {});
+  const clerk = await makeStaff(w, "co1", [ROLES.cardOffice]);
+  const school = await schoolOf(w, s.cardAccountId);
+  await w.db.insertInto("closeout_batches").values(
+    Array.from({ length: 57 }, (_, i) => ({
+      name: `第${i + 1}批`,
+      school_id: school,
+      criteria: JSON.stringify({ prefix: "2022" }),
+      close_on: today(),
+      refund_rule: "payout_only" as const,
+      threshold: 0,
+      payout_method: "bank" as const,
+      card_count: 0,
+      created_by: clerk.id,
+    })),
+  ).execute();
+  const first = await clerk.client.page("/admin/closeout");
+  assert.match(first, /共 <strong>57<\/strong> 条，第 1–50 条/);
+  assert.match(first, />第57批</);
+  assert.doesNotMatch(first, />第7批</);
+  const second = await clerk.client.page("/admin/closeout?page=2");
+  assert.match(second, /第 51–57 条/);
+  assert.match(second, />第1批</);
+});

@@ -25,7 +25,7 @@ import { registerAdminNav, requireRole, ROLES, staffByIds } from "../staff/mod.t
 import { listSchools } from "../account/mod.ts";
 import { listCardTypes } from "../card/mod.ts";
 import { buildGateways } from "../topup/mod.ts";
-import { batchQuery, batchSchema, MAX_LIST_BYTES } from "./schemas.ts";
+import { batchesQuery, batchQuery, batchSchema, MAX_LIST_BYTES } from "./schemas.ts";
 import {
   type Actor,
   type Batch,
@@ -93,12 +93,18 @@ export function closeoutRoutes(deps: { db: Db; config: Config }): Hono<AppEnv> {
   const canAct = (c: Context<AppEnv>) => c.get("staff")!.roles.includes(ROLES.cardOffice);
 
   app.get("/", requireRole(...VIEW), async (c) => {
+    const q = batchesQuery.parse(c.req.query());
+    const listed = await listBatches(db, (t) => paging(q.page, t));
     const rows = [];
-    for (const b of await listBatches(db)) {
+    for (const b of listed.rows) {
       const progress = await batchProgress(db, b.id);
       rows.push({ ...b, progress, status: batchStatus(b, progress) });
     }
-    return render(c, "closeout/batches", { rows, canAct: canAct(c) }, {
+    return render(c, "closeout/batches", {
+      rows,
+      canAct: canAct(c),
+      pager: pager("/admin/closeout", {}, listed.total, listed.page),
+    }, {
       ...ADMIN,
       title: "毕业离校",
     });

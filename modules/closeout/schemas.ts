@@ -66,6 +66,9 @@ export const batchSchema = z.object({
   };
 });
 
+/** The batches list: a page. */
+export const batchesQuery = z.object({ page: pageField });
+
 /** A batch page: its cards' state filter, page, export. */
 export const batchQuery = z.object({
   state: z.enum(["pending", "queued", "done", "failed"]).optional().catch(undefined),

@@ -175,9 +175,18 @@ export async function getBatch(db: Db, id: number): Promise<Batch | null> {
     .executeTakeFirst()) ?? null;
 }
 
-export async function listBatches(db: Db): Promise<Batch[]> {
-  return await db.selectFrom("closeout_batches").selectAll().orderBy("id", "desc").limit(200)
-    .execute();
+/** The batches, newest first: a page of them (the last when past the end) and how many. */
+export async function listBatches(
+  db: Db,
+  page: (total: number) => Paging,
+): Promise<{ rows: Batch[]; total: number; page: Paging }> {
+  const count = await db.selectFrom("closeout_batches")
+    .select((eb) => eb.fn.countAll<string>().as("n")).executeTakeFirstOrThrow();
+  const total = Number(count.n);
+  const p = page(total);
+  const rows = await db.selectFrom("closeout_batches").selectAll().orderBy("id", "desc")
+    .limit(p.perPage).offset(p.offset).execute();
+  return { rows, total, page: p };
 }
 
 /** What closing would do to one card with this money (the worker follows the same rule). */
