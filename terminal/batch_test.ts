@@ -90,7 +90,13 @@ class StatementCounter implements KyselyPlugin {
   batches = 0;
   transformQuery(args: PluginTransformQueryArgs) {
     this.statements++;
-    if (JSON.stringify(args.node).includes("ordinality as i(payer")) this.batches++;
+    if (
+      JSON.stringify(args.node).includes(
+        "(payer, merchant_id, amount, reference, terminal_id, ord)",
+      )
+    ) {
+      this.batches++;
+    }
     return args.node;
   }
   transformResult(args: PluginTransformResultArgs) {

@@ -69,6 +69,13 @@ export async function payFromCardsRecorded(
   }
   const now = new Date();
   const priced = pricedAskSql(now);
+  // The statement runs on one generic plan (PREPARED), planned without the arrays' length: to
+  // PostgreSQL a bare unnest of a parameter is 10 rows, and against a few thousand cards (a small
+  // campus, the bench) hash joins then look cheaper than index lookups, so a batch of even one
+  // payment read and hashed the whole of ledger_accounts and purse_lots (and, while the ledger was
+  // small, all of ledger_transfers for `used`). A LIMIT by a parameter (never reached: it is the
+  // number of payments) is planned as a tenth of that, one row: each payment's card, lots and
+  // reference are then found by their indexes, which is right for a batch of any size.
   const result = await sql<
     { reference: string; id: number; balance_after: number; here: number; amount: number }
   >`${sql.raw(PREPARED)}
@@ -78,9 +85,12 @@ export async function payFromCardsRecorded(
         ${merchantAccountSql(sql`i.merchant_id`)} as merchant_account,
         ${merchantPlaceSql(sql`i.merchant_id`)} as at,
         exists (select 1 from ledger_transfers t where t.reference = i.reference) as used
-      from unnest(${payers}::text[], ${merchants}::bigint[], ${amounts}::bigint[],
-        ${references}::text[], ${terminals}::bigint[])
-        with ordinality as i(payer, merchant_id, amount, reference, terminal_id, ord)
+      from (
+        select * from unnest(${payers}::text[], ${merchants}::bigint[], ${amounts}::bigint[],
+          ${references}::text[], ${terminals}::bigint[])
+          with ordinality as u(payer, merchant_id, amount, reference, terminal_id, ord)
+        limit ${n}
+      ) i
     ), ask as materialized (
       select ${priced.columns}, i.ord, i.reference, i.merchant_id, i.terminal_id,
         i.card_account_id, i.merchant_account, i.at, i.used
