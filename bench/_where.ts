@@ -1,13 +1,15 @@
 /**
- * `deno task bench --profile card,qr,shower,wallet,refresh,simple-update`: where the time goes.
- * Instead of the measurements, one run with the server under Deno's `--cpu-prof` and PostgreSQL
- * with `pg_stat_statements` loaded; each named load runs for one window (closed loop, the same
- * load as the bench's), and bench/out/where-<name>.md gets the server's functions and files by
- * share of CPU samples in that window, the statements by execution time, and the CPU of each
- * kind of PostgreSQL process. bench/out/where.json keeps the top lines, which the next
+ * `deno task bench --profile card,qr,shower,wallet,refresh,simple-update,lunch`: where the time
+ * goes. Instead of the measurements, one run with the server under Deno's `--cpu-prof` and
+ * PostgreSQL with `pg_stat_statements` loaded (planning tracked); each named load runs for one
+ * window (closed loop, the same load as the bench's; `lunch` is the lunch peak's open loop), and
+ * bench/out/where-<name>.md gets the server's functions and files by share of CPU samples in that
+ * window, the statements by execution and planning time, and the CPU of each kind of PostgreSQL
+ * process. bench/out/where.json keeps the top lines, which the next
  * RESULTS.md cites under "Where the time goes" with the profiled run's date and commit.
  */
 import { join } from "node:path";
+import { LUNCH } from "./_bench.ts";
 import { fmt, OUT, run, type Server, serverEnv, startPostgres, startServer } from "./_lib.ts";
 import { cpuBetween, CpuMeter, type CpuUse } from "./_cpu.ts";
 import { type Fleets, type Kind, openFleets } from "./_fleet.ts";
@@ -32,7 +34,15 @@ import {
   whereMarkdown,
 } from "./_profile.ts";
 
-export const PROFILE_SECTIONS = ["card", "qr", "shower", "wallet", "refresh", "simple-update"];
+export const PROFILE_SECTIONS = [
+  "card",
+  "qr",
+  "shower",
+  "wallet",
+  "refresh",
+  "simple-update",
+  "lunch",
+];
 
 const DESCRIPTIONS: Record<string, string> = {
   card: "Card payments, closed loop.",
@@ -42,6 +52,8 @@ const DESCRIPTIONS: Record<string, string> = {
   wallet: "余额 page (GET /wallet) under wrk, 64 connections.",
   refresh: "付款码 refresh (POST /pay/code/refresh) under wrk, 64 connections.",
   "simple-update": "pgbench simple-update, closed loop (the server idle; no server profile).",
+  lunch:
+    `The lunch peak: ${LUNCH.readers} card readers offered ${LUNCH.perReader} payment a second each (open loop, Poisson arrivals).`,
 };
 
 /** What where.json keeps of one profiled section. */
@@ -148,14 +160,30 @@ export async function profileRun(options: {
     const windows: Window[] = [];
     for (const section of options.sections) {
       console.log(`== profiling ${section} (${options.seconds} s)`);
-      if (["card", "qr", "shower"].includes(section)) {
+      if (["card", "qr", "shower", "lunch"].includes(section)) {
         fleets ??= await openFleets(
           url,
           options.secrets,
           s.terminalPort,
-          { card: c, qr: c, shower: c },
+          {
+            card: options.sections.includes("lunch") ? Math.max(c, LUNCH.readers) : c,
+            qr: c,
+            shower: c,
+          },
           { issuerUser: BENCH_ROLE },
         );
+        if (section === "lunch") {
+          const card = fleets.card;
+          const rate = LUNCH.readers * LUNCH.perReader;
+          await card.open(LUNCH.readers, rate, 2, LUNCH.objectiveMs);
+          windows.push(
+            await window(section, async () => {
+              const r = await card.open(LUNCH.readers, rate, options.seconds, LUNCH.objectiveMs);
+              return { operations: r.ok + r.errors };
+            }),
+          );
+          continue;
+        }
         const fleet = fleets[section as Kind];
         await fleet.closed(c, 2);
         windows.push(
@@ -220,7 +248,9 @@ export async function profileRun(options: {
         path,
         whereMarkdown({
           section: w.section,
-          description: `${DESCRIPTIONS[w.section]} ${c} readers/clients.`,
+          description: w.section === "lunch"
+            ? DESCRIPTIONS.lunch
+            : `${DESCRIPTIONS[w.section]} ${c} readers/clients.`,
           seconds: (w.to - w.from) / 1000,
           operations: w.operations,
           cpu: w.cpu,
