@@ -31,12 +31,12 @@ Deno.test("the console's sidebar groups pages by department, in order, for the m
 
   const finance = await makeStaff(w, "fin", [ROLES.finance]);
   const seen = sidebar(await finance.client.page("/admin/finance/reports"));
-  // 财务处 also follows 毕业离校 (its payout list), reads 水电's income report, and of 系统 only
-  // the audit log.
+  // 财务处 also follows 毕业离校 (its payout list), reads 水电's income report, and of 系统 the
+  // 卡类别 and 餐次 it may view (not edit) and the audit log.
   assert.deepEqual(seen.map((g) => g.group), ["一卡通中心", "财务处", "水电", "系统"]);
   assert.deepEqual(seen[0].items, ["毕业离校"]);
   assert.ok(seen[2].items.includes("水电收入报表") && !seen[2].items.includes("宿舍房间"));
-  assert.deepEqual(seen[3].items, ["审计日志"]);
+  assert.deepEqual(seen[3].items, ["卡类别", "餐次", "审计日志"]);
 });
 
 Deno.test("the page's own entry is marked current, the longest path first (退款, not 概览)", async () => {
