@@ -324,7 +324,7 @@ async function webStudents(url: string, server: Server, secrets: Secrets): Promi
 /** The "Where the time goes" section of RESULTS.md, from the last profiled run if there is one. */
 export async function whereSection(): Promise<string[]> {
   const how =
-    "A profiled server runs slower than a measured one, so profiles are a run of their own: `deno task bench --profile card,qr,shower,wallet,refresh,simple-update` (a few minutes) writes bench/out/where-<section>.md — the server's functions and files by share of CPU samples (Deno `--cpu-prof`), the statements by execution time (`pg_stat_statements`), the CPU of each kind of PostgreSQL process — and bench/out/where.json, which this section cites.";
+    "A profiled server runs slower than a measured one, so profiles are a run of their own: `deno task bench --profile card,qr,shower,wallet,refresh,simple-update,lunch` (a few minutes) writes bench/out/where-<section>.md — the server's functions and files by share of CPU samples (Deno `--cpu-prof`), the statements by execution and planning time (`pg_stat_statements`), the CPU of each kind of PostgreSQL process — and bench/out/where.json, which this section cites.";
   let saved;
   try {
     saved = JSON.parse(await Deno.readTextFile(join(OUT, "where.json")));
