@@ -72,15 +72,16 @@ export function subsidyRoutes(deps: { db: Db }): Hono<AppEnv> {
   const canAct = (c: Context<AppEnv>) => c.get("staff")!.roles.includes(ROLES.finance);
 
   app.get("/", requireRole(...VIEW), zValidator("query", listQuery), async (c) => {
-    const batches = await listBatches(db);
-    const totals = await batchTotals(db, batches.map((b) => b.id));
-    const rows = batches.map((b) => ({
+    const q = c.req.valid("query");
+    // The page on screen; an export is the whole report.
+    const listed = await listBatches(db, (t) => q.export ? ALL_ROWS : paging(q.page, t));
+    const totals = await batchTotals(db, listed.rows.map((b) => b.id));
+    const rows = listed.rows.map((b) => ({
       ...b,
       totals: totals.get(b.id)!,
       period: periodOf(b),
       stateLabel: BATCH_STATES[b.state],
     }));
-    const q = c.req.valid("query");
     if (q.export) {
       return exportTable(
         c,
@@ -94,6 +95,7 @@ export function subsidyRoutes(deps: { db: Db }): Hono<AppEnv> {
       rows,
       canAct: canAct(c),
       exports: exportLinks("/admin/subsidy", {}),
+      pager: pager("/admin/subsidy", {}, listed.total, listed.page),
     }, {
       ...ADMIN,
       title: "补助发放",

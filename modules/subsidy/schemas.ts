@@ -76,4 +76,5 @@ export const batchQuery = z.object({
 /** The batches' report: an export. */
 export const listQuery = z.object({
   export: z.enum(["csv", "xlsx"]).optional().catch(undefined),
+  page: pageField,
 });

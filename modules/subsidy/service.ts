@@ -149,9 +149,18 @@ export async function getBatch(db: Db, id: number): Promise<Batch | null> {
 }
 
 /** The latest batches, newest first. */
-export async function listBatches(db: Db, limit = 200): Promise<Batch[]> {
-  return await db.selectFrom("subsidy_batches").selectAll().orderBy("id", "desc").limit(limit)
-    .execute();
+/** The batches, newest first: a page of them (the last when past the end) and how many. */
+export async function listBatches(
+  db: Db,
+  page: (total: number) => Paging,
+): Promise<{ rows: Batch[]; total: number; page: Paging }> {
+  const count = await db.selectFrom("subsidy_batches")
+    .select((eb) => eb.fn.countAll<string>().as("n")).executeTakeFirstOrThrow();
+  const total = Number(count.n);
+  const p = page(total);
+  const rows = await db.selectFrom("subsidy_batches").selectAll().orderBy("id", "desc")
+    .limit(p.perPage).offset(p.offset).execute();
+  return { rows, total, page: p };
 }
 
 /** A batch's rows: all, those refused, or those to credit; a page of them and how many. */

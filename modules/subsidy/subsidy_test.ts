@@ -330,3 +330,40 @@ Deno.test("after approval a card's grant is reversed by a new transfer; spent an
   assert.equal(rows[0].n, 1);
   await assertLedger(w);
 });
+
+Deno.test("the batches list pages past its first screen and says how many; the export has them all", async () => {
+  await using w = await setupApp();
+  const h = await holder(w);
+  const finance = await makeStaff(w, "fin1", [ROLES.finance]);
+  await w.db.insertInto("subsidy_batches").values(
+    Array.from({ length: 57 }, (_, i) => ({
+      name: `第${i + 1}批`,
+      purpose: "伙食补助",
+      school_id: h.schoolId,
+      purse: "subsidy",
+      source: "list" as const,
+      card_type_id: null,
+      valid_from: new Date(),
+      valid_until: new Date(Date.now() + 30 * DAY),
+      categories: ["canteen"],
+      recipients: 0,
+      total: 0,
+      refused: 0,
+      created_by: finance.id,
+      approved_by: null,
+      approved_at: null,
+      completed_at: null,
+      withdrawn_by: null,
+      withdrawn_at: null,
+    })),
+  ).execute();
+  const first = await finance.client.page("/admin/subsidy");
+  assert.match(first, /共 <strong>57<\/strong> 条，第 1–50 条/);
+  assert.match(first, />第57批</);
+  assert.doesNotMatch(first, />第7批</);
+  const second = await finance.client.page("/admin/subsidy?page=2");
+  assert.match(second, /第 51–57 条/);
+  assert.match(second, />第1批</);
+  const csv = await (await finance.client.get("/admin/subsidy?export=csv")).text();
+  assert.equal(csv.trim().split(/\r?\n/).length, 1 + 57);
+});
