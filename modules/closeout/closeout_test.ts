@@ -126,6 +126,10 @@ Deno.test("a batch by 卡类别 takes the open cards of that type only; an unkno
   const unknown = await upload(clerk.client, { ...fields, card_type: "999999" }, "");
   assert.equal(unknown.status, 422);
   assert.match(await unknown.text(), /请选择有效的卡类别/);
+  // Type 0 is not "no type" (which would take every open card of the school).
+  const zero = await upload(clerk.client, { ...fields, card_type: "0" }, "");
+  assert.equal(zero.status, 422);
+  assert.match(await zero.text(), /请选择卡类别/);
   assert.equal((await w.db.selectFrom("closeout_batches").selectAll().execute()).length, 0);
 
   const ok = await upload(clerk.client, { ...fields, card_type: String(graduate) }, "");

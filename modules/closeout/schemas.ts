@@ -12,7 +12,7 @@ export const batchSchema = z.object({
   name: z.string().trim().min(1, "请填写批次名称").max(60, "批次名称不超过60字"),
   school_id: z.string().regex(/^\d{1,15}$/, "请选择学校"),
   kind: z.enum(["", "student", "staff"], { error: "请选择类型" }).default(""),
-  card_type: z.string().regex(/^\d{0,15}$/, "请选择卡类别").default(""),
+  card_type: z.string().regex(/^([1-9]\d{0,14})?$/, "请选择卡类别").default(""),
   prefix: z.string().trim().max(20, "学号前缀不超过20个字符")
     .regex(/^[0-9A-Za-z]*$/, "学号前缀只能包含字母和数字").default(""),
   file: z.unknown().optional(),

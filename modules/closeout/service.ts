@@ -93,8 +93,10 @@ export async function createBatch(
   if (input.closeOn < chinaDay(input.now ?? new Date())) {
     throw new CloseoutError("Close-out day past", "离校日期不能早于今天", "close_on");
   }
-  const cardType = input.cardTypeId ? await findCardType(db, input.cardTypeId) : null;
-  if (input.cardTypeId && !cardType) {
+  // A type asked for must exist (0 included): never "no type", which would widen the batch.
+  const typed = input.cardTypeId !== undefined && input.cardTypeId !== null;
+  const cardType = typed ? await findCardType(db, input.cardTypeId!) : null;
+  if (typed && !cardType) {
     throw new CloseoutError("Unknown card type", "请选择有效的卡类别", "card_type");
   }
   const listed = input.list ? await studentNumbersOf(input.list) : undefined;

@@ -14,7 +14,7 @@ export const batchSchema = z.object({
   school_id: z.string().regex(/^\d{1,15}$/, "请选择学校"),
   purse: z.string().regex(/^[a-z_]{1,32}$/, "请选择补助钱包").default("subsidy"),
   source: z.enum(["list", "card_type"], { error: "请选择发放对象" }),
-  card_type: z.string().regex(/^\d{0,15}$/, "请选择卡类别").default(""),
+  card_type: z.string().regex(/^([1-9]\d{0,14})?$/, "请选择卡类别").default(""),
   amount: z.string().trim().max(20).default(""),
   file: z.unknown().optional(),
   valid_from: z.string().regex(DAY, "请选择有效期开始日期"),
