@@ -266,9 +266,11 @@ export function changeCardType(
     if (card.status === "cancelled") {
       throw new CardError("Card cancelled", "该一卡通账户已注销", "card_type_id");
     }
+    // Shared lock: a 删除卡类别 running now either finished (the type is gone: refused here) or
+    // waits until this card uses the type (and then refuses to delete it).
     const type = Number.isSafeInteger(cardTypeId)
       ? await trx.selectFrom("card_types").select(["id", "name", "kind"])
-        .where("id", "=", cardTypeId).executeTakeFirst()
+        .where("id", "=", cardTypeId).forShare().executeTakeFirst()
       : undefined;
     if (!type) throw new CardError("No such card type", "请选择卡类别", "card_type_id");
     if (Number(card.card_type_id) === Number(type.id)) {

@@ -56,14 +56,19 @@ export function merchantPortalRoutes(deps: { db: Db }): Hono<AppEnv> {
         q.export,
       );
     }
-    const { rows, total } = await operatorStatements(db, merchant, paging(q.page));
+    let { rows, total } = await operatorStatements(db, merchant, paging(q.page));
+    // A page past the end (the link is old) shows the last page, as the pager says.
+    const at = paging(q.page, total);
+    if (at.offset !== paging(q.page).offset) {
+      rows = (await operatorStatements(db, merchant, at)).rows;
+    }
     return render(c, "finance/portal", {
       merchant,
       today: await merchantToday(db, merchant),
       rows: rows.map(shown),
       stateLabels: STATEMENT_STATES,
       periodLabels: PERIOD_LABELS,
-      pager: pager(PATH, {}, total, paging(q.page, total)),
+      pager: pager(PATH, {}, total, at),
       exports: exportLinks(PATH, {}),
     }, { layout: "admin/layout", title: `本商户 · ${merchant.name}` });
   });

@@ -146,6 +146,11 @@ Deno.test("a merchant operator opened on its merchant's page reads its approved 
   );
   assert.doesNotMatch(page, new RegExp(`#${theirStatement}\\b`));
   assert.doesNotMatch(page, /超市外包/);
+  // An old link past the last page shows the last page, not an empty list.
+  assert.match(
+    await op.page("/admin/my-merchant?page=5"),
+    new RegExp(`#${ourStatement}[\\s\\S]*¥19\\.47`),
+  );
 
   const print = await op.page(`/admin/my-merchant/statement?id=${ourStatement}`);
   assert.match(print, /商户结算单[\s\S]*二食堂外包窗口[\s\S]*¥19\.47[\s\S]*BOC20261207001/);
