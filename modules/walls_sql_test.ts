@@ -53,13 +53,13 @@ const SQL_DOORS: Array<{ owner: string; names: string[]; users: string[]; reason
     owner: "wallet",
     names: [
       "payFromCardsRecorded",
-      "redeemPaymentCodeRecorded",
+      "redeemPaymentCodesRecorded",
       "holdFundsRecorded",
       "settleHoldRecorded",
     ],
     users: ["terminal"],
     reason: "a reader's request record (terminal's SQL) commits in the statement that moves its " +
-      "money: one round trip and one commit per request, or per batch of card payments",
+      "money: one round trip and one commit per request, or per batch of card or 付款码 payments",
   },
   {
     owner: "wallet",

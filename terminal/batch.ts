@@ -5,6 +5,7 @@
  * commit. Items that share a key (the same card row, the same request) never run in the same batch
  * or in two batches at once: the later one waits for the next batch.
  */
+import type { Db } from "../modules/platform/database.ts";
 
 /** How a group commit forms and runs its batches. */
 export interface GroupCommitOptions<I, O> {
@@ -77,4 +78,22 @@ export class GroupCommit<I, O> {
       this.#pump();
     }
   }
+}
+
+/**
+ * One group commit per database, made on its first use from `options(db)`: a batch holds one
+ * database's connection, and tests run many databases in one process.
+ */
+export function perDatabase<I, O>(
+  options: (db: Db) => GroupCommitOptions<I, O>,
+): (db: Db) => GroupCommit<I, O> {
+  const made = new WeakMap<Db, GroupCommit<I, O>>();
+  return (db) => {
+    let batcher = made.get(db);
+    if (!batcher) {
+      batcher = new GroupCommit(options(db));
+      made.set(db, batcher);
+    }
+    return batcher;
+  };
 }

@@ -3,7 +3,13 @@ import type { KyselyPlugin, PluginTransformQueryArgs, PluginTransformResultArgs 
 import { createStaff } from "../modules/staff/mod.ts";
 import { registerTerminal } from "../modules/merchant/mod.ts";
 import { staffReportLoss } from "../modules/card/mod.ts";
-import { updatePaySettings, verifyLedger } from "../modules/wallet/mod.ts";
+import {
+  type CodeRedeemed,
+  issuePaymentCode,
+  onPaymentCodeRedeemed,
+  updatePaySettings,
+  verifyLedger,
+} from "../modules/wallet/mod.ts";
 import type { Db } from "../modules/platform/database.ts";
 import { GroupCommit } from "./batch.ts";
 import { type Message, MessageCode, Status } from "./messages.ts";
@@ -109,13 +115,18 @@ interface Reader {
   id: number;
 }
 
-/** `count` more canteen readers of the world's canteen merchant, connected to `server`. */
-async function readers(w: World, server: TerminalServer, count: number): Promise<Reader[]> {
+/** `count` more readers of `kind` (of the world's reader's merchant), connected to `server`. */
+async function readers(
+  w: World,
+  server: TerminalServer,
+  count: number,
+  kind: "canteen_pos" | "qr_scanner" = "canteen_pos",
+): Promise<Reader[]> {
   const out: Reader[] = [];
   for (let i = 0; i < count; i++) {
     const r = await registerTerminal(w.db, w.config.appSecret, {
-      merchantId: w.terminals.canteen_pos.merchantId,
-      kind: "canteen_pos",
+      merchantId: w.terminals[kind].merchantId,
+      kind,
       name: `批量${i}`,
     });
     const client = await TerminalClient.connect({
@@ -320,6 +331,147 @@ Deno.test("a retry racing its first request, on this instance and on another, ch
     } finally {
       for (const c of twins) await c.close();
       for (const r of rs) await r.client.close();
+      await other.close();
+    }
+  }));
+
+function qr(code: string, amount: number): Message {
+  return { code: MessageCode.QrPayment, paymentCode: code, amount };
+}
+
+Deno.test("concurrent 付款码 payments share batch statements; a used, frozen, poor or limited code in a batch gets its own status and the others still pay", () =>
+  withServer(async (w, server, counter) => {
+    // The merchant's ledger account exists after a first payment (created on first use).
+    const scanner = await w.connect("qr_scanner");
+    const warm = await w.card({ balance: 100 });
+    const warmCode = (await issuePaymentCode(w.db, warm.cardAccountId)).code;
+    assert.equal(status(await scanner.request(qr(warmCode, 1))), Status.Ok);
+    const good = await Promise.all([0, 1, 2, 3, 4, 5].map(() => w.card({ balance: 5000 })));
+    const poor = await w.card({ balance: 300 });
+    const frozen = await w.card({ balance: 5000 });
+    const limited = await w.card({ balance: 5000 });
+    const code = async (card: { cardAccountId: number }) =>
+      (await issuePaymentCode(w.db, card.cardAccountId)).code;
+    const goodCodes = await Promise.all(good.map(code));
+    const frozenCode = await code(frozen);
+    await updatePaySettings(w.db, frozen.cardAccountId, {
+      payLimit: 1000,
+      dailyLimit: 1500,
+      codeFrozen: true,
+    });
+    await updatePaySettings(w.db, limited.cardAccountId, {
+      payLimit: 1000,
+      dailyLimit: 1500,
+      codeFrozen: false,
+    });
+    const limitedCode = await code(limited);
+    const poorCode = await code(poor);
+    const plan = [
+      { code: goodCodes[0], amount: 500, expect: Status.Ok },
+      { code: poorCode, amount: 500, expect: Status.InsufficientBalance },
+      { code: goodCodes[1], amount: 500, expect: Status.Ok },
+      { code: frozenCode, amount: 500, expect: Status.CodeExpired },
+      { code: goodCodes[2], amount: 500, expect: Status.Ok },
+      { code: limitedCode, amount: 1200, expect: Status.OverPaymentLimit },
+      { code: warmCode, amount: 500, expect: Status.CodeUsed },
+      { code: goodCodes[3], amount: 500, expect: Status.Ok },
+      // The same code at two readers at once: one pays, the other is told it is used.
+      { code: goodCodes[4], amount: 700, expect: "one of two" },
+      { code: goodCodes[4], amount: 700, expect: "one of two" },
+      { code: goodCodes[5], amount: 800, expect: Status.Ok },
+    ];
+    const heard: CodeRedeemed[] = [];
+    const off = onPaymentCodeRedeemed((e) => heard.push(e));
+    const rs = await readers(w, server, plan.length, "qr_scanner");
+    try {
+      const frames = plan.map((p, i) => rs[i].client.frame(qr(p.code, p.amount)));
+      const before = { statements: counter.statements, batches: counter.batches };
+      const replies = await Promise.all(
+        frames.map((f, i) => rs[i].client.sendFrame(f.bytes, f.sequence)),
+      );
+      assert.ok(counter.batches > before.batches, "no batch statement ran");
+      const twice = replies.slice(8, 10).map(status).sort();
+      assert.deepEqual(twice, [Status.Ok, Status.CodeUsed].sort());
+      assert.deepEqual(
+        replies.map(status).filter((_, i) => i < 8 || i > 9),
+        plan.filter((_, i) => i < 8 || i > 9).map((p) => p.expect),
+      );
+      assert.equal((replies[1].message as { balance: number }).balance, 300);
+      for (const card of good.slice(0, 4)) assert.equal(await w.balance(card.cardAccountId), 4500);
+      assert.equal(await w.balance(good[4].cardAccountId), 4300);
+      assert.equal(await w.balance(good[5].cardAccountId), 4200);
+      for (const card of [frozen, limited]) assert.equal(await w.balance(card.cardAccountId), 5000);
+      assert.equal(await w.balance(poor.cardAccountId), 300);
+      // Each reply's balance is the card's after it.
+      assert.equal((replies[0].message as { balance: number }).balance, 4500);
+      assert.equal((replies[10].message as { balance: number }).balance, 4200);
+      // The 付款码 page hears of each redemption once, with where it paid.
+      const paidCodes = [0, 1, 2, 3, 4, 5].map((i) => goodCodes[i]).sort();
+      assert.deepEqual(heard.map((e) => e.code).sort(), paidCodes);
+      assert.ok(heard.every((e) => e.merchantName === "测试食堂"));
+      // Refusals are recorded with their own reply, and a retry of each gets the stored bytes.
+      const again = await Promise.all(
+        frames.map((f, i) => rs[i].client.sendFrame(f.bytes, f.sequence)),
+      );
+      again.forEach((r, i) => assert.deepEqual(r.bytes, replies[i].bytes));
+      // The poor code stays usable for what the card holds.
+      assert.equal(
+        status(await rs[0].client.request(qr(poorCode, 300))),
+        Status.Ok,
+      );
+      assert.equal(await w.balance(poor.cardAccountId), 0);
+      const codes = await w.db.selectFrom("payment_codes").select(["code", "transfer_id"])
+        .where("used_at", "is not", null).execute();
+      assert.equal(codes.length, 1 + 6 + 1);
+      assert.ok(codes.every((c) => c.transfer_id !== null));
+      assert.deepEqual((await verifyLedger(w.db)).problems, []);
+    } finally {
+      off();
+      for (const r of rs) await r.client.close();
+    }
+  }));
+
+Deno.test("a code scanned at once on two instances, in batches with other codes, is charged once and the others still pay", () =>
+  withServer(async (w, server) => {
+    const scanner = await w.connect("qr_scanner");
+    const warm = await w.card({ balance: 100 });
+    const warmCode = (await issuePaymentCode(w.db, warm.cardAccountId)).code;
+    assert.equal(status(await scanner.request(qr(warmCode, 1))), Status.Ok);
+    // A second instance on the same database has its own batches: only the unique code of a
+    // transfer stops the second redemption, failing its whole batch, whose others then pay the
+    // ordinary way.
+    const other = startTerminalServer({ db: w.db, config: w.config }, {
+      port: 0,
+      hostname: "127.0.0.1",
+    });
+    const here = await readers(w, server, 6, "qr_scanner");
+    const there = (await readers(w, other, 6, "qr_scanner")).map((r) => r.client);
+    try {
+      for (let round = 0; round < 4; round++) {
+        const cards = await Promise.all(here.map(() => w.card({ balance: 3000 })));
+        const codes = await Promise.all(
+          cards.map(async (c) => (await issuePaymentCode(w.db, c.cardAccountId)).code),
+        );
+        // Code i is scanned by reader i here and by reader (i + 5) % 6 there.
+        const [mine, theirs] = await Promise.all([
+          Promise.all(here.map((r, i) => r.client.request(qr(codes[i], 400)))),
+          Promise.all(there.map((c, i) => c.request(qr(codes[(i + 1) % 6], 400)))),
+        ]);
+        for (let i = 0; i < 6; i++) {
+          const a = mine[i];
+          const b = theirs[(i + 5) % 6];
+          assert.deepEqual(
+            [status(a), status(b)].sort(),
+            [Status.Ok, Status.CodeUsed].sort(),
+            `round ${round}, code ${i}`,
+          );
+          assert.equal(await w.balance(cards[i].cardAccountId), 2600);
+        }
+      }
+      assert.deepEqual((await verifyLedger(w.db)).problems, []);
+    } finally {
+      for (const c of there) await c.close();
+      for (const r of here) await r.client.close();
       await other.close();
     }
   }));

@@ -1,9 +1,10 @@
 /**
  * Card payments and QR payments (PROTOCOL.md §4.3, §4.4). Money moves only through the wallet;
  * cards are read through the card module. Each is one `MoneyRequest`: its checks before any
- * lookup, its common case in one statement (card payments of many readers in one group commit),
+ * lookup, its common case in one statement (the payments of many readers in one group commit),
  * and every case the ordinary way; both ways build the same replies.
  */
+import type { RawBuilder } from "kysely";
 import { databaseKind, type Db } from "../modules/platform/database.ts";
 import { logger } from "../modules/platform/log.ts";
 import type { Terminal } from "../modules/merchant/mod.ts";
@@ -14,15 +15,16 @@ import {
   payableChipOfSql,
 } from "../modules/card/mod.ts";
 import {
+  isPaymentCodeShape,
   payFromCard,
   payFromCardsRecorded,
   redeemPaymentCode,
-  redeemPaymentCodeRecorded,
+  redeemPaymentCodesRecorded,
 } from "../modules/wallet/mod.ts";
 import { type Message, MessageCode, type MessageOf, Status } from "./messages.ts";
 import type { RawFrame } from "./parser.ts";
 import { bodySlot } from "./serializer.ts";
-import { GroupCommit } from "./batch.ts";
+import { perDatabase } from "./batch.ts";
 import { replyOf, requestReference, type ServiceContext } from "./context.ts";
 import { type MoneyRequest, type Outcome, requestRecord } from "./once.ts";
 import {
@@ -33,7 +35,7 @@ import {
   validAmount,
   walletRefusal,
 } from "./refusals.ts";
-import { recordPaidRequestsSql, recordRequestSql, replyFields } from "./repository.ts";
+import { recordPaidRequestsSql } from "./repository.ts";
 
 const log = logger("terminal.payments");
 
@@ -127,85 +129,115 @@ export const cardPayment: MoneyRequest<CardPayment> = {
   },
 };
 
-/** A reader's card payment waiting for its batch. */
-interface CardBatchItem {
+/** A reader's payment waiting for its batch. */
+interface BatchItem<M extends CardPayment | QrPayment> {
   terminal: Terminal;
   frame: RawFrame;
-  request: CardPayment;
+  request: M;
 }
 
 /** Most payments in one batch statement. */
-const CARD_BATCH_MAX = 128;
+const BATCH_MAX = 128;
 
 /**
  * Batches in flight at once on PostgreSQL (each holds one pooled connection): while one commits,
  * the next is already running, and at low load a payment never waits for another's batch.
  * PGlite has one connection: a second batch would only wait for it, smaller.
  */
-const CARD_BATCHES_IN_FLIGHT = 4;
+const BATCHES_IN_FLIGHT = 4;
 
-const cardBatches = new WeakMap<Db, GroupCommit<CardBatchItem, number | null>>();
+function inFlight(db: Db): number {
+  return databaseKind(db) === "postgres" ? BATCHES_IN_FLIGHT : 1;
+}
+
+/** A request is recorded once: a retry of the same request waits for the next batch. */
+function requestKey(i: BatchItem<CardPayment | QrPayment>): string {
+  return `request:${i.terminal.id}:${i.frame.sequence}`;
+}
 
 /**
  * The group commit of one database's card payments: one statement finds each chip's card (if it
  * may pay), debits it and records the request with its reply (money and record commit together).
  * A payment that does not pay there (a refused chip or card, funds, limits, a retry, a failed
- * batch) gets null, nothing written for it, and the ordinary way answers it.
+ * batch) gets null, nothing written for it, and the ordinary way answers it. One statement updates
+ * a card row once: a second payment of the same chip waits for the next batch.
  */
-function cardBatcher(db: Db): GroupCommit<CardBatchItem, number | null> {
-  let batcher = cardBatches.get(db);
-  if (!batcher) {
-    batcher = new GroupCommit({
-      maxBatch: CARD_BATCH_MAX,
-      maxInFlight: databaseKind(db) === "postgres" ? CARD_BATCHES_IN_FLIGHT : 1,
-      // One statement updates a card row once, and a request is recorded once: a second payment
-      // of the same chip, or a retry of the same request, waits for the next batch.
-      keys: (i) => [
-        `chip:${payableChipKey(i.request.chip)}`,
-        `request:${i.terminal.id}:${i.frame.sequence}`,
-      ],
-      run: (items) => payCardBatch(db, items),
-    });
-    cardBatches.set(db, batcher);
-  }
-  return batcher;
-}
+const cardBatcher = perDatabase<BatchItem<CardPayment>, number | null>((db) => ({
+  maxBatch: BATCH_MAX,
+  maxInFlight: inFlight(db),
+  keys: (i) => [`chip:${payableChipKey(i.request.chip)}`, requestKey(i)],
+  run: (items) =>
+    payBatch("card", items, (i) => cardReply(i, Status.Ok), (record) =>
+      payFromCardsRecorded(db, {
+        payments: items.map((i) => ({
+          payer: payableChipKey(i.request.chip),
+          merchantId: i.terminal.merchantId,
+          amount: i.request.amount,
+          reference: requestReference(i.terminal.id, i.frame.sequence),
+          terminalId: i.terminal.id,
+        })),
+        cardAccountOf: payableChipOfSql,
+        record,
+      })),
+}));
 
 /**
- * One statement for a batch: each payment's chip check, debit and request record. Returns each
- * payment's balance after, or null where it did not pay. If the statement fails as a whole (a
- * retry racing its first request on another instance, a balance outside int32, …), nothing was
- * written and every payment gets null: each then goes the ordinary way on its own.
+ * The group commit of one database's 付款码 payments, as card payments': one statement redeems
+ * each code (live, not frozen, within the limits and the funds), debits its card and records the
+ * request with its reply. A code is redeemed once: the same code twice waits for the next batch
+ * (where the first has used it, and the ordinary way says so).
  */
-async function payCardBatch(db: Db, items: CardBatchItem[]): Promise<Array<number | null>> {
-  try {
-    // Each reply is recorded as the approval with its balance filled in by the statement.
-    const approvals = items.map((i) => cardReply(i.request, Status.Ok));
-    const balance = bodySlot(approvals[0], "balance");
-    const paid = await payFromCardsRecorded(db, {
-      payments: items.map((i) => ({
-        payer: payableChipKey(i.request.chip),
-        merchantId: i.terminal.merchantId,
-        amount: i.request.amount,
-        reference: requestReference(i.terminal.id, i.frame.sequence),
-        terminalId: i.terminal.id,
+const qrBatcher = perDatabase<BatchItem<QrPayment>, number | null>((db) => ({
+  maxBatch: BATCH_MAX,
+  maxInFlight: inFlight(db),
+  keys: (i) => [`code:${i.request.paymentCode}`, requestKey(i)],
+  run: (items) =>
+    payBatch("qr", items, (i) => qrReply(i, Status.Ok), (record) =>
+      redeemPaymentCodesRecorded(db, {
+        redemptions: items.map((i) => ({
+          code: i.request.paymentCode,
+          amount: i.request.amount,
+          merchantId: i.terminal.merchantId,
+          terminalId: i.terminal.id,
+          reference: requestReference(i.terminal.id, i.frame.sequence),
+        })),
+        record,
       })),
-      channel: "card",
-      cardAccountOf: payableChipOfSql,
-      record: (rows) =>
-        recordPaidRequestsSql(
-          items.map((i, n) => ({
-            ...requestRecord(i.terminal, i.frame, replyOf(approvals[n])),
-            amount: i.request.amount,
-          })),
-          balance,
-          rows,
-        ),
-    });
+}));
+
+/**
+ * One statement for a batch: each payment's checks, debit and request record, the record being
+ * its approval (`approve`) with the balance filled in by the statement. Returns each payment's
+ * balance after, or null where it did not pay. If the statement fails as a whole (a retry racing
+ * its first request on another instance, a code redeemed at the same moment by another instance,
+ * a balance outside int32, …), nothing was written and every payment gets null: each then goes
+ * the ordinary way on its own.
+ */
+async function payBatch<M extends CardPayment | QrPayment>(
+  kind: string,
+  items: BatchItem<M>[],
+  approve: (request: M) => Message,
+  pay: (
+    record: (paid: RawBuilder<unknown>) => RawBuilder<unknown>,
+  ) => Promise<Array<{ balanceHere: number } | null>>,
+): Promise<Array<number | null>> {
+  try {
+    const approvals = items.map((i) => approve(i.request));
+    const balance = bodySlot(approvals[0], "balance");
+    const paid = await pay((rows) =>
+      recordPaidRequestsSql(
+        items.map((i, n) => ({
+          ...requestRecord(i.terminal, i.frame, replyOf(approvals[n])),
+          amount: i.request.amount,
+        })),
+        balance,
+        rows,
+      )
+    );
     return paid.map((p) => p?.balanceHere ?? null);
   } catch (err) {
     if (!isDatabaseError(err)) {
-      log.error("card payment batch failed", { size: items.length, err: String(err) });
+      log.error("payment batch failed", { kind, size: items.length, err: String(err) });
     }
     return items.map(() => null);
   }
@@ -223,31 +255,13 @@ export const qrPayment: MoneyRequest<QrPayment> = {
   },
 
   /**
-   * One statement redeems the code (live, not frozen, within the limits and the funds), debits
-   * the card and records the request with its reply.
+   * In the group commit: one statement for many readers redeems each code (live, not frozen,
+   * within the limits and the funds), debits the card and records the request with its reply.
    */
   async inOneStatement(ctx, terminal, frame, request) {
-    const approval = qrReply(request, Status.Ok);
-    let paid;
-    try {
-      paid = await redeemPaymentCodeRecorded(ctx.db, {
-        code: request.paymentCode,
-        amount: request.amount,
-        merchantId: terminal.merchantId,
-        terminalId: terminal.id,
-        reference: requestReference(terminal.id, frame.sequence),
-        record: (row) =>
-          recordRequestSql(requestRecord(terminal, frame, replyOf(approval)), row, {
-            fields: replyFields(approval, { balance: "balance_after" }),
-            amount: request.amount,
-            cardAccountId: "card_account_id",
-          }),
-      });
-    } catch (err) {
-      if (isDatabaseError(err)) return null;
-      throw err;
-    }
-    return paid ? qrReply(request, Status.Ok, paid.balanceHere) : null;
+    if (!isPaymentCodeShape(request.paymentCode)) return null;
+    const balance = await qrBatcher(ctx.db).submit({ terminal, frame, request });
+    return balance === null ? null : qrReply(request, Status.Ok, balance);
   },
 
   async handle(ctx, terminal, frame, request) {

@@ -16,7 +16,6 @@ import { ensureMerchantAccount } from "./_common.ts";
 async function payBatch(db: Db, payments: BatchPayment[]) {
   return await payFromCardsRecorded(db, {
     payments,
-    channel: "card",
     cardAccountOf: (payer) => sql<number | null>`${payer}::bigint`,
     record: (paid) => sql`select ord from ${paid}`,
   });

@@ -81,6 +81,7 @@ export {
  * Group commit: `payFromCardsRecorded` runs many readers' card payments (`payFromCard`'s checks)
  * with their records as one statement (one round trip and one commit for all); each payment that
  * did not pay returns null, and the caller falls back to `payFromCard`, which says why.
+ * `redeemPaymentCodesRecorded` (below) does the same for 付款码 payments.
  */
 export { type BatchPayment, payFromCardsRecorded } from "./batch.ts";
 
@@ -109,8 +110,9 @@ export {
 } from "./holds_recorded.ts";
 
 /**
- * 付款码: `redeemPaymentCode` for readers (exactly once per code; `redeemPaymentCodeRecorded` with
- * the reader's record in one statement, null when refused), `onPaymentCodeRedeemed` for
+ * 付款码: `redeemPaymentCode` for readers (exactly once per code; `redeemPaymentCodesRecorded`
+ * many readers' redemptions with their records in one statement, null where one did not pay),
+ * `onPaymentCodeRedeemed` for
  * in-process listeners, `isPaymentCodeShape` (18 digits starting 88, Luhn check digit) so a reader
  * can tell our codes from WeChat/Alipay/UnionPay ones; issuing and settings for the pages.
  */
@@ -121,7 +123,12 @@ export {
   issuePaymentCode,
   onPaymentCodeRedeemed,
 } from "./codes.ts";
-export { redeemPaymentCode, redeemPaymentCodeRecorded, type RedeemResult } from "./redeem.ts";
+export {
+  type CodeRedemption,
+  redeemPaymentCode,
+  redeemPaymentCodesRecorded,
+  type RedeemResult,
+} from "./redeem.ts";
 export { getPaySettings, type PaySettings, updatePaySettings } from "./pay_settings.ts";
 
 /**

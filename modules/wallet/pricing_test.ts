@@ -125,7 +125,6 @@ Deno.test("a type's canteen rule is charged and recorded; a later edit leaves hi
         reference: "price-3",
         terminalId: null,
       }],
-      channel: "card",
       cardAccountOf: (payer) => sql<number>`(${payer})::bigint`,
       record: () => sql`select 1`,
     });

@@ -57,7 +57,6 @@ Deno.test({
                 reference: `race-${i}`,
                 terminalId: null,
               }],
-              channel: "card",
               cardAccountOf: (payer) => sql<number | null>`${payer}::bigint`,
               record: (rows) => sql`select ord from ${rows}`,
             }).then(([p]) => {

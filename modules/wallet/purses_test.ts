@@ -441,7 +441,6 @@ Deno.test("a group-committed batch takes 补助 first and tells each reader what
         reference: ref("batch"),
         terminalId: null,
       })),
-      channel: "card",
       cardAccountOf: (payer) => sql<number | null>`${payer}::bigint`,
       record: (rows) => sql`select ord from ${rows}`,
     });

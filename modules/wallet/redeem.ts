@@ -3,7 +3,7 @@
  * refused while the code is frozen (by the student, or with a loss report).
  */
 import { type RawBuilder, sql } from "kysely";
-import { type Db, PREPARED } from "../platform/database.ts";
+import type { Db } from "../platform/database.ts";
 import { findCardAccount, paymentCodeFrozenSql } from "../card/mod.ts";
 import { getMerchant, merchantRowSql } from "../merchant/mod.ts";
 import {
@@ -30,6 +30,7 @@ import {
   ReferenceConflictError,
 } from "./errors.ts";
 import { oneAskSql, unusedReferenceSql, withCardLocked } from "./ledger.ts";
+import { redeemCodesInOneStatement } from "./batch.ts";
 
 /** The result of redeeming a code at a reader. */
 export interface RedeemResult {
@@ -222,40 +223,56 @@ export async function redeemPaymentCode(
   throw new Error("Cannot redeem payment code: gave up after repeated conflicts");
 }
 
+/** One 付款码 redemption of a batch (`redeemPaymentCodesRecorded`). */
+export interface CodeRedemption {
+  code: string;
+  /** The reader's list price. */
+  amount: number;
+  merchantId: number;
+  terminalId: number;
+  reference: string;
+}
+
 /**
- * `redeemPaymentCode` and the caller's own record of it in one statement: one round trip and one
- * commit, for a reader's hot path. `record(paid)` returns an `insert … select … from ${paid}`;
- * `paid` has the new transfer's `id`, `card_account_id` and `balance_after` (the balance the
- * merchant sees after), and a row only when the money moved, so the record commits with the money or not at all. Returns null, nothing
- * written, for anything else (a refusal, a retry, a conflict, a missing merchant account): the
- * caller then runs `redeemPaymentCode`, which says why. The 付款码 page hears of a redemption
- * here as it does there.
+ * `redeemPaymentCode` for many readers at once, each with the caller's own record of it, in one
+ * statement: one round trip and one commit for the batch (group commit, as card payments have).
+ * `record(paid)` returns an `insert … select … from ${paid}`; `paid` has one row per redemption
+ * that moved money: `ord` (its 1-based position in `redemptions`), the new transfer's `id`,
+ * `card_account_id` and `balance_after` (the balance the merchant sees after), so each record
+ * commits with its money or not at all. Returns, per redemption, its result or null, nothing
+ * written for it, for anything else (a refusal, a retry, a used or unknown code, a missing
+ * merchant account): the caller then runs `redeemPaymentCode`, which says why. A code must not
+ * appear twice in one batch. The 付款码 page hears of each redemption as it does from
+ * `redeemPaymentCode`. Database errors (a code redeemed at the same moment elsewhere, a duplicate
+ * record) are thrown with nothing written.
  */
-export async function redeemPaymentCodeRecorded(
+export async function redeemPaymentCodesRecorded(
   db: Db,
   input: {
-    code: string;
-    amount: number;
-    merchantId: number;
-    terminalId: number;
-    reference: string;
+    redemptions: CodeRedemption[];
     record: (paid: RawBuilder<unknown>) => RawBuilder<unknown>;
   },
-): Promise<RedeemResult | null> {
-  const amount = checkAmount(input.amount);
-  const reference = checkReference(input.reference);
-  const code = String(input.code ?? "").trim();
-  const terminalId = input.terminalId;
-  if (!isPaymentCodeShape(code) || !Number.isSafeInteger(terminalId) || terminalId <= 0) {
-    return null;
-  }
-  const merchantId = input.merchantId;
-  const result = await sql<RedeemRow>`${sql.raw(PREPARED)}${
-    redeemStatement({ code, amount, merchantId, terminalId, reference, pricedAt: new Date() })
-  }, recorded as (${input.record(sql.raw("paid"))})
-    ${resultOf(merchantId)}`.execute(db);
-  const row = result.rows[0];
-  return row ? await redeemed(db, row, code) : null;
+): Promise<Array<RedeemResult | null>> {
+  const payments = input.redemptions.map((r) => ({
+    payer: String(r.code ?? "").trim(),
+    merchantId: r.merchantId,
+    amount: r.amount,
+    reference: r.reference,
+    terminalId: r.terminalId,
+  }));
+  const paid = await redeemCodesInOneStatement(db, payments, input.record);
+  return await Promise.all(paid.map((p, i) =>
+    p
+      ? redeemed(db, {
+        id: p.transferId,
+        amount: p.charged,
+        balance_after: p.balanceAfter,
+        here: p.balanceHere,
+        card_account_id: p.cardAccountId,
+        merchant_name: p.merchantName,
+      }, payments[i].payer)
+      : null
+  ));
 }
 
 async function duplicateRedeem(

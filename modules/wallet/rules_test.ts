@@ -27,7 +27,7 @@ import {
   PaymentCodeOverLimitError,
   payUtility,
   redeemPaymentCode,
-  redeemPaymentCodeRecorded,
+  redeemPaymentCodesRecorded,
   refundTopUp,
   refundTransfer,
   refundUtility,
@@ -491,7 +491,6 @@ const batch = (db: Db, card: number, amount: number, merchantId: number) =>
       reference: ref("batch"),
       terminalId: null,
     }],
-    channel: "card",
     cardAccountOf: (payer) => sql<number | null>`${payer}::bigint`,
     record: (paid) => sql`select ord from ${paid}`,
   });
@@ -539,7 +538,7 @@ const PATHS: Path[] = [
     },
   },
   {
-    name: "payment code with the reader's record (ordinary path says why)",
+    name: "group-committed payment code with the reader's record (ordinary path says why)",
     limits: true,
     place: "canteen",
     async pay(t, card, amount) {
@@ -551,8 +550,8 @@ const PATHS: Path[] = [
         terminalId: 1,
         reference: ref("qr"),
       };
-      const paid = await redeemPaymentCodeRecorded(t.db, {
-        ...input,
+      const [paid] = await redeemPaymentCodesRecorded(t.db, {
+        redemptions: [input],
         record: (p) => sql`select id from ${p}`,
       });
       return paid ?? await redeemPaymentCode(t.db, input);
