@@ -23,21 +23,45 @@ export interface BlocklistDelta {
   complete: boolean;
 }
 
-/** Appends changes to the log and returns the new version (or the current one if none). */
+/** A chip joining the blocklist or leaving it. */
+export interface BlocklistChange {
+  chipNumber: string;
+  op: "add" | "remove";
+}
+
+/** Changes the head's one statement takes with it; the rest follow in chunks of this many. */
+const CHUNK = 1000;
+
+/**
+ * Appends changes to the log and returns the new version (or the current one if none). The head
+ * row's lock is held from here to the caller's commit, which serialises every change: call this
+ * last in the transaction. The bump and the first chunk of the log are one statement.
+ */
 export async function recordBlocklistChanges(
   trx: Db,
-  changes: Array<{ chipNumber: string; op: "add" | "remove" }>,
+  changes: BlocklistChange[],
 ): Promise<number | null> {
   if (changes.length === 0) return null;
+  const first = changes.slice(0, CHUNK);
+  const chips = first.map((c) => c.chipNumber);
+  const ops = first.map((c) => c.op);
   const head = await sql<{ version: number }>`
-    update card_blocklist_head set version = version + ${changes.length} where id = 1
-    returning version`.execute(trx);
+    with head as (
+      update card_blocklist_head set version = version + ${changes.length} where id = 1
+      returning version
+    ), logged as (
+      insert into card_blocklist_changes (version, chip_number, op)
+      select head.version - ${changes.length} + c.ord, c.chip_number, c.op
+      from head,
+        unnest(${chips}::text[], ${ops}::text[]) with ordinality as c(chip_number, op, ord)
+    )
+    select version from head`.execute(trx);
   const last = Number(head.rows[0].version);
-  const first = last - changes.length + 1;
-  for (let i = 0; i < changes.length; i += 1000) {
+  const firstVersion = last - changes.length + 1;
+  for (let i = CHUNK; i < changes.length; i += CHUNK) {
     await trx.insertInto("card_blocklist_changes").values(
-      changes.slice(i, i + 1000).map((c, j) => ({
-        version: first + i + j,
+      changes.slice(i, i + CHUNK).map((c, j) => ({
+        version: firstVersion + i + j,
         chip_number: c.chipNumber,
         op: c.op,
       })),

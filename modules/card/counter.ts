@@ -8,7 +8,11 @@ import type { Db } from "../platform/database.ts";
 import { clearThrottle, forgetSignIn, lockedFor } from "../security/mod.ts";
 import { writeAudit } from "../staff/mod.ts";
 import { findAccount, loginThrottleKey } from "../account/mod.ts";
-import { notifyBlocklistChange, recordBlocklistChanges } from "./blocklist.ts";
+import {
+  type BlocklistChange,
+  notifyBlocklistChange,
+  recordBlocklistChanges,
+} from "./blocklist.ts";
 import { CardError } from "./errors.ts";
 import { applyLoss, applyUnloss } from "./loss.ts";
 import { cardPasswordKey } from "./passwords.ts";
@@ -49,15 +53,18 @@ async function staffChange(
   change: (
     trx: Db,
     card: CardRow,
-  ) => Promise<
-    { version?: number | null; event: Omit<CardEventInput, "cardAccountId" | "actor" | "staffId"> }
-  >,
+  ) => Promise<{
+    version?: number | null;
+    /** Blocklist changes to record last, just before the commit (the head row's lock is short). */
+    blocklist?: BlocklistChange[];
+    event: Omit<CardEventInput, "cardAccountId" | "actor" | "staffId">;
+  }>,
 ): Promise<void> {
   const version = await db.transaction().execute(async (trx) => {
     const card = await loadCardAccount(trx, cardAccountId, true);
     if (!card) throw new CardError("No such card account", "一卡通账户不存在", "_form");
     const before = await snapshot(trx, card.id);
-    const { version, event } = await change(trx, card);
+    const { version, blocklist, event } = await change(trx, card);
     await insertCardEvents(trx, [{
       ...event,
       cardAccountId: card.id,
@@ -73,7 +80,7 @@ async function staffChange(
       after: await snapshot(trx, card.id),
       ip: actor.ip ?? null,
     });
-    return version ?? null;
+    return version ?? await recordBlocklistChanges(trx, blocklist ?? []);
   });
   notifyBlocklistChange(version);
 }
@@ -329,16 +336,12 @@ export async function closeCardAccount<T>(
       bound_at: null,
       updated_at: now,
     }).where("id", "=", card.id).execute();
-    // A lost chip is listed already; the active one joins the list now, for good.
-    const version = await recordBlocklistChanges(
-      trx,
-      chips.filter((c) => c.status === "active").map((c) => ({
+    return {
+      // A lost chip is listed already; the active one joins the list now, for good.
+      blocklist: chips.filter((c) => c.status === "active").map((c) => ({
         chipNumber: c.chip_number,
         op: "add" as const,
       })),
-    );
-    return {
-      version,
       event: {
         kind: "closed",
         accountId: card.account_id,
