@@ -8,8 +8,11 @@ import type { KyselyPlugin, PluginTransformQueryArgs, PluginTransformResultArgs 
 import { sql } from "kysely";
 import type { Db } from "../modules/platform/database.ts";
 import { registerTerminal } from "../modules/merchant/mod.ts";
+import { createStaff } from "../modules/staff/mod.ts";
+import { staffReportLoss } from "../modules/card/mod.ts";
 import {
   type CodeRedeemed,
+  getBalance,
   issuePaymentCode,
   onPaymentCodeRedeemed,
   updatePaySettings,
@@ -29,8 +32,11 @@ import { setupWorld, type World } from "./_test_support.ts";
 class StatementCounter implements KyselyPlugin {
   statements = 0;
   seen: string[] = [];
+  /** Group-committed shower starts and ends (batch statements, of any size). */
+  showerBatches = 0;
   transformQuery(args: PluginTransformQueryArgs) {
     const node = JSON.stringify(args.node);
+    if (node.includes("expires_at, ord)") || node.includes("nth_of_card")) this.showerBatches++;
     const liveness = args.node.kind === "UpdateQueryNode" &&
       JSON.stringify(args.node.table).includes(`"name":"terminals"`);
     const poll = args.node.kind === "SelectQueryNode" &&
@@ -44,6 +50,7 @@ class StatementCounter implements KyselyPlugin {
   /** Starts counting afresh. */
   reset(): void {
     this.statements = 0;
+    this.showerBatches = 0;
     this.seen = [];
   }
   transformResult(args: PluginTransformResultArgs) {
@@ -507,5 +514,227 @@ Deno.test("two showers of one card ending at once keep its transfer ids in the o
       // withHarness runs the verifier: each card's balance-after chain in id order.
     } finally {
       await other.close();
+    }
+  }));
+
+/** `count` more shower controllers of the world's shower merchant, signed on to `server`. */
+async function showerReaders(
+  w: World,
+  server: TerminalServer,
+  count: number,
+): Promise<TerminalClient[]> {
+  const out: TerminalClient[] = [];
+  for (let i = 0; i < count; i++) {
+    const r = await registerTerminal(w.db, w.config.appSecret, {
+      merchantId: w.terminals.shower.merchantId,
+      kind: "shower",
+      name: `浴室${i}`,
+    });
+    const c = await TerminalClient.connect({
+      port: server.port,
+      terminalId: r.terminal.id,
+      key: keyFromHex(r.keyHex),
+    });
+    out.push(c);
+    assert.equal(status(await c.request({ code: MessageCode.SignOn, firmware: "t" })), Status.Ok);
+  }
+  return out;
+}
+
+type StartReply = Extract<Message, { code: 0xa0 }>;
+type EndReply = Extract<Message, { code: 0xa1 }>;
+
+Deno.test("shower starts and ends of many readers at once share batch statements; refusals, retries and ends off the common case get the ordinary answers", () =>
+  withHarness(async ({ w, server, counter, reader }) => {
+    await warm(w, await reader("shower"));
+    const good = await Promise.all([0, 1, 2, 3, 4].map(() => w.card({ balance: 2000 })));
+    const low = await w.card({ balance: 300 });
+    const poor = await w.card({ balance: 50 });
+    const lost = await w.card({ balance: 2000 });
+    const office = await createStaff(w.db, {
+      username: `office${Math.floor(Math.random() * 1e6)}`,
+      name: "一卡通中心",
+      password: "Office12345",
+      roles: ["card_office"],
+    });
+    await staffReportLoss(w.db, { staffId: office }, lost.cardAccountId);
+    const plan = [
+      { chip: good[0].chip, expect: Status.Ok, authorised: 500 },
+      // Less than the pre-authorisation: the ordinary path holds what there is.
+      { chip: low.chip, expect: Status.Ok, authorised: 300 },
+      { chip: good[1].chip, expect: Status.Ok, authorised: 500 },
+      { chip: poor.chip, expect: Status.InsufficientBalance, authorised: 0 },
+      { chip: good[2].chip, expect: Status.Ok, authorised: 500 },
+      { chip: lost.chip, expect: Status.CardLossReported, authorised: 0 },
+      { chip: "NOSUCHCHIP", expect: Status.UnknownChip, authorised: 0 },
+      { chip: good[3].chip, expect: Status.Ok, authorised: 500 },
+      { chip: good[4].chip, expect: Status.Ok, authorised: 500 },
+    ];
+    const rs = await showerReaders(w, server, plan.length);
+    try {
+      const starts = plan.map((p, i) =>
+        rs[i].frame({ code: MessageCode.ShowerStart, chip: p.chip })
+      );
+      counter.reset();
+      const started = await Promise.all(starts.map((f, i) => rs[i].sendFrame(f.bytes, f.sequence)));
+      assert.deepEqual(started.map(status), plan.map((p) => p.expect));
+      assert.deepEqual(
+        started.map((r) => (r.message as StartReply).authorised),
+        plan.map((p) => p.authorised),
+      );
+      assert.ok(counter.showerBatches >= 1, "no batch statement ran");
+      assert.ok(counter.showerBatches < plan.length, `${counter.showerBatches} batches`);
+      for (const [i, r] of started.entries()) {
+        // The reply as the reader got it is the one recorded, byte for byte.
+        assert.deepEqual(
+          await storedReply(w.db, rs[i].terminalId, starts[i].sequence),
+          serializeBody(r.message),
+        );
+      }
+      // Retries of every start, all at once: the same bytes, nothing held again.
+      const again = await Promise.all(starts.map((f, i) => rs[i].sendFrame(f.bytes, f.sequence)));
+      again.forEach((r, i) => assert.deepEqual(r.bytes, started[i].bytes));
+      for (const c of good) assert.equal(await held(w.db, c.cardAccountId), 500);
+      assert.equal(await held(w.db, low.cardAccountId), 300);
+      assert.equal(await held(w.db, poor.cardAccountId), 0);
+
+      // The ends, all at once: usage within and over the hold, no usage, an unknown hold.
+      const units = [40, 0, 1000, 0, 7, 0, 0, 100, 1];
+      const ends = plan.map((p, i) => {
+        const holdId = p.expect === Status.Ok ? (started[i].message as StartReply).holdId : 987_654;
+        return rs[i].frame({ code: MessageCode.ShowerEnd, holdId, units: units[i] });
+      });
+      counter.reset();
+      const ended = await Promise.all(ends.map((f, i) => rs[i].sendFrame(f.bytes, f.sequence)));
+      assert.ok(counter.showerBatches >= 1, "no batch statement ran");
+      const expected = plan.map((p, i) => {
+        if (p.expect !== Status.Ok) {
+          return {
+            code: MessageCode.ShowerEndReply,
+            status: Status.HoldNotFound,
+            charged: 0,
+            released: 0,
+            balance: 0,
+          };
+        }
+        const charged = Math.min(units[i] * 3, p.authorised);
+        return {
+          code: MessageCode.ShowerEndReply,
+          status: Status.Ok,
+          charged,
+          released: p.authorised - charged,
+          balance: (p.chip === low.chip ? 300 : 2000) - charged,
+        };
+      });
+      assert.deepEqual(ended.map((r) => r.message as EndReply), expected);
+      for (const [i, r] of ended.entries()) {
+        assert.deepEqual(
+          await storedReply(w.db, rs[i].terminalId, ends[i].sequence),
+          serializeBody(r.message),
+        );
+      }
+      const endsAgain = await Promise.all(ends.map((f, i) => rs[i].sendFrame(f.bytes, f.sequence)));
+      endsAgain.forEach((r, i) => assert.deepEqual(r.bytes, ended[i].bytes));
+      for (const [i, c] of good.entries()) {
+        const j = plan.findIndex((p) => p.chip === c.chip);
+        assert.equal(await w.balance(c.cardAccountId), 2000 - expected[j].charged, `card ${i}`);
+        assert.equal(await held(w.db, c.cardAccountId), 0);
+        assert.equal(
+          await transfers(w.db, c.cardAccountId, "shower"),
+          expected[j].charged > 0 ? 1 : 0,
+        );
+      }
+      assert.equal(await w.balance(low.cardAccountId), 300);
+      assert.equal(await held(w.db, low.cardAccountId), 0);
+      assert.equal(await w.balance(lost.cardAccountId), 2000);
+    } finally {
+      for (const c of rs) await c.close();
+    }
+  }));
+
+Deno.test("many readers starting and ending showers at once on shared and own cards: no card goes below zero, each hold ends once, the ledger verifies", () =>
+  withHarness(async ({ w, server, reader }) => {
+    const here = await reader("shower");
+    const twin = await reader("shower", { twin: true });
+    await warm(w, here);
+    const readers = 8;
+    const rounds = 6;
+    // Three shared cards can hold three showers each at most; the readers' own can hold all.
+    const shared = await Promise.all([0, 1, 2].map(() => w.card({ balance: 1600 })));
+    const own = await Promise.all(Array.from({ length: readers }, () => w.card({ balance: 5000 })));
+    const cards = [...shared, ...own];
+    const rs = await showerReaders(w, server, readers);
+    const charged = new Map<number, number>(cards.map((c) => [c.cardAccountId, 0]));
+    const ends: Array<{ holdId: number; charged: number }> = [];
+    let units = 0;
+    try {
+      await Promise.all(rs.map(async (r, n) => {
+        for (let round = 0; round < rounds; round++) {
+          const card = round % 2 === 0 ? shared[(n + round) % shared.length] : own[n];
+          const start = await r.request({ code: MessageCode.ShowerStart, chip: card.chip });
+          const s = start.message as StartReply;
+          if (s.status !== Status.Ok) {
+            assert.equal(s.status, Status.InsufficientBalance);
+            continue;
+          }
+          assert.ok(s.balance >= 0);
+          const end = await r.request({
+            code: MessageCode.ShowerEnd,
+            holdId: s.holdId,
+            units: units = (units * 7 + 13) % 251,
+          });
+          const e = end.message as EndReply;
+          assert.equal(e.status, Status.Ok);
+          assert.ok(e.balance >= 0, `balance ${e.balance}`);
+          charged.set(card.cardAccountId, charged.get(card.cardAccountId)! + e.charged);
+          ends.push({ holdId: s.holdId, charged: e.charged });
+        }
+      }));
+      // And the world's controller on two instances at once, the same frames on both: each
+      // start and end is done once and both connections get the same bytes.
+      for (const card of shared) {
+        const start = here.frame({ code: MessageCode.ShowerStart, chip: card.chip });
+        const [a, b] = await Promise.all([
+          here.sendFrame(start.bytes, start.sequence),
+          twin.sendFrame(start.bytes, start.sequence),
+        ]);
+        assert.deepEqual(a.bytes, b.bytes);
+        const s = a.message as StartReply;
+        if (s.status !== Status.Ok) continue;
+        const end = here.frame({ code: MessageCode.ShowerEnd, holdId: s.holdId, units: 50 });
+        const [c, d] = await Promise.all([
+          here.sendFrame(end.bytes, end.sequence),
+          twin.sendFrame(end.bytes, end.sequence),
+        ]);
+        assert.deepEqual(c.bytes, d.bytes);
+        const e = c.message as EndReply;
+        charged.set(card.cardAccountId, charged.get(card.cardAccountId)! + e.charged);
+        ends.push({ holdId: s.holdId, charged: e.charged });
+      }
+      assert.ok(ends.length >= readers * rounds / 2, `${ends.length} showers`);
+      for (const c of cards) {
+        const b = await getBalance(w.db, c.cardAccountId);
+        const start = shared.includes(c) ? 1600 : 5000;
+        assert.deepEqual(b, {
+          balance: start - charged.get(c.cardAccountId)!,
+          held: 0,
+          available: start - charged.get(c.cardAccountId)!,
+        });
+      }
+      // Each hold ended once: one shower transfer for each that charged, none for the others.
+      const rows = await sql<{ hold: string; n: string; amount: string }>`
+        select details ->> 'holdId' as hold, count(*) as n, sum(amount) as amount
+        from ledger_transfers where kind = 'shower' group by 1`.execute(w.db);
+      const byHold = new Map(rows.rows.map((r) => [Number(r.hold), r]));
+      for (const e of ends) {
+        const t = byHold.get(e.holdId);
+        if (e.charged === 0) assert.equal(t, undefined);
+        else assert.deepEqual([Number(t!.n), Number(t!.amount)], [1, e.charged]);
+      }
+      const open = await w.db.selectFrom("ledger_holds").select("id")
+        .where("state", "=", "active").execute();
+      assert.deepEqual(open, []);
+    } finally {
+      for (const c of rs) await c.close();
     }
   }));

@@ -322,6 +322,40 @@ export function recordRequestSql(
     from ${source}`;
 }
 
+/** A handled request's record, its reply to be filled in by SQL (`recordRequestsSql`). */
+export type RequestRow = Omit<PaidRequestRow, "amount">;
+
+/**
+ * The records of many handled requests as one `insert … select … from ${source}` (a wallet batch
+ * statement that moves their money): `rows[i]` is recorded when `source` has a row with
+ * `ord = i + 1`, `fields` of its reply written from that row's columns, as are the card account
+ * and the amount. A value outside a field's range fails the cast, so the statement writes nothing
+ * and every request takes the ordinary path; so does a (terminal, sequence) already recorded.
+ * The statement text is the same for any number of rows (arrays, not one placeholder per row).
+ */
+export function recordRequestsSql(
+  rows: RequestRow[],
+  source: RawBuilder<unknown>,
+  fill: { fields: ReplyField[]; amount: string; cardAccountId: string },
+): RawBuilder<unknown> {
+  const col = (name: string) => sql`${source}.${sql.ref(name)}`;
+  const of = <T>(f: (r: RequestRow) => T) => rows.map(f);
+  let reply: RawBuilder<unknown> = sql`decode(r.reply, 'hex')`;
+  for (const f of fill.fields) reply = filledSql(reply, f.slot, col(f.column));
+  return sql`insert into terminal_requests (terminal_id, sequence, type, request, status,
+      reply_type, reply_timestamp, reply, amount, card_account_id)
+    select r.terminal_id, r.sequence, r.type, decode(r.request, 'hex'), r.status, r.reply_type,
+      r.reply_timestamp, ${reply}, ${col(fill.amount)}::bigint, ${col(fill.cardAccountId)}
+    from ${source} join unnest(${of((r) => r.terminalId)}::bigint[],
+      ${of((r) => r.sequence)}::bigint[], ${of((r) => r.type)}::smallint[],
+      ${of((r) => hex(r.request))}::text[], ${of((r) => r.status)}::integer[],
+      ${of((r) => r.replyType)}::smallint[], ${of((r) => r.replyTimestamp)}::bigint[],
+      ${of((r) => hex(r.reply))}::text[])
+      with ordinality as r(terminal_id, sequence, type, request, status, reply_type,
+        reply_timestamp, reply, ord)
+      on r.ord = ${source}.ord`;
+}
+
 /** The shower a terminal's ShowerStart of `startSequence` began, or null. */
 export async function findShowerStartedBy(db: Db, terminalId: number, startSequence: number) {
   return (await db.selectFrom("terminal_showers").select(["hold_id", "card_account_id"])
@@ -330,32 +364,34 @@ export async function findShowerStartedBy(db: Db, terminalId: number, startSeque
 }
 
 /**
- * A started shower's row (`saveShower`) as an `insert … select` from the wallet's new hold
- * (`id`, `card_account_id`) and the tariff it started under (`id`, `fen_per_unit`).
+ * Started showers' rows (`saveShower`) as an `insert … select` from the wallet's new holds `held`
+ * (`ord`, `id`, `card_account_id`): `rows[i]` is recorded when `held` has a row with
+ * `ord = i + 1`, with the tariff it started under (`id`, `fen_per_unit`).
  */
-export function recordShowerSql(
-  row: { terminalId: number; sequence: number },
+export function recordShowersSql(
+  rows: Array<{ terminalId: number; sequence: number }>,
   held: RawBuilder<unknown>,
   tariff: RawBuilder<unknown>,
 ): RawBuilder<unknown> {
   return sql`insert into terminal_showers (hold_id, terminal_id, start_sequence, card_account_id,
       tariff_id, fen_per_unit)
-    select ${held}.id, ${row.terminalId}::bigint, ${row.sequence}::bigint,
-      ${held}.card_account_id, tf.id, tf.fen_per_unit
-    from ${held}, ${tariff} tf`;
+    select ${held}.id, r.terminal_id, r.sequence, ${held}.card_account_id, tf.id, tf.fen_per_unit
+    from ${held} join unnest(${rows.map((r) => r.terminalId)}::bigint[],
+      ${rows.map((r) => r.sequence)}::bigint[]) with ordinality as r(terminal_id, sequence, ord)
+      on r.ord = ${held}.ord
+    cross join ${tariff} tf`;
 }
 
 /**
- * A shower controller's usage at the tariff its shower started under, as SQL: NULL when the hold
- * is not a shower this terminal started.
+ * Shower controllers' usage at the tariff each shower started under, as SQL over the columns of
+ * an end (hold, terminal, units): NULL when the hold is not a shower this terminal started.
  */
-export function showerUsageSql(
-  terminalId: number,
-  holdId: number,
-  units: number,
+export function showerUsageOfSql(
+  end: { holdId: RawBuilder<number>; terminalId: RawBuilder<number>; units: RawBuilder<number> },
 ): RawBuilder<number | null> {
-  return sql<number | null>`(select ${units}::bigint * fen_per_unit from terminal_showers
-    where hold_id = ${holdId}::bigint and terminal_id = ${terminalId}::bigint)`;
+  return sql<number | null>`(select (${end.units})::bigint * s.fen_per_unit
+    from terminal_showers s
+    where s.hold_id = ${end.holdId} and s.terminal_id = ${end.terminalId})`;
 }
 
 /** The highest sequence number recorded for a terminal (0 before any). */

@@ -1,19 +1,27 @@
 /**
  * Shower controllers (PROTOCOL.md §4.6, §4.7): a card swipe holds the pre-authorisation, the end
  * charges the usage at the tariff the shower started under and releases the rest. Each is one
- * `MoneyRequest`, its common case in one statement.
+ * `MoneyRequest`, its common case group-committed: many readers' starts in one statement, many
+ * readers' ends in another, each with its records (as card payments are, payments.ts).
  */
 import { sql } from "kysely";
-import { findCardByChip, payableChipSql } from "../modules/card/mod.ts";
+import { databaseKind, type Db } from "../modules/platform/database.ts";
+import { logger } from "../modules/platform/log.ts";
+import type { Terminal } from "../modules/merchant/mod.ts";
+import { findCardByChip, payableChipKey, payableChipOfSql } from "../modules/card/mod.ts";
 import {
   balanceAtMerchant,
+  type HeldRecorded,
   holdFunds,
   holdFundsRecorded,
+  type SettledRecorded,
   settleHold,
   settleHoldRecorded,
 } from "../modules/wallet/mod.ts";
 import { currentShowerTariff, showerTariffSql } from "../modules/billing/mod.ts";
 import { type Message, MessageCode, type MessageOf, Status } from "./messages.ts";
+import type { RawFrame } from "./parser.ts";
+import { GroupCommit } from "./batch.ts";
 import { replyOf, requestReference, type ServiceContext } from "./context.ts";
 import { type MoneyRequest, type Outcome, requestRecord } from "./once.ts";
 import {
@@ -25,12 +33,14 @@ import {
 } from "./refusals.ts";
 import {
   findShower,
-  recordRequestSql,
-  recordShowerSql,
+  recordRequestsSql,
+  recordShowersSql,
   replyFields,
   saveShower,
-  showerUsageSql,
+  showerUsageOfSql,
 } from "./repository.ts";
+
+const log = logger("terminal.showers");
 
 type ShowerStart = MessageOf<0x20>;
 type ShowerEnd = MessageOf<0x21>;
@@ -61,38 +71,17 @@ export const showerStart: MoneyRequest<ShowerStart> = {
   },
 
   /**
-   * One statement finds the chip's card (if it may pay) and the tariff in force, holds the whole
-   * pre-authorisation, and records the shower and the request with its reply.
+   * In a batch of readers' starts, one statement finds each chip's card (if it may pay) and the
+   * tariff in force, holds the whole pre-authorisation, and records the shower and the request
+   * with its reply.
    */
   async inOneStatement(ctx, terminal, frame, request) {
-    const approval = startReply(Status.Ok);
-    const tariff = showerTariffSql();
-    let held;
-    try {
-      held = await holdFundsRecorded(ctx.db, {
-        cardAccountId: payableChipSql(request.chip),
-        amount: sql<number | null>`(select preauth_amount from ${tariff} tf)`,
-        merchantId: terminal.merchantId,
-        terminalId: terminal.id,
-        reference: requestReference(terminal.id, frame.sequence),
-        expiresAt: holdExpiry(ctx),
-        record: (hold) => [
-          recordShowerSql({ terminalId: terminal.id, sequence: frame.sequence }, hold, tariff),
-          recordRequestSql(requestRecord(terminal, frame, replyOf(approval)), hold, {
-            fields: replyFields(approval, {
-              holdId: "id",
-              authorised: "amount",
-              balance: "balance",
-            }),
-            amount: "amount",
-            cardAccountId: "card_account_id",
-          }),
-        ],
-      });
-    } catch (err) {
-      if (isDatabaseError(err)) return null;
-      throw err;
-    }
+    const held = await startBatcher(ctx.db).submit({
+      terminal,
+      frame,
+      request,
+      expiresAt: holdExpiry(ctx),
+    });
     return held
       ? startReply(Status.Ok, {
         holdId: held.holdId,
@@ -164,34 +153,13 @@ function endReply(
 /** ShowerEnd `0x21`. */
 export const showerEnd: MoneyRequest<ShowerEnd> = {
   /**
-   * One statement prices the usage at the tariff the shower started under, settles this
-   * terminal's active hold (charging at most the hold, releasing the rest) and records the
-   * request with its reply. An unknown, settled or timed-out hold is not the common case.
+   * In a batch of readers' ends, one statement prices each usage at the tariff its shower started
+   * under, settles the terminal's active hold (charging at most the hold, releasing the rest) and
+   * records the request with its reply. An unknown, settled or timed-out hold is not the common
+   * case.
    */
   async inOneStatement(ctx, terminal, frame, request) {
-    const approval = endReply(Status.Ok);
-    let settled;
-    try {
-      settled = await settleHoldRecorded(ctx.db, {
-        holdId: request.holdId,
-        usage: showerUsageSql(terminal.id, request.holdId, request.units),
-        reference: requestReference(terminal.id, frame.sequence),
-        record: (settlement) => [
-          recordRequestSql(requestRecord(terminal, frame, replyOf(approval)), settlement, {
-            fields: replyFields(approval, {
-              charged: "charged",
-              released: "released",
-              balance: "balance_after",
-            }),
-            amount: "charged",
-            cardAccountId: "card_account_id",
-          }),
-        ],
-      });
-    } catch (err) {
-      if (isDatabaseError(err)) return null;
-      throw err;
-    }
+    const settled = await endBatcher(ctx.db).submit({ terminal, frame, request });
     return settled
       ? endReply(Status.Ok, {
         charged: settled.charged,
@@ -232,4 +200,162 @@ export const showerEnd: MoneyRequest<ShowerEnd> = {
 
 function refusedEnd(status: number): Outcome {
   return { message: endReply(status), amount: 0, cardAccountId: null };
+}
+
+/** Most starts, or ends, in one batch statement. */
+const SHOWER_BATCH_MAX = 128;
+
+/**
+ * Batches of each kind in flight at once on PostgreSQL (each holds one pooled connection); PGlite
+ * has one connection (payments.ts says why).
+ */
+const SHOWER_BATCHES_IN_FLIGHT = 4;
+
+/** A reader's shower start waiting for its batch. */
+interface StartItem {
+  terminal: Terminal;
+  frame: RawFrame;
+  request: ShowerStart;
+  expiresAt: Date;
+}
+
+/** A reader's shower end waiting for its batch. */
+interface EndItem {
+  terminal: Terminal;
+  frame: RawFrame;
+  request: ShowerEnd;
+}
+
+const startBatches = new WeakMap<Db, GroupCommit<StartItem, HeldRecorded | null>>();
+const endBatches = new WeakMap<Db, GroupCommit<EndItem, SettledRecorded | null>>();
+
+function inFlight(db: Db): number {
+  return databaseKind(db) === "postgres" ? SHOWER_BATCHES_IN_FLIGHT : 1;
+}
+
+/**
+ * The group commit of one database's shower starts. A start that does not hold there (a refused
+ * chip or card, less than the pre-authorisation available, a retry, a failed batch) gets null,
+ * nothing written for it, and the ordinary way answers it.
+ */
+function startBatcher(db: Db): GroupCommit<StartItem, HeldRecorded | null> {
+  let batcher = startBatches.get(db);
+  if (!batcher) {
+    batcher = new GroupCommit({
+      maxBatch: SHOWER_BATCH_MAX,
+      maxInFlight: inFlight(db),
+      // One statement updates a card row once, and a request is recorded once.
+      keys: (i) => [
+        `chip:${payableChipKey(i.request.chip)}`,
+        `request:${i.terminal.id}:${i.frame.sequence}`,
+      ],
+      run: (items) => startBatch(db, items),
+    });
+    startBatches.set(db, batcher);
+  }
+  return batcher;
+}
+
+/**
+ * One statement for a batch of starts: each chip's check, hold, shower row and request record.
+ * If the statement fails as a whole (a retry racing its first request on another instance, a
+ * number outside its reply field, …), nothing was written and every start goes the ordinary way.
+ */
+async function startBatch(db: Db, items: StartItem[]): Promise<Array<HeldRecorded | null>> {
+  try {
+    const approval = startReply(Status.Ok);
+    const tariff = showerTariffSql();
+    return await holdFundsRecorded(db, {
+      holds: items.map((i) => ({
+        payer: payableChipKey(i.request.chip),
+        merchantId: i.terminal.merchantId,
+        terminalId: i.terminal.id,
+        reference: requestReference(i.terminal.id, i.frame.sequence),
+        expiresAt: i.expiresAt,
+      })),
+      cardAccountOf: payableChipOfSql,
+      amount: sql<number | null>`(select preauth_amount from ${tariff} tf)`,
+      record: (held) => [
+        recordShowersSql(
+          items.map((i) => ({ terminalId: i.terminal.id, sequence: i.frame.sequence })),
+          held,
+          tariff,
+        ),
+        recordRequestsSql(
+          items.map((i) => requestRecord(i.terminal, i.frame, replyOf(approval))),
+          held,
+          {
+            fields: replyFields(approval, {
+              holdId: "id",
+              authorised: "amount",
+              balance: "balance",
+            }),
+            amount: "amount",
+            cardAccountId: "card_account_id",
+          },
+        ),
+      ],
+    });
+  } catch (err) {
+    if (!isDatabaseError(err)) {
+      log.error("shower start batch failed", { size: items.length, err: String(err) });
+    }
+    return items.map(() => null);
+  }
+}
+
+/**
+ * The group commit of one database's shower ends. An end that does not settle there (an unknown,
+ * settled or timed-out hold, no usage, a retry, another end of the same card in the batch, a
+ * failed batch) gets null, nothing written for it, and the ordinary way answers it.
+ */
+function endBatcher(db: Db): GroupCommit<EndItem, SettledRecorded | null> {
+  let batcher = endBatches.get(db);
+  if (!batcher) {
+    batcher = new GroupCommit({
+      maxBatch: SHOWER_BATCH_MAX,
+      maxInFlight: inFlight(db),
+      // A hold is settled once, and a request is recorded once.
+      keys: (i) => [`hold:${i.request.holdId}`, `request:${i.terminal.id}:${i.frame.sequence}`],
+      run: (items) => endBatch(db, items),
+    });
+    endBatches.set(db, batcher);
+  }
+  return batcher;
+}
+
+/** One statement for a batch of ends: each usage priced, each hold settled, each request recorded. */
+async function endBatch(db: Db, items: EndItem[]): Promise<Array<SettledRecorded | null>> {
+  try {
+    const approval = endReply(Status.Ok);
+    return await settleHoldRecorded(db, {
+      settlements: items.map((i) => ({
+        holdId: i.request.holdId,
+        terminalId: i.terminal.id,
+        units: i.request.units,
+        reference: requestReference(i.terminal.id, i.frame.sequence),
+      })),
+      usageOf: showerUsageOfSql,
+      record: (settled) => [
+        recordRequestsSql(
+          items.map((i) => requestRecord(i.terminal, i.frame, replyOf(approval))),
+          settled,
+          {
+            fields: replyFields(approval, {
+              charged: "charged",
+              released: "released",
+              balance: "balance_after",
+            }),
+            amount: "charged",
+            cardAccountId: "card_account_id",
+          },
+        ),
+      ],
+    });
+  } catch (err) {
+    if (!isDatabaseError(err)) {
+      log.error("shower end batch failed", { size: items.length, err: String(err) });
+    }
+    return items.map(() => null);
+  }
 }

@@ -359,20 +359,24 @@ export function settleSetSql(
 }
 
 /**
- * A hold's end as CTEs over `h` (the hold's row, updated, with `amount`, `charged` and `lots`):
- * `hc` what each lot it set aside gives back and pays (its lots first, in the order it drew
- * them, then cash), `hs` their sums. Lots are updated by `hu` once the card's row `w` is.
+ * The ends of holds as CTEs over `h` (the holds' rows, updated, each with `id`, `amount`,
+ * `charged` and `lots`): `hc` what each lot a hold set aside gives back and pays (`hold`, `lot`,
+ * `reserved`, `charge`: its lots first, in the order it drew them, then cash), `hs` their sums per
+ * hold (`hold`, `reserved`, `charge`). Lots are updated by `hu` once the card's row `w` is.
  */
 export function holdLotsSql(): RawBuilder<unknown> {
   return sql`hc as (
-      select x.lot, x.amount as reserved,
-        least(x.amount, greatest(0, h.charged - coalesce(sum(x.amount) over (order by x.n
-          rows between unbounded preceding and 1 preceding), 0))) as charge
+      select h.id as hold, x.lot, x.amount as reserved,
+        least(x.amount, greatest(0, h.charged - coalesce(sum(x.amount) over (partition by h.id
+          order by x.n rows between unbounded preceding and 1 preceding), 0))) as charge
       from h cross join lateral rows from (
         jsonb_to_recordset(coalesce(h.lots, '[]'::jsonb)) as (lot bigint, amount bigint)
       ) with ordinality as x(lot, amount, n)
     ), hs as (
-      select coalesce(sum(reserved), 0) as reserved, coalesce(sum(charge), 0) as charge from hc
+      select h.id as hold, coalesce(sum(hc.reserved), 0) as reserved,
+        coalesce(sum(hc.charge), 0) as charge
+      from h left join hc on hc.hold = h.id
+      group by h.id
     )`;
 }
 

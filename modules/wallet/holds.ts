@@ -195,10 +195,10 @@ export async function settleHold(
     const at = await placeOf(trx, hold.merchant_id);
     if (hold.state === "active" && wanted > 0) {
       // The common case, as a reader's one statement does it (the hold is locked: it settles).
-      const done = await settleStatement(trx, {
-        holdId: hold.id,
-        usage: sql`${wanted}`,
-        reference,
+      const [done] = await settleStatement(trx, {
+        // The usage is given: the terminal and units are not read.
+        settlements: [{ holdId: hold.id, terminalId: hold.terminal_id ?? 0, units: 0, reference }],
+        usageOf: () => sql`${wanted}`,
         records: [],
       });
       if (!done) {

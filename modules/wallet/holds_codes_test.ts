@@ -1,12 +1,14 @@
 import assert from "node:assert/strict";
 import { sql } from "../platform/testing.ts";
 import { onPostgres, setup } from "./_test_support.ts";
+import { ensureMerchantAccount } from "./_common.ts";
 import {
   expireHolds,
   getBalance,
   HoldAlreadySettledError,
   HoldBelowMinimumError,
   holdFunds,
+  holdFundsRecorded,
   InsufficientFundsError,
   isPaymentCodeShape,
   issuePaymentCode,
@@ -20,6 +22,7 @@ import {
   redeemPaymentCode,
   releaseHold,
   settleHold,
+  settleHoldRecorded,
   updatePaySettings,
   verifyLedger,
 } from "./mod.ts";
@@ -416,4 +419,181 @@ Deno.test({
       await t.h.close();
     }
   },
+});
+
+/** Shower starts of a batch whose payer is the card account id itself, recorded nowhere else. */
+async function holdBatch(
+  t: Awaited<ReturnType<typeof setup>>,
+  amount: number,
+  starts: Array<{ card: number; reference: string }>,
+) {
+  return await holdFundsRecorded(t.db, {
+    holds: starts.map((s) => ({
+      payer: String(s.card),
+      merchantId: t.shower.id,
+      terminalId: 4,
+      reference: s.reference,
+      expiresAt: later(),
+    })),
+    cardAccountOf: (payer) => sql<number | null>`${payer}::bigint`,
+    amount: sql<number>`${amount}::bigint`,
+    record: (held) => [sql`select ord from ${held}`],
+  });
+}
+
+/** Shower ends of a batch: `units` at 10 fen each. */
+async function settleBatch(
+  t: Awaited<ReturnType<typeof setup>>,
+  ends: Array<{ holdId: number; units: number; reference: string }>,
+) {
+  return await settleHoldRecorded(t.db, {
+    settlements: ends.map((e) => ({ ...e, terminalId: 4 })),
+    usageOf: (s) => sql<number>`${s.units} * 10`,
+    record: (settled) => [sql`select ord from ${settled}`],
+  });
+}
+
+Deno.test("a batch of shower starts holds on each card that can, and leaves the others to the ordinary path", async () => {
+  const t = await setup();
+  try {
+    await ensureMerchantAccount(t.db, t.shower.id);
+    const rich = await t.card(1000);
+    const poor = await t.card(200);
+    const mixed = await t.card(100);
+    await t.lot(mixed, 400, { categories: ["shower"] });
+    const used = await t.card(1000);
+    await holdFunds(t.db, {
+      cardAccountId: used,
+      amount: 300,
+      merchantId: t.shower.id,
+      reference: "hb:used",
+      expiresAt: later(),
+    });
+    const out = await holdBatch(t, 300, [
+      { card: rich, reference: "hb:1" },
+      { card: poor, reference: "hb:2" },
+      { card: mixed, reference: "hb:3" },
+      { card: rich, reference: "hb:4" },
+      { card: 999_999, reference: "hb:5" },
+      { card: used, reference: "hb:used" },
+    ]);
+    assert.deepEqual(
+      out.map((h) => h && { authorised: h.authorised, balance: h.balance }),
+      [
+        { authorised: 300, balance: 1000 },
+        null,
+        { authorised: 300, balance: 500 },
+        // The same card row twice in one statement: the second is not held, nothing written.
+        null,
+        null,
+        null,
+      ],
+    );
+    assert.deepEqual(await getBalance(t.db, rich), { balance: 1000, held: 300, available: 700 });
+    assert.deepEqual(await getBalance(t.db, poor), { balance: 200, held: 0, available: 200 });
+    assert.deepEqual(await getBalance(t.db, used), { balance: 1000, held: 300, available: 700 });
+    // The lot that may pay at the shower is set aside first, then cash.
+    const lots = await sql<{ held: number }>`select held from purse_lots
+      where card_account_id = ${mixed}`.execute(t.db);
+    assert.deepEqual(lots.rows.map((r) => Number(r.held)), [300]);
+    const holds = await t.db.selectFrom("ledger_holds").select(["reference", "amount"])
+      .where("reference", "like", "hb:%").orderBy("reference").execute();
+    assert.deepEqual(holds, [
+      { reference: "hb:1", amount: 300 },
+      { reference: "hb:3", amount: 300 },
+      { reference: "hb:used", amount: 300 },
+    ]);
+    // The refused ones, the ordinary way: less is held where less is available.
+    const second = await holdFunds(t.db, {
+      cardAccountId: poor,
+      amount: 300,
+      merchantId: t.shower.id,
+      reference: "hb:2",
+      expiresAt: later(),
+    });
+    assert.equal(second.authorised, 200);
+    assert.deepEqual((await verifyLedger(t.db)).problems, []);
+  } finally {
+    await t.h.close();
+  }
+});
+
+Deno.test("a batch of shower ends settles each active hold once; the others go the ordinary way", async () => {
+  const t = await setup();
+  try {
+    const cards = await Promise.all([0, 1, 2, 3].map(() => t.card(1000)));
+    await t.lot(cards[3], 100, { categories: ["shower"] });
+    const hold = async (card: number, reference: string) =>
+      (await holdFunds(t.db, {
+        cardAccountId: card,
+        amount: 500,
+        merchantId: t.shower.id,
+        reference,
+        expiresAt: later(),
+      })).holdId;
+    const h0 = await hold(cards[0], "se:h0");
+    const h1 = await hold(cards[1], "se:h1");
+    const h2a = await hold(cards[2], "se:h2a");
+    const h2b = await hold(cards[2], "se:h2b");
+    const h3 = await hold(cards[3], "se:h3");
+    const out = await settleBatch(t, [
+      { holdId: h0, units: 18, reference: "se:e0" },
+      // No usage: the ordinary path releases it.
+      { holdId: h1, units: 0, reference: "se:e1" },
+      // Two holds of one card in one statement: only the first settles here.
+      { holdId: h2a, units: 5, reference: "se:e2a" },
+      { holdId: h2b, units: 5, reference: "se:e2b" },
+      // More than the hold: the hold is charged, the lot first.
+      { holdId: h3, units: 70, reference: "se:e3" },
+      { holdId: 999_999, units: 5, reference: "se:e4" },
+      // The same hold again in the batch: only its first end goes in.
+      { holdId: h0, units: 1, reference: "se:e5" },
+    ]);
+    assert.deepEqual(
+      out.map((s) => s && { charged: s.charged, released: s.released, after: s.balanceAfter }),
+      [
+        { charged: 180, released: 320, after: 820 },
+        null,
+        { charged: 50, released: 450, after: 950 },
+        null,
+        { charged: 500, released: 0, after: 600 },
+        null,
+        null,
+      ],
+    );
+    // Settled already: another end of it, in another batch, is not settled again.
+    assert.deepEqual(await settleBatch(t, [{ holdId: h0, units: 3, reference: "se:e6" }]), [null]);
+    assert.deepEqual(
+      await settleBatch(t, [{ holdId: h2b, units: 5, reference: "se:e2b" }]).then((r) =>
+        r.map((s) => s?.charged)
+      ),
+      [50],
+    );
+    assert.deepEqual(await getBalance(t.db, cards[0]), { balance: 820, held: 0, available: 820 });
+    assert.deepEqual(await getBalance(t.db, cards[1]), {
+      balance: 1000,
+      held: 500,
+      available: 500,
+    });
+    assert.deepEqual(await getBalance(t.db, cards[2]), { balance: 900, held: 0, available: 900 });
+    assert.deepEqual(await getBalance(t.db, cards[3]), { balance: 600, held: 0, available: 600 });
+    const lots = await sql<{ remaining: number; held: number }>`select remaining, held
+      from purse_lots where card_account_id = ${cards[3]}`.execute(t.db);
+    assert.deepEqual(lots.rows.map((r) => [Number(r.remaining), Number(r.held)]), [[0, 0]]);
+    await assert.rejects(
+      settleHold(t.db, { holdId: h0, amount: 30, reference: "se:e6" }),
+      HoldAlreadySettledError,
+    );
+    const shower = await t.db.selectFrom("ledger_transfers").select(["reference", "amount"])
+      .where("kind", "=", "shower").orderBy("reference").execute();
+    assert.deepEqual(shower, [
+      { reference: "se:e0", amount: 180 },
+      { reference: "se:e2a", amount: 50 },
+      { reference: "se:e2b", amount: 50 },
+      { reference: "se:e3", amount: 500 },
+    ]);
+    assert.deepEqual((await verifyLedger(t.db)).problems, []);
+  } finally {
+    await t.h.close();
+  }
 });

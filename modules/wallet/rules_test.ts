@@ -604,7 +604,7 @@ const PATHS: Path[] = [
       }),
   },
   {
-    name: "shower hold with the controller's record (ordinary path says why)",
+    name: "group-committed shower hold with the controller's record (ordinary path says why)",
     limits: false,
     place: "shower",
     async pay(t, card, amount) {
@@ -616,11 +616,10 @@ const PATHS: Path[] = [
         reference: ref("hold"),
         expiresAt: new Date(Date.now() + 3600_000),
       };
-      const held = await holdFundsRecorded(t.db, {
-        ...input,
-        cardAccountId: sql<number>`${card}::bigint`,
+      const [held] = await holdFundsRecorded(t.db, {
+        holds: [{ ...input, payer: String(card), terminalId: 1 }],
+        cardAccountOf: (payer) => sql<number | null>`${payer}::bigint`,
         amount: sql<number>`${amount}::bigint`,
-        terminalId: 1,
         record: (h) => [sql`select id from ${h}`],
       });
       return held ?? await holdFunds(t.db, input);
