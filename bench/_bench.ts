@@ -148,12 +148,24 @@ export function cpuCells(slices: Array<{ cpu: CpuUse; ops: number }>): {
  */
 export async function idleBaseline(b: Bench): Promise<void> {
   const a = await b.meter.sample();
-  await new Promise((r) => setTimeout(r, 2000));
+  const titles = b.meter.clusterByTitle();
+  // What the cluster is doing meanwhile, looked at every 250 ms.
+  const busy = new Set<string>();
+  for (let i = 0; i < 8; i++) {
+    await new Promise((r) => setTimeout(r, 250));
+    for (const r of await b.meter.activity()) busy.add(r);
+  }
   const u = cpuBetween(a, await b.meter.sample());
   const rate = (s: number) => `${fmt((s / u.seconds) * 1000, 1)} ms/s`;
+  const after = b.meter.clusterByTitle();
+  const byTitle = [...after].map(([t, s]) => [t, s - (titles.get(t) ?? 0)] as const)
+    .filter(([, s]) => s > 0.001).sort((x, y) => y[1] - x[1]).slice(0, 4)
+    .map(([t, s]) => `${t} ${rate(s)}`);
   b.report.tableRow(TABLES.cpu, [
     "nothing (baseline)",
-    "no load for 2 s: CPU ms per second",
+    `no load for 2 s: CPU ms per second (database: ${byTitle.join(", ") || "nothing"}; ${
+      busy.size ? `seen at work: ${[...busy].sort().join("; ")}` : "no autovacuum or query seen"
+    })`,
     rate(u.server),
     rate(u.db),
     rate(u.server + u.db),

@@ -191,6 +191,24 @@ export class CpuMeter {
     return out;
   }
 
+  /**
+   * What the cluster is doing besides the meter: each autovacuum worker with its table, and each
+   * other active query by its first words (over the meter's own connection: no new backend).
+   */
+  async activity(): Promise<string[]> {
+    const r = await this.client.query(
+      `select backend_type as kind, query from pg_stat_activity
+        where pid <> pg_backend_pid() and state is distinct from 'idle'
+          and backend_type in ('autovacuum worker', 'client backend')`,
+    );
+    return r.rows.map((row) => {
+      const query = String(row.query).replace(/\s+/g, " ").trim();
+      return row.kind === "autovacuum worker"
+        ? query.replace(/^autovacuum:\s*/, "autovacuum ")
+        : `query ${query.slice(0, 40)}…`;
+    });
+  }
+
   async close(): Promise<void> {
     await this.client.end().catch(() => {});
   }
