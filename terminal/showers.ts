@@ -21,7 +21,7 @@ import {
 import { currentShowerTariff, showerTariffSql } from "../modules/billing/mod.ts";
 import { type Message, MessageCode, type MessageOf, Status } from "./messages.ts";
 import type { RawFrame } from "./parser.ts";
-import { GroupCommit } from "./batch.ts";
+import { perDatabase } from "./batch.ts";
 import { replyOf, requestReference, type ServiceContext } from "./context.ts";
 import { type MoneyRequest, type Outcome, requestRecord } from "./once.ts";
 import {
@@ -226,35 +226,25 @@ interface EndItem {
   request: ShowerEnd;
 }
 
-const startBatches = new WeakMap<Db, GroupCommit<StartItem, HeldRecorded | null>>();
-const endBatches = new WeakMap<Db, GroupCommit<EndItem, SettledRecorded | null>>();
-
 function inFlight(db: Db): number {
   return databaseKind(db) === "postgres" ? SHOWER_BATCHES_IN_FLIGHT : 1;
 }
 
 /**
- * The group commit of one database's shower starts. A start that does not hold there (a refused
+ * The group commit of each database's shower starts. A start that does not hold there (a refused
  * chip or card, less than the pre-authorisation available, a retry, a failed batch) gets null,
  * nothing written for it, and the ordinary way answers it.
  */
-function startBatcher(db: Db): GroupCommit<StartItem, HeldRecorded | null> {
-  let batcher = startBatches.get(db);
-  if (!batcher) {
-    batcher = new GroupCommit({
-      maxBatch: SHOWER_BATCH_MAX,
-      maxInFlight: inFlight(db),
-      // One statement updates a card row once, and a request is recorded once.
-      keys: (i) => [
-        `chip:${payableChipKey(i.request.chip)}`,
-        `request:${i.terminal.id}:${i.frame.sequence}`,
-      ],
-      run: (items) => startBatch(db, items),
-    });
-    startBatches.set(db, batcher);
-  }
-  return batcher;
-}
+const startBatcher = perDatabase<StartItem, HeldRecorded | null>((db) => ({
+  maxBatch: SHOWER_BATCH_MAX,
+  maxInFlight: inFlight(db),
+  // One statement updates a card row once, and a request is recorded once.
+  keys: (i) => [
+    `chip:${payableChipKey(i.request.chip)}`,
+    `request:${i.terminal.id}:${i.frame.sequence}`,
+  ],
+  run: (items) => startBatch(db, items),
+}));
 
 /**
  * One statement for a batch of starts: each chip's check, hold, shower row and request record.
@@ -305,24 +295,17 @@ async function startBatch(db: Db, items: StartItem[]): Promise<Array<HeldRecorde
 }
 
 /**
- * The group commit of one database's shower ends. An end that does not settle there (an unknown,
- * settled or timed-out hold, no usage, a retry, another end of the same card in the batch, a
+ * The group commit of each database's shower ends. An end that does not settle there (an unknown,
+ * settled or timed-out hold, no usage, a retry, a later end of a card already in the batch, a
  * failed batch) gets null, nothing written for it, and the ordinary way answers it.
  */
-function endBatcher(db: Db): GroupCommit<EndItem, SettledRecorded | null> {
-  let batcher = endBatches.get(db);
-  if (!batcher) {
-    batcher = new GroupCommit({
-      maxBatch: SHOWER_BATCH_MAX,
-      maxInFlight: inFlight(db),
-      // A hold is settled once, and a request is recorded once.
-      keys: (i) => [`hold:${i.request.holdId}`, `request:${i.terminal.id}:${i.frame.sequence}`],
-      run: (items) => endBatch(db, items),
-    });
-    endBatches.set(db, batcher);
-  }
-  return batcher;
-}
+const endBatcher = perDatabase<EndItem, SettledRecorded | null>((db) => ({
+  maxBatch: SHOWER_BATCH_MAX,
+  maxInFlight: inFlight(db),
+  // A hold is settled once, and a request is recorded once.
+  keys: (i) => [`hold:${i.request.holdId}`, `request:${i.terminal.id}:${i.frame.sequence}`],
+  run: (items) => endBatch(db, items),
+}));
 
 /** One statement for a batch of ends: each usage priced, each hold settled, each request recorded. */
 async function endBatch(db: Db, items: EndItem[]): Promise<Array<SettledRecorded | null>> {
