@@ -5,6 +5,7 @@ import {
   blocklistSince,
   changeCardPassword,
   checkCardPassword,
+  closeCardAccount,
   createCardAccountForTest,
   currentBlocklistVersion,
   findBoundCard,
@@ -460,6 +461,70 @@ Deno.test("concurrent blocklist changes get consecutive versions and every chip 
   assert.deepEqual(log.map((l) => Number(l.version)), [1, 2, 3, 4, 5, 6, 7, 8]);
   assert.equal(new Set(log.map((l) => l.chip_number)).size, 8);
   assert.deepEqual(seen.sort((a, b) => a - b), [1, 2, 3, 4, 5, 6, 7, 8]);
+});
+
+Deno.test("cards closed at the same moment each blocklist their chip once, at consecutive versions, and readers are told each", async () => {
+  await using env = await cardWorld();
+  const staffId = await createStaff(env.db, {
+    username: "clerk",
+    name: "c",
+    password: "Clerk12345",
+    roles: [ROLES.cardOffice],
+  });
+  const { idCheckChar } = await import("./rules.ts");
+  const ids: number[] = [];
+  for (let i = 0; i < 8; i++) {
+    const first17 = `5301022005021${i}00${i}`;
+    ids.push(
+      (await createCardAccountForTest(env.db, env.deps, {
+        studentNumber: `20250200${i}0`,
+        idNumber: first17 + idCheckChar(first17),
+        chipNumber: `610000000${i}`,
+      })).cardAccountId,
+    );
+  }
+  // One card lost first: its chip is listed already and is not listed again when it closes.
+  await staffReportLoss(env.db, { staffId }, ids[0]);
+  const seen: number[] = [];
+  const stop = onBlocklistChange((v) => seen.push(v));
+  await Promise.all(
+    ids.map((id) => closeCardAccount(env.db, { staffId }, id, "毕业", () => Promise.resolve(0))),
+  );
+  stop();
+  const log = await env.db.selectFrom("card_blocklist_changes")
+    .select(["version", "chip_number", "op"]).orderBy("version").execute();
+  assert.deepEqual(log.map((l) => Number(l.version)), [1, 2, 3, 4, 5, 6, 7, 8]);
+  assert.deepEqual(
+    log.map((l) => l.chip_number).sort(),
+    Array.from({ length: 8 }, (_, i) => `610000000${i}`),
+  );
+  assert.ok(log.every((l) => l.op === "add"));
+  assert.deepEqual(seen.sort((a, b) => a - b), [2, 3, 4, 5, 6, 7, 8]);
+  assert.equal(await currentBlocklistVersion(env.db), 8);
+  const delta = await blocklistSince(env.db, 1);
+  assert.equal(delta.added.length, 7);
+  assert.equal(delta.complete, true);
+});
+
+Deno.test("a blocklist change of more chips than one statement takes is logged whole, at consecutive versions", async () => {
+  await using env = await cardWorld();
+  const { recordBlocklistChanges } = await import("./blocklist.ts");
+  const chips = Array.from({ length: 2_345 }, (_, i) => `7${String(i).padStart(9, "0")}`);
+  await env.db.transaction().execute((trx) =>
+    recordBlocklistChanges(trx, [{ chipNumber: "6999999999", op: "add" }])
+  );
+  const version = await env.db.transaction().execute((trx) =>
+    recordBlocklistChanges(trx, chips.map((chipNumber) => ({ chipNumber, op: "add" as const })))
+  );
+  assert.equal(version, 1 + chips.length);
+  assert.equal(await currentBlocklistVersion(env.db), version);
+  const log = await env.db.selectFrom("card_blocklist_changes").select(["version", "chip_number"])
+    .where("version", ">", 1).orderBy("version").execute();
+  assert.deepEqual(log.map((l) => Number(l.version)), chips.map((_, i) => i + 2));
+  assert.deepEqual(log.map((l) => l.chip_number), chips);
+  const delta = await blocklistSince(env.db, 1, 100_000);
+  assert.equal(delta.added.length, chips.length);
+  assert.equal(delta.complete, true);
 });
 
 Deno.test("the card module's keyed hashes equal security's keyedHash, so stored hashes stay valid", async () => {

@@ -4,7 +4,9 @@
  * nothing). A card is closed in two steps, each a transaction that records what it did:
  * 1. its money's plan is fixed (the cash purse then) with the refunds back to its recent WeChat
  *    top-ups (topup's `refundToOrigin`, references derived from the batch and the card, so a
- *    repeat opens nothing twice), committed only while this worker holds the card;
+ *    repeat opens nothing twice), committed only while this worker holds the card (a card with no
+ *    top-up to refund when its round began: the plan alone, one statement, and its money is not
+ *    read again before step 2);
  * 2. the card is closed (card's `closeCardAccount`: chips cancelled and blocklisted, the login
  *    account unbound) with what is left paid out for the payout list (wallet's
  *    `closeCardWithPayout`, 补助 back to the school), or kept on the closed account when the
@@ -26,7 +28,13 @@ import {
 import { logger } from "../platform/log.ts";
 import { closeCardAccount } from "../card/mod.ts";
 import { closeCardWithPayout, closingState } from "../wallet/mod.ts";
-import { buildGateways, type Gateways, refundToOrigin, submitRefunds } from "../topup/mod.ts";
+import {
+  buildGateways,
+  type Gateways,
+  refundableByCard,
+  refundToOrigin,
+  submitRefunds,
+} from "../topup/mod.ts";
 import { CLOSEOUT_QUEUE } from "./queue.ts";
 import { type Batch, type BatchCard, planOf } from "./service.ts";
 import "./tables.ts";
@@ -79,12 +87,23 @@ export async function runCloseoutRound(
     (await deps.db.selectFrom("closeout_batches").selectAll().where("id", "in", batchIds)
       .execute()).map((b) => [b.id, b]),
   );
+  // The cards with WeChat top-ups to refund, in one query: the others (most) skip step 1's
+  // transaction and its lock on their orders.
+  const refundable = await refundableByCard(
+    deps.db,
+    gateways,
+    [...rows.values()].filter((r) =>
+      r.balance === null && batches.get(r.batch_id)?.refund_rule === "origin_first"
+    ).map((r) => r.card_account_id),
+  );
   let next = 0;
   const lane = async () => {
     while (next < jobs.length) {
       const job = jobs[next++];
       const row = rows.get(job.key);
-      if (row) await settleCard(deps, gateways, batches.get(row.batch_id), row, job);
+      if (!row) continue;
+      const card = { row, job, refundable: refundable.get(row.card_account_id) ?? 0 };
+      await settleCard(deps, gateways, batches.get(row.batch_id), card);
     }
   };
   await Promise.all(
@@ -93,17 +112,27 @@ export async function runCloseoutRound(
   return jobs.length;
 }
 
+/**
+ * A claimed card: its row, its job, and what of its WeChat top-ups could be refunded when the
+ * round began (0: none, so step 1 opens no refund).
+ */
+interface Claimed {
+  row: BatchCard;
+  job: ClaimedJob;
+  refundable: number;
+}
+
 /** Closes one claimed card and records the outcome, or when it is tried again and why. */
 async function settleCard(
   deps: Deps,
   gateways: Gateways,
   batch: Batch | undefined,
-  row: BatchCard,
-  job: ClaimedJob,
+  card: Claimed,
 ): Promise<void> {
+  const { job } = card;
   try {
     if (!batch || batch.state !== "scheduled") throw new Error("batch not scheduled");
-    const done = await closeOne(deps, gateways, batch, row, job);
+    const done = await closeOne(deps, gateways, batch, card);
     await settleJob(deps.db, CLOSEOUT_QUEUE, job, {
       state: "done",
       lastError: null,
@@ -132,8 +161,7 @@ async function closeOne(
   deps: Deps,
   gateways: Gateways,
   batch: Batch,
-  row: BatchCard,
-  job: ClaimedJob,
+  { row, job, refundable }: Claimed,
 ): Promise<Partial<BatchCard>> {
   const { db } = deps;
   const actor = { staffId: batch.scheduled_by!, ip: null };
@@ -156,6 +184,7 @@ async function closeOne(
 
   let cash = row.balance;
   let refunded = row.refunded ?? 0;
+  let now: Awaited<ReturnType<typeof closingState>> = s;
   if (cash === null) {
     // Step 1: the plan's money is the cash purse now; refunds to origin in the same commit.
     cash = s.cash;
@@ -164,35 +193,34 @@ async function closeOne(
       overdraft: s.overdraft,
       refundable: Number.MAX_SAFE_INTEGER,
     });
-    const opened = await db.transaction().execute(async (trx) => {
-      const r = plan.refunded > 0
-        ? await refundToOrigin(trx, gateways, {
+    const opened = plan.refunded > 0 && refundable > 0
+      ? await db.transaction().execute(async (trx) => {
+        const r = await refundToOrigin(trx, gateways, {
           cardAccountId: row.card_account_id,
           amount: plan.refunded,
           reason,
           reference: `closeout:${batch.id}:${row.card_account_id}`,
           staffId: actor.staffId,
-        })
-        : { refunds: [], refunded: 0 };
-      const held = await trx.updateTable("closeout_cards").set({
-        balance: cash!,
-        refunded: r.refunded,
-        refund_nos: r.refunds.map((x) => x.refund_no),
-      }).where("id", "=", job.key).where("lease_token", "=", job.leaseToken).executeTakeFirst();
-      if (Number(held.numUpdatedRows ?? 0) !== 1) throw new LeaseLost();
-      return r;
-    });
+        });
+        await holdPlan(trx, job, cash!, r);
+        return r;
+      })
+      // Nothing to refund when the round began: the plan alone, one statement.
+      : await holdPlan(db, job, cash, { refunds: [], refunded: 0 });
     refunded = opened.refunded;
-    try {
-      await submitRefunds(deps, gateways, opened.refunds);
-    } catch (err) {
-      // The refunds are recorded as processing: the top-up loop asks the gateway again.
-      log.warn("a close-out refund waits for the gateway", { err: String(err) });
+    if (opened.refunds.length > 0) {
+      try {
+        await submitRefunds(deps, gateways, opened.refunds);
+      } catch (err) {
+        // The refunds are recorded as processing: the top-up loop asks the gateway again.
+        log.warn("a close-out refund waits for the gateway", { err: String(err) });
+      }
+      // The refunds took money off the card: read what is left.
+      now = await closingState(db, row.card_account_id);
     }
   }
 
   // Step 2: close the card with what is left.
-  const now = await closingState(db, row.card_account_id);
   if (!now) throw new DomainError("No card", "一卡通账户不存在");
   if (now.overdraft > 0) {
     await closeCardAccount(db, actor, row.card_account_id, reason, () => Promise.resolve(0));
@@ -209,6 +237,28 @@ async function closeOne(
     left_on_card: paid,
     refunded,
   };
+}
+
+/** The refunds to origin step 1 opened. */
+type Opened = Awaited<ReturnType<typeof refundToOrigin>>;
+
+/**
+ * Records a card's plan (its cash and what was refunded) while this worker holds the card: a
+ * worker that lost it to another changes nothing.
+ */
+async function holdPlan(
+  db: Db,
+  job: ClaimedJob,
+  cash: number,
+  r: Opened,
+): Promise<Opened> {
+  const held = await db.updateTable("closeout_cards").set({
+    balance: cash,
+    refunded: r.refunded,
+    refund_nos: r.refunds.map((x) => x.refund_no),
+  }).where("id", "=", job.key).where("lease_token", "=", job.leaseToken).executeTakeFirst();
+  if (Number(held.numUpdatedRows ?? 0) !== 1) throw new LeaseLost();
+  return r;
 }
 
 /** Starts the worker (main.ts registers its stop with onShutdown). */
