@@ -12,6 +12,7 @@
  * (sampled): running, waiting for the blocklist head row, waiting on the server in a transaction.
  */
 import { join } from "node:path";
+import type { Db } from "../modules/platform/database.ts";
 import { sql } from "kysely";
 import { ensureSchool } from "../modules/account/mod.ts";
 import { DEMO_SCHOOL } from "../modules/card/mod.ts";
@@ -74,98 +75,118 @@ async function importGraduates(web: WebClient, schoolId: number): Promise<string
   return numbers;
 }
 
+/** A graduation batch on the running server, seeded and ready to confirm. */
+export interface SeededCloseout {
+  /** The card office's signed-in session on the server. */
+  web: WebClient;
+  batchId: number;
+  seedSeconds: number;
+}
+
+/**
+ * Imports and funds the section's cardholders through the server at `serverUrl` and makes their
+ * batch (a draft: nothing is closed yet).
+ */
+export async function seedCloseout(db: Db, serverUrl: string): Promise<SeededCloseout> {
+  const school = await ensureSchool(db, DEMO_SCHOOL.name, DEMO_SCHOOL.code);
+  const username = `biye${Date.now() % 100000}`;
+  const staffId = await createStaff(db, {
+    username,
+    name: "离校经办",
+    password: "Biye123456",
+    roles: [ROLES.cardOffice],
+  });
+  const web = new WebClient(serverUrl);
+  const login = await web.submit("/admin/login", "/admin/login", {
+    username,
+    password: "Biye123456",
+  });
+  if (login.res.status !== 303) throw new Error(`staff sign-in answered ${login.res.status}`);
+
+  const seedStart = performance.now();
+  const numbers = await importGraduates(web, school.id);
+  const cards = await db.selectFrom("card_accounts").select(["id", "student_number"])
+    .where("school_id", "=", school.id).where("student_number", ">=", numbers[0])
+    .where("student_number", "<=", numbers[numbers.length - 1]).orderBy("student_number")
+    .execute();
+  if (cards.length !== CLOSEOUT_CARDS) throw new Error(`${cards.length} cards imported`);
+  const cashOf = (i: number) => i % 10 === 0 ? 0 : i % 10 === 1 ? 50 : 10_00 + (i % 90) * 1_00;
+  for (let i = 0; i < cards.length; i += 16) {
+    await Promise.all(
+      cards.slice(i, i + 16).map((c, k) =>
+        cashOf(i + k) > 0
+          ? creditTopUp(db, {
+            cardAccountId: c.id,
+            amount: cashOf(i + k),
+            method: "bench",
+            reference: `bench-closeout:${c.id}`,
+          })
+          : null
+      ),
+    );
+  }
+  await db.transaction().execute(async (trx) => {
+    await grantLots(
+      trx,
+      {
+        purse: "subsidy",
+        fundingAccountId: await subsidyFundingAccount(trx, school),
+        batchId: null,
+        validFrom: new Date(Date.now() - 60_000),
+        validUntil: new Date(Date.now() + 90 * 86_400_000),
+        categories: ["canteen"],
+      },
+      cards.filter((_, i) => i % 4 === 0).map((c) => ({
+        cardAccountId: c.id,
+        amount: 20_00,
+        reference: `bench-closeout-lot:${c.id}`,
+      })),
+    );
+  });
+  await sql`analyze`.execute(db);
+  const today = new Date(Date.now() + 8 * 3_600_000).toISOString().slice(0, 10);
+  const batchId = await createBatch(db, { staffId, ip: null }, {
+    name: "压测离校批次",
+    schoolId: school.id,
+    list: new TextEncoder().encode(`学号\n${numbers.join("\n")}\n`),
+    closeOn: today,
+    refundRule: "origin_first",
+    payoutMethod: "bank",
+    threshold: 1_00,
+  });
+  const seedSeconds = (performance.now() - seedStart) / 1000;
+  return { web, batchId, seedSeconds };
+}
+
+/** Confirms the batch on its page and follows the progress to 已完成; returns the seconds. */
+export async function runCloseout({ web, batchId }: SeededCloseout): Promise<number> {
+  const batchPage = await web.get(`/admin/closeout/${batchId}`);
+  const start = performance.now();
+  const confirmed = await web.post(`/admin/closeout/${batchId}/confirm`, {}, {
+    csrfFrom: batchPage.text,
+  });
+  if (confirmed.res.status !== 303) throw new Error(`confirm answered ${confirmed.res.status}`);
+  for (;;) {
+    const p = await web.get(`/admin/closeout/${batchId}/progress`);
+    if (/已完成|部分失败/.test(p.text)) {
+      if (/部分失败/.test(p.text)) throw new Error("cards failed");
+      return (performance.now() - start) / 1000;
+    }
+    if ((performance.now() - start) / 1000 > 900) throw new Error("not done in 15 minutes");
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
 /** Runs the section: seeds, then times the batch from 确认办理 to 已完成. */
 export async function closeoutSection(bench: Bench): Promise<void> {
-  const server = bench.server!;
   const world = await openWorld(bench.yxtUrl);
   try {
-    const school = await ensureSchool(world.db, DEMO_SCHOOL.name, DEMO_SCHOOL.code);
-    const username = `biye${Date.now() % 100000}`;
-    const staffId = await createStaff(world.db, {
-      username,
-      name: "离校经办",
-      password: "Biye123456",
-      roles: [ROLES.cardOffice],
-    });
-    const web = new WebClient(server.url);
-    const login = await web.submit("/admin/login", "/admin/login", {
-      username,
-      password: "Biye123456",
-    });
-    if (login.res.status !== 303) throw new Error(`staff sign-in answered ${login.res.status}`);
+    const seeded = await seedCloseout(world.db, bench.server!.url);
+    const { batchId, seedSeconds } = seeded;
 
-    const seedStart = performance.now();
-    const numbers = await importGraduates(web, school.id);
-    const cards = await world.db.selectFrom("card_accounts").select(["id", "student_number"])
-      .where("school_id", "=", school.id).where("student_number", ">=", numbers[0])
-      .where("student_number", "<=", numbers[numbers.length - 1]).orderBy("student_number")
-      .execute();
-    if (cards.length !== CLOSEOUT_CARDS) throw new Error(`${cards.length} cards imported`);
-    const cashOf = (i: number) => i % 10 === 0 ? 0 : i % 10 === 1 ? 50 : 10_00 + (i % 90) * 1_00;
-    for (let i = 0; i < cards.length; i += 16) {
-      await Promise.all(
-        cards.slice(i, i + 16).map((c, k) =>
-          cashOf(i + k) > 0
-            ? creditTopUp(world.db, {
-              cardAccountId: c.id,
-              amount: cashOf(i + k),
-              method: "bench",
-              reference: `bench-closeout:${c.id}`,
-            })
-            : null
-        ),
-      );
-    }
-    await world.db.transaction().execute(async (trx) => {
-      await grantLots(
-        trx,
-        {
-          purse: "subsidy",
-          fundingAccountId: await subsidyFundingAccount(trx, school),
-          batchId: null,
-          validFrom: new Date(Date.now() - 60_000),
-          validUntil: new Date(Date.now() + 90 * 86_400_000),
-          categories: ["canteen"],
-        },
-        cards.filter((_, i) => i % 4 === 0).map((c) => ({
-          cardAccountId: c.id,
-          amount: 20_00,
-          reference: `bench-closeout-lot:${c.id}`,
-        })),
-      );
-    });
-    await sql`analyze`.execute(world.db);
-    const today = new Date(Date.now() + 8 * 3_600_000).toISOString().slice(0, 10);
-    const batchId = await createBatch(world.db, { staffId, ip: null }, {
-      name: "压测离校批次",
-      schoolId: school.id,
-      list: new TextEncoder().encode(`学号\n${numbers.join("\n")}\n`),
-      closeOn: today,
-      refundRule: "origin_first",
-      payoutMethod: "bank",
-      threshold: 1_00,
-    });
-    const seedSeconds = (performance.now() - seedStart) / 1000;
-
-    const batchPage = await web.get(`/admin/closeout/${batchId}`);
     const waits = await sampleWaits(bench.yxtUrl);
     const cpuBefore = await bench.meter.sample();
-    const start = performance.now();
-    const confirmed = await web.post(`/admin/closeout/${batchId}/confirm`, {}, {
-      csrfFrom: batchPage.text,
-    });
-    if (confirmed.res.status !== 303) throw new Error(`confirm answered ${confirmed.res.status}`);
-    let seconds = 0;
-    for (;;) {
-      const p = await web.get(`/admin/closeout/${batchId}/progress`);
-      if (/已完成|部分失败/.test(p.text)) {
-        seconds = (performance.now() - start) / 1000;
-        if (/部分失败/.test(p.text)) throw new Error("cards failed");
-        break;
-      }
-      if ((performance.now() - start) / 1000 > 900) throw new Error("not done in 15 minutes");
-      await new Promise((r) => setTimeout(r, 250));
-    }
+    const seconds = await runCloseout(seeded);
     const cpu = cpuBetween(cpuBefore, await bench.meter.sample());
     const waited = await waits.stop();
 

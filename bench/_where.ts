@@ -1,8 +1,9 @@
 /**
- * `deno task bench --profile card,qr,shower,wallet,refresh,simple-update,lunch`: where the time
- * goes. Instead of the measurements, one run with the server under Deno's `--cpu-prof` and
+ * `deno task bench --profile card,qr,shower,wallet,refresh,simple-update,lunch,closeout`: where the
+ * time goes. Instead of the measurements, one run with the server under Deno's `--cpu-prof` and
  * PostgreSQL with `pg_stat_statements` loaded (planning tracked); each named load runs for one
- * window (closed loop, the same load as the bench's; `lunch` is the lunch peak's open loop), and
+ * window (closed loop, the same load as the bench's; `lunch` is the lunch peak's open loop;
+ * `closeout` a graduation batch of BENCH_CLOSEOUT_CARDS cards, default 20,000, seeded first), and
  * bench/out/where-<name>.md gets the server's functions and files by share of CPU samples in that
  * window, the statements by execution and planning time, and the CPU of each kind of PostgreSQL
  * process. bench/out/where.json keeps the top lines, which the next
@@ -15,6 +16,7 @@ import { cpuBetween, CpuMeter, type CpuUse } from "./_cpu.ts";
 import { type Fleets, type Kind, openFleets } from "./_fleet.ts";
 import { pgbenchInit, pgbenchWindow } from "./_pgbench.ts";
 import { wrk } from "./_wrk.ts";
+import { CLOSEOUT_CARDS, runCloseout, seedCloseout } from "./_sections_closeout.ts";
 import {
   createCardholders,
   openWorld,
@@ -42,6 +44,7 @@ export const PROFILE_SECTIONS = [
   "refresh",
   "simple-update",
   "lunch",
+  "closeout",
 ];
 
 const DESCRIPTIONS: Record<string, string> = {
@@ -54,6 +57,8 @@ const DESCRIPTIONS: Record<string, string> = {
   "simple-update": "pgbench simple-update, closed loop (the server idle; no server profile).",
   lunch:
     `The lunch peak: ${LUNCH.readers} card readers offered ${LUNCH.perReader} payment a second each (open loop, Poisson arrivals).`,
+  closeout:
+    `毕业离校: a graduation batch of ${CLOSEOUT_CARDS} cards (BENCH_CLOSEOUT_CARDS) from 确认办理 to 已完成, one server's worker; an operation is a card.`,
 };
 
 /** What where.json keeps of one profiled section. */
@@ -192,6 +197,19 @@ export async function profileRun(options: {
             return { operations: r.ok + r.errors };
           }),
         );
+      } else if (section === "closeout") {
+        const world = await openWorld(url);
+        try {
+          const seeded = await seedCloseout(world.db, s.url);
+          windows.push(
+            await window(section, async () => {
+              await runCloseout(seeded);
+              return { operations: CLOSEOUT_CARDS };
+            }),
+          );
+        } finally {
+          await world.close();
+        }
       } else if (section === "wallet" || section === "refresh") {
         if (!students.length) students = await webStudents(url, s, options.secrets);
         const target = section === "wallet"
@@ -248,8 +266,8 @@ export async function profileRun(options: {
         path,
         whereMarkdown({
           section: w.section,
-          description: w.section === "lunch"
-            ? DESCRIPTIONS.lunch
+          description: w.section === "lunch" || w.section === "closeout"
+            ? DESCRIPTIONS[w.section]
             : `${DESCRIPTIONS[w.section]} ${c} readers/clients.`,
           seconds: (w.to - w.from) / 1000,
           operations: w.operations,
@@ -324,7 +342,7 @@ async function webStudents(url: string, server: Server, secrets: Secrets): Promi
 /** The "Where the time goes" section of RESULTS.md, from the last profiled run if there is one. */
 export async function whereSection(): Promise<string[]> {
   const how =
-    "A profiled server runs slower than a measured one, so profiles are a run of their own: `deno task bench --profile card,qr,shower,wallet,refresh,simple-update,lunch` (a few minutes) writes bench/out/where-<section>.md — the server's functions and files by share of CPU samples (Deno `--cpu-prof`), the statements by execution and planning time (`pg_stat_statements`), the CPU of each kind of PostgreSQL process — and bench/out/where.json, which this section cites.";
+    "A profiled server runs slower than a measured one, so profiles are a run of their own: `deno task bench --profile card,qr,shower,wallet,refresh,simple-update,lunch,closeout` (a few minutes) writes bench/out/where-<section>.md — the server's functions and files by share of CPU samples (Deno `--cpu-prof`), the statements by execution and planning time (`pg_stat_statements`), the CPU of each kind of PostgreSQL process — and bench/out/where.json, which this section cites.";
   let saved;
   try {
     saved = JSON.parse(await Deno.readTextFile(join(OUT, "where.json")));

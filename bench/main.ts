@@ -15,10 +15,11 @@
  * (open-loop readers and pgbench connections) · --climbs 2 (capacity searches) ·
  * --only pgbench,http,pages,terminal,capacity,import,closeout,blocklist,idle,pglite · --out
  * bench/RESULTS.md · --cash-only (the load cards without their 补助 lots, to compare with a release
- * that had no purses) · --profile card,qr,shower,wallet,refresh,simple-update (instead of the
- * measurements: "where the time goes", written to bench/out/; see bench/_where.ts). For a quick
- * trial of one section: `BENCH_CLOSEOUT_CARDS=4000 deno task bench --only closeout --out /tmp/x.md`
- * (a smaller graduation batch, held to the same cards per second).
+ * that had no purses) · --profile card,qr,shower,wallet,refresh,simple-update,lunch,closeout
+ * (instead of the measurements: "where the time goes", written to bench/out/; see
+ * bench/_where.ts). For a quick trial of one section:
+ * `BENCH_CLOSEOUT_CARDS=4000 deno task bench --only closeout --out /tmp/x.md` (a smaller
+ * graduation batch, held to the same cards per second; also the batch `--profile closeout` runs).
  */
 import { parseArgs } from "node:util";
 import { join, resolve } from "node:path";
