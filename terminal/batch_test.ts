@@ -4,6 +4,7 @@ import { createStaff } from "../modules/staff/mod.ts";
 import { registerTerminal } from "../modules/merchant/mod.ts";
 import { staffReportLoss } from "../modules/card/mod.ts";
 import {
+  adjustBalance,
   type CodeRedeemed,
   issuePaymentCode,
   onPaymentCodeRedeemed,
@@ -473,5 +474,49 @@ Deno.test("a code scanned at once on two instances, in batches with other codes,
       for (const c of there) await c.close();
       for (const r of here) await r.client.close();
       await other.close();
+    }
+  }));
+
+Deno.test("a request refused, then retried once the card could pay, is answered from its record and leaves the rest of its batch to pay", () =>
+  withServer(async (w, server, counter) => {
+    const warm = await w.card({ balance: 100 });
+    const pos = await w.connect("canteen_pos");
+    assert.equal(status(await pos.request(pay(warm.chip, 1))), Status.Ok);
+    const poor = await w.card({ balance: 100 });
+    const cards = await Promise.all([0, 1, 2, 3, 4, 5, 6, 7].map(() => w.card({ balance: 5000 })));
+    const rs = await readers(w, server, cards.length + 1);
+    try {
+      const refusedFrame = rs[0].client.frame(pay(poor.chip, 500));
+      const refused = await rs[0].client.sendFrame(refusedFrame.bytes, refusedFrame.sequence);
+      assert.equal(status(refused), Status.InsufficientBalance);
+      await adjustBalance(w.db, {
+        cardAccountId: poor.cardAccountId,
+        amount: 10_000,
+        reference: `adj-${crypto.randomUUID()}`,
+        reason: "test",
+        staffId: null,
+      });
+      for (let round = 0; round < 3; round++) {
+        const frames = cards.map((c, i) => rs[i + 1].client.frame(pay(c.chip, 100)));
+        const before = counter.statements;
+        const [replies, retried] = await Promise.all([
+          Promise.all(frames.map((f, i) => rs[i + 1].client.sendFrame(f.bytes, f.sequence))),
+          rs[0].client.sendFrame(refusedFrame.bytes, refusedFrame.sequence),
+        ]);
+        assert.deepEqual(replies.map(status), cards.map(() => Status.Ok));
+        // The retry gets the recorded refusal, byte for byte, and moves nothing.
+        assert.deepEqual(retried.bytes, refused.bytes);
+        // The others paid in batches: had the retry failed its batch, each would have gone the
+        // ordinary way (a few statements each).
+        assert.ok(
+          counter.statements - before < cards.length,
+          `${counter.statements - before} statements for ${cards.length} payments and a retry`,
+        );
+      }
+      assert.equal(await w.balance(poor.cardAccountId), 10_100);
+      for (const c of cards) assert.equal(await w.balance(c.cardAccountId), 4700);
+      assert.deepEqual((await verifyLedger(w.db)).problems, []);
+    } finally {
+      for (const r of rs) await r.client.close();
     }
   }));

@@ -35,7 +35,7 @@ import {
   validAmount,
   walletRefusal,
 } from "./refusals.ts";
-import { recordPaidRequestsSql } from "./repository.ts";
+import { recordPaidRequestsSql, unrecordedSql } from "./repository.ts";
 
 const log = logger("terminal.payments");
 
@@ -167,18 +167,23 @@ const cardBatcher = perDatabase<BatchItem<CardPayment>, number | null>((db) => (
   maxInFlight: inFlight(db),
   keys: (i) => [`chip:${payableChipKey(i.request.chip)}`, requestKey(i)],
   run: (items) =>
-    payBatch("card", items, (i) => cardReply(i, Status.Ok), (record) =>
-      payFromCardsRecorded(db, {
-        payments: items.map((i) => ({
-          payer: payableChipKey(i.request.chip),
-          merchantId: i.terminal.merchantId,
-          amount: i.request.amount,
-          reference: requestReference(i.terminal.id, i.frame.sequence),
-          terminalId: i.terminal.id,
-        })),
-        cardAccountOf: payableChipOfSql,
-        record,
-      })),
+    payBatch(
+      "card",
+      items,
+      (i) => cardReply(i, Status.Ok),
+      (recording) =>
+        payFromCardsRecorded(db, {
+          payments: items.map((i) => ({
+            payer: payableChipKey(i.request.chip),
+            merchantId: i.terminal.merchantId,
+            amount: i.request.amount,
+            reference: requestReference(i.terminal.id, i.frame.sequence),
+            terminalId: i.terminal.id,
+          })),
+          cardAccountOf: payableChipOfSql,
+          ...recording,
+        }),
+    ),
 }));
 
 /**
@@ -192,17 +197,22 @@ const qrBatcher = perDatabase<BatchItem<QrPayment>, number | null>((db) => ({
   maxInFlight: inFlight(db),
   keys: (i) => [`code:${i.request.paymentCode}`, requestKey(i)],
   run: (items) =>
-    payBatch("qr", items, (i) => qrReply(i, Status.Ok), (record) =>
-      redeemPaymentCodesRecorded(db, {
-        redemptions: items.map((i) => ({
-          code: i.request.paymentCode,
-          amount: i.request.amount,
-          merchantId: i.terminal.merchantId,
-          terminalId: i.terminal.id,
-          reference: requestReference(i.terminal.id, i.frame.sequence),
-        })),
-        record,
-      })),
+    payBatch(
+      "qr",
+      items,
+      (i) => qrReply(i, Status.Ok),
+      (recording) =>
+        redeemPaymentCodesRecorded(db, {
+          redemptions: items.map((i) => ({
+            code: i.request.paymentCode,
+            amount: i.request.amount,
+            merchantId: i.terminal.merchantId,
+            terminalId: i.terminal.id,
+            reference: requestReference(i.terminal.id, i.frame.sequence),
+          })),
+          ...recording,
+        }),
+    ),
 }));
 
 /**
@@ -217,23 +227,22 @@ async function payBatch<M extends CardPayment | QrPayment>(
   kind: string,
   items: BatchItem<M>[],
   approve: (request: M) => Message,
-  pay: (
-    record: (paid: RawBuilder<unknown>) => RawBuilder<unknown>,
-  ) => Promise<Array<{ balanceHere: number } | null>>,
+  pay: (recording: {
+    record: (paid: RawBuilder<unknown>) => RawBuilder<unknown>;
+    unrecorded: (ord: RawBuilder<number>) => RawBuilder<boolean>;
+  }) => Promise<Array<{ balanceHere: number } | null>>,
 ): Promise<Array<number | null>> {
   try {
     const approvals = items.map((i) => approve(i.request));
     const balance = bodySlot(approvals[0], "balance");
-    const paid = await pay((rows) =>
-      recordPaidRequestsSql(
-        items.map((i, n) => ({
-          ...requestRecord(i.terminal, i.frame, replyOf(approvals[n])),
-          amount: i.request.amount,
-        })),
-        balance,
-        rows,
-      )
-    );
+    const rows = items.map((i, n) => ({
+      ...requestRecord(i.terminal, i.frame, replyOf(approvals[n])),
+      amount: i.request.amount,
+    }));
+    const paid = await pay({
+      record: (paid) => recordPaidRequestsSql(rows, balance, paid),
+      unrecorded: (ord) => unrecordedSql(rows, ord),
+    });
     return paid.map((p) => p?.balanceHere ?? null);
   } catch (err) {
     if (!isDatabaseError(err)) {

@@ -114,6 +114,20 @@ export function recordPaidRequestsSql(
       on r.ord = ${paid}.ord`;
 }
 
+/**
+ * True when the batch's request at `ord` (1-based position in `rows`) has no record yet: for a
+ * batch statement's conditions, so that a request answered before (refused, then retried once the
+ * card could pay) is left out on its own instead of failing the whole batch on its record.
+ */
+export function unrecordedSql(
+  rows: Array<{ terminalId: number; sequence: number }>,
+  ord: RawBuilder<number>,
+): RawBuilder<boolean> {
+  return sql<boolean>`not exists (select 1 from terminal_requests tr
+    where tr.terminal_id = (${rows.map((r) => r.terminalId)}::bigint[])[${ord}::integer]
+      and tr.sequence = (${rows.map((r) => r.sequence)}::bigint[])[${ord}::integer])`;
+}
+
 /** Money-moving requests of a terminal, newest first. */
 export async function listRequests(db: Db, terminalId: number, limit: number) {
   return await db.selectFrom("terminal_requests").select([

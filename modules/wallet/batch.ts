@@ -41,6 +41,19 @@ export interface BatchPaid {
   merchantName: string;
 }
 
+/**
+ * The caller's condition that the payment at `ord` (its 1-based position in the batch) is still to
+ * be answered, e.g. that its request has no record yet: a payment failing it is left out (null),
+ * so one request answered before cannot fail the batch's records and with them every payment.
+ */
+export type Unrecorded = (ord: RawBuilder<number>) => RawBuilder<boolean>;
+
+/** The caller's records of a batch (see `payFromCardsRecorded`). */
+export interface Recording {
+  record: (paid: RawBuilder<unknown>) => RawBuilder<unknown>;
+  unrecorded?: Unrecorded;
+}
+
 /** How a batch finds its payers and what else it checks and writes. */
 interface BatchKind {
   channel: "card" | "qr";
@@ -64,7 +77,7 @@ function checkId(value: number | null, what: string): number | null {
  * that moved money, with `ord` (the payment's 1-based position in `payments`), `id`,
  * `card_account_id` and `balance_after` (the balance its merchant sees after it: the card's
  * cash and the lots that may pay there, what a reader shows); the record commits with the money
- * or not at all.
+ * or not at all. `unrecorded(ord)`, when given, leaves out a payment already answered.
  *
  * Returns, per payment, its result or null when it did not pay (refused by its card row, the
  * reference already used, no card, no active merchant account); the caller takes the ordinary path
@@ -78,9 +91,10 @@ export async function payFromCardsRecorded(
     payments: BatchPayment[];
     cardAccountOf: (payer: RawBuilder<string>) => RawBuilder<number | null>;
     record: (paid: RawBuilder<unknown>) => RawBuilder<unknown>;
+    unrecorded?: Unrecorded;
   },
 ): Promise<Array<PaymentResult | null>> {
-  const paid = await payInOneStatement(db, input.payments, input.record, {
+  const paid = await payInOneStatement(db, input.payments, input, {
     channel: "card",
     cardAccountOf: input.cardAccountOf,
     codes: false,
@@ -107,9 +121,9 @@ export async function payFromCardsRecorded(
 export async function redeemCodesInOneStatement(
   db: Db,
   payments: BatchPayment[],
-  record: (paid: RawBuilder<unknown>) => RawBuilder<unknown>,
+  caller: Recording,
 ): Promise<Array<BatchPaid | null>> {
-  return await payInOneStatement(db, payments, record, {
+  return await payInOneStatement(db, payments, caller, {
     channel: "qr",
     cardAccountOf: (code) =>
       sql<number | null>`(select pc.card_account_id from payment_codes pc
@@ -122,7 +136,7 @@ export async function redeemCodesInOneStatement(
 async function payInOneStatement(
   db: Db,
   payments: BatchPayment[],
-  record: (paid: RawBuilder<unknown>) => RawBuilder<unknown>,
+  { record, unrecorded }: Recording,
   kind: BatchKind,
 ): Promise<Array<BatchPaid | null>> {
   const n = payments.length;
@@ -182,6 +196,7 @@ async function payInOneStatement(
       also: [
         sql`a.merchant_account is not null`,
         sql`not a.used`,
+        ...(unrecorded ? [unrecorded(sql`a.ord`)] : []),
         ...(codes
           ? [sql`not la.code_frozen`, sql`not ${paymentCodeFrozenSql(sql`la.card_account_id`)}`]
           : []),

@@ -30,7 +30,7 @@ import {
   ReferenceConflictError,
 } from "./errors.ts";
 import { oneAskSql, unusedReferenceSql, withCardLocked } from "./ledger.ts";
-import { redeemCodesInOneStatement } from "./batch.ts";
+import { redeemCodesInOneStatement, type Unrecorded } from "./batch.ts";
 
 /** The result of redeeming a code at a reader. */
 export interface RedeemResult {
@@ -239,7 +239,8 @@ export interface CodeRedemption {
  * `record(paid)` returns an `insert … select … from ${paid}`; `paid` has one row per redemption
  * that moved money: `ord` (its 1-based position in `redemptions`), the new transfer's `id`,
  * `card_account_id` and `balance_after` (the balance the merchant sees after), so each record
- * commits with its money or not at all. Returns, per redemption, its result or null, nothing
+ * commits with its money or not at all; `unrecorded(ord)`, when given, leaves out one already
+ * answered (as `payFromCardsRecorded`'s). Returns, per redemption, its result or null, nothing
  * written for it, for anything else (a refusal, a retry, a used or unknown code, a missing
  * merchant account): the caller then runs `redeemPaymentCode`, which says why. A code must not
  * appear twice in one batch. The 付款码 page hears of each redemption as it does from
@@ -251,6 +252,7 @@ export async function redeemPaymentCodesRecorded(
   input: {
     redemptions: CodeRedemption[];
     record: (paid: RawBuilder<unknown>) => RawBuilder<unknown>;
+    unrecorded?: Unrecorded;
   },
 ): Promise<Array<RedeemResult | null>> {
   const payments = input.redemptions.map((r) => ({
@@ -260,7 +262,7 @@ export async function redeemPaymentCodesRecorded(
     reference: r.reference,
     terminalId: r.terminalId,
   }));
-  const paid = await redeemCodesInOneStatement(db, payments, input.record);
+  const paid = await redeemCodesInOneStatement(db, payments, input);
   return await Promise.all(paid.map((p, i) =>
     p
       ? redeemed(db, {
