@@ -1,8 +1,16 @@
 import assert from "node:assert/strict";
+import type { CompiledQuery, Transaction } from "kysely";
+import type { Database, Db } from "../platform/database.ts";
 import { csrfFor } from "../platform/testing.ts";
 import { ROLES } from "../staff/mod.ts";
 import { buildGateways, runTopupTick } from "../topup/mod.ts";
-import { getBalance, holdFunds, releaseHold, verifyLedger } from "../wallet/mod.ts";
+import {
+  applyOfflinePayment,
+  getBalance,
+  holdFunds,
+  releaseHold,
+  verifyLedger,
+} from "../wallet/mod.ts";
 import { createMerchant } from "../merchant/mod.ts";
 import { saveCardType } from "../card/mod.ts";
 import { makeStaff, makeStudent, setupApp, type TestWorld } from "../testkit/mod.ts";
@@ -349,4 +357,213 @@ Deno.test("the batches list pages past its first screen and says how many there 
   const second = await clerk.client.page("/admin/closeout?page=2");
   assert.match(second, /第 51–57 条/);
   assert.match(second, />第1批</);
+});
+
+/**
+ * The worker's database with the test's moves put where a round leaves room for them:
+ * `beforeClose` once, as the worker opens its first transaction after reading a card's money (the
+ * card is still active between the read and the close); `afterSql` after each raw statement whose
+ * text matches (to pay a top-up once the round has asked, or to fail the statement).
+ */
+function interposed(db: Db, hooks: {
+  beforeClose?: () => Promise<void>;
+  afterSql?: { match: RegExp; run: () => Promise<void> };
+}): Db {
+  let read = false;
+  let beforeClose = hooks.beforeClose;
+  const pass = <T extends object>(target: T, p: string | symbol) => {
+    const v = Reflect.get(target, p, target);
+    return typeof v === "function" ? v.bind(target) : v;
+  };
+  const executor = () =>
+    new Proxy(db.getExecutor(), {
+      get(t, p) {
+        if (p !== "executeQuery" || !hooks.afterSql) return pass(t, p);
+        const after = hooks.afterSql;
+        return async (query: CompiledQuery, ...rest: unknown[]) => {
+          // deno-lint-ignore no-explicit-any
+          const result = await (t.executeQuery as any)(query, ...rest);
+          if (after.match.test(query.sql)) await after.run();
+          return result;
+        };
+      },
+    });
+  return new Proxy(db, {
+    get(t, p) {
+      if (p === "getExecutor") return executor;
+      if (p === "selectFrom") {
+        return (table: Parameters<Db["selectFrom"]>[0]) => {
+          if (table === "ledger_accounts") read = true;
+          return t.selectFrom(table);
+        };
+      }
+      if (p === "transaction" && read && beforeClose) {
+        const run = beforeClose;
+        beforeClose = undefined;
+        return () => ({
+          execute: async <T>(fn: (trx: Transaction<Database>) => Promise<T>) => {
+            await run();
+            return await t.transaction().execute(fn);
+          },
+        });
+      }
+      return pass(t, p);
+    },
+  });
+}
+
+async function closeoutOf(w: TestWorld, holders: Array<{ studentNumber: string }>, terms: {
+  refundRule: "origin_first" | "payout_only";
+  threshold: number;
+}) {
+  const clerk = await makeStaff(w, "co9", [ROLES.cardOffice]);
+  const actor = { staffId: clerk.id, ip: null };
+  const first = await w.db.selectFrom("card_accounts").select("school_id")
+    .where("student_number", "=", holders[0].studentNumber).executeTakeFirstOrThrow();
+  const id = await createBatch(w.db, actor, {
+    name: "竞态",
+    schoolId: first.school_id,
+    list: list(holders.map((h) => h.studentNumber)),
+    closeOn: today(),
+    refundRule: terms.refundRule,
+    payoutMethod: "bank",
+    threshold: terms.threshold,
+  });
+  await confirmBatch(w.db, actor, id);
+  return id;
+}
+
+async function cardOf(w: TestWorld, batchId: number) {
+  return await w.db.selectFrom("closeout_cards").selectAll().where("batch_id", "=", batchId)
+    .executeTakeFirstOrThrow();
+}
+
+Deno.test("an offline overdraft uploaded after the worker read a card under the threshold makes it owed, not kept", async () => {
+  await using w = await setupApp();
+  const a = await holder(w, { cash: 50 });
+  const id = await closeoutOf(w, [a], { refundRule: "origin_first", threshold: 1_00 });
+  const canteen = await createMerchant(w.db, { code: "CT-CO", name: "食堂", category: "canteen" });
+  const db = interposed(w.db, {
+    beforeClose: async () => {
+      await applyOfflinePayment(w.db, {
+        cardAccountId: a.cardAccountId,
+        merchantId: canteen.id,
+        terminalId: 1,
+        amount: 2_00,
+        reference: `offline-co-${a.cardAccountId}`,
+        occurredAt: new Date(),
+      });
+    },
+  });
+  assert.equal(await runCloseoutRound({ db, config: w.config }, { gateways: buildGateways(w) }), 1);
+  const row = await cardOf(w, id);
+  assert.deepEqual(
+    [row.state, row.outcome, row.disposition, row.debt, row.left_on_card],
+    ["done", "closed", "debt", 1_50, null],
+  );
+  const card = await w.db.selectFrom("card_accounts").select("status")
+    .where("id", "=", a.cardAccountId).executeTakeFirstOrThrow();
+  assert.equal(card.status, "cancelled");
+  await assertLedger(w);
+});
+
+Deno.test("a shower hold started after the worker read a card under the threshold keeps the card waiting, not closed under the hold", async () => {
+  await using w = await setupApp();
+  const a = await holder(w, { cash: 5_00 });
+  const id = await closeoutOf(w, [a], { refundRule: "origin_first", threshold: 10_00 });
+  const shower = await createMerchant(w.db, { code: "SH-CO2", name: "淋浴", category: "shower" });
+  let holdId = 0;
+  const db = interposed(w.db, {
+    beforeClose: async () => {
+      holdId = (await holdFunds(w.db, {
+        cardAccountId: a.cardAccountId,
+        amount: 2_00,
+        merchantId: shower.id,
+        reference: `shower-co-${a.cardAccountId}`,
+        expiresAt: new Date(Date.now() + DAY),
+      })).holdId;
+    },
+  });
+  assert.equal(await runCloseoutRound({ db, config: w.config }, { gateways: buildGateways(w) }), 1);
+  let row = await cardOf(w, id);
+  assert.deepEqual([row.state, row.last_error], ["queued", "有进行中的热水预授权，结束后自动办理"]);
+  const card = await w.db.selectFrom("card_accounts").select("status")
+    .where("id", "=", a.cardAccountId).executeTakeFirstOrThrow();
+  assert.equal(card.status, "normal");
+  assert.equal((await getBalance(w.db, a.cardAccountId)).held, 2_00);
+  // The shower ends: the card is closed with what is left, kept under the threshold.
+  await releaseHold(w.db, { holdId, reason: "test" });
+  await runAll(w, new Date(Date.now() + DAY));
+  row = await cardOf(w, id);
+  assert.deepEqual([row.state, row.disposition, row.left_on_card], ["done", "kept", 5_00]);
+  await assertLedger(w);
+});
+
+Deno.test("a WeChat top-up paid after the round asked what is refundable is still refunded to origin", async () => {
+  await using w = await setupApp();
+  const a = await holder(w, { cash: 10_00 });
+  const id = await closeoutOf(w, [a], { refundRule: "origin_first", threshold: 0 });
+  let paid = 0;
+  const db = interposed(w.db, {
+    afterSql: {
+      match: /from topup_orders o/,
+      run: async () => {
+        if (paid++ > 0) return;
+        const res = await a.client.post("/wallet/recharge", { amount: "20", method: "sandbox" });
+        const orderNo = res.headers.get("location")!.split("/").pop()!;
+        assert.equal((await a.client.post(`/pay/sandbox/${orderNo}/confirm`)).status, 303);
+        await runTopupTick(w, buildGateways(w), w.app);
+      },
+    },
+  });
+  // Asked once for the round (the top-up is paid just after), once more for the card.
+  assert.equal(await runCloseoutRound({ db, config: w.config }, { gateways: buildGateways(w) }), 1);
+  assert.equal(paid, 2);
+  const row = await cardOf(w, id);
+  assert.deepEqual(
+    [row.state, row.balance, row.refunded, row.disposition, row.left_on_card],
+    ["done", 30_00, 20_00, "payout", 10_00],
+  );
+  const refunds = await w.db.selectFrom("topup_refunds").select(["amount", "state"]).execute();
+  assert.deepEqual(refunds.map((r) => [r.amount, r.state]), [[20_00, "succeeded"]]);
+  assert.equal((await getBalance(w.db, a.cardAccountId)).balance, 0);
+  await assertLedger(w);
+});
+
+Deno.test("when the round's question of what is refundable fails, each card asks in its own step and is refunded to origin", async () => {
+  await using w = await setupApp();
+  const a = await holder(w, { cash: 10_00, wechat: 20_00 });
+  const b = await holder(w, { cash: 5_00 });
+  const id = await closeoutOf(w, [a, b], { refundRule: "origin_first", threshold: 0 });
+  let failed = 0;
+  const db = interposed(w.db, {
+    afterSql: {
+      match: /from topup_orders o/,
+      run: () => {
+        failed++;
+        return Promise.reject(new Error("connection reset"));
+      },
+    },
+  });
+  assert.equal(await runCloseoutRound({ db, config: w.config }, { gateways: buildGateways(w) }), 2);
+  assert.equal(failed, 1);
+  const rows = new Map(
+    (await w.db.selectFrom("closeout_cards").selectAll().where("batch_id", "=", id).execute())
+      .map((r) => [r.card_account_id, r]),
+  );
+  const ra = rows.get(a.cardAccountId)!;
+  assert.deepEqual(
+    [ra.state, ra.refunded, ra.disposition, ra.left_on_card],
+    ["done", 20_00, "payout", 10_00],
+  );
+  const rb = rows.get(b.cardAccountId)!;
+  assert.deepEqual([rb.state, rb.refunded, rb.disposition, rb.left_on_card], [
+    "done",
+    0,
+    "payout",
+    5_00,
+  ]);
+  const refunds = await w.db.selectFrom("topup_refunds").select(["amount", "state"]).execute();
+  assert.deepEqual(refunds.map((r) => [r.amount, r.state]), [[20_00, "succeeded"]]);
+  await assertLedger(w);
 });

@@ -5,12 +5,15 @@
  * 1. its money's plan is fixed (the cash purse then) with the refunds back to its recent WeChat
  *    top-ups (topup's `refundToOrigin`, references derived from the batch and the card, so a
  *    repeat opens nothing twice), committed only while this worker holds the card (a card with no
- *    top-up to refund when its round began: the plan alone, one statement, and its money is not
- *    read again before step 2);
+ *    top-up to refund when its round began, and none when asked again just before: the plan
+ *    alone, one statement, and its money is not read again before step 2);
  * 2. the card is closed (card's `closeCardAccount`: chips cancelled and blocklisted, the login
  *    account unbound) with what is left paid out for the payout list (wallet's
  *    `closeCardWithPayout`, 补助 back to the school), or kept on the closed account when the
- *    balance was below the batch's threshold, or owed when offline payments overdrew it.
+ *    balance was below the batch's threshold, or owed when offline payments overdrew it. Kept or
+ *    owed is decided again from the wallet row locked in the close (wallet's `closeCardDeciding`):
+ *    the card is active until then, and a payment, a shower start or an offline upload may have
+ *    changed it since it was read.
  * A card with a shower hold running waits (retried later); one closed before the batch is
  * recorded as such.
  */
@@ -26,8 +29,13 @@ import {
   startJobWorker,
 } from "../platform/jobs.ts";
 import { logger } from "../platform/log.ts";
-import { closeCardAccount } from "../card/mod.ts";
-import { closeCardWithPayout, closingState } from "../wallet/mod.ts";
+import {
+  CannotCloseError,
+  closeCardDeciding,
+  closeCardWithPayout,
+  type ClosedMoney,
+  closingState,
+} from "../wallet/mod.ts";
 import {
   buildGateways,
   type Gateways,
@@ -88,8 +96,9 @@ export async function runCloseoutRound(
       .execute()).map((b) => [b.id, b]),
   );
   // The cards with WeChat top-ups to refund, in one query: the others (most) skip step 1's
-  // transaction and its lock on their orders.
-  const refundable = await refundableByCard(
+  // transaction and its lock on their orders. Unanswered, every card is unknown (null) and takes
+  // the transaction, which asks per card.
+  const refundable = await refundableOf(
     deps.db,
     gateways,
     [...rows.values()].filter((r) =>
@@ -102,7 +111,11 @@ export async function runCloseoutRound(
       const job = jobs[next++];
       const row = rows.get(job.key);
       if (!row) continue;
-      const card = { row, job, refundable: refundable.get(row.card_account_id) ?? 0 };
+      const card = {
+        row,
+        job,
+        refundable: refundable ? refundable.get(row.card_account_id) ?? 0 : null,
+      };
       await settleCard(deps, gateways, batches.get(row.batch_id), card);
     }
   };
@@ -112,14 +125,29 @@ export async function runCloseoutRound(
   return jobs.length;
 }
 
+/** What of each card's WeChat top-ups could be refunded now; null when the query failed. */
+async function refundableOf(
+  db: Db,
+  gateways: Gateways,
+  cardAccountIds: number[],
+): Promise<Map<number, number> | null> {
+  if (cardAccountIds.length === 0) return new Map();
+  try {
+    return await refundableByCard(db, gateways, cardAccountIds);
+  } catch (err) {
+    log.warn("refundable top-ups unknown; each card asks in its own step 1", { err: String(err) });
+    return null;
+  }
+}
+
 /**
  * A claimed card: its row, its job, and what of its WeChat top-ups could be refunded when the
- * round began (0: none, so step 1 opens no refund).
+ * round began (0: none, asked again just before step 1; null: unknown, step 1's transaction asks).
  */
 interface Claimed {
   row: BatchCard;
   job: ClaimedJob;
-  refundable: number;
+  refundable: number | null;
 }
 
 /** Closes one claimed card and records the outcome, or when it is tried again and why. */
@@ -161,7 +189,7 @@ async function closeOne(
   deps: Deps,
   gateways: Gateways,
   batch: Batch,
-  { row, job, refundable }: Claimed,
+  { row, job, refundable: known }: Claimed,
 ): Promise<Partial<BatchCard>> {
   const { db } = deps;
   const actor = { staffId: batch.scheduled_by!, ip: null };
@@ -174,7 +202,11 @@ async function closeOne(
       return { outcome: "already_closed", disposition: "none", balance: 0, refunded: 0 };
     }
     // This batch closed it and the worker stopped before it wrote so: record what was done.
-    const plan = planOf(batch, { cash: row.balance, overdraft: 0, refundable: row.refunded ?? 0 });
+    const plan = planOf(batch, {
+      cash: row.balance,
+      overdraft: s.overdraft,
+      refundable: row.refunded ?? 0,
+    });
     const paid = s.payouts.find((p) => batch.scheduled_at && p.createdAt >= batch.scheduled_at);
     return paid
       ? { outcome: "closed", disposition: "payout", left_on_card: paid.amount }
@@ -185,6 +217,7 @@ async function closeOne(
   let cash = row.balance;
   let refunded = row.refunded ?? 0;
   let now: Awaited<ReturnType<typeof closingState>> = s;
+  let refundable = known;
   if (cash === null) {
     // Step 1: the plan's money is the cash purse now; refunds to origin in the same commit.
     cash = s.cash;
@@ -193,7 +226,12 @@ async function closeOne(
       overdraft: s.overdraft,
       refundable: Number.MAX_SAFE_INTEGER,
     });
-    const opened = plan.refunded > 0 && refundable > 0
+    // Paid since the round asked? A top-up paid after it read 0 is refunded to origin too.
+    if (plan.refunded > 0 && refundable === 0) {
+      const again = await refundableOf(db, gateways, [row.card_account_id]);
+      refundable = again ? again.get(row.card_account_id) ?? 0 : null;
+    }
+    const opened = plan.refunded > 0 && refundable !== 0
       ? await db.transaction().execute(async (trx) => {
         const r = await refundToOrigin(trx, gateways, {
           cardAccountId: row.card_account_id,
@@ -205,7 +243,7 @@ async function closeOne(
         await holdPlan(trx, job, cash!, r);
         return r;
       })
-      // Nothing to refund when the round began: the plan alone, one statement.
+      // Nothing to refund, asked when the round began and again just now: the plan alone.
       : await holdPlan(db, job, cash, { refunds: [], refunded: 0 });
     refunded = opened.refunded;
     if (opened.refunds.length > 0) {
@@ -222,15 +260,48 @@ async function closeOne(
 
   // Step 2: close the card with what is left.
   if (!now) throw new DomainError("No card", "一卡通账户不存在");
-  if (now.overdraft > 0) {
-    await closeCardAccount(db, actor, row.card_account_id, reason, () => Promise.resolve(0));
-    return { outcome: "closed", disposition: "debt", debt: now.overdraft, refunded };
+  if (now.overdraft > 0 || (cash > 0 && cash < Number(batch.threshold))) {
+    // Kept or owed as the card closes, not as it was read: the plan's rule over the locked money.
+    const closed = await waitingOnHold(() =>
+      closeCardDeciding(db, actor, {
+        cardAccountId: row.card_account_id,
+        reason,
+        choose: (m) => keeps(batch, m) ? "keep" : "payout",
+      })
+    );
+    const m = closed.money;
+    if (closed.choice === "keep") {
+      return m.overdraft > 0
+        ? { outcome: "closed", disposition: "debt", debt: m.overdraft, refunded }
+        : { outcome: "closed", disposition: "kept", left_on_card: m.cash, refunded };
+    }
+    return paidOut(closed.paid, refunded);
   }
-  if (cash > 0 && cash < Number(batch.threshold)) {
-    await closeCardAccount(db, actor, row.card_account_id, reason, () => Promise.resolve(0));
-    return { outcome: "closed", disposition: "kept", left_on_card: now.cash, refunded };
+  const paid = await waitingOnHold(() =>
+    closeCardWithPayout(db, actor, row.card_account_id, reason)
+  );
+  return paidOut(paid, refunded);
+}
+
+/** Whether a card with this money keeps it on its closed account (kept, or owed). */
+function keeps(batch: Batch, money: ClosedMoney): boolean {
+  const plan = planOf(batch, { cash: money.cash, overdraft: money.overdraft, refundable: 0 });
+  return plan.disposition === "kept" || plan.disposition === "debt";
+}
+
+/** A shower hold found in the close: the card waits for it (NotYet), as for one found before. */
+async function waitingOnHold<T>(close: () => Promise<T>): Promise<T> {
+  try {
+    return await close();
+  } catch (err) {
+    if (err instanceof CannotCloseError && err.why === "money on hold") {
+      throw new NotYet("有进行中的热水预授权，结束后自动办理");
+    }
+    throw err;
   }
-  const paid = await closeCardWithPayout(db, actor, row.card_account_id, reason);
+}
+
+function paidOut(paid: number, refunded: number): Partial<BatchCard> {
   return {
     outcome: "closed",
     disposition: paid > 0 ? "payout" : refunded > 0 ? "refunded" : "none",

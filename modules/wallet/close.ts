@@ -22,9 +22,19 @@ import "./tables.ts";
 export class CannotCloseError extends WalletError {
   readonly code = "cannot_close";
   override status = 422 as const;
+  /** Why, for callers that wait rather than refuse: "money on hold", "overdraft", … */
+  readonly why: string;
   constructor(why: string, userMessage: string) {
     super(`Cannot close card account: ${why}`, userMessage, "_form");
+    this.why = why;
   }
+}
+
+function onHold(held: number): CannotCloseError {
+  return new CannotCloseError(
+    "money on hold",
+    `有进行中的热水预授权（${formatFen(held)}），请待结算后再办理`,
+  );
 }
 
 /** What a card account holds now, as the 销户 page shows it. */
@@ -79,12 +89,7 @@ async function payOutInTrx(
     lock: true,
   });
   if (!w) return { cash: 0, lots: 0 };
-  if (w.held > 0) {
-    throw new CannotCloseError(
-      "money on hold",
-      `有进行中的热水预授权（${formatFen(w.held)}），请待结算后再办理`,
-    );
-  }
+  if (w.held > 0) throw onHold(w.held);
   if (w.overdraft > 0) {
     throw new CannotCloseError(
       "overdraft",
@@ -150,6 +155,53 @@ export async function closeCardWithPayout(
         ip: actor.ip ?? null,
       })).cash,
   );
+}
+
+/** A card's money as it closes, read with its wallet row locked (never negative; owed apart). */
+export interface ClosedMoney {
+  balance: number;
+  cash: number;
+  lots: number;
+  overdraft: number;
+}
+
+/**
+ * Closes a card account (card's `closeCardAccount`) deciding what its money does from the wallet
+ * row locked in the same transaction, so a payment, a shower start or an offline upload cannot
+ * change it between the decision and the close: `choose(money)` says "payout" (the cash paid out
+ * and the lots sent back, as `closeCardWithPayout`) or "keep" (nothing moves: a small balance
+ * stays on the closed account, a debt stays owed). Refused while money is on hold. Returns the
+ * money as the card closed, the choice, and the cash paid out.
+ */
+export async function closeCardDeciding(
+  db: Db,
+  actor: StaffActor,
+  options: {
+    cardAccountId: number;
+    reason: string;
+    choose: (money: ClosedMoney) => "payout" | "keep";
+  },
+): Promise<{ money: ClosedMoney; choice: "payout" | "keep"; paid: number }> {
+  const { reason } = options;
+  return await closeCardAccount(db, actor, options.cardAccountId, reason, async (trx, id) => {
+    const { wallet: w } = await readWallet(trx, id, 1, { ...NO_LIMITS, at: null }, { lock: true });
+    if (w && w.held > 0) throw onHold(w.held);
+    const money = {
+      balance: w?.balance ?? 0,
+      cash: (w?.balance ?? 0) - (w?.lots ?? 0),
+      lots: w?.lots ?? 0,
+      overdraft: w?.overdraft ?? 0,
+    };
+    const choice = options.choose(money);
+    const paid = choice === "payout"
+      ? (await payOutInTrx(trx as Trx, id, {
+        staffId: actor.staffId,
+        reason,
+        ip: actor.ip ?? null,
+      })).cash
+      : 0;
+    return { money, choice, paid };
+  });
 }
 
 /** Pays out money that reached an already closed card account (退还余额). */

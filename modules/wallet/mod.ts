@@ -192,8 +192,18 @@ export { type LedgerCheck, type LedgerReport, verifyLedger } from "./verify.ts";
 
 /** 余额, 交易记录, 付款码, 付款码设置 (mount at "/") and the staff 账务核验 page (mount at "/admin/ledger"). */
 export { ledgerAdminRoutes, walletRoutes } from "./routes.ts";
-/** 销户 at the counter: the balance paid out in cash, the card account closed (card's side). */
-export { CannotCloseError, closeCardWithPayout, closingState, payOutClosedCard } from "./close.ts";
+/**
+ * 销户 at the counter: the balance paid out in cash, the card account closed (card's side);
+ * `closeCardDeciding` for a close whose money's fate is chosen from the wallet row locked in it.
+ */
+export {
+  CannotCloseError,
+  closeCardDeciding,
+  closeCardWithPayout,
+  type ClosedMoney,
+  closingState,
+  payOutClosedCard,
+} from "./close.ts";
 /** 毕业离校's preview: `closingState`'s money of many cards at once. */
 export { type ClosingMoney, closingMoney } from "./closing_money.ts";
 export { cardClosingRoutes } from "./close_routes.ts";
