@@ -11,6 +11,7 @@ import { registerTerminal } from "../modules/merchant/mod.ts";
 import { createStaff } from "../modules/staff/mod.ts";
 import { staffReportLoss } from "../modules/card/mod.ts";
 import {
+  adjustBalance,
   type CodeRedeemed,
   getBalance,
   issuePaymentCode,
@@ -734,6 +735,85 @@ Deno.test("many readers starting and ending showers at once on shared and own ca
       const open = await w.db.selectFrom("ledger_holds").select("id")
         .where("state", "=", "active").execute();
       assert.deepEqual(open, []);
+    } finally {
+      for (const c of rs) await c.close();
+    }
+  }));
+
+Deno.test("a shower start or end refused, then retried once it could go through, is answered from its record and leaves the rest of its batch in one statement", () =>
+  withHarness(async ({ w, server, counter, reader }) => {
+    const shower = await reader("shower");
+    await warm(w, shower);
+    const poor = await w.card({ balance: 50 });
+    const spare = await w.card({ balance: 2000 });
+    const cards = await Promise.all([0, 1, 2, 3, 4, 5].map(() => w.card({ balance: 2000 })));
+    const rs = await showerReaders(w, server, cards.length);
+    try {
+      // A start refused for funds; an end for a hold that does not exist yet.
+      const startFrame = shower.frame({ code: MessageCode.ShowerStart, chip: poor.chip });
+      const refusedStart = await shower.sendFrame(startFrame.bytes, startFrame.sequence);
+      assert.equal(status(refusedStart), Status.InsufficientBalance);
+      const last = await w.db.selectFrom("ledger_holds").select((eb) => eb.fn.max("id").as("id"))
+        .executeTakeFirstOrThrow();
+      const next = Number(last.id) + 1;
+      const endFrame = shower.frame({ code: MessageCode.ShowerEnd, holdId: next, units: 10 });
+      const refusedEnd = await shower.sendFrame(endFrame.bytes, endFrame.sequence);
+      assert.equal(status(refusedEnd), Status.HoldNotFound);
+      // Now both could go through: the card has money, and the hold exists (started by this
+      // controller).
+      await adjustBalance(w.db, {
+        cardAccountId: poor.cardAccountId,
+        amount: 10_000,
+        reference: `adj-${crypto.randomUUID()}`,
+        reason: "test",
+        staffId: null,
+      });
+      const started = await shower.request({ code: MessageCode.ShowerStart, chip: spare.chip });
+      assert.equal((started.message as StartReply).holdId, next);
+      // What the two retries cost on their own: the ordinary way, answered from the record.
+      let before = counter.statements;
+      assert.deepEqual(
+        (await shower.sendFrame(startFrame.bytes, startFrame.sequence)).bytes,
+        refusedStart.bytes,
+      );
+      assert.deepEqual(
+        (await shower.sendFrame(endFrame.bytes, endFrame.sequence)).bytes,
+        refusedEnd.bytes,
+      );
+      const retries = counter.statements - before;
+      before = counter.statements;
+      const [starts, retriedStart] = await Promise.all([
+        Promise.all(
+          rs.map((r, i) => r.request({ code: MessageCode.ShowerStart, chip: cards[i].chip })),
+        ),
+        shower.sendFrame(startFrame.bytes, startFrame.sequence),
+      ]);
+      assert.deepEqual(starts.map(status), cards.map(() => Status.Ok));
+      assert.deepEqual(retriedStart.bytes, refusedStart.bytes);
+      const [ends, retriedEnd] = await Promise.all([
+        Promise.all(rs.map((r, i) =>
+          r.request({
+            code: MessageCode.ShowerEnd,
+            holdId: (starts[i].message as StartReply).holdId,
+            units: 10,
+          })
+        )),
+        shower.sendFrame(endFrame.bytes, endFrame.sequence),
+      ]);
+      assert.deepEqual(ends.map(status), cards.map(() => Status.Ok));
+      assert.deepEqual(retriedEnd.bytes, refusedEnd.bytes);
+      // The others went in batches (at most a statement each): had a retry failed its batch,
+      // each of the others in it would have gone the ordinary way (several statements each).
+      assert.ok(
+        counter.statements - before <= retries + 2 * cards.length,
+        `${counter.statements - before} statements for ${2 * cards.length} requests and the ` +
+          `retries (${retries} on their own)`,
+      );
+      assert.equal(await w.balance(poor.cardAccountId), 10_050);
+      assert.equal(await held(w.db, poor.cardAccountId), 0);
+      // The hold the refused end named is still active: the retry settled nothing.
+      assert.equal(await held(w.db, spare.cardAccountId), 500);
+      for (const c of cards) assert.equal(await w.balance(c.cardAccountId), 1970);
     } finally {
       for (const c of rs) await c.close();
     }

@@ -38,6 +38,7 @@ import {
   replyFields,
   saveShower,
   showerUsageOfSql,
+  unrecordedSql,
 } from "./repository.ts";
 
 const log = logger("terminal.showers");
@@ -255,6 +256,7 @@ async function startBatch(db: Db, items: StartItem[]): Promise<Array<HeldRecorde
   try {
     const approval = startReply(Status.Ok);
     const tariff = showerTariffSql();
+    const rows = items.map((i) => ({ terminalId: i.terminal.id, sequence: i.frame.sequence }));
     return await holdFundsRecorded(db, {
       holds: items.map((i) => ({
         payer: payableChipKey(i.request.chip),
@@ -265,12 +267,10 @@ async function startBatch(db: Db, items: StartItem[]): Promise<Array<HeldRecorde
       })),
       cardAccountOf: payableChipOfSql,
       amount: sql<number | null>`(select preauth_amount from ${tariff} tf)`,
+      // A start answered before (refused, then retried) is left out, not failing the batch.
+      unrecorded: (ord) => unrecordedSql(rows, ord),
       record: (held) => [
-        recordShowersSql(
-          items.map((i) => ({ terminalId: i.terminal.id, sequence: i.frame.sequence })),
-          held,
-          tariff,
-        ),
+        recordShowersSql(rows, held, tariff),
         recordRequestsSql(
           items.map((i) => requestRecord(i.terminal, i.frame, replyOf(approval))),
           held,
@@ -311,6 +311,7 @@ const endBatcher = perDatabase<EndItem, SettledRecorded | null>((db) => ({
 async function endBatch(db: Db, items: EndItem[]): Promise<Array<SettledRecorded | null>> {
   try {
     const approval = endReply(Status.Ok);
+    const rows = items.map((i) => ({ terminalId: i.terminal.id, sequence: i.frame.sequence }));
     return await settleHoldRecorded(db, {
       settlements: items.map((i) => ({
         holdId: i.request.holdId,
@@ -319,6 +320,7 @@ async function endBatch(db: Db, items: EndItem[]): Promise<Array<SettledRecorded
         reference: requestReference(i.terminal.id, i.frame.sequence),
       })),
       usageOf: showerUsageOfSql,
+      unrecorded: (ord) => unrecordedSql(rows, ord),
       record: (settled) => [
         recordRequestsSql(
           items.map((i) => requestRecord(i.terminal, i.frame, replyOf(approval))),

@@ -20,6 +20,7 @@ import {
   settleSetSql,
 } from "./_rules.ts";
 import { spendableSql } from "./_purses.ts";
+import type { Unrecorded } from "./batch.ts";
 
 /** One shower start of a batch. */
 export interface BatchHold {
@@ -51,7 +52,8 @@ function validId(value: number): boolean {
  * tariff's pre-authorisation, looked up in the same statement). `record(held)` returns the
  * caller's `insert … select … from ${held}` statements, where `held` has `ord` (the start's
  * 1-based position in `holds`), `id` (the hold), `card_account_id`, `amount` and `balance`, and a
- * row only where the money was held.
+ * row only where the money was held. `unrecorded(ord)`, when given, leaves out a start already
+ * answered (refused before, say), so its record cannot fail the batch.
  *
  * Returns, per start, what it held, or null, nothing written for it, for anything else (an
  * unknown or refused card, less available than the amount, a negative balance, a retry, a
@@ -66,6 +68,7 @@ export async function holdFundsRecorded(
     cardAccountOf: (payer: RawBuilder<string>) => RawBuilder<number | null>;
     amount: RawBuilder<number | null>;
     record: (held: RawBuilder<unknown>) => RawBuilder<unknown>[];
+    unrecorded?: Unrecorded;
   },
 ): Promise<Array<HeldRecorded | null>> {
   const out: Array<HeldRecorded | null> = input.holds.map(() => null);
@@ -105,6 +108,7 @@ export async function holdFundsRecorded(
         sql`a.amount between 1 and ${MAX_AMOUNT}`,
         sql`a.merchant_account is not null`,
         sql`not a.used`,
+        ...(input.unrecorded ? [input.unrecorded(sql`a.ord`)] : []),
       ],
       returning: sql`, a.merchant_id, a.terminal_id, a.expires_at`,
     })
@@ -182,6 +186,7 @@ export async function settleStatement(
     ords?: number[];
     usageOf: (s: SettlementColumns) => RawBuilder<number | null>;
     records: RawBuilder<unknown>[];
+    unrecorded?: Unrecorded;
   },
 ): Promise<SettledRow[]> {
   const n = p.settlements.length;
@@ -239,7 +244,9 @@ export async function settleStatement(
       where ledger_holds.id = hl.hold_id and ledger_holds.state = 'active'
         and ledger_holds.settle_reference is null and hl.usage between 1 and ${MAX_AMOUNT}
         and not exists (select 1 from ledger_transfers lt where lt.reference = hl.reference)
-        and (select count(*) from ll) >= 0
+        and (select count(*) from ll) >= 0 ${
+    p.unrecorded ? sql`and ${p.unrecorded(sql`hl.ord`)}` : sql``
+  }
       returning ledger_holds.id, ledger_holds.card_account_id, ledger_holds.merchant_id,
         ledger_holds.terminal_id, ledger_holds.amount, ledger_holds.charged,
         ledger_holds.settle_transfer_id, ledger_holds.lots, hl.usage, hl.reference, hl.ord
@@ -306,6 +313,7 @@ export interface SettledRecorded {
  * caller's `insert … select … from ${settled}` statements, where `settled` has `ord` (the end's
  * 1-based position in `settlements`), `card_account_id`, `charged`, `released` and
  * `balance_after` (the balance the shower sees after), and a row only where the hold was settled.
+ * `unrecorded(ord)`, when given, leaves out an end already answered, as `holdFundsRecorded`'s.
  *
  * Returns, per end, what it did, or null, nothing written for it, for anything else (no such
  * hold, settled, timed out, zero usage, a retry, a later hold of a card in the batch): the
@@ -318,6 +326,7 @@ export async function settleHoldRecorded(
     settlements: BatchSettlement[];
     usageOf: (s: SettlementColumns) => RawBuilder<number | null>;
     record: (settled: RawBuilder<unknown>) => RawBuilder<unknown>[];
+    unrecorded?: Unrecorded;
   },
 ): Promise<Array<SettledRecorded | null>> {
   const out: Array<SettledRecorded | null> = input.settlements.map(() => null);
@@ -345,6 +354,7 @@ export async function settleHoldRecorded(
     ords: runs.map((i) => i + 1),
     usageOf: input.usageOf,
     records,
+    unrecorded: input.unrecorded,
   });
   const position = new Map(runs.map((i, k) => [references[k], i]));
   for (const row of rows) {
