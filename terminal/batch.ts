@@ -6,6 +6,10 @@
  * or in two batches at once: the later one waits for the next batch.
  */
 import type { Db } from "../modules/platform/database.ts";
+import { logger } from "../modules/platform/log.ts";
+import { isDatabaseError } from "./refusals.ts";
+
+const log = logger("terminal.batch");
 
 /** How a group commit forms and runs its batches. */
 export interface GroupCommitOptions<I, O> {
@@ -96,4 +100,24 @@ export function perDatabase<I, O>(
     }
     return batcher;
   };
+}
+
+/**
+ * Runs one batch statement of `kind` for `items`: its results, or, if the statement failed as a
+ * whole (a retry racing its first request on another instance, a code or hold taken at the same
+ * moment by another instance, a number outside its reply field, …), nothing written and null for
+ * every item, each of which then goes the ordinary way on its own. A failure that is not the
+ * database's is logged (the kind and the size, never the requests).
+ */
+export async function inOneBatch<O>(
+  kind: string,
+  size: number,
+  run: () => Promise<Array<O | null>>,
+): Promise<Array<O | null>> {
+  try {
+    return await run();
+  } catch (err) {
+    if (!isDatabaseError(err)) log.error("batch failed", { kind, size, err: String(err) });
+    return new Array(size).fill(null);
+  }
 }

@@ -6,7 +6,6 @@
  */
 import type { RawBuilder } from "kysely";
 import { databaseKind, type Db } from "../modules/platform/database.ts";
-import { logger } from "../modules/platform/log.ts";
 import type { Terminal } from "../modules/merchant/mod.ts";
 import {
   checkCardPassword,
@@ -24,20 +23,11 @@ import {
 import { type Message, MessageCode, type MessageOf, Status } from "./messages.ts";
 import type { RawFrame } from "./parser.ts";
 import { bodySlot } from "./serializer.ts";
-import { perDatabase } from "./batch.ts";
+import { inOneBatch, perDatabase } from "./batch.ts";
 import { replyOf, requestReference, type ServiceContext } from "./context.ts";
 import { type MoneyRequest, type Outcome, requestRecord } from "./once.ts";
-import {
-  cardRefusal,
-  isDatabaseError,
-  lookupAllowed,
-  lookupSpent,
-  validAmount,
-  walletRefusal,
-} from "./refusals.ts";
+import { cardRefusal, lookupAllowed, lookupSpent, validAmount, walletRefusal } from "./refusals.ts";
 import { recordPaidRequestsSql, unrecordedSql } from "./repository.ts";
-
-const log = logger("terminal.payments");
 
 type CardPayment = MessageOf<0x10>;
 type QrPayment = MessageOf<0x11>;
@@ -216,14 +206,11 @@ const qrBatcher = perDatabase<BatchItem<QrPayment>, number | null>((db) => ({
 }));
 
 /**
- * One statement for a batch: each payment's checks, debit and request record, the record being
- * its approval (`approve`) with the balance filled in by the statement. Returns each payment's
- * balance after, or null where it did not pay. If the statement fails as a whole (a retry racing
- * its first request on another instance, a code redeemed at the same moment by another instance,
- * a balance outside int32, …), nothing was written and every payment gets null: each then goes
- * the ordinary way on its own.
+ * One statement for a batch (`inOneBatch`): each payment's checks, debit and request record, the
+ * record being its approval (`approve`) with the balance filled in by the statement. Returns each
+ * payment's balance after, or null where it did not pay.
  */
-async function payBatch<M extends CardPayment | QrPayment>(
+function payBatch<M extends CardPayment | QrPayment>(
   kind: string,
   items: BatchItem<M>[],
   approve: (request: M) => Message,
@@ -232,7 +219,7 @@ async function payBatch<M extends CardPayment | QrPayment>(
     unrecorded: (ord: RawBuilder<number>) => RawBuilder<boolean>;
   }) => Promise<Array<{ balanceHere: number } | null>>,
 ): Promise<Array<number | null>> {
-  try {
+  return inOneBatch(kind, items.length, async () => {
     const approvals = items.map((i) => approve(i.request));
     const balance = bodySlot(approvals[0], "balance");
     const rows = items.map((i, n) => ({
@@ -244,12 +231,7 @@ async function payBatch<M extends CardPayment | QrPayment>(
       unrecorded: (ord) => unrecordedSql(rows, ord),
     });
     return paid.map((p) => p?.balanceHere ?? null);
-  } catch (err) {
-    if (!isDatabaseError(err)) {
-      log.error("payment batch failed", { kind, size: items.length, err: String(err) });
-    }
-    return items.map(() => null);
-  }
+  });
 }
 
 /** A QrPaymentReply to `request`: `amount` as requested; `balance` the payer's after, else 0. */

@@ -6,7 +6,6 @@
  */
 import { sql } from "kysely";
 import { databaseKind, type Db } from "../modules/platform/database.ts";
-import { logger } from "../modules/platform/log.ts";
 import type { Terminal } from "../modules/merchant/mod.ts";
 import { findCardByChip, payableChipKey, payableChipOfSql } from "../modules/card/mod.ts";
 import {
@@ -21,16 +20,10 @@ import {
 import { currentShowerTariff, showerTariffSql } from "../modules/billing/mod.ts";
 import { type Message, MessageCode, type MessageOf, Status } from "./messages.ts";
 import type { RawFrame } from "./parser.ts";
-import { perDatabase } from "./batch.ts";
+import { inOneBatch, perDatabase } from "./batch.ts";
 import { replyOf, requestReference, type ServiceContext } from "./context.ts";
 import { type MoneyRequest, type Outcome, requestRecord } from "./once.ts";
-import {
-  cardRefusal,
-  isDatabaseError,
-  lookupAllowed,
-  lookupSpent,
-  walletRefusal,
-} from "./refusals.ts";
+import { cardRefusal, lookupAllowed, lookupSpent, walletRefusal } from "./refusals.ts";
 import {
   findShower,
   recordRequestsSql,
@@ -40,8 +33,6 @@ import {
   showerUsageOfSql,
   unrecordedSql,
 } from "./repository.ts";
-
-const log = logger("terminal.showers");
 
 type ShowerStart = MessageOf<0x20>;
 type ShowerEnd = MessageOf<0x21>;
@@ -248,12 +239,11 @@ const startBatcher = perDatabase<StartItem, HeldRecorded | null>((db) => ({
 }));
 
 /**
- * One statement for a batch of starts: each chip's check, hold, shower row and request record.
- * If the statement fails as a whole (a retry racing its first request on another instance, a
- * number outside its reply field, …), nothing was written and every start goes the ordinary way.
+ * One statement for a batch of starts (`inOneBatch`): each chip's check, hold, shower row and
+ * request record.
  */
-async function startBatch(db: Db, items: StartItem[]): Promise<Array<HeldRecorded | null>> {
-  try {
+function startBatch(db: Db, items: StartItem[]): Promise<Array<HeldRecorded | null>> {
+  return inOneBatch("shower start", items.length, async () => {
     const approval = startReply(Status.Ok);
     const tariff = showerTariffSql();
     const rows = items.map((i) => ({ terminalId: i.terminal.id, sequence: i.frame.sequence }));
@@ -286,12 +276,7 @@ async function startBatch(db: Db, items: StartItem[]): Promise<Array<HeldRecorde
         ),
       ],
     });
-  } catch (err) {
-    if (!isDatabaseError(err)) {
-      log.error("shower start batch failed", { size: items.length, err: String(err) });
-    }
-    return items.map(() => null);
-  }
+  });
 }
 
 /**
@@ -307,9 +292,12 @@ const endBatcher = perDatabase<EndItem, SettledRecorded | null>((db) => ({
   run: (items) => endBatch(db, items),
 }));
 
-/** One statement for a batch of ends: each usage priced, each hold settled, each request recorded. */
-async function endBatch(db: Db, items: EndItem[]): Promise<Array<SettledRecorded | null>> {
-  try {
+/**
+ * One statement for a batch of ends (`inOneBatch`): each usage priced, each hold settled, each
+ * request recorded.
+ */
+function endBatch(db: Db, items: EndItem[]): Promise<Array<SettledRecorded | null>> {
+  return inOneBatch("shower end", items.length, async () => {
     const approval = endReply(Status.Ok);
     const rows = items.map((i) => ({ terminalId: i.terminal.id, sequence: i.frame.sequence }));
     return await settleHoldRecorded(db, {
@@ -337,10 +325,5 @@ async function endBatch(db: Db, items: EndItem[]): Promise<Array<SettledRecorded
         ),
       ],
     });
-  } catch (err) {
-    if (!isDatabaseError(err)) {
-      log.error("shower end batch failed", { size: items.length, err: String(err) });
-    }
-    return items.map(() => null);
-  }
+  });
 }
