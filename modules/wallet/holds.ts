@@ -334,7 +334,8 @@ export async function releaseHold(
 export async function expireHolds(db: Db, now: Date = new Date()): Promise<number> {
   let total = 0;
   for (;;) {
-    // The holds, then their cards' rows, then their lots: the purse rule's lock order.
+    // The holds, then their cards' rows, then their lots: the order every path that ends a hold
+    // locks in (settleHold, releaseHold, settleStatement).
     const result = await sql<{ n: number }>`
       with due as (
         select id from ledger_holds where state = 'active' and expires_at <= ${now}

@@ -597,3 +597,54 @@ Deno.test("a batch of shower ends settles each active hold once; the others go t
     await t.h.close();
   }
 });
+
+Deno.test({
+  name:
+    "a batch end waits for a hold the sweep has locked and then leaves it to the ordinary path (hold, then card: no deadlock)",
+  ignore: !onPostgres,
+  async fn() {
+    const t = await setup({ poolSize: 4 });
+    try {
+      const card = await t.card(1000);
+      await t.lot(card, 100, { categories: ["shower"] });
+      const { holdId } = await holdFunds(t.db, {
+        cardAccountId: card,
+        amount: 500,
+        merchantId: t.shower.id,
+        reference: "dl:h",
+        expiresAt: new Date(Date.now() - 1),
+      });
+      let batch: ReturnType<typeof settleBatch> | undefined;
+      // The sweep's transaction: the hold locked first (as expireHolds' `due`), then, while the
+      // batch end for it is already waiting, its card (expireHolds' `lk`). A batch that locked
+      // the card before the hold deadlocks here.
+      const expired = await t.db.transaction().execute(async (trx) => {
+        await sql`select id from ledger_holds where id = ${holdId} for update`.execute(trx);
+        batch = settleBatch(t, [{ holdId, units: 20, reference: "dl:e" }]);
+        batch.catch(() => {});
+        for (let i = 0;; i++) {
+          const { rows } = await sql<{ n: number }>`select count(*)::int as n
+            from pg_stat_activity
+            where wait_event_type = 'Lock' and query like '%ledger_holds%'
+              and pid <> pg_backend_pid()`.execute(t.db);
+          if (rows[0].n > 0) break;
+          if (i > 200) throw new Error("the batch end never waited for the hold");
+          await new Promise((r) => setTimeout(r, 10));
+        }
+        // Past deadlock_timeout (1 s): a lock cycle would be found by now.
+        await new Promise((r) => setTimeout(r, 1_200));
+        return await expireHolds(trx, new Date());
+      });
+      assert.equal(expired, 1);
+      // The batch found the hold timed out: nothing written, the ordinary path's late end answers.
+      assert.deepEqual(await batch!, [null]);
+      const late = await settleHold(t.db, { holdId, amount: 200, reference: "dl:e" });
+      assert.equal(late.charged, 200);
+      assert.equal(late.released, 0);
+      assert.deepEqual(await getBalance(t.db, card), { balance: 900, held: 0, available: 900 });
+      assert.deepEqual((await verifyLedger(t.db)).problems, []);
+    } finally {
+      await t.h.close();
+    }
+  },
+});

@@ -193,11 +193,15 @@ export async function settleStatement(
   if (n === 0) return [];
   const s = p.settlements;
   // The transfer's id is drawn in the hold's update, so the hold names it in its one update (a row
-  // cannot be updated twice in one statement). The cards' wallet rows, then their lots, are locked
-  // before that (lk, ll): the purse rule's lock order, and a card's transfer ids must follow the
-  // order its balance changed in (the verifier reads each card's balance-after chain in id order),
-  // and two showers of one card may end at once. What it writes follows from the hold alone (its
-  // amount, its lots' parts, the usage), relative to the rows it updates (_purses.ts).
+  // cannot be updated twice in one statement). The lock order is the holds' own, as expireHolds'
+  // and settleHold's: the batch's holds first, in id order (hk), then the cards' wallet rows in id
+  // order (lk), then their lots (ll), all before that update. Locking a card before its hold would
+  // deadlock with a sweep or an ordinary settle that holds the hold and asks for the card. A hold
+  // settled or timed out while hk waited is not updated (h rechecks its state on the newest row)
+  // and goes the ordinary way. A card's transfer ids must follow the order its balance changed in
+  // (the verifier reads each card's balance-after chain in id order), and two showers of one card
+  // may end at once: both are settled by the card's lock. What it writes follows from the hold
+  // alone (its amount, its lots' parts, the usage), relative to the rows it updates (_purses.ts).
   const usage = p.usageOf({
     holdId: sql.raw("i.hold_id"),
     terminalId: sql.raw("i.terminal_id"),
@@ -213,17 +217,23 @@ export async function settleStatement(
           as x(hold_id, terminal_id, units, reference, ord)
         limit ${n}
       ) i
+    ), hk as materialized (
+      select lh.id, lh.card_account_id, lh.merchant_id from ledger_holds lh
+      where lh.id in (select hold_id from u)
+      order by lh.id
+      for update
     ), hl as materialized (
       select x.ord, x.hold_id, x.reference, x.usage, x.card_account_id, x.merchant_id
       from (
-        select u.*, lh.card_account_id, lh.merchant_id,
-          row_number() over (partition by lh.card_account_id order by u.ord) as nth_of_card
-        from u join ledger_holds lh on lh.id = u.hold_id
+        select u.*, hk.card_account_id, hk.merchant_id,
+          row_number() over (partition by hk.card_account_id order by u.ord) as nth_of_card
+        from u join hk on hk.id = u.hold_id
       ) x
       where x.nth_of_card = 1
     ), lk as (
       select a.id, a.card_account_id from ledger_accounts a
       where a.card_account_id in (select card_account_id from hl)
+        and (select count(*) from hk) >= 0
       order by a.id
       for update
     ), ll as (
