@@ -362,6 +362,32 @@ Deno.test("a loss report reaches a connected reader within a second, pushed", ()
     assert.deepEqual((m as Extract<Message, { code: 0xc1 }>).blocklist.added, [card.chip]);
   }));
 
+Deno.test("loss reports one after another reach a reader in pushes that follow on from each other, each chip once, up to the last version", () =>
+  withWorld(async (w) => {
+    const cards = await Promise.all(Array.from({ length: 12 }, () => w.card({ balance: 100 })));
+    const pos = await w.connect("canteen_pos");
+    const on = (await pos.request({ code: MessageCode.SignOn, firmware: "t" })).message as {
+      blocklistVersion: number;
+    };
+    const pushes: Array<Extract<Message, { code: 0xc1 }>> = [];
+    pos.onPush((r) => pushes.push(r.message as Extract<Message, { code: 0xc1 }>));
+    const office = await staffId(w);
+    // One after another, as a 毕业离校 batch closes cards.
+    for (const c of cards) await staffReportLoss(w.db, { staffId: office }, c.cardAccountId);
+    const last = on.blocklistVersion + cards.length;
+    const deadline = performance.now() + 5000;
+    while (pushes.at(-1)?.blocklist.version !== last && performance.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.equal(pushes.at(-1)?.blocklist.version, last);
+    // Each push starts where the one before ended, and together they list every chip once.
+    pushes.forEach((p, i) =>
+      assert.equal(p.fromVersion, i === 0 ? on.blocklistVersion : pushes[i - 1].blocklist.version)
+    );
+    const added = pushes.flatMap((p) => p.blocklist.added).sort();
+    assert.deepEqual(added, cards.map((c) => c.chip).sort());
+  }));
+
 Deno.test("a reader may only send the messages of its kind", () =>
   withWorld(async (w) => {
     const card = await w.card({ balance: 1000 });
