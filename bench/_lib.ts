@@ -123,13 +123,6 @@ export async function startPostgres(tag: string): Promise<Postgres> {
     throw new Error(`Cannot start PostgreSQL: ${(r.stderr || r.stdout).trim().slice(0, 300)}`);
   }
   const url = m[1];
-  // Checkpoints as a production server spaces them (docs/OPERATIONS.md): with the default
-  // max_wal_size, a few seconds of load fill it, a checkpoint follows every 3–5 s, and every page
-  // a statement first touches after one is written whole into the WAL again (full-page writes),
-  // for the reference and ours alike.
-  await psql(url, "alter system set max_wal_size = '8GB'");
-  await psql(url, "alter system set checkpoint_timeout = '15min'");
-  await psql(url, "select pg_reload_conf()");
   const pgCtl = async (...args: string[]) => {
     const [c, a] = asPostgresUser(pgBinary("pg_ctl"), ["-D", join(dir, "data"), ...args]);
     const res = await run(c, a, { timeoutMs: 120_000 });

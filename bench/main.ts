@@ -118,7 +118,7 @@ try {
   Deno.exit(1);
 }
 report.note(
-  "PostgreSQL: throwaway cluster from .ci/start_postgres.sh (fsync and synchronous_commit on, shared_buffers 256MB), with checkpoints spaced as docs/OPERATIONS.md advises (checkpoint_timeout 15min, max_wal_size 8GB: with the default 1GB, a checkpoint came every 3–5 s under load, and every page first touched after one went into the WAL whole).",
+  "PostgreSQL: throwaway cluster from .ci/start_postgres.sh (fsync and synchronous_commit on, shared_buffers 256MB).",
 );
 declareTables(report, settings);
 
