@@ -12,6 +12,7 @@ import { creditTopUp, grantLots, payFromCard, subsidyFundingAccount } from "../w
 import { NOON, notifyWorld } from "./_testing.ts";
 import { deriveMessages } from "./derive.ts";
 import { deliverDue } from "./deliver.ts";
+import { DEFAULT_SETTINGS, saveSettings } from "./settings.ts";
 
 async function messagesOf(db: NotifyDb, accountId: number) {
   return await db.selectFrom("notify_messages").select([
@@ -213,6 +214,9 @@ Deno.test(
     await using w = await notifyWorld();
     const s = await makeStudent(w, { balance: 100_00 });
     await w.bindWechat(s.accountId);
+    // The worker process runs on the real clock: without quiet hours its messages go out at
+    // any hour this test runs (the default's 23:00–07:00 China time would hold them).
+    await saveSettings(w.db, s.accountId, { ...DEFAULT_SETTINGS, quiet: false });
     await w.settle(NOON);
     const before = w.standin.messages.length;
     // WeChat takes the next three messages but the answers never reach the worker.
