@@ -4,10 +4,11 @@
  * and PostgreSQL restarted), one for the canteen that lasts past it. Readers then pay with them
  * (a payment takes the lots first), and the server's expiry worker sends the first lot's rest back.
  *
- * At the end: every lot that ended holds nothing, and what went back by 到期 transfers (none before
- * its end; a refund into an ended lot goes back again) is exactly what payments left of it; the lasting lots never expired;
- * payments did draw on the lots; and each card's expected balance loses what expired (the caller
- * subtracts `expiredByCard`).
+ * At the end (after the worker's round that follows the last refund): every lot that ended holds
+ * nothing, and what went back by 到期 transfers (none before its end; a refund into an ended lot
+ * goes back again) is exactly what payments left of it; the lasting lots never expired; payments
+ * did draw on the lots; and each card's expected balance loses what expired (the caller subtracts
+ * `expiredByCard`).
  */
 import { sql } from "kysely";
 import type { Db } from "../modules/platform/mod.ts";
@@ -42,6 +43,29 @@ export async function grantSoakSubsidies(
     tag: "soak-lasting",
   });
   return { cards, endsAt };
+}
+
+/**
+ * Waits (at most `ms`) until no soak lot past its end holds money free: a refund into an ended
+ * lot (a utility purchase refunded after failing, finance's refund of a payment that drew on it)
+ * goes back at the expiry worker's next round, every 5 s, so the check waits for that round
+ * after the last refund instead of racing it. True when none is left.
+ */
+export async function awaitEndedLotsReturned(
+  db: Db,
+  plan: SoakSubsidies,
+  ms: number,
+): Promise<boolean> {
+  const until = Date.now() + ms;
+  for (;;) {
+    const { rows: [r] } = await sql<{ n: number }>`
+      select count(*)::int as n from purse_lots
+      where card_account_id = any(${plan.cards}::bigint[]) and reference like 'bench-subsidy-soak-%'
+        and valid_until <= now() and remaining > held`.execute(db);
+    if (Number(r.n) === 0) return true;
+    if (Date.now() > until) return false;
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
 }
 
 interface LotRow {

@@ -49,7 +49,7 @@ import type { WebClient } from "./_http.ts";
 import { type Outcome, RetryingReader, withTimeout } from "./_reader.ts";
 import { TerminalClient } from "../terminal/sim/client.ts";
 import { fuzz, type FuzzStats, Random } from "./_fuzz.ts";
-import { checkSoakSubsidies, grantSoakSubsidies } from "./_soak_subsidy.ts";
+import { awaitEndedLotsReturned, checkSoakSubsidies, grantSoakSubsidies } from "./_soak_subsidy.ts";
 import { type NotifyCheck, startNotifyCheck } from "./_notify_check.ts";
 // The phone's own script for 离线付款码 (as the page runs it), for the QR loop's offline codes.
 import "../static/pay_offline.js";
@@ -842,6 +842,9 @@ async function main(): Promise<number> {
     }));
     await delay(1000);
   }
+
+  // --- settle: what refunds put back into ended 补助 lots goes back at the worker's next round -------
+  await awaitEndedLotsReturned(world.db, subsidies, 20_000);
 
   // --- graceful shutdown: SIGTERM while reader payments and page loads are in flight ----------------
   await gracefulShutdown(world.db, pos, cards, students[0], students[2]);

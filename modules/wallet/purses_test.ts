@@ -386,6 +386,38 @@ Deno.test("an expiring lot keeps what a running shower set aside until the showe
   }
 });
 
+Deno.test("an ended lot whose shower hold is given back without a charge goes back again", async () => {
+  // The lot went back while a shower held part of it; the hold then ended with nothing drawn
+  // from the lot, so the second return follows the first with no payment between: it still
+  // needs a reference of its own.
+  const t = await setup();
+  try {
+    const card = await t.card(0);
+    await t.lot(card, 500, { until: 3600_000 });
+    const hold = await holdFunds(t.db, {
+      cardAccountId: card,
+      amount: 250,
+      merchantId: t.shower.id,
+      reference: ref("start"),
+      expiresAt: new Date(Date.now() + 3 * 3600_000),
+    });
+    const later = new Date(Date.now() + 2 * 3600_000);
+    assert.equal((await expireLots(t.db, later))[0].amount, 250);
+    await releaseHold(t.db, { holdId: hold.holdId, reason: "test" });
+    assert.deepEqual(await lotsOf(t.db, card), [[250, 0]]);
+    // The same amount as the first return, with no movement between: a return of its own.
+    const [again, ...rest] = await expireLots(t.db, later);
+    assert.deepEqual(rest, []);
+    assert.equal(again.amount, 250);
+    assert.deepEqual(await lotsOf(t.db, card), [[0, 0]]);
+    assert.equal((await getBalance(t.db, card)).balance, 0);
+    assert.deepEqual(await expireLots(t.db, later), []);
+    await assertBooks(t.db);
+  } finally {
+    await t.h.close();
+  }
+});
+
 Deno.test("a grant is reversed for one card by a new transfer of what it still holds", async () => {
   const t = await setup();
   try {
