@@ -7,8 +7,11 @@ import { buildGateways, runTopupTick } from "../topup/mod.ts";
 import {
   applyOfflinePayment,
   getBalance,
+  grantLots,
   holdFunds,
+  purseLines,
   releaseHold,
+  subsidyFundingAccount,
   verifyLedger,
 } from "../wallet/mod.ts";
 import { createMerchant } from "../merchant/mod.ts";
@@ -464,6 +467,71 @@ Deno.test("an offline overdraft uploaded after the worker read a card under the 
   const card = await w.db.selectFrom("card_accounts").select("status")
     .where("id", "=", a.cardAccountId).executeTakeFirstOrThrow();
   assert.equal(card.status, "cancelled");
+  await assertLedger(w);
+});
+
+Deno.test("a card that keeps a small balance or owes still gives its 补助 back to the school", async () => {
+  await using w = await setupApp();
+  const kept = await holder(w, { cash: 50 });
+  const owes = await holder(w, {});
+  const school = await w.db.selectFrom("schools").select(["id", "name"])
+    .where("id", "=", await schoolOf(w, kept.cardAccountId)).executeTakeFirstOrThrow();
+  await w.db.transaction().execute(async (trx) => {
+    await grantLots(trx, {
+      purse: "subsidy",
+      fundingAccountId: await subsidyFundingAccount(trx, school),
+      batchId: null,
+      validFrom: new Date(Date.now() - 60_000),
+      validUntil: new Date(Date.now() + 90 * DAY),
+      categories: ["canteen"],
+    }, [
+      { cardAccountId: kept.cardAccountId, amount: 3_00, reference: `co-lot-kept` },
+      { cardAccountId: owes.cardAccountId, amount: 5_00, reference: `co-lot-owes` },
+    ]);
+  });
+  // An offline payment at the supermarket, where the canteen 补助 cannot pay: ¥2.00 owed.
+  const shop = await createMerchant(w.db, { code: "SM-CO", name: "超市", category: "supermarket" });
+  await applyOfflinePayment(w.db, {
+    cardAccountId: owes.cardAccountId,
+    merchantId: shop.id,
+    terminalId: 1,
+    amount: 2_00,
+    reference: `offline-co-lots-${owes.cardAccountId}`,
+    occurredAt: new Date(),
+  });
+  const id = await closeoutOf(w, [kept, owes], { refundRule: "origin_first", threshold: 1_00 });
+  await runAll(w);
+  const rows = await w.db.selectFrom("closeout_cards").selectAll().where("batch_id", "=", id)
+    .execute();
+  const byCard = new Map(rows.map((r) => [r.card_account_id, r]));
+  const rk = byCard.get(kept.cardAccountId)!;
+  const ro = byCard.get(owes.cardAccountId)!;
+  assert.deepEqual([rk.state, rk.disposition, rk.left_on_card], ["done", "kept", 50]);
+  assert.deepEqual([ro.state, ro.disposition, ro.debt], ["done", "debt", 2_00]);
+  // The cash stays (¥0.50 kept, ¥2.00 owed); the 补助 went back.
+  const purses = async (card: number) =>
+    (await purseLines(w.db, card)).map((l) => [l.code, l.amount]);
+  assert.deepEqual(await purses(kept.cardAccountId), [["cash", 50]]);
+  assert.deepEqual(await purses(owes.cardAccountId), [["cash", -2_00]]);
+  const returned = await w.db.selectFrom("ledger_transfers").select(["card_account_id", "amount"])
+    .where("kind", "=", "subsidy_return").orderBy("card_account_id").execute();
+  assert.deepEqual(returned.map((r) => [r.card_account_id, r.amount]), [
+    [kept.cardAccountId, 3_00],
+    [owes.cardAccountId, 5_00],
+  ]);
+  const audit = await w.db.selectFrom("audit_log").select(["target_id", "after"])
+    .where("action", "=", "wallet.close_lots_returned").orderBy("target_id").execute();
+  assert.deepEqual(audit.map((a) => String(a.target_id)), [
+    String(kept.cardAccountId),
+    String(owes.cardAccountId),
+  ]);
+  // Run again: nothing moves twice.
+  await runAll(w);
+  assert.equal(
+    (await w.db.selectFrom("ledger_transfers").select("id").where("kind", "=", "subsidy_return")
+      .execute()).length,
+    2,
+  );
   await assertLedger(w);
 });
 

@@ -10,7 +10,8 @@
  * 2. the card is closed (card's `closeCardAccount`: chips cancelled and blocklisted, the login
  *    account unbound) with what is left paid out for the payout list (wallet's
  *    `closeCardWithPayout`, 补助 back to the school), or kept on the closed account when the
- *    balance was below the batch's threshold, or owed when offline payments overdrew it. Kept or
+ *    balance was below the batch's threshold, or owed when offline payments overdrew it (the
+ *    cash stays or is owed; the 补助 goes back to the school either way). Kept or
  *    owed is decided again from the wallet row locked in the close (wallet's `closeCardDeciding`):
  *    the card is active until then, and a payment, a shower start or an offline upload may have
  *    changed it since it was read.

@@ -51,6 +51,7 @@ export const AUDIT_ACTIONS: Record<string, string> = {
   "subsidy.withdrawn": "撤回补助批次",
   "subsidy.reversed": "冲回补助",
   "wallet.cash_out": "现金退还余额",
+  "wallet.close_lots_returned": "销户收回补助",
   "wallet.offline_limits": "离线付款码限额",
   "wallet.subsidy_expired": "补助到期收回",
   "finance.refund": "消费退款",

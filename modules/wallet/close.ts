@@ -169,9 +169,9 @@ export interface ClosedMoney {
  * Closes a card account (card's `closeCardAccount`) deciding what its money does from the wallet
  * row locked in the same transaction, so a payment, a shower start or an offline upload cannot
  * change it between the decision and the close: `choose(money)` says "payout" (the cash paid out
- * and the lots sent back, as `closeCardWithPayout`) or "keep" (nothing moves: a small balance
- * stays on the closed account, a debt stays owed). Refused while money is on hold. Returns the
- * money as the card closed, the choice, and the cash paid out.
+ * and the lots sent back, as `closeCardWithPayout`) or "keep" (the cash stays: a small balance on
+ * the closed account, a debt owed; the lots go back all the same). Refused while money is on
+ * hold. Returns the money as the card closed, the choice, and the cash paid out.
  */
 export async function closeCardDeciding(
   db: Db,
@@ -193,14 +193,48 @@ export async function closeCardDeciding(
       overdraft: w?.overdraft ?? 0,
     };
     const choice = options.choose(money);
-    const paid = choice === "payout"
-      ? (await payOutInTrx(trx as Trx, id, {
-        staffId: actor.staffId,
-        reason,
-        ip: actor.ip ?? null,
-      })).cash
-      : 0;
+    if (choice === "keep") {
+      await returnLotsOnClose(trx as Trx, id, money, { ...actor, reason });
+      return { money, choice, paid: 0 };
+    }
+    const paid = (await payOutInTrx(trx as Trx, id, {
+      staffId: actor.staffId,
+      reason,
+      ip: actor.ip ?? null,
+    })).cash;
     return { money, choice, paid };
+  });
+}
+
+/**
+ * A card closing with its cash kept (a small balance, or a debt owed): its lots still go back to
+ * their funding accounts, as in every close — the school's 补助 never stays on a closed card.
+ * Audited when anything went back.
+ */
+async function returnLotsOnClose(
+  trx: Trx,
+  cardAccountId: number,
+  money: ClosedMoney,
+  actor: StaffActor & { reason: string },
+): Promise<void> {
+  const returned = await returnLotsOfCard(trx, cardAccountId, {
+    staffId: actor.staffId,
+    reason: actor.reason,
+  });
+  if (returned === 0) return;
+  await writeAudit(trx, {
+    staffId: actor.staffId,
+    action: "wallet.close_lots_returned",
+    targetType: "card_account",
+    targetId: cardAccountId,
+    before: { balance: money.balance, cash: money.cash, lots: money.lots },
+    after: {
+      lotsReturned: returned,
+      keptCash: money.cash,
+      owed: money.overdraft,
+      reason: actor.reason,
+    },
+    ip: actor.ip ?? null,
   });
 }
 
