@@ -47,6 +47,14 @@ export const PREPARED = "/*prepared*/";
 
 const statementNames = new Map<string, string>();
 
+/**
+ * How many distinct `PREPARED` texts this process has named (PostgreSQL): each is kept by every
+ * connection that ran it, so it must stay a small number whatever the values (tests check it).
+ */
+export function preparedTextCount(): number {
+  return statementNames.size;
+}
+
 /** A pool client that runs `PREPARED` statements by name. */
 class PreparingClient extends pg.Client {
   // deno-lint-ignore no-explicit-any

@@ -4,7 +4,7 @@
  * changes the wallet row and records the transfer, idempotent on its reference.
  */
 import { type RawBuilder, sql } from "kysely";
-import type { Db } from "../platform/database.ts";
+import { type Db, PREPARED } from "../platform/database.ts";
 import { getMerchant } from "../merchant/mod.ts";
 import {
   ensureCardWallet,
@@ -192,7 +192,13 @@ async function debitStatement(
   const priced = s.pricedAt ? pricedAskSql(s.pricedAt) : null;
   const details = sql`${JSON.stringify(s.details ?? null)}::jsonb`;
   const ask = (name?: string) => oneAskSql({ ...s, cardAccountId: sql`${s.cardAccountId}` }, name);
-  const result = await sql<{ id: number; balance_after: number; here: number; amount: number }>`
+  // PREPARED: planned once per connection, not on every call (about 1 ms of planning against a
+  // third of that executing, seen in the close-out's payouts). The text varies only with the call
+  // site's shape (priced or not, its counter account's and place's SQL, its rule); every value
+  // is a parameter.
+  const result = await sql<{ id: number; balance_after: number; here: number; amount: number }>`${
+    sql.raw(PREPARED)
+  }
     with ${
     priced
       ? sql`${ask("listed")}, ask as materialized (

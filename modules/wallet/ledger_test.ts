@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { createTestDatabase, sql } from "../platform/testing.ts";
+import { preparedTextCount } from "../platform/database.ts";
 import { onPostgres, setup } from "./_test_support.ts";
 import {
   adjustBalance,
@@ -673,4 +674,51 @@ Deno.test("a card account with no money has a zero balance", async () => {
   } finally {
     await h.close();
   }
+});
+
+Deno.test({
+  name:
+    "the debit statement is prepared once per shape: other cards, amounts and references add no text",
+  ignore: !onPostgres,
+  fn: async () => {
+    const t = await setup();
+    try {
+      const round = async (i: number) => {
+        const card = await t.card(10_000);
+        await payFromCard(t.db, {
+          cardAccountId: card,
+          merchantId: t.merchant.id,
+          amount: 100 + i,
+          reference: `prep-pay-${i}`,
+          terminalId: i,
+          details: { i },
+        });
+        await payUtility(t.db, {
+          cardAccountId: card,
+          amount: 200 + i,
+          utility: i % 2 ? "water" : "electricity",
+          reference: `prep-util-${i}`,
+          details: { room: `3-${i}` },
+        });
+        await adjustBalance(t.db, {
+          cardAccountId: card,
+          amount: -(50 + i),
+          reference: `prep-adj-${i}`,
+          reason: `调账 ${i}`,
+          staffId: null,
+        });
+      };
+      const before = preparedTextCount();
+      await round(1);
+      // A shape each: the payment's, the utility's, the adjustment's.
+      assert.equal(preparedTextCount() - before, 3);
+      await round(2);
+      const shapes = preparedTextCount();
+      for (let i = 3; i < 8; i++) await round(i);
+      assert.equal(preparedTextCount(), shapes);
+      await assertBooksBalance(t.db);
+    } finally {
+      await t.h.close();
+    }
+  },
 });
