@@ -7,7 +7,10 @@
  * fact: `source` is unique) and moves the positions. A fact that rolled back never appears; one
  * that committed is turned into messages exactly once, whichever instance reads it and whenever
  * one dies mid-round (its transaction rolls back with it). The money paths write nothing more.
+ * One reader is a clock, not a feed: 补助即将到期 for the lots whose end comes near
+ * (`announceLotsEnding`), its position the last lot's end.
  */
+import { sql } from "kysely";
 import type { Db } from "../platform/database.ts";
 import { feedHorizon, type FeedPosition } from "../platform/feed.ts";
 import { chinaDateTime } from "../platform/china_time.ts";
@@ -15,7 +18,7 @@ import { formatFen } from "../platform/money.ts";
 import { logger } from "../platform/log.ts";
 import { accountEventsAfter, type FeedAccountEvent } from "../account/mod.ts";
 import { accountsOfCards, cardEventsAfter, type FeedCardEvent } from "../card/mod.ts";
-import { cardTransfersAfter, type FeedTransfer } from "../wallet/mod.ts";
+import { cardTransfersAfter, type FeedTransfer, lotsEndingBy } from "../wallet/mod.ts";
 import { type FeedLowCredit, lowCreditAlertsAfter } from "../billing/mod.ts";
 import type { MessageData } from "./kinds.ts";
 import { type NotifySettings, quietUntil, settingsOf } from "./settings.ts";
@@ -26,6 +29,9 @@ const log = logger("notify.derive");
 
 /** Facts one round reads from a feed at most. */
 const BATCH = 500;
+
+/** 补助即将到期 comes this long before a lot's end (then held by quiet hours, if any). */
+export const EXPIRING_NOTICE_MS = 3 * 86_400_000;
 
 /** A message about to be written. */
 export interface NewMessage {
@@ -288,6 +294,49 @@ const FEEDS: Record<string, Feed<any>> = {
 };
 
 /**
+ * 补助即将到期: the lots' ends read as a clock from the row's position (`at`, `id`) up to
+ * `EXPIRING_NOTICE_MS` from now, one message per lot that still holds money free, to its card's
+ * holder unless switched off; the position moves past every lot read. Returns the lots read.
+ */
+async function announceLotsEnding(
+  trx: Db,
+  position: { at: string | null; id: number },
+  settings: SettingsReader,
+  now: Date,
+): Promise<number> {
+  const after = { at: position.at ?? now.toISOString(), id: position.id };
+  const lots = await lotsEndingBy(trx, after, new Date(now.getTime() + EXPIRING_NOTICE_MS), BATCH);
+  if (lots.length === 0) return 0;
+  const holders = await accountsOfCards(trx, lots.map((l) => l.cardAccountId));
+  const byAccount = await settings([...holders.values()]);
+  const messages = lots.flatMap((l): NewMessage[] => {
+    const accountId = holders.get(l.cardAccountId);
+    if (accountId === undefined || byAccount.get(accountId)!.muted.includes("subsidy_expiring")) {
+      return [];
+    }
+    return [{
+      accountId,
+      kind: "subsidy_expiring",
+      source: `lot:${l.id}:ending`,
+      eventAt: now,
+      data: {
+        purse: l.purse,
+        amount: formatFen(l.free),
+        until: minuteOf(l.validUntil),
+        time: minuteOf(now),
+        fen: l.free,
+      },
+    }];
+  });
+  await writeMessages(trx, messages, settings, now);
+  const last = lots[lots.length - 1];
+  await trx.updateTable("notify_feeds")
+    .set({ at: sql<Date>`${last.position}::timestamptz`, id: last.id, updated_at: now })
+    .where("name", "=", "lots_ending").execute();
+  return lots.length;
+}
+
+/**
  * Writes the messages, each queued now or, inside the student's quiet hours, held until they end
  * (security notices never wait). A source already written is left as it is.
  */
@@ -324,6 +373,7 @@ async function writeMessages(
 export async function deriveMessages(db: Db, now = new Date()): Promise<number> {
   return await db.transaction().execute(async (trx) => {
     const feeds = await trx.selectFrom("notify_feeds").select(["name", "id"])
+      .select((eb) => eb.cast<string | null>("at", "text").as("at"))
       .select((eb) => eb.cast<string>("xid", "text").as("xid"))
       .forUpdate().skipLocked().execute();
     if (feeds.length === 0) return 0;
@@ -336,6 +386,10 @@ export async function deriveMessages(db: Db, now = new Date()): Promise<number> 
     };
     let read = 0;
     for (const f of feeds) {
+      if (f.name === "lots_ending") {
+        read += await announceLotsEnding(trx, f, settings, now);
+        continue;
+      }
       const feed = FEEDS[f.name];
       if (!feed) continue;
       const rows = await feed.read(trx, { xid: f.xid, id: f.id }, horizon, BATCH);

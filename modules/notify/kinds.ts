@@ -52,6 +52,17 @@ export const KINDS: Record<MessageKind, KindInfo> = {
       ["balance", "账户余额"],
     ],
   },
+  subsidy_expiring: {
+    label: "补助即将到期",
+    switchable: true,
+    path: "/wallet",
+    lines: [
+      ["purse", "钱包"],
+      ["amount", "未用金额"],
+      ["until", "到期时间"],
+      ["time", "提醒时间"],
+    ],
+  },
   refund: {
     label: "退款到账",
     switchable: true,
@@ -112,6 +123,7 @@ export const SWITCHABLE: MessageKind[] = [
   "spend",
   "topup",
   "subsidy",
+  "subsidy_expiring",
   "refund",
   "low_balance",
   "utility_low",

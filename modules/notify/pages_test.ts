@@ -46,7 +46,13 @@ Deno.test("消息通知 shows the defaults, keeps bad input with a message, and 
     .where("account_id", "=", s.accountId).executeTakeFirstOrThrow();
   assert.deepEqual(
     [saved.muted, saved.low_balance, saved.quiet, saved.quiet_start, saved.quiet_end],
-    [["topup", "subsidy", "refund", "low_balance", "utility_low"], 20_50, false, 1350, 360],
+    [
+      ["topup", "subsidy", "subsidy_expiring", "refund", "low_balance", "utility_low"],
+      20_50,
+      false,
+      1350,
+      360,
+    ],
   );
   page = await (await s.client.get("/me/notifications?done=1")).text();
   assert.match(page, /已保存/);

@@ -5,6 +5,7 @@ export type MessageKind =
   | "spend"
   | "topup"
   | "subsidy"
+  | "subsidy_expiring"
   | "refund"
   | "low_balance"
   | "utility_low"
@@ -36,6 +37,8 @@ export interface NotifyFeedsTable {
   /** xid8 as text. */
   xid: ColumnType<string, string | undefined, string>;
   id: Generated<number>;
+  /** A clock's position ('lots_ending': the end of the last lot announced), null for the others. */
+  at: ColumnType<Date | null, Date | null | undefined, Date | null>;
   updated_at: Generated<Date>;
 }
 

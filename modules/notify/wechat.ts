@@ -36,6 +36,7 @@ const KIND_NAMES: Record<MessageKind, string> = {
   spend: "SPEND",
   topup: "TOPUP",
   subsidy: "SUBSIDY",
+  subsidy_expiring: "SUBSIDY_EXPIRING",
   refund: "REFUND",
   low_balance: "LOW_BALANCE",
   utility_low: "UTILITY_LOW",

@@ -318,3 +318,57 @@ export async function expireLots(
     return done;
   });
 }
+
+/** A lot whose end is near, with what it still holds free (for 补助即将到期). */
+export interface LotEnding {
+  id: number;
+  cardAccountId: number;
+  /** The purse kind's name (补助, …). */
+  purse: string;
+  /** What it holds free now (more than 0): remaining less what a running shower set aside. */
+  free: number;
+  validUntil: Date;
+  /** Its end exactly, as text (a JS Date keeps milliseconds, the column microseconds). */
+  position: string;
+}
+
+/**
+ * The lots holding money free that end after position `after` (its end as `position` text, then
+ * its id) and by
+ * `until`, in that order, at most `limit` (the index of the expiry worker's due lots serves it).
+ * A reader of the lots' ends as a clock: the next call starts where this one stopped; a lot
+ * wholly spent or set aside by a running shower when the clock passes it is not read.
+ */
+export async function lotsEndingBy(
+  db: Db,
+  after: { at: string; id: number },
+  until: Date,
+  limit: number,
+): Promise<LotEnding[]> {
+  const { rows } = await sql<
+    {
+      id: number;
+      card_account_id: number;
+      purse: string;
+      free: number;
+      valid_until: Date;
+      position: string;
+    }
+  >`
+    select l.id, l.card_account_id, pk.name as purse, l.remaining - l.held as free,
+      l.valid_until, l.valid_until::text as position
+    from purse_lots l join purse_kinds pk on pk.code = l.purse
+    where l.remaining > l.held
+      and l.valid_until between ${after.at}::timestamptz and ${until}
+      and (l.valid_until > ${after.at}::timestamptz or l.id > ${after.id})
+    order by l.valid_until, l.id
+    limit ${limit}`.execute(db);
+  return rows.map((r) => ({
+    id: Number(r.id),
+    cardAccountId: Number(r.card_account_id),
+    purse: r.purse,
+    free: Number(r.free),
+    validUntil: r.valid_until,
+    position: r.position,
+  }));
+}

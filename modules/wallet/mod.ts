@@ -149,9 +149,10 @@ export { type DeviceSync, syncDevice } from "./device_checkin.ts";
 /**
  * 补助 lots: `subsidyFundingAccount` (a school's 补助资金), `grantLots` (a batch's grants, in the
  * caller's transaction, idempotent per reference), `reverseGrant` (one card's grant undone by a
- * new transfer), `expireLots` (one round of the expiry worker, audited), `listPurseKinds`; the
- * pages' reads: `purseLines` (a card's purses), `lotTotalsByBatch`, `lotsOfBatch`, and the place
- * of a utility payment (`UTILITIES`).
+ * new transfer), `expireLots` (one round of the expiry worker, audited), `listPurseKinds`,
+ * `lotsEndingBy` (the lots' ends read as a clock, for 补助即将到期); the pages' reads:
+ * `purseLines` (a card's purses), `lotTotalsByBatch`, `lotsOfBatch`, and the place of a utility
+ * payment (`UTILITIES`).
  */
 export {
   expireLots,
@@ -159,7 +160,9 @@ export {
   grantLots,
   type GrantTerms,
   listPurseKinds,
+  type LotEnding,
   type LotReturn,
+  lotsEndingBy,
   type PurseKind,
   reverseGrant,
   subsidyFundingAccount,
