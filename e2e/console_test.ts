@@ -183,11 +183,11 @@ journey(
       page,
       () => page.getByRole("link", { name: "导出 Excel" }).click(),
     );
-    const rows = (await readXlsx(exported)).map((r) => r.cells.slice(0, 5));
+    const rows = (await readXlsx(exported)).map((r) => r.cells.slice(0, 6));
     assert.deepEqual(rows, [
-      ["学号", "姓名", "学校", "类型", "芯片卡号"],
-      ["2026100001", "陈晨", "云南城市建设职业学院", "学生", "9400000001"],
-      ["2026100003", "周老师", "云南城市建设职业学院", "教职工", "9400000003"],
+      ["学号", "姓名", "学校", "类型", "卡类别", "芯片卡号"],
+      ["2026100001", "陈晨", "云南城市建设职业学院", "学生", "学生", "9400000001"],
+      ["2026100003", "周老师", "云南城市建设职业学院", "教职工", "教职工", "9400000003"],
     ]);
     await assertAccessible(page, "一卡通查询");
   },

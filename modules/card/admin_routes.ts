@@ -71,6 +71,7 @@ const SEARCH_TABLE: Table<CardSearchRow> = {
     { header: "姓名", value: (r) => r.name },
     { header: "学校", value: (r) => r.school_name },
     { header: "类型", value: (r) => r.kind === "staff" ? "教职工" : "学生" },
+    { header: "卡类别", value: (r) => r.card_type },
     { header: "芯片卡号", value: (r) => r.chip_number ?? "" },
     { header: "状态", value: (r) => STATUS_LABELS[r.status] },
     { header: "绑定", value: (r) => r.account_id ? "已绑定" : "未绑定" },

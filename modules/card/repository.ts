@@ -189,6 +189,8 @@ export interface CardSearchRow {
   student_number: string;
   name: string;
   kind: string;
+  /** Its 卡类别's name. */
+  card_type: string;
   status: CardStatus;
   account_id: number | null;
   chip_number: string | null;
@@ -227,12 +229,14 @@ export async function searchCards(
       .leftJoin("card_chips", (j) =>
         j.onRef("card_chips.card_account_id", "=", "card_accounts.id")
           .on("card_chips.status", "<>", "cancelled"))
+      .innerJoin("card_types", "card_types.id", "card_accounts.card_type_id")
       .select([
         "card_accounts.id",
         "card_accounts.school_id",
         "card_accounts.student_number",
         "card_accounts.name",
         "card_accounts.kind",
+        "card_types.name as card_type",
         "card_accounts.status",
         "card_accounts.account_id",
         "card_chips.chip_number",
