@@ -9,10 +9,18 @@ import { makeStudent } from "../testkit/mod.ts";
 import { ensureSchool } from "../account/mod.ts";
 import { DEMO_SCHOOL } from "../card/mod.ts";
 import { grantLots, subsidyFundingAccount } from "../wallet/mod.ts";
-import { NOON, type NotifyWorld, notifyWorld } from "./_testing.ts";
+import { NOON as FIXED_NOON, type NotifyWorld, notifyWorld } from "./_testing.ts";
+import { minuteOf } from "./derive.ts";
 import { DEFAULT_SETTINGS, saveSettings } from "./settings.ts";
 
 const DAY = 86_400_000;
+/**
+ * A China noon not before today (the clock's position starts when the database was made, so the
+ * rounds' clock must not be behind the real one): the fixed one, or as many days on as needed.
+ */
+const NOON = new Date(
+  FIXED_NOON.getTime() + Math.max(0, Math.ceil((Date.now() - FIXED_NOON.getTime()) / DAY)) * DAY,
+);
 
 async function grant(
   w: NotifyWorld,
@@ -54,14 +62,14 @@ Deno.test("a 补助 ending within three days is one 补助即将到期 with what
   assert.equal(first.length, 1);
   assert.deepEqual(
     [first[0].data.purse, first[0].data.amount, first[0].data.until, first[0].state],
-    ["补助", "¥15.00", "2026-12-18 12:00", "sent"],
+    ["补助", "¥15.00", minuteOf(new Date(NOON.getTime() + 2 * DAY)), "sent"],
   );
   const sent = w.standin.messages.filter((m) => m.template_id === "TPL_SUBSIDY_EXPIRING");
   assert.equal(sent.length, 1);
   assert.deepEqual(Object.values(sent[0].data).map((v) => v.value).slice(0, 3), [
     "补助",
     "¥15.00",
-    "2026-12-18 12:00",
+    minuteOf(new Date(NOON.getTime() + 2 * DAY)),
   ]);
   // Later rounds the same day say nothing more.
   await w.settle(NOON);
