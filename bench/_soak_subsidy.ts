@@ -46,10 +46,11 @@ export async function grantSoakSubsidies(
 }
 
 /**
- * Waits (at most `ms`) until no soak lot past its end holds money free: a refund into an ended
- * lot (a utility purchase refunded after failing, finance's refund of a payment that drew on it)
- * goes back at the expiry worker's next round, every 5 s, so the check waits for that round
- * after the last refund instead of racing it. True when none is left.
+ * Waits (at most `ms`) until no soak lot past its end holds money: a refund into an ended lot (a
+ * utility purchase refunded after failing, finance's refund of a payment that drew on it), or the
+ * part a shower held across the end once the shower ends, goes back at the expiry worker's next
+ * round, every 5 s, so the check waits for that round instead of racing it. True when none is
+ * left (false: the check says which lots still hold money).
  */
 export async function awaitEndedLotsReturned(
   db: Db,
@@ -61,7 +62,7 @@ export async function awaitEndedLotsReturned(
     const { rows: [r] } = await sql<{ n: number }>`
       select count(*)::int as n from purse_lots
       where card_account_id = any(${plan.cards}::bigint[]) and reference like 'bench-subsidy-soak-%'
-        and valid_until <= now() and remaining > held`.execute(db);
+        and valid_until <= now() and remaining > 0`.execute(db);
     if (Number(r.n) === 0) return true;
     if (Date.now() > until) return false;
     await new Promise((resolve) => setTimeout(resolve, 250));

@@ -844,7 +844,9 @@ async function main(): Promise<number> {
   }
 
   // --- settle: what refunds put back into ended 补助 lots goes back at the worker's next round -------
-  await awaitEndedLotsReturned(world.db, subsidies, 20_000);
+  if (!await awaitEndedLotsReturned(world.db, subsidies, 20_000)) {
+    log("补助: ended lots still hold money 20 s after the load (the check names them)");
+  }
 
   // --- graceful shutdown: SIGTERM while reader payments and page loads are in flight ----------------
   await gracefulShutdown(world.db, pos, cards, students[0], students[2]);

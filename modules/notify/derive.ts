@@ -18,7 +18,13 @@ import { formatFen } from "../platform/money.ts";
 import { logger } from "../platform/log.ts";
 import { accountEventsAfter, type FeedAccountEvent } from "../account/mod.ts";
 import { accountsOfCards, cardEventsAfter, type FeedCardEvent } from "../card/mod.ts";
-import { cardTransfersAfter, type FeedTransfer, lotsEndingBy } from "../wallet/mod.ts";
+import {
+  cardTransfersAfter,
+  type FeedTransfer,
+  type LotEnding,
+  lotsEndingBy,
+  lotsOfGrants,
+} from "../wallet/mod.ts";
 import { type FeedLowCredit, lowCreditAlertsAfter } from "../billing/mod.ts";
 import type { MessageData } from "./kinds.ts";
 import { type NotifySettings, quietUntil, settingsOf } from "./settings.ts";
@@ -44,7 +50,7 @@ export interface NewMessage {
 
 interface Feed<Row extends { xid: string; id: number }> {
   read(db: Db, from: FeedPosition, horizon: string, limit: number): Promise<Row[]>;
-  messages(db: Db, rows: Row[], settings: SettingsReader): Promise<NewMessage[]>;
+  messages(db: Db, rows: Row[], settings: SettingsReader, now: Date): Promise<NewMessage[]>;
 }
 
 type SettingsReader = (accountIds: number[]) => Promise<Map<number, NotifySettings>>;
@@ -155,17 +161,41 @@ export function transferMessages(
 
 const ledgerFeed: Feed<FeedTransfer> = {
   read: cardTransfersAfter,
-  async messages(db, rows, settings) {
+  async messages(db, rows, settings, now) {
     const holders = await accountsOfCards(db, rows.map((r) => r.cardAccountId));
     const byAccount = await settings([...holders.values()]);
-    return rows.flatMap((t) => {
+    const messages = rows.flatMap((t) => {
       const accountId = holders.get(t.cardAccountId);
       return accountId === undefined
         ? []
         : transferMessages(t, accountId, byAccount.get(accountId)!);
     });
+    return [...messages, ...await endingGrants(db, rows, settings, now)];
   },
 };
+
+/**
+ * 补助即将到期 for the grants among `rows` whose lot ends within `EXPIRING_NOTICE_MS` from now: a lot
+ * the clock of `announceLotsEnding` has passed already (granted with a near end, or committed
+ * late) is announced as its grant is read.
+ */
+async function endingGrants(
+  db: Db,
+  rows: FeedTransfer[],
+  settings: SettingsReader,
+  now: Date,
+): Promise<NewMessage[]> {
+  const grants = rows.filter((t) => t.kind === "subsidy" && t.cardDelta > 0);
+  if (grants.length === 0) return [];
+  const soon = (l: LotEnding) =>
+    l.validUntil.getTime() > now.getTime() &&
+    l.validUntil.getTime() <= now.getTime() + EXPIRING_NOTICE_MS;
+  const lots = await lotsOfGrants(
+    db,
+    grants.map((g) => ({ cardAccountId: g.cardAccountId, transferId: g.id })),
+  );
+  return await expiringMessages(db, lots.filter(soon), settings, now);
+}
 
 const CARD_EVENTS: Record<string, { event: string; detail: (e: FeedCardEvent) => string }> = {
   bound: {
@@ -294,22 +324,19 @@ const FEEDS: Record<string, Feed<any>> = {
 };
 
 /**
- * 补助即将到期: the lots' ends read as a clock from the row's position (`at`, `id`) up to
- * `EXPIRING_NOTICE_MS` from now, one message per lot that still holds money free, to its card's
- * holder unless switched off; the position moves past every lot read. Returns the lots read.
+ * 补助即将到期 for these lots (each holding money free): one message per lot (its source is the
+ * lot's, whichever way it was found) to its card's holder unless switched off.
  */
-async function announceLotsEnding(
-  trx: Db,
-  position: { at: string | null; id: number },
+async function expiringMessages(
+  db: Db,
+  lots: LotEnding[],
   settings: SettingsReader,
   now: Date,
-): Promise<number> {
-  const after = { at: position.at ?? now.toISOString(), id: position.id };
-  const lots = await lotsEndingBy(trx, after, new Date(now.getTime() + EXPIRING_NOTICE_MS), BATCH);
-  if (lots.length === 0) return 0;
-  const holders = await accountsOfCards(trx, lots.map((l) => l.cardAccountId));
+): Promise<NewMessage[]> {
+  if (lots.length === 0) return [];
+  const holders = await accountsOfCards(db, lots.map((l) => l.cardAccountId));
   const byAccount = await settings([...holders.values()]);
-  const messages = lots.flatMap((l): NewMessage[] => {
+  return lots.flatMap((l): NewMessage[] => {
     const accountId = holders.get(l.cardAccountId);
     if (accountId === undefined || byAccount.get(accountId)!.muted.includes("subsidy_expiring")) {
       return [];
@@ -328,7 +355,24 @@ async function announceLotsEnding(
       },
     }];
   });
-  await writeMessages(trx, messages, settings, now);
+}
+
+/**
+ * 补助即将到期: the lots' ends read as a clock from the row's position (`at`, `id`) up to
+ * `EXPIRING_NOTICE_MS` from now (`expiringMessages`); the position moves past every lot read. A
+ * lot granted after the clock passed its end is announced from its grant (`ledgerFeed`). Returns
+ * the lots read.
+ */
+async function announceLotsEnding(
+  trx: Db,
+  position: { at: string | null; id: number },
+  settings: SettingsReader,
+  now: Date,
+): Promise<number> {
+  const after = { at: position.at ?? now.toISOString(), id: position.id };
+  const lots = await lotsEndingBy(trx, after, new Date(now.getTime() + EXPIRING_NOTICE_MS), BATCH);
+  if (lots.length === 0) return 0;
+  await writeMessages(trx, await expiringMessages(trx, lots, settings, now), settings, now);
   const last = lots[lots.length - 1];
   await trx.updateTable("notify_feeds")
     .set({ at: sql<Date>`${last.position}::timestamptz`, id: last.id, updated_at: now })
@@ -394,7 +438,7 @@ export async function deriveMessages(db: Db, now = new Date()): Promise<number> 
       if (!feed) continue;
       const rows = await feed.read(trx, { xid: f.xid, id: f.id }, horizon, BATCH);
       if (rows.length === 0) continue;
-      await writeMessages(trx, await feed.messages(trx, rows, settings), settings, now);
+      await writeMessages(trx, await feed.messages(trx, rows, settings, now), settings, now);
       const last = rows[rows.length - 1];
       await trx.updateTable("notify_feeds").set({ xid: last.xid, id: last.id, updated_at: now })
         .where("name", "=", f.name).execute();

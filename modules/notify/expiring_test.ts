@@ -107,3 +107,22 @@ Deno.test("no 补助即将到期 for a lot spent or switched off; lots ending at
   // The rounds that follow find nothing (settle throws if they keep finding work).
   await w.settle(new Date(NOON.getTime() + 2 * 3600_000));
 });
+
+Deno.test("a lot granted after the clock passed its end is announced from its grant", async () => {
+  await using w = await notifyWorld();
+  const a = await makeStudent(w, { balance: 0 });
+  const b = await makeStudent(w, { balance: 0 });
+  for (const x of [a, b]) await w.bindWechat(x.accountId);
+  // A's lot ends in 2.9 days: announced, and the clock's position is its end.
+  await grant(w, a.cardAccountId, 4_00, new Date(NOON.getTime() + 2.9 * DAY), "exp-clock-a");
+  await w.settle(NOON);
+  assert.equal((await expiring(w, a.accountId)).length, 1);
+  // B's lot, granted now, ends tomorrow: behind the position, found through its grant.
+  await grant(w, b.cardAccountId, 6_00, new Date(NOON.getTime() + DAY), "exp-clock-b");
+  await w.settle(new Date(NOON.getTime() + 3600_000));
+  assert.deepEqual((await expiring(w, b.accountId)).map((m) => m.data.amount), ["¥6.00"]);
+  // Not twice, and A not again.
+  await w.settle(new Date(NOON.getTime() + DAY / 2));
+  assert.equal((await expiring(w, b.accountId)).length, 1);
+  assert.equal((await expiring(w, a.accountId)).length, 1);
+});

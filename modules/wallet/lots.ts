@@ -334,10 +334,10 @@ export interface LotEnding {
 
 /**
  * The lots holding money free that end after position `after` (its end as `position` text, then
- * its id) and by
- * `until`, in that order, at most `limit` (the index of the expiry worker's due lots serves it).
- * A reader of the lots' ends as a clock: the next call starts where this one stopped; a lot
- * wholly spent or set aside by a running shower when the clock passes it is not read.
+ * its id) and by `until`, in that order, at most `limit` (the index of the expiry worker's due lots
+ * serves it). A reader of the lots' ends as a clock: the next call starts where this one stopped;
+ * a lot wholly spent or set aside by a running shower when the clock passes it is not read, nor
+ * one granted after the clock passed its end (`lotsOfGrants` finds those).
  */
 export async function lotsEndingBy(
   db: Db,
@@ -363,6 +363,42 @@ export async function lotsEndingBy(
       and (l.valid_until > ${after.at}::timestamptz or l.id > ${after.id})
     order by l.valid_until, l.id
     limit ${limit}`.execute(db);
+  return rows.map((r) => ({
+    id: Number(r.id),
+    cardAccountId: Number(r.card_account_id),
+    purse: r.purse,
+    free: Number(r.free),
+    validUntil: r.valid_until,
+    position: r.position,
+  }));
+}
+
+/**
+ * The lots these grant transfers (each with its card) made that still hold money free
+ * (`LotEnding`), by id; found through the cards' lots (their index).
+ */
+export async function lotsOfGrants(
+  db: Db,
+  grants: Array<{ cardAccountId: number; transferId: number }>,
+): Promise<LotEnding[]> {
+  if (grants.length === 0) return [];
+  const { rows } = await sql<
+    {
+      id: number;
+      card_account_id: number;
+      purse: string;
+      free: number;
+      valid_until: Date;
+      position: string;
+    }
+  >`
+    select l.id, l.card_account_id, pk.name as purse, l.remaining - l.held as free,
+      l.valid_until, l.valid_until::text as position
+    from purse_lots l join purse_kinds pk on pk.code = l.purse
+    where l.card_account_id = any(${grants.map((g) => g.cardAccountId)}::bigint[])
+      and l.remaining > 0 and l.remaining > l.held
+      and l.grant_transfer_id = any(${grants.map((g) => g.transferId)}::bigint[])
+    order by l.id`.execute(db);
   return rows.map((r) => ({
     id: Number(r.id),
     cardAccountId: Number(r.card_account_id),

@@ -150,9 +150,9 @@ export { type DeviceSync, syncDevice } from "./device_checkin.ts";
  * 补助 lots: `subsidyFundingAccount` (a school's 补助资金), `grantLots` (a batch's grants, in the
  * caller's transaction, idempotent per reference), `reverseGrant` (one card's grant undone by a
  * new transfer), `expireLots` (one round of the expiry worker, audited), `listPurseKinds`,
- * `lotsEndingBy` (the lots' ends read as a clock, for 补助即将到期); the pages' reads:
- * `purseLines` (a card's purses), `lotTotalsByBatch`, `lotsOfBatch`, and the place of a utility
- * payment (`UTILITIES`).
+ * `lotsEndingBy` (the lots' ends read as a clock, for 补助即将到期) and `lotsOfGrants`; the pages'
+ * reads: `purseLines` (a card's purses), `lotTotalsByBatch`, `lotsOfBatch`, and the place of a
+ * utility payment (`UTILITIES`).
  */
 export {
   expireLots,
@@ -163,6 +163,7 @@ export {
   type LotEnding,
   type LotReturn,
   lotsEndingBy,
+  lotsOfGrants,
   type PurseKind,
   reverseGrant,
   subsidyFundingAccount,
