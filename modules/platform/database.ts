@@ -39,7 +39,8 @@ export function parseNumericSafe(text: string): number {
 
 /**
  * A statement whose text starts with this comment runs on PostgreSQL as a named prepared statement:
- * parsed and planned once per connection instead of on every call. Only for a few hot statements
+ * parsed once per connection and, after its first five calls, run on one generic plan instead of
+ * planned on every call. Only for a few hot statements
  * whose text never varies (pg keeps each one for the connection's lifetime); PGlite prepares it
  * once too (PREPARE, then EXECUTE with the values as literals).
  */
@@ -48,11 +49,11 @@ export const PREPARED = "/*prepared*/";
 const statementNames = new Map<string, string>();
 
 /**
- * How many distinct `PREPARED` texts this process has named (PostgreSQL): each is kept by every
- * connection that ran it, so it must stay a small number whatever the values (tests check it).
+ * The distinct `PREPARED` texts this process has named (PostgreSQL): each is kept by every
+ * connection that ran it, so they must stay few whatever the values (tests check it).
  */
-export function preparedTextCount(): number {
-  return statementNames.size;
+export function preparedTexts(): string[] {
+  return [...statementNames.keys()];
 }
 
 /** A pool client that runs `PREPARED` statements by name. */
@@ -106,10 +107,11 @@ export async function openDatabase(options: OpenOptions): Promise<DatabaseHandle
   if (options.databaseUrl) {
     const pool = new pg.Pool({
       connectionString: options.databaseUrl,
-      // Only named (PREPARED) statements are affected: they keep one generic plan, planned once.
-      ...(/[?&]options=/.test(options.databaseUrl)
-        ? {}
-        : { options: "-c plan_cache_mode=force_generic_plan" }),
+      // plan_cache_mode stays auto. force_generic_plan is not only for named statements: every
+      // statement with parameters (all of Kysely's) would get a plan made without its values, so
+      // a partial index whose predicate a value must prove (`remaining > $2` on `where remaining
+      // > 0`) is never used. A named (PREPARED) statement is planned with its values five times,
+      // then keeps its generic plan when that costs less than planning anew (prepared_test.ts).
       max: options.poolSize ?? 20,
       // Connections carry their prepared statements: keep them through quiet spells (pg's
       // default closes them after 10 s idle, and the next burst pays to reconnect and re-prepare).

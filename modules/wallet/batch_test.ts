@@ -5,6 +5,7 @@ import { setup } from "./_test_support.ts";
 import {
   type BatchPayment,
   getBalance,
+  payFromCard,
   payFromCardsRecorded,
   updatePaySettings,
   verifyLedger,
@@ -129,4 +130,52 @@ Deno.test("a merchant without a ledger account yet, or inactive, is left to the 
   } finally {
     await w.h.close();
   }
+});
+
+Deno.test({
+  name:
+    "on one connection the batch and debit statements settle on their generic plans; other statements are planned with their values",
+  ignore: !Deno.env.get("DATABASE_URL"),
+  fn: async () => {
+    const w = await setup({ poolSize: 1 });
+    try {
+      await ensureMerchantAccount(w.db, w.merchant.id);
+      const card = await w.card(100_000);
+      for (let i = 0; i < 8; i++) {
+        const [paid] = await payBatch(w.db, [{
+          payer: String(card),
+          merchantId: w.merchant.id,
+          amount: 100 + i,
+          reference: `generic-b-${i}`,
+          terminalId: null,
+        }]);
+        assert.ok(paid);
+        await payFromCard(w.db, {
+          cardAccountId: card,
+          merchantId: w.merchant.id,
+          amount: 10 + i,
+          reference: `generic-p-${i}`,
+        });
+      }
+      // Five plans made with the values, then the generic one, kept.
+      const { rows } = await sql<
+        { statement: string; generic_plans: number; custom_plans: number }
+      >`
+        select statement, generic_plans, custom_plans from pg_prepared_statements
+        where statement like '/*prepared*/%' order by statement`.execute(w.db);
+      const batch = rows.find((r) => r.statement.includes("with ordinality"));
+      const debit = rows.find((r) => r.statement.includes("materialized") && r !== batch);
+      for (const s of [batch, debit]) {
+        assert.ok(s, "the statement was prepared");
+        assert.deepEqual([Number(s.custom_plans), Number(s.generic_plans)], [5, 3]);
+      }
+      // Any other statement is planned with its values (forced generic plans, a read of the lots
+      // with `remaining > $2` could not use their partial index on `remaining > 0`).
+      const mode = await sql<{ m: string }>`select current_setting('plan_cache_mode') as m`
+        .execute(w.db);
+      assert.equal(mode.rows[0].m, "auto");
+    } finally {
+      await w.h.close();
+    }
+  },
 });
