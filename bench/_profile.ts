@@ -36,7 +36,7 @@ export interface StatementTotal {
   totalMs: number;
   meanMs: number;
   rows: number;
-  /** Times planned (a named statement: five times per connection, then its generic plan). */
+  /** Times planned (a named statement on its one generic plan: once per connection). */
   plans: number;
   /** Planning time in all, ms. */
   planMs: number;

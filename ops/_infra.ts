@@ -578,6 +578,7 @@ export async function appDatabase(adminUrl: string, name: string): Promise<strin
     adminUrl,
     `create database ${name} owner ${APP_ROLE} encoding 'UTF8' template template0`,
   );
+  await psql(adminUrl, `alter database ${name} set plan_cache_mode = force_generic_plan`);
   const u = new URL(adminUrl);
   u.username = APP_ROLE;
   u.pathname = `/${name}`;

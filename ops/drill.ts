@@ -367,6 +367,7 @@ async function failover(): Promise<void> {
     await Deno.remove(standby.dir, { recursive: true }).catch(() => {});
   });
   await requireSynchronousStandby(primaryPg.url);
+  // The database sets plan_cache_mode itself: pgbouncer does not pass the app's `options` on.
   await appDatabase(primaryPg.url, "yxt");
   const bouncerDir = join(TMP, `yxt-drill-pgbouncer-${Deno.pid}`);
   const bouncer = await startPgbouncer(bouncerDir, "yxt", primary.port);

@@ -159,12 +159,13 @@ class PGliteDriver implements Driver {
   }
 
   async init(): Promise<void> {
-    // Prepared statements keep their generic plan after five custom ones, as on PostgreSQL
-    // (plan_cache_mode stays auto: forced, it would hold for every statement with parameters).
+    // Prepared statements are for planning once: keep the generic plan (as on PostgreSQL).
     if (this.#preparedPrefix) {
       // EXECUTE's values are quoted literals (see `literal`): only with standard strings is
       // doubling the quote the whole escape, so make sure of it rather than trust the default.
-      await this.#connection.pg.exec("set standard_conforming_strings = on");
+      await this.#connection.pg.exec(
+        "set plan_cache_mode = force_generic_plan; set standard_conforming_strings = on",
+      );
     }
   }
 

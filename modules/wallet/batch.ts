@@ -156,8 +156,7 @@ async function payInOneStatement(
   const now = new Date();
   const priced = pricedAskSql(now);
   const codes = kind.codes;
-  // The statement settles on one generic plan (PREPARED: after its first five calls on a
-  // connection, planned with their values), planned without the arrays' length: to
+  // The statement runs on one generic plan (PREPARED), planned without the arrays' length: to
   // PostgreSQL a bare unnest of a parameter is 10 rows, and against a few thousand cards (a small
   // campus, the bench) hash joins then look cheaper than index lookups, so a batch of even one
   // payment read and hashed the whole of ledger_accounts and purse_lots (and, while the ledger was

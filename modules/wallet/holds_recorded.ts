@@ -4,7 +4,7 @@
  * the caller's own records. Anything else returns null for that one and the caller takes
  * holds.ts's ordinary path, which says why.
  *
- * Each statement settles on one generic plan (PREPARED) with its arrays' length as a LIMIT that is
+ * Each statement runs on one generic plan (PREPARED) with its arrays' length as a LIMIT that is
  * never reached, so every hold's card, lots and reference are found by their indexes (the comment
  * in batch.ts says why).
  */

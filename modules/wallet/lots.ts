@@ -262,7 +262,9 @@ export async function returnLotsOfCard(
   details: { staffId: number; reason: string },
 ): Promise<number> {
   const lots = await trx.selectFrom("purse_lots").select("id")
-    .where("card_account_id", "=", cardAccountId).where("remaining", ">", 0).orderBy("id")
+    // A literal 0, not a parameter: the cards' lot index is partial (where remaining > 0), and a
+    // plan made without the values (platform/database.ts) can use it only so.
+    .where("card_account_id", "=", cardAccountId).where("remaining", ">", sql.lit(0)).orderBy("id")
     .execute();
   let total = 0;
   for (const l of lots) {

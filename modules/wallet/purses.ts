@@ -119,7 +119,8 @@ async function purseKindRows(db: Db): Promise<KindRow[]> {
 async function lotLines(db: Db, cardAccountId: number): Promise<LotLine[]> {
   const rows = await db.selectFrom("purse_lots")
     .select(["purse", "remaining", "held", "valid_from", "valid_until", "categories"])
-    .where("card_account_id", "=", cardAccountId).where("remaining", ">", 0)
+    // A literal 0: the cards' lot index is partial (where remaining > 0; see lots.ts).
+    .where("card_account_id", "=", cardAccountId).where("remaining", ">", sql.lit(0))
     .orderBy("valid_until").orderBy("id").execute();
   return rows.map((r) => ({
     purse: r.purse,
