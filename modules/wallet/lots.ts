@@ -7,7 +7,7 @@
  * transfer names the grant as its original, so the verifier sees the give-backs of a grant stay
  * within it.
  */
-import { sql } from "kysely";
+import { type RawBuilder, sql } from "kysely";
 import type { Db } from "../platform/database.ts";
 import { writeAudit } from "../staff/mod.ts";
 import { checkReference, ensureCardWallet, ensureSystemAccount, type Trx } from "./_common.ts";
@@ -341,49 +341,42 @@ export interface LotEnding {
  * a lot wholly spent or set aside by a running shower when the clock passes it is not read, nor
  * one granted after the clock passed its end (`lotsOfGrants` finds those).
  */
-export async function lotsEndingBy(
+export function lotsEndingBy(
   db: Db,
   after: { at: string; id: number },
   until: Date,
   limit: number,
 ): Promise<LotEnding[]> {
-  const { rows } = await sql<
-    {
-      id: number;
-      card_account_id: number;
-      purse: string;
-      free: number;
-      valid_until: Date;
-      position: string;
-    }
-  >`
-    select l.id, l.card_account_id, pk.name as purse, l.remaining - l.held as free,
-      l.valid_until, l.valid_until::text as position
-    from purse_lots l join purse_kinds pk on pk.code = l.purse
-    where l.remaining > l.held
+  return lotsEnding(
+    db,
+    sql`l.remaining > l.held
       and l.valid_until between ${after.at}::timestamptz and ${until}
       and (l.valid_until > ${after.at}::timestamptz or l.id > ${after.id})
     order by l.valid_until, l.id
-    limit ${limit}`.execute(db);
-  return rows.map((r) => ({
-    id: Number(r.id),
-    cardAccountId: Number(r.card_account_id),
-    purse: r.purse,
-    free: Number(r.free),
-    validUntil: r.valid_until,
-    position: r.position,
-  }));
+    limit ${limit}`,
+  );
 }
 
 /**
  * The lots these grant transfers (each with its card) made that still hold money free
- * (`LotEnding`), by id; found through the cards' lots (their index).
+ * (`LotEnding`), by id; found through the cards' lots (their index, whose 0 is a literal here).
  */
 export async function lotsOfGrants(
   db: Db,
   grants: Array<{ cardAccountId: number; transferId: number }>,
 ): Promise<LotEnding[]> {
   if (grants.length === 0) return [];
+  return await lotsEnding(
+    db,
+    sql`l.card_account_id = any(${grants.map((g) => g.cardAccountId)}::bigint[])
+      and l.remaining > 0 and l.remaining > l.held
+      and l.grant_transfer_id = any(${grants.map((g) => g.transferId)}::bigint[])
+    order by l.id`,
+  );
+}
+
+/** `LotEnding`s of the lots `l` (with their purse kind `pk`) that `rest` (where …) selects. */
+async function lotsEnding(db: Db, rest: RawBuilder<unknown>): Promise<LotEnding[]> {
   const { rows } = await sql<
     {
       id: number;
@@ -397,10 +390,7 @@ export async function lotsOfGrants(
     select l.id, l.card_account_id, pk.name as purse, l.remaining - l.held as free,
       l.valid_until, l.valid_until::text as position
     from purse_lots l join purse_kinds pk on pk.code = l.purse
-    where l.card_account_id = any(${grants.map((g) => g.cardAccountId)}::bigint[])
-      and l.remaining > 0 and l.remaining > l.held
-      and l.grant_transfer_id = any(${grants.map((g) => g.transferId)}::bigint[])
-    order by l.id`.execute(db);
+    where ${rest}`.execute(db);
   return rows.map((r) => ({
     id: Number(r.id),
     cardAccountId: Number(r.card_account_id),
