@@ -3,6 +3,7 @@
  * message (夜间消息汇总) instead of one each. Each held message is taken once (`skip locked`, and
  * marked summarized in the transaction that writes the summary), whichever instance gets there.
  */
+import { sql } from "kysely";
 import type { Db } from "../platform/database.ts";
 import { formatFen } from "../platform/money.ts";
 import { KINDS, type MessageData, SWITCHABLE } from "./kinds.ts";
@@ -34,7 +35,10 @@ export function summaryDetail(held: Array<{ kind: MessageKind; data: MessageData
  */
 export async function releaseHeld(db: Db, now = new Date(), limit = 100): Promise<number> {
   const due = await db.selectFrom("notify_messages").select("account_id").distinct()
-    .where("state", "=", "held").where("next_attempt_at", "<=", now).limit(limit).execute();
+    // A literal 'held': the held messages' index is partial, and a plan made without the values
+    // (platform/database.ts) can use it only so; without it every round read all messages.
+    .where("state", "=", sql.lit("held")).where("next_attempt_at", "<=", now).limit(limit)
+    .execute();
   let written = 0;
   for (const { account_id: accountId } of due) {
     written += await db.transaction().execute(async (trx) => {

@@ -35,6 +35,10 @@ export function jobQueue<S extends string>(def: JobQueue<S>): JobQueue<S> {
   if (!/^[a-z_][a-z0-9_]*$/.test(def.table) || !/^[a-z_][a-z0-9_]*$/.test(def.key)) {
     throw new Error(`Cannot declare job queue ${def.name}: bad table or key name`);
   }
+  // Written into the claim as literals (claimStatement).
+  if (!def.active.length || !def.active.every((s) => /^[a-z_]+$/.test(s))) {
+    throw new Error(`Cannot declare job queue ${def.name}: bad active state`);
+  }
   return def;
 }
 
@@ -66,18 +70,39 @@ export function backoffMs(policy: RetryPolicy, attempt: number): number {
 export async function claimJobs<S extends string>(
   db: Db,
   queue: JobQueue<S>,
-  options: { now: Date; leaseMs: number; limit: number; where?: RawBuilder<boolean> },
+  options: ClaimOptions,
 ): Promise<ClaimedJob<S>[]> {
-  const { now } = options;
   const token = randomToken(12);
+  const result = await claimStatement<S>(queue, options, token).execute(db);
+  return result.rows.map((r) => ({ ...r, key: Number(r.key), leaseToken: token }));
+}
+
+/** What `claimJobs` takes: the clock, the lease, how many, and an owner's narrowing. */
+export type ClaimOptions = {
+  now: Date;
+  leaseMs: number;
+  limit: number;
+  where?: RawBuilder<boolean>;
+};
+
+/** `claimJobs`'s one statement, leasing with `token` (tests read its plan). */
+export function claimStatement<S extends string>(
+  queue: JobQueue<S>,
+  options: ClaimOptions,
+  token: string,
+): RawBuilder<{ key: number; state: S; attempts: number }> {
+  const { now } = options;
   const leaseUntil = new Date(now.getTime() + options.leaseMs);
   const t = sql.table(queue.table);
   const k = sql.ref(queue.key);
   const extra = options.where ? sql`and (${options.where})` : sql``;
-  const result = await sql<{ key: number; state: S; attempts: number }>`
+  // The active states are literals, not parameters: a queue's due index is partial (where state
+  // = 'queued'), and a plan made without the values (platform/database.ts) can use it only so.
+  const active = sql.join(queue.active.map((s) => sql.lit(s)));
+  return sql<{ key: number; state: S; attempts: number }>`
     with due as (
       select ${k} from ${t}
-      where state in (${sql.join(queue.active)})
+      where state in (${active})
         and next_attempt_at <= ${now}
         and (lease_expires_at is null or lease_expires_at <= ${now})
         ${extra}
@@ -90,8 +115,7 @@ export async function claimJobs<S extends string>(
            attempts = j.attempts + 1
       from due
      where j.${k} = due.${k}
-    returning j.${k} as key, j.state, j.attempts`.execute(db);
-  return result.rows.map((r) => ({ ...r, key: Number(r.key), leaseToken: token }));
+    returning j.${k} as key, j.state, j.attempts`;
 }
 
 /** What settling a held job changes: its state, when it is next due, the error, owner columns. */

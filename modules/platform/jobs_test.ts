@@ -5,6 +5,7 @@ import { createTestDatabase } from "./testing.ts";
 import {
   backoffMs,
   claimJobs,
+  claimStatement,
   jobCounts,
   jobQueue,
   retryJobNow,
@@ -135,4 +136,37 @@ Deno.test("a woken worker runs at once, and stop waits for its run", async () =>
   await worker.stop();
   const counts = await jobCounts(h.db, QUEUE, new Date());
   assert.deepEqual(counts.byState, { done: 3 });
+});
+
+Deno.test("the claim names its active states as literals: a queue's partial due index serves it in a generic plan", async () => {
+  await using h = await withJobs(5);
+  await sql`insert into test_jobs (id, state, next_attempt_at)
+    select g, 'done', now() - interval '1 day' from generate_series(100, 5099) g`.execute(h.db);
+  await sql`create index test_jobs_due on test_jobs (next_attempt_at) where state = 'todo'`
+    .execute(h.db);
+  await sql`analyze test_jobs`.execute(h.db);
+  const q = claimStatement(QUEUE, { now: T0, ...LEASE }, "plan-token").compile(h.db);
+  assert.match(q.sql, /state in \('todo'\)/);
+  // A plan made without the values, as every statement's is (platform/database.ts).
+  await h.db.transaction().execute(async (trx) => {
+    await sql`set local plan_cache_mode = force_generic_plan`.execute(trx);
+    await sql`prepare claim_plan as ${sql.raw(q.sql)}`.execute(trx);
+    const values = q.parameters.map((v) =>
+      v instanceof Date ? sql.lit(v.toISOString()) : sql.lit(v as string | number)
+    );
+    const plan = await sql<{ "QUERY PLAN": string }>`explain execute claim_plan(${
+      sql.join(values)
+    })`.execute(trx);
+    await sql`deallocate claim_plan`.execute(trx);
+    assert.match(plan.rows.map((r) => r["QUERY PLAN"]).join("\n"), /test_jobs_due/);
+  });
+  // And it claims what is due, as before.
+  assert.equal((await claimJobs(h.db, QUEUE, { now: T0, ...LEASE })).length, 5);
+});
+
+Deno.test("a queue whose active state is not a plain word is refused at its declaration", () => {
+  assert.throws(
+    () => jobQueue({ name: "bad", table: "test_jobs", key: "id", active: ["todo'; drop"] }),
+    /bad active state/,
+  );
 });

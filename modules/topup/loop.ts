@@ -3,6 +3,7 @@
  * sandbox's notifies delivered, refunds followed. (Its own file, as wallet/loop.ts, so that the
  * order lifecycle in orders.ts and refunds.ts do not import each other.)
  */
+import { sql } from "kysely";
 import { logger } from "../platform/log.ts";
 import { startLoop } from "../platform/loop.ts";
 import { checkRefunds } from "./refunds.ts";
@@ -24,8 +25,10 @@ export async function runTopupTick(
   const { db } = deps;
   const sandbox = sandboxOf(gateways);
   if (sandbox) await sandbox.deliverDue(app, deps.config.baseUrl, now);
+  // A literal 'pending': the pending orders' index is partial, and a plan made without the values
+  // (platform/database.ts) can use it only so.
   const stale = await db.selectFrom("topup_orders").selectAll()
-    .where("state", "=", "pending")
+    .where("state", "=", sql.lit("pending"))
     .where((eb) =>
       eb.or([
         eb("expires_at", "<=", now),

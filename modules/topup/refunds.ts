@@ -337,7 +337,7 @@ export async function checkRefunds(
   now = new Date(),
 ): Promise<void> {
   const due = await deps.db.selectFrom("topup_refunds").selectAll()
-    .where("state", "=", "processing")
+    .where("state", "=", sql.lit("processing")) // a literal, for the partial index (jobs.ts)
     .where((eb) =>
       eb.or([
         eb("last_checked_at", "is", null),
